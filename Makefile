@@ -1,0 +1,13 @@
+# Convenience targets; the scripts are the source of truth (README).
+.PHONY: run test lint unit bench
+run:
+	bash scripts/main-job.sh
+test:
+	bash scripts/test.sh
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+unit:
+	cargo test --workspace --lib
+bench:
+	bash scripts/bench.sh

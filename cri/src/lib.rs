@@ -1,0 +1,334 @@
+//! A thin tonic adapter serving the CRI `RuntimeService` and `ImageService` (and Kinglet's
+//! `Admin` service) over a runtime core.
+//!
+//! Each RPC: open a tracing span named after it, hand the request to the backend, map a
+//! [`CriError`] to a `tonic::Status` (in one place, `error.rs`), and log a failure once, here.
+//! No lifecycle logic lives in this crate; RPCs the backend does not implement answer
+//! `Unimplemented` through the generated default stubs.
+
+mod error;
+
+use std::sync::Arc;
+
+use kinglet_proto::{admin, v1};
+use tonic::{Request, Response, Status};
+
+pub use error::{chain, CriError};
+
+/// The runtime operations the CRI server needs, in CRI message terms.
+#[tonic::async_trait]
+pub trait CriBackend: Send + Sync + 'static {
+    async fn version(&self, req: v1::VersionRequest) -> Result<v1::VersionResponse, CriError>;
+    async fn status(&self, req: v1::StatusRequest) -> Result<v1::StatusResponse, CriError>;
+    async fn runtime_config(&self) -> Result<v1::RuntimeConfigResponse, CriError>;
+    async fn update_runtime_config(
+        &self,
+        req: v1::UpdateRuntimeConfigRequest,
+    ) -> Result<(), CriError>;
+    async fn run_pod_sandbox(
+        &self,
+        req: v1::RunPodSandboxRequest,
+    ) -> Result<v1::RunPodSandboxResponse, CriError>;
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<(), CriError>;
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<(), CriError>;
+    async fn pod_sandbox_status(
+        &self,
+        req: v1::PodSandboxStatusRequest,
+    ) -> Result<v1::PodSandboxStatusResponse, CriError>;
+    async fn list_pod_sandbox(
+        &self,
+        req: v1::ListPodSandboxRequest,
+    ) -> Result<v1::ListPodSandboxResponse, CriError>;
+    async fn create_container(
+        &self,
+        req: v1::CreateContainerRequest,
+    ) -> Result<v1::CreateContainerResponse, CriError>;
+    async fn start_container(&self, id: &str) -> Result<(), CriError>;
+    async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError>;
+    async fn remove_container(&self, id: &str) -> Result<(), CriError>;
+    async fn list_containers(
+        &self,
+        req: v1::ListContainersRequest,
+    ) -> Result<v1::ListContainersResponse, CriError>;
+    async fn container_status(
+        &self,
+        req: v1::ContainerStatusRequest,
+    ) -> Result<v1::ContainerStatusResponse, CriError>;
+    async fn reopen_container_log(&self, id: &str) -> Result<(), CriError>;
+    async fn exec_sync(&self, req: v1::ExecSyncRequest) -> Result<v1::ExecSyncResponse, CriError>;
+    async fn list_images(
+        &self,
+        req: v1::ListImagesRequest,
+    ) -> Result<v1::ListImagesResponse, CriError>;
+    async fn image_status(
+        &self,
+        req: v1::ImageStatusRequest,
+    ) -> Result<v1::ImageStatusResponse, CriError>;
+    async fn pull_image(
+        &self,
+        req: v1::PullImageRequest,
+    ) -> Result<v1::PullImageResponse, CriError>;
+    async fn remove_image(&self, req: v1::RemoveImageRequest) -> Result<(), CriError>;
+    async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, CriError>;
+    async fn import_image(
+        &self,
+        req: admin::ImportImageRequest,
+    ) -> Result<admin::ImportImageResponse, CriError>;
+}
+
+/// Serves the CRI and admin services over one backend.
+pub struct CriServer<B> {
+    backend: Arc<B>,
+}
+
+impl<B> Clone for CriServer<B> {
+    fn clone(&self) -> Self {
+        CriServer {
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+impl<B: CriBackend> CriServer<B> {
+    pub fn new(backend: Arc<B>) -> Self {
+        CriServer { backend }
+    }
+
+    pub fn runtime_service(&self) -> v1::runtime_service_server::RuntimeServiceServer<Self> {
+        v1::runtime_service_server::RuntimeServiceServer::new(self.clone())
+    }
+
+    pub fn image_service(&self) -> v1::image_service_server::ImageServiceServer<Self> {
+        v1::image_service_server::ImageServiceServer::new(self.clone())
+    }
+
+    pub fn admin_service(&self) -> admin::admin_server::AdminServer<Self> {
+        admin::admin_server::AdminServer::new(self.clone())
+    }
+}
+
+/// Log a failed call once, at this boundary, and turn it into a status.
+fn fail(rpc: &'static str, err: CriError) -> Status {
+    match &err {
+        CriError::Internal { .. } | CriError::DeadlineExceeded { .. } => {
+            tracing::warn!(rpc, err = %chain(&err), "CRI call failed")
+        }
+        _ => tracing::debug!(rpc, err = %chain(&err), "CRI call refused"),
+    }
+    err.into()
+}
+
+/// Run one RPC inside a span named after it.
+macro_rules! rpc {
+    ($name:literal, $call:expr) => {{
+        use tracing::Instrument;
+        async { $call.await.map(Response::new).map_err(|e| fail($name, e)) }
+            .instrument(tracing::debug_span!("cri", rpc = $name))
+            .await
+    }};
+}
+
+#[tonic::async_trait]
+impl<B: CriBackend> v1::runtime_service_server::RuntimeService for CriServer<B> {
+    async fn version(
+        &self,
+        r: Request<v1::VersionRequest>,
+    ) -> Result<Response<v1::VersionResponse>, Status> {
+        rpc!("Version", self.backend.version(r.into_inner()))
+    }
+    async fn status(
+        &self,
+        r: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        rpc!("Status", self.backend.status(r.into_inner()))
+    }
+    async fn runtime_config(
+        &self,
+        _r: Request<v1::RuntimeConfigRequest>,
+    ) -> Result<Response<v1::RuntimeConfigResponse>, Status> {
+        rpc!("RuntimeConfig", self.backend.runtime_config())
+    }
+    async fn update_runtime_config(
+        &self,
+        r: Request<v1::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
+        rpc!("UpdateRuntimeConfig", async {
+            self.backend.update_runtime_config(r.into_inner()).await?;
+            Ok(v1::UpdateRuntimeConfigResponse {})
+        })
+    }
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        rpc!(
+            "RunPodSandbox",
+            self.backend.run_pod_sandbox(r.into_inner())
+        )
+    }
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<v1::StopPodSandboxRequest>,
+    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        rpc!("StopPodSandbox", async {
+            self.backend
+                .stop_pod_sandbox(&r.get_ref().pod_sandbox_id)
+                .await?;
+            Ok(v1::StopPodSandboxResponse {})
+        })
+    }
+    async fn remove_pod_sandbox(
+        &self,
+        r: Request<v1::RemovePodSandboxRequest>,
+    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        rpc!("RemovePodSandbox", async {
+            self.backend
+                .remove_pod_sandbox(&r.get_ref().pod_sandbox_id)
+                .await?;
+            Ok(v1::RemovePodSandboxResponse {})
+        })
+    }
+    async fn pod_sandbox_status(
+        &self,
+        r: Request<v1::PodSandboxStatusRequest>,
+    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        rpc!(
+            "PodSandboxStatus",
+            self.backend.pod_sandbox_status(r.into_inner())
+        )
+    }
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<v1::ListPodSandboxRequest>,
+    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        rpc!(
+            "ListPodSandbox",
+            self.backend.list_pod_sandbox(r.into_inner())
+        )
+    }
+    async fn create_container(
+        &self,
+        r: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        rpc!(
+            "CreateContainer",
+            self.backend.create_container(r.into_inner())
+        )
+    }
+    async fn start_container(
+        &self,
+        r: Request<v1::StartContainerRequest>,
+    ) -> Result<Response<v1::StartContainerResponse>, Status> {
+        rpc!("StartContainer", async {
+            self.backend
+                .start_container(&r.get_ref().container_id)
+                .await?;
+            Ok(v1::StartContainerResponse {})
+        })
+    }
+    async fn stop_container(
+        &self,
+        r: Request<v1::StopContainerRequest>,
+    ) -> Result<Response<v1::StopContainerResponse>, Status> {
+        rpc!("StopContainer", async {
+            let r = r.get_ref();
+            self.backend
+                .stop_container(&r.container_id, r.timeout)
+                .await?;
+            Ok(v1::StopContainerResponse {})
+        })
+    }
+    async fn remove_container(
+        &self,
+        r: Request<v1::RemoveContainerRequest>,
+    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        rpc!("RemoveContainer", async {
+            self.backend
+                .remove_container(&r.get_ref().container_id)
+                .await?;
+            Ok(v1::RemoveContainerResponse {})
+        })
+    }
+    async fn list_containers(
+        &self,
+        r: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        rpc!(
+            "ListContainers",
+            self.backend.list_containers(r.into_inner())
+        )
+    }
+    async fn container_status(
+        &self,
+        r: Request<v1::ContainerStatusRequest>,
+    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        rpc!(
+            "ContainerStatus",
+            self.backend.container_status(r.into_inner())
+        )
+    }
+    async fn reopen_container_log(
+        &self,
+        r: Request<v1::ReopenContainerLogRequest>,
+    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        rpc!("ReopenContainerLog", async {
+            self.backend
+                .reopen_container_log(&r.get_ref().container_id)
+                .await?;
+            Ok(v1::ReopenContainerLogResponse {})
+        })
+    }
+    async fn exec_sync(
+        &self,
+        r: Request<v1::ExecSyncRequest>,
+    ) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        rpc!("ExecSync", self.backend.exec_sync(r.into_inner()))
+    }
+}
+
+#[tonic::async_trait]
+impl<B: CriBackend> v1::image_service_server::ImageService for CriServer<B> {
+    async fn list_images(
+        &self,
+        r: Request<v1::ListImagesRequest>,
+    ) -> Result<Response<v1::ListImagesResponse>, Status> {
+        rpc!("ListImages", self.backend.list_images(r.into_inner()))
+    }
+    async fn image_status(
+        &self,
+        r: Request<v1::ImageStatusRequest>,
+    ) -> Result<Response<v1::ImageStatusResponse>, Status> {
+        rpc!("ImageStatus", self.backend.image_status(r.into_inner()))
+    }
+    async fn pull_image(
+        &self,
+        r: Request<v1::PullImageRequest>,
+    ) -> Result<Response<v1::PullImageResponse>, Status> {
+        rpc!("PullImage", self.backend.pull_image(r.into_inner()))
+    }
+    async fn remove_image(
+        &self,
+        r: Request<v1::RemoveImageRequest>,
+    ) -> Result<Response<v1::RemoveImageResponse>, Status> {
+        rpc!("RemoveImage", async {
+            self.backend.remove_image(r.into_inner()).await?;
+            Ok(v1::RemoveImageResponse {})
+        })
+    }
+    async fn image_fs_info(
+        &self,
+        _r: Request<v1::ImageFsInfoRequest>,
+    ) -> Result<Response<v1::ImageFsInfoResponse>, Status> {
+        rpc!("ImageFsInfo", self.backend.image_fs_info())
+    }
+}
+
+#[tonic::async_trait]
+impl<B: CriBackend> admin::admin_server::Admin for CriServer<B> {
+    async fn import_image(
+        &self,
+        r: Request<admin::ImportImageRequest>,
+    ) -> Result<Response<admin::ImportImageResponse>, Status> {
+        rpc!("ImportImage", self.backend.import_image(r.into_inner()))
+    }
+}

@@ -1,0 +1,178 @@
+//! The runtime core as the CRI server's backend: Version, Status and runtime config live here;
+//! everything else forwards to [`crate::runtime::Runtime`].
+
+use std::sync::Arc;
+
+use kinglet_cri::{CriBackend, CriError};
+use kinglet_proto::{admin, v1};
+
+use crate::runtime::Runtime;
+
+/// Name and versions reported by Version.
+pub const RUNTIME_NAME: &str = "kinglet";
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const CRI_API_VERSION: &str = "v1";
+
+/// The daemon's CRI backend.
+pub struct Backend(pub Arc<Runtime>);
+
+#[tonic::async_trait]
+impl CriBackend for Backend {
+    async fn version(&self, _req: v1::VersionRequest) -> Result<v1::VersionResponse, CriError> {
+        Ok(v1::VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: RUNTIME_NAME.into(),
+            runtime_version: RUNTIME_VERSION.into(),
+            runtime_api_version: CRI_API_VERSION.into(),
+        })
+    }
+
+    async fn status(&self, req: v1::StatusRequest) -> Result<v1::StatusResponse, CriError> {
+        let cond = |t: &str, msg: &str| v1::RuntimeCondition {
+            r#type: t.into(),
+            status: true,
+            reason: String::new(),
+            message: msg.into(),
+        };
+        let mut info = std::collections::HashMap::new();
+        if req.verbose {
+            let c = &self.0.config;
+            info.insert(
+                "config".to_owned(),
+                serde_json::json!({
+                    "root": c.root, "runRoot": c.run_root, "socket": c.socket,
+                    "systemdCgroup": c.systemd_cgroup,
+                })
+                .to_string(),
+            );
+        }
+        Ok(v1::StatusResponse {
+            status: Some(v1::RuntimeStatus {
+                conditions: vec![
+                    cond("RuntimeReady", ""),
+                    cond(
+                        "NetworkReady",
+                        "pods get private network namespaces with loopback",
+                    ),
+                ],
+            }),
+            info,
+            ..Default::default()
+        })
+    }
+
+    async fn runtime_config(&self) -> Result<v1::RuntimeConfigResponse, CriError> {
+        let driver = if self.0.config.systemd_cgroup {
+            v1::CgroupDriver::Systemd
+        } else {
+            v1::CgroupDriver::Cgroupfs
+        };
+        Ok(v1::RuntimeConfigResponse {
+            linux: Some(v1::LinuxRuntimeConfiguration {
+                cgroup_driver: driver as i32,
+            }),
+        })
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: v1::UpdateRuntimeConfigRequest,
+    ) -> Result<(), CriError> {
+        if let Some(cidr) = req
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+        {
+            tracing::info!(pod_cidr = %cidr, "runtime config updated");
+        }
+        Ok(())
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        req: v1::RunPodSandboxRequest,
+    ) -> Result<v1::RunPodSandboxResponse, CriError> {
+        self.0.run_pod_sandbox(req).await
+    }
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
+        self.0.stop_pod_sandbox(id).await
+    }
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
+        self.0.remove_pod_sandbox(id).await
+    }
+    async fn pod_sandbox_status(
+        &self,
+        req: v1::PodSandboxStatusRequest,
+    ) -> Result<v1::PodSandboxStatusResponse, CriError> {
+        self.0.pod_sandbox_status(req).await
+    }
+    async fn list_pod_sandbox(
+        &self,
+        req: v1::ListPodSandboxRequest,
+    ) -> Result<v1::ListPodSandboxResponse, CriError> {
+        self.0.list_pod_sandbox(req).await
+    }
+    async fn create_container(
+        &self,
+        req: v1::CreateContainerRequest,
+    ) -> Result<v1::CreateContainerResponse, CriError> {
+        self.0.create_container(req).await
+    }
+    async fn start_container(&self, id: &str) -> Result<(), CriError> {
+        self.0.start_container(id).await
+    }
+    async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
+        self.0.stop_container(id, timeout).await
+    }
+    async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+        self.0.remove_container(id).await
+    }
+    async fn list_containers(
+        &self,
+        req: v1::ListContainersRequest,
+    ) -> Result<v1::ListContainersResponse, CriError> {
+        self.0.list_containers(req).await
+    }
+    async fn container_status(
+        &self,
+        req: v1::ContainerStatusRequest,
+    ) -> Result<v1::ContainerStatusResponse, CriError> {
+        self.0.container_status(req).await
+    }
+    async fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
+        self.0.reopen_container_log(id).await
+    }
+    async fn exec_sync(&self, req: v1::ExecSyncRequest) -> Result<v1::ExecSyncResponse, CriError> {
+        self.0.exec_sync(req).await
+    }
+    async fn list_images(
+        &self,
+        req: v1::ListImagesRequest,
+    ) -> Result<v1::ListImagesResponse, CriError> {
+        self.0.list_images(req).await
+    }
+    async fn image_status(
+        &self,
+        req: v1::ImageStatusRequest,
+    ) -> Result<v1::ImageStatusResponse, CriError> {
+        self.0.image_status(req).await
+    }
+    async fn pull_image(
+        &self,
+        _req: v1::PullImageRequest,
+    ) -> Result<v1::PullImageResponse, CriError> {
+        Err(CriError::Unimplemented { rpc: "PullImage" })
+    }
+    async fn remove_image(&self, req: v1::RemoveImageRequest) -> Result<(), CriError> {
+        self.0.remove_image(req).await
+    }
+    async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, CriError> {
+        self.0.image_fs_info().await
+    }
+    async fn import_image(
+        &self,
+        req: admin::ImportImageRequest,
+    ) -> Result<admin::ImportImageResponse, CriError> {
+        self.0.import_image(req).await
+    }
+}

@@ -1,0 +1,248 @@
+//! The `kinglet` command line.
+//!
+//! The helper subcommands (`shim run`, `shim exec`, `pod-init`) are dispatched before any
+//! thread or async runtime exists: they fork and call libcontainer, which is only safe in a
+//! single-threaded process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, FlagConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kinglet",
+    version,
+    about = "A single-node container runtime serving the Kubernetes CRI"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args, Clone, Default)]
+pub struct DaemonFlags {
+    /// TOML file with the same keys as the long flags.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// CRI socket path [default: /run/kinglet/kinglet.sock].
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Persistent state directory [default: /var/lib/kinglet].
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Runtime state directory [default: /run/kinglet].
+    #[arg(long)]
+    pub run_root: Option<PathBuf>,
+    /// Use the systemd cgroup driver.
+    #[arg(long)]
+    pub systemd_cgroup: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: serve the CRI on a unix socket.
+    Daemon(DaemonFlags),
+    /// Manage images in the running daemon.
+    Image {
+        /// Socket of the daemon.
+        #[arg(long, global = true, default_value = "/run/kinglet/kinglet.sock")]
+        socket: PathBuf,
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// (internal) Monitor processes the daemon starts for each container.
+    #[command(hide = true)]
+    Shim {
+        #[command(subcommand)]
+        command: ShimCommand,
+    },
+    /// (internal) PID 1 of a pod's shared PID namespace.
+    #[command(hide = true, name = "pod-init")]
+    PodInit {
+        #[arg(long)]
+        pin: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI image layout directory or oci-archive tar into the daemon's store.
+    Import {
+        path: PathBuf,
+        /// Name to tag the image with when the archive carries only a tag.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List images.
+    Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShimCommand {
+    Run {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long)]
+        runtime_root: PathBuf,
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        log_path: Option<PathBuf>,
+        #[arg(long)]
+        systemd_cgroup: bool,
+    },
+    Exec {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        runtime_root: PathBuf,
+        #[arg(long)]
+        result: PathBuf,
+        /// Seconds; 0 = no limit.
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // Single-threaded helpers first: no runtime, no threads.
+        Command::Shim { command } => {
+            init_tracing("warn");
+            let code = match command {
+                ShimCommand::Run {
+                    id,
+                    bundle,
+                    runtime_root,
+                    state_dir,
+                    log_path,
+                    systemd_cgroup,
+                } => kinglet_shim::run::main(&kinglet_shim::run::RunArgs {
+                    id,
+                    bundle,
+                    runtime_root,
+                    state_dir,
+                    log_path,
+                    systemd_cgroup,
+                }),
+                ShimCommand::Exec {
+                    id,
+                    runtime_root,
+                    result,
+                    timeout,
+                    cmd,
+                } => kinglet_shim::exec::main(&kinglet_shim::exec::ExecArgs {
+                    id,
+                    runtime_root,
+                    result,
+                    timeout: Duration::from_secs(timeout),
+                    cmd,
+                }),
+            };
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Command::PodInit { pin } => kinglet_netns::pod_init_main(&pin),
+        Command::Daemon(flags) => {
+            init_tracing("info");
+            report(run_async(daemon(flags)))
+        }
+        Command::Image { socket, command } => {
+            init_tracing("warn");
+            report(run_async(image(socket, command)))
+        }
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kinglet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(f)
+}
+
+async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
+    let config = Config::load(&FlagConfig {
+        config: flags.config,
+        socket: flags.socket,
+        root: flags.root,
+        run_root: flags.run_root,
+        systemd_cgroup: flags.systemd_cgroup.then_some(true),
+    })?;
+    crate::server::run(config).await?;
+    Ok(())
+}
+
+async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {
+    use kinglet_proto::admin::admin_client::AdminClient;
+    use kinglet_proto::v1::image_service_client::ImageServiceClient;
+    let channel = crate::client::connect(&socket)
+        .await
+        .with_context(|| format!("connect to the daemon at {}", socket.display()))?;
+    match command {
+        ImageCommand::Import { path, name } => {
+            let path = std::path::absolute(&path)
+                .with_context(|| format!("resolve {}", path.display()))?;
+            let resp = AdminClient::new(channel)
+                .import_image(kinglet_proto::admin::ImportImageRequest {
+                    path: path.display().to_string(),
+                    name: name.unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("import {}: {}", path.display(), s.message()))?
+                .into_inner();
+            for i in resp.images {
+                println!("{}\t{}", i.id, i.repo_tags.join(","));
+            }
+        }
+        ImageCommand::Ls => {
+            let resp = ImageServiceClient::new(channel)
+                .list_images(kinglet_proto::v1::ListImagesRequest::default())
+                .await
+                .map_err(|s| anyhow::anyhow!("list images: {}", s.message()))?
+                .into_inner();
+            println!("{:<50} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
+            for i in resp.images {
+                let id = i.id.trim_start_matches("sha256:");
+                let tag = i
+                    .repo_tags
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "<none>".into());
+                println!("{:<50} {:<20} {:>10}", tag, &id[..id.len().min(13)], i.size);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Daemon configuration: built-in defaults, overridden by an optional TOML file (`--config`),
+//! overridden by command-line flags. The TOML keys are the long flag names.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::DaemonError;
+
+/// The daemon's settings after merging all sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// CRI gRPC unix socket (mode 0660).
+    pub socket: PathBuf,
+    /// Persistent state: images, pod and container records, writable layers.
+    pub root: PathBuf,
+    /// Runtime state (tmpfs on most hosts): shim state, namespace pins, bundles, mounts.
+    pub run_root: PathBuf,
+    /// Use the systemd cgroup driver instead of cgroupfs.
+    pub systemd_cgroup: bool,
+    /// Grace period applied by StopPodSandbox to containers still running.
+    pub stop_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: PathBuf::from("/run/kinglet/kinglet.sock"),
+            root: PathBuf::from("/var/lib/kinglet"),
+            run_root: PathBuf::from("/run/kinglet"),
+            systemd_cgroup: false,
+            stop_timeout_secs: 10,
+        }
+    }
+}
+
+/// The TOML file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub socket: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub run_root: Option<PathBuf>,
+    pub systemd_cgroup: Option<bool>,
+    pub stop_timeout_secs: Option<u64>,
+}
+
+/// Settings given on the command line (all optional).
+#[derive(Debug, Default, Clone)]
+pub struct FlagConfig {
+    pub config: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub run_root: Option<PathBuf>,
+    pub systemd_cgroup: Option<bool>,
+}
+
+impl Config {
+    /// Defaults ← file ← flags.
+    pub fn load(flags: &FlagConfig) -> Result<Config, DaemonError> {
+        let file = match &flags.config {
+            Some(p) => parse_file(p)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let cfg = Config {
+            socket: flags.socket.clone().or(file.socket).unwrap_or(d.socket),
+            root: flags.root.clone().or(file.root).unwrap_or(d.root),
+            run_root: flags
+                .run_root
+                .clone()
+                .or(file.run_root)
+                .unwrap_or(d.run_root),
+            systemd_cgroup: flags
+                .systemd_cgroup
+                .or(file.systemd_cgroup)
+                .unwrap_or(d.systemd_cgroup),
+            stop_timeout_secs: file.stop_timeout_secs.unwrap_or(d.stop_timeout_secs),
+        };
+        for (field, p) in [
+            ("socket", &cfg.socket),
+            ("root", &cfg.root),
+            ("run-root", &cfg.run_root),
+        ] {
+            if !p.is_absolute() {
+                return Err(DaemonError::Config {
+                    path: flags.config.clone().unwrap_or_default(),
+                    reason: format!("{field} must be an absolute path, got {}", p.display()),
+                });
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn parse_file(path: &Path) -> Result<FileConfig, DaemonError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| DaemonError::Config {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        std::fs::write(&f, "root = \"/srv/k\"\nrun-root = \"/run/k2\"\n").unwrap();
+        let flags = FlagConfig {
+            config: Some(f),
+            run_root: Some("/run/k3".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv/k"));
+        assert_eq!(c.run_root, PathBuf::from("/run/k3"));
+        assert_eq!(c.socket, PathBuf::from("/run/kinglet/kinglet.sock"));
+    }
+
+    #[test]
+    fn unknown_keys_and_relative_paths_are_refused_with_the_field_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        std::fs::write(&f, "rooot = \"/x\"\n").unwrap();
+        let flags = FlagConfig {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("rooot"), "{e}");
+        std::fs::write(&f, "root = \"rel\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("root must be an absolute path"), "{e}");
+    }
+}

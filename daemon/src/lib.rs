@@ -1,0 +1,47 @@
+//! Kinglet: a single-node container runtime that serves the Kubernetes CRI.
+//!
+//! - [`runtime`]: the core (pod sandboxes, containers, images, state, recovery);
+//! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
+//! - [`server`]: the gRPC server on the unix socket;
+//! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
+//!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
+//!
+//! See ARCHITECTURE.md for the process model.
+
+pub mod backend;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod runtime;
+pub mod server;
+mod sys;
+
+use std::path::PathBuf;
+
+/// Errors of starting and running the daemon (CRI calls use [`kinglet_cri::CriError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("image store")]
+    Images {
+        #[source]
+        source: kinglet_image::ImageError,
+    },
+    #[error("cannot serve on {path}")]
+    Serve {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("another daemon is serving {path}")]
+    SocketInUse { path: PathBuf },
+    #[error("startup: {0}")]
+    Startup(String),
+}

@@ -1,0 +1,643 @@
+//! Containers: CreateContainer, StartContainer, StopContainer, RemoveContainer,
+//! ContainerStatus, ListContainers, ReopenContainerLog, and the watcher that records exits.
+//!
+//! Layout of a container `<id>`:
+//! - `<root>/containers/<id>/{upper,work}`: its writable overlay layer (persistent);
+//! - `<run-root>/containers/<id>/bundle/{config.json,rootfs}`: the OCI bundle, `rootfs` being
+//!   the overlay mount;
+//! - `<run-root>/containers/<id>/shim/`: the shim's records and control socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinglet_cri::CriError;
+use kinglet_proto::v1;
+use kinglet_shim::protocol::{read_record, ExitRecord, CMD_REOPEN_LOG, CMD_START, EXIT_RECORD};
+use nix::sys::signal::Signal;
+
+use super::sandbox::to_map;
+use super::shim::{self, ShimLaunch};
+use super::spec::{self, SandboxFiles, SpecInput};
+use super::store::{ContainerEntry, ContainerRecord, ContainerState, Meta, MountRecord, NsMode};
+use super::{
+    blocking, encode_hex, labels_match, mkdir, mounts, new_id, now_nanos, Rollback, Runtime,
+};
+
+/// Parse a signal name (`SIGTERM`, `TERM`, `15`) as images and CRI configs give them.
+pub fn parse_signal(s: &str) -> Option<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse().ok()
+}
+
+impl Runtime {
+    pub async fn create_container(
+        self: &Arc<Self>,
+        req: v1::CreateContainerRequest,
+    ) -> Result<v1::CreateContainerResponse, CriError> {
+        if req.pod_sandbox_id.is_empty() {
+            return Err(CriError::invalid("pod_sandbox_id", "must not be empty"));
+        }
+        let config = req
+            .config
+            .ok_or_else(|| CriError::invalid("config", "is required"))?;
+        let md = config
+            .metadata
+            .clone()
+            .ok_or_else(|| CriError::invalid("config.metadata", "is required"))?;
+        if md.name.is_empty() {
+            return Err(CriError::invalid(
+                "config.metadata.name",
+                "must not be empty",
+            ));
+        }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(CriError::invalid("config.image.image", "must not be empty"));
+        }
+        let sandbox_entry = self.ready_sandbox(&req.pod_sandbox_id).await?;
+        let sandbox = sandbox_entry.record.lock().await.clone();
+        let images = self.images.clone();
+        let lookup = image_name.clone();
+        let image = blocking("resolve image", move || Ok(images.resolve(&lookup)))
+            .await?
+            .ok_or_else(|| CriError::not_found("image", &image_name))?;
+
+        let meta = Meta {
+            name: md.name.clone(),
+            uid: sandbox.meta.uid.clone(),
+            namespace: sandbox.meta.namespace.clone(),
+            attempt: md.attempt,
+        };
+        let key = format!(
+            "{}_{}_{}_{}_{}",
+            meta.name, sandbox.meta.name, sandbox.meta.namespace, sandbox.meta.uid, meta.attempt
+        );
+        let id = new_id();
+        let taken = |other: String| CriError::AlreadyExists {
+            kind: "container",
+            name: key.clone(),
+            id: other,
+        };
+        let _reservation = {
+            let _names = self.names.lock().await;
+            for c in self.store.all_containers().await {
+                let r = c.record.lock().await;
+                if r.sandbox_id == sandbox.id
+                    && r.meta.name == meta.name
+                    && r.meta.attempt == meta.attempt
+                {
+                    return Err(taken(r.id.clone()));
+                }
+            }
+            self.reserve(&format!("container/{}/{key}", sandbox.id), &id)
+                .map_err(taken)?
+        };
+        let span = tracing::info_span!("create_container", pod = %sandbox.id, container = %id, name = %md.name);
+        let _e = span.enter();
+
+        let mut rb = Rollback::default();
+        let run_dir = self.paths.container_run(&id);
+        let root_dir = self.paths.container_root(&id);
+        {
+            let (a, b) = (run_dir.clone(), root_dir.clone());
+            rb.push("remove container dirs", move || async move {
+                let _ = blocking("remove container dirs", move || {
+                    mounts::remove_tree(&a)?;
+                    mounts::remove_tree(&b)
+                })
+                .await;
+            });
+        }
+        let result = async {
+            // Root filesystem: the image's layers under a fresh writable layer.
+            let images = self.images.clone();
+            let img = image.clone();
+            let mut lower = blocking("unpack image layers", move || {
+                images.layer_dirs(&img).map_err(|e| {
+                    CriError::internal(format!("prepare layers of image {}", img.id), e)
+                })
+            })
+            .await?;
+            lower.reverse();
+            let bundle = self.paths.bundle(&id);
+            let rootfs = bundle.join("rootfs");
+            let (upper, work) = (root_dir.join("upper"), root_dir.join("work"));
+            {
+                let (l, u, w, r) = (lower.clone(), upper.clone(), work.clone(), rootfs.clone());
+                blocking("mount rootfs", move || {
+                    mounts::mount_overlay(&l, &u, &w, &r)
+                })
+                .await?;
+            }
+
+            // The OCI spec.
+            let pod_dir = self.paths.pod_run(&sandbox.id);
+            let files = SandboxFiles {
+                hostname: pod_dir.join("hostname"),
+                hosts: pod_dir.join("hosts"),
+                resolv_conf: pod_dir.join("resolv.conf"),
+            };
+            let target_pid_ns = self.target_pid_ns(&config).await;
+            let cgroups_path = format!("{}/{}", sandbox.cgroup_parent.trim_end_matches('/'), id);
+            let spec = spec::build_spec(&SpecInput {
+                config: &config,
+                sandbox: &sandbox,
+                image: &image.config,
+                rootfs: &rootfs,
+                files: &files,
+                cgroups_path: &cgroups_path,
+                min_oom_score_adj: self.min_oom_score_adj,
+                target_pid_ns,
+                cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            })?;
+            // CRI mounts whose host path is missing: create it as a directory, as containerd does.
+            for m in &config.mounts {
+                let p = Path::new(&m.host_path);
+                if std::fs::symlink_metadata(p).is_err() {
+                    mkdir(p)?;
+                }
+            }
+            let cfg_path = bundle.join("config.json");
+            spec.save(&cfg_path)
+                .map_err(|e| CriError::internal(format!("write {}", cfg_path.display()), e))?;
+
+            // Log file.
+            let log_path = if config.log_path.is_empty() {
+                None
+            } else if sandbox.log_directory.is_empty() {
+                return Err(CriError::invalid(
+                    "config.log_path",
+                    "is set but the pod sandbox has no log_directory",
+                ));
+            } else {
+                let p = Path::new(&sandbox.log_directory).join(&config.log_path);
+                if let Some(parent) = p.parent() {
+                    mkdir(parent)?;
+                }
+                Some(p)
+            };
+
+            let state_dir = self.paths.shim_state(&id);
+            let runtime_root = self.paths.runtime_root();
+            let (init_pid, shim_pid) = shim::spawn(&ShimLaunch {
+                exe: &self.exe,
+                id: &id,
+                bundle: &bundle,
+                runtime_root: &runtime_root,
+                state_dir: &state_dir,
+                log_path: log_path.as_deref(),
+                systemd_cgroup: self.config.systemd_cgroup,
+            })
+            .await?;
+            let sig = image
+                .config
+                .stop_signal
+                .as_deref()
+                .and_then(parse_signal)
+                .unwrap_or(Signal::SIGTERM);
+            let rec = ContainerRecord {
+                id: id.clone(),
+                sandbox_id: sandbox.id.clone(),
+                meta,
+                state: ContainerState::Created,
+                image: image_name.clone(),
+                image_id: image.id.clone(),
+                image_ref: image
+                    .repo_digests
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| image.id.clone()),
+                created_at: now_nanos(),
+                started_at: 0,
+                finished_at: 0,
+                exit_code: 0,
+                reason: String::new(),
+                message: String::new(),
+                labels: config.labels.clone().into_iter().collect(),
+                annotations: config.annotations.clone().into_iter().collect(),
+                mounts: config
+                    .mounts
+                    .iter()
+                    .map(|m| MountRecord {
+                        container_path: m.container_path.clone(),
+                        host_path: m.host_path.clone(),
+                        readonly: m.readonly,
+                        propagation: m.propagation,
+                    })
+                    .collect(),
+                log_path: log_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                stop_signal: sig as i32,
+                shim_pid,
+                init_pid,
+                init_start_ticks: kinglet_shim::process_start_ticks(init_pid).unwrap_or(0),
+                config: encode_hex(&config),
+            };
+            let entry = self.store.insert_container(rec, true).await?;
+            Ok::<_, CriError>(entry)
+        }
+        .await;
+        match result {
+            Ok(entry) => {
+                rb.commit();
+                self.watch_exit(entry);
+                tracing::info!("container created");
+                Ok(v1::CreateContainerResponse { container_id: id })
+            }
+            Err(e) => {
+                // A shim that did start would hold the rootfs: make sure nothing is left running.
+                let _ = blocking("kill leftover", {
+                    let state_dir = self.paths.shim_state(&id);
+                    move || {
+                        if let Ok(Some(r)) = read_record::<kinglet_shim::protocol::ShimRecord>(
+                            &state_dir.join(kinglet_shim::protocol::SHIM_RECORD),
+                        ) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(r.init_pid),
+                                Signal::SIGKILL,
+                            );
+                        }
+                        Ok(())
+                    }
+                })
+                .await;
+                rb.run().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn target_pid_ns(&self, config: &v1::ContainerConfig) -> Option<PathBuf> {
+        let nso = config
+            .linux
+            .as_ref()?
+            .security_context
+            .as_ref()?
+            .namespace_options
+            .as_ref()?;
+        if NsMode::from_cri(nso.pid) != NsMode::Target {
+            return None;
+        }
+        let t = self.store.find_container(&nso.target_id).await?;
+        let r = t.record.lock().await;
+        (r.state == ContainerState::Running)
+            .then(|| PathBuf::from(format!("/proc/{}/ns/pid", r.init_pid)))
+    }
+
+    /// Watch a container's shim; when it exits, record the container's exit.
+    pub(crate) fn watch_exit(self: &Arc<Self>, entry: Arc<ContainerEntry>) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let (id, shim_pid) = {
+                let r = entry.record.lock().await;
+                (r.id.clone(), r.shim_pid)
+            };
+            shim::wait_exit(shim_pid).await;
+            if let Err(e) = rt.record_exit(&entry, &id).await {
+                tracing::warn!(container = %id, err = %kinglet_cri::chain(&e), "recording exit failed");
+            }
+        });
+    }
+
+    /// Read the shim's exit record into the container's record.
+    pub(crate) async fn record_exit(
+        &self,
+        entry: &ContainerEntry,
+        id: &str,
+    ) -> Result<(), CriError> {
+        let path = self.paths.shim_state(id).join(EXIT_RECORD);
+        let exit = read_record::<ExitRecord>(&path)
+            .map_err(|e| CriError::internal(format!("read {}", path.display()), e))?;
+        self.store
+            .update_container(entry, |r| {
+                if r.state == ContainerState::Exited {
+                    return;
+                }
+                r.state = ContainerState::Exited;
+                match &exit {
+                    Some(x) => {
+                        r.exit_code = x.exit_code;
+                        r.finished_at = x.finished_at;
+                        r.reason = if x.oom_killed {
+                            "OOMKilled".into()
+                        } else if x.exit_code == 0 {
+                            "Completed".into()
+                        } else {
+                            "Error".into()
+                        };
+                    }
+                    None => {
+                        r.exit_code = 255;
+                        r.finished_at = now_nanos();
+                        r.reason = "Unknown".into();
+                        r.message =
+                            "the container's monitor ended without recording an exit status".into();
+                    }
+                }
+            })
+            .await?;
+        let r = entry.record.lock().await;
+        tracing::info!(pod = %r.sandbox_id, container = %id, exit_code = r.exit_code, reason = %r.reason, "container exited");
+        Ok(())
+    }
+
+    async fn container_entry(&self, id: &str) -> Result<Arc<ContainerEntry>, CriError> {
+        if id.is_empty() {
+            return Err(CriError::invalid("container_id", "must not be empty"));
+        }
+        self.store
+            .find_container(id)
+            .await
+            .ok_or_else(|| CriError::not_found("container", id))
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
+        let entry = self.container_entry(id).await?;
+        let (cid, state) = {
+            let r = entry.record.lock().await;
+            (r.id.clone(), r.state)
+        };
+        if state != ContainerState::Created {
+            return Err(CriError::FailedPrecondition {
+                kind: "container",
+                id: cid,
+                state: format!("{state:?}").to_lowercase(),
+                action: "StartContainer",
+                needed: "created",
+            });
+        }
+        let reply = shim::control(&self.paths.shim_state(&cid), CMD_START).await?;
+        let started_at = reply.parse::<i64>().unwrap_or_else(|_| now_nanos());
+        self.store
+            .update_container(&entry, |r| {
+                if r.state == ContainerState::Created {
+                    r.state = ContainerState::Running;
+                    r.started_at = started_at;
+                }
+            })
+            .await?;
+        tracing::info!(container = %cid, "container started");
+        Ok(())
+    }
+
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
+        if id.is_empty() {
+            return Err(CriError::invalid("container_id", "must not be empty"));
+        }
+        let Some(entry) = self.store.find_container(id).await else {
+            return Ok(());
+        };
+        let cid = entry.record.lock().await.id.clone();
+        self.stop_container_entry(&entry, &cid, timeout).await
+    }
+
+    /// Signal, wait up to `timeout` seconds, then SIGKILL and wait for the exit.
+    pub(crate) async fn stop_container_entry(
+        &self,
+        entry: &ContainerEntry,
+        id: &str,
+        timeout: i64,
+    ) -> Result<(), CriError> {
+        let (state, init_pid, ticks, stop_signal) = {
+            let r = entry.record.lock().await;
+            (r.state, r.init_pid, r.init_start_ticks, r.stop_signal)
+        };
+        if matches!(state, ContainerState::Exited | ContainerState::Unknown) {
+            return Ok(());
+        }
+        let mut rx = entry.state_tx.subscribe();
+        let alive =
+            move || kinglet_shim::process_start_ticks(init_pid) == Some(ticks) && ticks != 0;
+        let send = |sig: Signal| {
+            if alive() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init_pid), sig);
+            }
+        };
+        let exited = |rx: &mut tokio::sync::watch::Receiver<ContainerState>| {
+            matches!(
+                *rx.borrow_and_update(),
+                ContainerState::Exited | ContainerState::Unknown
+            )
+        };
+        if timeout > 0 && state == ContainerState::Running {
+            send(Signal::try_from(stop_signal).unwrap_or(Signal::SIGTERM));
+            let wait = async {
+                while !exited(&mut rx) {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(timeout as u64), wait)
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tracing::info!(container = %id, timeout, "grace period over, killing");
+        }
+        send(Signal::SIGKILL);
+        let wait = async {
+            while !exited(&mut rx) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .is_err()
+        {
+            return Err(CriError::DeadlineExceeded {
+                what: format!("container {id} to exit after SIGKILL"),
+                seconds: 30,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+        if id.is_empty() {
+            return Err(CriError::invalid("container_id", "must not be empty"));
+        }
+        let Some(entry) = self.store.find_container(id).await else {
+            return Ok(());
+        };
+        let cid = entry.record.lock().await.id.clone();
+        self.stop_container_entry(&entry, &cid, 0).await?;
+        let (run_dir, root_dir) = (
+            self.paths.container_run(&cid),
+            self.paths.container_root(&cid),
+        );
+        let runtime_state = self.paths.runtime_root().join(&cid);
+        blocking("remove container files", move || {
+            mounts::remove_tree(&run_dir)?;
+            mounts::remove_tree(&root_dir)?;
+            mounts::remove_tree(&runtime_state)
+        })
+        .await?;
+        self.store.delete_container(&cid).await?;
+        tracing::info!(container = %cid, "container removed");
+        Ok(())
+    }
+
+    pub async fn container_status(
+        &self,
+        req: v1::ContainerStatusRequest,
+    ) -> Result<v1::ContainerStatusResponse, CriError> {
+        let entry = self.container_entry(&req.container_id).await?;
+        let r = entry.record.lock().await.clone();
+        let mut info = std::collections::HashMap::new();
+        if req.verbose {
+            let v = serde_json::json!({
+                "sandboxID": r.sandbox_id,
+                "pid": r.init_pid,
+                "shimPid": r.shim_pid,
+                "bundle": self.paths.bundle(&r.id),
+            });
+            info.insert("info".to_owned(), v.to_string());
+        }
+        Ok(v1::ContainerStatusResponse {
+            status: Some(container_status(&r)),
+            info,
+        })
+    }
+
+    pub async fn list_containers(
+        &self,
+        req: v1::ListContainersRequest,
+    ) -> Result<v1::ListContainersResponse, CriError> {
+        let f = req.filter.unwrap_or_default();
+        let mut containers = Vec::new();
+        for e in self.store.all_containers().await {
+            let r = e.record.lock().await;
+            if !f.id.is_empty() && !r.id.starts_with(&f.id) {
+                continue;
+            }
+            if !f.pod_sandbox_id.is_empty() && !r.sandbox_id.starts_with(&f.pod_sandbox_id) {
+                continue;
+            }
+            if let Some(s) = &f.state {
+                if s.state != cri_state(r.state) {
+                    continue;
+                }
+            }
+            if !labels_match(&r.labels, &f.label_selector) {
+                continue;
+            }
+            containers.push(v1::Container {
+                id: r.id.clone(),
+                pod_sandbox_id: r.sandbox_id.clone(),
+                metadata: Some(v1::ContainerMetadata {
+                    name: r.meta.name.clone(),
+                    attempt: r.meta.attempt,
+                }),
+                image: Some(v1::ImageSpec {
+                    image: r.image.clone(),
+                    ..Default::default()
+                }),
+                image_ref: r.image_ref.clone(),
+                state: cri_state(r.state),
+                created_at: r.created_at,
+                labels: to_map(&r.labels),
+                annotations: to_map(&r.annotations),
+                image_id: r.image_id.clone(),
+            });
+        }
+        containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        Ok(v1::ListContainersResponse { containers })
+    }
+
+    pub async fn reopen_container_log(&self, id: &str) -> Result<(), CriError> {
+        let entry = self.container_entry(id).await?;
+        let (cid, state) = {
+            let r = entry.record.lock().await;
+            (r.id.clone(), r.state)
+        };
+        if state != ContainerState::Running {
+            return Err(CriError::FailedPrecondition {
+                kind: "container",
+                id: cid,
+                state: format!("{state:?}").to_lowercase(),
+                action: "ReopenContainerLog",
+                needed: "running",
+            });
+        }
+        shim::control(&self.paths.shim_state(&cid), CMD_REOPEN_LOG).await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn cri_state(s: ContainerState) -> i32 {
+    match s {
+        ContainerState::Created => v1::ContainerState::ContainerCreated as i32,
+        ContainerState::Running => v1::ContainerState::ContainerRunning as i32,
+        ContainerState::Exited => v1::ContainerState::ContainerExited as i32,
+        ContainerState::Unknown => v1::ContainerState::ContainerUnknown as i32,
+    }
+}
+
+fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
+    v1::ContainerStatus {
+        id: r.id.clone(),
+        metadata: Some(v1::ContainerMetadata {
+            name: r.meta.name.clone(),
+            attempt: r.meta.attempt,
+        }),
+        state: cri_state(r.state),
+        created_at: r.created_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        exit_code: r.exit_code,
+        image: Some(v1::ImageSpec {
+            image: r.image.clone(),
+            ..Default::default()
+        }),
+        image_ref: r.image_ref.clone(),
+        reason: r.reason.clone(),
+        message: r.message.clone(),
+        labels: to_map(&r.labels),
+        annotations: to_map(&r.annotations),
+        mounts: r
+            .mounts
+            .iter()
+            .map(|m| v1::Mount {
+                container_path: m.container_path.clone(),
+                host_path: m.host_path.clone(),
+                readonly: m.readonly,
+                propagation: m.propagation,
+                ..Default::default()
+            })
+            .collect(),
+        log_path: r.log_path.clone(),
+        image_id: r.image_id.clone(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_in_every_spelling() {
+        assert_eq!(parse_signal("SIGTERM"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+}

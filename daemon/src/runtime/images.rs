@@ -1,0 +1,180 @@
+//! The CRI ImageService over the image store, and the admin import call.
+
+use kinglet_cri::CriError;
+use kinglet_image::ImageRecord;
+use kinglet_proto::{admin, v1};
+
+use super::{blocking, now_nanos, Runtime};
+
+fn image_err(what: String) -> impl FnOnce(kinglet_image::ImageError) -> CriError {
+    move |e| CriError::internal(what, e)
+}
+
+/// The CRI view of a stored image.
+pub fn cri_image(r: &ImageRecord) -> v1::Image {
+    let user = r.config.user.split(':').next().unwrap_or("");
+    let (uid, username) = match user.parse::<i64>() {
+        Ok(u) => (Some(v1::Int64Value { value: u }), String::new()),
+        Err(_) if user.is_empty() => (Some(v1::Int64Value { value: 0 }), String::new()),
+        Err(_) => (None, user.to_owned()),
+    };
+    v1::Image {
+        id: r.id.clone(),
+        repo_tags: r.repo_tags.clone(),
+        repo_digests: r.repo_digests.clone(),
+        size: r.size,
+        uid,
+        username,
+        spec: Some(v1::ImageSpec {
+            image: r.id.clone(),
+            ..Default::default()
+        }),
+        pinned: false,
+    }
+}
+
+impl Runtime {
+    pub async fn list_images(
+        &self,
+        req: v1::ListImagesRequest,
+    ) -> Result<v1::ListImagesResponse, CriError> {
+        let images = self.images.clone();
+        let want = req
+            .filter
+            .and_then(|f| f.image)
+            .map(|i| i.image)
+            .unwrap_or_default();
+        blocking("list images", move || {
+            let list = if want.is_empty() {
+                images.list()
+            } else {
+                images.resolve(&want).into_iter().collect()
+            };
+            Ok(v1::ListImagesResponse {
+                images: list.iter().map(cri_image).collect(),
+            })
+        })
+        .await
+    }
+
+    pub async fn image_status(
+        &self,
+        req: v1::ImageStatusRequest,
+    ) -> Result<v1::ImageStatusResponse, CriError> {
+        let name = req.image.map(|i| i.image).unwrap_or_default();
+        if name.is_empty() {
+            return Err(CriError::invalid("image.image", "must not be empty"));
+        }
+        let images = self.images.clone();
+        let found = blocking("image status", move || Ok(images.resolve(&name))).await?;
+        let mut info = std::collections::HashMap::new();
+        if req.verbose {
+            if let Some(r) = &found {
+                info.insert(
+                    "info".to_owned(),
+                    serde_json::json!({ "config": r.config, "manifestDigest": r.manifest_digest })
+                        .to_string(),
+                );
+            }
+        }
+        Ok(v1::ImageStatusResponse {
+            image: found.as_ref().map(cri_image),
+            info,
+        })
+    }
+
+    pub async fn remove_image(&self, req: v1::RemoveImageRequest) -> Result<(), CriError> {
+        let name = req.image.map(|i| i.image).unwrap_or_default();
+        if name.is_empty() {
+            return Err(CriError::invalid("image.image", "must not be empty"));
+        }
+        let images = self.images.clone();
+        let n = name.clone();
+        let Some(found) = blocking("resolve image", move || Ok(images.resolve(&n))).await? else {
+            return Ok(());
+        };
+        for c in self.store.all_containers().await {
+            let r = c.record.lock().await;
+            if r.image_id == found.id {
+                return Err(CriError::FailedPrecondition {
+                    kind: "image",
+                    id: found.id.clone(),
+                    state: format!("in use by container {}", r.id),
+                    action: "RemoveImage",
+                    needed: "unused",
+                });
+            }
+        }
+        let images = self.images.clone();
+        let id = found.id.clone();
+        blocking("remove image", move || {
+            images
+                .remove(&id)
+                .map_err(image_err(format!("remove image {id}")))
+        })
+        .await?;
+        tracing::info!(image = %found.id, "image removed");
+        Ok(())
+    }
+
+    pub async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, CriError> {
+        let images = self.images.clone();
+        let usage = blocking("image fs usage", move || {
+            images
+                .usage()
+                .map_err(image_err("measure the image store".into()))
+        })
+        .await?;
+        let fs = v1::FilesystemUsage {
+            timestamp: now_nanos(),
+            fs_id: Some(v1::FilesystemIdentifier {
+                mountpoint: usage.mountpoint.display().to_string(),
+            }),
+            used_bytes: Some(v1::UInt64Value {
+                value: usage.used_bytes,
+            }),
+            inodes_used: Some(v1::UInt64Value {
+                value: usage.inodes_used,
+            }),
+        };
+        Ok(v1::ImageFsInfoResponse {
+            image_filesystems: vec![fs.clone()],
+            container_filesystems: vec![fs],
+        })
+    }
+
+    pub async fn import_image(
+        &self,
+        req: admin::ImportImageRequest,
+    ) -> Result<admin::ImportImageResponse, CriError> {
+        if !req.path.starts_with('/') {
+            return Err(CriError::invalid(
+                "path",
+                format!("{:?} is not an absolute path", req.path),
+            ));
+        }
+        let images = self.images.clone();
+        let path = std::path::PathBuf::from(&req.path);
+        let name = (!req.name.is_empty()).then(|| req.name.clone());
+        let imported = blocking("import image", move || {
+            images
+                .import(&path, name.as_deref())
+                .map_err(|e| CriError::invalid("path", kinglet_cri::chain(&e)))
+        })
+        .await?;
+        for r in &imported {
+            tracing::info!(image = %r.id, tags = ?r.repo_tags, "image imported");
+        }
+        Ok(admin::ImportImageResponse {
+            images: imported
+                .iter()
+                .map(|r| admin::ImportedImage {
+                    id: r.id.clone(),
+                    repo_tags: r.repo_tags.clone(),
+                    repo_digests: r.repo_digests.clone(),
+                    size: r.size,
+                })
+                .collect(),
+        })
+    }
+}

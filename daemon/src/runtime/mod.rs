@@ -1,0 +1,245 @@
+//! The runtime core: pod sandboxes and containers, in CRI terms. The CRI server (`cri/`) and,
+//! later, the manifest supervisor both drive this one implementation.
+//!
+//! Owns: the record store, the image store handle, the per-object directories under `--root`
+//! and `--run-root`, and the exit watchers of running containers. Multi-step operations keep a
+//! rollback list that runs in reverse when a step fails.
+
+pub mod cgroups;
+mod container;
+mod exec;
+mod images;
+pub mod mounts;
+mod recover;
+mod sandbox;
+pub mod shim;
+pub mod spec;
+pub mod store;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kinglet_cri::CriError;
+use kinglet_image::ImageStore;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::DaemonError;
+use store::Store;
+
+/// Directory layout of one daemon.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+}
+
+impl Paths {
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+    /// Writable layers of containers (persistent).
+    pub fn container_root(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+    /// Bundle, rootfs mount and shim state of a container (runtime).
+    pub fn container_run(&self, id: &str) -> PathBuf {
+        self.run_root.join("containers").join(id)
+    }
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.container_run(id).join("bundle")
+    }
+    pub fn shim_state(&self, id: &str) -> PathBuf {
+        shim::state_dir(&self.run_root, id)
+    }
+    /// libcontainer's state root.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.run_root.join("runtime")
+    }
+    pub fn pod_run(&self, id: &str) -> PathBuf {
+        self.run_root.join("pods").join(id)
+    }
+    pub fn exec_dir(&self) -> PathBuf {
+        self.run_root.join("exec")
+    }
+}
+
+/// A cleanup step of a half-done operation.
+type Undo = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Steps to undo, run in reverse order unless the operation commits.
+#[derive(Default)]
+pub(crate) struct Rollback {
+    steps: Vec<(String, Undo)>,
+}
+
+impl Rollback {
+    pub fn push<F, Fut>(&mut self, what: impl Into<String>, f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.steps
+            .push((what.into(), Box::new(move || Box::pin(f()))));
+    }
+
+    pub fn commit(mut self) {
+        self.steps.clear();
+    }
+
+    pub async fn run(mut self) {
+        while let Some((what, f)) = self.steps.pop() {
+            tracing::debug!(step = %what, "rolling back");
+            f().await;
+        }
+    }
+}
+
+/// The runtime core.
+pub struct Runtime {
+    pub config: Config,
+    pub paths: Paths,
+    pub store: Store,
+    pub images: Arc<ImageStore>,
+    /// This binary, re-executed as shim and pod init.
+    pub exe: PathBuf,
+    /// The daemon's oom_score_adj (a floor for containers').
+    pub min_oom_score_adj: i32,
+    /// Names being created right now (name key → id), so two concurrent creates of one name
+    /// cannot both win while neither has a record yet.
+    pub(crate) reserved: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    /// Serialises the check-and-reserve step.
+    pub(crate) names: Mutex<()>,
+}
+
+/// A name reservation, released when dropped (the record, if any, then holds the name).
+pub(crate) struct Reservation {
+    map: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    key: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(&self.key);
+        }
+    }
+}
+
+impl Runtime {
+    /// Reserve `key` for `id`, or return the id already holding it. Call with `names` held and
+    /// after checking the records.
+    pub(crate) fn reserve(&self, key: &str, id: &str) -> Result<Reservation, String> {
+        let mut m = self.reserved.lock().expect("reservation lock");
+        if let Some(other) = m.get(key) {
+            return Err(other.clone());
+        }
+        m.insert(key.to_owned(), id.to_owned());
+        Ok(Reservation {
+            map: self.reserved.clone(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Runtime {
+    /// Open the state under the configured roots and recover what a previous daemon left.
+    pub async fn start(config: Config) -> Result<Arc<Runtime>, DaemonError> {
+        let paths = Paths {
+            root: config.root.clone(),
+            run_root: config.run_root.clone(),
+        };
+        for d in [
+            paths.root.clone(),
+            paths.run_root.clone(),
+            paths.runtime_root(),
+            paths.exec_dir(),
+        ] {
+            std::fs::create_dir_all(&d).map_err(|source| DaemonError::Io {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        let images_dir = paths.images();
+        let images = tokio::task::spawn_blocking(move || ImageStore::open(&images_dir))
+            .await
+            .map_err(|e| DaemonError::Startup(format!("image store task: {e}")))?
+            .map_err(|source| DaemonError::Images { source })?;
+        let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
+            path: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        let min_oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let rt = Arc::new(Runtime {
+            store: Store::new(&paths.root),
+            config,
+            paths,
+            images: Arc::new(images),
+            exe,
+            min_oom_score_adj,
+            reserved: Arc::default(),
+            names: Mutex::new(()),
+        });
+        rt.recover()
+            .await
+            .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+        Ok(rt)
+    }
+}
+
+/// A fresh 64-hex-digit object id.
+pub fn new_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> i64 {
+    kinglet_shim::protocol::now_nanos()
+}
+
+/// Run a blocking closure on the blocking pool and flatten its result.
+pub async fn blocking<T, F>(what: &str, f: F) -> Result<T, CriError>
+where
+    F: FnOnce() -> Result<T, CriError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CriError::internal(format!("{what} task"), e))?
+}
+
+/// Encode a protobuf message for a record.
+pub fn encode_hex<M: prost::Message>(m: &M) -> String {
+    hex::encode(m.encode_to_vec())
+}
+
+/// Decode a protobuf message from a record (default on damage).
+pub fn decode_hex<M: prost::Message + Default>(s: &str) -> M {
+    hex::decode(s)
+        .ok()
+        .and_then(|b| M::decode(b.as_slice()).ok())
+        .unwrap_or_default()
+}
+
+/// Whether every `selector` label is present with the same value.
+pub fn labels_match(
+    labels: &std::collections::BTreeMap<String, String>,
+    selector: &std::collections::HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Create `path` and its parents.
+pub fn mkdir(path: &Path) -> Result<(), CriError> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| CriError::internal(format!("create {}", path.display()), e))
+}

@@ -1,0 +1,139 @@
+//! Host-side mounts the daemon owns: each container's overlayfs root and each pod's /dev/shm.
+//! Blocking syscalls: callers run these on `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+
+use kinglet_cri::CriError;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// Mount an overlayfs at `target` with `lower` (highest layer first), `upper` and `work`.
+pub fn mount_overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), CriError> {
+    for d in [upper, work, target] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| CriError::internal(format!("create {}", d.display()), e))?;
+    }
+    let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    let data = if lowers.is_empty() {
+        // overlayfs needs at least one lower layer: an image with no layers gets an empty one.
+        let empty = work.with_file_name("empty-lower");
+        std::fs::create_dir_all(&empty)
+            .map_err(|e| CriError::internal(format!("create {}", empty.display()), e))?;
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            empty.display(),
+            upper.display(),
+            work.display()
+        )
+    } else {
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            upper.display(),
+            work.display()
+        )
+    };
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| CriError::internal(format!("mount overlay at {}", target.display()), e))
+}
+
+/// Mount a tmpfs for a pod's /dev/shm.
+pub fn mount_shm(target: &Path) -> Result<(), CriError> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| CriError::internal(format!("create {}", target.display()), e))?;
+    mount(
+        Some("shm"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| CriError::internal(format!("mount shm at {}", target.display()), e))
+}
+
+/// Whether something is mounted exactly at `path`.
+pub fn is_mountpoint(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_octal).as_deref() == Some(&*want))
+}
+
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmount everything at `path` (stacked mounts too); fine if nothing is mounted.
+pub fn unmount_all(path: &Path) -> Result<(), CriError> {
+    for _ in 0..16 {
+        if !is_mountpoint(path) {
+            return Ok(());
+        }
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => return Ok(()),
+            Err(e) => return Err(CriError::internal(format!("unmount {}", path.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Remove a directory tree, unmounting any mount found inside it first (deepest first).
+pub fn remove_tree(path: &Path) -> Result<(), CriError> {
+    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+        let prefix = format!("{}/", path.display());
+        let mut inside: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(unescape_octal))
+            .filter(|m| m.starts_with(&prefix) || *m == path.to_string_lossy())
+            .collect();
+        inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in inside {
+            unmount_all(Path::new(&m))?;
+        }
+    }
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CriError::internal(format!("remove {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_octal("/a\\040b"), "/a b");
+        assert_eq!(unescape_octal("/plain"), "/plain");
+    }
+}

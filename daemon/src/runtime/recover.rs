@@ -1,0 +1,86 @@
+//! Daemon start: rebuild memory from the records on disk, re-attach to shims that still run,
+//! record exits that happened while the daemon was down, and clean what a crash left half-made.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kinglet_cri::CriError;
+use kinglet_shim::protocol::{read_record, ShimRecord, EXIT_RECORD, SHIM_RECORD};
+
+use super::store::ContainerState;
+use super::{mounts, shim, Runtime};
+
+impl Runtime {
+    pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), CriError> {
+        let (sandboxes, containers) = self.store.load_all()?;
+        let sandbox_ids: HashSet<String> = sandboxes.iter().map(|s| s.id.clone()).collect();
+        for s in sandboxes {
+            self.store.sandboxes.write().await.insert(
+                s.id.clone(),
+                Arc::new(super::store::SandboxEntry {
+                    record: tokio::sync::Mutex::new(s),
+                }),
+            );
+        }
+        let mut container_ids = HashSet::new();
+        for mut c in containers {
+            container_ids.insert(c.id.clone());
+            let state_dir = self.paths.shim_state(&c.id);
+            let exited = state_dir.join(EXIT_RECORD).exists();
+            let shim_alive = c.shim_pid > 0 && shim::is_shim_of(c.shim_pid, &c.id);
+            // A start the daemon did not live to record.
+            if c.state == ContainerState::Created {
+                if let Ok(Some(r)) = read_record::<ShimRecord>(&state_dir.join(SHIM_RECORD)) {
+                    if let Some(at) = r.started_at {
+                        c.state = ContainerState::Running;
+                        c.started_at = at;
+                    }
+                }
+            }
+            let id = c.id.clone();
+            let live = matches!(c.state, ContainerState::Created | ContainerState::Running);
+            let entry = self.store.insert_container(c, false).await?;
+            if live {
+                if exited || !shim_alive {
+                    self.record_exit(&entry, &id).await?;
+                } else {
+                    self.watch_exit(entry);
+                }
+            }
+        }
+        // Leftovers of operations a crash interrupted: directories without a record.
+        let pods_dir = self.paths.run_root.join("pods");
+        let ctr_run = self.paths.run_root.join("containers");
+        let ctr_root = self.paths.root.join("containers");
+        let runtime_root = self.paths.runtime_root();
+        let leftovers = [
+            (pods_dir, sandbox_ids),
+            (ctr_run, container_ids.clone()),
+            (ctr_root, container_ids.clone()),
+            (runtime_root, container_ids),
+        ];
+        tokio::task::spawn_blocking(move || {
+            for (dir, known) in leftovers {
+                let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if known.contains(&name) {
+                        continue;
+                    }
+                    let p = e.path();
+                    tracing::info!(path = %p.display(), "removing leftover of an interrupted operation");
+                    let ns = p.join("ns");
+                    if ns.exists() {
+                        let _ = kinglet_netns::unpin_namespaces(&ns);
+                    }
+                    if let Err(e) = mounts::remove_tree(&p) {
+                        tracing::warn!(path = %p.display(), err = %kinglet_cri::chain(&e), "leftover not removed");
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|e| CriError::internal("leftover cleanup task", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,515 @@
+//! Pod sandboxes: RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
+//! ListPodSandbox.
+//!
+//! A sandbox is a directory under `<run-root>/pods/<id>` holding the pins of its namespaces
+//! (`ns/`), its /dev/shm tmpfs (`shm/`) and the hostname/hosts/resolv.conf files its
+//! containers bind-mount. No process represents it, except a tiny init when the pod shares one
+//! PID namespace.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kinglet_cri::CriError;
+use kinglet_netns::{PinRequest, PinnedNamespaces};
+use kinglet_proto::v1;
+
+use super::store::{ContainerState, Meta, NsMode, PodNamespaces, SandboxRecord, SandboxState};
+use super::{
+    blocking, cgroups, encode_hex, labels_match, mkdir, mounts, new_id, now_nanos, Rollback,
+    Runtime,
+};
+
+const HOSTS_HEADER: &str = "# Kubernetes-style hosts file, managed by kinglet.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+fn netns_err(what: &'static str) -> impl FnOnce(kinglet_netns::NetnsError) -> CriError {
+    move |e| CriError::internal(what, e)
+}
+
+/// resolv.conf content for a DNSConfig (None → use the host's file).
+pub fn resolv_conf(dns: Option<&v1::DnsConfig>) -> Option<String> {
+    let dns = dns?;
+    if dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    if !dns.searches.is_empty() {
+        out.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    }
+    for s in &dns.servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    Some(out)
+}
+
+fn host_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+impl Runtime {
+    pub async fn run_pod_sandbox(
+        &self,
+        req: v1::RunPodSandboxRequest,
+    ) -> Result<v1::RunPodSandboxResponse, CriError> {
+        let config = req
+            .config
+            .ok_or_else(|| CriError::invalid("config", "is required"))?;
+        let md = config
+            .metadata
+            .as_ref()
+            .ok_or_else(|| CriError::invalid("config.metadata", "is required"))?;
+        for (field, v) in [
+            ("config.metadata.name", &md.name),
+            ("config.metadata.namespace", &md.namespace),
+            ("config.metadata.uid", &md.uid),
+        ] {
+            if v.is_empty() {
+                return Err(CriError::invalid(field, "must not be empty"));
+            }
+        }
+        if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
+            return Err(CriError::invalid(
+                "config.log_directory",
+                "must be an absolute path",
+            ));
+        }
+        let meta = Meta {
+            name: md.name.clone(),
+            uid: md.uid.clone(),
+            namespace: md.namespace.clone(),
+            attempt: md.attempt,
+        };
+        let linux = config.linux.clone().unwrap_or_default();
+        let nsopt = linux
+            .security_context
+            .as_ref()
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let net = NsMode::from_cri(nsopt.network);
+        let pid = NsMode::from_cri(nsopt.pid);
+        let ipc = NsMode::from_cri(nsopt.ipc);
+        if net == NsMode::Target || ipc == NsMode::Target {
+            return Err(CriError::invalid(
+                "config.linux.security_context.namespace_options",
+                "TARGET mode is only valid for the pid namespace of a container",
+            ));
+        }
+
+        // Reserve the name: check records and reservations, then reserve, under one lock.
+        let key = format!(
+            "{}_{}_{}_{}",
+            meta.name, meta.namespace, meta.uid, meta.attempt
+        );
+        let id = new_id();
+        let taken = |other: String| CriError::AlreadyExists {
+            kind: "pod sandbox",
+            name: key.clone(),
+            id: other,
+        };
+        let _reservation = {
+            let _names = self.names.lock().await;
+            for s in self.store.all_sandboxes().await {
+                let r = s.record.lock().await;
+                if r.meta == meta {
+                    return Err(taken(r.id.clone()));
+                }
+            }
+            self.reserve(&format!("pod/{key}"), &id).map_err(taken)?
+        };
+        let span = tracing::info_span!("run_pod_sandbox", pod = %id, name = %meta.name, namespace = %meta.namespace);
+        let _e = span.enter();
+        let dir = self.paths.pod_run(&id);
+        let mut rb = Rollback::default();
+        match self
+            .setup_sandbox(&id, &dir, &config, net, pid, ipc, &mut rb)
+            .await
+        {
+            Ok(namespaces_and_shm) => {
+                let (namespaces, shm, hostname) = namespaces_and_shm;
+                let (cgroup_parent, owns_cgroup_parent) = if linux.cgroup_parent.is_empty() {
+                    (format!("/kinglet/{id}"), true)
+                } else {
+                    (linux.cgroup_parent.clone(), false)
+                };
+                let rec = SandboxRecord {
+                    id: id.clone(),
+                    meta,
+                    state: SandboxState::Ready,
+                    created_at: now_nanos(),
+                    labels: config.labels.clone().into_iter().collect(),
+                    annotations: config.annotations.clone().into_iter().collect(),
+                    runtime_handler: req.runtime_handler.clone(),
+                    hostname,
+                    log_directory: config.log_directory.clone(),
+                    cgroup_parent,
+                    owns_cgroup_parent,
+                    namespaces,
+                    shm,
+                    config: encode_hex(&config),
+                };
+                if let Err(e) = self.store.insert_sandbox(rec).await {
+                    rb.run().await;
+                    return Err(e);
+                }
+                rb.commit();
+                tracing::info!("pod sandbox ready");
+                Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id })
+            }
+            Err(e) => {
+                rb.run().await;
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn setup_sandbox(
+        &self,
+        id: &str,
+        dir: &Path,
+        config: &v1::PodSandboxConfig,
+        net: NsMode,
+        pid: NsMode,
+        ipc: NsMode,
+        rb: &mut Rollback,
+    ) -> Result<(PodNamespaces, Option<PathBuf>, String), CriError> {
+        mkdir(dir)?;
+        {
+            let d = dir.to_owned();
+            rb.push("remove pod dir", move || async move {
+                let _ = blocking("remove pod dir", move || mounts::remove_tree(&d)).await;
+            });
+        }
+        let host_net = net == NsMode::Node;
+        let hostname = if host_net {
+            host_hostname()
+        } else if !config.hostname.is_empty() {
+            config.hostname.clone()
+        } else {
+            config
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default()
+        };
+        let ns_dir = dir.join("ns");
+        let pin = PinRequest {
+            dir: ns_dir.clone(),
+            net: !host_net,
+            ipc: ipc != NsMode::Node,
+            uts: !host_net,
+            hostname: (!host_net).then(|| hostname.clone()),
+        };
+        let pinned = if pin.net || pin.ipc || pin.uts {
+            let p = blocking("pin namespaces", move || {
+                kinglet_netns::pin_namespaces(&pin).map_err(netns_err("pin pod namespaces"))
+            })
+            .await?;
+            let d = ns_dir.clone();
+            rb.push("unpin namespaces", move || async move {
+                let _ = blocking("unpin", move || {
+                    kinglet_netns::unpin_namespaces(&d).map_err(netns_err("unpin"))
+                })
+                .await;
+            });
+            p
+        } else {
+            PinnedNamespaces::default()
+        };
+        let mut namespaces = PodNamespaces {
+            network: net,
+            pid,
+            ipc,
+            net_path: pinned.net.clone(),
+            ipc_path: pinned.ipc.clone(),
+            uts_path: pinned.uts.clone(),
+            pid_path: None,
+            pid_init: None,
+        };
+        if pid == NsMode::Pod {
+            mkdir(&ns_dir)?;
+            let pin_path = ns_dir.join("pid");
+            let exe = self.exe.clone();
+            let pp = pin_path.clone();
+            let init = blocking("start pod init", move || {
+                kinglet_netns::spawn_pod_init(&exe, &pp)
+                    .map_err(netns_err("start the pod's pid namespace init"))
+            })
+            .await?;
+            let pp = pin_path.clone();
+            rb.push("stop pod init", move || async move {
+                let _ = blocking("stop pod init", move || {
+                    kinglet_netns::stop_pod_init(init, &pp).map_err(netns_err("stop pod init"))
+                })
+                .await;
+            });
+            namespaces.pid_path = Some(pin_path);
+            namespaces.pid_init = Some(init);
+        }
+        let shm = if ipc != NsMode::Node {
+            let shm = dir.join("shm");
+            let s = shm.clone();
+            blocking("mount shm", move || mounts::mount_shm(&s)).await?;
+            Some(shm)
+        } else {
+            None
+        };
+        // Files every container of the pod bind-mounts.
+        let hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_owned())
+        } else {
+            HOSTS_HEADER.to_owned()
+        };
+        let resolv = match resolv_conf(config.dns_config.as_ref()) {
+            Some(r) => r,
+            None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        for (name, content) in [
+            ("hostname", format!("{hostname}\n")),
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, content)
+                .map_err(|e| CriError::internal(format!("write {}", p.display()), e))?;
+        }
+        if !config.log_directory.is_empty() {
+            mkdir(Path::new(&config.log_directory))?;
+        }
+        tracing::debug!(pod = %id, "sandbox namespaces and files ready");
+        Ok((namespaces, shm, hostname))
+    }
+
+    /// Stop every container of the sandbox and release its namespaces. Idempotent.
+    pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
+        if id.is_empty() {
+            return Err(CriError::invalid("pod_sandbox_id", "must not be empty"));
+        }
+        let Some(entry) = self.store.find_sandbox(id).await else {
+            return Ok(());
+        };
+        let rec = entry.record.lock().await.clone();
+        for c in self.store.all_containers().await {
+            let (cid, sid, state) = {
+                let r = c.record.lock().await;
+                (r.id.clone(), r.sandbox_id.clone(), r.state)
+            };
+            if sid == rec.id && matches!(state, ContainerState::Running | ContainerState::Created) {
+                self.stop_container_entry(&c, &cid, 0).await?;
+            }
+        }
+        self.release_namespaces(&rec).await?;
+        self.store
+            .update_sandbox(&entry, |r| {
+                r.state = SandboxState::NotReady;
+                r.namespaces.pid_init = None;
+            })
+            .await?;
+        tracing::info!(pod = %rec.id, "pod sandbox stopped");
+        Ok(())
+    }
+
+    async fn release_namespaces(&self, rec: &SandboxRecord) -> Result<(), CriError> {
+        let ns_dir = self.paths.pod_run(&rec.id).join("ns");
+        let init = rec.namespaces.pid_init;
+        blocking("release namespaces", move || {
+            if let Some(pid) = init {
+                kinglet_netns::stop_pod_init(pid, &ns_dir.join("pid"))
+                    .map_err(netns_err("stop pod init"))?;
+            }
+            kinglet_netns::unpin_namespaces(&ns_dir).map_err(netns_err("unpin pod namespaces"))
+        })
+        .await
+    }
+
+    /// Remove the sandbox, its containers and everything made for it. Idempotent.
+    pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
+        if id.is_empty() {
+            return Err(CriError::invalid("pod_sandbox_id", "must not be empty"));
+        }
+        let Some(entry) = self.store.find_sandbox(id).await else {
+            return Ok(());
+        };
+        let rec = entry.record.lock().await.clone();
+        if rec.state == SandboxState::Ready {
+            self.stop_pod_sandbox(&rec.id).await?;
+        }
+        for c in self.store.all_containers().await {
+            let (cid, sid) = {
+                let r = c.record.lock().await;
+                (r.id.clone(), r.sandbox_id.clone())
+            };
+            if sid == rec.id {
+                self.remove_container(&cid).await?;
+            }
+        }
+        self.release_namespaces(&rec).await?;
+        let dir = self.paths.pod_run(&rec.id);
+        blocking("remove pod dir", move || mounts::remove_tree(&dir)).await?;
+        if rec.owns_cgroup_parent {
+            let parent = rec.cgroup_parent.clone();
+            blocking("remove pod cgroup", move || {
+                cgroups::remove_cgroup(Path::new("/sys/fs/cgroup"), &parent);
+                Ok(())
+            })
+            .await?;
+        }
+        self.store.delete_sandbox(&rec.id).await?;
+        tracing::info!(pod = %rec.id, "pod sandbox removed");
+        Ok(())
+    }
+
+    pub async fn pod_sandbox_status(
+        &self,
+        req: v1::PodSandboxStatusRequest,
+    ) -> Result<v1::PodSandboxStatusResponse, CriError> {
+        let entry = self
+            .store
+            .find_sandbox(&req.pod_sandbox_id)
+            .await
+            .ok_or_else(|| CriError::not_found("pod sandbox", &req.pod_sandbox_id))?;
+        let rec = entry.record.lock().await.clone();
+        let mut info = std::collections::HashMap::new();
+        if req.verbose {
+            let mut v = serde_json::json!({
+                "hostname": rec.hostname,
+                "cgroupParent": rec.cgroup_parent,
+                "namespaces": rec.namespaces,
+                "runtimeHandler": rec.runtime_handler,
+            });
+            v["shm"] = serde_json::json!(rec.shm);
+            info.insert("info".to_owned(), v.to_string());
+        }
+        Ok(v1::PodSandboxStatusResponse {
+            status: Some(sandbox_status(&rec)),
+            info,
+            ..Default::default()
+        })
+    }
+
+    pub async fn list_pod_sandbox(
+        &self,
+        req: v1::ListPodSandboxRequest,
+    ) -> Result<v1::ListPodSandboxResponse, CriError> {
+        let f = req.filter.unwrap_or_default();
+        let mut items = Vec::new();
+        for e in self.store.all_sandboxes().await {
+            let r = e.record.lock().await;
+            if !f.id.is_empty() && !r.id.starts_with(&f.id) {
+                continue;
+            }
+            if let Some(s) = &f.state {
+                if s.state != sandbox_state(r.state) {
+                    continue;
+                }
+            }
+            if !labels_match(&r.labels, &f.label_selector) {
+                continue;
+            }
+            items.push(v1::PodSandbox {
+                id: r.id.clone(),
+                metadata: Some(sandbox_meta(&r.meta)),
+                state: sandbox_state(r.state),
+                created_at: r.created_at,
+                labels: to_map(&r.labels),
+                annotations: to_map(&r.annotations),
+                runtime_handler: r.runtime_handler.clone(),
+            });
+        }
+        items.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(v1::ListPodSandboxResponse { items })
+    }
+
+    /// The sandbox a container may be created in (must exist and be ready).
+    pub(crate) async fn ready_sandbox(
+        &self,
+        id: &str,
+    ) -> Result<Arc<super::store::SandboxEntry>, CriError> {
+        let e = self
+            .store
+            .find_sandbox(id)
+            .await
+            .ok_or_else(|| CriError::not_found("pod sandbox", id))?;
+        let state = e.record.lock().await.state;
+        if state != SandboxState::Ready {
+            return Err(CriError::FailedPrecondition {
+                kind: "pod sandbox",
+                id: id.to_owned(),
+                state: "not ready".into(),
+                action: "creating a container",
+                needed: "ready",
+            });
+        }
+        Ok(e)
+    }
+}
+
+pub(crate) fn to_map(m: &BTreeMap<String, String>) -> std::collections::HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn sandbox_state(s: SandboxState) -> i32 {
+    match s {
+        SandboxState::Ready => v1::PodSandboxState::SandboxReady as i32,
+        SandboxState::NotReady => v1::PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+fn sandbox_meta(m: &Meta) -> v1::PodSandboxMetadata {
+    v1::PodSandboxMetadata {
+        name: m.name.clone(),
+        uid: m.uid.clone(),
+        namespace: m.namespace.clone(),
+        attempt: m.attempt,
+    }
+}
+
+fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
+    let ns = &r.namespaces;
+    v1::PodSandboxStatus {
+        id: r.id.clone(),
+        metadata: Some(sandbox_meta(&r.meta)),
+        state: sandbox_state(r.state),
+        created_at: r.created_at,
+        network: Some(v1::PodSandboxNetworkStatus::default()),
+        linux: Some(v1::LinuxPodSandboxStatus {
+            namespaces: Some(v1::Namespace {
+                options: Some(v1::NamespaceOption {
+                    network: ns.network.to_cri(),
+                    pid: ns.pid.to_cri(),
+                    ipc: ns.ipc.to_cri(),
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: to_map(&r.labels),
+        annotations: to_map(&r.annotations),
+        runtime_handler: r.runtime_handler.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_from_dns_config() {
+        assert_eq!(resolv_conf(None), None);
+        assert_eq!(resolv_conf(Some(&v1::DnsConfig::default())), None);
+        let d = v1::DnsConfig {
+            servers: vec!["10.0.0.10".into()],
+            searches: vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        };
+        assert_eq!(
+            resolv_conf(Some(&d)).unwrap(),
+            "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n"
+        );
+    }
+}

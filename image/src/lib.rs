@@ -1,0 +1,32 @@
+//! Kinglet's OCI image store: a content-addressed blob store, image records, and layers
+//! unpacked once and shared, for overlayfs.
+//!
+//! - [`ImageStore`] owns a store root (e.g. `/var/lib/kinglet/images`): it imports OCI image
+//!   layouts and oci-archives ([`ImageStore::import`]), takes blobs from a registry client
+//!   ([`ImageStore::ingest_blob`], [`ImageStore::commit_image`]), resolves references, removes
+//!   images with garbage collection, and unpacks layers on demand
+//!   ([`ImageStore::layer_dirs`]).
+//! - Every blob is checked against its sha256 digest before it becomes visible; a record is
+//!   visible only when all its blobs are; the metadata is replaced atomically.
+//! - Layer tars are untrusted input handled as root: the `unpack` module's documentation lists
+//!   the rules that keep extraction inside the layer directory (no `..`, no symlink followed,
+//!   hard links only within the layer, no device nodes, whiteouts converted for overlayfs).
+//! - References are normalized with docker's rules by [`normalize_reference`].
+
+mod content;
+mod digest;
+mod error;
+mod import;
+mod manifest;
+mod metadata;
+mod reference;
+mod store;
+mod sys;
+mod unpack;
+
+pub use digest::Digest;
+pub use error::ImageError;
+pub use manifest::{host_arch, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, HOST_OS};
+pub use metadata::{ImageConfig, ImageRecord, LayerRef};
+pub use reference::{normalize_reference, Reference, DEFAULT_DOMAIN, DEFAULT_TAG};
+pub use store::{ImageStore, StoreStats, StoreUsage};

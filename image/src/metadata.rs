@@ -1,0 +1,177 @@
+//! Image records and their on-disk form.
+//!
+//! All records live in one JSON file (`images.json` under the store root). It is only ever
+//! replaced whole, atomically: written to a temp file, fsynced, renamed over the old one, and
+//! the directory fsynced, so a crash leaves either the old or the new set of images, never a
+//! mix. The in-memory copy is updated only after the file is on disk.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ImageError;
+
+/// Version of the metadata file format.
+const FORMAT_VERSION: u32 = 1;
+
+/// A stored image, as the CRI sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// `sha256:<hex>` of the image config blob.
+    pub id: String,
+    /// Normalized `domain/path:tag` names.
+    pub repo_tags: Vec<String>,
+    /// `domain/path@sha256:<manifest digest>`, one per repository the image is tagged in.
+    pub repo_digests: Vec<String>,
+    /// Compressed size of the layers plus the size of the config.
+    pub size: u64,
+    /// `sha256:<hex>` of the image manifest.
+    pub manifest_digest: String,
+    /// The runtime defaults from the image config.
+    pub config: ImageConfig,
+    /// Layers, lowest first.
+    pub layers: Vec<LayerRef>,
+    /// Unix time in nanoseconds when the image was first stored.
+    pub created_at: i64,
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// `sha256:<hex>` of the (usually compressed) layer blob.
+    pub digest: String,
+    /// Media type from the manifest.
+    pub media_type: String,
+    /// `sha256:<hex>` of the uncompressed tar, from the config's `rootfs.diff_ids`.
+    pub diff_id: String,
+    /// Size of the blob in bytes.
+    pub size: u64,
+}
+
+/// The parts of an OCI image config a runtime uses to start a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub stop_signal: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub volumes: Vec<String>,
+    pub exposed_ports: Vec<String>,
+}
+
+impl ImageConfig {
+    pub(crate) fn from_oci(c: &oci_spec::image::ImageConfiguration) -> ImageConfig {
+        let Some(cfg) = c.config() else {
+            return ImageConfig::default();
+        };
+        let sorted = |v: &Option<Vec<String>>| {
+            let mut v = v.clone().unwrap_or_default();
+            v.sort();
+            v
+        };
+        ImageConfig {
+            entrypoint: cfg.entrypoint().clone().unwrap_or_default(),
+            cmd: cfg.cmd().clone().unwrap_or_default(),
+            env: cfg.env().clone().unwrap_or_default(),
+            working_dir: cfg.working_dir().clone().unwrap_or_default(),
+            user: cfg.user().clone().unwrap_or_default(),
+            stop_signal: cfg.stop_signal().clone(),
+            labels: cfg
+                .labels()
+                .as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            volumes: sorted(cfg.volumes()),
+            exposed_ports: sorted(cfg.exposed_ports()),
+        }
+    }
+}
+
+/// A record plus what the store needs to keep about it internally.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredImage {
+    #[serde(flatten)]
+    pub record: ImageRecord,
+    /// Digests of image indexes that led to this image's manifest; their blobs are kept with
+    /// the image and `name@<index digest>` resolves to it.
+    #[serde(default)]
+    pub index_digests: Vec<String>,
+}
+
+impl StoredImage {
+    /// Every blob this image keeps alive.
+    pub fn blobs(&self) -> impl Iterator<Item = &str> {
+        let r = &self.record;
+        std::iter::once(r.manifest_digest.as_str())
+            .chain(std::iter::once(r.id.as_str()))
+            .chain(r.layers.iter().map(|l| l.digest.as_str()))
+            .chain(self.index_digests.iter().map(String::as_str))
+    }
+
+    /// Every unpacked layer (by diff_id) this image keeps alive.
+    pub fn diff_ids(&self) -> impl Iterator<Item = &str> {
+        self.record.layers.iter().map(|l| l.diff_id.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetadataFile {
+    version: u32,
+    images: Vec<StoredImage>,
+}
+
+/// Load the records from `path`; `Ok(None)` when the file does not exist yet.
+pub(crate) fn load(path: &Path) -> Result<Option<Vec<StoredImage>>, ImageError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ImageError::io("read", path)(e)),
+    };
+    let file: MetadataFile =
+        serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(Some(file.images))
+}
+
+/// Replace `path` with `images`, atomically (temp file in the same directory, fsync, rename,
+/// fsync of the directory).
+pub(crate) fn save(path: &Path, images: &[StoredImage]) -> Result<(), ImageError> {
+    let file = MetadataFile {
+        version: FORMAT_VERSION,
+        images: images.to_vec(),
+    };
+    let bytes = serde_json::to_vec_pretty(&file)
+        .map_err(|source| ImageError::SerializeMetadata { source })?;
+    write_atomic(path, &bytes)
+}
+
+/// Write `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(ImageError::io("create temp file in", dir))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(ImageError::io("write", tmp.path()))?;
+    tmp.persist(path)
+        .map_err(|e| ImageError::io("rename over", path)(e.error))?;
+    sync_dir(dir)
+}
+
+/// fsync a directory, making renames and creations in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ImageError::io("fsync", dir))
+}

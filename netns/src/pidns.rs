@@ -1,0 +1,329 @@
+//! A pod's shared PID namespace (CRI `NamespaceMode::POD` for pid), kept alive by a pod init.
+//!
+//! A PID namespace dies with its PID 1, so unlike net/ipc/uts a pin alone cannot keep it
+//! usable: it needs a process. The daemon never forks that process itself; it runs its own binary
+//! as `kinglet pod-init --pin PATH` ([`spawn_pod_init`]), whose `main` calls [`pod_init_main`]
+//! first thing, while it is still single-threaded:
+//!
+//! ```text
+//! daemon ── Command ──► pod-init helper: setsid, unshare(PID), block signals, fork ─┐
+//!   ▲                     │ bind-mounts /proc/<child>/ns/pid onto PATH              │
+//!   └── "ok <pid>\n" ─────┘ exits 0                                                 ▼
+//!                                  pod init (PID 1 inside): stdio → /dev/null, sigwait loop
+//! ```
+//!
+//! Invariants:
+//! - The pod init is not a child of the daemon: its parent (the helper) exits at once, so it is
+//!   reparented to the host's init or the nearest child subreaper. If the daemon ever makes itself
+//!   a subreaper, its single reaper must expect these exits.
+//! - The pod init has every signal blocked from its first instruction on (the mask is set before
+//!   the fork) and handles them synchronously: SIGTERM/SIGINT/SIGHUP make it exit 0, SIGCHLD makes
+//!   it reap orphans that were reparented to it, anything else is ignored. It holds no inherited
+//!   file descriptor and no cwd.
+//! - The pin file at PATH is owned by this module: the helper creates it with `O_EXCL` (and removes
+//!   it if a later step fails), [`stop_pod_init`] unmounts and removes it.
+//! - [`stop_pod_init`] only signals a process whose `/proc/<pid>/ns/pid` is the pinned namespace,
+//!   through a pidfd, so a reused pid is never killed.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use tracing::{debug, warn};
+
+use crate::error::NetnsError;
+use crate::ns::NsKind;
+use crate::pin::{create_pin_file, unpin_file};
+use crate::sys::{self, Forked};
+use crate::ErrorChain;
+
+/// The subcommand of the daemon binary that runs [`pod_init_main`].
+pub const POD_INIT_SUBCOMMAND: &str = "pod-init";
+
+/// How long [`stop_pod_init`] waits for the pod init to exit after SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Signals that make the pod init exit (with status 0).
+const EXIT_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+/// Recognise the helper's command line, `<argv0> pod-init --pin PATH` (exactly), and return PATH.
+///
+/// For the binary's `main`, before anything else:
+/// `if let Some(pin) = pod_init_args(std::env::args_os()) { pod_init_main(&pin) }`.
+pub fn pod_init_args<I: IntoIterator<Item = OsString>>(args: I) -> Option<PathBuf> {
+    let mut args = args.into_iter().skip(1);
+    if args.next()? != POD_INIT_SUBCOMMAND || args.next()? != "--pin" {
+        return None;
+    }
+    let pin = args.next()?;
+    args.next().is_none().then(|| PathBuf::from(pin))
+}
+
+/// Entry point of `kinglet pod-init --pin PATH`. Must be called while the process is still
+/// single-threaded (at the top of `main`; the fork is refused otherwise).
+///
+/// Creates a PID namespace whose PID 1 is a pause process, pins it at `pin`, writes
+/// `ok <host pid of the pod init>\n` to stdout and exits 0; on failure undoes its steps, writes
+/// `error: <message>\n` and exits 1.
+pub fn pod_init_main(pin: &Path) -> ! {
+    let (line, code) = match start_pod_init(pin) {
+        Ok(pid) => (format!("ok {pid}\n"), 0),
+        Err(err) => {
+            let message = ErrorChain(&err).to_string().replace('\n', " ");
+            (format!("error: {message}\n"), 1)
+        }
+    };
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    std::process::exit(code)
+}
+
+/// The helper's steps; returns (in the helper) the host pid of the pod init. The forked child
+/// never returns from here.
+fn start_pod_init(pin: &Path) -> Result<u32, NetnsError> {
+    let step = |step: &'static str| {
+        move |source: io::Error| NetnsError::PodInitStep {
+            step,
+            pin: pin.to_path_buf(),
+            source,
+        }
+    };
+
+    // 1. A session of our own: the pod init must not share the daemon's process group, so
+    //    signals aimed at the daemon's group (e.g. Ctrl-C in a foreground run) do not reach it.
+    sys::setsid().map_err(step("start a new session"))?;
+    // 2. A new PID namespace for the children of this process (this process stays outside).
+    sys::unshare(NsKind::Pid).map_err(step("create a new pid namespace"))?;
+    // 3. Block every signal before the fork: the child starts with them blocked, so there is no
+    //    window in which SIGTERM (or SIGCHLD bookkeeping) takes a default action. The helper
+    //    keeps them blocked too; it exits in a moment anyway.
+    sys::block_all_signals().map_err(step("block signals"))?;
+    // 4. The pin file, before the fork so that a failure here leaves no process behind.
+    create_pin_file(NsKind::Pid, pin)?;
+    // 5. Fork: the child is PID 1 of the new namespace.
+    let child = match sys::fork_single_threaded() {
+        Ok(Forked::Child) => sys::run_pause_process(c"pod-init", &EXIT_SIGNALS),
+        Ok(Forked::Parent { child }) => child,
+        Err(source) => {
+            let _ = unpin_file(NsKind::Pid, pin);
+            return Err(step("fork the pod init")(source));
+        }
+    };
+    // 6. Pin the child's PID namespace; on failure take the child down with it.
+    let source_path = PathBuf::from(format!("/proc/{child}/ns/pid"));
+    if let Err(source) = sys::bind_mount(&source_path, pin) {
+        let _ = sys::kill_and_reap_child(child);
+        let _ = unpin_file(NsKind::Pid, pin);
+        return Err(NetnsError::BindMount {
+            kind: NsKind::Pid,
+            source_path,
+            path: pin.to_path_buf(),
+            source,
+        });
+    }
+    Ok(child)
+}
+
+/// Start a pod init for a new shared PID namespace pinned at `pin`, by running
+/// `exe pod-init --pin PIN` (the daemon's own binary) and reading its reply.
+///
+/// Returns the host pid of the pod init. Blocking (one fork+exec and a wait for the helper,
+/// a few milliseconds); async callers use `spawn_blocking`. The pin's parent directory must
+/// exist and `pin` must not; on error the helper has already removed what it created.
+pub fn spawn_pod_init(exe: &Path, pin: &Path) -> Result<u32, NetnsError> {
+    let output = Command::new(exe)
+        .arg(POD_INIT_SUBCOMMAND)
+        .arg("--pin")
+        .arg(pin)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|source| NetnsError::SpawnPodInit {
+            exe: exe.to_path_buf(),
+            pin: pin.to_path_buf(),
+            source,
+        })?;
+    let reply = String::from_utf8_lossy(&output.stdout);
+    match (parse_reply(&reply), output.status.success()) {
+        (Some(Reply::Ok(pid)), true) => {
+            debug!(pid, pin = %pin.display(), "started pod init");
+            Ok(pid)
+        }
+        (Some(Reply::Error(message)), false) => Err(NetnsError::PodInitFailed {
+            pin: pin.to_path_buf(),
+            message: message.to_owned(),
+        }),
+        _ => Err(NetnsError::PodInitReply {
+            pin: pin.to_path_buf(),
+            status: output.status,
+            reply: reply.into_owned(),
+        }),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Reply<'a> {
+    Ok(u32),
+    Error(&'a str),
+}
+
+fn parse_reply(reply: &str) -> Option<Reply<'_>> {
+    let line = reply.strip_suffix('\n')?;
+    if line.contains('\n') {
+        return None;
+    }
+    if let Some(message) = line.strip_prefix("error: ") {
+        return Some(Reply::Error(message));
+    }
+    let pid: u32 = line.strip_prefix("ok ")?.parse().ok()?;
+    (pid > 0).then_some(Reply::Ok(pid))
+}
+
+/// Stop the pod init `pid` started for `pin` and remove the pin.
+///
+/// The process is sent SIGKILL only if it is still the pod init of that pin (its
+/// `/proc/<pid>/ns/pid` is the pinned namespace), and then awaited through a pidfd for up to a
+/// few seconds. When the init dies the kernel kills every other process in the namespace. A
+/// process that is already gone, or a pid that now belongs to another process, is left alone.
+/// The pin is removed in every case; idempotent. Blocking.
+pub fn stop_pod_init(pid: u32, pin: &Path) -> Result<(), NetnsError> {
+    let lingering = kill_if_pod_init(pid, pin)?;
+    unpin_file(NsKind::Pid, pin)?;
+    if lingering {
+        return Err(NetnsError::PodInitLingers {
+            pid,
+            pin: pin.to_path_buf(),
+            waited: STOP_WAIT,
+        });
+    }
+    debug!(pid, pin = %pin.display(), "stopped pod init");
+    Ok(())
+}
+
+/// SIGKILL `pid` if it is the init of the namespace pinned at `pin`; returns whether it was
+/// killed but had not exited after [`STOP_WAIT`].
+fn kill_if_pod_init(pid: u32, pin: &Path) -> Result<bool, NetnsError> {
+    let pinned = match sys::ns_identity(pin) {
+        Ok(id) => id,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            warn!(pid, pin = %pin.display(), "pid namespace pin is gone; not signalling the pod init");
+            return Ok(false);
+        }
+        Err(source) => {
+            return Err(NetnsError::NsIdentity {
+                path: pin.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let kill_err = |source| NetnsError::KillPodInit {
+        pid,
+        pin: pin.to_path_buf(),
+        source,
+    };
+    // Open a pidfd first: from here on it names one process even if `pid` is reused. If the
+    // process behind it died and the number was reused before the check below, the new
+    // process cannot be in the pinned namespace (nothing can enter a PID namespace whose init
+    // is dead), so the check fails and nothing is signalled.
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if is_gone(&e) => return Ok(false),
+        Err(source) => return Err(kill_err(source)),
+    };
+    let proc_ns = PathBuf::from(format!("/proc/{pid}/ns/pid"));
+    match sys::ns_identity(&proc_ns) {
+        Ok(id) if id == pinned => {}
+        Ok(_) => {
+            warn!(pid, pin = %pin.display(), "process is not the pod init of this pin; not signalling it");
+            return Ok(false);
+        }
+        Err(e) if is_gone(&e) => return Ok(false),
+        Err(source) => {
+            return Err(NetnsError::NsIdentity {
+                path: proc_ns,
+                source,
+            })
+        }
+    }
+    match sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL) {
+        Ok(()) => {}
+        Err(e) if is_gone(&e) => return Ok(false),
+        Err(source) => return Err(kill_err(source)),
+    }
+    let exited = sys::wait_readable(pidfd.as_fd(), STOP_WAIT).map_err(kill_err)?;
+    Ok(!exited)
+}
+
+fn is_gone(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(Errno::ESRCH as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn pod_init_args_match_exactly() {
+        assert_eq!(
+            pod_init_args(args(&["kinglet", "pod-init", "--pin", "/run/p/pid"])),
+            Some(PathBuf::from("/run/p/pid"))
+        );
+        assert_eq!(pod_init_args(args(&["kinglet"])), None);
+        assert_eq!(pod_init_args(args(&["kinglet", "serve"])), None);
+        assert_eq!(pod_init_args(args(&["kinglet", "pod-init"])), None);
+        assert_eq!(pod_init_args(args(&["kinglet", "pod-init", "--pin"])), None);
+        assert_eq!(
+            pod_init_args(args(&["kinglet", "pod-init", "--pid", "/x"])),
+            None
+        );
+        assert_eq!(
+            pod_init_args(args(&["kinglet", "pod-init", "--pin", "/x", "extra"])),
+            None
+        );
+    }
+
+    #[test]
+    fn replies_parse() {
+        assert_eq!(parse_reply("ok 1234\n"), Some(Reply::Ok(1234)));
+        assert_eq!(
+            parse_reply("error: failed to x: EPERM\n"),
+            Some(Reply::Error("failed to x: EPERM"))
+        );
+        assert_eq!(parse_reply("ok 1234"), None, "line must be complete");
+        assert_eq!(parse_reply("ok 0\n"), None);
+        assert_eq!(parse_reply("ok -3\n"), None);
+        assert_eq!(parse_reply("ok 12\nok 13\n"), None);
+        assert_eq!(parse_reply(""), None);
+        assert_eq!(parse_reply("garbage\n"), None);
+    }
+
+    #[test]
+    fn spawn_reports_a_missing_helper_binary() {
+        let err = spawn_pod_init(
+            Path::new("/nonexistent/kinglet"),
+            Path::new("/nonexistent/pid"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, NetnsError::SpawnPodInit { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn spawn_rejects_a_helper_that_does_not_speak_the_protocol() {
+        // `true` ignores its arguments, prints nothing and exits 0.
+        let err = spawn_pod_init(Path::new("true"), Path::new("/nonexistent/pid")).unwrap_err();
+        assert!(
+            matches!(err, NetnsError::PodInitReply { ref reply, .. } if reply.is_empty()),
+            "{err:?}"
+        );
+    }
+}

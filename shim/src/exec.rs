@@ -1,0 +1,146 @@
+//! `kinglet shim exec`: run one command inside an existing container (CRI ExecSync) with
+//! libcontainer's tenant builder, bounded by a timeout.
+//!
+//! The process is started by the daemon with its stdout and stderr connected to pipes the daemon
+//! reads; the command inherits copies of them, and this process then points its own stdout and
+//! stderr at /dev/null so none of its diagnostics mix into the command's output. The outcome is
+//! written as an [`ExecResult`] to the file named by `--result`.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use crate::executor::KingletExecutor;
+use crate::protocol::{write_record, ExecResult};
+use crate::{error_chain, sys, ShimError};
+
+/// Arguments of `kinglet shim exec`.
+#[derive(Debug, Clone)]
+pub struct ExecArgs {
+    pub id: String,
+    pub runtime_root: PathBuf,
+    pub result: PathBuf,
+    /// Zero means no limit.
+    pub timeout: Duration,
+    pub cmd: Vec<String>,
+}
+
+/// Entry point of `kinglet shim exec`; returns the process exit code (0 when a result was
+/// recorded, whatever the command's own exit code).
+pub fn main(args: &ExecArgs) -> i32 {
+    let result = match run(args) {
+        Ok(r) => r,
+        Err(e) => ExecResult {
+            exit_code: -1,
+            timed_out: false,
+            error: Some(error_chain(&e)),
+        },
+    };
+    match write_record(&args.result, &result) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+fn dup_std(fd: i32) -> Result<OwnedFd, ShimError> {
+    // Borrow fd 1 or 2 only long enough to duplicate it.
+    let borrowed = std::io::stdout();
+    let owned = if fd == 1 {
+        borrowed.as_fd().try_clone_to_owned()
+    } else {
+        std::io::stderr().as_fd().try_clone_to_owned()
+    };
+    owned.map_err(|e| ShimError::io(format!("/proc/self/fd/{fd}"), e))
+}
+
+fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
+    if args.cmd.is_empty() {
+        return Ok(ExecResult {
+            exit_code: -1,
+            timed_out: false,
+            error: Some("empty command".to_owned()),
+        });
+    }
+    let out = dup_std(1)?;
+    let err = dup_std(2)?;
+    let devnull = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| ShimError::io("/dev/null", e))?;
+    let stdin = devnull
+        .try_clone()
+        .map_err(|e| ShimError::io("/dev/null", e))?;
+    // From here on our own diagnostics go nowhere near the command's output.
+    sys::redirect_fd(&devnull, 1)?;
+    sys::redirect_fd(&devnull, 2)?;
+
+    let lc = |op: &'static str| {
+        let id = args.id.clone();
+        move |source| ShimError::Container {
+            op,
+            id,
+            source: Box::new(source),
+        }
+    };
+    let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_root_path(&args.runtime_root)
+        .map_err(lc("use root path for"))?
+        .with_executor(KingletExecutor)
+        .with_stdin(OwnedFd::from(stdin))
+        .with_stdout(out)
+        .with_stderr(err)
+        .as_tenant()
+        .with_container_args(args.cmd.clone())
+        .with_detach(true)
+        .build()
+        .map_err(lc("exec in"))?;
+
+    let pidfd = sys::pidfd_open(pid)?;
+    let deadline = (!args.timeout.is_zero()).then(|| Instant::now() + args.timeout);
+    let mut timed_out = false;
+    loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    timed_out = true;
+                    let _ = kill(pid, Signal::SIGKILL);
+                    break;
+                }
+                PollTimeout::from(u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX))
+            }
+        };
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(nix::Error::EINTR) => continue,
+            Ok(_) => break,
+            Err(e) => return Err(ShimError::sys("poll", e)),
+        }
+    }
+    let status = loop {
+        match waitpid(pid, None) {
+            Ok(s) => break s,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(ShimError::sys("waitpid", e)),
+        }
+    };
+    let exit_code = match status {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        _ => -1,
+    };
+    Ok(ExecResult {
+        exit_code,
+        timed_out,
+        error: None,
+    })
+}

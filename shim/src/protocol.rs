@@ -1,0 +1,147 @@
+//! The contract between the daemon and a shim: file names in the shim's state directory, the
+//! JSON records the shim writes there, and the control-socket commands.
+//!
+//! Every record is written atomically (temp file, fsync, rename), so a reader sees either the old
+//! or the new content, never a torn one — also after a crash of either side.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ShimError;
+
+/// Written once the container is created, rewritten when it starts.
+pub const SHIM_RECORD: &str = "shim.json";
+/// Written when the container's init has exited; its presence means "exited".
+pub const EXIT_RECORD: &str = "exit.json";
+/// Unix socket the shim listens on while the container lives.
+pub const CONTROL_SOCKET: &str = "ctl.sock";
+/// The shim's own diagnostics (stderr after it detached).
+pub const SHIM_LOG: &str = "shim.log";
+
+/// Control command: start the created container.
+pub const CMD_START: &str = "start";
+/// Control command: reopen the CRI log file (after rotation).
+pub const CMD_REOPEN_LOG: &str = "reopen-log";
+
+/// What the shim knows about the container it monitors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimRecord {
+    /// The monitor's pid (host pid namespace).
+    pub shim_pid: i32,
+    /// The container init's pid (host pid namespace).
+    pub init_pid: i32,
+    /// The init's start time in clock ticks since boot (`/proc/<pid>/stat` field 22), so that a
+    /// reused pid is never mistaken for the container.
+    pub init_start_ticks: u64,
+    /// Unix nanoseconds when the container was created.
+    pub created_at: i64,
+    /// Unix nanoseconds when the container was started, once it was.
+    pub started_at: Option<i64>,
+}
+
+/// How the container's init ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit code as the CRI reports it: the code, or 128 + signal number.
+    pub exit_code: i32,
+    /// The signal that killed the init, if one did.
+    pub signal: Option<i32>,
+    /// Unix nanoseconds when the exit was observed.
+    pub finished_at: i64,
+    /// The container's memory cgroup recorded an OOM kill.
+    pub oom_killed: bool,
+}
+
+/// Result of one `kinglet shim exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub timed_out: bool,
+    /// Set when the command could not be run at all.
+    pub error: Option<String>,
+}
+
+/// A path to `dir/name` short enough for a unix socket address (108 bytes), whatever the length
+/// of `dir`: `/proc/self/fd/<fd of dir>/name`. Valid while `dir` stays open.
+pub fn socket_path_via_fd(dir: &std::fs::File, name: &str) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+/// Write `value` as JSON to `path` atomically (temp + fsync + rename + fsync of the directory).
+pub fn write_record<T: Serialize>(path: &Path, value: &T) -> Result<(), ShimError> {
+    let bytes = serde_json::to_vec(value).map_err(|source| ShimError::Record {
+        path: path.to_owned(),
+        source,
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Atomically replace `path` with `bytes`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShimError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ShimError::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| ShimError::io(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| ShimError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| ShimError::io(path, e.error))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Read a JSON record; `Ok(None)` when the file does not exist.
+pub fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ShimError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ShimError::Record {
+                path: path.to_owned(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ShimError::io(path, e)),
+    }
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(EXIT_RECORD);
+        assert_eq!(read_record::<ExitRecord>(&p).unwrap(), None);
+        let rec = ExitRecord {
+            exit_code: 137,
+            signal: Some(9),
+            finished_at: 5,
+            oom_killed: true,
+        };
+        write_record(&p, &rec).unwrap();
+        assert_eq!(read_record::<ExitRecord>(&p).unwrap(), Some(rec));
+        // Only the record itself is left in the directory: no temp files.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn torn_record_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(SHIM_RECORD);
+        fs::write(&p, b"{\"shim_pid\": 1").unwrap();
+        let err = read_record::<ShimRecord>(&p).unwrap_err();
+        assert!(err.to_string().contains(SHIM_RECORD), "{err}");
+    }
+}

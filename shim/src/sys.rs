@@ -1,0 +1,111 @@
+//! The shim's raw system calls, each behind a safe function. This is the only module of the
+//! crate with `unsafe`.
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::ShimError;
+
+/// Number of threads of this process (entries of `/proc/self/task`).
+pub fn thread_count() -> usize {
+    fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(usize::MAX)
+}
+
+/// Which side of [`fork_single_threaded`] we are on.
+pub enum Forked {
+    Parent,
+    Child,
+}
+
+/// `fork(2)`, refusing to do it when the process has more than one thread: after a fork only
+/// the calling thread exists in the child, and locks held by others (malloc, stdio) would stay
+/// locked forever.
+pub fn fork_single_threaded() -> Result<Forked, ShimError> {
+    let threads = thread_count();
+    if threads != 1 {
+        return Err(ShimError::NotSingleThreaded { threads });
+    }
+    // SAFETY: the process has exactly one thread (checked just above), so the child inherits no
+    // lock held by another thread and may run arbitrary Rust code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { .. }) => Ok(Forked::Parent),
+        Ok(ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(ShimError::sys("fork", e)),
+    }
+}
+
+/// `pidfd_open(2)`: a file descriptor that becomes readable when the process exits.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, ShimError> {
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(ShimError::sys("pidfd_open", nix::Error::last()));
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Make `fd` a copy of `src` (`dup2`), e.g. to point stdout at /dev/null.
+pub fn redirect_fd(src: &impl AsRawFd, target: RawFd) -> Result<(), ShimError> {
+    // SAFETY: dup2 only manipulates the descriptor table; `target` is one of 0/1/2, which this
+    // process owns, and `src` is a valid open descriptor borrowed for the call.
+    let r = unsafe { libc::dup2(src.as_raw_fd(), target) };
+    if r < 0 {
+        return Err(ShimError::sys("dup2", nix::Error::last()));
+    }
+    Ok(())
+}
+
+/// Signals whose disposition the shim (or the Rust runtime) changes; "ignored" survives `exec`,
+/// so the container's process must get them back at their defaults.
+const CHANGED_SIGNALS: [Signal; 4] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGPIPE,
+];
+
+/// Undo what the Rust runtime and the shim changed in signal state, so that the container's
+/// process starts like one exec'd by a shell: default dispositions and an empty signal mask.
+pub fn reset_signals_for_exec() {
+    for s in CHANGED_SIGNALS {
+        // SAFETY: installing SIG_DFL never runs a handler of ours; it only changes the disposition.
+        let _ = unsafe { nix::sys::signal::signal(s, SigHandler::SigDfl) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Ignore the job-control and termination signals a shim must survive (the daemon's stop,
+/// a terminal hang-up) — the shim ends only when its container does.
+pub fn ignore_termination_signals() {
+    for s in CHANGED_SIGNALS {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(s, SigHandler::SigIgn) };
+    }
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+pub fn process_start_ticks(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_readable() {
+        let me = std::process::id() as i32;
+        assert!(process_start_ticks(me).is_some());
+        assert_eq!(process_start_ticks(me), process_start_ticks(me));
+        assert!(process_start_ticks(i32::MAX).is_none());
+    }
+}
