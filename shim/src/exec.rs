@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
@@ -60,6 +62,31 @@ fn dup_std(fd: i32) -> Result<OwnedFd, ShimError> {
     owned.map_err(|e| ShimError::io(format!("/proc/self/fd/{fd}"), e))
 }
 
+/// The container's OCI process with `args.cmd` as its arguments, in a temporary file.
+fn exec_process(args: &ExecArgs) -> Result<tempfile::NamedTempFile, ShimError> {
+    let container = Container::load(args.runtime_root.join(&args.id)).map_err(|source| {
+        ShimError::Container {
+            op: "load",
+            id: args.id.clone(),
+            source: Box::new(source),
+        }
+    })?;
+    let config = container.bundle().join("config.json");
+    let spec = Spec::load(&config)
+        .map_err(|e| ShimError::io(&config, std::io::Error::other(e.to_string())))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args.cmd.clone()));
+    process.set_terminal(Some(false));
+    let file = tempfile::NamedTempFile::new_in(&args.runtime_root)
+        .map_err(|e| ShimError::io(&args.runtime_root, e))?;
+    let bytes = serde_json::to_vec(&process).map_err(|source| ShimError::Record {
+        path: file.path().to_owned(),
+        source,
+    })?;
+    std::fs::write(file.path(), bytes).map_err(|e| ShimError::io(file.path(), e))?;
+    Ok(file)
+}
+
 fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
     if args.cmd.is_empty() {
         return Ok(ExecResult {
@@ -90,6 +117,9 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
             source: Box::new(source),
         }
     };
+    // Run the command as the container's own process runs: same user, groups, capabilities,
+    // environment, working directory and no_new_privs; only the arguments differ.
+    let process_file = exec_process(args)?;
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
         .map_err(lc("use root path for"))?
@@ -98,7 +128,7 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
         .with_stdout(out)
         .with_stderr(err)
         .as_tenant()
-        .with_container_args(args.cmd.clone())
+        .with_process(Some(process_file.path()))
         .with_detach(true)
         .build()
         .map_err(lc("exec in"))?;
