@@ -83,7 +83,16 @@ fn pod_init_is_pid_1_of_a_pinned_pid_namespace() {
     // A pause process: stdio on /dev/null and nothing else open, cwd `/`. (Its blocked signal
     // mask cannot be read from `SigBlk`: while in sigwait the kernel shows the waited-for signals
     // as unblocked. The signal test below checks the behaviour instead.)
-    let fds = open_fds(pid);
+    // The pod init closes what it inherited right after the fork, concurrently with the
+    // helper's reply: give it a moment.
+    let mut fds = open_fds(pid);
+    for _ in 0..100 {
+        if fds.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fds = open_fds(pid);
+    }
     assert_eq!(fds.len(), 3, "pod init holds extra fds: {fds:?}");
     assert!(fds.iter().all(|t| t == Path::new("/dev/null")), "{fds:?}");
     assert_eq!(

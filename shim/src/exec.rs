@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
 use libcontainer::syscall::syscall::SyscallType;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
@@ -62,8 +62,11 @@ fn dup_std(fd: i32) -> Result<OwnedFd, ShimError> {
     owned.map_err(|e| ShimError::io(format!("/proc/self/fd/{fd}"), e))
 }
 
-/// The container's OCI process with `args.cmd` as its arguments, in a temporary file.
-fn exec_process(args: &ExecArgs) -> Result<tempfile::NamedTempFile, ShimError> {
+/// The container's OCI process with `args.cmd` as its arguments, in a temporary file, and the
+/// container's seccomp filter.
+fn exec_process(
+    args: &ExecArgs,
+) -> Result<(tempfile::NamedTempFile, Option<LinuxSeccomp>), ShimError> {
     let container = Container::load(args.runtime_root.join(&args.id)).map_err(|source| {
         ShimError::Container {
             op: "load",
@@ -84,7 +87,8 @@ fn exec_process(args: &ExecArgs) -> Result<tempfile::NamedTempFile, ShimError> {
         source,
     })?;
     std::fs::write(file.path(), bytes).map_err(|e| ShimError::io(file.path(), e))?;
-    Ok(file)
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    Ok((file, seccomp))
 }
 
 fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
@@ -119,11 +123,11 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
     };
     // Run the command as the container's own process runs: same user, groups, capabilities,
     // environment, working directory and no_new_privs; only the arguments differ.
-    let process_file = exec_process(args)?;
+    let (process_file, seccomp) = exec_process(args)?;
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
         .map_err(lc("use root path for"))?
-        .with_executor(KingletExecutor)
+        .with_executor(KingletExecutor { seccomp })
         .with_stdin(OwnedFd::from(stdin))
         .with_stdout(out)
         .with_stderr(err)

@@ -232,7 +232,7 @@ fn create(args: &RunArgs) -> Result<Created, ShimError> {
     let container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
         .map_err(lc_err("use root path for"))?
-        .with_executor(KingletExecutor)
+        .with_executor(KingletExecutor::default())
         .with_stdin(OwnedFd::from(stdin))
         .with_stdout(out_w)
         .with_stderr(err_w)

@@ -89,6 +89,19 @@ pub fn ignore_termination_signals() {
     }
 }
 
+/// Set no_new_privs on the calling thread (inherited across exec).
+pub fn set_no_new_privs() -> Result<(), ShimError> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only and affects this thread.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(ShimError::sys(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            nix::Error::last(),
+        ));
+    }
+    Ok(())
+}
+
 /// Start time of a process in clock ticks since boot (`/proc/<pid>/stat`, field 22).
 pub fn process_start_ticks(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -35,6 +35,10 @@ async fn exec_timeout_log_rotation_user_and_image_by_id() {
     cfg.linux = Some(v1::LinuxContainerConfig {
         security_context: Some(v1::LinuxContainerSecurityContext {
             run_as_user: Some(v1::Int64Value { value: 1000 }),
+            seccomp: Some(v1::SecurityProfile {
+                profile_type: v1::security_profile::ProfileType::RuntimeDefault as i32,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -51,6 +55,16 @@ async fn exec_timeout_log_rotation_user_and_image_by_id() {
     assert!(
         out.starts_with("uid=1000(kinglet) gid=1000(kinglet)"),
         "{out}"
+    );
+
+    // The RuntimeDefault seccomp filter is in force (mode 2 = filter), for exec'd commands too.
+    let (out, _, _) = exec(&mut rt, &id, &["grep", "^Seccomp:", "/proc/self/status"]).await;
+    assert_eq!(out, "Seccomp:\t2\n");
+    let pid = init_pid(&mut rt, &id).await;
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        st.contains("Seccomp:\t2\n"),
+        "container init is filtered too"
     );
 
     // ExecSync past its timeout: DeadlineExceeded, and the command does not linger.

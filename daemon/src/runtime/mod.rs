@@ -12,6 +12,7 @@ mod images;
 pub mod mounts;
 mod recover;
 mod sandbox;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod store;

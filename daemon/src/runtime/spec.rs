@@ -478,17 +478,21 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .map(|r| r.oom_score_adj as i32)
         .unwrap_or(0)
         .max(input.min_oom_score_adj);
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(false)
         .args(args)
         .env(env)
         .cwd(cwd)
         .user(user)
         .capabilities(capabilities)
-        .no_new_privileges(sc.is_some_and(|s| s.no_new_privs))
         .oom_score_adj(oom)
         .build()
         .map_err(spec_err("process"))?;
+    // Only ever set to true: libcontainer reads an explicit `false` as "set", and then loads
+    // seccomp after dropping privileges, which fails for non-root users without no_new_privs.
+    if sc.is_some_and(|s| s.no_new_privs) {
+        process.set_no_new_privileges(Some(true));
+    }
 
     // Mounts: the runtime's defaults, then the sandbox files, then the client's (which win).
     let cri_dests: HashSet<&str> = cfg
@@ -730,6 +734,9 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
             None => DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
         };
         lb = lb.masked_paths(masked).readonly_paths(readonly);
+    }
+    if let Some(filter) = super::seccomp::for_container(sc, &caps)? {
+        lb = lb.seccomp(filter);
     }
     let linux = lb.build().map_err(spec_err("linux"))?;
 
