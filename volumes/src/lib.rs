@@ -1,6 +1,43 @@
-//! Pod volumes: ConfigMaps and Secrets as files (Secrets on tmpfs only), emptyDir, hostPath,
-//! projected and downwardAPI volumes, with the kubelet's atomic-update layout.
+//! Pod volumes: ConfigMaps and Secrets as files, updated atomically while the pod runs, and
+//! Secrets kept on tmpfs only.
 //!
-//! Empty for now: the CRI path mounts what the client's `Mount` list names (see
-//! `daemon::runtime::spec`). This crate is filled by the manifests issue, when Kinglet itself
-//! starts preparing volumes for pods it runs from Kubernetes YAML.
+//! - [`atomic`]: the kubelet's AtomicWriter layout — the files of a volume live in a
+//!   timestamped directory, `..data` is a symlink to it, and every user-visible name is a
+//!   symlink through `..data`; an update writes a new directory and swaps `..data` with one
+//!   `rename`, so a reader never sees a mix of old and new files.
+//! - [`tmpfs`]: the in-memory filesystem secret volumes are written to (never to disk).
+//!
+//! Volume roots are parameters: nothing here knows where the daemon keeps pods.
+
+pub mod atomic;
+pub mod tmpfs;
+
+use std::path::PathBuf;
+
+/// What can go wrong preparing a volume.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("invalid file path {path:?} in volume: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} {path}")]
+    Mount {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+impl VolumeError {
+    fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| VolumeError::Io { op, path, source }
+    }
+}
