@@ -1,0 +1,435 @@
+//! Kubernetes objects from the YAML (or JSON) a user would give a cluster.
+//!
+//! [`parse`] reads a multi-document file into typed objects (k8s-openapi types): v1 `Pod`,
+//! `ConfigMap` and `Secret` (also inside a `v1 List`). Every problem names the document, the
+//! object and the field:
+//! - a field the Kubernetes schema does not have (a typo such as `imagee`) is an error with its
+//!   path — found by comparing the document with the typed object serialized back;
+//! - a type mismatch is an error with its path;
+//! - Secrets: `data` must be base64, `stringData` is merged over it, and the types
+//!   `kubernetes.io/tls` / `kubernetes.io/dockerconfigjson` must carry their keys.
+//!
+//! Objects without `metadata.namespace` land in `default`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The namespace of objects that name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// What went wrong reading a manifest. `doc` counts documents from 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{source_name}: document {doc}: not valid YAML/JSON: {reason}")]
+    Syntax {
+        source_name: String,
+        doc: usize,
+        reason: String,
+    },
+    #[error("{source_name}: document {doc}: missing field {field}")]
+    Missing {
+        source_name: String,
+        doc: usize,
+        field: &'static str,
+    },
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, List)")]
+    Unsupported {
+        source_name: String,
+        doc: usize,
+        kind: String,
+        api_version: String,
+    },
+    #[error("{source_name}: {object}: field {path}: {reason}")]
+    Invalid {
+        source_name: String,
+        object: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{source_name}: {object}: unknown field{} {}", if .paths.len() > 1 { "s" } else { "" }, .paths.join(", "))]
+    UnknownFields {
+        source_name: String,
+        object: String,
+        paths: Vec<String>,
+    },
+}
+
+/// One object of a manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Pod(Box<Pod>),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+}
+
+/// Kind, namespace and name: what identifies an object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+impl Object {
+    pub fn key(&self) -> ObjectKey {
+        let (kind, meta) = match self {
+            Object::Pod(p) => ("Pod", &p.metadata),
+            Object::ConfigMap(c) => ("ConfigMap", &c.metadata),
+            Object::Secret(s) => ("Secret", &s.metadata),
+        };
+        ObjectKey {
+            kind,
+            namespace: meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Parse every document of `text` (YAML or JSON). `source_name` names the file in errors.
+pub fn parse(source_name: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let doc = i + 1;
+        let value = Value::deserialize(de).map_err(|e| ManifestError::Syntax {
+            source_name: source_name.to_owned(),
+            doc,
+            reason: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue; // an empty document (`---` at the end, comments only)
+        }
+        parse_value(source_name, doc, value, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn parse_value(
+    source_name: &str,
+    doc: usize,
+    mut value: Value,
+    out: &mut Vec<Object>,
+) -> Result<(), ManifestError> {
+    let field = |v: &Value, f: &'static str| -> Result<String, ManifestError> {
+        v.get(f)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or(ManifestError::Missing {
+                source_name: source_name.to_owned(),
+                doc,
+                field: f,
+            })
+    };
+    let api_version = field(&value, "apiVersion")?;
+    let kind = field(&value, "kind")?;
+    if api_version == "v1" && kind == "List" {
+        let items = value
+            .get_mut("items")
+            .map(Value::take)
+            .unwrap_or(Value::Array(vec![]));
+        for item in items.as_array().cloned().unwrap_or_default() {
+            parse_value(source_name, doc, item, out)?;
+        }
+        return Ok(());
+    }
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let label = format!("{kind} {name:?} (document {doc})");
+    if name.is_empty() {
+        return Err(ManifestError::Invalid {
+            source_name: source_name.to_owned(),
+            object: label,
+            path: "metadata.name".into(),
+            reason: "is required".into(),
+        });
+    }
+    let obj = match (api_version.as_str(), kind.as_str()) {
+        ("v1", "Pod") => Object::Pod(Box::new(typed(source_name, &label, &value)?)),
+        ("v1", "ConfigMap") => Object::ConfigMap(typed(source_name, &label, &value)?),
+        ("v1", "Secret") => {
+            let s: Secret = typed(source_name, &label, &value)?;
+            check_secret(source_name, &label, &s)?;
+            Object::Secret(s)
+        }
+        _ => {
+            return Err(ManifestError::Unsupported {
+                source_name: source_name.to_owned(),
+                doc,
+                kind,
+                api_version,
+            })
+        }
+    };
+    out.push(obj);
+    Ok(())
+}
+
+/// Deserialize with the failing path in the error, then refuse fields the schema lacks.
+fn typed<T>(source_name: &str, label: &str, value: &Value) -> Result<T, ManifestError>
+where
+    T: for<'de> Deserialize<'de> + serde::Serialize,
+{
+    let t: T =
+        serde_path_to_error::deserialize(value.clone()).map_err(|e| ManifestError::Invalid {
+            source_name: source_name.to_owned(),
+            object: label.to_owned(),
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })?;
+    let back = serde_json::to_value(&t).map_err(|e| ManifestError::Invalid {
+        source_name: source_name.to_owned(),
+        object: label.to_owned(),
+        path: ".".into(),
+        reason: e.to_string(),
+    })?;
+    let mut unknown = Vec::new();
+    missing_paths(value, &back, String::new(), &mut unknown);
+    // apiVersion and kind are consumed by the dispatch, not by the type's fields.
+    unknown.retain(|p| p != "apiVersion" && p != "kind");
+    if unknown.is_empty() {
+        Ok(t)
+    } else {
+        Err(ManifestError::UnknownFields {
+            source_name: source_name.to_owned(),
+            object: label.to_owned(),
+            paths: unknown,
+        })
+    }
+}
+
+/// Paths of `orig` (non-null) that `back` does not have.
+fn missing_paths(orig: &Value, back: &Value, path: String, out: &mut Vec<String>) {
+    match (orig, back) {
+        (Value::Object(o), Value::Object(b)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    continue;
+                }
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    Some(bv) => missing_paths(v, bv, p, out),
+                    None if is_empty(v) => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(b)) => {
+            for (i, (ov, bv)) in o.iter().zip(b).enumerate() {
+                missing_paths(ov, bv, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `{}` and `[]` that a typed round trip may drop.
+fn is_empty(v: &Value) -> bool {
+    matches!(v, Value::Object(m) if m.is_empty()) || matches!(v, Value::Array(a) if a.is_empty())
+}
+
+fn check_secret(source_name: &str, label: &str, s: &Secret) -> Result<(), ManifestError> {
+    let data = secret_data(s);
+    let need: &[&str] = match s.type_.as_deref() {
+        Some("kubernetes.io/tls") => &["tls.crt", "tls.key"],
+        Some("kubernetes.io/dockerconfigjson") => &[".dockerconfigjson"],
+        _ => &[],
+    };
+    for k in need {
+        if !data.contains_key(*k) {
+            return Err(ManifestError::Invalid {
+                source_name: source_name.to_owned(),
+                object: label.to_owned(),
+                path: format!("data[{k:?}]"),
+                reason: format!("is required for type {}", s.type_.as_deref().unwrap_or("")),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A Secret's bytes: `data` (decoded) with `stringData` merged over it.
+pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> = s
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in s.string_data.iter().flatten() {
+        out.insert(k.clone(), v.as_bytes().to_vec());
+    }
+    out
+}
+
+/// A ConfigMap's bytes: `data` and `binaryData`.
+pub fn config_map_data(c: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> = c
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+        .collect();
+    for (k, v) in c.binary_data.iter().flatten() {
+        out.insert(k.clone(), v.0.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+# A pod with its configuration, as a user would give a cluster.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  index.html: "<h1>hi</h1>"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+  namespace: prod
+type: Opaque
+data:
+  password: aHVudGVyMg==
+stringData:
+  user: admin
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+  creationTimestamp: null
+spec:
+  containers:
+  - name: server
+    image: busybox
+    command: ["httpd", "-f"]
+    ports:
+    - containerPort: 80
+      hostPort: 8080
+    resources:
+      limits: {memory: 64Mi}
+    volumeMounts:
+    - name: config
+      mountPath: /www
+  volumes:
+  - name: config
+    configMap:
+      name: web-config
+---
+"#;
+
+    #[test]
+    fn multi_document_files_parse_into_typed_objects() {
+        let objs = parse("web.yaml", EXAMPLE).unwrap();
+        let keys: Vec<String> = objs.iter().map(|o| o.key().to_string()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ConfigMap default/web-config",
+                "Secret prod/web-secret",
+                "Pod default/web"
+            ]
+        );
+        let Object::Secret(s) = &objs[1] else {
+            panic!()
+        };
+        let d = secret_data(s);
+        assert_eq!(d["password"], b"hunter2");
+        assert_eq!(d["user"], b"admin");
+        let Object::Pod(p) = &objs[2] else { panic!() };
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some("busybox"));
+        let Object::ConfigMap(cm) = &objs[0] else {
+            panic!()
+        };
+        assert_eq!(config_map_data(cm)["index.html"], b"<h1>hi</h1>");
+    }
+
+    #[test]
+    fn json_and_lists_are_accepted() {
+        let j = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":{"k":"v"}},
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b","namespace":"x"}}]}"#;
+        let objs = parse("list.json", j).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[1].key().namespace, "x");
+    }
+
+    #[test]
+    fn unknown_fields_are_reported_with_their_path() {
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    imagee: busybox\n  restartPolicy: Always\n  nodeSelectorr: {}\n  hostNetworkk: true\n";
+        let e = parse("p.yaml", y).unwrap_err().to_string();
+        assert!(e.contains("spec.containers[0].imagee"), "{e}");
+        assert!(e.contains("spec.hostNetworkk"), "{e}");
+        assert!(e.contains("Pod \"p\""), "{e}");
+    }
+
+    #[test]
+    fn bad_input_names_document_object_and_field() {
+        let e = parse("x.yaml", "kind: Pod\n").unwrap_err().to_string();
+        assert!(e.contains("document 1") && e.contains("apiVersion"), "{e}");
+        let e = parse(
+            "x.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("Deployment") && e.contains("not supported"),
+            "{e}"
+        );
+        let e = parse("x.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metadata.name"), "{e}");
+        let e = parse(
+            "x.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: 7\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("spec.containers"), "{e}");
+        let e = parse("x.yaml", "a: [unclosed\n").unwrap_err().to_string();
+        assert!(e.contains("not valid YAML"), "{e}");
+        let e = parse(
+            "x.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: '***not base64'}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("data.k") || e.contains("data"), "{e}");
+        let e = parse(
+            "x.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\nstringData: {tls.crt: x}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tls.key"), "{e}");
+    }
+}
