@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The main job: build Kinglet, start the daemon on its default paths (embedded defaults, no
-# config file, no network), load the project's busybox test image, and run an example pod.
+# config file, no network), load the project's busybox test image, and run the example pod of
+# examples/web-pod.yaml (a ConfigMap volume, a Secret volume on tmpfs, env from both).
 # Run as root on Debian 12 with Rust installed. Stop it with: kill $(cat /run/kinglet/daemon.pid)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
-cargo build --release --bin kinglet --example demo_pod -p kinglet -p kinglet-tests
+cargo build --release --bin kinglet
 bin=target/release/kinglet
 sock=/run/kinglet/kinglet.sock
 mkdir -p /run/kinglet /var/log
@@ -19,5 +20,15 @@ img=$(mktemp -d)
 bash tests/images/build-busybox-image.sh "$img" kinglet.test/busybox:latest >/dev/null
 "$bin" image import --socket "$sock" "$img/busybox.tar"
 rm -rf "$img"
-"$bin" image ls --socket "$sock"
-target/release/examples/demo_pod --socket "$sock"
+"$bin" apply --socket "$sock" -f examples/web-pod.yaml
+for _ in $(seq 100); do
+  "$bin" get pods --socket "$sock" 2>/dev/null | grep -q "2/2 .*Running" && break
+  sleep 0.2
+done
+"$bin" get pods --socket "$sock" -o wide
+sleep 1
+echo "--- kinglet logs web -c client"
+"$bin" logs web -c client --socket "$sock"
+echo "--- kinglet exec web -c client -- ls -l /etc/credentials/"
+"$bin" exec web -c client --socket "$sock" -- ls -l /etc/credentials/
+echo "the pod keeps running; remove it with: $bin delete --socket $sock -f examples/web-pod.yaml"

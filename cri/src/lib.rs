@@ -74,6 +74,17 @@ pub trait CriBackend: Send + Sync + 'static {
         &self,
         req: admin::ImportImageRequest,
     ) -> Result<admin::ImportImageResponse, CriError>;
+
+    /// Kubernetes objects (the mini-kubelet side); a backend without them answers Unimplemented.
+    async fn apply(&self, _req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
+        Err(CriError::Unimplemented { rpc: "Apply" })
+    }
+    async fn delete(&self, _req: admin::DeleteRequest) -> Result<admin::DeleteResponse, CriError> {
+        Err(CriError::Unimplemented { rpc: "Delete" })
+    }
+    async fn get(&self, _req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
+        Err(CriError::Unimplemented { rpc: "Get" })
+    }
 }
 
 /// Serves the CRI and admin services over one backend.
@@ -104,6 +115,10 @@ impl<B: CriBackend> CriServer<B> {
 
     pub fn admin_service(&self) -> admin::admin_server::AdminServer<Self> {
         admin::admin_server::AdminServer::new(self.clone())
+    }
+
+    pub fn objects_service(&self) -> admin::objects_server::ObjectsServer<Self> {
+        admin::objects_server::ObjectsServer::new(self.clone())
     }
 }
 
@@ -330,5 +345,27 @@ impl<B: CriBackend> admin::admin_server::Admin for CriServer<B> {
         r: Request<admin::ImportImageRequest>,
     ) -> Result<Response<admin::ImportImageResponse>, Status> {
         rpc!("ImportImage", self.backend.import_image(r.into_inner()))
+    }
+}
+
+#[tonic::async_trait]
+impl<B: CriBackend> admin::objects_server::Objects for CriServer<B> {
+    async fn apply(
+        &self,
+        r: Request<admin::ApplyRequest>,
+    ) -> Result<Response<admin::ApplyResponse>, Status> {
+        rpc!("Apply", self.backend.apply(r.into_inner()))
+    }
+    async fn delete(
+        &self,
+        r: Request<admin::DeleteRequest>,
+    ) -> Result<Response<admin::DeleteResponse>, Status> {
+        rpc!("Delete", self.backend.delete(r.into_inner()))
+    }
+    async fn get(
+        &self,
+        r: Request<admin::GetRequest>,
+    ) -> Result<Response<admin::GetResponse>, Status> {
+        rpc!("Get", self.backend.get(r.into_inner()))
     }
 }

@@ -7,14 +7,15 @@ use kinglet_cri::{CriBackend, CriError};
 use kinglet_proto::{admin, v1};
 
 use crate::runtime::Runtime;
+use crate::supervisor::Supervisor;
 
 /// Name and versions reported by Version.
 pub const RUNTIME_NAME: &str = "kinglet";
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const CRI_API_VERSION: &str = "v1";
 
-/// The daemon's CRI backend.
-pub struct Backend(pub Arc<Runtime>);
+/// The daemon's CRI backend: the runtime core, and the supervisor for Kubernetes objects.
+pub struct Backend(pub Arc<Runtime>, pub Arc<Supervisor>);
 
 #[tonic::async_trait]
 impl CriBackend for Backend {
@@ -174,5 +175,14 @@ impl CriBackend for Backend {
         req: admin::ImportImageRequest,
     ) -> Result<admin::ImportImageResponse, CriError> {
         self.0.import_image(req).await
+    }
+    async fn apply(&self, req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
+        self.1.apply(req).await
+    }
+    async fn delete(&self, req: admin::DeleteRequest) -> Result<admin::DeleteResponse, CriError> {
+        self.1.delete(req).await
+    }
+    async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
+        self.1.get(req).await
     }
 }

@@ -55,6 +55,61 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Create or update the objects of manifests (YAML/JSON files, directories, or - for stdin).
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Delete the objects of manifests, or one object: `delete pod NAME`.
+    Delete {
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        kind: Option<String>,
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// List objects: pods, configmaps or secrets.
+    Get {
+        kind: String,
+        name: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long = "all-namespaces")]
+        all_namespaces: bool,
+        /// wide, yaml or json.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        /// Show Secret data instead of redacting it.
+        #[arg(long)]
+        reveal: bool,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Print a container's log.
+    Logs {
+        pod: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The previous run of the container.
+        #[arg(short = 'p', long)]
+        previous: bool,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Run a command in a container of a pod.
+    Exec {
+        pod: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        #[command(flatten)]
+        client: ClientFlags,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// (internal) Monitor processes the daemon starts for each container.
     #[command(hide = true)]
     Shim {
@@ -67,6 +122,16 @@ pub enum Command {
         #[arg(long)]
         pin: PathBuf,
     },
+}
+
+/// Where the daemon is, and which namespace.
+#[derive(Debug, clap::Args, Clone)]
+pub struct ClientFlags {
+    /// Socket of the daemon.
+    #[arg(long, default_value = "/run/kinglet/kinglet.sock")]
+    pub socket: PathBuf,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,11 +232,93 @@ pub fn main() -> ExitCode {
             init_tracing("info");
             report(run_async(daemon(flags)))
         }
+        Command::Apply { files, client } => client_verb(&client, |ch| async move {
+            crate::kubectl::apply(ch, &files).await
+        }),
+        Command::Delete {
+            files,
+            kind,
+            name,
+            client,
+        } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                crate::kubectl::delete(ch, &files, kind.as_deref(), name.as_deref(), &ns).await
+            })
+        }
+        Command::Get {
+            kind,
+            name,
+            all_namespaces,
+            output,
+            reveal,
+            client,
+        } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                crate::kubectl::get(
+                    ch,
+                    &kind,
+                    name.as_deref(),
+                    &ns,
+                    all_namespaces,
+                    output.as_deref(),
+                    reveal,
+                )
+                .await
+            })
+        }
+        Command::Logs {
+            pod,
+            container,
+            follow,
+            previous,
+            client,
+        } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                crate::kubectl::logs(ch, &pod, &ns, container.as_deref(), follow, previous).await
+            })
+        }
+        Command::Exec {
+            pod,
+            container,
+            client,
+            cmd,
+        } => {
+            init_tracing("warn");
+            let ns = client.namespace.clone();
+            let r = run_async(async move {
+                let ch = connect_to(&client.socket).await?;
+                let code = crate::kubectl::exec(ch, &pod, &ns, container.as_deref(), cmd).await?;
+                std::process::exit(code)
+            });
+            report(r)
+        }
         Command::Image { socket, command } => {
             init_tracing("warn");
             report(run_async(image(socket, command)))
         }
     }
+}
+
+async fn connect_to(socket: &std::path::Path) -> anyhow::Result<tonic::transport::Channel> {
+    crate::client::connect(socket)
+        .await
+        .with_context(|| format!("connect to the daemon at {}", socket.display()))
+}
+
+/// Run a client verb against the daemon at `client.socket`.
+fn client_verb<F, Fut>(client: &ClientFlags, f: F) -> ExitCode
+where
+    F: FnOnce(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_tracing("warn");
+    let socket = client.socket.clone();
+    report(run_async(
+        async move { f(connect_to(&socket).await?).await },
+    ))
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {

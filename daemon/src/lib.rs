@@ -12,8 +12,10 @@ pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod kubectl;
 pub mod runtime;
 pub mod server;
+pub mod supervisor;
 mod sys;
 
 use std::path::PathBuf;

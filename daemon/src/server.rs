@@ -45,7 +45,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let listener = bind(&config.socket).await?;
     let socket = config.socket.clone();
     let runtime = Runtime::start(config).await?;
-    let cri = CriServer::new(Arc::new(Backend(runtime)));
+    let supervisor = crate::supervisor::Supervisor::start(runtime.clone())
+        .await
+        .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+    let cri = CriServer::new(Arc::new(Backend(runtime, supervisor)));
     tracing::info!(socket = %socket.display(), "serving CRI");
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -60,6 +63,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .add_service(cri.runtime_service())
         .add_service(cri.image_service())
         .add_service(cri.admin_service())
+        .add_service(cri.objects_service())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(&socket);

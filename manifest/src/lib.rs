@@ -111,6 +111,8 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<Object>, ManifestError
         if value.is_null() {
             continue; // an empty document (`---` at the end, comments only)
         }
+        let mut value = value;
+        octal_modes(&mut value);
         parse_value(source_name, doc, value, &mut out)?;
     }
     Ok(out)
@@ -177,6 +179,30 @@ fn parse_value(
     };
     out.push(obj);
     Ok(())
+}
+
+/// File modes as Kubernetes users write them (`defaultMode: 0400`) are YAML 1.1 octal
+/// integers; a YAML 1.2 parser reads them as strings. Convert them in the mode fields only.
+fn octal_modes(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if k == "defaultMode" || k == "mode" {
+                    let octal = val.as_str().and_then(|s| {
+                        let digits = s.strip_prefix("0o").or_else(|| s.strip_prefix('0'))?;
+                        i64::from_str_radix(digits, 8).ok()
+                    });
+                    if let Some(n) = octal {
+                        *val = Value::from(n);
+                    }
+                } else {
+                    octal_modes(val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(octal_modes),
+        _ => {}
+    }
 }
 
 /// Deserialize with the failing path in the error, then refuse fields the schema lacks.
@@ -369,6 +395,19 @@ spec:
             panic!()
         };
         assert_eq!(config_map_data(cm)["index.html"], b"<h1>hi</h1>");
+    }
+
+    #[test]
+    fn yaml_1_1_octal_modes_are_read_as_kubectl_reads_them() {
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: b}]\n  volumes:\n  - name: s\n    secret: {secretName: x, defaultMode: 0400, items: [{key: k, path: k, mode: 0o600}]}\n  - name: d\n    configMap: {name: y, defaultMode: 420}\n";
+        let Object::Pod(p) = parse("p.yaml", y).unwrap().remove(0) else {
+            panic!()
+        };
+        let v = p.spec.unwrap().volumes.unwrap();
+        let s = v[0].secret.as_ref().unwrap();
+        assert_eq!(s.default_mode, Some(0o400));
+        assert_eq!(s.items.as_ref().unwrap()[0].mode, Some(0o600));
+        assert_eq!(v[1].config_map.as_ref().unwrap().default_mode, Some(420));
     }
 
     #[test]

@@ -188,14 +188,25 @@ impl Daemon {
         ImageServiceClient::new(connect(&self.socket).await.expect("connect"))
     }
 
-    /// Run `kinglet` CLI against this daemon.
+    /// Run the `kinglet` CLI against this daemon: `--socket` goes right after the verb.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        let mut all: Vec<&str> = Vec::new();
-        let sock = self.socket.display().to_string();
-        all.extend_from_slice(args);
         let mut cmd = Command::new(kinglet_bin());
-        cmd.args(&all).arg("--socket").arg(&sock);
+        if let Some((verb, rest)) = args.split_first() {
+            cmd.arg(verb).arg("--socket").arg(&self.socket).args(rest);
+        }
         cmd.output().expect("run kinglet cli")
+    }
+
+    /// Run the CLI and return its stdout, failing the test (with stderr) if it fails.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "kinglet {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Import the test image through the CLI; returns its image id.

@@ -1,0 +1,458 @@
+//! kubectl-shaped client verbs against a running daemon: `apply`, `delete`, `get`, `logs`,
+//! `exec`. Objects go through Kinglet's `Objects` service; logs and exec use the CRI like any
+//! other client.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use k8s_openapi::api::core::v1::Pod;
+use kinglet_proto::admin::objects_client::ObjectsClient;
+use kinglet_proto::{admin, v1};
+use tonic::transport::Channel;
+use v1::runtime_service_client::RuntimeServiceClient;
+
+use crate::supervisor::podspec::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
+
+fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
+    move |s| anyhow!("{what}: {}", s.message())
+}
+
+/// Manifests named by `-f`: files, every `.yaml`/`.yml`/`.json` of a directory, or `-` (stdin).
+fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p == Path::new("-") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            out.push(("-".into(), s));
+        } else if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("read {}", p.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| {
+                    matches!(
+                        f.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                out.push((f.display().to_string(), std::fs::read_to_string(&f)?));
+            }
+        } else {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            out.push((p.display().to_string(), text));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut c = ObjectsClient::new(ch);
+    for (source, content) in read_manifests(files)? {
+        let r = c
+            .apply(admin::ApplyRequest {
+                source: source.clone(),
+                content,
+            })
+            .await
+            .map_err(status_err(&source))?
+            .into_inner();
+        for line in r.results {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(
+    ch: Channel,
+    files: &[PathBuf],
+    kind: Option<&str>,
+    name: Option<&str>,
+    ns: &str,
+) -> anyhow::Result<()> {
+    let mut c = ObjectsClient::new(ch);
+    let reqs: Vec<admin::DeleteRequest> = if !files.is_empty() {
+        read_manifests(files)?
+            .into_iter()
+            .map(|(source, content)| admin::DeleteRequest {
+                source,
+                content,
+                ..Default::default()
+            })
+            .collect()
+    } else {
+        let (Some(kind), Some(name)) = (kind, name) else {
+            bail!("give -f FILE, or KIND NAME")
+        };
+        vec![admin::DeleteRequest {
+            kind: kind.into(),
+            name: name.into(),
+            namespace: ns.into(),
+            ..Default::default()
+        }]
+    };
+    for r in reqs {
+        for line in c
+            .delete(r)
+            .await
+            .map_err(status_err("delete"))?
+            .into_inner()
+            .results
+        {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+fn age(v: &serde_json::Value) -> String {
+    let Some(ts) = v
+        .pointer("/metadata/creationTimestamp")
+        .and_then(|t| t.as_str())
+    else {
+        return "<unknown>".into();
+    };
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
+        return "<unknown>".into();
+    };
+    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// kubectl's STATUS column: a waiting or terminated reason when there is one, else the phase.
+pub fn pod_status_column(p: &Pod) -> String {
+    let st = p.status.clone().unwrap_or_default();
+    for c in st.container_statuses.iter().flatten() {
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            if let Some(r) = &w.reason {
+                return r.clone();
+            }
+        }
+    }
+    for c in st.container_statuses.iter().flatten() {
+        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            if let Some(r) = &t.reason {
+                if st.phase.as_deref() != Some("Running") {
+                    return r.clone();
+                }
+            }
+        }
+    }
+    st.phase.unwrap_or_else(|| "Unknown".into())
+}
+
+fn redact(v: &mut serde_json::Value) {
+    for key in ["data", "stringData"] {
+        if let Some(m) = v.get_mut(key).and_then(|d| d.as_object_mut()) {
+            for val in m.values_mut() {
+                *val = "<redacted>".into();
+            }
+        }
+    }
+}
+
+pub async fn get(
+    ch: Channel,
+    kind: &str,
+    name: Option<&str>,
+    ns: &str,
+    all: bool,
+    output: Option<&str>,
+    reveal: bool,
+) -> anyhow::Result<()> {
+    let r = ObjectsClient::new(ch)
+        .get(admin::GetRequest {
+            kind: kind.into(),
+            namespace: ns.into(),
+            all_namespaces: all,
+            name: name.unwrap_or_default().into(),
+        })
+        .await
+        .map_err(status_err("get"))?
+        .into_inner();
+    let mut objs: Vec<serde_json::Value> = r
+        .objects
+        .iter()
+        .map(|o| serde_json::from_str(o))
+        .collect::<Result<_, _>>()?;
+    let is_secret = objs.first().and_then(|o| o["kind"].as_str()) == Some("Secret")
+        || kind.starts_with("secret");
+    if is_secret && !reveal {
+        objs.iter_mut().for_each(redact);
+    }
+    let doc = if objs.len() == 1 && name.is_some() {
+        objs[0].clone()
+    } else {
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objs})
+    };
+    match output {
+        Some("json") => println!("{}", serde_json::to_string_pretty(&doc)?),
+        Some("yaml") => print!("{}", serde_yaml_ng::to_string(&doc)?),
+        Some("wide") | None => print_table(&objs, all, output == Some("wide"))?,
+        Some(o) => bail!("unknown output format {o:?} (wide, yaml, json)"),
+    }
+    Ok(())
+}
+
+fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Result<()> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let kind = objs.first().and_then(|o| o["kind"].as_str()).unwrap_or("");
+    let mut header: Vec<&str> = match kind {
+        "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
+        _ => vec!["NAME", "DATA", "AGE"],
+    };
+    if wide && kind == "Pod" {
+        header.extend(["IP", "NODE"]);
+    }
+    if all {
+        header.insert(0, "NAMESPACE");
+    }
+    for o in objs {
+        let name = o
+            .pointer("/metadata/name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_string();
+        let mut row = match kind {
+            "Pod" => {
+                let p: Pod = serde_json::from_value(o.clone())?;
+                let cs = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.clone())
+                    .unwrap_or_default();
+                let total = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+                let ready = cs.iter().filter(|c| c.ready).count();
+                let restarts: i32 = cs.iter().map(|c| c.restart_count).sum();
+                let mut r = vec![
+                    name,
+                    format!("{ready}/{total}"),
+                    pod_status_column(&p),
+                    restarts.to_string(),
+                    age(o),
+                ];
+                if wide {
+                    r.push(
+                        p.status
+                            .as_ref()
+                            .and_then(|s| s.pod_ip.clone())
+                            .unwrap_or_else(|| "<none>".into()),
+                    );
+                    r.push(
+                        nix::unistd::gethostname()
+                            .ok()
+                            .and_then(|h| h.into_string().ok())
+                            .unwrap_or_default(),
+                    );
+                }
+                r
+            }
+            "Secret" => {
+                let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0);
+                vec![
+                    name,
+                    o["type"].as_str().unwrap_or("Opaque").into(),
+                    n.to_string(),
+                    age(o),
+                ]
+            }
+            _ => {
+                let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                    + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
+                vec![name, n.to_string(), age(o)]
+            }
+        };
+        if all {
+            row.insert(
+                0,
+                o.pointer("/metadata/namespace")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("")
+                    .into(),
+            );
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        eprintln!("No resources found.");
+        return Ok(());
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("   ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header.iter().map(|s| s.to_string()).collect()));
+    for r in rows {
+        println!("{}", line(r));
+    }
+    Ok(())
+}
+
+/// The CRI container of `pod`/`container` (newest attempt, or the one before with `previous`).
+async fn find_container(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    ns: &str,
+    container: Option<&str>,
+    previous: bool,
+) -> anyhow::Result<v1::Container> {
+    let mut sel: std::collections::HashMap<String, String> = [
+        (LABEL_POD_NAME.to_string(), pod.to_string()),
+        (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    if let Some(c) = container {
+        sel.insert(LABEL_CONTAINER_NAME.into(), c.into());
+    }
+    let mut cs = rt
+        .list_containers(v1::ListContainersRequest {
+            filter: Some(v1::ContainerFilter {
+                label_selector: sel,
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(status_err("list containers"))?
+        .into_inner()
+        .containers;
+    if cs.is_empty() {
+        bail!(
+            "pod {ns}/{pod} has no container{}",
+            container.map(|c| format!(" named {c}")).unwrap_or_default()
+        );
+    }
+    let names: std::collections::BTreeSet<String> = cs
+        .iter()
+        .filter_map(|c| c.labels.get(LABEL_CONTAINER_NAME).cloned())
+        .collect();
+    if container.is_none() && names.len() > 1 {
+        bail!(
+            "pod {ns}/{pod} has several containers, choose one with -c: {}",
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    cs.sort_by_key(|c| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+    let idx = if previous {
+        cs.len()
+            .checked_sub(2)
+            .ok_or_else(|| anyhow!("previous terminated container not found in pod {ns}/{pod}"))?
+    } else {
+        cs.len() - 1
+    };
+    Ok(cs.swap_remove(idx))
+}
+
+/// The content of CRI log lines, partial lines joined.
+fn log_content(text: &str, out: &mut String) {
+    for l in text.lines() {
+        let mut it = l.splitn(4, ' ');
+        let (_ts, _stream, tag, content) =
+            (it.next(), it.next(), it.next(), it.next().unwrap_or(""));
+        out.push_str(content);
+        if tag != Some("P") {
+            out.push('\n');
+        }
+    }
+}
+
+pub async fn logs(
+    ch: Channel,
+    pod: &str,
+    ns: &str,
+    container: Option<&str>,
+    follow: bool,
+    previous: bool,
+) -> anyhow::Result<()> {
+    let mut rt = RuntimeServiceClient::new(ch);
+    let c = find_container(&mut rt, pod, ns, container, previous).await?;
+    let mut offset = 0usize;
+    loop {
+        let st = rt
+            .container_status(v1::ContainerStatusRequest {
+                container_id: c.id.clone(),
+                verbose: false,
+            })
+            .await
+            .map_err(status_err("container status"))?
+            .into_inner()
+            .status
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&st.log_path).unwrap_or_default();
+        // Only whole lines: a line still being written is printed on the next round.
+        let end = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        if end > offset {
+            let mut out = String::new();
+            log_content(&text[offset..end], &mut out);
+            print!("{out}");
+            std::io::stdout().flush()?;
+            offset = end;
+        }
+        if !follow || st.state == v1::ContainerState::ContainerExited as i32 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn exec(
+    ch: Channel,
+    pod: &str,
+    ns: &str,
+    container: Option<&str>,
+    cmd: Vec<String>,
+) -> anyhow::Result<i32> {
+    let mut rt = RuntimeServiceClient::new(ch);
+    let c = find_container(&mut rt, pod, ns, container, false).await?;
+    let r = rt
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: c.id,
+            cmd,
+            timeout: 0,
+        })
+        .await
+        .map_err(status_err("exec"))?
+        .into_inner();
+    std::io::stdout().write_all(&r.stdout)?;
+    std::io::stderr().write_all(&r.stderr)?;
+    Ok(r.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_log_lines_are_joined() {
+        let mut out = String::new();
+        log_content("2026-01-01T00:00:00Z stdout P ab\n2026-01-01T00:00:00Z stdout F cd\n2026-01-01T00:00:00Z stderr F \n", &mut out);
+        assert_eq!(out, "abcd\n\n");
+    }
+}

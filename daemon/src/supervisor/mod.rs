@@ -1,0 +1,675 @@
+//! The mini-kubelet: keeps the Pods applied to this node running, through the same runtime
+//! core the CRI server uses, in CRI terms (PodSandboxConfig, ContainerConfig) — one code path.
+//!
+//! Level-triggered: a loop reconciles every pod once a second and at once after an apply or a
+//! delete. Each pass: replace a sandbox whose spec hash is stale; prepare volumes (ConfigMap
+//! and Secret volumes are rewritten atomically, so updates reach running pods within a
+//! second); create missing containers; restart exited ones by `restartPolicy` with the
+//! kubelet's CrashLoopBackOff; tear down sandboxes of pods that are gone. Pod status is derived
+//! from the runtime's own records when asked, never stored twice.
+
+mod objects;
+pub mod podspec;
+mod status;
+mod volumes;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kinglet_cri::CriError;
+use kinglet_manifest::{Object, ObjectKey};
+use kinglet_proto::{admin, v1};
+use tokio::sync::{Mutex, Notify};
+
+use crate::runtime::Runtime;
+use objects::ObjectStore;
+use podspec::{
+    ConfigError, PodFields, Sources, LABEL_CONTAINER_NAME, LABEL_POD_UID, LABEL_SPEC_HASH,
+};
+use volumes::VolumeRoots;
+
+/// CrashLoopBackOff as the kubelet does it.
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub cap: Duration,
+    /// Running this long resets the back-off.
+    pub reset_after: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            initial: Duration::from_secs(10),
+            cap: Duration::from_secs(300),
+            reset_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Back-off state of one container.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Backoff {
+    /// Delay before the next restart (zero: restart at once).
+    pub next: Duration,
+    pub not_before: Option<Instant>,
+}
+
+impl Backoff {
+    /// Record a restart made at `now`: the following one waits `next`, which then doubles.
+    pub fn restarted(&mut self, now: Instant, p: &BackoffPolicy) {
+        self.not_before = Some(now + self.next);
+        self.next = if self.next.is_zero() {
+            p.initial
+        } else {
+            (self.next * 2).min(p.cap)
+        };
+    }
+}
+
+/// Why a container is not running yet (the pod status's `waiting` state).
+#[derive(Debug, Clone)]
+struct Waiting {
+    reason: String,
+    message: String,
+}
+
+/// ConfigMap and Secret data at one moment.
+#[derive(Default)]
+struct Snapshot {
+    config_maps: HashMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    secrets: HashMap<(String, String), BTreeMap<String, Vec<u8>>>,
+}
+
+impl Sources for Snapshot {
+    fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.config_maps
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
+    }
+    fn secret(&self, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.secrets.get(&(ns.to_owned(), name.to_owned())).cloned()
+    }
+}
+
+pub struct Supervisor {
+    rt: Arc<Runtime>,
+    store: Mutex<ObjectStore>,
+    wake: Notify,
+    waiting: std::sync::Mutex<HashMap<(String, String), Waiting>>,
+    backoff: std::sync::Mutex<HashMap<(String, String), Backoff>>,
+    policy: BackoffPolicy,
+    pod_logs: PathBuf,
+}
+
+fn cri_err(what: String) -> impl FnOnce(CriError) -> CriError {
+    move |e| CriError::internal(what, e)
+}
+
+impl Supervisor {
+    /// Load the stored objects and start reconciling.
+    pub async fn start(rt: Arc<Runtime>) -> Result<Arc<Supervisor>, CriError> {
+        let (root, run_root) = (rt.paths.root.clone(), rt.paths.run_root.clone());
+        let store = tokio::task::spawn_blocking(move || ObjectStore::open(&root, &run_root))
+            .await
+            .map_err(|e| CriError::internal("object store task", e))??;
+        let s = Arc::new(Supervisor {
+            pod_logs: rt.paths.root.join("pod-logs"),
+            rt,
+            store: Mutex::new(store),
+            wake: Notify::new(),
+            waiting: Default::default(),
+            backoff: Default::default(),
+            policy: BackoffPolicy::default(),
+        });
+        let me = s.clone();
+        tokio::spawn(async move {
+            loop {
+                me.reconcile_all().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), me.wake.notified()).await;
+            }
+        });
+        Ok(s)
+    }
+
+    async fn snapshot(&self) -> (Vec<Pod>, Snapshot) {
+        let store = self.store.lock().await;
+        let mut snap = Snapshot::default();
+        let mut pods = Vec::new();
+        for (k, o) in &store.map {
+            let key = (k.namespace.clone(), k.name.clone());
+            match o {
+                Object::Pod(p) => pods.push((**p).clone()),
+                Object::ConfigMap(c) => {
+                    snap.config_maps
+                        .insert(key, kinglet_manifest::config_map_data(c));
+                }
+                Object::Secret(s) => {
+                    snap.secrets.insert(key, kinglet_manifest::secret_data(s));
+                }
+            }
+        }
+        (pods, snap)
+    }
+
+    async fn reconcile_all(&self) {
+        let (pods, snap) = self.snapshot().await;
+        let mut live = std::collections::HashSet::new();
+        for pod in &pods {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            live.insert(uid.clone());
+            if let Err(e) = self.reconcile_pod(pod, &uid, &snap).await {
+                tracing::warn!(pod = %pod.metadata.name.as_deref().unwrap_or(""), err = %kinglet_cri::chain(&e), "reconcile failed");
+            }
+        }
+        // Sandboxes of pods that are gone.
+        if let Ok(list) = self
+            .rt
+            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+            .await
+        {
+            for s in list.items {
+                if let Some(uid) = s.labels.get(LABEL_POD_UID) {
+                    if !live.contains(uid) {
+                        tracing::info!(pod = %uid, sandbox = %s.id, "removing the sandbox of a deleted pod");
+                        let grace = s
+                            .annotations
+                            .get(podspec::ANNOTATION_GRACE)
+                            .and_then(|g| g.parse().ok())
+                            .unwrap_or(30);
+                        let _ = self.teardown(&s.id, grace).await;
+                        volumes::remove(&self.volume_roots(uid));
+                    }
+                }
+            }
+        }
+    }
+
+    fn volume_roots(&self, uid: &str) -> VolumeRoots {
+        VolumeRoots {
+            run: self.rt.paths.run_root.join("volumes").join(uid),
+            disk: self.rt.paths.root.join("volumes").join(uid),
+        }
+    }
+
+    fn set_waiting(&self, uid: &str, container: &str, reason: &str, message: String) {
+        self.waiting.lock().expect("waiting lock").insert(
+            (uid.to_owned(), container.to_owned()),
+            Waiting {
+                reason: reason.to_owned(),
+                message,
+            },
+        );
+    }
+
+    fn clear_waiting(&self, uid: &str, container: &str) {
+        self.waiting
+            .lock()
+            .expect("waiting lock")
+            .remove(&(uid.to_owned(), container.to_owned()));
+    }
+
+    /// Stop a sandbox's containers with a grace period, then remove it.
+    async fn teardown(&self, sandbox: &str, grace: i64) -> Result<(), CriError> {
+        let cs = self
+            .rt
+            .list_containers(v1::ListContainersRequest {
+                filter: Some(v1::ContainerFilter {
+                    pod_sandbox_id: sandbox.to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await?;
+        let stops = cs
+            .containers
+            .iter()
+            .map(|c| self.rt.stop_container(&c.id, grace));
+        for r in futures_join(stops).await {
+            r?;
+        }
+        self.rt.stop_pod_sandbox(sandbox).await?;
+        self.rt.remove_pod_sandbox(sandbox).await
+    }
+
+    async fn reconcile_pod(&self, pod: &Pod, uid: &str, snap: &Snapshot) -> Result<(), CriError> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let spec = pod.spec.clone().unwrap_or_default();
+        let hash = podspec::spec_hash(pod);
+        let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+
+        // 1. The sandbox: keep the one made for this spec, replace any other.
+        let sandboxes = self
+            .rt
+            .list_pod_sandbox(v1::ListPodSandboxRequest {
+                filter: Some(v1::PodSandboxFilter {
+                    label_selector: [(LABEL_POD_UID.to_string(), uid.to_string())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .items;
+        let mut current = None;
+        for s in sandboxes {
+            let fresh = s.state == v1::PodSandboxState::SandboxReady as i32
+                && s.labels.get(LABEL_SPEC_HASH) == Some(&hash);
+            if fresh && current.is_none() {
+                current = Some(s.id);
+            } else {
+                tracing::info!(pod = %name, sandbox = %s.id, "replacing the sandbox of a changed pod");
+                self.teardown(&s.id, grace).await?;
+            }
+        }
+
+        // 2. Volumes (refreshed on every pass).
+        let vols = match volumes::prepare(pod, &ns, &self.volume_roots(uid), snap) {
+            Ok(v) => v,
+            Err(ConfigError(msg)) => {
+                for c in &spec.containers {
+                    self.set_waiting(uid, &c.name, "ContainerCreating", msg.clone());
+                }
+                return Ok(());
+            }
+        };
+
+        let log_dir = self.pod_logs.join(format!("{ns}_{name}_{uid}"));
+        let sandbox_cfg = podspec::sandbox_config(pod, uid, &log_dir.display().to_string(), &hash);
+        let sandbox = match current {
+            Some(id) => id,
+            None => {
+                let id = self
+                    .rt
+                    .run_pod_sandbox(v1::RunPodSandboxRequest {
+                        config: Some(sandbox_cfg.clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(cri_err(format!("start the sandbox of pod {ns}/{name}")))?
+                    .pod_sandbox_id;
+                tracing::info!(pod = %name, sandbox = %id, "pod sandbox started");
+                id
+            }
+        };
+        let pod_ip = self
+            .rt
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox.clone(),
+                verbose: false,
+            })
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .unwrap_or_default();
+        let node = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let fields = PodFields {
+            name: &name,
+            namespace: &ns,
+            uid,
+            pod_ip: &pod_ip,
+            node_name: &node,
+        };
+
+        // 3. Containers.
+        let existing = self
+            .rt
+            .list_containers(v1::ListContainersRequest {
+                filter: Some(v1::ContainerFilter {
+                    pod_sandbox_id: sandbox.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .containers;
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        for c in &spec.containers {
+            let mut mine: Vec<&v1::Container> = existing
+                .iter()
+                .filter(|x| x.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
+                .collect();
+            mine.sort_by_key(|x| x.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+            let attempt = match mine.last() {
+                None => 0,
+                Some(last) if last.state == v1::ContainerState::ContainerRunning as i32 => {
+                    self.clear_waiting(uid, &c.name);
+                    continue;
+                }
+                Some(last) if last.state == v1::ContainerState::ContainerCreated as i32 => {
+                    self.rt.start_container(&last.id).await?;
+                    continue;
+                }
+                Some(last) => {
+                    let st = self
+                        .rt
+                        .container_status(v1::ContainerStatusRequest {
+                            container_id: last.id.clone(),
+                            verbose: false,
+                        })
+                        .await?
+                        .status
+                        .unwrap_or_default();
+                    let restart = match policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => st.exit_code != 0,
+                        _ => true,
+                    };
+                    if !restart {
+                        continue;
+                    }
+                    let key = (uid.to_owned(), c.name.clone());
+                    let now = Instant::now();
+                    let mut b = self
+                        .backoff
+                        .lock()
+                        .expect("backoff lock")
+                        .get(&key)
+                        .copied()
+                        .unwrap_or_default();
+                    let ran = Duration::from_nanos((st.finished_at - st.started_at).max(0) as u64);
+                    if ran >= self.policy.reset_after {
+                        b = Backoff::default();
+                    }
+                    if let Some(nb) = b.not_before {
+                        if now < nb {
+                            self.set_waiting(
+                                uid,
+                                &c.name,
+                                "CrashLoopBackOff",
+                                format!(
+                                    "back-off {}s restarting failed container={} pod={name}_{ns}({uid})",
+                                    b.next.as_secs(),
+                                    c.name
+                                ),
+                            );
+                            continue;
+                        }
+                    }
+                    b.restarted(now, &self.policy);
+                    self.backoff.lock().expect("backoff lock").insert(key, b);
+                    // Keep the last run (for `logs --previous`), drop older ones.
+                    for old in &mine[..mine.len() - 1] {
+                        let _ = self.rt.remove_container(&old.id).await;
+                    }
+                    last.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) + 1
+                }
+            };
+            let cfg = match podspec::container_config(pod, c, attempt, &ns, &fields, snap, &vols) {
+                Ok(cfg) => cfg,
+                Err(ConfigError(msg)) => {
+                    self.set_waiting(uid, &c.name, "CreateContainerConfigError", msg);
+                    continue;
+                }
+            };
+            let image = c.image.clone().unwrap_or_default();
+            let present = self
+                .rt
+                .image_status(v1::ImageStatusRequest {
+                    image: Some(v1::ImageSpec {
+                        image: image.clone(),
+                        ..Default::default()
+                    }),
+                    verbose: false,
+                })
+                .await
+                .map(|r| r.image.is_some())
+                .unwrap_or(false);
+            if !present {
+                self.set_waiting(
+                    uid,
+                    &c.name,
+                    "ErrImagePull",
+                    format!("image {image:?} is not present on this node"),
+                );
+                continue;
+            }
+            let id = match self
+                .rt
+                .create_container(v1::CreateContainerRequest {
+                    pod_sandbox_id: sandbox.clone(),
+                    config: Some(cfg),
+                    sandbox_config: Some(sandbox_cfg.clone()),
+                })
+                .await
+            {
+                Ok(r) => r.container_id,
+                Err(e) => {
+                    self.set_waiting(uid, &c.name, "CreateContainerError", kinglet_cri::chain(&e));
+                    continue;
+                }
+            };
+            if let Err(e) = self.rt.start_container(&id).await {
+                self.set_waiting(uid, &c.name, "RunContainerError", kinglet_cri::chain(&e));
+                continue;
+            }
+            self.clear_waiting(uid, &c.name);
+            tracing::info!(pod = %name, container = %c.name, attempt, "container started");
+        }
+        Ok(())
+    }
+
+    /// `kinglet apply`.
+    pub async fn apply(&self, req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
+        let objs = kinglet_manifest::parse(&req.source, &req.content)
+            .map_err(|e| CriError::invalid("manifest", e.to_string()))?;
+        let mut results = Vec::new();
+        {
+            let mut store = self.store.lock().await;
+            for mut o in objs {
+                let k = o.key();
+                let prev = store.map.get(&k).cloned();
+                let verdict = match &prev {
+                    None => "created",
+                    Some(p) if same_content(p, &o) => "unchanged",
+                    Some(_) => "configured",
+                };
+                carry_identity(&mut o, prev.as_ref());
+                if verdict != "unchanged" {
+                    store.put(o)?;
+                }
+                results.push(format!("{}/{} {verdict}", k.kind.to_lowercase(), k.name));
+            }
+        }
+        self.wake.notify_one();
+        Ok(admin::ApplyResponse { results })
+    }
+
+    /// `kinglet delete`.
+    pub async fn delete(
+        &self,
+        req: admin::DeleteRequest,
+    ) -> Result<admin::DeleteResponse, CriError> {
+        let keys: Vec<ObjectKey> = if !req.content.is_empty() {
+            kinglet_manifest::parse(&req.source, &req.content)
+                .map_err(|e| CriError::invalid("manifest", e.to_string()))?
+                .iter()
+                .map(Object::key)
+                .collect()
+        } else {
+            vec![ObjectKey {
+                kind: kind_of(&req.kind).ok_or_else(|| {
+                    CriError::invalid("kind", format!("unknown kind {:?}", req.kind))
+                })?,
+                namespace: if req.namespace.is_empty() {
+                    "default".into()
+                } else {
+                    req.namespace.clone()
+                },
+                name: req.name.clone(),
+            }]
+        };
+        let mut results = Vec::new();
+        {
+            let mut store = self.store.lock().await;
+            for k in keys {
+                match store.remove(&k)? {
+                    Some(_) => {
+                        results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name))
+                    }
+                    None => {
+                        return Err(CriError::not_found(
+                            "object",
+                            format!("{} {}/{}", k.kind, k.namespace, k.name),
+                        ))
+                    }
+                }
+            }
+        }
+        self.wake.notify_one();
+        Ok(admin::DeleteResponse { results })
+    }
+
+    /// `kinglet get`: objects as Kubernetes JSON, Pods with their current status.
+    pub async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
+        let kind = kind_of(&req.kind)
+            .ok_or_else(|| CriError::invalid("kind", format!("unknown kind {:?}", req.kind)))?;
+        let ns = if req.namespace.is_empty() {
+            "default"
+        } else {
+            req.namespace.as_str()
+        };
+        let picked: Vec<Object> = {
+            let store = self.store.lock().await;
+            store
+                .map
+                .iter()
+                .filter(|(k, _)| k.kind == kind)
+                .filter(|(k, _)| req.all_namespaces || k.namespace == ns)
+                .filter(|(k, _)| req.name.is_empty() || k.name == req.name)
+                .map(|(_, o)| o.clone())
+                .collect()
+        };
+        if !req.name.is_empty() && picked.is_empty() {
+            return Err(CriError::not_found(
+                "object",
+                format!("{kind} {ns}/{}", req.name),
+            ));
+        }
+        let mut objects = Vec::new();
+        for o in picked {
+            let v = match o {
+                Object::Pod(mut p) => {
+                    p.status = Some(self.pod_status(&p).await);
+                    serde_json::to_value(&*p)
+                }
+                Object::ConfigMap(c) => serde_json::to_value(&c),
+                Object::Secret(s) => serde_json::to_value(&s),
+            }
+            .map_err(|e| CriError::internal("encode object", e))?;
+            objects.push(v.to_string());
+        }
+        Ok(admin::GetResponse { objects })
+    }
+}
+
+/// Join futures one after another (stops are quick; order does not matter).
+async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    for f in fs {
+        out.push(f.await);
+    }
+    out
+}
+
+fn kind_of(s: &str) -> Option<&'static str> {
+    match s.to_lowercase().as_str() {
+        "pod" | "pods" | "po" => Some("Pod"),
+        "configmap" | "configmaps" | "cm" => Some("ConfigMap"),
+        "secret" | "secrets" => Some("Secret"),
+        _ => None,
+    }
+}
+
+/// Equal apart from the identity fields Kinglet fills in.
+fn same_content(a: &Object, b: &Object) -> bool {
+    let strip = |o: &Object| {
+        let mut o = o.clone();
+        let m = match &mut o {
+            Object::Pod(p) => &mut p.metadata,
+            Object::ConfigMap(c) => &mut c.metadata,
+            Object::Secret(s) => &mut s.metadata,
+        };
+        m.uid = None;
+        m.creation_timestamp = None;
+        m.generation = None;
+        m.resource_version = None;
+        if m.namespace.is_none() {
+            m.namespace = Some("default".into());
+        }
+        if let Object::Pod(p) = &mut o {
+            p.status = None;
+        }
+        o
+    };
+    strip(a) == strip(b)
+}
+
+/// Keep uid and creation time across updates; give new objects theirs.
+fn carry_identity(o: &mut Object, prev: Option<&Object>) {
+    let prev_meta = prev.map(|p| match p {
+        Object::Pod(p) => p.metadata.clone(),
+        Object::ConfigMap(c) => c.metadata.clone(),
+        Object::Secret(s) => s.metadata.clone(),
+    });
+    let m = match o {
+        Object::Pod(p) => &mut p.metadata,
+        Object::ConfigMap(c) => &mut c.metadata,
+        Object::Secret(s) => &mut s.metadata,
+    };
+    match prev_meta {
+        Some(pm) => {
+            m.uid = pm.uid;
+            m.creation_timestamp = pm.creation_timestamp;
+            m.generation = Some(pm.generation.unwrap_or(1) + 1);
+        }
+        None => {
+            let id = crate::runtime::new_id();
+            m.uid = Some(format!(
+                "{}-{}-{}-{}-{}",
+                &id[0..8],
+                &id[8..12],
+                &id[12..16],
+                &id[16..20],
+                &id[20..32]
+            ));
+            m.creation_timestamp = Some(status::now_time());
+            m.generation = Some(1);
+        }
+    }
+    if m.namespace.is_none() {
+        m.namespace = Some("default".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_immediate_then_doubles_to_the_cap() {
+        let p = BackoffPolicy::default();
+        let mut b = Backoff::default();
+        let t0 = Instant::now();
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            delays.push(b.next.as_secs());
+            b.restarted(t0, &p);
+        }
+        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300]);
+    }
+}

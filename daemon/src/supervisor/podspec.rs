@@ -1,0 +1,564 @@
+//! A Kubernetes Pod → CRI configs (`PodSandboxConfig`, `ContainerConfig`), as the kubelet
+//! builds them: pure, so it is unit-tested without a daemon.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use kinglet_proto::v1;
+
+/// Labels the kubelet puts on sandboxes and containers (CRI tools and users filter on them).
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+/// Kinglet's own: the hash of the pod spec a sandbox was made for.
+pub const LABEL_SPEC_HASH: &str = "kinglet.io/spec-hash";
+/// Kinglet's own: the pod's terminationGracePeriodSeconds.
+pub const ANNOTATION_GRACE: &str = "kinglet.io/termination-grace-period";
+
+/// Lookups the translation needs from the object store.
+pub trait Sources {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
+    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
+}
+
+/// Why a container cannot be configured (the kubelet's CreateContainerConfigError).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+/// A stable hash of the pod spec (what decides "changed → replace").
+pub fn spec_hash(pod: &Pod) -> String {
+    use std::hash::{Hash, Hasher};
+    let json = serde_json::to_string(&pod.spec).unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    json.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::PodSandboxConfig {
+    let meta = &pod.metadata;
+    let spec = pod.spec.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+    let mut labels: HashMap<String, String> = meta
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.insert(LABEL_POD_NAME.into(), name.clone());
+    labels.insert(LABEL_POD_NAMESPACE.into(), namespace.clone());
+    labels.insert(LABEL_POD_UID.into(), uid.into());
+    labels.insert(LABEL_SPEC_HASH.into(), hash.into());
+    let mut port_mappings = Vec::new();
+    for c in &spec.containers {
+        for p in c.ports.iter().flatten() {
+            if let Some(hp) = p.host_port {
+                port_mappings.push(v1::PortMapping {
+                    protocol: match p.protocol.as_deref() {
+                        Some("UDP") => v1::Protocol::Udp as i32,
+                        Some("SCTP") => v1::Protocol::Sctp as i32,
+                        _ => v1::Protocol::Tcp as i32,
+                    },
+                    container_port: p.container_port,
+                    host_port: hp,
+                    host_ip: p.host_ip.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+    let dns_config = spec.dns_config.as_ref().map(|d| v1::DnsConfig {
+        servers: d.nameservers.clone().unwrap_or_default(),
+        searches: d.searches.clone().unwrap_or_default(),
+        options: d
+            .options
+            .iter()
+            .flatten()
+            .map(|o| match &o.value {
+                Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
+                None => o.name.clone().unwrap_or_default(),
+            })
+            .collect(),
+    });
+    let pid_mode = if spec.share_process_namespace.unwrap_or(false) {
+        v1::NamespaceMode::Pod
+    } else {
+        v1::NamespaceMode::Container
+    };
+    let node = |b: Option<bool>, otherwise: v1::NamespaceMode| {
+        if b.unwrap_or(false) {
+            v1::NamespaceMode::Node as i32
+        } else {
+            otherwise as i32
+        }
+    };
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.clone(),
+            uid: uid.into(),
+            namespace,
+            attempt: 0,
+        }),
+        hostname: spec.hostname.clone().unwrap_or(name),
+        log_directory: log_dir.into(),
+        dns_config,
+        port_mappings,
+        labels,
+        annotations: {
+            let mut a: HashMap<String, String> = meta
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            // Remembered for a teardown after the Pod object itself is gone.
+            a.insert(
+                ANNOTATION_GRACE.into(),
+                spec.termination_grace_period_seconds
+                    .unwrap_or(30)
+                    .to_string(),
+            );
+            a
+        },
+        linux: Some(v1::LinuxPodSandboxConfig {
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(v1::NamespaceOption {
+                    network: node(spec.host_network, v1::NamespaceMode::Pod),
+                    pid: node(spec.host_pid, pid_mode),
+                    ipc: node(spec.host_ipc, v1::NamespaceMode::Pod),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Expand `$(VAR)` references as Kubernetes does: `$$` escapes, unknown names stay as written.
+pub fn expand(s: &str, vars: &HashMap<String, String>) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            if b[i + 1] == b'$' {
+                out.push('$');
+                i += 2;
+                continue;
+            }
+            if b[i + 1] == b'(' {
+                if let Some(end) = s[i + 2..].find(')') {
+                    let name = &s[i + 2..i + 2 + end];
+                    match vars.get(name) {
+                        Some(v) => out.push_str(v),
+                        None => out.push_str(&s[i..i + 3 + end]),
+                    }
+                    i += 3 + end;
+                    continue;
+                }
+            }
+        }
+        let ch = s[i..].chars().next().unwrap_or('\0');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// Pod fields a container's env can reference.
+pub struct PodFields<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub uid: &'a str,
+    pub pod_ip: &'a str,
+    pub node_name: &'a str,
+}
+
+fn env_value(
+    e: &EnvVar,
+    ns: &str,
+    pod: &PodFields<'_>,
+    src: &dyn Sources,
+    vars: &HashMap<String, String>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(v) = &e.value {
+        return Ok(Some(expand(v, vars)));
+    }
+    let Some(from) = &e.value_from else {
+        return Ok(Some(String::new()));
+    };
+    if let Some(r) = &from.config_map_key_ref {
+        let optional = r.optional.unwrap_or(false);
+        return match src
+            .config_map(ns, &r.name)
+            .and_then(|d| d.get(&r.key).cloned())
+        {
+            Some(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
+            None if optional => Ok(None),
+            None => Err(ConfigError(format!(
+                "couldn't find key {} in ConfigMap {ns}/{}",
+                r.key, r.name
+            ))),
+        };
+    }
+    if let Some(r) = &from.secret_key_ref {
+        let optional = r.optional.unwrap_or(false);
+        return match src.secret(ns, &r.name).and_then(|d| d.get(&r.key).cloned()) {
+            Some(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
+            None if optional => Ok(None),
+            None => Err(ConfigError(format!(
+                "couldn't find key {} in Secret {ns}/{}",
+                r.key, r.name
+            ))),
+        };
+    }
+    if let Some(f) = &from.field_ref {
+        return match f.field_path.as_str() {
+            "metadata.name" => Ok(Some(pod.name.into())),
+            "metadata.namespace" => Ok(Some(pod.namespace.into())),
+            "metadata.uid" => Ok(Some(pod.uid.into())),
+            "status.podIP" => Ok(Some(pod.pod_ip.into())),
+            "spec.nodeName" => Ok(Some(pod.node_name.into())),
+            other => Err(ConfigError(format!("unsupported fieldRef {other}"))),
+        };
+    }
+    Err(ConfigError(format!(
+        "env {}: unsupported valueFrom",
+        e.name
+    )))
+}
+
+/// The environment of a container, in order: envFrom sources, then env (later wins).
+pub fn container_env(
+    c: &Container,
+    ns: &str,
+    pod: &PodFields<'_>,
+    src: &dyn Sources,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut set = |k: String, v: String, vars: &mut HashMap<String, String>| {
+        if !vars.contains_key(&k) {
+            order.push(k.clone());
+        }
+        vars.insert(k, v);
+    };
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let data = if let Some(r) = &from.config_map_ref {
+            match src.config_map(ns, &r.name) {
+                Some(d) => d,
+                None if r.optional.unwrap_or(false) => continue,
+                None => return Err(ConfigError(format!("configmap {ns}/{} not found", r.name))),
+            }
+        } else if let Some(r) = &from.secret_ref {
+            match src.secret(ns, &r.name) {
+                Some(d) => d,
+                None if r.optional.unwrap_or(false) => continue,
+                None => return Err(ConfigError(format!("secret {ns}/{} not found", r.name))),
+            }
+        } else {
+            continue;
+        };
+        for (k, v) in data {
+            set(
+                format!("{prefix}{k}"),
+                String::from_utf8_lossy(&v).into_owned(),
+                &mut vars,
+            );
+        }
+    }
+    for e in c.env.iter().flatten() {
+        if let Some(v) = env_value(e, ns, pod, src, &vars)? {
+            set(e.name.clone(), v, &mut vars);
+        }
+    }
+    Ok(order
+        .into_iter()
+        .map(|k| {
+            let v = vars[&k].clone();
+            (k, v)
+        })
+        .collect())
+}
+
+/// One container's CRI config. `mounts` maps volume names to host paths.
+#[allow(clippy::too_many_arguments)]
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    ns: &str,
+    fields: &PodFields<'_>,
+    src: &dyn Sources,
+    volumes: &HashMap<String, PathBuf>,
+) -> Result<v1::ContainerConfig, ConfigError> {
+    let env = container_env(c, ns, fields, src)?;
+    let vars: HashMap<String, String> = env.iter().cloned().collect();
+    let mut mounts = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(host) = volumes.get(&m.name) else {
+            return Err(ConfigError(format!(
+                "volume {:?} not found in the pod's volumes",
+                m.name
+            )));
+        };
+        let mut host = host.clone();
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
+                return Err(ConfigError(format!(
+                    "subPath {sub:?} must be a relative path without '..'"
+                )));
+            }
+            host = host.join(sub);
+        }
+        mounts.push(v1::Mount {
+            container_path: m.mount_path.clone(),
+            host_path: host.display().to_string(),
+            readonly: m.read_only.unwrap_or(false),
+            ..Default::default()
+        });
+    }
+    let sc = c.security_context.clone().unwrap_or_default();
+    let psc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
+    let limits = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let memory = limits
+        .get("memory")
+        .and_then(|q| parse_quantity(&q.0))
+        .unwrap_or(0.0) as i64;
+    let cpu = limits
+        .get("cpu")
+        .and_then(|q| parse_quantity(&q.0))
+        .unwrap_or(0.0);
+    let seccomp = sc
+        .seccomp_profile
+        .as_ref()
+        .or(psc.seccomp_profile.as_ref())
+        .map(|p| v1::SecurityProfile {
+            profile_type: match p.type_.as_str() {
+                "RuntimeDefault" => v1::security_profile::ProfileType::RuntimeDefault as i32,
+                "Localhost" => v1::security_profile::ProfileType::Localhost as i32,
+                _ => v1::security_profile::ProfileType::Unconfined as i32,
+            },
+            localhost_ref: p.localhost_profile.clone().unwrap_or_default(),
+        });
+    Ok(v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: c.name.clone(),
+            attempt,
+        }),
+        image: Some(v1::ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        command: c
+            .command
+            .iter()
+            .flatten()
+            .map(|a| expand(a, &vars))
+            .collect(),
+        args: c.args.iter().flatten().map(|a| expand(a, &vars)).collect(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs: env
+            .into_iter()
+            .map(|(key, value)| v1::KeyValue {
+                key,
+                value: value.into_bytes(),
+            })
+            .collect(),
+        mounts,
+        labels: [
+            (LABEL_CONTAINER_NAME.to_string(), c.name.clone()),
+            (LABEL_POD_NAME.to_string(), fields.name.to_string()),
+            (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
+            (LABEL_POD_UID.to_string(), fields.uid.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        log_path: format!("{}/{attempt}.log", c.name),
+        linux: Some(v1::LinuxContainerConfig {
+            resources: Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                cpu_period: if cpu > 0.0 { 100_000 } else { 0 },
+                cpu_quota: (cpu * 100_000.0) as i64,
+                ..Default::default()
+            }),
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                privileged: sc.privileged.unwrap_or(false),
+                readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+                run_as_user: sc
+                    .run_as_user
+                    .or(psc.run_as_user)
+                    .map(|value| v1::Int64Value { value }),
+                run_as_group: sc
+                    .run_as_group
+                    .or(psc.run_as_group)
+                    .map(|value| v1::Int64Value { value }),
+                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                no_new_privs: sc.allow_privilege_escalation == Some(false),
+                capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
+                    add_capabilities: c.add.clone().unwrap_or_default(),
+                    drop_capabilities: c.drop.clone().unwrap_or_default(),
+                    ..Default::default()
+                }),
+                seccomp,
+                namespace_options: Some(v1::NamespaceOption {
+                    pid: if pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.share_process_namespace)
+                        .unwrap_or(false)
+                    {
+                        v1::NamespaceMode::Pod as i32
+                    } else {
+                        v1::NamespaceMode::Container as i32
+                    },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    })
+}
+
+/// A Kubernetes quantity (`64Mi`, `1G`, `500m`, `0.5`) as a number of base units.
+pub fn parse_quantity(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mul = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    Some(n * mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Src;
+    impl Sources for Src {
+        fn config_map(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+            (name == "cm").then(|| {
+                [("color".to_string(), b"blue".to_vec())]
+                    .into_iter()
+                    .collect()
+            })
+        }
+        fn secret(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+            (name == "s").then(|| {
+                [("pw".to_string(), b"hunter2".to_vec())]
+                    .into_iter()
+                    .collect()
+            })
+        }
+    }
+
+    fn pod(yaml: &str) -> Pod {
+        match kinglet_manifest::parse("t", yaml).unwrap().remove(0) {
+            kinglet_manifest::Object::Pod(p) => *p,
+            _ => panic!(),
+        }
+    }
+
+    const FIELDS: PodFields<'static> = PodFields {
+        name: "web",
+        namespace: "default",
+        uid: "u1",
+        pod_ip: "10.85.0.2",
+        node_name: "node",
+    };
+
+    #[test]
+    fn env_sources_and_expansion_follow_kubernetes() {
+        let p = pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: ["echo", "$(COLOR) $$(COLOR) $(MISSING)"]
+    envFrom:
+    - configMapRef: {name: cm}
+      prefix: CM_
+    env:
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: cm, key: color}}}
+    - {name: PW, valueFrom: {secretKeyRef: {name: s, key: pw}}}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: GREETING, value: "hi $(COLOR)"}
+    - {name: OPT, valueFrom: {secretKeyRef: {name: nope, key: x, optional: true}}}
+"#);
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
+        let env: Vec<(String, String)> = cfg
+            .envs
+            .iter()
+            .map(|kv| (kv.key.clone(), String::from_utf8(kv.value.clone()).unwrap()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("CM_color".into(), "blue".into()),
+                ("COLOR".into(), "blue".into()),
+                ("PW".into(), "hunter2".into()),
+                ("POD".into(), "web".into()),
+                ("GREETING".to_string(), "hi blue".to_string()),
+            ]
+        );
+        assert_eq!(cfg.command, ["echo", "blue $(COLOR) $(MISSING)"]);
+    }
+
+    #[test]
+    fn a_missing_key_is_a_config_error_naming_it() {
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: c\n    image: b\n    env:\n    - {name: X, valueFrom: {configMapKeyRef: {name: cm, key: nokey}}}\n");
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let e = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap_err();
+        assert!(e.0.contains("nokey") && e.0.contains("cm"), "{e:?}");
+    }
+
+    #[test]
+    fn quantities_and_resources() {
+        assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("500m"), Some(0.5));
+        assert_eq!(parse_quantity("1G"), Some(1e9));
+        assert_eq!(parse_quantity("bogus"), None);
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: c\n    image: b\n    resources: {limits: {memory: 32Mi, cpu: 250m}}\n    ports: [{containerPort: 80, hostPort: 8080}]\n");
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&p, c, 2, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
+        let r = cfg.linux.unwrap().resources.unwrap();
+        assert_eq!(
+            (r.memory_limit_in_bytes, r.cpu_quota, r.cpu_period),
+            (32 << 20, 25_000, 100_000)
+        );
+        assert_eq!(cfg.log_path, "c/2.log");
+        let sb = sandbox_config(&p, "u1", "/logs", "h");
+        assert_eq!(sb.port_mappings[0].host_port, 8080);
+        assert_eq!(sb.labels[LABEL_POD_UID], "u1");
+        assert_eq!(sb.hostname, "web");
+    }
+}

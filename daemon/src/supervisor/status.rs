@@ -1,0 +1,233 @@
+//! Pod status as the kubelet reports it, derived from the runtime's records: phase,
+//! conditions, pod IP, and per-container state (waiting with its reason, running, terminated)
+//! with restart counts and the last termination.
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kinglet_proto::v1;
+
+use super::podspec::{LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use super::Supervisor;
+
+/// A Kubernetes timestamp for unix nanoseconds.
+pub fn time_of(nanos: i64) -> Option<Time> {
+    (nanos > 0)
+        .then(|| k8s_openapi::jiff::Timestamp::from_nanosecond(nanos as i128).ok())
+        .flatten()
+        .map(Time)
+}
+
+pub fn now_time() -> Time {
+    time_of(kinglet_shim::protocol::now_nanos())
+        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+}
+
+fn terminated(s: &v1::ContainerStatus) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: s.exit_code,
+        reason: Some(s.reason.clone()).filter(|r| !r.is_empty()),
+        message: Some(s.message.clone()).filter(|m| !m.is_empty()),
+        started_at: time_of(s.started_at),
+        finished_at: time_of(s.finished_at),
+        container_id: Some(format!("kinglet://{}", s.id)),
+        ..Default::default()
+    }
+}
+
+impl Supervisor {
+    pub(super) async fn pod_status(&self, pod: &Pod) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let sandbox = self
+            .rt
+            .list_pod_sandbox(v1::ListPodSandboxRequest {
+                filter: Some(v1::PodSandboxFilter {
+                    label_selector: [(LABEL_POD_UID.to_string(), uid.clone())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .ok()
+            .and_then(|l| {
+                l.items
+                    .into_iter()
+                    .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+            });
+        let mut statuses: Vec<v1::ContainerStatus> = Vec::new();
+        let mut pod_ip = String::new();
+        if let Some(s) = &sandbox {
+            if let Ok(list) = self
+                .rt
+                .list_containers(v1::ListContainersRequest {
+                    filter: Some(v1::ContainerFilter {
+                        pod_sandbox_id: s.id.clone(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+            {
+                for c in list.containers {
+                    if let Ok(r) = self
+                        .rt
+                        .container_status(v1::ContainerStatusRequest {
+                            container_id: c.id,
+                            verbose: false,
+                        })
+                        .await
+                    {
+                        statuses.extend(r.status);
+                    }
+                }
+            }
+            pod_ip = self
+                .rt
+                .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                    pod_sandbox_id: s.id.clone(),
+                    verbose: false,
+                })
+                .await
+                .ok()
+                .and_then(|r| r.status)
+                .and_then(|s| s.network)
+                .map(|n| n.ip)
+                .unwrap_or_default();
+        }
+        let waiting = self.waiting.lock().expect("waiting lock").clone();
+        let mut container_statuses = Vec::new();
+        let (mut running, mut succeeded, mut failed, mut pending) = (0, 0, 0, 0);
+        for c in &spec.containers {
+            let mut mine: Vec<&v1::ContainerStatus> = statuses
+                .iter()
+                .filter(|s| s.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
+                .collect();
+            mine.sort_by_key(|s| s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+            let last = mine.last().copied();
+            let prev = if mine.len() >= 2 {
+                Some(mine[mine.len() - 2])
+            } else {
+                None
+            };
+            let w = waiting.get(&(uid.clone(), c.name.clone()));
+            let state = match (last, w) {
+                (Some(s), _) if s.state == v1::ContainerState::ContainerRunning as i32 => {
+                    running += 1;
+                    ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: time_of(s.started_at),
+                        }),
+                        ..Default::default()
+                    }
+                }
+                (_, Some(w)) => {
+                    pending += 1;
+                    ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some(w.reason.clone()),
+                            message: Some(w.message.clone()),
+                        }),
+                        ..Default::default()
+                    }
+                }
+                (Some(s), None) if s.state == v1::ContainerState::ContainerExited as i32 => {
+                    if s.exit_code == 0 {
+                        succeeded += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    ContainerState {
+                        terminated: Some(terminated(s)),
+                        ..Default::default()
+                    }
+                }
+                _ => {
+                    pending += 1;
+                    ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("ContainerCreating".into()),
+                            message: None,
+                        }),
+                        ..Default::default()
+                    }
+                }
+            };
+            let is_running = state.running.is_some();
+            // When the current run is the one that ended, it is `state`, not `lastState`.
+            let last_state = match (prev, last) {
+                (_, Some(l))
+                    if l.state == v1::ContainerState::ContainerExited as i32
+                        && state.terminated.is_none() =>
+                {
+                    Some(ContainerState {
+                        terminated: Some(terminated(l)),
+                        ..Default::default()
+                    })
+                }
+                (Some(p), _) => Some(ContainerState {
+                    terminated: Some(terminated(p)),
+                    ..Default::default()
+                }),
+                _ => None,
+            };
+            container_statuses.push(ContainerStatus {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id: last.map(|s| s.image_ref.clone()).unwrap_or_default(),
+                container_id: last.map(|s| format!("kinglet://{}", s.id)),
+                ready: is_running,
+                started: Some(is_running),
+                restart_count: last
+                    .and_then(|s| s.metadata.as_ref())
+                    .map(|m| m.attempt as i32)
+                    .unwrap_or(0),
+                state: Some(state),
+                last_state,
+                ..Default::default()
+            });
+        }
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let total = spec.containers.len();
+        let phase = if sandbox.is_none() || pending > 0 && running == 0 && succeeded + failed == 0 {
+            "Pending"
+        } else if running > 0 || pending > 0 {
+            "Running"
+        } else if succeeded == total && policy != "Always" {
+            "Succeeded"
+        } else if failed > 0 && policy == "Never" {
+            "Failed"
+        } else if policy == "Always" {
+            "Running"
+        } else {
+            "Succeeded"
+        };
+        let all_ready = total > 0 && running == total;
+        let cond = |t: &str, ok: bool| PodCondition {
+            type_: t.into(),
+            status: if ok { "True" } else { "False" }.into(),
+            last_transition_time: None,
+            ..Default::default()
+        };
+        PodStatus {
+            phase: Some(phase.into()),
+            conditions: Some(vec![
+                cond("PodScheduled", true),
+                cond("Initialized", sandbox.is_some()),
+                cond("ContainersReady", all_ready),
+                cond("Ready", all_ready),
+            ]),
+            pod_ip: Some(pod_ip.clone()).filter(|i| !i.is_empty()),
+            pod_ips: Some(vec![PodIP { ip: pod_ip.clone() }]).filter(|_| !pod_ip.is_empty()),
+            start_time: sandbox.as_ref().and_then(|s| time_of(s.created_at)),
+            container_statuses: Some(container_statuses),
+            qos_class: Some("BestEffort".into()),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Volumes of pods from manifests, prepared on the host and handed to containers as CRI mounts:
+//! `configMap` and `secret` (AtomicWriter layout; secrets on a tmpfs of their own), `emptyDir`
+//! (disk, or `medium: Memory` on tmpfs), `hostPath` (with its `type` checks).
+//!
+//! ConfigMap and Secret volumes are rewritten on every reconcile pass; the AtomicWriter makes
+//! that a no-op when nothing changed and an atomic swap when something did.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
+use kinglet_volumes::atomic::{AtomicWriter, FileProjection};
+
+use super::podspec::{ConfigError, Sources};
+
+/// Where one pod's volumes live.
+pub struct VolumeRoots {
+    /// Runtime volumes (configMap, secret tmpfs, memory emptyDir): `<run-root>/volumes/<uid>`.
+    pub run: PathBuf,
+    /// Disk emptyDirs: `<root>/volumes/<uid>`.
+    pub disk: PathBuf,
+}
+
+fn project(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: Option<i32>,
+    what: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, FileProjection>, ConfigError> {
+    let mode = default_mode.unwrap_or(0o644) as u32;
+    let mut out = BTreeMap::new();
+    match items {
+        Some(items) if !items.is_empty() => {
+            for it in items {
+                match data.get(&it.key) {
+                    Some(v) => {
+                        out.insert(
+                            it.path.clone(),
+                            FileProjection {
+                                data: v.clone(),
+                                mode: it.mode.map(|m| m as u32).unwrap_or(mode),
+                            },
+                        );
+                    }
+                    None if optional => {}
+                    None => return Err(ConfigError(format!("key {} not found in {what}", it.key))),
+                }
+            }
+        }
+        _ => {
+            for (k, v) in data {
+                out.insert(
+                    k.clone(),
+                    FileProjection {
+                        data: v.clone(),
+                        mode,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write(dir: &Path, payload: &BTreeMap<String, FileProjection>) -> Result<(), ConfigError> {
+    AtomicWriter::new(dir)
+        .write(payload)
+        .map(|_| ())
+        .map_err(|e| ConfigError(format!("write volume {}: {e}", dir.display())))
+}
+
+/// Prepare (or refresh) every volume of `pod`; returns volume name → host path.
+pub fn prepare(
+    pod: &Pod,
+    ns: &str,
+    roots: &VolumeRoots,
+    src: &dyn Sources,
+) -> Result<HashMap<String, PathBuf>, ConfigError> {
+    let mut out = HashMap::new();
+    let vols: Vec<Volume> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    for v in vols {
+        let path = if let Some(cm) = &v.config_map {
+            let dir = roots.run.join(&v.name);
+            let optional = cm.optional.unwrap_or(false);
+            let data = match src.config_map(ns, &cm.name) {
+                Some(d) => d,
+                None if optional => BTreeMap::new(),
+                None => return Err(ConfigError(format!("configmap {ns}/{} not found", cm.name))),
+            };
+            let what = format!("ConfigMap {ns}/{}", cm.name);
+            write(
+                &dir,
+                &project(&data, cm.items.as_ref(), cm.default_mode, &what, optional)?,
+            )?;
+            dir
+        } else if let Some(s) = &v.secret {
+            let dir = roots.run.join(&v.name);
+            let name = s.secret_name.clone().unwrap_or_default();
+            let optional = s.optional.unwrap_or(false);
+            let data = match src.secret(ns, &name) {
+                Some(d) => d,
+                None if optional => BTreeMap::new(),
+                None => return Err(ConfigError(format!("secret {ns}/{name} not found"))),
+            };
+            kinglet_volumes::tmpfs::mount_tmpfs(&dir, 16 << 20)
+                .map_err(|e| ConfigError(format!("secret volume {}: {e}", v.name)))?;
+            let what = format!("Secret {ns}/{name}");
+            write(
+                &dir,
+                &project(&data, s.items.as_ref(), s.default_mode, &what, optional)?,
+            )?;
+            dir
+        } else if let Some(e) = &v.empty_dir {
+            if e.medium.as_deref() == Some("Memory") {
+                let dir = roots.run.join(&v.name);
+                let size = e
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| super::podspec::parse_quantity(&q.0))
+                    .map(|n| n as u64)
+                    .unwrap_or(64 << 20);
+                kinglet_volumes::tmpfs::mount_tmpfs(&dir, size)
+                    .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
+                dir
+            } else {
+                let dir = roots.disk.join(&v.name);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
+                dir
+            }
+        } else if let Some(h) = &v.host_path {
+            host_path(&h.path, h.type_.as_deref().unwrap_or(""))
+                .map_err(|m| ConfigError(format!("hostPath volume {}: {m}", v.name)))?;
+            PathBuf::from(&h.path)
+        } else {
+            return Err(ConfigError(format!(
+                "volume {}: only configMap, secret, emptyDir and hostPath volumes are supported",
+                v.name
+            )));
+        };
+        out.insert(v.name.clone(), path);
+    }
+    Ok(out)
+}
+
+/// The kubelet's hostPath `type` checks.
+fn host_path(path: &str, typ: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(format!("{path:?} is not absolute"));
+    }
+    let meta = std::fs::metadata(p);
+    let is = |f: fn(&std::fs::Metadata) -> bool| meta.as_ref().map(f).unwrap_or(false);
+    match typ {
+        "" => Ok(()),
+        "DirectoryOrCreate" => std::fs::create_dir_all(p).map_err(|e| e.to_string()),
+        "Directory" if is(|m| m.is_dir()) => Ok(()),
+        "FileOrCreate" => {
+            if meta.is_err() {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else if is(|m| m.is_file()) {
+                Ok(())
+            } else {
+                Err(format!("{path} is not a file"))
+            }
+        }
+        "File" if is(|m| m.is_file()) => Ok(()),
+        "Socket" if is(|m| m.file_type().is_socket()) => Ok(()),
+        "CharDevice" if is(|m| m.file_type().is_char_device()) => Ok(()),
+        "BlockDevice" if is(|m| m.file_type().is_block_device()) => Ok(()),
+        "Directory" | "File" | "Socket" | "CharDevice" | "BlockDevice" => {
+            Err(format!("{path} is not a {typ}"))
+        }
+        other => Err(format!("unknown hostPath type {other:?}")),
+    }
+}
+
+/// Remove a pod's volumes (unmounting tmpfs volumes first).
+pub fn remove(roots: &VolumeRoots) {
+    for dir in [&roots.run, &roots.disk] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let _ = kinglet_volumes::tmpfs::unmount_tmpfs(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_path_types_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x");
+        let s = p.to_str().unwrap();
+        assert!(host_path(s, "Directory").is_err());
+        host_path(s, "DirectoryOrCreate").unwrap();
+        host_path(s, "Directory").unwrap();
+        assert!(host_path(s, "File").unwrap_err().contains("not a File"));
+        let f = d.path().join("f");
+        host_path(f.to_str().unwrap(), "FileOrCreate").unwrap();
+        host_path(f.to_str().unwrap(), "File").unwrap();
+        assert!(host_path("relative", "").is_err());
+        assert!(host_path(s, "Bogus").is_err());
+    }
+
+    #[test]
+    fn items_select_and_rename_keys() {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        let items = vec![KeyToPath {
+            key: "a".into(),
+            path: "dir/renamed".into(),
+            mode: Some(0o400),
+        }];
+        let p = project(&data, Some(&items), None, "cm", false).unwrap();
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["dir/renamed"]);
+        assert_eq!(p["dir/renamed"].mode, 0o400);
+        let all = project(&data, None, Some(0o600), "cm", false).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all["a"].mode, 0o600);
+        let missing = vec![KeyToPath {
+            key: "zz".into(),
+            path: "zz".into(),
+            mode: None,
+        }];
+        assert!(project(&data, Some(&missing), None, "cm", false)
+            .unwrap_err()
+            .0
+            .contains("zz"));
+        assert!(project(&data, Some(&missing), None, "cm", true)
+            .unwrap()
+            .is_empty());
+    }
+}

@@ -1,0 +1,295 @@
+//! The mini-kubelet side end to end: Kubernetes YAML applied with the CLI runs as real pods
+//! through the same runtime (visible over the CRI), with ConfigMap and Secret volumes and env,
+//! live ConfigMap updates, replacement on spec change, restarts, and clear errors.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kinglet_proto::v1;
+use kinglet_tests::*;
+
+fn example() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web-pod.yaml");
+    std::fs::read_to_string(p).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// The pod as `kinglet get pod NAME -o json` shows it.
+fn pod_json(d: &Daemon, name: &str) -> serde_json::Value {
+    serde_json::from_str(&d.cli_ok(&["get", "pod", name, "-o", "json"])).unwrap()
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn container_id(pod: &serde_json::Value, name: &str) -> String {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["containerID"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_pod_with_configmap_and_secret_volumes_and_env() {
+    let mut d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let f = write(&dir, "web.yaml", &example());
+    let out = d.cli_ok(&["apply", "-f", &f]);
+    assert_eq!(
+        out,
+        "configmap/web-content created\nsecret/web-credentials created\npod/web created\n"
+    );
+    assert_eq!(
+        d.cli_ok(&["apply", "-f", &f]).matches("unchanged").count(),
+        3
+    );
+
+    wait_for("pod web running", Duration::from_secs(30), || {
+        pod_json(&d, "web")["status"]["phase"] == "Running"
+            && pod_json(&d, "web")["status"]["containerStatuses"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|c| c["ready"] == true))
+    });
+    let uid = pod_json(&d, "web")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uid = uid.as_str();
+    let table = d.cli_ok(&["get", "pods"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().contains("2/2") && table.contains("Running"),
+        "{table}"
+    );
+
+    // Files from the ConfigMap and the Secret, with their modes; env from both.
+    let ex = |c: &str, cmd: &[&str]| {
+        let mut a = vec!["exec", "web", "-c", c, "--"];
+        a.extend_from_slice(cmd);
+        d.cli_ok(&a)
+    };
+    assert_eq!(
+        ex("server", &["cat", "/www/index.html"]),
+        "<h1>Hello from a Kinglet pod</h1>\n"
+    );
+    assert_eq!(
+        ex("client", &["cat", "/etc/credentials/password"]),
+        "s3cr3t-kinglet-demo"
+    );
+    assert_eq!(
+        ex(
+            "client",
+            &["stat", "-L", "-c", "%a", "/etc/credentials/password"]
+        ),
+        "400\n"
+    );
+    assert_eq!(
+        ex("server", &["stat", "-L", "-c", "%a", "/www/index.html"]),
+        "644\n"
+    );
+    let env = ex("client", &["env"]);
+    for want in [
+        "GREETING=hello",
+        "USERNAME=admin",
+        "CRED_password=s3cr3t-kinglet-demo",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} in {env}");
+    }
+    // The secret volume is a tmpfs, and the secret's bytes are in no file under --root.
+    let mounts = ex("client", &["cat", "/proc/mounts"]);
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /etc/credentials ") && l.starts_with("tmpfs ")),
+        "{mounts}"
+    );
+    let grep = std::process::Command::new("grep")
+        .args(["-r", "-l", "s3cr3t-kinglet-demo"])
+        .arg(&d.root)
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "secret found on disk: {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+    // The pod's containers are visible through the CRI like any other.
+    let mut rt = d.runtime().await;
+    let cs = rt
+        .list_containers(v1::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(cs.len(), 2);
+    // Logs through the CLI.
+    wait_for("client output", Duration::from_secs(15), || {
+        d.cli_ok(&["logs", "web", "-c", "client"])
+            .contains("hello admin: <h1>Hello from a Kinglet pod</h1>")
+    });
+
+    // A ConfigMap update reaches the running container within a second, through a ..data swap,
+    // without a restart.
+    let before = pod_json(&d, "web");
+    let data_before = ex("server", &["readlink", "/www/..data"]);
+    let f2 = write(
+        &dir,
+        "web2.yaml",
+        &example().replace("<h1>Hello from a Kinglet pod</h1>", "<h1>Updated</h1>"),
+    );
+    let out = d.cli_ok(&["apply", "-f", &f2]);
+    assert!(
+        out.contains("configmap/web-content configured") && out.contains("pod/web unchanged"),
+        "{out}"
+    );
+    let t = Instant::now();
+    wait_for(
+        "configmap update inside the container",
+        Duration::from_secs(2),
+        || ex("server", &["cat", "/www/index.html"]) == "<h1>Updated</h1>\n",
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_ne!(ex("server", &["readlink", "/www/..data"]), data_before);
+    let after = pod_json(&d, "web");
+    assert_eq!(
+        container_id(&before, "server"),
+        container_id(&after, "server")
+    );
+
+    // Applied objects survive a daemon restart, and the running containers are kept.
+    d.kill9();
+    d.spawn().await;
+    let again = pod_json(&d, "web");
+    assert_eq!(
+        container_id(&again, "server"),
+        container_id(&after, "server")
+    );
+    assert_eq!(again["status"]["phase"], "Running");
+
+    // A changed pod spec replaces the pod.
+    let f3 = write(&dir, "web3.yaml", &example().replace("sleep 5", "sleep 4"));
+    assert!(d
+        .cli_ok(&["apply", "-f", &f3])
+        .contains("pod/web configured"));
+    wait_for("replacement", Duration::from_secs(30), || {
+        let p = pod_json(&d, "web");
+        let id = container_id(&p, "client");
+        !id.is_empty() && id != container_id(&after, "client") && p["status"]["phase"] == "Running"
+    });
+
+    // Deleting the manifest's objects removes the pod and everything of it.
+    d.cli_ok(&["delete", "-f", &f3]);
+    wait_for(
+        "pod and its volumes removed",
+        Duration::from_secs(30),
+        || {
+            pods_left(&d) == 0
+                && mounts_under(&d.run_root)
+                    .iter()
+                    .all(|m| m.ends_with("/secrets"))
+        },
+    );
+    assert!(!d.run_root.join("volumes").join(uid).exists());
+    d.shutdown().await;
+}
+
+fn pods_left(d: &Daemon) -> usize {
+    let out = std::process::Command::new(kinglet_bin())
+        .args(["get", "pods", "--socket"])
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+        + std::fs::read_dir(d.run_root.join("pods"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashing_containers_restart_and_bad_input_is_reported() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let crash = write(
+        &dir,
+        "crash.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    command: [sh, -c, 'echo run; exit 3']\n",
+    );
+    d.cli_ok(&["apply", "-f", &crash]);
+    // First restart at once, then back-off: restartCount grows, lastState keeps the exit.
+    wait_for("a restart", Duration::from_secs(20), || {
+        let p = pod_json(&d, "crasher");
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    });
+    let p = pod_json(&d, "crasher");
+    let cs = &p["status"]["containerStatuses"][0];
+    let last = &cs["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 3, "{cs}");
+    wait_for("CrashLoopBackOff", Duration::from_secs(20), || {
+        let p = pod_json(&d, "crasher");
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    assert!(d.cli_ok(&["get", "pods"]).contains("CrashLoopBackOff"));
+    assert!(d.cli_ok(&["logs", "crasher", "--previous"]).contains("run"));
+
+    // Bad input: each names the file, object and field; the running pod is unaffected.
+    let bad = [
+        ("typo.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: t}\nspec:\n  containers:\n  - name: c\n    imagee: x\n", "spec.containers[0].imagee"),
+        ("kind.yaml", "apiVersion: apps/v9\nkind: Gizmo\nmetadata: {name: g}\n", "Gizmo"),
+        ("syntax.yaml", "apiVersion: v1\nkind: [Pod\n", "syntax.yaml"),
+        ("b64.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: '!!!'}\n", "data"),
+    ];
+    for (name, text, needle) in bad {
+        let f = write(&dir, name, text);
+        let out = d.cli(&["apply", "-f", &f]);
+        assert!(!out.status.success(), "{name} accepted");
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert!(msg.contains(needle) && msg.contains(name), "{name}: {msg}");
+    }
+    // A missing ConfigMap key: CreateContainerConfigError naming the key.
+    let missing = write(
+        &dir,
+        "missing.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: needs-key}\nspec:\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    command: [sleep, '60']\n    env:\n    - name: X\n      valueFrom: {configMapKeyRef: {name: cm, key: nokey}}\n",
+    );
+    d.cli_ok(&["apply", "-f", &missing]);
+    wait_for(
+        "CreateContainerConfigError",
+        Duration::from_secs(10),
+        || {
+            let p = pod_json(&d, "needs-key");
+            let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+            w["reason"] == "CreateContainerConfigError"
+                && w["message"].as_str().unwrap_or("").contains("nokey")
+        },
+    );
+    assert!(
+        pod_json(&d, "crasher")["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap()
+            >= 1
+    );
+    d.shutdown().await;
+}
