@@ -41,6 +41,9 @@ pub struct DaemonFlags {
     /// Use the systemd cgroup driver.
     #[arg(long)]
     pub systemd_cgroup: bool,
+    /// Directory of Kubernetes manifests to keep applied [default: /etc/kinglet/manifests].
+    #[arg(long)]
+    pub manifests: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +349,7 @@ async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
         root: flags.root,
         run_root: flags.run_root,
         systemd_cgroup: flags.systemd_cgroup.then_some(true),
+        manifests: flags.manifests,
     })?;
     crate::server::run(config).await?;
     Ok(())

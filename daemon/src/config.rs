@@ -20,6 +20,8 @@ pub struct Config {
     pub systemd_cgroup: bool,
     /// Grace period applied by StopPodSandbox to containers still running.
     pub stop_timeout_secs: u64,
+    /// Directory of Kubernetes manifests kept applied (watched with inotify).
+    pub manifests: PathBuf,
 }
 
 impl Default for Config {
@@ -30,6 +32,7 @@ impl Default for Config {
             run_root: PathBuf::from("/run/kinglet"),
             systemd_cgroup: false,
             stop_timeout_secs: 10,
+            manifests: PathBuf::from("/etc/kinglet/manifests"),
         }
     }
 }
@@ -43,6 +46,7 @@ pub struct FileConfig {
     pub run_root: Option<PathBuf>,
     pub systemd_cgroup: Option<bool>,
     pub stop_timeout_secs: Option<u64>,
+    pub manifests: Option<PathBuf>,
 }
 
 /// Settings given on the command line (all optional).
@@ -53,6 +57,7 @@ pub struct FlagConfig {
     pub root: Option<PathBuf>,
     pub run_root: Option<PathBuf>,
     pub systemd_cgroup: Option<bool>,
+    pub manifests: Option<PathBuf>,
 }
 
 impl Config {
@@ -76,11 +81,17 @@ impl Config {
                 .or(file.systemd_cgroup)
                 .unwrap_or(d.systemd_cgroup),
             stop_timeout_secs: file.stop_timeout_secs.unwrap_or(d.stop_timeout_secs),
+            manifests: flags
+                .manifests
+                .clone()
+                .or(file.manifests)
+                .unwrap_or(d.manifests),
         };
         for (field, p) in [
             ("socket", &cfg.socket),
             ("root", &cfg.root),
             ("run-root", &cfg.run_root),
+            ("manifests", &cfg.manifests),
         ] {
             if !p.is_absolute() {
                 return Err(DaemonError::Config {

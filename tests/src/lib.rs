@@ -132,6 +132,8 @@ impl Daemon {
             .arg(&self.root)
             .arg("--run-root")
             .arg(&self.run_root)
+            .arg("--manifests")
+            .arg(self.manifests())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -160,6 +162,11 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The daemon's manifests directory.
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
     }
 
     /// The daemon's own log so far.

@@ -293,3 +293,73 @@ async fn crashing_containers_restart_and_bad_input_is_reported() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manifests_directory_is_kept_applied() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.manifests();
+    std::fs::create_dir_all(&dir).unwrap();
+    let web = dir.join("web.yaml");
+    std::fs::write(&web, example()).unwrap();
+    wait_for(
+        "pod from the manifests directory",
+        Duration::from_secs(30),
+        || {
+            d.cli(&["get", "pod", "web", "-o", "json"]).status.success()
+                && pod_json(&d, "web")["status"]["phase"] == "Running"
+        },
+    );
+    let id = container_id(&pod_json(&d, "web"), "server");
+    // Editing the ConfigMap in the file reaches the running container within a second.
+    let t = Instant::now();
+    std::fs::write(
+        &web,
+        example().replace("<h1>Hello from a Kinglet pod</h1>", "<h1>Edited</h1>"),
+    )
+    .unwrap();
+    wait_for(
+        "edit visible in the container",
+        Duration::from_secs(3),
+        || {
+            d.cli_ok(&[
+                "exec",
+                "web",
+                "-c",
+                "server",
+                "--",
+                "cat",
+                "/www/index.html",
+            ]) == "<h1>Edited</h1>\n"
+        },
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        container_id(&pod_json(&d, "web"), "server"),
+        id,
+        "not restarted"
+    );
+    // A broken file beside it is reported and changes nothing else.
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {containers: [], hostNetworkk: true}\n",
+    )
+    .unwrap();
+    wait_for(
+        "the error, with file and field, in the daemon log",
+        Duration::from_secs(5),
+        || d.log().contains("broken.yaml") && d.log().contains("spec.hostNetworkk"),
+    );
+    assert_eq!(container_id(&pod_json(&d, "web"), "server"), id);
+    // Removing the file removes its objects and the pod.
+    std::fs::remove_file(&web).unwrap();
+    wait_for("pod removed", Duration::from_secs(30), || {
+        pods_left(&d) == 0
+    });
+    assert!(!d.cli(&["get", "configmap", "web-content"]).status.success());
+    d.shutdown().await;
+}

@@ -105,8 +105,6 @@ impl Runtime {
             self.reserve(&format!("container/{}/{key}", sandbox.id), &id)
                 .map_err(taken)?
         };
-        let span = tracing::info_span!("create_container", pod = %sandbox.id, container = %id, name = %md.name);
-        let _e = span.enter();
 
         let mut rb = Rollback::default();
         let run_dir = self.paths.container_run(&id);
@@ -255,7 +253,7 @@ impl Runtime {
             Ok(entry) => {
                 rb.commit();
                 self.watch_exit(entry);
-                tracing::info!("container created");
+                tracing::info!(pod = %sandbox.id, container = %id, name = %md.name, "container created");
                 Ok(v1::CreateContainerResponse { container_id: id })
             }
             Err(e) => {

@@ -122,8 +122,6 @@ impl Runtime {
             }
             self.reserve(&format!("pod/{key}"), &id).map_err(taken)?
         };
-        let span = tracing::info_span!("run_pod_sandbox", pod = %id, name = %meta.name, namespace = %meta.namespace);
-        let _e = span.enter();
         let dir = self.paths.pod_run(&id);
         let mut rb = Rollback::default();
         match self
@@ -158,7 +156,7 @@ impl Runtime {
                     return Err(e);
                 }
                 rb.commit();
-                tracing::info!("pod sandbox ready");
+                tracing::info!(pod = %id, name = %md.name, namespace = %md.namespace, "pod sandbox ready");
                 Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id })
             }
             Err(e) => {

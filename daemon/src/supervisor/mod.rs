@@ -12,6 +12,7 @@ mod objects;
 pub mod podspec;
 mod status;
 mod volumes;
+mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ impl Sources for Snapshot {
 }
 
 pub struct Supervisor {
+    /// Objects each manifest file last defined.
+    sources: Mutex<watch::Sources>,
     rt: Arc<Runtime>,
     store: Mutex<ObjectStore>,
     wake: Notify,
@@ -116,7 +119,9 @@ impl Supervisor {
         let store = tokio::task::spawn_blocking(move || ObjectStore::open(&root, &run_root))
             .await
             .map_err(|e| CriError::internal("object store task", e))??;
+        let sources = watch::Sources::load(&rt.paths.root.join("objects").join("sources.json"));
         let s = Arc::new(Supervisor {
+            sources: Mutex::new(sources),
             pod_logs: rt.paths.root.join("pod-logs"),
             rt,
             store: Mutex::new(store),
@@ -125,6 +130,7 @@ impl Supervisor {
             backoff: Default::default(),
             policy: BackoffPolicy::default(),
         });
+        tokio::spawn(watch::watch_dir(s.clone(), s.rt.config.manifests.clone()));
         let me = s.clone();
         tokio::spawn(async move {
             loop {
@@ -467,6 +473,12 @@ impl Supervisor {
     pub async fn apply(&self, req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
         let objs = kinglet_manifest::parse(&req.source, &req.content)
             .map_err(|e| CriError::invalid("manifest", e.to_string()))?;
+        let results = self.apply_objects(objs).await?;
+        Ok(admin::ApplyResponse { results })
+    }
+
+    /// Store objects (create or update), then wake the reconciler. One line per object.
+    pub(crate) async fn apply_objects(&self, objs: Vec<Object>) -> Result<Vec<String>, CriError> {
         let mut results = Vec::new();
         {
             let mut store = self.store.lock().await;
@@ -486,7 +498,22 @@ impl Supervisor {
             }
         }
         self.wake.notify_one();
-        Ok(admin::ApplyResponse { results })
+        Ok(results)
+    }
+
+    /// Remove objects (absent ones are skipped), then wake the reconciler.
+    pub(crate) async fn delete_keys(&self, keys: &[ObjectKey]) -> Result<Vec<String>, CriError> {
+        let mut results = Vec::new();
+        {
+            let mut store = self.store.lock().await;
+            for k in keys {
+                if store.remove(k)?.is_some() {
+                    results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name));
+                }
+            }
+        }
+        self.wake.notify_one();
+        Ok(results)
     }
 
     /// `kinglet delete`.

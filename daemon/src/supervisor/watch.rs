@@ -1,0 +1,212 @@
+//! The manifests directory (`--manifests`, default /etc/kinglet/manifests): every `.yaml`,
+//! `.yml` and `.json` file in it is kept applied. inotify wakes a re-read of the directory;
+//! objects a file defines are created or updated, objects a file no longer defines (or whose
+//! file is gone) are deleted. A file that does not parse is reported (file, object, field) and
+//! its previous objects are left as they were — the other files' objects keep running.
+//!
+//! Which file defined which objects is persisted beside the objects, so a file removed while
+//! the daemon was down still takes its objects with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use inotify::{Inotify, WatchMask};
+use kinglet_manifest::{Object, ObjectKey};
+use serde::{Deserialize, Serialize};
+
+use super::Supervisor;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct StoredKey {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+/// file → objects it defined, persisted.
+pub struct Sources {
+    path: PathBuf,
+    map: BTreeMap<PathBuf, BTreeSet<StoredKey>>,
+}
+
+impl Sources {
+    pub fn load(path: &Path) -> Sources {
+        let map = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Sources {
+            path: path.to_owned(),
+            map,
+        }
+    }
+
+    fn save(&self) {
+        if let Ok(b) = serde_json::to_vec(&self.map) {
+            if let Err(e) = kinglet_shim::protocol::write_atomic(&self.path, &b) {
+                tracing::warn!(err = %kinglet_shim::error_chain(&e), "manifest sources not saved");
+            }
+        }
+    }
+}
+
+fn stored(k: &ObjectKey) -> StoredKey {
+    StoredKey {
+        kind: k.kind.to_owned(),
+        namespace: k.namespace.clone(),
+        name: k.name.clone(),
+    }
+}
+
+fn key_of(s: &StoredKey) -> Option<ObjectKey> {
+    let kind = match s.kind.as_str() {
+        "Pod" => "Pod",
+        "ConfigMap" => "ConfigMap",
+        "Secret" => "Secret",
+        _ => return None,
+    };
+    Some(ObjectKey {
+        kind,
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+    })
+}
+
+fn manifest_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            !hidden
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+impl Supervisor {
+    /// Make the stored objects match the directory's files.
+    pub(super) async fn sync_dir(&self, dir: &Path) {
+        let mut sources = self.sources.lock().await;
+        let mut next: BTreeMap<PathBuf, BTreeSet<StoredKey>> = BTreeMap::new();
+        let mut to_apply: Vec<Object> = Vec::new();
+        let mut claimed: BTreeMap<StoredKey, PathBuf> = BTreeMap::new();
+        for f in manifest_files(dir) {
+            let text = match std::fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(file = %f.display(), err = %e, "manifest unreadable");
+                    continue;
+                }
+            };
+            match kinglet_manifest::parse(&f.display().to_string(), &text) {
+                Ok(objs) => {
+                    let mut keys = BTreeSet::new();
+                    let mut ok = Vec::new();
+                    for o in objs {
+                        let k = stored(&o.key());
+                        if let Some(other) = claimed.get(&k) {
+                            tracing::error!(file = %f.display(), object = %o.key(), other = %other.display(), "object defined twice; this definition is ignored");
+                            continue;
+                        }
+                        claimed.insert(k.clone(), f.clone());
+                        keys.insert(k);
+                        ok.push(o);
+                    }
+                    to_apply.extend(ok);
+                    next.insert(f, keys);
+                }
+                Err(e) => {
+                    tracing::error!(err = %e, "manifest not applied; its objects are kept as they were");
+                    // Keep what this file defined before.
+                    if let Some(prev) = sources.map.get(&f) {
+                        next.insert(f.clone(), prev.clone());
+                        for k in prev {
+                            claimed.insert(k.clone(), f.clone());
+                        }
+                    }
+                }
+            }
+        }
+        match self.apply_objects(to_apply).await {
+            Ok(lines) => {
+                for l in lines.iter().filter(|l| !l.ends_with("unchanged")) {
+                    tracing::info!(change = %l, "manifests directory");
+                }
+            }
+            Err(e) => {
+                tracing::error!(err = %kinglet_cri::chain(&e), "applying the manifests directory failed")
+            }
+        }
+        let gone: Vec<ObjectKey> = sources
+            .map
+            .values()
+            .flatten()
+            .filter(|k| !claimed.contains_key(*k))
+            .filter_map(key_of)
+            .collect();
+        if !gone.is_empty() {
+            match self.delete_keys(&gone).await {
+                Ok(lines) => lines
+                    .iter()
+                    .for_each(|l| tracing::info!(change = %l, "manifests directory")),
+                Err(e) => {
+                    tracing::error!(err = %kinglet_cri::chain(&e), "deleting objects of removed manifests failed")
+                }
+            }
+        }
+        if next != sources.map {
+            sources.map = next;
+            sources.save();
+        }
+    }
+}
+
+/// Watch `dir` for the daemon's lifetime.
+pub async fn watch_dir(sup: Arc<Supervisor>, dir: PathBuf) {
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::error!(dir = %dir.display(), err = %e, "manifests directory unavailable");
+        return;
+    }
+    let stream = Inotify::init().and_then(|ino| {
+        ino.watches().add(
+            &dir,
+            WatchMask::CLOSE_WRITE
+                | WatchMask::MODIFY
+                | WatchMask::CREATE
+                | WatchMask::DELETE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM,
+        )?;
+        ino.into_event_stream(vec![0u8; 8192])
+    });
+    let mut stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), err = %e, "cannot watch the manifests directory");
+            return;
+        }
+    };
+    tracing::info!(dir = %dir.display(), "watching manifests");
+    sup.sync_dir(&dir).await;
+    while stream.next().await.is_some() {
+        // Let a burst of events (an editor's save, a `cp` of several files) settle.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await
+        {
+        }
+        sup.sync_dir(&dir).await;
+    }
+}
