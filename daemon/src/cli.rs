@@ -90,6 +90,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Show a pod in detail, with its recent events.
+    Describe {
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
     /// Print a container's log.
     Logs {
         pod: String,
@@ -269,6 +276,12 @@ pub fn main() -> ExitCode {
                     reveal,
                 )
                 .await
+            })
+        }
+        Command::Describe { kind, name, client } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                crate::kubectl::describe(ch, &kind, &name, &ns).await
             })
         }
         Command::Logs {

@@ -445,6 +445,181 @@ pub async fn exec(
     Ok(r.exit_code)
 }
 
+fn since(ts: Option<&str>) -> String {
+    ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .num_seconds()
+                .max(0);
+            if s < 120 {
+                format!("{s}s")
+            } else if s < 7200 {
+                format!("{}m", s / 60)
+            } else {
+                format!("{}h", s / 3600)
+            }
+        })
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+/// `kinglet describe pod NAME`: the pod, its containers and volumes, and recent events.
+pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
+    if !matches!(kind, "pod" | "pods" | "po") {
+        bail!("describe supports pods");
+    }
+    let r = ObjectsClient::new(ch)
+        .get(admin::GetRequest {
+            kind: "pods".into(),
+            namespace: ns.into(),
+            all_namespaces: false,
+            name: name.into(),
+        })
+        .await
+        .map_err(status_err("describe"))?
+        .into_inner();
+    let raw = r
+        .objects
+        .first()
+        .ok_or_else(|| anyhow!("pod {ns}/{name} not found"))?;
+    let p: Pod = serde_json::from_str(raw)?;
+    let st = p.status.clone().unwrap_or_default();
+    let spec = p.spec.clone().unwrap_or_default();
+    let mut out = String::new();
+    let mut kv = |k: &str, v: String| out.push_str(&format!("{:<14}{v}\n", format!("{k}:")));
+    kv("Name", name.into());
+    kv("Namespace", ns.into());
+    kv(
+        "Node",
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+    );
+    kv(
+        "Start Time",
+        st.start_time
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_else(|| "<none>".into()),
+    );
+    let labels = p.metadata.labels.clone().unwrap_or_default();
+    kv(
+        "Labels",
+        if labels.is_empty() {
+            "<none>".into()
+        } else {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    );
+    kv("Status", pod_status_column(&p));
+    kv("IP", st.pod_ip.clone().unwrap_or_else(|| "<none>".into()));
+    kv("QoS Class", st.qos_class.clone().unwrap_or_default());
+    out.push_str("Containers:\n");
+    for c in &spec.containers {
+        let cs = st
+            .container_statuses
+            .iter()
+            .flatten()
+            .find(|s| s.name == c.name);
+        out.push_str(&format!("  {}:\n", c.name));
+        out.push_str(&format!(
+            "    Container ID:   {}\n",
+            cs.and_then(|s| s.container_id.clone()).unwrap_or_default()
+        ));
+        out.push_str(&format!(
+            "    Image:          {}\n",
+            c.image.clone().unwrap_or_default()
+        ));
+        let state = |label: &str,
+                     s: Option<&k8s_openapi::api::core::v1::ContainerState>,
+                     out: &mut String| {
+            let Some(s) = s else { return };
+            if let Some(r) = &s.running {
+                out.push_str(&format!(
+                    "    {label:<16}Running\n      Started:      {}\n",
+                    r.started_at
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default()
+                ));
+            } else if let Some(w) = &s.waiting {
+                out.push_str(&format!(
+                    "    {label:<16}Waiting\n      Reason:       {}\n",
+                    w.reason.clone().unwrap_or_default()
+                ));
+                if let Some(m) = &w.message {
+                    out.push_str(&format!("      Message:      {m}\n"));
+                }
+            } else if let Some(t) = &s.terminated {
+                out.push_str(&format!(
+                    "    {label:<16}Terminated\n      Reason:       {}\n      Exit Code:    {}\n      Finished:     {}\n",
+                    t.reason.clone().unwrap_or_default(),
+                    t.exit_code,
+                    t.finished_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
+                ));
+            }
+        };
+        state("State:", cs.and_then(|s| s.state.as_ref()), &mut out);
+        state(
+            "Last State:",
+            cs.and_then(|s| s.last_state.as_ref()),
+            &mut out,
+        );
+        out.push_str(&format!(
+            "    Ready:          {}\n",
+            cs.map(|s| s.ready).unwrap_or(false)
+        ));
+        out.push_str(&format!(
+            "    Restart Count:  {}\n",
+            cs.map(|s| s.restart_count).unwrap_or(0)
+        ));
+    }
+    out.push_str("Conditions:\n  Type              Status\n");
+    for c in st.conditions.iter().flatten() {
+        out.push_str(&format!("  {:<18}{}\n", c.type_, c.status));
+    }
+    out.push_str("Volumes:\n");
+    for v in spec.volumes.iter().flatten() {
+        let what = if let Some(c) = &v.config_map {
+            format!("ConfigMap ({})", c.name)
+        } else if let Some(s) = &v.secret {
+            format!("Secret ({})", s.secret_name.clone().unwrap_or_default())
+        } else if v.empty_dir.is_some() {
+            "EmptyDir".into()
+        } else if let Some(h) = &v.host_path {
+            format!("HostPath ({})", h.path)
+        } else {
+            "<unsupported>".into()
+        };
+        out.push_str(&format!("  {}: {what}\n", v.name));
+    }
+    out.push_str("Events:\n");
+    if r.events.is_empty() {
+        out.push_str("  <none>\n");
+    } else {
+        out.push_str(&format!(
+            "  {:<8}{:<16}{:<8}{}\n",
+            "Type", "Reason", "Age", "Message"
+        ));
+        for e in &r.events {
+            let e: serde_json::Value = serde_json::from_str(e)?;
+            out.push_str(&format!(
+                "  {:<8}{:<16}{:<8}{}\n",
+                e["type"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or(""),
+                since(e["lastTimestamp"].as_str()),
+                e["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

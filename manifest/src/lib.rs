@@ -100,6 +100,22 @@ impl Object {
 
 /// Parse every document of `text` (YAML or JSON). `source_name` names the file in errors.
 pub fn parse(source_name: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
+    let out = parse_all(source_name, text)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for o in &out {
+        if !seen.insert(o.key()) {
+            return Err(ManifestError::Invalid {
+                source_name: source_name.to_owned(),
+                object: o.key().to_string(),
+                path: "metadata.name".into(),
+                reason: "is defined twice in this manifest".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn parse_all(source_name: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
     let mut out = Vec::new();
     for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
@@ -161,7 +177,11 @@ fn parse_value(
         });
     }
     let obj = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Pod") => Object::Pod(Box::new(typed(source_name, &label, &value)?)),
+        ("v1", "Pod") => {
+            let p: Pod = typed(source_name, &label, &value)?;
+            check_pod(source_name, &label, &p)?;
+            Object::Pod(Box::new(p))
+        }
         ("v1", "ConfigMap") => Object::ConfigMap(typed(source_name, &label, &value)?),
         ("v1", "Secret") => {
             let s: Secret = typed(source_name, &label, &value)?;
@@ -270,6 +290,44 @@ fn missing_paths(orig: &Value, back: &Value, path: String, out: &mut Vec<String>
 /// `{}` and `[]` that a typed round trip may drop.
 fn is_empty(v: &Value) -> bool {
     matches!(v, Value::Object(m) if m.is_empty()) || matches!(v, Value::Array(a) if a.is_empty())
+}
+
+/// Paths Kinglet will write inside volumes must stay inside them.
+fn check_pod(source_name: &str, label: &str, p: &Pod) -> Result<(), ManifestError> {
+    let vols = p.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    for (i, v) in vols.into_iter().flatten().enumerate() {
+        let items = v
+            .config_map
+            .as_ref()
+            .and_then(|c| c.items.as_ref())
+            .or(v.secret.as_ref().and_then(|s| s.items.as_ref()));
+        for (j, it) in items.into_iter().flatten().enumerate() {
+            let path = std::path::Path::new(&it.path);
+            let bad = it.path.is_empty()
+                || path.is_absolute()
+                || it.path.starts_with("..")
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir));
+            if bad {
+                let kind = if v.config_map.is_some() {
+                    "configMap"
+                } else {
+                    "secret"
+                };
+                return Err(ManifestError::Invalid {
+                    source_name: source_name.to_owned(),
+                    object: label.to_owned(),
+                    path: format!("spec.volumes[{i}].{kind}.items[{j}].path"),
+                    reason: format!(
+                        "{:?} must be a relative path inside the volume, without '..'",
+                        it.path
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_secret(source_name: &str, label: &str, s: &Secret) -> Result<(), ManifestError> {
@@ -408,6 +466,24 @@ spec:
         assert_eq!(s.default_mode, Some(0o400));
         assert_eq!(s.items.as_ref().unwrap()[0].mode, Some(0o600));
         assert_eq!(v[1].config_map.as_ref().unwrap().default_mode, Some(420));
+    }
+
+    #[test]
+    fn escaping_item_paths_and_duplicates_are_refused() {
+        for bad in ["../x", "/etc/passwd", "a/../../b"] {
+            let y = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers: [{{name: c, image: b}}]\n  volumes:\n  - name: v\n    configMap:\n      name: cm\n      items: [{{key: k, path: '{bad}'}}]\n");
+            let e = parse("p.yaml", &y).unwrap_err().to_string();
+            assert!(
+                e.contains("spec.volumes[0].configMap.items[0].path"),
+                "{bad}: {e}"
+            );
+        }
+        let dup = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+        let e = parse("d.yaml", dup).unwrap_err().to_string();
+        assert!(
+            e.contains("ConfigMap default/a") && e.contains("twice"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -252,6 +252,16 @@ async fn crashing_containers_restart_and_bad_input_is_reported() {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     });
     assert!(d.cli_ok(&["get", "pods"]).contains("CrashLoopBackOff"));
+    let desc = d.cli_ok(&["describe", "pod", "crasher"]);
+    for want in [
+        "Name:         crasher",
+        "Restart Count:",
+        "Exit Code:    3",
+        "BackOff",
+        "Back-off restarting failed container c",
+    ] {
+        assert!(desc.contains(want), "{want:?} in:\n{desc}");
+    }
     assert!(d.cli_ok(&["logs", "crasher", "--previous"]).contains("run"));
 
     // Bad input: each names the file, object and field; the running pod is unaffected.

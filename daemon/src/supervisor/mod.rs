@@ -106,7 +106,21 @@ pub struct Supervisor {
     backoff: std::sync::Mutex<HashMap<(String, String), Backoff>>,
     policy: BackoffPolicy,
     pod_logs: PathBuf,
+    /// Recent events per pod uid (newest last), for `describe`.
+    events: std::sync::Mutex<HashMap<String, std::collections::VecDeque<PodEvent>>>,
 }
+
+/// One event of a pod's life (Kubernetes v1 Event, node-local).
+#[derive(Debug, Clone)]
+pub struct PodEvent {
+    pub at: i64,
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Events kept per pod.
+const EVENTS_KEPT: usize = 30;
 
 fn cri_err(what: String) -> impl FnOnce(CriError) -> CriError {
     move |e| CriError::internal(what, e)
@@ -129,6 +143,7 @@ impl Supervisor {
             waiting: Default::default(),
             backoff: Default::default(),
             policy: BackoffPolicy::default(),
+            events: Default::default(),
         });
         tokio::spawn(watch::watch_dir(s.clone(), s.rt.config.manifests.clone()));
         let me = s.clone();
@@ -198,6 +213,28 @@ impl Supervisor {
         VolumeRoots {
             run: self.rt.paths.run_root.join("volumes").join(uid),
             disk: self.rt.paths.root.join("volumes").join(uid),
+        }
+    }
+
+    /// Record an event; a repeat of the newest one only refreshes its time.
+    fn event(&self, uid: &str, warning: bool, reason: &'static str, message: String) {
+        let mut all = self.events.lock().expect("events lock");
+        let q = all.entry(uid.to_owned()).or_default();
+        let at = kinglet_shim::protocol::now_nanos();
+        if let Some(last) = q.back_mut() {
+            if last.reason == reason && last.message == message {
+                last.at = at;
+                return;
+            }
+        }
+        q.push_back(PodEvent {
+            at,
+            warning,
+            reason,
+            message,
+        });
+        while q.len() > EVENTS_KEPT {
+            q.pop_front();
         }
     }
 
@@ -272,6 +309,12 @@ impl Supervisor {
                 current = Some(s.id);
             } else {
                 tracing::info!(pod = %name, sandbox = %s.id, "replacing the sandbox of a changed pod");
+                self.event(
+                    uid,
+                    false,
+                    "Killing",
+                    "Stopping the pod's containers: the pod spec changed".into(),
+                );
                 self.teardown(&s.id, grace).await?;
             }
         }
@@ -302,6 +345,12 @@ impl Supervisor {
                     .map_err(cri_err(format!("start the sandbox of pod {ns}/{name}")))?
                     .pod_sandbox_id;
                 tracing::info!(pod = %name, sandbox = %id, "pod sandbox started");
+                self.event(
+                    uid,
+                    false,
+                    "SandboxStarted",
+                    format!("Pod sandbox {} started", &id[..12]),
+                );
                 id
             }
         };
@@ -393,6 +442,12 @@ impl Supervisor {
                     }
                     if let Some(nb) = b.not_before {
                         if now < nb {
+                            self.event(
+                                uid,
+                                true,
+                                "BackOff",
+                                format!("Back-off restarting failed container {}", c.name),
+                            );
                             self.set_waiting(
                                 uid,
                                 &c.name,
@@ -418,6 +473,7 @@ impl Supervisor {
             let cfg = match podspec::container_config(pod, c, attempt, &ns, &fields, snap, &vols) {
                 Ok(cfg) => cfg,
                 Err(ConfigError(msg)) => {
+                    self.event(uid, true, "Failed", format!("Error: {msg}"));
                     self.set_waiting(uid, &c.name, "CreateContainerConfigError", msg);
                     continue;
                 }
@@ -464,6 +520,12 @@ impl Supervisor {
                 continue;
             }
             self.clear_waiting(uid, &c.name);
+            self.event(
+                uid,
+                false,
+                "Started",
+                format!("Started container {}", c.name),
+            );
             tracing::info!(pod = %name, container = %c.name, attempt, "container started");
         }
         Ok(())
@@ -600,7 +662,35 @@ impl Supervisor {
             .map_err(|e| CriError::internal("encode object", e))?;
             objects.push(v.to_string());
         }
-        Ok(admin::GetResponse { objects })
+        let mut events = Vec::new();
+        if kind == "Pod" && !req.name.is_empty() {
+            if let Some(uid) = objects
+                .first()
+                .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                .and_then(|v| {
+                    v.pointer("/metadata/uid")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_owned)
+                })
+            {
+                let all = self.events.lock().expect("events lock");
+                for e in all.get(&uid).into_iter().flatten() {
+                    let t = status::time_of(e.at);
+                    events.push(
+                        serde_json::json!({
+                            "apiVersion": "v1",
+                            "kind": "Event",
+                            "type": if e.warning { "Warning" } else { "Normal" },
+                            "reason": e.reason,
+                            "message": e.message,
+                            "lastTimestamp": t,
+                        })
+                        .to_string(),
+                    );
+                }
+            }
+        }
+        Ok(admin::GetResponse { objects, events })
     }
 }
 

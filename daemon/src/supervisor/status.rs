@@ -37,6 +37,47 @@ fn terminated(s: &v1::ContainerStatus) -> ContainerStateTerminated {
     }
 }
 
+/// The pod's QoS class by the Kubernetes rules: Guaranteed when every container has equal
+/// CPU and memory requests and limits (requests default to limits), BestEffort when none has
+/// any, else Burstable.
+pub fn qos_class(pod: &Pod) -> &'static str {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let all: Vec<_> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !all.is_empty();
+    for c in &all {
+        let r = c.resources.clone().unwrap_or_default();
+        let limits = r.limits.unwrap_or_default();
+        let requests = r.requests.unwrap_or_default();
+        if !limits.is_empty() || !requests.is_empty() {
+            any = true;
+        }
+        for res in ["cpu", "memory"] {
+            let l = limits
+                .get(res)
+                .and_then(|q| super::podspec::parse_quantity(&q.0));
+            let q = requests
+                .get(res)
+                .and_then(|q| super::podspec::parse_quantity(&q.0))
+                .or(l);
+            if l.is_none() || l != q {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
 impl Supervisor {
     pub(super) async fn pod_status(&self, pod: &Pod) -> PodStatus {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -226,8 +267,38 @@ impl Supervisor {
             pod_ips: Some(vec![PodIP { ip: pod_ip.clone() }]).filter(|_| !pod_ip.is_empty()),
             start_time: sandbox.as_ref().and_then(|s| time_of(s.created_at)),
             container_statuses: Some(container_statuses),
-            qos_class: Some("BestEffort".into()),
+            qos_class: Some(qos_class(pod).into()),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(resources: &str) -> Pod {
+        let y = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: b\n    resources: {resources}\n");
+        match kinglet_manifest::parse("t", &y).unwrap().remove(0) {
+            kinglet_manifest::Object::Pod(p) => *p,
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&pod("{}")), "BestEffort");
+        assert_eq!(
+            qos_class(&pod("{limits: {cpu: 1, memory: 1Gi}}")),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod(
+                "{limits: {cpu: 1, memory: 1Gi}, requests: {cpu: 1, memory: 1Gi}}"
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&pod("{limits: {memory: 1Gi}}")), "Burstable");
+        assert_eq!(qos_class(&pod("{requests: {cpu: 100m}}")), "Burstable");
     }
 }
