@@ -266,11 +266,12 @@ impl Supervisor {
                 }),
             })
             .await?;
+        // All containers get their grace period at once, as the kubelet does.
         let stops = cs
             .containers
             .iter()
             .map(|c| self.rt.stop_container(&c.id, grace));
-        for r in futures_join(stops).await {
+        for r in futures_util::future::join_all(stops).await {
             r?;
         }
         self.rt.stop_pod_sandbox(sandbox).await?;
@@ -692,15 +693,6 @@ impl Supervisor {
         }
         Ok(admin::GetResponse { objects, events })
     }
-}
-
-/// Join futures one after another (stops are quick; order does not matter).
-async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    for f in fs {
-        out.push(f.await);
-    }
-    out
 }
 
 fn kind_of(s: &str) -> Option<&'static str> {
