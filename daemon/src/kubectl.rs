@@ -353,7 +353,17 @@ async fn find_container(
         .iter()
         .filter_map(|c| c.labels.get(LABEL_CONTAINER_NAME).cloned())
         .collect();
-    if container.is_none() && names.len() > 1 {
+    // Without -c: the one running container, when exactly one name is running (init
+    // containers have finished by then).
+    let running: std::collections::BTreeSet<String> = cs
+        .iter()
+        .filter(|c| c.state == v1::ContainerState::ContainerRunning as i32)
+        .filter_map(|c| c.labels.get(LABEL_CONTAINER_NAME).cloned())
+        .collect();
+    if container.is_none() && names.len() > 1 && running.len() == 1 {
+        let only = running.into_iter().next().unwrap_or_default();
+        cs.retain(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&only));
+    } else if container.is_none() && names.len() > 1 {
         bail!(
             "pod {ns}/{pod} has several containers, choose one with -c: {}",
             names.into_iter().collect::<Vec<_>>().join(", ")

@@ -274,14 +274,23 @@ impl Drop for Daemon {
                 }
             }
         }
-        for m in mounts_under(self.dir.path()).into_iter().rev() {
+        for m in all_mounts_under(self.dir.path()).into_iter().rev() {
             let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
         }
     }
 }
 
-/// Mount points at or below `dir`, in mount order.
+/// Mount points at or below `dir`, in mount order, except the daemon's own secrets store
+/// (`<run-root>/secrets`, a tmpfs that lives as long as the daemon's state).
 pub fn mounts_under(dir: &Path) -> Vec<String> {
+    all_mounts_under(dir)
+        .into_iter()
+        .filter(|m| !m.ends_with("/run/secrets"))
+        .collect()
+}
+
+/// Every mount point at or below `dir`, in mount order.
+pub fn all_mounts_under(dir: &Path) -> Vec<String> {
     let prefix = dir.display().to_string();
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()

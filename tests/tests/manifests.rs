@@ -373,3 +373,79 @@ async fn the_manifests_directory_is_kept_applied() {
     assert!(!d.cli(&["get", "configmap", "web-content"]).status.success());
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_containers_run_in_order_before_the_app() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let f = write(
+        &dir,
+        "init.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: staged}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: first
+    image: kinglet.test/busybox:latest
+    command: [sh, -c, 'echo first >> /work/order; sleep 1']
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: kinglet.test/busybox:latest
+    command: [sh, -c, 'echo second >> /work/order']
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: kinglet.test/busybox:latest
+    command: [sh, -c, 'echo app >> /work/order; exec sleep 3600']
+    volumeMounts: [{name: work, mountPath: /work}]
+  volumes:
+  - name: work
+    emptyDir: {}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: blocked}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: fails
+    image: kinglet.test/busybox:latest
+    command: [sh, -c, 'exit 4']
+  containers:
+  - name: app
+    image: kinglet.test/busybox:latest
+    command: [sleep, '3600']
+"#,
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("staged running", Duration::from_secs(30), || {
+        pod_json(&d, "staged")["status"]["phase"] == "Running"
+    });
+    let order = d.cli_ok(&["exec", "staged", "--", "cat", "/work/order"]);
+    assert_eq!(order, "first\nsecond\napp\n");
+    let p = pod_json(&d, "staged");
+    let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+    assert!(
+        inits
+            .iter()
+            .all(|c| c["state"]["terminated"]["exitCode"] == 0),
+        "{inits:?}"
+    );
+    wait_for("blocked failed", Duration::from_secs(20), || {
+        pod_json(&d, "blocked")["status"]["phase"] == "Failed"
+    });
+    let p = pod_json(&d, "blocked");
+    assert_eq!(
+        p["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        4
+    );
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+    assert!(
+        p["status"]["containerStatuses"][0]["containerID"].is_null(),
+        "app never created"
+    );
+    d.shutdown().await;
+}

@@ -71,6 +71,31 @@ impl Backoff {
     }
 }
 
+/// Where a container stands after one reconcile step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Running,
+    /// Exited and not to be restarted (by its policy).
+    Exited(i32),
+    /// Not running yet: back-off, configuration error, missing image.
+    Waiting,
+}
+
+/// What one pod's reconcile pass shares between its containers.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    uid: &'a str,
+    name: &'a str,
+    ns: &'a str,
+    pod: &'a Pod,
+    fields: &'a PodFields<'a>,
+    snap: &'a Snapshot,
+    vols: &'a HashMap<String, PathBuf>,
+    sandbox: &'a str,
+    sandbox_cfg: &'a v1::PodSandboxConfig,
+    existing: &'a [v1::Container],
+}
+
 /// Why a container is not running yet (the pod status's `waiting` state).
 #[derive(Debug, Clone)]
 struct Waiting {
@@ -394,142 +419,196 @@ impl Supervisor {
             .restart_policy
             .clone()
             .unwrap_or_else(|| "Always".into());
+        let ctx = Ctx {
+            uid,
+            name: &name,
+            ns: &ns,
+            pod,
+            fields: &fields,
+            snap,
+            vols: &vols,
+            sandbox: &sandbox,
+            sandbox_cfg: &sandbox_cfg,
+            existing: &existing,
+        };
+        // Init containers in order, each to success; native sidecars (restartPolicy: Always)
+        // only need to be running before the next one starts. Then the app containers.
+        let init_policy = if policy == "Never" {
+            "Never"
+        } else {
+            "OnFailure"
+        };
+        for c in spec.init_containers.iter().flatten() {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            let step = self
+                .ensure_container(&ctx, c, if sidecar { "Always" } else { init_policy })
+                .await?;
+            match (sidecar, step) {
+                (true, Step::Running) | (false, Step::Exited(0)) => {}
+                _ => return Ok(()),
+            }
+        }
         for c in &spec.containers {
-            let mut mine: Vec<&v1::Container> = existing
-                .iter()
-                .filter(|x| x.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
-                .collect();
-            mine.sort_by_key(|x| x.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
-            let attempt = match mine.last() {
-                None => 0,
-                Some(last) if last.state == v1::ContainerState::ContainerRunning as i32 => {
-                    self.clear_waiting(uid, &c.name);
-                    continue;
-                }
-                Some(last) if last.state == v1::ContainerState::ContainerCreated as i32 => {
-                    self.rt.start_container(&last.id).await?;
-                    continue;
-                }
-                Some(last) => {
-                    let st = self
-                        .rt
-                        .container_status(v1::ContainerStatusRequest {
-                            container_id: last.id.clone(),
-                            verbose: false,
-                        })
-                        .await?
-                        .status
-                        .unwrap_or_default();
-                    let restart = match policy.as_str() {
-                        "Never" => false,
-                        "OnFailure" => st.exit_code != 0,
-                        _ => true,
-                    };
-                    if !restart {
-                        continue;
-                    }
-                    let key = (uid.to_owned(), c.name.clone());
-                    let now = Instant::now();
-                    let mut b = self
-                        .backoff
-                        .lock()
-                        .expect("backoff lock")
-                        .get(&key)
-                        .copied()
-                        .unwrap_or_default();
-                    let ran = Duration::from_nanos((st.finished_at - st.started_at).max(0) as u64);
-                    if ran >= self.policy.reset_after {
-                        b = Backoff::default();
-                    }
-                    if let Some(nb) = b.not_before {
-                        if now < nb {
-                            self.event(
-                                uid,
-                                true,
-                                "BackOff",
-                                format!("Back-off restarting failed container {}", c.name),
-                            );
-                            self.set_waiting(
-                                uid,
-                                &c.name,
-                                "CrashLoopBackOff",
-                                format!(
-                                    "back-off {}s restarting failed container={} pod={name}_{ns}({uid})",
-                                    b.next.as_secs(),
-                                    c.name
-                                ),
-                            );
-                            continue;
-                        }
-                    }
-                    b.restarted(now, &self.policy);
-                    self.backoff.lock().expect("backoff lock").insert(key, b);
-                    // Keep the last run (for `logs --previous`), drop older ones.
-                    for old in &mine[..mine.len() - 1] {
-                        let _ = self.rt.remove_container(&old.id).await;
-                    }
-                    last.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) + 1
-                }
-            };
-            let cfg = match podspec::container_config(pod, c, attempt, &ns, &fields, snap, &vols) {
-                Ok(cfg) => cfg,
-                Err(ConfigError(msg)) => {
-                    self.event(uid, true, "Failed", format!("Error: {msg}"));
-                    self.set_waiting(uid, &c.name, "CreateContainerConfigError", msg);
-                    continue;
-                }
-            };
-            let image = c.image.clone().unwrap_or_default();
-            let present = self
-                .rt
-                .image_status(v1::ImageStatusRequest {
-                    image: Some(v1::ImageSpec {
-                        image: image.clone(),
-                        ..Default::default()
-                    }),
-                    verbose: false,
-                })
-                .await
-                .map(|r| r.image.is_some())
-                .unwrap_or(false);
-            if !present {
-                self.set_waiting(
-                    uid,
-                    &c.name,
-                    "ErrImagePull",
-                    format!("image {image:?} is not present on this node"),
-                );
-                continue;
-            }
-            let id = match self
-                .rt
-                .create_container(v1::CreateContainerRequest {
-                    pod_sandbox_id: sandbox.clone(),
-                    config: Some(cfg),
-                    sandbox_config: Some(sandbox_cfg.clone()),
-                })
-                .await
-            {
-                Ok(r) => r.container_id,
-                Err(e) => {
-                    self.set_waiting(uid, &c.name, "CreateContainerError", kinglet_cri::chain(&e));
-                    continue;
-                }
-            };
-            if let Err(e) = self.rt.start_container(&id).await {
-                self.set_waiting(uid, &c.name, "RunContainerError", kinglet_cri::chain(&e));
-                continue;
-            }
-            self.clear_waiting(uid, &c.name);
-            self.event(
-                uid,
-                false,
-                "Started",
-                format!("Started container {}", c.name),
-            );
-            tracing::info!(pod = %name, container = %c.name, attempt, "container started");
+            self.ensure_container(&ctx, c, &policy).await?;
         }
         Ok(())
+    }
+
+    /// Bring one container towards running by `policy`: create it, start it, or restart it
+    /// after an exit (with back-off).
+    async fn ensure_container(
+        &self,
+        ctx: &Ctx<'_>,
+        c: &k8s_openapi::api::core::v1::Container,
+        policy: &str,
+    ) -> Result<Step, CriError> {
+        let Ctx {
+            uid,
+            name,
+            ns,
+            pod,
+            fields,
+            snap,
+            vols,
+            sandbox,
+            sandbox_cfg,
+            existing,
+        } = *ctx;
+        let (name, ns) = (name.to_owned(), ns.to_owned());
+        let mut mine: Vec<&v1::Container> = existing
+            .iter()
+            .filter(|x| x.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
+            .collect();
+        mine.sort_by_key(|x| x.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+        let attempt = match mine.last() {
+            None => 0,
+            Some(last) if last.state == v1::ContainerState::ContainerRunning as i32 => {
+                self.clear_waiting(uid, &c.name);
+                return Ok(Step::Running);
+            }
+            Some(last) if last.state == v1::ContainerState::ContainerCreated as i32 => {
+                self.rt.start_container(&last.id).await?;
+                return Ok(Step::Running);
+            }
+            Some(last) => {
+                let st = self
+                    .rt
+                    .container_status(v1::ContainerStatusRequest {
+                        container_id: last.id.clone(),
+                        verbose: false,
+                    })
+                    .await?
+                    .status
+                    .unwrap_or_default();
+                let restart = match policy {
+                    "Never" => false,
+                    "OnFailure" => st.exit_code != 0,
+                    _ => true,
+                };
+                if !restart {
+                    return Ok(Step::Exited(st.exit_code));
+                }
+                let key = (uid.to_owned(), c.name.clone());
+                let now = Instant::now();
+                let mut b = self
+                    .backoff
+                    .lock()
+                    .expect("backoff lock")
+                    .get(&key)
+                    .copied()
+                    .unwrap_or_default();
+                let ran = Duration::from_nanos((st.finished_at - st.started_at).max(0) as u64);
+                if ran >= self.policy.reset_after {
+                    b = Backoff::default();
+                }
+                if let Some(nb) = b.not_before {
+                    if now < nb {
+                        self.event(
+                            uid,
+                            true,
+                            "BackOff",
+                            format!("Back-off restarting failed container {}", c.name),
+                        );
+                        self.set_waiting(
+                            uid,
+                            &c.name,
+                            "CrashLoopBackOff",
+                            format!(
+                                "back-off {}s restarting failed container={} pod={name}_{ns}({uid})",
+                                b.next.as_secs(),
+                                c.name
+                            ),
+                        );
+                        return Ok(Step::Waiting);
+                    }
+                }
+                b.restarted(now, &self.policy);
+                self.backoff.lock().expect("backoff lock").insert(key, b);
+                // Keep the last run (for `logs --previous`), drop older ones.
+                for old in &mine[..mine.len() - 1] {
+                    let _ = self.rt.remove_container(&old.id).await;
+                }
+                last.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) + 1
+            }
+        };
+        let cfg = match podspec::container_config(pod, c, attempt, &ns, fields, snap, vols) {
+            Ok(cfg) => cfg,
+            Err(ConfigError(msg)) => {
+                self.event(uid, true, "Failed", format!("Error: {msg}"));
+                self.set_waiting(uid, &c.name, "CreateContainerConfigError", msg);
+                return Ok(Step::Waiting);
+            }
+        };
+        let image = c.image.clone().unwrap_or_default();
+        let present = self
+            .rt
+            .image_status(v1::ImageStatusRequest {
+                image: Some(v1::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .map(|r| r.image.is_some())
+            .unwrap_or(false);
+        if !present {
+            self.set_waiting(
+                uid,
+                &c.name,
+                "ErrImagePull",
+                format!("image {image:?} is not present on this node"),
+            );
+            return Ok(Step::Waiting);
+        }
+        let id = match self
+            .rt
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: sandbox.to_owned(),
+                config: Some(cfg),
+                sandbox_config: Some(sandbox_cfg.clone()),
+            })
+            .await
+        {
+            Ok(r) => r.container_id,
+            Err(e) => {
+                self.set_waiting(uid, &c.name, "CreateContainerError", kinglet_cri::chain(&e));
+                return Ok(Step::Waiting);
+            }
+        };
+        if let Err(e) = self.rt.start_container(&id).await {
+            self.set_waiting(uid, &c.name, "RunContainerError", kinglet_cri::chain(&e));
+            return Ok(Step::Waiting);
+        }
+        self.clear_waiting(uid, &c.name);
+        self.event(
+            uid,
+            false,
+            "Started",
+            format!("Started container {}", c.name),
+        );
+        tracing::info!(pod = %name, container = %c.name, attempt, "container started");
+        Ok(Step::Running)
     }
 
     /// `kinglet apply`.

@@ -140,8 +140,15 @@ impl Supervisor {
         }
         let waiting = self.waiting.lock().expect("waiting lock").clone();
         let mut container_statuses = Vec::new();
+        let mut init_statuses = Vec::new();
         let (mut running, mut succeeded, mut failed, mut pending) = (0, 0, 0, 0);
-        for c in &spec.containers {
+        let inits = spec.init_containers.clone().unwrap_or_default();
+        let all = inits
+            .iter()
+            .map(|c| (true, c))
+            .chain(spec.containers.iter().map(|c| (false, c)));
+        for (is_init, c) in all {
+            let app = usize::from(!is_init);
             let mut mine: Vec<&v1::ContainerStatus> = statuses
                 .iter()
                 .filter(|s| s.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
@@ -156,7 +163,7 @@ impl Supervisor {
             let w = waiting.get(&(uid.clone(), c.name.clone()));
             let state = match (last, w) {
                 (Some(s), _) if s.state == v1::ContainerState::ContainerRunning as i32 => {
-                    running += 1;
+                    running += app;
                     ContainerState {
                         running: Some(ContainerStateRunning {
                             started_at: time_of(s.started_at),
@@ -165,7 +172,7 @@ impl Supervisor {
                     }
                 }
                 (_, Some(w)) => {
-                    pending += 1;
+                    pending += app;
                     ContainerState {
                         waiting: Some(ContainerStateWaiting {
                             reason: Some(w.reason.clone()),
@@ -176,9 +183,9 @@ impl Supervisor {
                 }
                 (Some(s), None) if s.state == v1::ContainerState::ContainerExited as i32 => {
                     if s.exit_code == 0 {
-                        succeeded += 1;
+                        succeeded += app;
                     } else {
-                        failed += 1;
+                        failed += app;
                     }
                     ContainerState {
                         terminated: Some(terminated(s)),
@@ -186,7 +193,7 @@ impl Supervisor {
                     }
                 }
                 _ => {
-                    pending += 1;
+                    pending += app;
                     ContainerState {
                         waiting: Some(ContainerStateWaiting {
                             reason: Some("ContainerCreating".into()),
@@ -214,7 +221,7 @@ impl Supervisor {
                 }),
                 _ => None,
             };
-            container_statuses.push(ContainerStatus {
+            let entry = ContainerStatus {
                 name: c.name.clone(),
                 image: c.image.clone().unwrap_or_default(),
                 image_id: last.map(|s| s.image_ref.clone()).unwrap_or_default(),
@@ -228,14 +235,42 @@ impl Supervisor {
                 state: Some(state),
                 last_state,
                 ..Default::default()
-            });
+            };
+            if is_init {
+                init_statuses.push(entry);
+            } else {
+                container_statuses.push(entry);
+            }
         }
         let policy = spec
             .restart_policy
             .clone()
             .unwrap_or_else(|| "Always".into());
         let total = spec.containers.len();
-        let phase = if sandbox.is_none() || pending > 0 && running == 0 && succeeded + failed == 0 {
+        // Init containers: done when each ran to success (a native sidecar: is running).
+        let init_ok = |(c, st): (&k8s_openapi::api::core::v1::Container, &ContainerStatus)| {
+            let s = st.state.as_ref();
+            if c.restart_policy.as_deref() == Some("Always") {
+                s.is_some_and(|s| s.running.is_some())
+            } else {
+                s.and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 0)
+            }
+        };
+        let initialized = inits.iter().zip(&init_statuses).all(init_ok);
+        let init_failed = policy == "Never"
+            && init_statuses.iter().any(|st| {
+                st.state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code != 0)
+            });
+        let phase = if init_failed {
+            "Failed"
+        } else if sandbox.is_none()
+            || !initialized
+            || pending > 0 && running == 0 && succeeded + failed == 0
+        {
             "Pending"
         } else if running > 0 || pending > 0 {
             "Running"
@@ -259,7 +294,7 @@ impl Supervisor {
             phase: Some(phase.into()),
             conditions: Some(vec![
                 cond("PodScheduled", true),
-                cond("Initialized", sandbox.is_some()),
+                cond("Initialized", sandbox.is_some() && initialized),
                 cond("ContainersReady", all_ready),
                 cond("Ready", all_ready),
             ]),
@@ -267,6 +302,7 @@ impl Supervisor {
             pod_ips: Some(vec![PodIP { ip: pod_ip.clone() }]).filter(|_| !pod_ip.is_empty()),
             start_time: sandbox.as_ref().and_then(|s| time_of(s.created_at)),
             container_statuses: Some(container_statuses),
+            init_container_statuses: Some(init_statuses).filter(|v| !v.is_empty()),
             qos_class: Some(qos_class(pod).into()),
             ..Default::default()
         }
