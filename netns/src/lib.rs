@@ -1,13 +1,16 @@
 //! Pod namespaces for Kinglet.
 //!
-//! Owns the Linux namespaces a pod sandbox shares between its containers, and (later) the pod
-//! network plumbing that lives in them (veth pairs, bridge, IPAM, NAT, port mappings).
+//! Owns the Linux namespaces a pod sandbox shares between its containers, and the pod network
+//! plumbing that lives in them (bridge, veth pairs, IPAM, NAT, hostPorts).
 //!
 //! - [`pin`]: new net/ipc/uts namespaces, created on a dedicated short-lived thread and kept
 //!   alive by bind mounts ("pins") in a per-pod directory. No pause process holds them;
 //!   containers join them by path.
 //! - [`pidns`]: a shared PID namespace, which (unlike the others) needs a PID 1: a tiny pod init
 //!   started as `kinglet pod-init --pin PATH` and pinned the same way.
+//! - [`network`]: the built-in pod network (bridge, veth per pod, address, route, NAT,
+//!   hostPorts), built from [`ipam`] (address allocation files), [`nft`] (Kinglet's own
+//!   nftables table) and [`link`] (rtnetlink on dedicated threads).
 //! - [`sys`]: the safe wrappers over every kernel call above; the only module with `unsafe`.
 //! - [`ns`]: namespace kinds and identities shared by all of them.
 //!
@@ -17,6 +20,10 @@
 //! the helper binary) is a parameter; no run-root is hard-coded.
 
 pub mod error;
+pub mod ipam;
+pub mod link;
+pub mod network;
+pub mod nft;
 pub mod ns;
 pub mod pidns;
 pub mod pin;
@@ -26,6 +33,9 @@ use std::error::Error as StdError;
 use std::fmt;
 
 pub use error::NetnsError;
+pub use ipam::{Ipam, Ipv4Cidr};
+pub use network::{Network, NetworkConfig, PodNetwork};
+pub use nft::{PortMapping, Protocol};
 pub use ns::{NsId, NsKind};
 pub use pidns::{pod_init_args, pod_init_main, spawn_pod_init, stop_pod_init, POD_INIT_SUBCOMMAND};
 pub use pin::{pin_namespaces, unpin_namespaces, PinRequest, PinnedNamespaces};
