@@ -41,6 +41,15 @@ pub struct DaemonFlags {
     /// Use the systemd cgroup driver.
     #[arg(long)]
     pub systemd_cgroup: bool,
+    /// Host bridge of the built-in pod network (default kinglet0).
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// Pod network CIDR (default 10.85.0.0/16).
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// Kinglet's nftables table, family ip (default kinglet).
+    #[arg(long)]
+    pub nft_table: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +208,9 @@ async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
         root: flags.root,
         run_root: flags.run_root,
         systemd_cgroup: flags.systemd_cgroup.then_some(true),
+        bridge: flags.bridge,
+        pod_cidr: flags.pod_cidr,
+        nft_table: flags.nft_table,
     })?;
     crate::server::run(config).await?;
     Ok(())

@@ -20,6 +20,12 @@ pub struct Config {
     pub systemd_cgroup: bool,
     /// Grace period applied by StopPodSandbox to containers still running.
     pub stop_timeout_secs: u64,
+    /// Host bridge of the built-in pod network.
+    pub bridge: String,
+    /// Pod network (IPv4 CIDR); the bridge holds its first address.
+    pub pod_cidr: String,
+    /// Kinglet's own nftables table (family `ip`) for NAT and hostPorts.
+    pub nft_table: String,
 }
 
 impl Default for Config {
@@ -30,6 +36,9 @@ impl Default for Config {
             run_root: PathBuf::from("/run/kinglet"),
             systemd_cgroup: false,
             stop_timeout_secs: 10,
+            bridge: kinglet_netns::network::DEFAULT_BRIDGE.to_owned(),
+            pod_cidr: kinglet_netns::network::DEFAULT_POD_CIDR.to_owned(),
+            nft_table: kinglet_netns::network::DEFAULT_NFT_TABLE.to_owned(),
         }
     }
 }
@@ -43,6 +52,9 @@ pub struct FileConfig {
     pub run_root: Option<PathBuf>,
     pub systemd_cgroup: Option<bool>,
     pub stop_timeout_secs: Option<u64>,
+    pub bridge: Option<String>,
+    pub pod_cidr: Option<String>,
+    pub nft_table: Option<String>,
 }
 
 /// Settings given on the command line (all optional).
@@ -53,6 +65,9 @@ pub struct FlagConfig {
     pub root: Option<PathBuf>,
     pub run_root: Option<PathBuf>,
     pub systemd_cgroup: Option<bool>,
+    pub bridge: Option<String>,
+    pub pod_cidr: Option<String>,
+    pub nft_table: Option<String>,
 }
 
 impl Config {
@@ -76,7 +91,24 @@ impl Config {
                 .or(file.systemd_cgroup)
                 .unwrap_or(d.systemd_cgroup),
             stop_timeout_secs: file.stop_timeout_secs.unwrap_or(d.stop_timeout_secs),
+            bridge: flags.bridge.clone().or(file.bridge).unwrap_or(d.bridge),
+            pod_cidr: flags
+                .pod_cidr
+                .clone()
+                .or(file.pod_cidr)
+                .unwrap_or(d.pod_cidr),
+            nft_table: flags
+                .nft_table
+                .clone()
+                .or(file.nft_table)
+                .unwrap_or(d.nft_table),
         };
+        if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!("pod-cidr: {e}"),
+            });
+        }
         for (field, p) in [
             ("socket", &cfg.socket),
             ("root", &cfg.root),
@@ -122,6 +154,10 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/k"));
         assert_eq!(c.run_root, PathBuf::from("/run/k3"));
         assert_eq!(c.socket, PathBuf::from("/run/kinglet/kinglet.sock"));
+        assert_eq!(
+            (c.bridge.as_str(), c.pod_cidr.as_str(), c.nft_table.as_str()),
+            ("kinglet0", "10.85.0.0/16", "kinglet")
+        );
     }
 
     #[test]
@@ -138,5 +174,8 @@ mod tests {
         std::fs::write(&f, "root = \"rel\"\n").unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(e.contains("root must be an absolute path"), "{e}");
+        std::fs::write(&f, "pod-cidr = \"10.85.0.0/33\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("pod-cidr"), "{e}");
     }
 }

@@ -65,6 +65,10 @@ impl Paths {
     pub fn exec_dir(&self) -> PathBuf {
         self.run_root.join("exec")
     }
+    /// Address allocations and per-pod network state.
+    pub fn network(&self) -> PathBuf {
+        self.run_root.join("network")
+    }
 }
 
 /// A cleanup step of a half-done operation.
@@ -113,6 +117,8 @@ pub struct Runtime {
     pub(crate) reserved: Arc<std::sync::Mutex<HashMap<String, String>>>,
     /// Serialises the check-and-reserve step.
     pub(crate) names: Mutex<()>,
+    /// The built-in pod network (bridge, addresses, NAT, hostPorts).
+    pub network: Arc<kinglet_netns::Network>,
 }
 
 /// A name reservation, released when dropped (the record, if any, then holds the name).
@@ -176,7 +182,21 @@ impl Runtime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let network = kinglet_netns::Network::new(kinglet_netns::NetworkConfig {
+            bridge: config.bridge.clone(),
+            cidr: config.pod_cidr.parse().map_err(|e| DaemonError::Config {
+                path: PathBuf::new(),
+                reason: format!("pod-cidr: {e}"),
+            })?,
+            table: config.nft_table.clone(),
+            ..kinglet_netns::NetworkConfig::with_defaults(paths.network())
+        })
+        .map_err(|e| DaemonError::Config {
+            path: PathBuf::new(),
+            reason: kinglet_cri::chain(&e),
+        })?;
         let rt = Arc::new(Runtime {
+            network: Arc::new(network),
             store: Store::new(&paths.root),
             config,
             paths,
