@@ -10,6 +10,7 @@ pkgs=(
   busybox-static umoci skopeo  # the project's own test image, built offline
   iproute2 util-linux  # ip, nsenter in tests
   nftables  # nft: NAT and hostPort rules in Kinglet's own table
+  containernetworking-plugins iptables  # CNI mode (bridge, host-local, portmap; they use iptables)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -39,13 +39,7 @@ impl CriBackend for Backend {
             .await
             .map_err(|e| CriError::internal("network status task", e))?;
         let network_cond = match net_ready {
-            Ok(()) => cond(
-                "NetworkReady",
-                &format!(
-                    "bridge {} serves pod network {}",
-                    self.0.config.bridge, self.0.config.pod_cidr
-                ),
-            ),
+            Ok(message) => cond("NetworkReady", &message),
             Err(message) => v1::RuntimeCondition {
                 r#type: "NetworkReady".into(),
                 status: false,
@@ -62,6 +56,7 @@ impl CriBackend for Backend {
                     "root": c.root, "runRoot": c.run_root, "socket": c.socket,
                     "systemdCgroup": c.systemd_cgroup,
                     "bridge": c.bridge, "podCidr": c.pod_cidr, "nftTable": c.nft_table,
+                    "networkMode": self.0.network.mode(), "cniConfDir": c.cni_conf_dir,
                 })
                 .to_string(),
             );

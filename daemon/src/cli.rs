@@ -50,6 +50,12 @@ pub struct DaemonFlags {
     /// Kinglet's nftables table, family ip (default kinglet).
     #[arg(long)]
     pub nft_table: Option<String>,
+    /// CNI mode: directory whose first *.conflist is used instead of the built-in network.
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin binaries [default: /usr/lib/cni].
+    #[arg(long)]
+    pub cni_bin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +217,8 @@ async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
         bridge: flags.bridge,
         pod_cidr: flags.pod_cidr,
         nft_table: flags.nft_table,
+        cni_conf_dir: flags.cni_conf_dir,
+        cni_bin_dir: flags.cni_bin_dir,
     })?;
     crate::server::run(config).await?;
     Ok(())

@@ -26,6 +26,12 @@ pub struct Config {
     pub pod_cidr: String,
     /// Kinglet's own nftables table (family `ip`) for NAT and hostPorts.
     pub nft_table: String,
+    /// CNI mode: a directory whose first `*.conflist` replaces the built-in network when present.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin binaries.
+    pub cni_bin_dir: PathBuf,
+    /// Upper bound on one CNI plugin run.
+    pub cni_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -39,6 +45,9 @@ impl Default for Config {
             bridge: kinglet_netns::network::DEFAULT_BRIDGE.to_owned(),
             pod_cidr: kinglet_netns::network::DEFAULT_POD_CIDR.to_owned(),
             nft_table: kinglet_netns::network::DEFAULT_NFT_TABLE.to_owned(),
+            cni_conf_dir: None,
+            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            cni_timeout_secs: 30,
         }
     }
 }
@@ -55,6 +64,9 @@ pub struct FileConfig {
     pub bridge: Option<String>,
     pub pod_cidr: Option<String>,
     pub nft_table: Option<String>,
+    pub cni_conf_dir: Option<PathBuf>,
+    pub cni_bin_dir: Option<PathBuf>,
+    pub cni_timeout_secs: Option<u64>,
 }
 
 /// Settings given on the command line (all optional).
@@ -68,6 +80,8 @@ pub struct FlagConfig {
     pub bridge: Option<String>,
     pub pod_cidr: Option<String>,
     pub nft_table: Option<String>,
+    pub cni_conf_dir: Option<PathBuf>,
+    pub cni_bin_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -102,6 +116,13 @@ impl Config {
                 .clone()
                 .or(file.nft_table)
                 .unwrap_or(d.nft_table),
+            cni_conf_dir: flags.cni_conf_dir.clone().or(file.cni_conf_dir),
+            cni_bin_dir: flags
+                .cni_bin_dir
+                .clone()
+                .or(file.cni_bin_dir)
+                .unwrap_or(d.cni_bin_dir),
+            cni_timeout_secs: file.cni_timeout_secs.unwrap_or(d.cni_timeout_secs),
         };
         if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
             return Err(DaemonError::Config {

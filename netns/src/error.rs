@@ -245,4 +245,17 @@ pub enum NetnsError {
         #[source]
         source: io::Error,
     },
+
+    /// A CNI configuration list is unusable.
+    #[error("CNI configuration {path}: {reason}")]
+    CniConfig { path: PathBuf, reason: String },
+
+    /// A CNI plugin failed (its own message), hung, or could not be run.
+    #[error("CNI plugin {plugin} {command} for pod {pod}: {message}")]
+    CniPlugin {
+        plugin: String,
+        command: &'static str,
+        pod: String,
+        message: String,
+    },
 }

@@ -11,6 +11,7 @@
 //! - [`network`]: the built-in pod network (bridge, veth per pod, address, route, NAT,
 //!   hostPorts), built from [`ipam`] (address allocation files), [`nft`] (Kinglet's own
 //!   nftables table) and [`link`] (rtnetlink on dedicated threads).
+//! - [`cni`]: CNI mode, the same job done by standard CNI plugins from a conflist.
 //! - [`sys`]: the safe wrappers over every kernel call above; the only module with `unsafe`.
 //! - [`ns`]: namespace kinds and identities shared by all of them.
 //!
@@ -19,6 +20,7 @@
 //! spawned and joined per call, or in a separate helper process. Every path (the pin directory,
 //! the helper binary) is a parameter; no run-root is hard-coded.
 
+pub mod cni;
 pub mod error;
 pub mod ipam;
 pub mod link;
@@ -32,6 +34,7 @@ pub mod sys;
 use std::error::Error as StdError;
 use std::fmt;
 
+pub use cni::{Cni, CniConfig};
 pub use error::NetnsError;
 pub use ipam::{Ipam, Ipv4Cidr};
 pub use network::{Network, NetworkConfig, PodNetwork};

@@ -124,12 +124,51 @@ pub struct Daemon {
     pub root: PathBuf,
     pub run_root: PathBuf,
     pub net: TestNet,
+    /// Extra daemon flags (e.g. CNI mode).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Daemon {
     /// Start a daemon and wait until its socket answers.
     pub async fn start() -> Daemon {
+        Daemon::start_configured(|_| Vec::new()).await
+    }
+
+    /// Start a daemon in CNI mode: a conflist of Debian's `bridge` (with `host-local` IPAM on
+    /// `10.215.<octet>.0/24`, masquerade) and `portmap` plugins, on the daemon's own bridge.
+    pub async fn start_cni() -> Daemon {
+        Daemon::start_configured(|d| {
+            let conf = d.dir.path().join("cni-conf");
+            std::fs::create_dir_all(&conf).unwrap();
+            let list = serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": format!("kinglet-test-{}", d.net.octet),
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": d.net.bridge,
+                        "isGateway": true,
+                        "ipMasq": true,
+                        "hairpinMode": true,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": format!("10.215.{}.0/24", d.net.octet)}]],
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                            "dataDir": d.dir.path().join("cni-ipam"),
+                        }
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": true}}
+                ]
+            });
+            std::fs::write(conf.join("10-kinglet-test.conflist"), list.to_string()).unwrap();
+            vec!["--cni-conf-dir".into(), conf.display().to_string()]
+        })
+        .await
+    }
+
+    /// Start a daemon with extra flags computed from its paths and network names.
+    pub async fn start_configured(extra: impl FnOnce(&Daemon) -> Vec<String>) -> Daemon {
         require_root();
         let mut dir = tempfile::Builder::new()
             .prefix("kinglet-e2e-")
@@ -146,8 +185,10 @@ impl Daemon {
             run_root: dir.path().join("run"),
             dir,
             net: TestNet::next(),
+            extra_args: Vec::new(),
             child: None,
         };
+        d.extra_args = extra(&d);
         d.spawn().await;
         d
     }
@@ -170,6 +211,7 @@ impl Daemon {
             .args(["--bridge", &self.net.bridge])
             .args(["--pod-cidr", &self.net.cidr])
             .args(["--nft-table", &self.net.table])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -409,3 +409,98 @@ async fn restart_removes_network_of_pods_without_a_record() {
     assert!(!d.run_root.join("pods").join(&lost).exists());
     d.shutdown().await;
 }
+
+/// CNI mode with Debian's plugins (bridge + host-local + portmap): the same connectivity, and
+/// teardown gives the address back and drops the cached result.
+#[tokio::test(flavor = "multi_thread")]
+async fn cni_mode_connects_pods_and_publishes_hostports() {
+    let d = Daemon::start_cni().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let st = rt
+        .status(v1::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let net = st
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
+    assert!(net.status && net.message.contains("CNI"), "{net:?}");
+
+    let logs = d.dir.path().join("logs");
+    let host_port = 20003 + i32::from(d.net.octet) * 10;
+    let a_cfg = with_ports(pod_config("cni-a", &logs), &[(host_port, 8080)]);
+    let b_cfg = pod_config("cni-b", &logs);
+    let a = run_pod(&mut rt, &a_cfg).await;
+    let b = run_pod(&mut rt, &b_cfg).await;
+    let (a_ip, b_ip) = (pod_ip(&mut rt, &a).await, pod_ip(&mut rt, &b).await);
+    let prefix = format!("10.215.{}.", d.net.octet);
+    assert!(
+        a_ip.starts_with(&prefix) && b_ip.starts_with(&prefix),
+        "{a_ip} {b_ip}"
+    );
+    let a_ctr = run_container(&mut rt, &a, &a_cfg, httpd("web", "cni-alpha")).await;
+    let b_ctr = run_container(&mut rt, &b, &b_cfg, httpd("web", "cni-beta")).await;
+    assert_eq!(
+        wget_in(&mut rt, &b_ctr, &format!("http://{a_ip}:8080/")).await,
+        "cni-alpha\n"
+    );
+    assert_eq!(
+        wget_in(&mut rt, &a_ctr, &format!("http://{b_ip}:8080/")).await,
+        "cni-beta\n"
+    );
+    let (hosts, _, _) = exec(&mut rt, &a_ctr, &["cat", "/etc/hosts"]).await;
+    assert!(hosts.contains(&format!("{a_ip}\tcni-a\n")), "{hosts}");
+
+    // hostPort on 127.0.0.1 (portmap's localhost SNAT) and from an outside client.
+    let body = http_get_from_host(&format!("127.0.0.1:{host_port}"));
+    assert!(body.contains("cni-alpha"), "{body}");
+    let outside = OutsideNs::new(&d.net);
+    let url = format!("http://{}:{host_port}/", outside.host_ip);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = outside.run(&["timeout", "5", "busybox", "wget", "-q", "-O", "-", &url]);
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "cni-alpha\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "outside wget {url}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let ipam_dir = d.dir.path().join("cni-ipam");
+    let held = |ip: &str| {
+        std::fs::read_dir(&ipam_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().join(ip).exists() || e.file_name() == ip)
+            })
+            .unwrap_or(false)
+    };
+    assert!(held(&a_ip), "host-local holds {a_ip}");
+    for p in [&a, &b] {
+        rt.stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: p.to_string(),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(!held(&a_ip) && !held(&b_ip), "addresses released");
+    assert!(allocations_cni(&d).is_empty());
+    assert!(bridge_ports(&d.net.bridge).is_empty());
+    d.shutdown().await;
+}
+
+fn allocations_cni(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(d.run_root.join("network/cni"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

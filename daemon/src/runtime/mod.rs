@@ -10,6 +10,7 @@ mod container;
 mod exec;
 mod images;
 pub mod mounts;
+pub mod podnet;
 mod recover;
 mod sandbox;
 pub mod shim;
@@ -118,7 +119,7 @@ pub struct Runtime {
     /// Serialises the check-and-reserve step.
     pub(crate) names: Mutex<()>,
     /// The built-in pod network (bridge, addresses, NAT, hostPorts).
-    pub network: Arc<kinglet_netns::Network>,
+    pub network: Arc<podnet::PodNet>,
 }
 
 /// A name reservation, released when dropped (the record, if any, then holds the name).
@@ -195,6 +196,24 @@ impl Runtime {
             path: PathBuf::new(),
             reason: kinglet_cri::chain(&e),
         })?;
+        let cni = match &config.cni_conf_dir {
+            Some(dir) => kinglet_netns::Cni::load(kinglet_netns::CniConfig {
+                conf_dir: dir.clone(),
+                bin_dir: config.cni_bin_dir.clone(),
+                state_dir: paths.network(),
+                timeout: std::time::Duration::from_secs(config.cni_timeout_secs),
+            })
+            .map_err(|e| DaemonError::Config {
+                path: dir.clone(),
+                reason: kinglet_cri::chain(&e),
+            })?,
+            None => None,
+        };
+        let network = match cni {
+            Some(cni) => podnet::PodNet::Cni(cni),
+            None => podnet::PodNet::Builtin(network),
+        };
+        tracing::info!(mode = network.mode(), "pod network");
         let rt = Arc::new(Runtime {
             network: Arc::new(network),
             store: Store::new(&paths.root),

@@ -36,6 +36,7 @@ fn network_err(e: kinglet_netns::NetnsError) -> CriError {
         N::AddressesExhausted { .. } => CriError::ResourceExhausted {
             what: e.to_string(),
         },
+        N::CniPlugin { .. } => CriError::internal("set up the pod network (CNI)", e),
         other => CriError::internal("set up the pod network", other),
     }
 }
@@ -285,19 +286,19 @@ impl Runtime {
                 let network = self.network.clone();
                 let (pod, ns, ports) = (id.to_owned(), netns.clone(), ports.to_vec());
                 let made = blocking("set up pod network", move || {
-                    network.setup_pod(&pod, &ns, &ports).map_err(network_err)
+                    network.setup(&pod, &ns, &ports).map_err(network_err)
                 })
                 .await?;
                 let (network, pod) = (self.network.clone(), id.to_owned());
                 rb.push("tear down pod network", move || async move {
                     let _ = blocking("tear down pod network", move || {
                         network
-                            .teardown_pod(&pod)
+                            .teardown(&pod)
                             .map_err(netns_err("tear down pod network"))
                     })
                     .await;
                 });
-                Some(made.ip)
+                Some(made)
             }
             _ => None,
         };
@@ -406,7 +407,7 @@ impl Runtime {
             let (network, pod) = (self.network.clone(), rec.id.clone());
             blocking("tear down pod network", move || {
                 network
-                    .teardown_pod(&pod)
+                    .teardown(&pod)
                     .map_err(netns_err("tear down pod network"))
             })
             .await?;
