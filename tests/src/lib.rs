@@ -193,6 +193,22 @@ impl Daemon {
         d
     }
 
+    /// Network flags: the test network's, unless `extra_args` sets one itself; then the extras.
+    fn net_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (flag, value) in [
+            ("--bridge", &self.net.bridge),
+            ("--pod-cidr", &self.net.cidr),
+            ("--nft-table", &self.net.table),
+        ] {
+            if !self.extra_args.iter().any(|a| a == flag) {
+                out.extend([flag.to_owned(), value.clone()]);
+            }
+        }
+        out.extend(self.extra_args.iter().cloned());
+        out
+    }
+
     /// (Re)start the daemon process on the same paths.
     pub async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
@@ -208,10 +224,7 @@ impl Daemon {
             .arg(&self.root)
             .arg("--run-root")
             .arg(&self.run_root)
-            .args(["--bridge", &self.net.bridge])
-            .args(["--pod-cidr", &self.net.cidr])
-            .args(["--nft-table", &self.net.table])
-            .args(&self.extra_args)
+            .args(self.net_args())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

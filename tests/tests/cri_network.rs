@@ -120,6 +120,11 @@ async fn pods_talk_by_ip_hostports_answer_and_nat_reaches_outside() {
     let host_port = 20000 + i32::from(d.net.octet) * 10;
 
     let mut a_cfg = with_ports(pod_config("alpha", &logs), &[(host_port, 8080)]);
+    a_cfg.dns_config = Some(v1::DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["default.svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
     // UDP, published on one host address only.
     a_cfg.port_mappings.push(v1::PortMapping {
         protocol: v1::Protocol::Udp as i32,
@@ -162,6 +167,11 @@ async fn pods_talk_by_ip_hostports_answer_and_nat_reaches_outside() {
     let (hosts, _, _) = exec(&mut rt, &a_ctr, &["cat", "/etc/hosts"]).await;
     assert!(hosts.contains(&format!("{a_ip}\talpha\n")), "{hosts}");
     assert!(hosts.contains("127.0.0.1\tlocalhost"), "{hosts}");
+    let (resolv, _, _) = exec(&mut rt, &a_ctr, &["cat", "/etc/resolv.conf"]).await;
+    assert_eq!(
+        resolv,
+        "search default.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
 
     // hostPort from the host: 127.0.0.1, and the host's own address on the bridge.
     let body = http_get_from_host(&format!("127.0.0.1:{host_port}"));
@@ -503,4 +513,93 @@ fn allocations_cni(d: &Daemon) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Bad input: an exhausted pod network refuses the next pod with ResourceExhausted naming the
+/// range; a CNI plugin that fails makes RunPodSandbox fail with the plugin's message. Neither
+/// leaves a pod directory, pin, veth or allocation behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_range_and_failing_cni_plugin_fail_cleanly() {
+    // A /30 has one pod address (.2): the second pod cannot get one.
+    let d = Daemon::start_configured(|d| {
+        vec!["--pod-cidr".into(), format!("10.216.{}.0/30", d.net.octet)]
+    })
+    .await;
+    let mut rt = d.runtime().await;
+    let logs = d.dir.path().join("logs");
+    let first = run_pod(&mut rt, &pod_config("only", &logs)).await;
+    assert_eq!(
+        pod_ip(&mut rt, &first).await,
+        format!("10.216.{}.2", d.net.octet)
+    );
+    let e = rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(pod_config("one-too-many", &logs)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{}", e.message());
+    assert!(
+        e.message()
+            .contains(&format!("10.216.{}.0/30", d.net.octet)),
+        "{}",
+        e.message()
+    );
+    assert_eq!(bridge_ports(&d.net.bridge).len(), 1);
+    assert_eq!(allocations(&d).len(), 2, "{:?}", allocations(&d));
+    let pods: Vec<_> = std::fs::read_dir(d.run_root.join("pods"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(pods.len(), 1);
+    d.shutdown().await;
+
+    // CNI: a plugin that reports an error.
+    let d = Daemon::start_configured(|d| {
+        let bin = d.dir.path().join("cni-bin");
+        let conf = d.dir.path().join("cni-conf");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&conf).unwrap();
+        let plugin = bin.join("broken");
+        std::fs::write(
+            &plugin,
+            "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = DEL ] && exit 0\necho '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"broken plugin says no\"}'\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(
+            conf.join("10-broken.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"broken","plugins":[{"type":"broken"}]}"#,
+        )
+        .unwrap();
+        vec![
+            "--cni-conf-dir".into(),
+            conf.display().to_string(),
+            "--cni-bin-dir".into(),
+            bin.display().to_string(),
+        ]
+    })
+    .await;
+    let mut rt = d.runtime().await;
+    let e = rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(pod_config("cni-fails", &d.dir.path().join("logs"))),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("broken plugin says no"),
+        "{}",
+        e.message()
+    );
+    assert!(allocations_cni(&d).is_empty());
+    let left = std::fs::read_dir(d.run_root.join("pods"))
+        .map(|rd| rd.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+    assert!(mounts_under(&d.run_root).is_empty());
+    d.shutdown().await;
 }
