@@ -22,7 +22,7 @@ use std::thread;
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::NetnsError;
 use crate::ipam::Ipv4Cidr;
@@ -194,7 +194,23 @@ pub fn create_pod_veth(host: &str, netns: &Path, bridge_index: u32) -> Result<()
             .add(msg)
             .execute()
             .await
-            .map_err(nl_err("create veth pair", host))
+            .map_err(nl_err("create veth pair", host))?;
+        // Hairpin, so that a pod reaching its own hostPort (DNAT back to itself) gets its
+        // frames back when bridged traffic goes through netfilter (br_netfilter).
+        let index = find_link(&h, host)
+            .await?
+            .ok_or_else(|| NetnsError::Netlink {
+                step: "find the new veth",
+                link: host.to_owned(),
+                source: io::Error::from_raw_os_error(libc::ENODEV),
+            })?
+            .header
+            .index;
+        h.link()
+            .set_port(LinkBridgePort::new(index).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(nl_err("set hairpin mode on", host))
     })?;
     drop(ns);
     Ok(())

@@ -12,7 +12,9 @@
 //!   DNATs through the maps (the more specific map first);
 //! - `postrouting` masquerades traffic from the pod network leaving it, DNATed traffic that
 //!   came from 127.0.0.0/8 (hostPort on localhost; needs `route_localnet` on the bridge) and
-//!   hairpin traffic (a pod reaching a hostPort that leads back into the pod network).
+//!   hairpin traffic (a pod reaching a hostPort that leads back into the pod network). The
+//!   hairpin rule matches addresses, not the output interface: with `br_netfilter` loaded such
+//!   traffic is bridged and leaves through a bridge port, not the bridge device.
 //!
 //! Invariants:
 //! - [`table_script`] recreates the whole table (add, delete, define in one transaction), so
@@ -134,7 +136,7 @@ pub fn table_script(spec: &TableSpec, pods: &[(Ipv4Addr, Vec<PortMapping>)]) -> 
          \t\tmeta l4proto {{ tcp, udp }} dnat to meta l4proto . th dport map @hostports\n\t}}\n\
          \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
          \t\toifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade\n\
-         \t\toifname \"{bridge}\" ip saddr {cidr} ct status dnat masquerade\n\
+         \t\tip saddr {cidr} ip daddr {cidr} ct status dnat masquerade\n\
          \t\tip saddr {cidr} ip daddr != {cidr} masquerade\n\t}}\n}}\n"
     );
     for (ip, ports) in pods {
@@ -260,6 +262,7 @@ mod tests {
         );
         assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr != 10.85.0.0/16 masquerade"));
         assert!(s.contains("oifname \"kinglet0\" ip saddr 127.0.0.0/8 masquerade"));
+        assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr 10.85.0.0/16 ct status dnat masquerade"));
         assert!(s.contains("add element ip kinglet hostports { tcp . 8080 : 10.85.0.2 . 80 }"));
         assert!(s.contains(
             "add element ip kinglet hostports_ip { 127.0.0.1 . udp . 5353 : 10.85.0.2 . 53 }"

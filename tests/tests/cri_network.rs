@@ -196,6 +196,26 @@ async fn pods_talk_by_ip_hostports_answer_and_nat_reaches_outside() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Hairpin: a pod reaches a hostPort through the host's (bridge) address.
+    assert_eq!(
+        wget_in(
+            &mut rt,
+            &b_ctr,
+            &format!("http://{}:{host_port}/", d.net.gateway())
+        )
+        .await,
+        "from-alpha\n"
+    );
+    assert_eq!(
+        wget_in(
+            &mut rt,
+            &a_ctr,
+            &format!("http://{}:{host_port}/", d.net.gateway())
+        )
+        .await,
+        "from-alpha\n"
+    );
+
     // hostPort from an outside client (its own namespace, reaching the host's address).
     let outside = OutsideNs::new(&d.net);
     let url = format!("http://{}:{host_port}/", outside.host_ip);
