@@ -66,6 +66,25 @@ impl PodNet {
         }
     }
 
+    /// The network's view of a pod, for verbose status: `{"mode", "ok", "message"}` (blocking).
+    /// In CNI mode this runs CHECK; the built-in network reports its state file.
+    pub fn check(&self, pod: &str) -> serde_json::Value {
+        let (ok, message) = match self {
+            PodNet::Builtin(n) => match n.pod(pod) {
+                Some(p) => (
+                    true,
+                    format!("{} on {} via {}", p.ip, p.host_veth, p.gateway),
+                ),
+                None => (false, "no network state for the pod".to_owned()),
+            },
+            PodNet::Cni(c) => match c.check(pod) {
+                Ok(()) => (true, format!("CNI CHECK of {} passed", c.name())),
+                Err(e) => (false, kinglet_cri::chain(&e)),
+            },
+        };
+        serde_json::json!({"mode": self.mode(), "ok": ok, "message": message})
+    }
+
     /// Detach a pod; idempotent (blocking).
     pub fn teardown(&self, pod: &str) -> Result<(), NetnsError> {
         match self {

@@ -33,6 +33,13 @@ fn network_err(e: kinglet_netns::NetnsError) -> CriError {
     use kinglet_netns::NetnsError as N;
     match e {
         N::PortConflict { .. } => CriError::invalid("config.port_mappings", e.to_string()),
+        N::InvalidNetworkConfig { reason, .. } => CriError::FailedPrecondition {
+            kind: "pod network",
+            id: String::new(),
+            state: reason.to_owned(),
+            action: "running a pod sandbox",
+            needed: "initialised (see NetworkReady in Status)",
+        },
         N::AddressesExhausted { .. } => CriError::ResourceExhausted {
             what: e.to_string(),
         },
@@ -478,6 +485,12 @@ impl Runtime {
                 "runtimeHandler": rec.runtime_handler,
             });
             v["shm"] = serde_json::json!(rec.shm);
+            if rec.ip.is_some() {
+                // The network's own view: CNI CHECK, or the built-in network's state file.
+                let (network, pod) = (self.network.clone(), rec.id.clone());
+                v["network"] =
+                    blocking("check pod network", move || Ok(network.check(&pod))).await?;
+            }
             info.insert("info".to_owned(), v.to_string());
         }
         Ok(v1::PodSandboxStatusResponse {
