@@ -434,7 +434,11 @@ async fn restart_removes_network_of_pods_without_a_record() {
     let logs = d.dir.path().join("logs");
     let host_port = 20002 + i32::from(d.net.octet) * 10;
     let tbl = table(&d);
-    let keep = run_pod(&mut rt, &pod_config("keep", &logs)).await;
+    let keep = run_pod(
+        &mut rt,
+        &with_ports(pod_config("keep", &logs), &[(host_port + 5, 80)]),
+    )
+    .await;
     let keep_ip = pod_ip(&mut rt, &keep).await;
     let lost = run_pod(
         &mut rt,
@@ -455,6 +459,18 @@ async fn restart_removes_network_of_pods_without_a_record() {
             format!("network/pods/{keep}.json")
         ])
     );
+    // The table was rebuilt: the live pod's hostPort is there, the lost pod's is not.
+    let after = table(&d);
+    assert!(
+        after.contains(&format!("tcp . {} : {keep_ip} . 80", host_port + 5)),
+        "{after}"
+    );
+    assert!(!after.contains(&format!("tcp . {host_port} ")), "{after}");
+    rt.stop_pod_sandbox(v1::StopPodSandboxRequest {
+        pod_sandbox_id: keep.clone(),
+    })
+    .await
+    .unwrap();
     assert_eq!(table(&d), tbl);
     assert!(!d.run_root.join("pods").join(&lost).exists());
     d.shutdown().await;
