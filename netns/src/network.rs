@@ -161,12 +161,7 @@ impl Network {
     /// the table is rebuilt holding exactly the live pods' hostPorts. Idempotent.
     pub fn init(&self, live_pods: &HashSet<String>) -> Result<(), NetnsError> {
         let mut state = self.lock();
-        self.write_sysctl("net/ipv4/ip_forward", "1")?;
-        let index = link::ensure_bridge(&self.cfg.bridge, self.cfg.cidr)?;
-        self.write_sysctl(
-            &format!("net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
-            "1",
-        )?;
+        let index = self.host_setup()?;
 
         // Pods with state but no live sandbox: a crash interrupted their setup or teardown.
         let mut live = Vec::new();
@@ -207,10 +202,47 @@ impl Network {
         Ok(())
     }
 
-    /// Whether the network is usable: [`Network::init`] succeeded and the bridge is up.
+    /// Sysctls and the bridge; returns the bridge's index. Idempotent.
+    fn host_setup(&self) -> Result<u32, NetnsError> {
+        self.write_sysctl("net/ipv4/ip_forward", "1")?;
+        let index = link::ensure_bridge(&self.cfg.bridge, self.cfg.cidr)?;
+        self.write_sysctl(
+            &format!("net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
+            "1",
+        )?;
+        Ok(index)
+    }
+
+    /// After a failed [`Network::init`] (say `nft` was missing): set the host side up again and
+    /// rebuild the table from every state file. Unlike `init` it tears nothing down, because a
+    /// pod being set up right now has a state file but no sandbox record yet.
+    fn repair_locked(&self, state: &mut Option<u32>) -> Result<u32, NetnsError> {
+        let index = self.host_setup()?;
+        let pods: Vec<_> = self
+            .load_all()?
+            .into_iter()
+            .map(|r| (r.ip, r.ports))
+            .collect();
+        nft::apply(
+            &self.cfg.nft,
+            &self.cfg.table,
+            &nft::table_script(&self.table_spec(), &pods),
+        )?;
+        *state = Some(index);
+        info!(bridge = %self.cfg.bridge, "pod network set up after an earlier failure");
+        Ok(index)
+    }
+
+    /// Whether the network is usable: the host side is set up (retried here if the start-up
+    /// [`Network::init`] failed) and the bridge is up.
     pub fn ready(&self) -> Result<(), String> {
-        if self.lock().is_none() {
-            return Err("the pod network is not initialised".to_owned());
+        {
+            let mut state = self.lock();
+            if state.is_none() {
+                if let Err(e) = self.repair_locked(&mut state) {
+                    return Err(format!("the pod network is not set up: {}", ErrorChain(&e)));
+                }
+            }
         }
         match link::link_is_up(&self.cfg.bridge) {
             Ok(true) => Ok(()),
@@ -273,13 +305,10 @@ impl Network {
         netns: &Path,
         ports: &[PortMapping],
     ) -> Result<PodNetwork, NetnsError> {
-        let state = self.lock();
-        let Some(bridge_index) = *state else {
-            return Err(NetnsError::InvalidNetworkConfig {
-                field: "bridge",
-                value: self.cfg.bridge.clone(),
-                reason: "the pod network is not initialised",
-            });
+        let mut state = self.lock();
+        let bridge_index = match *state {
+            Some(index) => index,
+            None => self.repair_locked(&mut state)?,
         };
         // 1. hostPorts: no two of this pod's, nor any other pod's, may claim the same port.
         let others = self.load_all()?;
@@ -428,11 +457,23 @@ mod tests {
     }
 
     #[test]
-    fn setup_before_init_is_refused_without_side_effects() {
+    fn a_host_that_cannot_be_set_up_refuses_pods_without_side_effects() {
         let tmp = tempfile::tempdir().unwrap();
-        let net = Network::new(NetworkConfig::with_defaults(tmp.path())).unwrap();
-        assert!(net.setup_pod("p", Path::new("/nonexistent"), &[]).is_err());
-        assert!(net.ready().is_err());
+        let net = Network::new(NetworkConfig {
+            // Host setup starts with a sysctl: under a missing root it fails before any change.
+            sysctl_root: tmp.path().join("no-proc-sys"),
+            ..NetworkConfig::with_defaults(tmp.path())
+        })
+        .unwrap();
+        let e = net
+            .setup_pod("p", Path::new("/nonexistent"), &[])
+            .unwrap_err();
+        assert!(matches!(e, NetnsError::Sysctl { .. }), "{e}");
+        let reason = net.ready().unwrap_err();
+        assert!(
+            reason.contains("not set up") && reason.contains("ip_forward"),
+            "{reason}"
+        );
         assert!(net.load_all().unwrap().is_empty());
         assert!(!tmp.path().join("ipam").exists());
     }

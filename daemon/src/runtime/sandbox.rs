@@ -33,13 +33,6 @@ fn network_err(e: kinglet_netns::NetnsError) -> CriError {
     use kinglet_netns::NetnsError as N;
     match e {
         N::PortConflict { .. } => CriError::invalid("config.port_mappings", e.to_string()),
-        N::InvalidNetworkConfig { reason, .. } => CriError::FailedPrecondition {
-            kind: "pod network",
-            id: String::new(),
-            state: reason.to_owned(),
-            action: "running a pod sandbox",
-            needed: "initialised (see NetworkReady in Status)",
-        },
         N::AddressesExhausted { .. } => CriError::ResourceExhausted {
             what: e.to_string(),
         },
