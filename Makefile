@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test lint unit bench
+.PHONY: run test lint unit bench bench-net
 run:
 	bash scripts/main-job.sh
 test:
@@ -11,3 +11,5 @@ unit:
 	cargo test --workspace --lib
 bench:
 	bash scripts/bench.sh
+bench-net:
+	bash scripts/bench-net.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build Kinglet, start the daemon on its default paths (embedded defaults, no
-# config file, no network), load the project's busybox test image, and run the example pod of
+# config file, no internet; pods get the built-in network: bridge kinglet0, 10.85.0.0/16,
+# nftables table ip kinglet), load the project's busybox test image, and run the example pod of
 # examples/web-pod.yaml (a ConfigMap volume, a Secret volume on tmpfs, env from both).
 # Run as root on Debian 12 with Rust installed. Stop it with: kill $(cat /run/kinglet/daemon.pid)
 set -euo pipefail

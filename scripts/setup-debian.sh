@@ -9,6 +9,8 @@ pkgs=(
   libseccomp-dev pkg-config  # libcontainer's seccomp support
   busybox-static umoci skopeo  # the project's own test image, built offline
   iproute2 util-linux  # ip, nsenter in tests
+  nftables  # nft: NAT and hostPort rules in Kinglet's own table
+  containernetworking-plugins iptables  # CNI mode (bridge, host-local, portmap; they use iptables)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -25,6 +25,8 @@ pub enum CriError {
     },
     #[error("{what} did not finish within {seconds} s")]
     DeadlineExceeded { what: String, seconds: i64 },
+    #[error("{what}")]
+    ResourceExhausted { what: String },
     #[error("{rpc} is not supported by this runtime")]
     Unimplemented { rpc: &'static str },
     #[error("{context}: {source}")]
@@ -86,6 +88,7 @@ impl From<CriError> for tonic::Status {
             CriError::AlreadyExists { .. } => Code::AlreadyExists,
             CriError::FailedPrecondition { .. } => Code::FailedPrecondition,
             CriError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            CriError::ResourceExhausted { .. } => Code::ResourceExhausted,
             CriError::Unimplemented { .. } => Code::Unimplemented,
             CriError::Internal { .. } => Code::Internal,
         };

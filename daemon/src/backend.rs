@@ -35,6 +35,19 @@ impl CriBackend for Backend {
             reason: String::new(),
             message: msg.into(),
         };
+        let network = self.0.network.clone();
+        let net_ready = tokio::task::spawn_blocking(move || network.ready())
+            .await
+            .map_err(|e| CriError::internal("network status task", e))?;
+        let network_cond = match net_ready {
+            Ok(message) => cond("NetworkReady", &message),
+            Err(message) => v1::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message,
+            },
+        };
         let mut info = std::collections::HashMap::new();
         if req.verbose {
             let c = &self.0.config;
@@ -43,19 +56,15 @@ impl CriBackend for Backend {
                 serde_json::json!({
                     "root": c.root, "runRoot": c.run_root, "socket": c.socket,
                     "systemdCgroup": c.systemd_cgroup,
+                    "bridge": c.bridge, "podCidr": c.pod_cidr, "nftTable": c.nft_table,
+                    "networkMode": self.0.network.mode(), "cniConfDir": c.cni_conf_dir,
                 })
                 .to_string(),
             );
         }
         Ok(v1::StatusResponse {
             status: Some(v1::RuntimeStatus {
-                conditions: vec![
-                    cond("RuntimeReady", ""),
-                    cond(
-                        "NetworkReady",
-                        "pods get private network namespaces with loopback",
-                    ),
-                ],
+                conditions: vec![cond("RuntimeReady", ""), network_cond],
             }),
             info,
             ..Default::default()

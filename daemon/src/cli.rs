@@ -44,6 +44,21 @@ pub struct DaemonFlags {
     /// Directory of Kubernetes manifests to keep applied [default: /etc/kinglet/manifests].
     #[arg(long)]
     pub manifests: Option<PathBuf>,
+    /// Host bridge of the built-in pod network (default kinglet0).
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// Pod network CIDR (default 10.85.0.0/16).
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// Kinglet's nftables table, family ip (default kinglet).
+    #[arg(long)]
+    pub nft_table: Option<String>,
+    /// CNI mode: directory whose first *.conflist is used instead of the built-in network.
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin binaries [default: /usr/lib/cni].
+    #[arg(long)]
+    pub cni_bin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,6 +378,11 @@ async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
         run_root: flags.run_root,
         systemd_cgroup: flags.systemd_cgroup.then_some(true),
         manifests: flags.manifests,
+        bridge: flags.bridge,
+        pod_cidr: flags.pod_cidr,
+        nft_table: flags.nft_table,
+        cni_conf_dir: flags.cni_conf_dir,
+        cni_bin_dir: flags.cni_bin_dir,
     })?;
     crate::server::run(config).await?;
     Ok(())

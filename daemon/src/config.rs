@@ -22,6 +22,18 @@ pub struct Config {
     pub stop_timeout_secs: u64,
     /// Directory of Kubernetes manifests kept applied (watched with inotify).
     pub manifests: PathBuf,
+    /// Host bridge of the built-in pod network.
+    pub bridge: String,
+    /// Pod network (IPv4 CIDR); the bridge holds its first address.
+    pub pod_cidr: String,
+    /// Kinglet's own nftables table (family `ip`) for NAT and hostPorts.
+    pub nft_table: String,
+    /// CNI mode: a directory whose first `*.conflist` replaces the built-in network when present.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin binaries.
+    pub cni_bin_dir: PathBuf,
+    /// Upper bound on one CNI plugin run.
+    pub cni_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -33,6 +45,12 @@ impl Default for Config {
             systemd_cgroup: false,
             stop_timeout_secs: 10,
             manifests: PathBuf::from("/etc/kinglet/manifests"),
+            bridge: kinglet_netns::network::DEFAULT_BRIDGE.to_owned(),
+            pod_cidr: kinglet_netns::network::DEFAULT_POD_CIDR.to_owned(),
+            nft_table: kinglet_netns::network::DEFAULT_NFT_TABLE.to_owned(),
+            cni_conf_dir: None,
+            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            cni_timeout_secs: 30,
         }
     }
 }
@@ -47,6 +65,12 @@ pub struct FileConfig {
     pub systemd_cgroup: Option<bool>,
     pub stop_timeout_secs: Option<u64>,
     pub manifests: Option<PathBuf>,
+    pub bridge: Option<String>,
+    pub pod_cidr: Option<String>,
+    pub nft_table: Option<String>,
+    pub cni_conf_dir: Option<PathBuf>,
+    pub cni_bin_dir: Option<PathBuf>,
+    pub cni_timeout_secs: Option<u64>,
 }
 
 /// Settings given on the command line (all optional).
@@ -58,6 +82,11 @@ pub struct FlagConfig {
     pub run_root: Option<PathBuf>,
     pub systemd_cgroup: Option<bool>,
     pub manifests: Option<PathBuf>,
+    pub bridge: Option<String>,
+    pub pod_cidr: Option<String>,
+    pub nft_table: Option<String>,
+    pub cni_conf_dir: Option<PathBuf>,
+    pub cni_bin_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -86,7 +115,31 @@ impl Config {
                 .clone()
                 .or(file.manifests)
                 .unwrap_or(d.manifests),
+            bridge: flags.bridge.clone().or(file.bridge).unwrap_or(d.bridge),
+            pod_cidr: flags
+                .pod_cidr
+                .clone()
+                .or(file.pod_cidr)
+                .unwrap_or(d.pod_cidr),
+            nft_table: flags
+                .nft_table
+                .clone()
+                .or(file.nft_table)
+                .unwrap_or(d.nft_table),
+            cni_conf_dir: flags.cni_conf_dir.clone().or(file.cni_conf_dir),
+            cni_bin_dir: flags
+                .cni_bin_dir
+                .clone()
+                .or(file.cni_bin_dir)
+                .unwrap_or(d.cni_bin_dir),
+            cni_timeout_secs: file.cni_timeout_secs.unwrap_or(d.cni_timeout_secs),
         };
+        if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!("pod-cidr: {e}"),
+            });
+        }
         for (field, p) in [
             ("socket", &cfg.socket),
             ("root", &cfg.root),
@@ -133,6 +186,10 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/k"));
         assert_eq!(c.run_root, PathBuf::from("/run/k3"));
         assert_eq!(c.socket, PathBuf::from("/run/kinglet/kinglet.sock"));
+        assert_eq!(
+            (c.bridge.as_str(), c.pod_cidr.as_str(), c.nft_table.as_str()),
+            ("kinglet0", "10.85.0.0/16", "kinglet")
+        );
     }
 
     #[test]
@@ -149,5 +206,8 @@ mod tests {
         std::fs::write(&f, "root = \"rel\"\n").unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(e.contains("root must be an absolute path"), "{e}");
+        std::fs::write(&f, "pod-cidr = \"10.85.0.0/33\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("pod-cidr"), "{e}");
     }
 }

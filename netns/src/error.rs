@@ -164,4 +164,98 @@ pub enum NetnsError {
         pin: PathBuf,
         waited: Duration,
     },
+
+    /// A network setting is unusable.
+    #[error("invalid network setting {field} = {value:?}: {reason}")]
+    InvalidNetworkConfig {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+
+    /// A pod CIDR could not be parsed or is too small.
+    #[error("invalid pod CIDR {cidr:?}: {reason}")]
+    InvalidCidr { cidr: String, reason: &'static str },
+
+    /// Reading or writing an address allocation file failed.
+    #[error("address allocation {path}")]
+    Ipam {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Every address of the pod network is allocated.
+    #[error("no free address left in pod network {cidr} for pod {pod}")]
+    AddressesExhausted {
+        cidr: crate::ipam::Ipv4Cidr,
+        pod: String,
+    },
+
+    /// The hostPort is already mapped by another pod.
+    #[error("hostPort {mapping} of pod {pod} is already used by pod {other}")]
+    PortConflict {
+        mapping: String,
+        pod: String,
+        other: String,
+    },
+
+    /// Reading or writing a pod's network state file failed.
+    #[error("pod network state {path}")]
+    PodState {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Writing a sysctl failed.
+    #[error("failed to set sysctl {path}")]
+    Sysctl {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// `nft` could not be run.
+    #[error("failed to run nft for table {table}")]
+    Nft {
+        table: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// `nft` refused a change to Kinglet's table.
+    #[error("nft refused a change to table {table}: {message}")]
+    NftRejected { table: String, message: String },
+
+    /// A netlink request failed.
+    #[error("netlink: failed to {step} {link}")]
+    Netlink {
+        step: &'static str,
+        link: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The dedicated netlink thread could not do its setup step.
+    #[error("netlink thread: failed to {step} (netns {netns:?})")]
+    NetlinkThread {
+        step: &'static str,
+        netns: Option<PathBuf>,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A CNI configuration list is unusable.
+    #[error("CNI configuration {path}: {reason}")]
+    CniConfig { path: PathBuf, reason: String },
+
+    /// A CNI plugin failed (its own message), hung, or could not be run.
+    #[error("CNI plugin {plugin} {command} for pod {pod}: {message}")]
+    CniPlugin {
+        plugin: String,
+        command: &'static str,
+        pod: String,
+        message: String,
+    },
 }

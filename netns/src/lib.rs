@@ -1,13 +1,17 @@
 //! Pod namespaces for Kinglet.
 //!
-//! Owns the Linux namespaces a pod sandbox shares between its containers, and (later) the pod
-//! network plumbing that lives in them (veth pairs, bridge, IPAM, NAT, port mappings).
+//! Owns the Linux namespaces a pod sandbox shares between its containers, and the pod network
+//! plumbing that lives in them (bridge, veth pairs, IPAM, NAT, hostPorts).
 //!
 //! - [`pin`]: new net/ipc/uts namespaces, created on a dedicated short-lived thread and kept
 //!   alive by bind mounts ("pins") in a per-pod directory. No pause process holds them;
 //!   containers join them by path.
 //! - [`pidns`]: a shared PID namespace, which (unlike the others) needs a PID 1: a tiny pod init
 //!   started as `kinglet pod-init --pin PATH` and pinned the same way.
+//! - [`network`]: the built-in pod network (bridge, veth per pod, address, route, NAT,
+//!   hostPorts), built from [`ipam`] (address allocation files), [`nft`] (Kinglet's own
+//!   nftables table) and [`link`] (rtnetlink on dedicated threads).
+//! - [`cni`]: CNI mode, the same job done by standard CNI plugins from a conflist.
 //! - [`sys`]: the safe wrappers over every kernel call above; the only module with `unsafe`.
 //! - [`ns`]: namespace kinds and identities shared by all of them.
 //!
@@ -16,7 +20,12 @@
 //! spawned and joined per call, or in a separate helper process. Every path (the pin directory,
 //! the helper binary) is a parameter; no run-root is hard-coded.
 
+pub mod cni;
 pub mod error;
+pub mod ipam;
+pub mod link;
+pub mod network;
+pub mod nft;
 pub mod ns;
 pub mod pidns;
 pub mod pin;
@@ -25,7 +34,11 @@ pub mod sys;
 use std::error::Error as StdError;
 use std::fmt;
 
+pub use cni::{Cni, CniConfig};
 pub use error::NetnsError;
+pub use ipam::{Ipam, Ipv4Cidr};
+pub use network::{Network, NetworkConfig, PodNetwork};
+pub use nft::{PortMapping, Protocol};
 pub use ns::{NsId, NsKind};
 pub use pidns::{pod_init_args, pod_init_main, spawn_pod_init, stop_pod_init, POD_INIT_SUBCOMMAND};
 pub use pin::{pin_namespaces, unpin_namespaces, PinRequest, PinnedNamespaces};

@@ -38,6 +38,12 @@ pub fn unshare(kind: NsKind) -> io::Result<()> {
     Ok(nix::sched::unshare(kind.clone_flag())?)
 }
 
+/// Move the calling thread into the network namespace `ns` (a pin or `/proc/*/ns/net`).
+/// Callers must own the thread and discard it afterwards.
+pub fn setns_net(ns: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?)
+}
+
 /// Set the hostname of the calling thread's UTS namespace.
 pub fn sethostname(name: &str) -> io::Result<()> {
     Ok(nix::unistd::sethostname(OsStr::new(name))?)

@@ -83,13 +83,11 @@ fn pod_init_is_pid_1_of_a_pinned_pid_namespace() {
     // A pause process: stdio on /dev/null and nothing else open, cwd `/`. (Its blocked signal
     // mask cannot be read from `SigBlk`: while in sigwait the kernel shows the waited-for signals
     // as unblocked. The signal test below checks the behaviour instead.)
-    // The pod init closes what it inherited right after the fork, concurrently with the
-    // helper's reply: give it a moment.
+    // The helper reports the pid right after the fork, so the pod init may still be closing
+    // what it inherited: give it a moment before checking.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let mut fds = open_fds(pid);
-    for _ in 0..100 {
-        if fds.len() == 3 {
-            break;
-        }
+    while fds.len() != 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
         fds = open_fds(pid);
     }

@@ -61,7 +61,18 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .into_inner()
         .pod_sandbox_id;
-    println!("pod sandbox {pod}");
+    let ip = rt
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    println!("pod sandbox {pod} (pod IP {ip})");
     let mut ids = Vec::new();
     for cfg in [
         sh_container(

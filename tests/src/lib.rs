@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -84,18 +85,90 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
         .await
 }
 
+/// The pod network of one test daemon: a bridge, CIDR and nftables table of its own, so that
+/// daemons of tests running side by side never share addresses or rules.
+#[derive(Debug, Clone)]
+pub struct TestNet {
+    pub bridge: String,
+    /// The /24 pod network, e.g. `10.213.7.0/24`.
+    pub cidr: String,
+    /// Its third octet.
+    pub octet: u8,
+    pub table: String,
+}
+
+impl TestNet {
+    fn next() -> TestNet {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let octet = ((pid.wrapping_mul(16).wrapping_add(n)) % 250 + 1) as u8;
+        TestNet {
+            bridge: format!("kt{}x{n}", pid % 1_000_000),
+            cidr: format!("10.213.{octet}.0/24"),
+            octet,
+            table: format!("kt_{pid}_{n}"),
+        }
+    }
+
+    /// The bridge's (gateway) address.
+    pub fn gateway(&self) -> String {
+        format!("10.213.{}.1", self.octet)
+    }
+}
+
 /// One daemon with its own socket, root and run-root, in a temporary directory.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub root: PathBuf,
     pub run_root: PathBuf,
+    pub net: TestNet,
+    /// Extra daemon flags (e.g. CNI mode).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Daemon {
     /// Start a daemon and wait until its socket answers.
     pub async fn start() -> Daemon {
+        Daemon::start_configured(|_| Vec::new()).await
+    }
+
+    /// Start a daemon in CNI mode: a conflist of Debian's `bridge` (with `host-local` IPAM on
+    /// `10.215.<octet>.0/24`, masquerade) and `portmap` plugins, on the daemon's own bridge.
+    pub async fn start_cni() -> Daemon {
+        Daemon::start_configured(|d| {
+            let conf = d.dir.path().join("cni-conf");
+            std::fs::create_dir_all(&conf).unwrap();
+            let list = serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": format!("kinglet-test-{}", d.net.octet),
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": d.net.bridge,
+                        "isGateway": true,
+                        "ipMasq": true,
+                        "hairpinMode": true,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": format!("10.215.{}.0/24", d.net.octet)}]],
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                            "dataDir": d.dir.path().join("cni-ipam"),
+                        }
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": true}}
+                ]
+            });
+            std::fs::write(conf.join("10-kinglet-test.conflist"), list.to_string()).unwrap();
+            vec!["--cni-conf-dir".into(), conf.display().to_string()]
+        })
+        .await
+    }
+
+    /// Start a daemon with extra flags computed from its paths and network names.
+    pub async fn start_configured(extra: impl FnOnce(&Daemon) -> Vec<String>) -> Daemon {
         require_root();
         let mut dir = tempfile::Builder::new()
             .prefix("kinglet-e2e-")
@@ -111,10 +184,29 @@ impl Daemon {
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
             dir,
+            net: TestNet::next(),
+            extra_args: Vec::new(),
             child: None,
         };
+        d.extra_args = extra(&d);
         d.spawn().await;
         d
+    }
+
+    /// Network flags: the test network's, unless `extra_args` sets one itself; then the extras.
+    fn net_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (flag, value) in [
+            ("--bridge", &self.net.bridge),
+            ("--pod-cidr", &self.net.cidr),
+            ("--nft-table", &self.net.table),
+        ] {
+            if !self.extra_args.iter().any(|a| a == flag) {
+                out.extend([flag.to_owned(), value.clone()]);
+            }
+        }
+        out.extend(self.extra_args.iter().cloned());
+        out
     }
 
     /// (Re)start the daemon process on the same paths.
@@ -134,6 +226,7 @@ impl Daemon {
             .arg(&self.run_root)
             .arg("--manifests")
             .arg(self.manifests())
+            .args(self.net_args())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -277,6 +370,112 @@ impl Drop for Daemon {
         for m in all_mounts_under(self.dir.path()).into_iter().rev() {
             let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
         }
+        // The daemon leaves its bridge and table for the next start; a test daemon has none.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.net.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.net.table])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Run a command, panicking with its output when it fails; returns its stdout.
+pub fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace the test makes to stand for a machine outside the node: joined to the
+/// host by its own veth pair on a /30 (`10.214.<octet>.1` on the host, `.2` inside), with no
+/// route to the pod network, so pods reach it only through the node's masquerade.
+pub struct OutsideNs {
+    pub name: String,
+    pub host_veth: String,
+    pub host_ip: String,
+    pub ns_ip: String,
+}
+
+impl OutsideNs {
+    pub fn new(net: &TestNet) -> OutsideNs {
+        let name = format!("{}o", net.table);
+        let host_veth = format!("{}h", net.bridge);
+        let peer = format!("{}p", net.bridge);
+        let (host_ip, ns_ip) = (
+            format!("10.214.{}.1", net.octet),
+            format!("10.214.{}.2", net.octet),
+        );
+        let o = OutsideNs {
+            name: name.clone(),
+            host_veth: host_veth.clone(),
+            host_ip: host_ip.clone(),
+            ns_ip: ns_ip.clone(),
+        };
+        sh("ip", &["netns", "add", &name]);
+        sh(
+            "ip",
+            &[
+                "link", "add", &host_veth, "type", "veth", "peer", "name", &peer, "netns", &name,
+            ],
+        );
+        sh(
+            "ip",
+            &["addr", "add", &format!("{host_ip}/30"), "dev", &host_veth],
+        );
+        sh("ip", &["link", "set", &host_veth, "up"]);
+        let ns_cidr = format!("{ns_ip}/30");
+        for args in [
+            ["addr", "add", ns_cidr.as_str(), "dev", peer.as_str()],
+            ["link", "set", peer.as_str(), "up", ""],
+            ["link", "set", "lo", "up", ""],
+        ] {
+            let mut all = vec!["-n", name.as_str()];
+            all.extend(args.iter().copied().filter(|a| !a.is_empty()));
+            sh("ip", &all);
+        }
+        o
+    }
+
+    /// A command running inside the namespace (not waited for).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in outside netns")
+    }
+
+    /// Run a command inside the namespace to completion.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("run in outside netns")
+    }
+}
+
+impl Drop for OutsideNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_veth])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 

@@ -10,6 +10,7 @@ mod container;
 mod exec;
 mod images;
 pub mod mounts;
+pub mod podnet;
 mod recover;
 mod sandbox;
 pub mod seccomp;
@@ -66,6 +67,10 @@ impl Paths {
     pub fn exec_dir(&self) -> PathBuf {
         self.run_root.join("exec")
     }
+    /// Address allocations and per-pod network state.
+    pub fn network(&self) -> PathBuf {
+        self.run_root.join("network")
+    }
 }
 
 /// A cleanup step of a half-done operation.
@@ -114,6 +119,8 @@ pub struct Runtime {
     pub(crate) reserved: Arc<std::sync::Mutex<HashMap<String, String>>>,
     /// Serialises the check-and-reserve step.
     pub(crate) names: Mutex<()>,
+    /// The built-in pod network (bridge, addresses, NAT, hostPorts).
+    pub network: Arc<podnet::PodNet>,
 }
 
 /// A name reservation, released when dropped (the record, if any, then holds the name).
@@ -177,7 +184,39 @@ impl Runtime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let network = kinglet_netns::Network::new(kinglet_netns::NetworkConfig {
+            bridge: config.bridge.clone(),
+            cidr: config.pod_cidr.parse().map_err(|e| DaemonError::Config {
+                path: PathBuf::new(),
+                reason: format!("pod-cidr: {e}"),
+            })?,
+            table: config.nft_table.clone(),
+            ..kinglet_netns::NetworkConfig::with_defaults(paths.network())
+        })
+        .map_err(|e| DaemonError::Config {
+            path: PathBuf::new(),
+            reason: kinglet_cri::chain(&e),
+        })?;
+        let cni = match &config.cni_conf_dir {
+            Some(dir) => kinglet_netns::Cni::load(kinglet_netns::CniConfig {
+                conf_dir: dir.clone(),
+                bin_dir: config.cni_bin_dir.clone(),
+                state_dir: paths.network(),
+                timeout: std::time::Duration::from_secs(config.cni_timeout_secs),
+            })
+            .map_err(|e| DaemonError::Config {
+                path: dir.clone(),
+                reason: kinglet_cri::chain(&e),
+            })?,
+            None => None,
+        };
+        let network = match cni {
+            Some(cni) => podnet::PodNet::Cni(cni),
+            None => podnet::PodNet::Builtin(network),
+        };
+        tracing::info!(mode = network.mode(), "pod network");
         let rt = Arc::new(Runtime {
+            network: Arc::new(network),
             store: Store::new(&paths.root),
             config,
             paths,

@@ -7,13 +7,28 @@ use std::sync::Arc;
 use kinglet_cri::CriError;
 use kinglet_shim::protocol::{read_record, ShimRecord, EXIT_RECORD, SHIM_RECORD};
 
-use super::store::ContainerState;
+use super::store::{ContainerState, NsMode, SandboxState};
 use super::{mounts, shim, Runtime};
 
 impl Runtime {
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), CriError> {
         let (sandboxes, containers) = self.store.load_all()?;
         let sandbox_ids: HashSet<String> = sandboxes.iter().map(|s| s.id.clone()).collect();
+        // Pods whose network must stay: ready, on the pod network. Everything else the network
+        // holds (a setup or teardown a crash interrupted) is undone by its init.
+        let live_net: HashSet<String> = sandboxes
+            .iter()
+            .filter(|s| s.state == SandboxState::Ready && s.namespaces.network == NsMode::Pod)
+            .map(|s| s.id.clone())
+            .collect();
+        let network = self.network.clone();
+        let net_result = tokio::task::spawn_blocking(move || network.init(&live_net))
+            .await
+            .map_err(|e| CriError::internal("pod network init task", e))?;
+        if let Err(e) = net_result {
+            // The daemon still serves host-network pods; Status reports NetworkReady false.
+            tracing::error!(err = %kinglet_cri::chain(&e), "pod network setup failed");
+        }
         for s in sandboxes {
             self.store.sandboxes.write().await.insert(
                 s.id.clone(),

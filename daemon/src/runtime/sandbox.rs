@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kinglet_cri::CriError;
-use kinglet_netns::{PinRequest, PinnedNamespaces};
+use std::net::Ipv4Addr;
+
+use kinglet_netns::{PinRequest, PinnedNamespaces, PortMapping, Protocol};
 use kinglet_proto::v1;
 
 use super::store::{ContainerState, Meta, NsMode, PodNamespaces, SandboxRecord, SandboxState};
@@ -24,6 +26,59 @@ const HOSTS_HEADER: &str = "# Kubernetes-style hosts file, managed by kinglet.\n
 
 fn netns_err(what: &'static str) -> impl FnOnce(kinglet_netns::NetnsError) -> CriError {
     move |e| CriError::internal(what, e)
+}
+
+/// A pod network failure in CRI terms: port conflicts are the client's, exhaustion is a limit.
+fn network_err(e: kinglet_netns::NetnsError) -> CriError {
+    use kinglet_netns::NetnsError as N;
+    match e {
+        N::PortConflict { .. } => CriError::invalid("config.port_mappings", e.to_string()),
+        N::AddressesExhausted { .. } => CriError::ResourceExhausted {
+            what: e.to_string(),
+        },
+        N::CniPlugin { .. } => CriError::internal("set up the pod network (CNI)", e),
+        other => CriError::internal("set up the pod network", other),
+    }
+}
+
+/// The hostPort mappings of a PodSandboxConfig (entries without a host port publish nothing).
+pub fn port_mappings(config: &v1::PodSandboxConfig) -> Result<Vec<PortMapping>, CriError> {
+    let mut out = Vec::new();
+    for (i, m) in config.port_mappings.iter().enumerate() {
+        let field = |f: &str| format!("config.port_mappings[{i}].{f}");
+        if m.host_port == 0 {
+            continue;
+        }
+        let protocol = match v1::Protocol::try_from(m.protocol) {
+            Ok(v1::Protocol::Tcp) => Protocol::Tcp,
+            Ok(v1::Protocol::Udp) => Protocol::Udp,
+            _ => {
+                return Err(CriError::invalid(
+                    field("protocol"),
+                    "only TCP and UDP are supported",
+                ))
+            }
+        };
+        let port = |v: i32, f: &str| {
+            u16::try_from(v)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| CriError::invalid(field(f), format!("{v} is not a port number")))
+        };
+        let host_ip = match m.host_ip.as_str() {
+            "" | "0.0.0.0" => None,
+            s => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+                CriError::invalid(field("host_ip"), format!("{s:?} is not an IPv4 address"))
+            })?),
+        };
+        out.push(PortMapping {
+            protocol,
+            host_ip,
+            host_port: port(m.host_port, "host_port")?,
+            container_port: port(m.container_port, "container_port")?,
+        });
+    }
+    Ok(out)
 }
 
 /// resolv.conf content for a DNSConfig (None → use the host's file).
@@ -85,6 +140,7 @@ impl Runtime {
             namespace: md.namespace.clone(),
             attempt: md.attempt,
         };
+        let ports = port_mappings(&config)?;
         let linux = config.linux.clone().unwrap_or_default();
         let nsopt = linux
             .security_context
@@ -125,11 +181,11 @@ impl Runtime {
         let dir = self.paths.pod_run(&id);
         let mut rb = Rollback::default();
         match self
-            .setup_sandbox(&id, &dir, &config, net, pid, ipc, &mut rb)
+            .setup_sandbox(&id, &dir, &config, &ports, net, pid, ipc, &mut rb)
             .await
         {
-            Ok(namespaces_and_shm) => {
-                let (namespaces, shm, hostname) = namespaces_and_shm;
+            Ok(made) => {
+                let (namespaces, shm, hostname, ip) = made;
                 let (cgroup_parent, owns_cgroup_parent) = if linux.cgroup_parent.is_empty() {
                     (format!("/kinglet/{id}"), true)
                 } else {
@@ -150,6 +206,7 @@ impl Runtime {
                     namespaces,
                     shm,
                     config: encode_hex(&config),
+                    ip,
                 };
                 if let Err(e) = self.store.insert_sandbox(rec).await {
                     rb.run().await;
@@ -172,11 +229,12 @@ impl Runtime {
         id: &str,
         dir: &Path,
         config: &v1::PodSandboxConfig,
+        ports: &[PortMapping],
         net: NsMode,
         pid: NsMode,
         ipc: NsMode,
         rb: &mut Rollback,
-    ) -> Result<(PodNamespaces, Option<PathBuf>, String), CriError> {
+    ) -> Result<(PodNamespaces, Option<PathBuf>, String, Option<Ipv4Addr>), CriError> {
         mkdir(dir)?;
         {
             let d = dir.to_owned();
@@ -220,6 +278,28 @@ impl Runtime {
         } else {
             PinnedNamespaces::default()
         };
+        // The pod's network: veth into the pinned namespace, address, route, hostPorts.
+        let ip = match (&pinned.net, net) {
+            (Some(netns), NsMode::Pod) => {
+                let network = self.network.clone();
+                let (pod, ns, ports) = (id.to_owned(), netns.clone(), ports.to_vec());
+                let made = blocking("set up pod network", move || {
+                    network.setup(&pod, &ns, &ports).map_err(network_err)
+                })
+                .await?;
+                let (network, pod) = (self.network.clone(), id.to_owned());
+                rb.push("tear down pod network", move || async move {
+                    let _ = blocking("tear down pod network", move || {
+                        network
+                            .teardown(&pod)
+                            .map_err(netns_err("tear down pod network"))
+                    })
+                    .await;
+                });
+                Some(made)
+            }
+            _ => None,
+        };
         let mut namespaces = PodNamespaces {
             network: net,
             pid,
@@ -262,7 +342,11 @@ impl Runtime {
         let hosts = if host_net {
             std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_owned())
         } else {
-            HOSTS_HEADER.to_owned()
+            let mut h = HOSTS_HEADER.to_owned();
+            if let Some(ip) = ip {
+                h.push_str(&format!("{ip}\t{hostname}\n"));
+            }
+            h
         };
         let resolv = match resolv_conf(config.dns_config.as_ref()) {
             Some(r) => r,
@@ -280,8 +364,8 @@ impl Runtime {
         if !config.log_directory.is_empty() {
             mkdir(Path::new(&config.log_directory))?;
         }
-        tracing::debug!(pod = %id, "sandbox namespaces and files ready");
-        Ok((namespaces, shm, hostname))
+        tracing::debug!(pod = %id, ?ip, "sandbox namespaces, network and files ready");
+        Ok((namespaces, shm, hostname, ip))
     }
 
     /// Stop every container of the sandbox and release its namespaces. Idempotent.
@@ -307,6 +391,7 @@ impl Runtime {
             .update_sandbox(&entry, |r| {
                 r.state = SandboxState::NotReady;
                 r.namespaces.pid_init = None;
+                r.ip = None;
             })
             .await?;
         tracing::info!(pod = %rec.id, "pod sandbox stopped");
@@ -316,6 +401,15 @@ impl Runtime {
     async fn release_namespaces(&self, rec: &SandboxRecord) -> Result<(), CriError> {
         let ns_dir = self.paths.pod_run(&rec.id).join("ns");
         let init = rec.namespaces.pid_init;
+        if rec.namespaces.network == NsMode::Pod {
+            let (network, pod) = (self.network.clone(), rec.id.clone());
+            blocking("tear down pod network", move || {
+                network
+                    .teardown(&pod)
+                    .map_err(netns_err("tear down pod network"))
+            })
+            .await?;
+        }
         blocking("release namespaces", move || {
             if let Some(pid) = init {
                 kinglet_netns::stop_pod_init(pid, &ns_dir.join("pid"))
@@ -382,6 +476,12 @@ impl Runtime {
                 "runtimeHandler": rec.runtime_handler,
             });
             v["shm"] = serde_json::json!(rec.shm);
+            if rec.ip.is_some() {
+                // The network's own view: CNI CHECK, or the built-in network's state file.
+                let (network, pod) = (self.network.clone(), rec.id.clone());
+                v["network"] =
+                    blocking("check pod network", move || Ok(network.check(&pod))).await?;
+            }
             info.insert("info".to_owned(), v.to_string());
         }
         Ok(v1::PodSandboxStatusResponse {
@@ -475,7 +575,10 @@ fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
         metadata: Some(sandbox_meta(&r.meta)),
         state: sandbox_state(r.state),
         created_at: r.created_at,
-        network: Some(v1::PodSandboxNetworkStatus::default()),
+        network: Some(v1::PodSandboxNetworkStatus {
+            ip: r.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            additional_ips: Vec::new(),
+        }),
         linux: Some(v1::LinuxPodSandboxStatus {
             namespaces: Some(v1::Namespace {
                 options: Some(v1::NamespaceOption {
@@ -495,6 +598,38 @@ fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_mappings_from_config() {
+        let pm =
+            |protocol: v1::Protocol, host_ip: &str, host_port, container_port| v1::PortMapping {
+                protocol: protocol as i32,
+                container_port,
+                host_port,
+                host_ip: host_ip.into(),
+            };
+        let mut cfg = v1::PodSandboxConfig {
+            port_mappings: vec![
+                pm(v1::Protocol::Tcp, "", 8080, 80),
+                pm(v1::Protocol::Udp, "127.0.0.1", 5353, 53),
+                pm(v1::Protocol::Tcp, "0.0.0.0", 0, 9000),
+            ],
+            ..Default::default()
+        };
+        let got = port_mappings(&cfg).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].to_string(), "8080/tcp");
+        assert_eq!(got[1].to_string(), "127.0.0.1:5353/udp");
+        assert_eq!(got[1].container_port, 53);
+        cfg.port_mappings = vec![pm(v1::Protocol::Sctp, "", 1, 1)];
+        let e = port_mappings(&cfg).unwrap_err().to_string();
+        assert!(e.contains("port_mappings[0].protocol"), "{e}");
+        cfg.port_mappings = vec![pm(v1::Protocol::Tcp, "::1", 1, 1)];
+        assert!(port_mappings(&cfg).is_err());
+        cfg.port_mappings = vec![pm(v1::Protocol::Tcp, "", 70000, 1)];
+        let e = port_mappings(&cfg).unwrap_err().to_string();
+        assert!(e.contains("host_port"), "{e}");
+    }
 
     #[test]
     fn resolv_conf_from_dns_config() {

@@ -90,6 +90,9 @@ pub struct SandboxRecord {
     pub shm: Option<PathBuf>,
     /// The PodSandboxConfig as the client sent it (protobuf bytes, hex).
     pub config: String,
+    /// The pod's IPv4 address on the built-in network (none for host network, or once stopped).
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
