@@ -449,3 +449,73 @@ spec:
     );
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_and_liveness_probes() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let f = write(
+        d.dir.path(),
+        "probed.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: kinglet.test/busybox:latest
+    command: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && touch /tmp/alive && exec httpd -f -p 8080 -h /www']
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      exec: {command: [test, -f, /tmp/alive]}
+      periodSeconds: 1
+      failureThreshold: 2
+    startupProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+"#,
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("running", Duration::from_secs(30), || {
+        pod_json(&d, "probed")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    // Not ready while /ready is missing (404).
+    std::thread::sleep(Duration::from_secs(3));
+    let p = pod_json(&d, "probed");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["ready"], false,
+        "{}",
+        p["status"]
+    );
+    assert!(d.cli_ok(&["get", "pods"]).contains("0/1"));
+    d.cli_ok(&["exec", "probed", "--", "sh", "-c", "echo yes > /www/ready"]);
+    wait_for("ready", Duration::from_secs(10), || {
+        pod_json(&d, "probed")["status"]["containerStatuses"][0]["ready"] == true
+    });
+    let cond = pod_json(&d, "probed")["status"]["conditions"].clone();
+    assert!(
+        cond.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        "{cond}"
+    );
+    // Liveness failure restarts the container.
+    d.cli_ok(&["exec", "probed", "--", "rm", "/tmp/alive"]);
+    wait_for(
+        "restart after liveness failure",
+        Duration::from_secs(20),
+        || {
+            pod_json(&d, "probed")["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1
+        },
+    );
+    d.shutdown().await;
+}

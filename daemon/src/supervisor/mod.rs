@@ -10,6 +10,7 @@
 
 mod objects;
 pub mod podspec;
+mod probe;
 mod status;
 mod volumes;
 mod watch;
@@ -131,6 +132,11 @@ pub struct Supervisor {
     backoff: std::sync::Mutex<HashMap<(String, String), Backoff>>,
     policy: BackoffPolicy,
     pod_logs: PathBuf,
+    /// Probe results by container id, and the containers that have a prober running.
+    probes: probe::ProbeStates,
+    probers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// A weak handle to itself, for tasks that outlive one call.
+    self_ref: std::sync::Mutex<std::sync::Weak<Supervisor>>,
     /// Recent events per pod uid (newest last), for `describe`.
     events: std::sync::Mutex<HashMap<String, std::collections::VecDeque<PodEvent>>>,
 }
@@ -169,7 +175,11 @@ impl Supervisor {
             backoff: Default::default(),
             policy: BackoffPolicy::default(),
             events: Default::default(),
+            probes: Default::default(),
+            probers: Default::default(),
+            self_ref: Default::default(),
         });
+        *s.self_ref.lock().expect("self lock") = Arc::downgrade(&s);
         tokio::spawn(watch::watch_dir(s.clone(), s.rt.config.manifests.clone()));
         let me = s.clone();
         tokio::spawn(async move {
@@ -454,6 +464,46 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Start the prober of a running container that has probes, once.
+    fn ensure_prober(&self, ctx: &Ctx<'_>, c: &k8s_openapi::api::core::v1::Container, id: &str) {
+        if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
+            return;
+        }
+        if !self
+            .probers
+            .lock()
+            .expect("probers lock")
+            .insert(id.to_owned())
+        {
+            return;
+        }
+        let host = if ctx.fields.pod_ip.is_empty() {
+            "127.0.0.1".to_owned()
+        } else {
+            ctx.fields.pod_ip.to_owned()
+        };
+        let grace = ctx
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        let (rt, states, id, c) = (
+            self.rt.clone(),
+            self.probes.clone(),
+            id.to_owned(),
+            c.clone(),
+        );
+        let me = self.self_ref.lock().expect("self lock").upgrade();
+        tokio::spawn(async move {
+            probe::prober(rt, states, id.clone(), c, host, grace).await;
+            if let Some(me) = me {
+                me.probers.lock().expect("probers lock").remove(&id);
+                me.wake.notify_one();
+            }
+        });
+    }
+
     /// Bring one container towards running by `policy`: create it, start it, or restart it
     /// after an exit (with back-off).
     async fn ensure_container(
@@ -484,6 +534,7 @@ impl Supervisor {
             None => 0,
             Some(last) if last.state == v1::ContainerState::ContainerRunning as i32 => {
                 self.clear_waiting(uid, &c.name);
+                self.ensure_prober(ctx, c, &last.id);
                 return Ok(Step::Running);
             }
             Some(last) if last.state == v1::ContainerState::ContainerCreated as i32 => {
@@ -601,6 +652,7 @@ impl Supervisor {
             return Ok(Step::Waiting);
         }
         self.clear_waiting(uid, &c.name);
+        self.ensure_prober(ctx, c, &id);
         self.event(
             uid,
             false,

@@ -204,6 +204,11 @@ impl Supervisor {
                 }
             };
             let is_running = state.running.is_some();
+            let probed =
+                last.and_then(|s| self.probes.lock().expect("probe lock").get(&s.id).copied());
+            let (started, probe_ready) =
+                probed.map(|p| (p.started, p.ready)).unwrap_or((true, true));
+            let ready = is_running && started && probe_ready;
             // When the current run is the one that ended, it is `state`, not `lastState`.
             let last_state = match (prev, last) {
                 (_, Some(l))
@@ -226,8 +231,8 @@ impl Supervisor {
                 image: c.image.clone().unwrap_or_default(),
                 image_id: last.map(|s| s.image_ref.clone()).unwrap_or_default(),
                 container_id: last.map(|s| format!("kinglet://{}", s.id)),
-                ready: is_running,
-                started: Some(is_running),
+                ready,
+                started: Some(is_running && started),
                 restart_count: last
                     .and_then(|s| s.metadata.as_ref())
                     .map(|m| m.attempt as i32)
@@ -283,7 +288,7 @@ impl Supervisor {
         } else {
             "Succeeded"
         };
-        let all_ready = total > 0 && running == total;
+        let all_ready = total > 0 && container_statuses.iter().all(|c| c.ready);
         let cond = |t: &str, ok: bool| PodCondition {
             type_: t.into(),
             status: if ok { "True" } else { "False" }.into(),
