@@ -292,8 +292,54 @@ fn is_empty(v: &Value) -> bool {
     matches!(v, Value::Object(m) if m.is_empty()) || matches!(v, Value::Array(a) if a.is_empty())
 }
 
+/// Valid Kubernetes fields Kinglet does not implement yet: refused by path, never ignored.
+fn unsupported(p: &Pod) -> Option<String> {
+    let spec = p.spec.as_ref()?;
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        let known = v.config_map.is_some()
+            || v.secret.is_some()
+            || v.empty_dir.is_some()
+            || v.host_path.is_some();
+        if !known {
+            return Some(format!("spec.volumes[{i}] (only configMap, secret, emptyDir and hostPath volumes are supported)"));
+        }
+    }
+    let lists = [
+        (
+            "initContainers",
+            spec.init_containers.clone().unwrap_or_default(),
+        ),
+        ("containers", spec.containers.clone()),
+    ];
+    for (list, cs) in lists {
+        for (i, c) in cs.iter().enumerate() {
+            if c.lifecycle.is_some() {
+                return Some(format!("spec.{list}[{i}].lifecycle"));
+            }
+            for (name, pr) in [
+                ("livenessProbe", &c.liveness_probe),
+                ("readinessProbe", &c.readiness_probe),
+                ("startupProbe", &c.startup_probe),
+            ] {
+                if pr.as_ref().is_some_and(|pr| pr.grpc.is_some()) {
+                    return Some(format!("spec.{list}[{i}].{name}.grpc"));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Paths Kinglet will write inside volumes must stay inside them.
 fn check_pod(source_name: &str, label: &str, p: &Pod) -> Result<(), ManifestError> {
+    if let Some(path) = unsupported(p) {
+        return Err(ManifestError::Invalid {
+            source_name: source_name.to_owned(),
+            object: label.to_owned(),
+            path,
+            reason: "is not supported by kinglet yet".into(),
+        });
+    }
     let vols = p.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for (i, v) in vols.into_iter().flatten().enumerate() {
         let items = v
@@ -484,6 +530,19 @@ spec:
             e.contains("ConfigMap default/a") && e.contains("twice"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn unsupported_fields_are_refused_by_path() {
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: b\n    lifecycle: {preStop: {exec: {command: [x]}}}\n";
+        let e = parse("p.yaml", y).unwrap_err().to_string();
+        assert!(
+            e.contains("spec.containers[0].lifecycle") && e.contains("not supported"),
+            "{e}"
+        );
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: b}]\n  volumes: [{name: v, downwardAPI: {items: []}}]\n";
+        let e = parse("p.yaml", y).unwrap_err().to_string();
+        assert!(e.contains("spec.volumes[0]"), "{e}");
     }
 
     #[test]

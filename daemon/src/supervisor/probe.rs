@@ -95,8 +95,8 @@ async fn run_once(rt: &Runtime, container_id: &str, c: &Container, p: &Probe, ho
             .unwrap_or(0);
         return (200..400).contains(&code);
     }
-    // gRPC probes are not supported yet: count as success rather than kill healthy pods.
-    true
+    // Unreachable: manifests with gRPC probes are refused at apply time.
+    false
 }
 
 /// Counts successes/failures against a probe's thresholds.
