@@ -9,6 +9,7 @@ pkgs=(
   libseccomp-dev pkg-config  # libcontainer's seccomp support
   busybox-static umoci skopeo  # the project's own test image, built offline
   iproute2 util-linux  # ip, nsenter in tests
+  docker-registry apache2-utils openssl  # registry pull tests: registry, htpasswd, test CA
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -27,6 +27,12 @@ pub enum CriError {
     DeadlineExceeded { what: String, seconds: i64 },
     #[error("{rpc} is not supported by this runtime")]
     Unimplemented { rpc: &'static str },
+    /// The caller's credentials were refused by a third party (an image registry).
+    #[error("{what}")]
+    Unauthenticated { what: String },
+    /// A service the call depends on (an image registry) cannot be reached.
+    #[error("{what}")]
+    Unavailable { what: String },
     #[error("{context}: {source}")]
     Internal {
         context: String,
@@ -87,6 +93,8 @@ impl From<CriError> for tonic::Status {
             CriError::FailedPrecondition { .. } => Code::FailedPrecondition,
             CriError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             CriError::Unimplemented { .. } => Code::Unimplemented,
+            CriError::Unauthenticated { .. } => Code::Unauthenticated,
+            CriError::Unavailable { .. } => Code::Unavailable,
             CriError::Internal { .. } => Code::Internal,
         };
         tonic::Status::new(code, chain(&err))

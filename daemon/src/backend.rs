@@ -159,9 +159,9 @@ impl CriBackend for Backend {
     }
     async fn pull_image(
         &self,
-        _req: v1::PullImageRequest,
+        req: v1::PullImageRequest,
     ) -> Result<v1::PullImageResponse, CriError> {
-        Err(CriError::Unimplemented { rpc: "PullImage" })
+        self.0.pull_image(req).await
     }
     async fn remove_image(&self, req: v1::RemoveImageRequest) -> Result<(), CriError> {
         self.0.remove_image(req).await

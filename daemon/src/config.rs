@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::pull::hosts::Registries;
 use crate::DaemonError;
 
 /// The daemon's settings after merging all sources.
@@ -20,6 +21,12 @@ pub struct Config {
     pub systemd_cgroup: bool,
     /// Grace period applied by StopPodSandbox to containers still running.
     pub stop_timeout_secs: u64,
+    /// Docker `config.json` with registry credentials (`auths`, `credHelpers`, `credsStore`).
+    pub docker_config: Option<PathBuf>,
+    /// Directory of `docker-credential-*` helpers (default: `PATH`).
+    pub credential_helpers_dir: Option<PathBuf>,
+    /// Per-registry settings: mirrors, plain HTTP, TLS verification, CA certificates.
+    pub registries: Registries,
 }
 
 impl Default for Config {
@@ -30,6 +37,9 @@ impl Default for Config {
             run_root: PathBuf::from("/run/kinglet"),
             systemd_cgroup: false,
             stop_timeout_secs: 10,
+            docker_config: None,
+            credential_helpers_dir: None,
+            registries: Registries::new(),
         }
     }
 }
@@ -43,6 +53,10 @@ pub struct FileConfig {
     pub run_root: Option<PathBuf>,
     pub systemd_cgroup: Option<bool>,
     pub stop_timeout_secs: Option<u64>,
+    pub docker_config: Option<PathBuf>,
+    pub credential_helpers_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub registries: Registries,
 }
 
 /// Settings given on the command line (all optional).
@@ -76,6 +90,9 @@ impl Config {
                 .or(file.systemd_cgroup)
                 .unwrap_or(d.systemd_cgroup),
             stop_timeout_secs: file.stop_timeout_secs.unwrap_or(d.stop_timeout_secs),
+            docker_config: file.docker_config,
+            credential_helpers_dir: file.credential_helpers_dir,
+            registries: file.registries,
         };
         for (field, p) in [
             ("socket", &cfg.socket),

@@ -2,6 +2,7 @@
 //!
 //! - [`runtime`]: the core (pod sandboxes, containers, images, state, recovery);
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
+//! - [`pull`]: pulling images from registries, with credentials and registry settings;
 //! - [`server`]: the gRPC server on the unix socket;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
 //!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
@@ -12,6 +13,7 @@ pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod pull;
 pub mod runtime;
 pub mod server;
 mod sys;

@@ -16,6 +16,8 @@ use kinglet_proto::v1::image_service_client::ImageServiceClient;
 use kinglet_proto::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod registry;
+
 /// Name the test image is tagged with.
 pub const IMAGE: &str = "kinglet.test/busybox:latest";
 
@@ -90,12 +92,19 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub root: PathBuf,
     pub run_root: PathBuf,
+    /// Daemon config file passed with `--config`, if any.
+    pub config: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Daemon {
     /// Start a daemon and wait until its socket answers.
     pub async fn start() -> Daemon {
+        Self::start_with_config("").await
+    }
+
+    /// Start a daemon with `toml` as its config file (none when empty).
+    pub async fn start_with_config(toml: &str) -> Daemon {
         require_root();
         let mut dir = tempfile::Builder::new()
             .prefix("kinglet-e2e-")
@@ -110,9 +119,15 @@ impl Daemon {
             socket: dir.path().join("kinglet.sock"),
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
+            config: None,
             dir,
             child: None,
         };
+        if !toml.is_empty() {
+            let p = d.dir.path().join("kinglet.toml");
+            std::fs::write(&p, toml).unwrap();
+            d.config = Some(p);
+        }
         d.spawn().await;
         d
     }
@@ -124,8 +139,12 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let child = Command::new(kinglet_bin())
-            .arg("daemon")
+        let mut cmd = Command::new(kinglet_bin());
+        cmd.arg("daemon");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .arg("--socket")
             .arg(&self.socket)
             .arg("--root")

@@ -104,6 +104,8 @@ pub struct Runtime {
     pub paths: Paths,
     pub store: Store,
     pub images: Arc<ImageStore>,
+    /// Registry pulls into `images`.
+    pub puller: Arc<crate::pull::Puller>,
     /// This binary, re-executed as shim and pod init.
     pub exe: PathBuf,
     /// The daemon's oom_score_adj (a floor for containers').
@@ -176,11 +178,21 @@ impl Runtime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let images = Arc::new(images);
+        let puller = crate::pull::Puller::new(
+            images.clone(),
+            crate::pull::PullConfig {
+                registries: config.registries.clone(),
+                docker_config: config.docker_config.clone(),
+                credential_helpers_dir: config.credential_helpers_dir.clone(),
+            },
+        );
         let rt = Arc::new(Runtime {
             store: Store::new(&paths.root),
             config,
             paths,
-            images: Arc::new(images),
+            images,
+            puller,
             exe,
             min_oom_score_adj,
             reserved: Arc::default(),
