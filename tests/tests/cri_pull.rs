@@ -255,6 +255,35 @@ async fn private_registry_with_auth_config_and_clear_errors() {
         id
     );
 
+    // The CLI: `image pull --creds`, progress lines, then `image rm`.
+    let out = d.cli(&["image", "rm", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&[
+        "image",
+        "pull",
+        &name,
+        "--creds",
+        &format!("alice:{PASSWORD}"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("pulled {id}")), "{stdout}");
+    let out = d.cli(&["image", "pull", &name, "--creds", "alice:nope"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("unauthorized"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("nope"), "{stderr}");
+
     // The secret is in no log or state file.
     assert!(!d.log().contains(PASSWORD), "daemon log holds the password");
     assert_no_file_contains(&d.root, PASSWORD);
@@ -333,8 +362,11 @@ async fn tls_registry_needs_its_ca() {
     let d = Daemon::start().await;
     let mut img = d.images().await;
     let e = pull(&mut img, &name, None).await.unwrap_err();
-    assert_ne!(e.code(), tonic::Code::Ok);
-    assert!(e.message().contains(&reg.host), "{e}");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    assert!(
+        e.message().contains(&reg.host) && e.message().contains("certificate"),
+        "{e}"
+    );
     eprintln!("TLS without CA: {:?}: {}", e.code(), e.message());
     d.shutdown().await;
     // With the CA configured for this host: pulled over verified TLS.
@@ -416,6 +448,130 @@ async fn an_image_for_another_platform_only_is_a_clear_error() {
         reg.log()
     );
     d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_gives_this_hosts_manifest_and_resolves_by_its_digest() {
+    let reg = Registry::start(Mode::Open);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("layout");
+    sh(&format!("cp -a {} {}", layout().display(), copy.display()));
+    let other = if cfg!(target_arch = "x86_64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let ours = if other == "arm64" { "amd64" } else { "arm64" };
+    sh(&format!(
+        "umoci config --image {}:{IMAGE} --tag other --architecture={other}",
+        copy.display()
+    ));
+    // An OCI index listing the other platform first, then ours.
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(copy.join("index.json")).unwrap()).unwrap();
+    let desc = |tag: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| {
+                let n = m["annotations"]["org.opencontainers.image.ref.name"].as_str();
+                n == Some(tag)
+            })
+            .unwrap_or_else(|| panic!("{tag} in {index}"))
+            .clone()
+    };
+    let with_platform = |mut d: serde_json::Value, arch: &str| {
+        d.as_object_mut().unwrap().remove("annotations");
+        d["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        d
+    };
+    let multi = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [with_platform(desc("other"), other), with_platform(desc(IMAGE), ours)],
+    });
+    let bytes = serde_json::to_vec(&multi).unwrap();
+    let blob = dir.path().join("index.blob");
+    std::fs::write(&blob, &bytes).unwrap();
+    let hex = sh(&format!("sha256sum {} | cut -d' ' -f1", blob.display()));
+    std::fs::copy(&blob, copy.join("blobs/sha256").join(&hex)).unwrap();
+    let mut top = index.clone();
+    top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }));
+    std::fs::write(copy.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    reg.push(&copy, "multi", "busybox:multi");
+    reg.push(&copy, IMAGE, "busybox:single");
+
+    let d = Daemon::start().await;
+    let mut img = d.images().await;
+    let single = pull(&mut img, &format!("{}/busybox:single", reg.host), None)
+        .await
+        .expect("pull single");
+    let id = pull(&mut img, &format!("{}/busybox:multi", reg.host), None)
+        .await
+        .expect("pull through the index");
+    assert_eq!(
+        id, single,
+        "the index's {ours} manifest is the single image"
+    );
+    let by_index = format!("{}/busybox@sha256:{hex}", reg.host);
+    assert_eq!(
+        pull(&mut img, &by_index, None)
+            .await
+            .expect("pull by index digest"),
+        id
+    );
+    assert_eq!(
+        image_status(&mut img, &by_index).await.map(|i| i.id),
+        Some(id)
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_never_answers_gives_deadline_exceeded() {
+    // A listener that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let d = Daemon::start().await;
+    let mut img = d.images().await;
+    let mut req = tonic::Request::new(v1::PullImageRequest {
+        image: Some(v1::ImageSpec {
+            image: format!("{host}/busybox:1"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let e = img.pull_image(req).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+    d.shutdown().await;
+}
+
+/// Run a shell command, fail on error, return its trimmed stdout.
+fn sh(cmd: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn b64(s: &str) -> String {

@@ -316,7 +316,27 @@ impl Puller {
                             last = Some(e);
                             continue 'scheme;
                         }
-                        Err(e) => return Err(e),
+                        Err(e) => {
+                            // A TLS-only registry answers plain HTTP with 400: the HTTPS
+                            // failure (an untrusted certificate, say) is the real cause.
+                            let https_refused = matches!(
+                                (&e, &last),
+                                (
+                                    PullError::Registry {
+                                        source: OciDistributionError::ServerError { code: 400, .. },
+                                        ..
+                                    },
+                                    Some(PullError::Unreachable { .. })
+                                )
+                            );
+                            if scheme == Scheme::Http
+                                && ep.scheme == Scheme::HttpsThenHttp
+                                && https_refused
+                            {
+                                return Err(last.take().unwrap_or(e));
+                            }
+                            return Err(e);
+                        }
                     }
                 }
                 // Every credential was refused here: a mirror may still serve the image, the
