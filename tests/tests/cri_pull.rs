@@ -559,6 +559,51 @@ async fn a_registry_that_never_answers_gives_deadline_exceeded() {
     d.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_layer_leaves_no_image_and_the_next_pull_completes() {
+    let reg = Registry::start(Mode::Open);
+    reg.push(layout(), IMAGE, "busybox:1");
+    // The layer as the registry stores it: replace its bytes (same size) with garbage.
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(layout().join("index.json")).unwrap())
+            .unwrap();
+    let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout().join("blobs/sha256").join(&mdigest[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap()[7..].to_owned();
+    let data = reg
+        .dir
+        .path()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer)
+        .join("data");
+    let good = std::fs::read(&data).expect("layer in registry storage");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&data, &bad).unwrap();
+
+    let d = Daemon::start().await;
+    let mut img = d.images().await;
+    let name = format!("{}/busybox:1", reg.host);
+    let e = pull(&mut img, &name, None).await.unwrap_err();
+    assert!(e.message().contains(&layer), "names the blob: {e}");
+    assert!(
+        image_status(&mut img, &name).await.is_none(),
+        "no image after a failed pull"
+    );
+    // The registry is fixed: the next pull completes.
+    std::fs::write(&data, &good).unwrap();
+    let id = pull(&mut img, &name, None)
+        .await
+        .expect("pull after repair");
+    assert_eq!(image_status(&mut img, &name).await.map(|i| i.id), Some(id));
+    d.shutdown().await;
+}
+
 /// Run a shell command, fail on error, return its trimmed stdout.
 fn sh(cmd: &str) -> String {
     let out = std::process::Command::new("sh")

@@ -190,6 +190,31 @@ fn entry_credential(e: &AuthEntry, origin: &str) -> Result<Option<Credential>, P
     })
 }
 
+/// The credentials of a pod's `kubernetes.io/dockerconfigjson` secrets for `image` (a
+/// reference; tag and digest are ignored), with the kubelet's rules: for each secret in order,
+/// its matching `auths` entries, most specific first. The caller tries each until one works.
+/// `secrets` are `(secret name, .dockerconfigjson bytes)`; a malformed secret is an error
+/// naming it.
+pub fn from_pull_secrets(
+    secrets: &[(&str, &[u8])],
+    image: &str,
+) -> Result<Vec<Credential>, PullError> {
+    let r = kinglet_image::Reference::parse_normalized(image)
+        .map_err(|source| PullError::Reference { source })?;
+    let target = format!("{}/{}", r.domain, r.path);
+    let mut out = Vec::new();
+    for (name, bytes) in secrets {
+        let origin = format!("secret {name}");
+        let cfg = DockerConfig::parse(bytes, &origin)?;
+        for c in cfg.matching_auths(&target, &origin) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What a credential helper prints for `get`.
 #[derive(Deserialize)]
 struct HelperReply {
@@ -303,6 +328,33 @@ mod tests {
         assert!(!c.describe().contains("s3cret"));
         let t = Credential::RegistryToken("tok-s3cret".into());
         assert!(!format!("{t:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn pull_secrets_in_order_most_specific_first() {
+        let b = |u: &str| base64::engine::general_purpose::STANDARD.encode(format!("{u}:pw"));
+        let s1 = format!(
+            r#"{{"auths": {{"quay.io": {{"auth": "{}"}}, "quay.io/team/app": {{"auth": "{}"}}}}}}"#,
+            b("broad"),
+            b("narrow")
+        );
+        let s2 = format!(r#"{{"auths": {{"*.io": {{"auth": "{}"}}}}}}"#, b("glob"));
+        let users = |img: &str| -> Vec<String> {
+            from_pull_secrets(&[("one", s1.as_bytes()), ("two", s2.as_bytes())], img)
+                .unwrap()
+                .into_iter()
+                .map(|c| match c {
+                    Credential::Basic { username, .. } => username,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(users("quay.io/team/app:1"), ["narrow", "broad", "glob"]);
+        assert_eq!(users("quay.io/other@sha256:0000000000000000000000000000000000000000000000000000000000000000"), ["broad", "glob"]);
+        assert_eq!(users("docker.io/library/busybox"), ["glob"]);
+        assert!(users("example.com/x").is_empty());
+        let e = from_pull_secrets(&[("bad", b"{")], "quay.io/a").unwrap_err();
+        assert!(e.to_string().contains("secret bad"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Pulling images from OCI-distribution registries into the image store.
 //!
 //! A pull resolves the reference on each endpoint of its registry in turn ([`hosts`]), with
-//! each candidate credential in turn ([`auth`], [`keyring`]): the explicit one of the request,
+//! each candidate credential in turn ([`auth`], [`keyring`]): the explicit ones (the request's
+//! AuthConfig, or a pod's matching imagePullSecrets from [`auth::from_pull_secrets`]),
 //! then the docker config's `auths`, then its credential helper, then anonymous. It fetches the
 //! manifest (through an index or manifest list, picking linux and this machine's
 //! architecture), checks the config's platform, streams the missing layers to disk in
@@ -185,19 +186,20 @@ impl Puller {
             .map(|(_, (_, p))| p.clone())
     }
 
-    /// Pull `reference` with `explicit` credentials (from the request) tried first. Joins a
+    /// Pull `reference` with `explicit` credentials tried first, in order. Joins a
     /// running pull of the same reference with the same credentials.
-    pub async fn pull(
-        self: &Arc<Self>,
-        reference: &str,
-        explicit: Option<Credential>,
-    ) -> PullResult {
+    pub async fn pull(self: &Arc<Self>, reference: &str, explicit: Vec<Credential>) -> PullResult {
         let r = Reference::parse_normalized(reference)
             .map_err(|source| Arc::new(PullError::Reference { source }))?;
         let mut key = r.to_string();
-        if let Some(c) = &explicit {
+        if !explicit.is_empty() {
+            let mut h = Sha256::new();
+            for c in &explicit {
+                h.update(c.fingerprint().as_bytes());
+                h.update([0xff]);
+            }
             key.push('\0');
-            key.push_str(&hex::encode(Sha256::digest(c.fingerprint().as_bytes())));
+            key.push_str(&hex::encode(h.finalize()));
         }
         let shared = {
             let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
@@ -238,12 +240,9 @@ impl Puller {
     async fn credentials(
         &self,
         r: &Reference,
-        explicit: Option<Credential>,
+        explicit: Vec<Credential>,
     ) -> Result<Vec<Option<Credential>>, PullError> {
-        let mut out: Vec<Option<Credential>> = Vec::new();
-        if let Some(c) = explicit {
-            out.push(Some(c));
-        }
+        let mut out: Vec<Option<Credential>> = explicit.into_iter().map(Some).collect();
         if let Some(path) = &self.config.docker_config {
             let cfg = auth::DockerConfig::load(path).await?;
             let origin = path.display().to_string();
@@ -267,7 +266,7 @@ impl Puller {
     async fn pull_uncached(
         &self,
         r: &Reference,
-        explicit: Option<Credential>,
+        explicit: Vec<Credential>,
         progress: &Arc<Progress>,
     ) -> Result<ImageRecord, PullError> {
         let started = Instant::now();

@@ -156,7 +156,7 @@ impl Runtime {
         };
         let record = self
             .puller
-            .pull(&name, explicit)
+            .pull(&name, explicit.into_iter().collect())
             .await
             .map_err(|e| pull_error(&name, &e))?;
         Ok(v1::PullImageResponse {
