@@ -27,6 +27,14 @@ pub struct Config {
     pub credential_helpers_dir: Option<PathBuf>,
     /// Per-registry settings: mirrors, plain HTTP, TLS verification, CA certificates.
     pub registries: Registries,
+    /// Image GC starts when the image file system is this % used (100 disables GC).
+    pub image_gc_high_threshold_percent: u8,
+    /// ... and removes unused images, least recently used first, down to this %.
+    pub image_gc_low_threshold_percent: u8,
+    /// Images used more recently than this are never collected.
+    pub image_gc_min_age_secs: u64,
+    /// How often GC checks the disk.
+    pub image_gc_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -40,6 +48,10 @@ impl Default for Config {
             docker_config: None,
             credential_helpers_dir: None,
             registries: Registries::new(),
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_gc_min_age_secs: 120,
+            image_gc_interval_secs: 300,
         }
     }
 }
@@ -57,6 +69,10 @@ pub struct FileConfig {
     pub credential_helpers_dir: Option<PathBuf>,
     #[serde(default)]
     pub registries: Registries,
+    pub image_gc_high_threshold_percent: Option<u8>,
+    pub image_gc_low_threshold_percent: Option<u8>,
+    pub image_gc_min_age_secs: Option<u64>,
+    pub image_gc_interval_secs: Option<u64>,
 }
 
 /// Settings given on the command line (all optional).
@@ -93,7 +109,30 @@ impl Config {
             docker_config: file.docker_config,
             credential_helpers_dir: file.credential_helpers_dir,
             registries: file.registries,
+            image_gc_high_threshold_percent: file
+                .image_gc_high_threshold_percent
+                .unwrap_or(d.image_gc_high_threshold_percent),
+            image_gc_low_threshold_percent: file
+                .image_gc_low_threshold_percent
+                .unwrap_or(d.image_gc_low_threshold_percent),
+            image_gc_min_age_secs: file
+                .image_gc_min_age_secs
+                .unwrap_or(d.image_gc_min_age_secs),
+            image_gc_interval_secs: file
+                .image_gc_interval_secs
+                .unwrap_or(d.image_gc_interval_secs),
         };
+        if cfg.image_gc_high_threshold_percent > 100
+            || cfg.image_gc_low_threshold_percent > cfg.image_gc_high_threshold_percent
+        {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!(
+                    "need image-gc-low-threshold-percent ({}) <= image-gc-high-threshold-percent ({}) <= 100",
+                    cfg.image_gc_low_threshold_percent, cfg.image_gc_high_threshold_percent
+                ),
+            });
+        }
         for (field, p) in [
             ("socket", &cfg.socket),
             ("root", &cfg.root),

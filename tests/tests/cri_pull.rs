@@ -604,6 +604,66 @@ async fn a_corrupt_layer_leaves_no_image_and_the_next_pull_completes() {
     d.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn image_gc_removes_unused_images_only() {
+    let reg = Registry::start(Mode::Open);
+    reg.push(layout(), IMAGE, "busybox:used");
+    // A second image (another config, same layer).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("layout");
+    sh(&format!("cp -a {} {}", layout().display(), copy.display()));
+    sh(&format!(
+        "umoci config --image {}:{IMAGE} --config.env GC_TEST=1",
+        copy.display()
+    ));
+    reg.push(&copy, IMAGE, "busybox:unused");
+    // Thresholds at 0%: any usage is above them, so GC frees every image it may once it is
+    // older than the minimum age (which gives the test time to create its container).
+    let d = Daemon::start_with_config(
+        "image-gc-high-threshold-percent = 0\nimage-gc-low-threshold-percent = 0\nimage-gc-min-age-secs = 4\nimage-gc-interval-secs = 1\n",
+    )
+    .await;
+    let mut img = d.images().await;
+    let used = format!("{}/busybox:used", reg.host);
+    let unused = format!("{}/busybox:unused", reg.host);
+    let used_id = pull(&mut img, &used, None).await.expect("pull used");
+    let unused_id = pull(&mut img, &unused, None).await.expect("pull unused");
+    assert_ne!(used_id, unused_id);
+    let mut rt = d.runtime().await;
+    let pod_cfg = pod_config("gc", &d.dir.path().join("logs"));
+    let pod = rt
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(pod_cfg.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let mut cfg = sh_container("keep", "sleep 3600");
+    cfg.image = Some(v1::ImageSpec {
+        image: used.clone(),
+        ..Default::default()
+    });
+    run_container(&mut rt, &pod, &pod_cfg, cfg).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while image_status(&mut img, &unused_id).await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unused image not collected:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Several more passes: the image in use stays.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        image_status(&mut img, &used).await.map(|i| i.id),
+        Some(used_id)
+    );
+    d.shutdown().await;
+}
+
 /// Run a shell command, fail on error, return its trimmed stdout.
 fn sh(cmd: &str) -> String {
     let out = std::process::Command::new("sh")

@@ -159,6 +159,7 @@ impl Runtime {
             .pull(&name, explicit.into_iter().collect())
             .await
             .map_err(|e| pull_error(&name, &e))?;
+        self.touch_image(&record.id);
         Ok(v1::PullImageResponse {
             image_ref: record.id,
         })

@@ -8,6 +8,7 @@
 pub mod cgroups;
 mod container;
 mod exec;
+mod image_gc;
 mod images;
 pub mod mounts;
 mod recover;
@@ -106,6 +107,8 @@ pub struct Runtime {
     pub images: Arc<ImageStore>,
     /// Registry pulls into `images`.
     pub puller: Arc<crate::pull::Puller>,
+    /// Last use (unix ns) of images since the daemon started, for GC (else their creation).
+    pub(crate) image_last_used: std::sync::Mutex<HashMap<String, i64>>,
     /// This binary, re-executed as shim and pod init.
     pub exe: PathBuf,
     /// The daemon's oom_score_adj (a floor for containers').
@@ -193,6 +196,7 @@ impl Runtime {
             paths,
             images,
             puller,
+            image_last_used: std::sync::Mutex::new(HashMap::new()),
             exe,
             min_oom_score_adj,
             reserved: Arc::default(),
@@ -201,6 +205,7 @@ impl Runtime {
         rt.recover()
             .await
             .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+        tokio::spawn(rt.clone().image_gc_loop());
         Ok(rt)
     }
 }
