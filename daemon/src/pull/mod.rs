@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod hosts;
 pub mod keyring;
+mod token;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -107,6 +108,8 @@ pub enum PullError {
         registry: String,
         reason: String,
     },
+    #[error("identity token for registry {registry}: {reason}")]
+    Token { registry: String, reason: String },
     #[error("CA certificates {path} for registry {registry}")]
     Ca {
         registry: String,
@@ -287,7 +290,24 @@ impl Puller {
                         cred.as_ref()
                             .map_or("anonymous".to_owned(), Credential::describe),
                     );
-                    let auth = registry_auth(cred.as_ref());
+                    let auth = match cred {
+                        Some(Credential::IdentityToken(t)) => {
+                            let s = if scheme == Scheme::Http {
+                                "http"
+                            } else {
+                                "https"
+                            };
+                            match token::exchange(ep, s, &r.path, t).await {
+                                Ok(access) => RegistryAuth::Bearer(access),
+                                Err(e @ PullError::Unauthorized { .. }) => {
+                                    last = Some(e);
+                                    continue;
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        other => registry_auth(other.as_ref()),
+                    };
                     match self.fetch(&client, ep, r, &auth, progress).await {
                         Ok(rec) => {
                             tracing::info!(
@@ -631,11 +651,9 @@ fn registry_auth(c: Option<&Credential>) -> RegistryAuth {
             RegistryAuth::Basic(username.clone(), password.clone())
         }
         Some(Credential::RegistryToken(t)) => RegistryAuth::Bearer(t.clone()),
-        Some(Credential::IdentityToken(t)) => {
-            // Docker's convention: the identity token as the password of the user "<token>".
-            // (A full OAuth2 refresh-token exchange is not implemented yet.)
-            RegistryAuth::Basic("<token>".into(), t.clone())
-        }
+        // Exchanged for an access token before (see `token`); as a fallback, docker's
+        // convention of the token as the password of the user "<token>".
+        Some(Credential::IdentityToken(t)) => RegistryAuth::Basic("<token>".into(), t.clone()),
     }
 }
 
