@@ -30,7 +30,7 @@ img="$work/img/layout:kinglet.test/busybox:latest"
 umoci unpack --image "$img" "$work/bundle" >/dev/null
 for i in $(seq "$LAYERS"); do
   head -c "$((LAYER_MB << 20))" /dev/urandom >"$work/bundle/rootfs/data-$i"
-  umoci repack --image "$img" "$work/bundle" >/dev/null
+  umoci repack --refresh-bundle --image "$img" "$work/bundle" >/dev/null
 done
 size=$(du -sm "$work/img/layout/blobs" | cut -f1)
 
@@ -70,6 +70,8 @@ for r in $(seq "$RUNS"); do
   "$bin" image pull --socket "$work/k.sock" "$ref" >/dev/null
   t1=$(now)
   k_times+=("$(echo "$t1 - $t0" | bc)")
+  k_hwm=$(awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$dpid/status")
+  k_store=$(du -sm "$work/k/root/images/blobs" | cut -f1)
   kill "$dpid"; wait "$dpid" 2>/dev/null || true; dpid=
 done
 
@@ -85,6 +87,6 @@ done
 
 k=$(printf '%s\n' "${k_times[@]}" | median)
 s=$(printf '%s\n' "${s_times[@]}" | median)
-echo "kinglet image pull:      ${k_times[*]} s (median $k s)"
+echo "kinglet image pull:      ${k_times[*]} s (median $k s; store ${k_store} MB of blobs; daemon peak RSS $k_hwm)"
 echo "skopeo copy to oci dir:  ${s_times[*]} s (median $s s)"
 echo "RESULT pull_ratio_kinglet_over_skopeo $(echo "scale=3; $k / $s" | bc)"
