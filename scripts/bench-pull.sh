@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Pull benchmark, run on demand (not in CI): a ~100 MB image of 5 layers (incompressible data,
-# gzip layers) in Debian's docker-registry on 127.0.0.1, pulled by Kinglet (`kinglet image pull`:
-# download, verify, store) and by the reference `skopeo copy docker://… oci:DIR` (download,
-# verify, write an OCI layout), each RUNS times from an empty store; prints the medians and
-# their ratio. Layers are unpacked by Kinglet when a container is first created, so the
-# comparison is of fetching into a content store on both sides.
+# Pull benchmark, run on demand (not in CI): a ~100 MB image of 5+1 layers (incompressible
+# data, gzip layers) in Debian's docker-registry on 127.0.0.1, pulled through the same CRI
+# client (examples/bench_pull: one PullImage, timed) from Kinglet (download, verify, store,
+# unpack) and from Debian's containerd on a private socket and root (download, verify, store,
+# unpack into its overlayfs snapshotter), each RUNS times from an empty store, daemons
+# restarted each run; `skopeo copy docker://… oci:DIR` (download, verify, no unpack) is a
+# second reference. Prints the medians and the ratios.
 #
 # Usage: scripts/bench-pull.sh            (RUNS=3 LAYERS=5 LAYER_MB=20 by default)
 set -euo pipefail
@@ -13,14 +14,22 @@ RUNS=${RUNS:-3}
 LAYERS=${LAYERS:-5}
 LAYER_MB=${LAYER_MB:-20}
 bash scripts/setup-debian.sh
-cargo build --release --bin kinglet
+command -v containerd >/dev/null || apt-get install -y -qq containerd
+cargo build --release --bin kinglet --example bench_pull -p kinglet -p kinglet-tests
 bin=${CARGO_TARGET_DIR:-target}/release/kinglet
+client=${CARGO_TARGET_DIR:-target}/release/examples/bench_pull
 work=$(mktemp -d /tmp/kinglet-bench-pull.XXXXXX)
 cleanup() {
   [ -n "${dpid:-}" ] && kill "$dpid" 2>/dev/null || true
+  [ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null || true
   [ -n "${rpid:-}" ] && kill "$rpid" 2>/dev/null || true
   wait 2>/dev/null || true
+  unmount_under "$work"
   rm -rf "$work"
+}
+unmount_under() {
+  local m
+  for m in $(awk '{print $5}' /proc/self/mountinfo | grep "^$1" | sort -r); do umount -l "$m" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
@@ -66,13 +75,41 @@ for r in $(seq "$RUNS"); do
     >"$work/daemon.log" 2>&1 &
   dpid=$!
   for _ in $(seq 100); do "$bin" image ls --socket "$work/k.sock" >/dev/null 2>&1 && break; sleep 0.1; done
-  t0=$(now)
-  "$bin" image pull --socket "$work/k.sock" "$ref" >/dev/null
-  t1=$(now)
-  k_times+=("$(echo "$t1 - $t0" | bc)")
+  ms=$("$client" --socket "$work/k.sock" --image "$ref" | awk '/^RESULT/ {print $3}')
+  k_times+=("$(echo "scale=3; $ms / 1000" | bc)")
   k_hwm=$(awk '/^VmHWM:/ {printf "%.1f MiB", $2/1024}' "/proc/$dpid/status")
   k_store=$(du -sm "$work/k/root/images/blobs" | cut -f1)
   kill "$dpid"; wait "$dpid" 2>/dev/null || true; dpid=
+done
+
+# --- Reference: containerd's CRI plugin ----------------------------------------------------------
+mkdir -p "$work/certs.d/127.0.0.1:$port"
+cat >"$work/certs.d/127.0.0.1:$port/hosts.toml" <<EOF
+server = "http://127.0.0.1:$port"
+[host."http://127.0.0.1:$port"]
+  capabilities = ["pull", "resolve"]
+EOF
+c_times=()
+for r in $(seq "$RUNS"); do
+  rm -rf "$work/c"
+  mkdir -p "$work/c"
+  cat >"$work/c/config.toml" <<EOF
+version = 2
+root = "$work/c/root"
+state = "$work/c/state"
+[grpc]
+  address = "$work/c/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "$work/certs.d"
+EOF
+  containerd --config "$work/c/config.toml" >"$work/containerd.log" 2>&1 &
+  cpid=$!
+  for _ in $(seq 100); do [ -S "$work/c/containerd.sock" ] && break; sleep 0.1; done
+  sleep 1
+  ms=$("$client" --socket "$work/c/containerd.sock" --image "$ref" | awk '/^RESULT/ {print $3}')
+  c_times+=("$(echo "scale=3; $ms / 1000" | bc)")
+  kill "$cpid"; wait "$cpid" 2>/dev/null || true; cpid=
+  unmount_under "$work/c"
 done
 
 # --- Reference: skopeo copy to an OCI layout --------------------------------------------------
@@ -86,7 +123,10 @@ for r in $(seq "$RUNS"); do
 done
 
 k=$(printf '%s\n' "${k_times[@]}" | median)
+c=$(printf '%s\n' "${c_times[@]}" | median)
 s=$(printf '%s\n' "${s_times[@]}" | median)
-echo "kinglet image pull:      ${k_times[*]} s (median $k s; store ${k_store} MB of blobs; daemon peak RSS $k_hwm)"
-echo "skopeo copy to oci dir:  ${s_times[*]} s (median $s s)"
+echo "kinglet PullImage (+unpack):    ${k_times[*]} s (median $k s; store ${k_store} MB of blobs; daemon peak RSS $k_hwm)"
+echo "containerd PullImage (+unpack): ${c_times[*]} s (median $c s)"
+echo "skopeo copy to oci dir:         ${s_times[*]} s (median $s s)"
+echo "RESULT pull_ratio_kinglet_over_containerd $(echo "scale=3; $k / $c" | bc)"
 echo "RESULT pull_ratio_kinglet_over_skopeo $(echo "scale=3; $k / $s" | bc)"

@@ -35,6 +35,8 @@ pub struct Config {
     pub image_gc_min_age_secs: u64,
     /// How often GC checks the disk.
     pub image_gc_interval_secs: u64,
+    /// Unpack an image's layers when it is pulled (else at its first container).
+    pub unpack_on_pull: bool,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             image_gc_low_threshold_percent: 80,
             image_gc_min_age_secs: 120,
             image_gc_interval_secs: 300,
+            unpack_on_pull: true,
         }
     }
 }
@@ -73,6 +76,7 @@ pub struct FileConfig {
     pub image_gc_low_threshold_percent: Option<u8>,
     pub image_gc_min_age_secs: Option<u64>,
     pub image_gc_interval_secs: Option<u64>,
+    pub unpack_on_pull: Option<bool>,
 }
 
 /// Settings given on the command line (all optional).
@@ -121,6 +125,7 @@ impl Config {
             image_gc_interval_secs: file
                 .image_gc_interval_secs
                 .unwrap_or(d.image_gc_interval_secs),
+            unpack_on_pull: file.unpack_on_pull.unwrap_or(d.unpack_on_pull),
         };
         if cfg.image_gc_high_threshold_percent > 100
             || cfg.image_gc_low_threshold_percent > cfg.image_gc_high_threshold_percent

@@ -7,7 +7,8 @@
 //! manifest (through an index or manifest list, picking linux and this machine's
 //! architecture), checks the config's platform, streams the missing layers to disk in
 //! parallel, each verified against its digest by [`ImageStore::ingest_blob`], and only then
-//! records the image ([`ImageStore::commit_image`]). An interrupted pull leaves verified blobs
+//! records the image ([`ImageStore::commit_image`]) and, unless configured otherwise, unpacks
+//! its layers. An interrupted pull leaves verified blobs
 //! but no image; the next pull reuses the blobs and finishes.
 //!
 //! Concurrent pulls of one reference with the same credentials share one download: the first
@@ -152,6 +153,8 @@ pub struct PullConfig {
     pub docker_config: Option<PathBuf>,
     /// Directory of `docker-credential-*` helpers (default: found in `PATH`).
     pub credential_helpers_dir: Option<PathBuf>,
+    /// Unpack the layers as part of the pull (else at the first container creation).
+    pub unpack_on_pull: bool,
 }
 
 /// Pulls images into a store. Share behind an `Arc`.
@@ -528,13 +531,21 @@ impl Puller {
             .map_err(|e: oci_spec::OciSpecError| bad("manifest", e.to_string()))?;
         self.ingest(&md, bytes.to_vec()).await?;
         let images = self.images.clone();
-        tokio::task::spawn_blocking(move || images.commit_image(&md, &names))
-            .await
-            .map_err(|e| PullError::Task {
-                image: image.clone(),
-                reason: e.to_string(),
-            })?
-            .map_err(PullError::store)
+        let unpack = self.config.unpack_on_pull;
+        tokio::task::spawn_blocking(move || {
+            let record = images.commit_image(&md, &names)?;
+            if unpack {
+                // As containerd does: the first container starts without unpacking.
+                images.layer_dirs(&record)?;
+            }
+            Ok(record)
+        })
+        .await
+        .map_err(|e| PullError::Task {
+            image: image.clone(),
+            reason: e.to_string(),
+        })?
+        .map_err(PullError::store)
     }
 
     /// Stream one layer into the store (verified there against its digest and size).

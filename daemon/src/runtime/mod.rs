@@ -188,6 +188,7 @@ impl Runtime {
                 registries: config.registries.clone(),
                 docker_config: config.docker_config.clone(),
                 credential_helpers_dir: config.credential_helpers_dir.clone(),
+                unpack_on_pull: config.unpack_on_pull,
             },
         );
         let rt = Arc::new(Runtime {
