@@ -123,5 +123,18 @@ mod tests {
         let s: tonic::Status = CriError::internal("write record /x", io).into();
         assert_eq!(s.code(), tonic::Code::Internal);
         assert_eq!(s.message(), "write record /x: disk full");
+        let s: tonic::Status = CriError::Unauthenticated {
+            what: "registry r refused access".into(),
+        }
+        .into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (tonic::Code::Unauthenticated, "registry r refused access")
+        );
+        let s: tonic::Status = CriError::Unavailable {
+            what: "cannot reach r".into(),
+        }
+        .into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
     }
 }

@@ -471,8 +471,6 @@ impl Puller {
         }
         let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes)
             .map_err(|e| bad("manifest", format!("cannot be parsed: {e}")))?;
-        // Only names that pin this manifest or an index that led to it may carry a digest.
-        let names: Vec<String> = names;
         // The config first: its platform is checked before any layer is fetched.
         let cfg = manifest.config();
         let cfg_digest = cfg.digest().clone();
