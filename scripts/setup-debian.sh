@@ -11,6 +11,7 @@ pkgs=(
   iproute2 util-linux  # ip, nsenter in tests
   nftables  # nft: NAT and hostPort rules in Kinglet's own table
   containernetworking-plugins iptables  # CNI mode (bridge, host-local, portmap; they use iptables)
+  docker-registry apache2-utils openssl  # registry pull tests: registry, htpasswd, test CA
 )
 missing=()
 for p in "${pkgs[@]}"; do

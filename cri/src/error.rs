@@ -29,6 +29,12 @@ pub enum CriError {
     ResourceExhausted { what: String },
     #[error("{rpc} is not supported by this runtime")]
     Unimplemented { rpc: &'static str },
+    /// The caller's credentials were refused by a third party (an image registry).
+    #[error("{what}")]
+    Unauthenticated { what: String },
+    /// A service the call depends on (an image registry) cannot be reached.
+    #[error("{what}")]
+    Unavailable { what: String },
     #[error("{context}: {source}")]
     Internal {
         context: String,
@@ -90,6 +96,8 @@ impl From<CriError> for tonic::Status {
             CriError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             CriError::ResourceExhausted { .. } => Code::ResourceExhausted,
             CriError::Unimplemented { .. } => Code::Unimplemented,
+            CriError::Unauthenticated { .. } => Code::Unauthenticated,
+            CriError::Unavailable { .. } => Code::Unavailable,
             CriError::Internal { .. } => Code::Internal,
         };
         tonic::Status::new(code, chain(&err))
@@ -118,5 +126,18 @@ mod tests {
         let s: tonic::Status = CriError::internal("write record /x", io).into();
         assert_eq!(s.code(), tonic::Code::Internal);
         assert_eq!(s.message(), "write record /x: disk full");
+        let s: tonic::Status = CriError::Unauthenticated {
+            what: "registry r refused access".into(),
+        }
+        .into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (tonic::Code::Unauthenticated, "registry r refused access")
+        );
+        let s: tonic::Status = CriError::Unavailable {
+            what: "cannot reach r".into(),
+        }
+        .into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
     }
 }

@@ -85,6 +85,10 @@ pub trait CriBackend: Send + Sync + 'static {
     async fn get(&self, _req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
         Err(CriError::Unimplemented { rpc: "Get" })
     }
+    async fn pull_progress(
+        &self,
+        req: admin::PullProgressRequest,
+    ) -> Result<admin::PullProgressResponse, CriError>;
 }
 
 /// Serves the CRI and admin services over one backend.
@@ -319,7 +323,31 @@ impl<B: CriBackend> v1::image_service_server::ImageService for CriServer<B> {
         &self,
         r: Request<v1::PullImageRequest>,
     ) -> Result<Response<v1::PullImageResponse>, Status> {
-        rpc!("PullImage", self.backend.pull_image(r.into_inner()))
+        // Answer DeadlineExceeded just before the client's deadline; the pull itself goes on
+        // in the background, so a retry finds it done or joins it.
+        let deadline = grpc_timeout(&r);
+        let req = r.into_inner();
+        let image = req
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        rpc!("PullImage", async {
+            match deadline {
+                Some(d) => {
+                    let margin = (d / 20).min(std::time::Duration::from_millis(500));
+                    tokio::time::timeout(d.saturating_sub(margin), self.backend.pull_image(req))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(CriError::DeadlineExceeded {
+                                what: format!("pull of {image}"),
+                                seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                            })
+                        })
+                }
+                None => self.backend.pull_image(req).await,
+            }
+        })
     }
     async fn remove_image(
         &self,
@@ -346,6 +374,29 @@ impl<B: CriBackend> admin::admin_server::Admin for CriServer<B> {
     ) -> Result<Response<admin::ImportImageResponse>, Status> {
         rpc!("ImportImage", self.backend.import_image(r.into_inner()))
     }
+    async fn pull_progress(
+        &self,
+        r: Request<admin::PullProgressRequest>,
+    ) -> Result<Response<admin::PullProgressResponse>, Status> {
+        rpc!("PullProgress", self.backend.pull_progress(r.into_inner()))
+    }
+}
+
+/// The client's deadline from the `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+fn grpc_timeout<T>(r: &Request<T>) -> Option<std::time::Duration> {
+    let v = r.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    use std::time::Duration as D;
+    Some(match unit {
+        "H" => D::from_secs(n.saturating_mul(3600)),
+        "M" => D::from_secs(n.saturating_mul(60)),
+        "S" => D::from_secs(n),
+        "m" => D::from_millis(n),
+        "u" => D::from_micros(n),
+        "n" => D::from_nanos(n),
+        _ => return None,
+    })
 }
 
 #[tonic::async_trait]

@@ -169,15 +169,31 @@ impl CriBackend for Backend {
     }
     async fn pull_image(
         &self,
-        _req: v1::PullImageRequest,
+        req: v1::PullImageRequest,
     ) -> Result<v1::PullImageResponse, CriError> {
-        Err(CriError::Unimplemented { rpc: "PullImage" })
+        self.0.pull_image(req).await
     }
     async fn remove_image(&self, req: v1::RemoveImageRequest) -> Result<(), CriError> {
         self.0.remove_image(req).await
     }
     async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, CriError> {
         self.0.image_fs_info().await
+    }
+    async fn pull_progress(
+        &self,
+        req: admin::PullProgressRequest,
+    ) -> Result<admin::PullProgressResponse, CriError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        Ok(match self.0.puller.progress(&req.image) {
+            Some(p) => admin::PullProgressResponse {
+                running: true,
+                layers_total: p.layers_total.load(Relaxed),
+                layers_done: p.layers_done.load(Relaxed),
+                bytes_total: p.bytes_total.load(Relaxed),
+                bytes_done: p.bytes_done.load(Relaxed),
+            },
+            None => admin::PullProgressResponse::default(),
+        })
     }
     async fn import_image(
         &self,

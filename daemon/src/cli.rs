@@ -170,6 +170,20 @@ pub enum ImageCommand {
     },
     /// List images.
     Ls,
+    /// Pull an image from its registry, showing progress (layers, bytes).
+    Pull {
+        /// Image reference, e.g. registry.example/team/app:1.0.
+        reference: String,
+        /// Registry credentials as USER:PASSWORD (default: the daemon's docker config, then
+        /// anonymous).
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
+    },
+    /// Remove an image by tag, digest or id (refused while a container uses it).
+    Rm {
+        /// Image tag, name@digest, or id.
+        reference: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,6 +424,35 @@ async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {
                 println!("{}\t{}", i.id, i.repo_tags.join(","));
             }
         }
+        ImageCommand::Pull { reference, creds } => {
+            pull(channel, &reference, creds.as_deref()).await?;
+        }
+        ImageCommand::Rm { reference } => {
+            let mut client = ImageServiceClient::new(channel);
+            let spec = || {
+                Some(kinglet_proto::v1::ImageSpec {
+                    image: reference.clone(),
+                    ..Default::default()
+                })
+            };
+            let found = client
+                .image_status(kinglet_proto::v1::ImageStatusRequest {
+                    image: spec(),
+                    verbose: false,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("remove {reference}: {}", s.message()))?
+                .into_inner()
+                .image;
+            let Some(found) = found else {
+                anyhow::bail!("remove {reference}: no such image");
+            };
+            client
+                .remove_image(kinglet_proto::v1::RemoveImageRequest { image: spec() })
+                .await
+                .map_err(|s| anyhow::anyhow!("remove {reference}: {}", s.message()))?;
+            println!("{}", found.id);
+        }
         ImageCommand::Ls => {
             let resp = ImageServiceClient::new(channel)
                 .list_images(kinglet_proto::v1::ListImagesRequest::default())
@@ -429,4 +472,108 @@ async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `kinglet image pull`: PullImage over the CRI while polling the daemon for progress; a live
+/// line on a terminal, plain lines (at most one a second, when something changed) otherwise.
+async fn pull(
+    channel: tonic::transport::Channel,
+    reference: &str,
+    creds: Option<&str>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+
+    use kinglet_proto::admin::admin_client::AdminClient;
+    use kinglet_proto::v1;
+    use kinglet_proto::v1::image_service_client::ImageServiceClient;
+
+    let auth = match creds {
+        Some(c) => {
+            let (user, pass) = c.split_once(':').context("--creds must be USER:PASSWORD")?;
+            Some(v1::AuthConfig {
+                username: user.to_owned(),
+                password: pass.to_owned(),
+                ..Default::default()
+            })
+        }
+        None => None,
+    };
+    let mut images = ImageServiceClient::new(channel.clone());
+    let req = v1::PullImageRequest {
+        image: Some(v1::ImageSpec {
+            image: reference.to_owned(),
+            ..Default::default()
+        }),
+        auth,
+        sandbox_config: None,
+    };
+    let started = std::time::Instant::now();
+    let call = images.pull_image(req);
+    tokio::pin!(call);
+    let mut admin = AdminClient::new(channel);
+    let tty = std::io::stdout().is_terminal();
+    let mut last_line = String::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(if tty { 200 } else { 1000 }));
+    let result = loop {
+        tokio::select! {
+            r = &mut call => break r,
+            _ = tick.tick() => {
+                let Ok(p) = admin
+                    .pull_progress(kinglet_proto::admin::PullProgressRequest {
+                        image: reference.to_owned(),
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+                else {
+                    continue;
+                };
+                if !p.running || p.layers_total == 0 {
+                    continue;
+                }
+                let line = format!(
+                    "{reference}: layers {}/{}, {} / {}",
+                    p.layers_done,
+                    p.layers_total,
+                    human_bytes(p.bytes_done),
+                    human_bytes(p.bytes_total)
+                );
+                if line != last_line {
+                    if tty {
+                        print!("\r\x1b[2K{line}");
+                        let _ = std::io::stdout().flush();
+                    } else {
+                        println!("{line}");
+                    }
+                    last_line = line;
+                }
+            }
+        }
+    };
+    if tty && !last_line.is_empty() {
+        println!();
+    }
+    let id = result
+        .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?
+        .into_inner()
+        .image_ref;
+    println!(
+        "{reference}: pulled {id} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

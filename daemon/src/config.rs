@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::pull::hosts::Registries;
 use crate::DaemonError;
 
 /// The daemon's settings after merging all sources.
@@ -34,6 +35,22 @@ pub struct Config {
     pub cni_bin_dir: PathBuf,
     /// Upper bound on one CNI plugin run.
     pub cni_timeout_secs: u64,
+    /// Docker `config.json` with registry credentials (`auths`, `credHelpers`, `credsStore`).
+    pub docker_config: Option<PathBuf>,
+    /// Directory of `docker-credential-*` helpers (default: `PATH`).
+    pub credential_helpers_dir: Option<PathBuf>,
+    /// Per-registry settings: mirrors, plain HTTP, TLS verification, CA certificates.
+    pub registries: Registries,
+    /// Image GC starts when the image file system is this % used (100 disables GC).
+    pub image_gc_high_threshold_percent: u8,
+    /// ... and removes unused images, least recently used first, down to this %.
+    pub image_gc_low_threshold_percent: u8,
+    /// Images used more recently than this are never collected.
+    pub image_gc_min_age_secs: u64,
+    /// How often GC checks the disk.
+    pub image_gc_interval_secs: u64,
+    /// Unpack an image's layers when it is pulled (else at its first container).
+    pub unpack_on_pull: bool,
 }
 
 impl Default for Config {
@@ -51,6 +68,14 @@ impl Default for Config {
             cni_conf_dir: None,
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             cni_timeout_secs: 30,
+            docker_config: None,
+            credential_helpers_dir: None,
+            registries: Registries::new(),
+            image_gc_high_threshold_percent: 85,
+            image_gc_low_threshold_percent: 80,
+            image_gc_min_age_secs: 120,
+            image_gc_interval_secs: 300,
+            unpack_on_pull: true,
         }
     }
 }
@@ -71,6 +96,15 @@ pub struct FileConfig {
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_bin_dir: Option<PathBuf>,
     pub cni_timeout_secs: Option<u64>,
+    pub docker_config: Option<PathBuf>,
+    pub credential_helpers_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub registries: Registries,
+    pub image_gc_high_threshold_percent: Option<u8>,
+    pub image_gc_low_threshold_percent: Option<u8>,
+    pub image_gc_min_age_secs: Option<u64>,
+    pub image_gc_interval_secs: Option<u64>,
+    pub unpack_on_pull: Option<bool>,
 }
 
 /// Settings given on the command line (all optional).
@@ -133,11 +167,38 @@ impl Config {
                 .or(file.cni_bin_dir)
                 .unwrap_or(d.cni_bin_dir),
             cni_timeout_secs: file.cni_timeout_secs.unwrap_or(d.cni_timeout_secs),
+            docker_config: file.docker_config,
+            credential_helpers_dir: file.credential_helpers_dir,
+            registries: file.registries,
+            image_gc_high_threshold_percent: file
+                .image_gc_high_threshold_percent
+                .unwrap_or(d.image_gc_high_threshold_percent),
+            image_gc_low_threshold_percent: file
+                .image_gc_low_threshold_percent
+                .unwrap_or(d.image_gc_low_threshold_percent),
+            image_gc_min_age_secs: file
+                .image_gc_min_age_secs
+                .unwrap_or(d.image_gc_min_age_secs),
+            image_gc_interval_secs: file
+                .image_gc_interval_secs
+                .unwrap_or(d.image_gc_interval_secs),
+            unpack_on_pull: file.unpack_on_pull.unwrap_or(d.unpack_on_pull),
         };
         if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
             return Err(DaemonError::Config {
                 path: flags.config.clone().unwrap_or_default(),
                 reason: format!("pod-cidr: {e}"),
+            });
+        }
+        if cfg.image_gc_high_threshold_percent > 100
+            || cfg.image_gc_low_threshold_percent > cfg.image_gc_high_threshold_percent
+        {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!(
+                    "need image-gc-low-threshold-percent ({}) <= image-gc-high-threshold-percent ({}) <= 100",
+                    cfg.image_gc_low_threshold_percent, cfg.image_gc_high_threshold_percent
+                ),
             });
         }
         for (field, p) in [

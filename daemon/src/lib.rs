@@ -2,6 +2,7 @@
 //!
 //! - [`runtime`]: the core (pod sandboxes, containers, images, state, recovery);
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
+//! - [`pull`]: pulling images from registries, with credentials and registry settings;
 //! - [`server`]: the gRPC server on the unix socket;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
 //!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod kubectl;
+pub mod pull;
 pub mod runtime;
 pub mod server;
 pub mod supervisor;

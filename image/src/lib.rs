@@ -26,7 +26,10 @@ mod unpack;
 
 pub use digest::Digest;
 pub use error::ImageError;
-pub use manifest::{host_arch, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, HOST_OS};
+pub use manifest::{
+    check_config_json_platform, classify_document, host_arch, select_platform_manifest,
+    DocumentKind, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, HOST_OS,
+};
 pub use metadata::{ImageConfig, ImageRecord, LayerRef};
 pub use reference::{normalize_reference, Reference, DEFAULT_DOMAIN, DEFAULT_TAG};
 pub use store::{ImageStore, StoreStats, StoreUsage};

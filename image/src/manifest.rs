@@ -11,7 +11,7 @@ use oci_spec::image::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::digest::{parse_sha256, sha256_hex};
+use crate::digest::{parse_sha256, sha256_hex, Digest};
 use crate::metadata::{ImageConfig, ImageRecord, LayerRef, StoredImage};
 use crate::reference::{is_valid_tag, Reference};
 use crate::ImageError;
@@ -149,6 +149,53 @@ pub(crate) fn select_manifest<'a>(
         },
         location: location.to_owned(),
     })
+}
+
+/// What a registry document is, by its media type (or shape, when it has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// An OCI image index or a Docker manifest list.
+    Index,
+    /// An OCI image manifest or a Docker v2 schema-2 manifest.
+    Manifest,
+}
+
+/// Classify a JSON document fetched from a registry: by its `mediaType` field, else by the
+/// `Content-Type` the registry gave (`content_type`), else by its shape. `None` for documents
+/// the store cannot use (e.g. Docker schema 1).
+pub fn classify_document(bytes: &[u8], content_type: Option<&str>) -> Option<DocumentKind> {
+    let field = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        });
+    let from_type = |t: &str| doc_kind(&MediaType::from(t));
+    let kind = field
+        .as_deref()
+        .and_then(from_type)
+        .or_else(|| content_type.and_then(from_type))
+        .or_else(|| sniff_kind(bytes));
+    kind.map(|k| match k {
+        DocKind::Index => DocumentKind::Index,
+        DocKind::Manifest => DocumentKind::Manifest,
+    })
+}
+
+/// Pick this host's manifest (linux and this machine's architecture) from an image index or
+/// manifest list fetched from `location`. Returns the manifest's digest.
+pub fn select_platform_manifest(index_json: &[u8], location: &str) -> Result<Digest, ImageError> {
+    let index: ImageIndex = parse_json(index_json, "image index", location)?;
+    let d = select_manifest(&index, location)?;
+    Ok(d.digest().clone())
+}
+
+/// Check that the image config `config_json` (fetched from `location`) is for this host's
+/// platform, before its layers are fetched.
+pub fn check_config_json_platform(config_json: &[u8], location: &str) -> Result<(), ImageError> {
+    let config: ImageConfiguration = parse_json(config_json, "image config", location)?;
+    check_config_platform(&config, location)
 }
 
 /// Check that a manifest's config descriptor points at an image config.

@@ -17,6 +17,8 @@ use kinglet_proto::v1::image_service_client::ImageServiceClient;
 use kinglet_proto::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+pub mod registry;
+
 /// Name the test image is tagged with.
 pub const IMAGE: &str = "kinglet.test/busybox:latest";
 
@@ -126,6 +128,8 @@ pub struct Daemon {
     pub net: TestNet,
     /// Extra daemon flags (e.g. CNI mode).
     pub extra_args: Vec<String>,
+    /// Daemon config file passed with `--config`, if any.
+    pub config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -169,6 +173,15 @@ impl Daemon {
 
     /// Start a daemon with extra flags computed from its paths and network names.
     pub async fn start_configured(extra: impl FnOnce(&Daemon) -> Vec<String>) -> Daemon {
+        Self::start_full("", extra).await
+    }
+
+    /// Start a daemon with `toml` as its config file (none when empty).
+    pub async fn start_with_config(toml: &str) -> Daemon {
+        Self::start_full(toml, |_| Vec::new()).await
+    }
+
+    async fn start_full(toml: &str, extra: impl FnOnce(&Daemon) -> Vec<String>) -> Daemon {
         require_root();
         let mut dir = tempfile::Builder::new()
             .prefix("kinglet-e2e-")
@@ -183,12 +196,18 @@ impl Daemon {
             socket: dir.path().join("kinglet.sock"),
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
+            config: None,
             dir,
             net: TestNet::next(),
             extra_args: Vec::new(),
             child: None,
         };
         d.extra_args = extra(&d);
+        if !toml.is_empty() {
+            let p = d.dir.path().join("kinglet.toml");
+            std::fs::write(&p, toml).unwrap();
+            d.config = Some(p);
+        }
         d.spawn().await;
         d
     }
@@ -216,8 +235,12 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let child = Command::new(kinglet_bin())
-            .arg("daemon")
+        let mut cmd = Command::new(kinglet_bin());
+        cmd.arg("daemon");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .arg("--socket")
             .arg(&self.socket)
             .arg("--root")

@@ -74,6 +74,7 @@ impl Runtime {
         let image = blocking("resolve image", move || Ok(images.resolve(&lookup)))
             .await?
             .ok_or_else(|| CriError::not_found("image", &image_name))?;
+        self.touch_image(&image.id);
 
         let meta = Meta {
             name: md.name.clone(),

@@ -10,6 +10,22 @@ fn image_err(what: String) -> impl FnOnce(kinglet_image::ImageError) -> CriError
     move |e| CriError::internal(what, e)
 }
 
+/// The CRI error for a failed pull of `name`.
+fn pull_error(name: &str, e: &crate::pull::PullError) -> CriError {
+    use crate::pull::PullError as P;
+    let what = format!("pull {name}: {}", kinglet_cri::chain(e));
+    match e {
+        P::Unauthorized { .. } => CriError::Unauthenticated { what },
+        P::NotFound { .. } => CriError::NotFound {
+            kind: "image",
+            id: format!("{name} ({})", kinglet_cri::chain(e)),
+        },
+        P::Unreachable { .. } => CriError::Unavailable { what },
+        P::Reference { .. } | P::BadCredentials { .. } => CriError::invalid("image", what),
+        _ => CriError::internal(format!("pull {name}"), kinglet_cri::chain(e)),
+    }
+}
+
 /// The CRI view of a stored image.
 pub fn cri_image(r: &ImageRecord) -> v1::Image {
     let user = r.config.user.split(':').next().unwrap_or("");
@@ -115,6 +131,38 @@ impl Runtime {
         .await?;
         tracing::info!(image = %found.id, "image removed");
         Ok(())
+    }
+
+    /// PullImage: fetch `image` from its registry (or a mirror), with the request's
+    /// AuthConfig tried first. Returns the image id.
+    pub async fn pull_image(
+        &self,
+        req: v1::PullImageRequest,
+    ) -> Result<v1::PullImageResponse, CriError> {
+        let name = req.image.map(|i| i.image).unwrap_or_default();
+        if name.is_empty() {
+            return Err(CriError::invalid("image.image", "must not be empty"));
+        }
+        let explicit = match &req.auth {
+            Some(a) => crate::pull::auth::from_auth_config(
+                &a.username,
+                &a.password,
+                &a.auth,
+                &a.identity_token,
+                &a.registry_token,
+            )
+            .map_err(|e| CriError::invalid("auth", kinglet_cri::chain(&e)))?,
+            None => None,
+        };
+        let record = self
+            .puller
+            .pull(&name, explicit.into_iter().collect())
+            .await
+            .map_err(|e| pull_error(&name, &e))?;
+        self.touch_image(&record.id);
+        Ok(v1::PullImageResponse {
+            image_ref: record.id,
+        })
     }
 
     pub async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, CriError> {

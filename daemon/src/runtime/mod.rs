@@ -8,6 +8,7 @@
 pub mod cgroups;
 mod container;
 mod exec;
+mod image_gc;
 mod images;
 pub mod mounts;
 pub mod podnet;
@@ -110,6 +111,10 @@ pub struct Runtime {
     pub paths: Paths,
     pub store: Store,
     pub images: Arc<ImageStore>,
+    /// Registry pulls into `images`.
+    pub puller: Arc<crate::pull::Puller>,
+    /// Last use (unix ns) of images since the daemon started, for GC (else their creation).
+    pub(crate) image_last_used: std::sync::Mutex<HashMap<String, i64>>,
     /// This binary, re-executed as shim and pod init.
     pub exe: PathBuf,
     /// The daemon's oom_score_adj (a floor for containers').
@@ -215,12 +220,24 @@ impl Runtime {
             None => podnet::PodNet::Builtin(network),
         };
         tracing::info!(mode = network.mode(), "pod network");
+        let images = Arc::new(images);
+        let puller = crate::pull::Puller::new(
+            images.clone(),
+            crate::pull::PullConfig {
+                registries: config.registries.clone(),
+                docker_config: config.docker_config.clone(),
+                credential_helpers_dir: config.credential_helpers_dir.clone(),
+                unpack_on_pull: config.unpack_on_pull,
+            },
+        );
         let rt = Arc::new(Runtime {
             network: Arc::new(network),
             store: Store::new(&paths.root),
             config,
             paths,
-            images: Arc::new(images),
+            images,
+            puller,
+            image_last_used: std::sync::Mutex::new(HashMap::new()),
             exe,
             min_oom_score_adj,
             reserved: Arc::default(),
@@ -229,6 +246,7 @@ impl Runtime {
         rt.recover()
             .await
             .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+        tokio::spawn(rt.clone().image_gc_loop());
         Ok(rt)
     }
 }
