@@ -232,7 +232,7 @@ async fn crashing_containers_restart_and_bad_input_is_reported() {
     let crash = write(
         &dir,
         "crash.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    command: [sh, -c, 'echo run; exit 3']\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo run; exit 3']\n",
     );
     d.cli_ok(&["apply", "-f", &crash]);
     // First restart at once, then back-off: restartCount grows, lastState keeps the exit.
@@ -282,7 +282,7 @@ async fn crashing_containers_restart_and_bad_input_is_reported() {
     let missing = write(
         &dir,
         "missing.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: needs-key}\nspec:\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    command: [sleep, '60']\n    env:\n    - name: X\n      valueFrom: {configMapKeyRef: {name: cm, key: nokey}}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {a: b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: needs-key}\nspec:\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '60']\n    env:\n    - name: X\n      valueFrom: {configMapKeyRef: {name: cm, key: nokey}}\n",
     );
     d.cli_ok(&["apply", "-f", &missing]);
     wait_for(
@@ -390,15 +390,18 @@ spec:
   initContainers:
   - name: first
     image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
     command: [sh, -c, 'echo first >> /work/order; sleep 1']
     volumeMounts: [{name: work, mountPath: /work}]
   - name: second
     image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
     command: [sh, -c, 'echo second >> /work/order']
     volumeMounts: [{name: work, mountPath: /work}]
   containers:
   - name: app
     image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
     command: [sh, -c, 'echo app >> /work/order; exec sleep 3600']
     volumeMounts: [{name: work, mountPath: /work}]
   volumes:
@@ -413,10 +416,12 @@ spec:
   initContainers:
   - name: fails
     image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
     command: [sh, -c, 'exit 4']
   containers:
   - name: app
     image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
     command: [sleep, '3600']
 "#,
     );
@@ -465,6 +470,7 @@ spec:
   containers:
   - name: web
     image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
     command: [sh, -c, 'mkdir -p /www && echo ok > /www/index.html && touch /tmp/alive && exec httpd -f -p 8080 -h /www']
     ports: [{name: http, containerPort: 8080}]
     readinessProbe:
@@ -518,4 +524,75 @@ spec:
         },
     );
     d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_pull_secrets_pull_from_a_private_registry() {
+    use kinglet_tests::registry::{Mode, Registry};
+    let reg = Registry::start(Mode::Basic {
+        user: "bob".into(),
+        password: "pull-secret-pw".into(),
+    });
+    let (layout, _) = test_image();
+    reg.push(layout, IMAGE, "team/busybox:1.0");
+    let d = Daemon::start().await;
+    let image = format!("{}/team/busybox:1.0", reg.host);
+    let auth = base64_encode(b"bob:pull-secret-pw");
+    let docker_config = format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host);
+    let pod = |secret: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: private}}
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{{name: {secret}}}]
+  containers:
+  - name: c
+    image: {image}
+    command: [sleep, '3600']
+"#
+        )
+    };
+    // Without a matching secret: ErrImagePull, then ImagePullBackOff, naming the registry.
+    let f = write(d.dir.path(), "nosecret.yaml", &pod("missing"));
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("pull failure", Duration::from_secs(20), || {
+        let p = pod_json(&d, "private");
+        let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+        matches!(
+            w["reason"].as_str(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        ) && w["message"].as_str().unwrap_or("").contains(&reg.host)
+    });
+    assert!(!d.log().contains("pull-secret-pw"));
+    d.cli_ok(&["delete", "pod", "private"]);
+    // With the dockerconfigjson secret: pulled and running.
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: regcred}}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{docker_config}'\n"
+    );
+    let f = write(
+        d.dir.path(),
+        "withsecret.yaml",
+        &format!("{secret}---\n{}", pod("regcred")),
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for(
+        "running from the private registry",
+        Duration::from_secs(60),
+        || pod_json(&d, "private")["status"]["phase"] == "Running",
+    );
+    assert!(d
+        .cli_ok(&["describe", "pod", "private"])
+        .contains("Successfully pulled image"));
+    assert!(
+        !d.log().contains("pull-secret-pw"),
+        "the password is never logged"
+    );
+    d.shutdown().await;
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
 }

@@ -135,6 +135,12 @@ pub struct Supervisor {
     /// Probe results by container id, and the containers that have a prober running.
     probes: probe::ProbeStates,
     probers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Image pulls under way, their back-off, and the pulls done (for policy Always), by
+    /// (pod uid, container name).
+    pulling: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    pull_backoff: std::sync::Mutex<HashMap<(String, String), Backoff>>,
+    #[allow(clippy::type_complexity)]
+    pulled: std::sync::Mutex<std::collections::HashSet<((String, String), String)>>,
     /// A weak handle to itself, for tasks that outlive one call.
     self_ref: std::sync::Mutex<std::sync::Weak<Supervisor>>,
     /// Recent events per pod uid (newest last), for `describe`.
@@ -178,6 +184,9 @@ impl Supervisor {
             probes: Default::default(),
             probers: Default::default(),
             self_ref: Default::default(),
+            pulling: Default::default(),
+            pull_backoff: Default::default(),
+            pulled: Default::default(),
         });
         *s.self_ref.lock().expect("self lock") = Arc::downgrade(&s);
         tokio::spawn(watch::watch_dir(s.clone(), s.rt.config.manifests.clone()));
@@ -464,6 +473,107 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Pull `image` for container `c` in the background (once at a time per image), with the
+    /// pod's imagePullSecrets; failures become ErrImagePull, then ImagePullBackOff.
+    fn start_pull(&self, ctx: &Ctx<'_>, c: &k8s_openapi::api::core::v1::Container, image: &str) {
+        let key = (ctx.uid.to_owned(), c.name.clone());
+        let now = Instant::now();
+        if let Some(b) = self.pull_backoff.lock().expect("pull lock").get(&key) {
+            if b.not_before.is_some_and(|nb| now < nb) {
+                let reason = self
+                    .waiting
+                    .lock()
+                    .expect("waiting lock")
+                    .get(&key)
+                    .map(|w| w.message.clone())
+                    .unwrap_or_default();
+                self.set_waiting(
+                    ctx.uid,
+                    &c.name,
+                    "ImagePullBackOff",
+                    format!("Back-off pulling image {image:?}: {reason}"),
+                );
+                return;
+            }
+        }
+        if !self.pulling.lock().expect("pull lock").insert(key.clone()) {
+            return; // a pull for this container is under way
+        }
+        // Credentials from the pod's imagePullSecrets (kubernetes.io/dockerconfigjson).
+        let secrets: Vec<(String, Vec<u8>)> = ctx
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| {
+                let d = ctx.snap.secret(ctx.ns, &r.name)?;
+                Some((r.name.clone(), d.get(".dockerconfigjson")?.clone()))
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = secrets
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let creds = match crate::pull::auth::from_pull_secrets(&refs, image) {
+            Ok(c) => c,
+            Err(e) => {
+                self.pulling.lock().expect("pull lock").remove(&key);
+                self.set_waiting(ctx.uid, &c.name, "ErrImagePull", kinglet_cri::chain(&e));
+                return;
+            }
+        };
+        self.set_waiting(
+            ctx.uid,
+            &c.name,
+            "ContainerCreating",
+            format!("Pulling image {image:?}"),
+        );
+        self.event(
+            ctx.uid,
+            false,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        );
+        let me = self.self_ref.lock().expect("self lock").upgrade();
+        let image = image.to_owned();
+        tokio::spawn(async move {
+            let Some(me) = me else { return };
+            let result = me.rt.puller.pull(&image, creds).await;
+            me.pulling.lock().expect("pull lock").remove(&key);
+            match result {
+                Ok(_) => {
+                    me.pull_backoff.lock().expect("pull lock").remove(&key);
+                    me.pulled
+                        .lock()
+                        .expect("pull lock")
+                        .insert((key.clone(), image.clone()));
+                    me.event(
+                        &key.0,
+                        false,
+                        "Pulled",
+                        format!("Successfully pulled image {image:?}"),
+                    );
+                }
+                Err(e) => {
+                    let msg = kinglet_cri::chain(&e);
+                    me.event(
+                        &key.0,
+                        true,
+                        "Failed",
+                        format!("Failed to pull image {image:?}: {msg}"),
+                    );
+                    me.set_waiting(&key.0, &key.1, "ErrImagePull", msg);
+                    let mut all = me.pull_backoff.lock().expect("pull lock");
+                    let b = all.entry(key.clone()).or_default();
+                    b.restarted(Instant::now(), &me.policy);
+                }
+            }
+            me.wake.notify_one();
+        });
+    }
+
     /// Start the prober of a running container that has probes, once.
     fn ensure_prober(&self, ctx: &Ctx<'_>, c: &k8s_openapi::api::core::v1::Container, id: &str) {
         if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
@@ -623,13 +733,38 @@ impl Supervisor {
             .await
             .map(|r| r.image.is_some())
             .unwrap_or(false);
-        if !present {
-            self.set_waiting(
-                uid,
-                &c.name,
-                "ErrImagePull",
-                format!("image {image:?} is not present on this node"),
-            );
+        // imagePullPolicy, with Kubernetes' default: Always for `:latest` or no tag, else
+        // IfNotPresent.
+        let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
+            let last = image.rsplit('/').next().unwrap_or("");
+            if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) {
+                "IfNotPresent".into()
+            } else {
+                "Always".into()
+            }
+        });
+        let key = (uid.to_owned(), c.name.clone());
+        let pulled = self
+            .pulled
+            .lock()
+            .expect("pull lock")
+            .contains(&(key.clone(), image.clone()));
+        let must_pull = match policy.as_str() {
+            "Never" if !present => {
+                self.set_waiting(
+                    uid,
+                    &c.name,
+                    "ErrImageNeverPull",
+                    format!("Container image {image:?} is not present with pull policy of Never"),
+                );
+                return Ok(Step::Waiting);
+            }
+            "Never" => false,
+            "Always" => !pulled,
+            _ => !present,
+        };
+        if must_pull {
+            self.start_pull(ctx, c, &image);
             return Ok(Step::Waiting);
         }
         let id = match self
