@@ -64,7 +64,11 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
             .map_err(status_err(&source))?
             .into_inner();
         for line in r.results {
-            println!("{line}");
+            if line.starts_with("Warning:") {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
         }
     }
     Ok(())

@@ -292,6 +292,104 @@ fn is_empty(v: &Value) -> bool {
     matches!(v, Value::Object(m) if m.is_empty()) || matches!(v, Value::Array(a) if a.is_empty())
 }
 
+/// Pod fields Kinglet acts on; any other field that is set is reported by [`ignored_fields`].
+const POD_SPEC_FIELDS: &[&str] = &[
+    "containers",
+    "initContainers",
+    "volumes",
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "shareProcessNamespace",
+    "hostname",
+    "dnsConfig",
+    "imagePullSecrets",
+    "securityContext",
+];
+const CONTAINER_FIELDS: &[&str] = &[
+    "name",
+    "image",
+    "command",
+    "args",
+    "workingDir",
+    "ports",
+    "env",
+    "envFrom",
+    "resources",
+    "volumeMounts",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "securityContext",
+    "imagePullPolicy",
+    "restartPolicy",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+];
+const POD_SECURITY_FIELDS: &[&str] = &[
+    "runAsUser",
+    "runAsGroup",
+    "supplementalGroups",
+    "seccompProfile",
+];
+const CONTAINER_SECURITY_FIELDS: &[&str] = &[
+    "privileged",
+    "readOnlyRootFilesystem",
+    "runAsUser",
+    "runAsGroup",
+    "allowPrivilegeEscalation",
+    "capabilities",
+    "seccompProfile",
+];
+
+fn set_keys(v: &Value) -> Vec<String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Valid fields of an object that Kinglet does not act on (so they are reported to the user,
+/// as warnings, never silently dropped): paths like `spec.affinity`.
+pub fn ignored_fields(o: &Object) -> Vec<String> {
+    let Object::Pod(p) = o else { return Vec::new() };
+    let Ok(spec) = serde_json::to_value(&p.spec) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for k in set_keys(&spec) {
+        if !POD_SPEC_FIELDS.contains(&k.as_str()) {
+            out.push(format!("spec.{k}"));
+        }
+    }
+    for k in set_keys(&spec["securityContext"]) {
+        if !POD_SECURITY_FIELDS.contains(&k.as_str()) {
+            out.push(format!("spec.securityContext.{k}"));
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
+            for k in set_keys(c) {
+                if !CONTAINER_FIELDS.contains(&k.as_str()) {
+                    out.push(format!("spec.{list}[{i}].{k}"));
+                }
+            }
+            for k in set_keys(&c["securityContext"]) {
+                if !CONTAINER_SECURITY_FIELDS.contains(&k.as_str()) {
+                    out.push(format!("spec.{list}[{i}].securityContext.{k}"));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Valid Kubernetes fields Kinglet does not implement yet: refused by path, never ignored.
 fn unsupported(p: &Pod) -> Option<String> {
     let spec = p.spec.as_ref()?;
@@ -299,9 +397,11 @@ fn unsupported(p: &Pod) -> Option<String> {
         let known = v.config_map.is_some()
             || v.secret.is_some()
             || v.empty_dir.is_some()
-            || v.host_path.is_some();
+            || v.host_path.is_some()
+            || v.projected.is_some()
+            || v.downward_api.is_some();
         if !known {
-            return Some(format!("spec.volumes[{i}] (only configMap, secret, emptyDir and hostPath volumes are supported)"));
+            return Some(format!("spec.volumes[{i}] (only configMap, secret, emptyDir, hostPath, projected and downwardAPI volumes are supported)"));
         }
     }
     let lists = [
@@ -540,9 +640,23 @@ spec:
             e.contains("spec.containers[0].lifecycle") && e.contains("not supported"),
             "{e}"
         );
-        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: b}]\n  volumes: [{name: v, downwardAPI: {items: []}}]\n";
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: b}]\n  volumes: [{name: v, nfs: {server: s, path: /x}}]\n";
         let e = parse("p.yaml", y).unwrap_err().to_string();
         assert!(e.contains("spec.volumes[0]"), "{e}");
+    }
+
+    #[test]
+    fn fields_kinglet_ignores_are_listed() {
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeSelector: {disk: ssd}\n  securityContext: {fsGroup: 2000, runAsUser: 1}\n  containers:\n  - name: c\n    image: b\n    stdin: true\n";
+        let o = parse("p.yaml", y).unwrap().remove(0);
+        assert_eq!(
+            ignored_fields(&o),
+            [
+                "spec.nodeSelector",
+                "spec.securityContext.fsGroup",
+                "spec.containers[0].stdin"
+            ]
+        );
     }
 
     #[test]

@@ -232,9 +232,17 @@ async fn crashing_containers_restart_and_bad_input_is_reported() {
     let crash = write(
         &dir,
         "crash.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo run; exit 3']\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  nodeSelector: {disk: ssd}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'echo run; exit 3']\n",
     );
-    d.cli_ok(&["apply", "-f", &crash]);
+    let out = d.cli(&["apply", "-f", &crash]);
+    assert!(out.status.success());
+    let warn = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warn.contains(
+            "Warning: pod/crasher: spec.nodeSelector is not supported by kinglet and is ignored"
+        ),
+        "{warn}"
+    );
     // First restart at once, then back-off: restartCount grows, lastState keeps the exit.
     wait_for("a restart", Duration::from_secs(20), || {
         let p = pod_json(&d, "crasher");
@@ -595,4 +603,78 @@ spec:
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn projected_and_downward_api_volumes_and_resource_env() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let f = write(
+        d.dir.path(),
+        "proj.yaml",
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: fast}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token}
+stringData: {token: abc123}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: proj
+  labels: {tier: back, app: proj}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+    resources: {limits: {memory: 64Mi}}
+    env:
+    - name: MEM_MI
+      valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+    volumeMounts:
+    - {name: info, mountPath: /etc/podinfo}
+    - {name: all, mountPath: /etc/all}
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+  - name: all
+    projected:
+      sources:
+      - configMap: {name: settings}
+      - secret: {name: token, items: [{key: token, path: secret/token}]}
+      - downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}
+"#,
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("proj running", Duration::from_secs(30), || {
+        pod_json(&d, "proj")["status"]["phase"] == "Running"
+    });
+    let ex = |cmd: &[&str]| {
+        let mut a = vec!["exec", "proj", "--"];
+        a.extend_from_slice(cmd);
+        d.cli_ok(&a)
+    };
+    assert_eq!(ex(&["cat", "/etc/podinfo/name"]), "proj");
+    assert_eq!(
+        ex(&["cat", "/etc/podinfo/labels"]),
+        "app=\"proj\"\ntier=\"back\"\n"
+    );
+    assert_eq!(ex(&["cat", "/etc/all/mode"]), "fast");
+    assert_eq!(ex(&["cat", "/etc/all/secret/token"]), "abc123");
+    assert_eq!(ex(&["cat", "/etc/all/ns"]), "default");
+    assert!(ex(&["cat", "/proc/mounts"])
+        .lines()
+        .any(|l| l.starts_with("tmpfs /etc/all ")));
+    assert_eq!(ex(&["sh", "-c", "echo $MEM_MI"]), "64\n");
+    d.shutdown().await;
 }

@@ -802,7 +802,23 @@ impl Supervisor {
     pub async fn apply(&self, req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
         let objs = kinglet_manifest::parse(&req.source, &req.content)
             .map_err(|e| CriError::invalid("manifest", e.to_string()))?;
-        let results = self.apply_objects(objs).await?;
+        let warnings: Vec<String> = objs
+            .iter()
+            .flat_map(|o| {
+                let k = o.key();
+                kinglet_manifest::ignored_fields(o)
+                    .into_iter()
+                    .map(move |f| {
+                        format!(
+                            "Warning: {}/{}: {f} is not supported by kinglet and is ignored",
+                            k.kind.to_lowercase(),
+                            k.name
+                        )
+                    })
+            })
+            .collect();
+        let mut results = self.apply_objects(objs).await?;
+        results.extend(warnings);
         Ok(admin::ApplyResponse { results })
     }
 

@@ -179,6 +179,7 @@ pub struct PodFields<'a> {
 
 fn env_value(
     e: &EnvVar,
+    container: &Container,
     ns: &str,
     pod: &PodFields<'_>,
     src: &dyn Sources,
@@ -225,10 +226,58 @@ fn env_value(
             other => Err(ConfigError(format!("unsupported fieldRef {other}"))),
         };
     }
+    if let Some(r) = &from.resource_field_ref {
+        return resource_field(container, r).map(Some);
+    }
     Err(ConfigError(format!(
         "env {}: unsupported valueFrom",
         e.name
     )))
+}
+
+/// `resourceFieldRef`: a container's requests/limits in units of `divisor` (rounded up, as
+/// Kubernetes does); an unset limit reads as the node's capacity.
+fn resource_field(
+    c: &Container,
+    r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+) -> Result<String, ConfigError> {
+    let res = c.resources.clone().unwrap_or_default();
+    let (kind, which) = match r.resource.as_str() {
+        "limits.cpu" => ("cpu", res.limits.as_ref()),
+        "limits.memory" => ("memory", res.limits.as_ref()),
+        "requests.cpu" => ("cpu", res.requests.as_ref()),
+        "requests.memory" => ("memory", res.requests.as_ref()),
+        other => return Err(ConfigError(format!("unsupported resourceFieldRef {other}"))),
+    };
+    let value = which
+        .and_then(|m| m.get(kind))
+        .and_then(|q| parse_quantity(&q.0))
+        .unwrap_or_else(|| node_capacity(kind));
+    let divisor = r
+        .divisor
+        .as_ref()
+        .and_then(|q| parse_quantity(&q.0))
+        .filter(|d| *d > 0.0)
+        .unwrap_or(1.0);
+    Ok(format!("{}", (value / divisor).ceil() as i64))
+}
+
+fn node_capacity(kind: &str) -> f64 {
+    if kind == "cpu" {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0)
+    } else {
+        let pages = nix::unistd::sysconf(nix::unistd::SysconfVar::_PHYS_PAGES)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096);
+        (pages * size) as f64
+    }
 }
 
 /// The environment of a container, in order: envFrom sources, then env (later wins).
@@ -272,7 +321,7 @@ pub fn container_env(
         }
     }
     for e in c.env.iter().flatten() {
-        if let Some(v) = env_value(e, ns, pod, src, &vars)? {
+        if let Some(v) = env_value(e, c, ns, pod, src, &vars)? {
             set(e.name.clone(), v, &mut vars);
         }
     }

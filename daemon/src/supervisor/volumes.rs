@@ -71,6 +71,52 @@ fn write(dir: &Path, payload: &BTreeMap<String, FileProjection>) -> Result<(), C
         .map_err(|e| ConfigError(format!("write volume {}: {e}", dir.display())))
 }
 
+/// The downward API as files: metadata.name/namespace/uid, labels and annotations (one
+/// `key="value"` line each, sorted, as the kubelet writes them).
+fn downward_files(
+    pod: &Pod,
+    items: Option<&Vec<k8s_openapi::api::core::v1::DownwardAPIVolumeFile>>,
+    default_mode: Option<i32>,
+    out: &mut BTreeMap<String, FileProjection>,
+) -> Result<(), ConfigError> {
+    let m = &pod.metadata;
+    let pairs = |map: &Option<BTreeMap<String, String>>| {
+        map.iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}=\"{v}\"\n"))
+            .collect::<String>()
+    };
+    for it in items.into_iter().flatten() {
+        let Some(f) = &it.field_ref else {
+            return Err(ConfigError(format!(
+                "downwardAPI item {}: only fieldRef items are supported",
+                it.path
+            )));
+        };
+        let value = match f.field_path.as_str() {
+            "metadata.name" => m.name.clone().unwrap_or_default(),
+            "metadata.namespace" => m.namespace.clone().unwrap_or_else(|| "default".into()),
+            "metadata.uid" => m.uid.clone().unwrap_or_default(),
+            "metadata.labels" => pairs(&m.labels),
+            "metadata.annotations" => pairs(&m.annotations),
+            other => {
+                return Err(ConfigError(format!(
+                    "downwardAPI item {}: unsupported fieldPath {other}",
+                    it.path
+                )))
+            }
+        };
+        out.insert(
+            it.path.clone(),
+            FileProjection {
+                data: value.into_bytes(),
+                mode: it.mode.or(default_mode).unwrap_or(0o644) as u32,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// Prepare (or refresh) every volume of `pod`; returns volume name → host path.
 pub fn prepare(
     pod: &Pod,
@@ -134,6 +180,67 @@ pub fn prepare(
                     .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
                 dir
             }
+        } else if let Some(da) = &v.downward_api {
+            let dir = roots.run.join(&v.name);
+            let mut payload = BTreeMap::new();
+            downward_files(pod, da.items.as_ref(), da.default_mode, &mut payload)?;
+            write(&dir, &payload)?;
+            dir
+        } else if let Some(pr) = &v.projected {
+            // All sources into one payload; secrets are among them, so a tmpfs.
+            let dir = roots.run.join(&v.name);
+            let mut payload = BTreeMap::new();
+            for (i, source) in pr.sources.iter().flatten().enumerate() {
+                if let Some(cm) = &source.config_map {
+                    let optional = cm.optional.unwrap_or(false);
+                    let data = match src.config_map(ns, &cm.name) {
+                        Some(d) => d,
+                        None if optional => BTreeMap::new(),
+                        None => {
+                            return Err(ConfigError(format!(
+                                "configmap {ns}/{} not found",
+                                cm.name
+                            )))
+                        }
+                    };
+                    let what = format!("ConfigMap {ns}/{}", cm.name);
+                    payload.extend(project(
+                        &data,
+                        cm.items.as_ref(),
+                        pr.default_mode,
+                        &what,
+                        optional,
+                    )?);
+                } else if let Some(sec) = &source.secret {
+                    let optional = sec.optional.unwrap_or(false);
+                    let data = match src.secret(ns, &sec.name) {
+                        Some(d) => d,
+                        None if optional => BTreeMap::new(),
+                        None => {
+                            return Err(ConfigError(format!("secret {ns}/{} not found", sec.name)))
+                        }
+                    };
+                    let what = format!("Secret {ns}/{}", sec.name);
+                    payload.extend(project(
+                        &data,
+                        sec.items.as_ref(),
+                        pr.default_mode,
+                        &what,
+                        optional,
+                    )?);
+                } else if let Some(da) = &source.downward_api {
+                    downward_files(pod, da.items.as_ref(), pr.default_mode, &mut payload)?;
+                } else {
+                    return Err(ConfigError(format!(
+                        "volume {}: projected source {i}: only configMap, secret and downwardAPI sources are supported",
+                        v.name
+                    )));
+                }
+            }
+            kinglet_volumes::tmpfs::mount_tmpfs(&dir, 16 << 20)
+                .map_err(|e| ConfigError(format!("projected volume {}: {e}", v.name)))?;
+            write(&dir, &payload)?;
+            dir
         } else if let Some(h) = &v.host_path {
             host_path(&h.path, h.type_.as_deref().unwrap_or(""))
                 .map_err(|m| ConfigError(format!("hostPath volume {}: {m}", v.name)))?;

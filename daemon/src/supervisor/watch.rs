@@ -117,6 +117,9 @@ impl Supervisor {
                     let mut keys = BTreeSet::new();
                     let mut ok = Vec::new();
                     for o in objs {
+                        for f in kinglet_manifest::ignored_fields(&o) {
+                            tracing::warn!(file = %f.as_str(), object = %o.key(), field = %f, "field is not supported by kinglet and is ignored");
+                        }
                         let k = stored(&o.key());
                         if let Some(other) = claimed.get(&k) {
                             tracing::error!(file = %f.display(), object = %o.key(), other = %other.display(), "object defined twice; this definition is ignored");
