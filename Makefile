@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test lint unit bench bench-net
+.PHONY: run test lint unit bench bench-net bench-pull
 run:
 	bash scripts/main-job.sh
 test:
@@ -13,3 +13,5 @@ bench:
 	bash scripts/bench.sh
 bench-net:
 	bash scripts/bench-net.sh
+bench-pull:
+	bash scripts/bench-pull.sh
