@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 N=${N:-20}
 bash scripts/setup-debian.sh
 command -v runc >/dev/null || { apt-get install -y -qq runc; }
-cargo build --release --bin kinglet --example bench_start -p kinglet -p kinglet-tests
+cargo build --release --bin kinglet --example bench_start --example bench_restart -p kinglet -p kinglet-tests
 work=$(mktemp -d /tmp/kinglet-bench.XXXXXX)
 cleanup() {
   [ -n "${dpid:-}" ] && kill "$dpid" 2>/dev/null || true
@@ -28,6 +28,9 @@ out=$(target/release/examples/bench_start --socket "$work/k.sock" --pods "$N")
 echo "$out" | grep -v RESULT
 k50=$(echo "$out" | awk '/^RESULT kinglet_p50_ms/ {print $3}')
 echo "kinglet daemon after $N pods: $(rss $dpid)"
+rout=$(target/release/examples/bench_restart --socket "$work/k.sock" --pods "$N")
+echo "$rout" | grep -v RESULT
+k_restart=$(echo "$rout" | awk '/^RESULT kinglet_restart_p50_ms/ {print $3}')
 
 # Reference: runc on the same rootfs (unpacked once), one container per iteration.
 umoci unpack --image "$work/img/layout:kinglet.test/busybox:latest" "$work/bundle" >/dev/null
@@ -48,4 +51,5 @@ for i in $(seq "$N"); do
 done
 r50=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}')
 echo "reference runc run -d (one container, no pod), $N runs: p50 $r50 ms"
-awk -v k="$k50" -v r="$r50" 'BEGIN {printf "ratio kinglet/runc p50: %.2f\n", k/r}'
+awk -v k="$k50" -v r="$r50" 'BEGIN {printf "ratio kinglet pod start / runc run p50: %.2f\n", k/r}'
+awk -v k="$k_restart" -v r="$r50" 'BEGIN {printf "ratio kinglet restart / runc run p50: %.2f (target: restart p50 <= 50 ms)\n", k/r}'

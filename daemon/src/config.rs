@@ -21,6 +21,10 @@ pub struct Config {
     pub systemd_cgroup: bool,
     /// Grace period applied by StopPodSandbox to containers still running.
     pub stop_timeout_secs: u64,
+    /// CrashLoopBackOff: the first delay after the immediate first restart, and the cap
+    /// (the kubelet's 10 s and 300 s by default).
+    pub crash_loop_backoff_initial_ms: u64,
+    pub crash_loop_backoff_max_ms: u64,
     /// Directory of Kubernetes manifests kept applied (watched with inotify).
     pub manifests: PathBuf,
     /// Host bridge of the built-in pod network.
@@ -61,6 +65,8 @@ impl Default for Config {
             run_root: PathBuf::from("/run/kinglet"),
             systemd_cgroup: false,
             stop_timeout_secs: 10,
+            crash_loop_backoff_initial_ms: 10_000,
+            crash_loop_backoff_max_ms: 300_000,
             manifests: PathBuf::from("/etc/kinglet/manifests"),
             bridge: kinglet_netns::network::DEFAULT_BRIDGE.to_owned(),
             pod_cidr: kinglet_netns::network::DEFAULT_POD_CIDR.to_owned(),
@@ -89,6 +95,8 @@ pub struct FileConfig {
     pub run_root: Option<PathBuf>,
     pub systemd_cgroup: Option<bool>,
     pub stop_timeout_secs: Option<u64>,
+    pub crash_loop_backoff_initial_ms: Option<u64>,
+    pub crash_loop_backoff_max_ms: Option<u64>,
     pub manifests: Option<PathBuf>,
     pub bridge: Option<String>,
     pub pod_cidr: Option<String>,
@@ -144,6 +152,12 @@ impl Config {
                 .or(file.systemd_cgroup)
                 .unwrap_or(d.systemd_cgroup),
             stop_timeout_secs: file.stop_timeout_secs.unwrap_or(d.stop_timeout_secs),
+            crash_loop_backoff_initial_ms: file
+                .crash_loop_backoff_initial_ms
+                .unwrap_or(d.crash_loop_backoff_initial_ms),
+            crash_loop_backoff_max_ms: file
+                .crash_loop_backoff_max_ms
+                .unwrap_or(d.crash_loop_backoff_max_ms),
             manifests: flags
                 .manifests
                 .clone()

@@ -351,6 +351,7 @@ impl Runtime {
             .await?;
         let r = entry.record.lock().await;
         tracing::info!(pod = %r.sandbox_id, container = %id, exit_code = r.exit_code, reason = %r.reason, "container exited");
+        self.exits.notify_one();
         Ok(())
     }
 

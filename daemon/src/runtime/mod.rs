@@ -124,6 +124,9 @@ pub struct Runtime {
     pub(crate) reserved: Arc<std::sync::Mutex<HashMap<String, String>>>,
     /// Serialises the check-and-reserve step.
     pub(crate) names: Mutex<()>,
+    /// Fires whenever a container's exit is recorded (the supervisor restarts without waiting
+    /// for its next pass).
+    pub exits: Arc<tokio::sync::Notify>,
     /// The built-in pod network (bridge, addresses, NAT, hostPorts).
     pub network: Arc<podnet::PodNet>,
 }
@@ -242,6 +245,7 @@ impl Runtime {
             min_oom_score_adj,
             reserved: Arc::default(),
             names: Mutex::new(()),
+            exits: Arc::default(),
         });
         rt.recover()
             .await

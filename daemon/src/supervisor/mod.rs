@@ -61,14 +61,15 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Record a restart made at `now`: the following one waits `next`, which then doubles.
+    /// Record a restart made at `now`: the next one may come `next` later, which doubles
+    /// (to the cap) with every restart. The first restart needs no wait.
     pub fn restarted(&mut self, now: Instant, p: &BackoffPolicy) {
-        self.not_before = Some(now + self.next);
         self.next = if self.next.is_zero() {
             p.initial
         } else {
             (self.next * 2).min(p.cap)
         };
+        self.not_before = Some(now + self.next);
     }
 }
 
@@ -170,6 +171,11 @@ impl Supervisor {
         let store = tokio::task::spawn_blocking(move || ObjectStore::open(&root, &run_root))
             .await
             .map_err(|e| CriError::internal("object store task", e))??;
+        let policy = BackoffPolicy {
+            initial: Duration::from_millis(rt.config.crash_loop_backoff_initial_ms),
+            cap: Duration::from_millis(rt.config.crash_loop_backoff_max_ms),
+            ..BackoffPolicy::default()
+        };
         let sources = watch::Sources::load(&rt.paths.root.join("objects").join("sources.json"));
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),
@@ -179,7 +185,7 @@ impl Supervisor {
             wake: Notify::new(),
             waiting: Default::default(),
             backoff: Default::default(),
-            policy: BackoffPolicy::default(),
+            policy,
             events: Default::default(),
             probes: Default::default(),
             probers: Default::default(),
@@ -194,7 +200,11 @@ impl Supervisor {
         tokio::spawn(async move {
             loop {
                 me.reconcile_all().await;
-                let _ = tokio::time::timeout(Duration::from_secs(1), me.wake.notified()).await;
+                tokio::select! {
+                    _ = me.wake.notified() => {}
+                    _ = me.rt.exits.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
         });
         Ok(s)
@@ -1056,11 +1066,12 @@ mod tests {
         let p = BackoffPolicy::default();
         let mut b = Backoff::default();
         let t0 = Instant::now();
-        let mut delays = Vec::new();
-        for _ in 0..8 {
-            delays.push(b.next.as_secs());
+        assert!(b.not_before.is_none(), "the first restart is immediate");
+        let mut waits = Vec::new();
+        for _ in 0..7 {
             b.restarted(t0, &p);
+            waits.push((b.not_before.unwrap() - t0).as_secs());
         }
-        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
     }
 }
