@@ -11,6 +11,8 @@ cargo build --release --bin kinglet --example bench_start --example bench_restar
 work=$(mktemp -d /tmp/kinglet-bench.XXXXXX)
 cleanup() {
   [ -n "${dpid:-}" ] && kill "$dpid" 2>/dev/null || true
+  sleep 0.5
+  awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
   for c in $(runc --root "$work/runc" list -q 2>/dev/null); do runc --root "$work/runc" delete -f "$c" >/dev/null 2>&1 || true; done
   rm -rf "$work"
 }
