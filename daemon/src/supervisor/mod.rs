@@ -309,6 +309,37 @@ impl Supervisor {
             .remove(&(uid.to_owned(), container.to_owned()));
     }
 
+    /// The sandboxes made for pod `uid` (by the kubelet's uid label).
+    pub(super) async fn sandboxes_of(&self, uid: &str) -> Result<Vec<v1::PodSandbox>, CriError> {
+        Ok(self
+            .rt
+            .list_pod_sandbox(v1::ListPodSandboxRequest {
+                filter: Some(v1::PodSandboxFilter {
+                    label_selector: [(LABEL_POD_UID.to_string(), uid.to_string())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .items)
+    }
+
+    /// A sandbox's pod IP ("" for host-network pods or when unknown).
+    pub(super) async fn sandbox_ip(&self, sandbox: &str) -> String {
+        self.rt
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox.to_owned(),
+                verbose: false,
+            })
+            .await
+            .ok()
+            .and_then(|r| r.status)
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .unwrap_or_default()
+    }
+
     /// Stop a sandbox's containers with a grace period, then remove it.
     async fn teardown(&self, sandbox: &str, grace: i64) -> Result<(), CriError> {
         let cs = self
@@ -344,18 +375,7 @@ impl Supervisor {
         let grace = spec.termination_grace_period_seconds.unwrap_or(30);
 
         // 1. The sandbox: keep the one made for this spec, replace any other.
-        let sandboxes = self
-            .rt
-            .list_pod_sandbox(v1::ListPodSandboxRequest {
-                filter: Some(v1::PodSandboxFilter {
-                    label_selector: [(LABEL_POD_UID.to_string(), uid.to_string())]
-                        .into_iter()
-                        .collect(),
-                    ..Default::default()
-                }),
-            })
-            .await?
-            .items;
+        let sandboxes = self.sandboxes_of(uid).await?;
         let mut current = None;
         for s in sandboxes {
             let fresh = s.state == v1::PodSandboxState::SandboxReady as i32
@@ -409,18 +429,7 @@ impl Supervisor {
                 id
             }
         };
-        let pod_ip = self
-            .rt
-            .pod_sandbox_status(v1::PodSandboxStatusRequest {
-                pod_sandbox_id: sandbox.clone(),
-                verbose: false,
-            })
-            .await
-            .ok()
-            .and_then(|r| r.status)
-            .and_then(|s| s.network)
-            .map(|n| n.ip)
-            .unwrap_or_default();
+        let pod_ip = self.sandbox_ip(&sandbox).await;
         let node = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())

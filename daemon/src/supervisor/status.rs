@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kinglet_proto::v1;
 
-use super::podspec::{LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use super::podspec::LABEL_CONTAINER_NAME;
 use super::Supervisor;
 
 /// A Kubernetes timestamp for unix nanoseconds.
@@ -82,23 +82,10 @@ impl Supervisor {
     pub(super) async fn pod_status(&self, pod: &Pod) -> PodStatus {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let spec = pod.spec.clone().unwrap_or_default();
-        let sandbox = self
-            .rt
-            .list_pod_sandbox(v1::ListPodSandboxRequest {
-                filter: Some(v1::PodSandboxFilter {
-                    label_selector: [(LABEL_POD_UID.to_string(), uid.clone())]
-                        .into_iter()
-                        .collect(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .ok()
-            .and_then(|l| {
-                l.items
-                    .into_iter()
-                    .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
-            });
+        let sandbox = self.sandboxes_of(&uid).await.ok().and_then(|l| {
+            l.into_iter()
+                .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+        });
         let mut statuses: Vec<v1::ContainerStatus> = Vec::new();
         let mut pod_ip = String::new();
         if let Some(s) = &sandbox {
@@ -125,18 +112,7 @@ impl Supervisor {
                     }
                 }
             }
-            pod_ip = self
-                .rt
-                .pod_sandbox_status(v1::PodSandboxStatusRequest {
-                    pod_sandbox_id: s.id.clone(),
-                    verbose: false,
-                })
-                .await
-                .ok()
-                .and_then(|r| r.status)
-                .and_then(|s| s.network)
-                .map(|n| n.ip)
-                .unwrap_or_default();
+            pod_ip = self.sandbox_ip(&s.id).await;
         }
         let waiting = self.waiting.lock().expect("waiting lock").clone();
         let mut container_statuses = Vec::new();
