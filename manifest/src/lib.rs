@@ -413,8 +413,12 @@ fn unsupported(p: &Pod) -> Option<String> {
     ];
     for (list, cs) in lists {
         for (i, c) in cs.iter().enumerate() {
-            if c.lifecycle.is_some() {
-                return Some(format!("spec.{list}[{i}].lifecycle"));
+            if let Some(l) = &c.lifecycle {
+                for (hook, h) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
+                    if h.as_ref().is_some_and(|h| h.tcp_socket.is_some()) {
+                        return Some(format!("spec.{list}[{i}].lifecycle.{hook}.tcpSocket"));
+                    }
+                }
             }
             for (name, pr) in [
                 ("livenessProbe", &c.liveness_probe),
@@ -634,10 +638,11 @@ spec:
 
     #[test]
     fn unsupported_fields_are_refused_by_path() {
-        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: b\n    lifecycle: {preStop: {exec: {command: [x]}}}\n";
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: b\n    lifecycle: {preStop: {tcpSocket: {port: 80}}}\n";
         let e = parse("p.yaml", y).unwrap_err().to_string();
         assert!(
-            e.contains("spec.containers[0].lifecycle") && e.contains("not supported"),
+            e.contains("spec.containers[0].lifecycle.preStop.tcpSocket")
+                && e.contains("not supported"),
             "{e}"
         );
         let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: b}]\n  volumes: [{name: v, nfs: {server: s, path: /x}}]\n";

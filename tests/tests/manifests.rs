@@ -678,3 +678,61 @@ spec:
     assert_eq!(ex(&["sh", "-c", "echo $MEM_MI"]), "64\n");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_start_and_pre_stop_hooks() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let host = d.dir.path().join("hooklog");
+    std::fs::create_dir_all(&host).unwrap();
+    let f = write(
+        d.dir.path(),
+        "hooks.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: c
+    image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'trap "echo term >> /log/events; exit 0" TERM; while true; do sleep 0.1; done']
+    lifecycle:
+      postStart:
+        exec: {{command: [sh, -c, 'echo poststart >> /log/events']}}
+      preStop:
+        exec: {{command: [sh, -c, 'echo prestop >> /log/events; sleep 1']}}
+    volumeMounts: [{{name: log, mountPath: /log}}]
+  volumes:
+  - name: log
+    hostPath: {{path: {}, type: Directory}}
+"#,
+            host.display()
+        ),
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("running", Duration::from_secs(30), || {
+        pod_json(&d, "hooked")["status"]["phase"] == "Running"
+    });
+    assert_eq!(
+        std::fs::read_to_string(host.join("events")).unwrap(),
+        "poststart\n"
+    );
+    let t = Instant::now();
+    d.cli_ok(&["delete", "pod", "hooked"]);
+    wait_for("pod gone", Duration::from_secs(30), || pods_left(&d) == 0);
+    // preStop ran (and was waited for) before the stop signal; the container then exited on
+    // its TERM trap long before the 10 s grace period would have forced a SIGKILL.
+    assert_eq!(
+        std::fs::read_to_string(host.join("events")).unwrap(),
+        "poststart\nprestop\nterm\n"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(1) && t.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        t.elapsed()
+    );
+    d.shutdown().await;
+}

@@ -8,6 +8,7 @@
 //! kubelet's CrashLoopBackOff; tear down sandboxes of pods that are gone. Pod status is derived
 //! from the runtime's own records when asked, never stored twice.
 
+mod hooks;
 mod objects;
 pub mod podspec;
 mod probe;
@@ -142,6 +143,9 @@ pub struct Supervisor {
     pull_backoff: std::sync::Mutex<HashMap<(String, String), Backoff>>,
     #[allow(clippy::type_complexity)]
     pulled: std::sync::Mutex<std::collections::HashSet<((String, String), String)>>,
+    /// The last spec each pod was reconciled with (for preStop hooks when it is deleted or
+    /// replaced; in memory only).
+    known: std::sync::Mutex<HashMap<String, Pod>>,
     /// A weak handle to itself, for tasks that outlive one call.
     self_ref: std::sync::Mutex<std::sync::Weak<Supervisor>>,
     /// Recent events per pod uid (newest last), for `describe`.
@@ -190,6 +194,7 @@ impl Supervisor {
             probes: Default::default(),
             probers: Default::default(),
             self_ref: Default::default(),
+            known: Default::default(),
             pulling: Default::default(),
             pull_backoff: Default::default(),
             pulled: Default::default(),
@@ -255,7 +260,8 @@ impl Supervisor {
                             .get(podspec::ANNOTATION_GRACE)
                             .and_then(|g| g.parse().ok())
                             .unwrap_or(30);
-                        let _ = self.teardown(&s.id, grace).await;
+                        let known = self.known.lock().expect("known lock").remove(uid);
+                        let _ = self.teardown(&s.id, grace, known.as_ref()).await;
                         volumes::remove(&self.volume_roots(uid));
                     }
                 }
@@ -340,8 +346,9 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
-    /// Stop a sandbox's containers with a grace period, then remove it.
-    async fn teardown(&self, sandbox: &str, grace: i64) -> Result<(), CriError> {
+    /// Stop a sandbox's containers — preStop hooks first (from `pod`, when known), then the
+    /// stop signal, SIGKILL when the grace period is over — and remove the sandbox.
+    async fn teardown(&self, sandbox: &str, grace: i64, pod: Option<&Pod>) -> Result<(), CriError> {
         let cs = self
             .rt
             .list_containers(v1::ListContainersRequest {
@@ -351,11 +358,43 @@ impl Supervisor {
                 }),
             })
             .await?;
+        let host = match self.sandbox_ip(sandbox).await {
+            ip if ip.is_empty() => "127.0.0.1".to_owned(),
+            ip => ip,
+        };
+        let uid = pod.and_then(|p| p.metadata.uid.clone()).unwrap_or_default();
         // All containers get their grace period at once, as the kubelet does.
-        let stops = cs
-            .containers
-            .iter()
-            .map(|c| self.rt.stop_container(&c.id, grace));
+        let stops = cs.containers.iter().map(|cc| {
+            let host = host.clone();
+            let uid = uid.clone();
+            async move {
+                let t = Instant::now();
+                let spec_c = pod.and_then(|p| p.spec.as_ref()).and_then(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                        .find(|c| cc.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
+                });
+                let pre =
+                    spec_c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h)));
+                if let (Some((c, h)), true) =
+                    (pre, cc.state == v1::ContainerState::ContainerRunning as i32)
+                {
+                    let limit = Duration::from_secs(grace.max(0) as u64);
+                    if let Err(msg) = hooks::run_handler(&self.rt, &cc.id, c, h, &host, limit).await
+                    {
+                        self.event(
+                            &uid,
+                            true,
+                            "FailedPreStopHook",
+                            format!("PreStop hook of {} failed: {msg}", c.name),
+                        );
+                    }
+                }
+                let left = (grace - t.elapsed().as_secs() as i64).max(0);
+                self.rt.stop_container(&cc.id, left).await
+            }
+        });
         for r in futures_util::future::join_all(stops).await {
             r?;
         }
@@ -390,7 +429,9 @@ impl Supervisor {
                     "Killing",
                     "Stopping the pod's containers: the pod spec changed".into(),
                 );
-                self.teardown(&s.id, grace).await?;
+                let previous = self.known.lock().expect("known lock").get(uid).cloned();
+                self.teardown(&s.id, grace, previous.as_ref().or(Some(pod)))
+                    .await?;
             }
         }
 
@@ -489,6 +530,10 @@ impl Supervisor {
         for c in &spec.containers {
             self.ensure_container(&ctx, c, &policy).await?;
         }
+        self.known
+            .lock()
+            .expect("known lock")
+            .insert(uid.to_owned(), pod.clone());
         Ok(())
     }
 
@@ -804,6 +849,30 @@ impl Supervisor {
         if let Err(e) = self.rt.start_container(&id).await {
             self.set_waiting(uid, &c.name, "RunContainerError", kinglet_cri::chain(&e));
             return Ok(Step::Waiting);
+        }
+        if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let host = if fields.pod_ip.is_empty() {
+                "127.0.0.1"
+            } else {
+                fields.pod_ip
+            };
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            if let Err(msg) =
+                hooks::run_handler(&self.rt, &id, c, h, host, Duration::from_secs(30)).await
+            {
+                self.event(
+                    uid,
+                    true,
+                    "FailedPostStartHook",
+                    format!("PostStart hook of {} failed: {msg}", c.name),
+                );
+                let _ = self.rt.stop_container(&id, grace).await;
+                return Ok(Step::Waiting);
+            }
         }
         self.clear_waiting(uid, &c.name);
         self.ensure_prober(ctx, c, &id);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kinglet_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,19 +46,8 @@ async fn run_once(rt: &Runtime, container_id: &str, c: &Container, p: &Probe, ho
             .await;
         return matches!(r, Ok(r) if r.exit_code == 0);
     }
-    let port_of = |p: &IntOrString| -> Option<u16> {
-        match p {
-            IntOrString::Int(n) => u16::try_from(*n).ok(),
-            IntOrString::String(name) => c
-                .ports
-                .iter()
-                .flatten()
-                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
-                .and_then(|cp| u16::try_from(cp.container_port).ok()),
-        }
-    };
     if let Some(t) = &p.tcp_socket {
-        let Some(port) = port_of(&t.port) else {
+        let Some(port) = port_of(c, &t.port) else {
             return false;
         };
         let h = t.host.clone().unwrap_or_else(|| host.to_owned());
@@ -68,35 +57,60 @@ async fn run_once(rt: &Runtime, container_id: &str, c: &Container, p: &Probe, ho
         );
     }
     if let Some(g) = &p.http_get {
-        let Some(port) = port_of(&g.port) else {
-            return false;
-        };
-        let h = g.host.clone().unwrap_or_else(|| host.to_owned());
-        let path = g.path.clone().unwrap_or_else(|| "/".into());
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {h}:{port}\r\nUser-Agent: kinglet-probe\r\nConnection: close\r\n");
-        for hd in g.http_headers.iter().flatten() {
-            req.push_str(&format!("{}: {}\r\n", hd.name, hd.value));
-        }
-        req.push_str("\r\n");
-        let fut = async {
-            let mut s = tokio::net::TcpStream::connect((h.as_str(), port)).await?;
-            s.write_all(req.as_bytes()).await?;
-            let mut buf = vec![0u8; 64];
-            let n = s.read(&mut buf).await?;
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
-        };
-        let Ok(Ok(line)) = tokio::time::timeout(timeout, fut).await else {
-            return false;
-        };
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        return (200..400).contains(&code);
+        return http_get(c, g, host, timeout).await;
     }
     // Unreachable: manifests with gRPC probes are refused at apply time.
     false
+}
+
+/// A container port by number or by the name of one of its `ports`.
+pub(super) fn port_of(c: &Container, p: &IntOrString) -> Option<u16> {
+    match p {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+            .and_then(|cp| u16::try_from(cp.container_port).ok()),
+    }
+}
+
+/// An HTTP GET as probes and hooks make it: success on a 2xx or 3xx status.
+pub(super) async fn http_get(
+    c: &Container,
+    g: &HTTPGetAction,
+    host: &str,
+    timeout: Duration,
+) -> bool {
+    let Some(port) = port_of(c, &g.port) else {
+        return false;
+    };
+    let h = g.host.clone().unwrap_or_else(|| host.to_owned());
+    let path = g.path.clone().unwrap_or_else(|| "/".into());
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {h}:{port}\r\nUser-Agent: kinglet-probe\r\nConnection: close\r\n"
+    );
+    for hd in g.http_headers.iter().flatten() {
+        req.push_str(&format!("{}: {}\r\n", hd.name, hd.value));
+    }
+    req.push_str("\r\n");
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect((h.as_str(), port)).await?;
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = vec![0u8; 64];
+        let n = s.read(&mut buf).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let Ok(Ok(line)) = tokio::time::timeout(timeout, fut).await else {
+        return false;
+    };
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (200..400).contains(&code)
 }
 
 /// Counts successes/failures against a probe's thresholds.
