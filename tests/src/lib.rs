@@ -554,6 +554,18 @@ pub fn sh_container(name: &str, script: &str) -> v1::ContainerConfig {
     }
 }
 
+/// Run a pod sandbox; returns its id.
+pub async fn run_pod(rt: &mut RuntimeServiceClient<Channel>, cfg: &v1::PodSandboxConfig) -> String {
+    rt.run_pod_sandbox(v1::RunPodSandboxRequest {
+        config: Some(cfg.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("RunPodSandbox")
+    .into_inner()
+    .pod_sandbox_id
+}
+
 /// Create and start a container; returns its id.
 pub async fn run_container(
     rt: &mut RuntimeServiceClient<Channel>,

@@ -13,15 +13,7 @@ async fn exec_timeout_log_rotation_user_and_image_by_id() {
     let mut rt = d.runtime().await;
     let logs = d.dir.path().join("logs");
     let pod_cfg = pod_config("misc", &logs);
-    let pod = rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rt, &pod_cfg).await;
 
     // The image named by id; a user from the security context.
     let mut cfg = sh_container(

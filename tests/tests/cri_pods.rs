@@ -20,15 +20,7 @@ async fn pod_of_two_containers_shares_namespaces_and_loopback() {
     let mut rt = d.runtime().await;
     let logs = d.dir.path().join("logs");
     let pod_cfg = pod_config("web", &logs);
-    let pod = rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rt, &pod_cfg).await;
 
     let server = run_container(
         &mut rt,
@@ -256,15 +248,7 @@ async fn memory_limit_reports_oom_killed() {
     d.import_test_image().await;
     let mut rt = d.runtime().await;
     let pod_cfg = pod_config("oom", &d.dir.path().join("logs"));
-    let pod = rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rt, &pod_cfg).await;
     let mut cfg = sh_container("hog", "exec dd if=/dev/zero of=/dev/null bs=128M count=4");
     cfg.linux = Some(v1::LinuxContainerConfig {
         resources: Some(v1::LinuxContainerResources {
@@ -295,15 +279,7 @@ async fn shared_pid_namespace_and_read_only_rootfs() {
         }),
         ..Default::default()
     });
-    let pod = rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rt, &pod_cfg).await;
     let pod_ns = |mut c: v1::ContainerConfig| {
         c.linux = Some(v1::LinuxContainerConfig {
             security_context: Some(v1::LinuxContainerSecurityContext {

@@ -103,15 +103,7 @@ async fn anonymous_pull_by_tag_and_digest_then_run_and_remove() {
     let mut rt = d.runtime().await;
     let logs = d.dir.path().join("logs");
     let pod_cfg = pod_config("pulled", &logs);
-    let pod = rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rt, &pod_cfg).await;
     let mut cfg = sh_container("hello", "echo pulled-ok; exit 3");
     cfg.image = Some(v1::ImageSpec {
         image: latest.clone(),
@@ -631,15 +623,7 @@ async fn image_gc_removes_unused_images_only() {
     assert_ne!(used_id, unused_id);
     let mut rt = d.runtime().await;
     let pod_cfg = pod_config("gc", &d.dir.path().join("logs"));
-    let pod = rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rt, &pod_cfg).await;
     let mut cfg = sh_container("keep", "sleep 3600");
     cfg.image = Some(v1::ImageSpec {
         image: used.clone(),

@@ -12,15 +12,7 @@ async fn kill_9_and_restart_keeps_containers_and_records_exits() {
     d.import_test_image().await;
     let mut rt = d.runtime().await;
     let pod_cfg = pod_config("survivor", &d.dir.path().join("logs"));
-    let pod = rt
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_cfg.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rt, &pod_cfg).await;
     let long = run_container(
         &mut rt,
         &pod,
