@@ -661,3 +661,38 @@ pub async fn exec(
         r.exit_code,
     )
 }
+
+// ---- pods from manifests (`kinglet apply` / `get -o json`) ----
+
+/// Write `text` to `dir/name`; the path as a string.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// The pod as `kinglet get pod NAME -o json` shows it.
+pub fn pod_json(d: &Daemon, name: &str) -> serde_json::Value {
+    serde_json::from_str(&d.cli_ok(&["get", "pod", name, "-o", "json"])).unwrap()
+}
+
+/// Poll `f` every 100 ms until it holds; panic naming `what` after `within`.
+pub fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The containerID of container `name` in a pod's JSON status ("" while it has none).
+pub fn container_id(pod: &serde_json::Value, name: &str) -> String {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["containerID"].as_str())
+        .unwrap_or("")
+        .to_string()
+}

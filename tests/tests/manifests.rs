@@ -13,36 +13,6 @@ fn example() -> String {
     std::fs::read_to_string(p).unwrap()
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-/// The pod as `kinglet get pod NAME -o json` shows it.
-fn pod_json(d: &Daemon, name: &str) -> serde_json::Value {
-    serde_json::from_str(&d.cli_ok(&["get", "pod", name, "-o", "json"])).unwrap()
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn container_id(pod: &serde_json::Value, name: &str) -> String {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .and_then(|c| c["containerID"].as_str())
-        .unwrap_or("")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn example_pod_with_configmap_and_secret_volumes_and_env() {
     let mut d = Daemon::start().await;
