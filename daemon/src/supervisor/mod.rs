@@ -1,25 +1,33 @@
 //! The mini-kubelet: keeps the Pods applied to this node running, through the same runtime
 //! core the CRI server uses, in CRI terms (PodSandboxConfig, ContainerConfig) — one code path.
 //!
-//! Level-triggered: a loop reconciles every pod once a second and at once after an apply or a
-//! delete. Each pass: replace a sandbox whose spec hash is stale; prepare volumes (ConfigMap
+//! Level-triggered, with one worker per pod ([`workers`]): each pod is reconciled once a
+//! second and at once after an apply, a delete or a container exit, without waiting for any
+//! other pod. Each pass: replace a sandbox whose spec hash is stale; prepare volumes (ConfigMap
 //! and Secret volumes are rewritten atomically, so updates reach running pods within a
-//! second); create missing containers; restart exited ones by `restartPolicy` with the
-//! kubelet's CrashLoopBackOff; tear down sandboxes of pods that are gone. Pod status is derived
-//! from the runtime's own records when asked, never stored twice.
+//! second); run init containers and start native sidecars in order; create missing containers;
+//! restart exited ones by `restartPolicy` with the kubelet's CrashLoopBackOff ([`backoff`],
+//! kept across daemon restarts); stop a finished pod's sidecars; tear down sandboxes of pods
+//! that are gone ([`stop`]). Pod status is derived from the runtime's own records when asked,
+//! never stored twice.
 
+mod backoff;
 mod hooks;
 mod objects;
 pub mod podspec;
 mod probe;
 mod status;
+mod stop;
 mod volumes;
 mod watch;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
 use kinglet_cri::CriError;
@@ -28,51 +36,12 @@ use kinglet_proto::{admin, v1};
 use tokio::sync::{Mutex, Notify};
 
 use crate::runtime::Runtime;
+use backoff::{Backoff, BackoffPolicy};
 use objects::ObjectStore;
 use podspec::{
     ConfigError, PodFields, Sources, LABEL_CONTAINER_NAME, LABEL_POD_UID, LABEL_SPEC_HASH,
 };
 use volumes::VolumeRoots;
-
-/// CrashLoopBackOff as the kubelet does it.
-#[derive(Debug, Clone, Copy)]
-pub struct BackoffPolicy {
-    pub initial: Duration,
-    pub cap: Duration,
-    /// Running this long resets the back-off.
-    pub reset_after: Duration,
-}
-
-impl Default for BackoffPolicy {
-    fn default() -> Self {
-        BackoffPolicy {
-            initial: Duration::from_secs(10),
-            cap: Duration::from_secs(300),
-            reset_after: Duration::from_secs(600),
-        }
-    }
-}
-
-/// Back-off state of one container.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Backoff {
-    /// Delay before the next restart (zero: restart at once).
-    pub next: Duration,
-    pub not_before: Option<Instant>,
-}
-
-impl Backoff {
-    /// Record a restart made at `now`: the next one may come `next` later, which doubles
-    /// (to the cap) with every restart. The first restart needs no wait.
-    pub fn restarted(&mut self, now: Instant, p: &BackoffPolicy) {
-        self.next = if self.next.is_zero() {
-            p.initial
-        } else {
-            (self.next * 2).min(p.cap)
-        };
-        self.not_before = Some(now + self.next);
-    }
-}
 
 /// Where a container stands after one reconcile step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,12 +100,19 @@ pub struct Supervisor {
     store: Mutex<ObjectStore>,
     wake: Notify,
     waiting: std::sync::Mutex<HashMap<(String, String), Waiting>>,
-    backoff: std::sync::Mutex<HashMap<(String, String), Backoff>>,
+    backoff: std::sync::Mutex<backoff::BackoffMap>,
+    /// Poked when `backoff` changes (it is saved for the next daemon).
+    backoff_changed: Notify,
     policy: BackoffPolicy,
+    /// The objects as the dispatcher last published them, and the worker of each pod.
+    latest: std::sync::Mutex<Arc<workers::World>>,
+    workers: std::sync::Mutex<HashMap<String, workers::Worker>>,
     pod_logs: PathBuf,
     /// Probe results by container id, and the containers that have a prober running.
     probes: probe::ProbeStates,
     probers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Containers whose postStart hook is running: not reported running until it is done.
+    post_starting: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Image pulls under way, their back-off, and the pulls done (for policy Always), by
     /// (pod uid, container name).
     pulling: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
@@ -180,6 +156,7 @@ impl Supervisor {
             cap: Duration::from_millis(rt.config.crash_loop_backoff_max_ms),
             ..BackoffPolicy::default()
         };
+        let backoff_root = rt.paths.root.clone();
         let sources = watch::Sources::load(&rt.paths.root.join("objects").join("sources.json"));
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),
@@ -188,11 +165,15 @@ impl Supervisor {
             store: Mutex::new(store),
             wake: Notify::new(),
             waiting: Default::default(),
-            backoff: Default::default(),
+            backoff: std::sync::Mutex::new(backoff::load(&backoff::state_file(&backoff_root))),
+            backoff_changed: Notify::new(),
             policy,
+            latest: Default::default(),
+            workers: Default::default(),
             events: Default::default(),
             probes: Default::default(),
             probers: Default::default(),
+            post_starting: Default::default(),
             self_ref: Default::default(),
             known: Default::default(),
             pulling: Default::default(),
@@ -201,10 +182,11 @@ impl Supervisor {
         });
         *s.self_ref.lock().expect("self lock") = Arc::downgrade(&s);
         tokio::spawn(watch::watch_dir(s.clone(), s.rt.config.manifests.clone()));
+        tokio::spawn(s.clone().save_backoff_loop());
         let me = s.clone();
         tokio::spawn(async move {
             loop {
-                me.reconcile_all().await;
+                me.dispatch().await;
                 tokio::select! {
                     _ = me.wake.notified() => {}
                     _ = me.rt.exits.notified() => {}
@@ -233,40 +215,6 @@ impl Supervisor {
             }
         }
         (pods, snap)
-    }
-
-    async fn reconcile_all(&self) {
-        let (pods, snap) = self.snapshot().await;
-        let mut live = std::collections::HashSet::new();
-        for pod in &pods {
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            live.insert(uid.clone());
-            if let Err(e) = self.reconcile_pod(pod, &uid, &snap).await {
-                tracing::warn!(pod = %pod.metadata.name.as_deref().unwrap_or(""), err = %kinglet_cri::chain(&e), "reconcile failed");
-            }
-        }
-        // Sandboxes of pods that are gone.
-        if let Ok(list) = self
-            .rt
-            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
-            .await
-        {
-            for s in list.items {
-                if let Some(uid) = s.labels.get(LABEL_POD_UID) {
-                    if !live.contains(uid) {
-                        tracing::info!(pod = %uid, sandbox = %s.id, "removing the sandbox of a deleted pod");
-                        let grace = s
-                            .annotations
-                            .get(podspec::ANNOTATION_GRACE)
-                            .and_then(|g| g.parse().ok())
-                            .unwrap_or(30);
-                        let known = self.known.lock().expect("known lock").remove(uid);
-                        let _ = self.teardown(&s.id, grace, known.as_ref()).await;
-                        volumes::remove(&self.volume_roots(uid));
-                    }
-                }
-            }
-        }
     }
 
     fn volume_roots(&self, uid: &str) -> VolumeRoots {
@@ -344,62 +292,6 @@ impl Supervisor {
             .and_then(|s| s.network)
             .map(|n| n.ip)
             .unwrap_or_default()
-    }
-
-    /// Stop a sandbox's containers — preStop hooks first (from `pod`, when known), then the
-    /// stop signal, SIGKILL when the grace period is over — and remove the sandbox.
-    async fn teardown(&self, sandbox: &str, grace: i64, pod: Option<&Pod>) -> Result<(), CriError> {
-        let cs = self
-            .rt
-            .list_containers(v1::ListContainersRequest {
-                filter: Some(v1::ContainerFilter {
-                    pod_sandbox_id: sandbox.to_owned(),
-                    ..Default::default()
-                }),
-            })
-            .await?;
-        let host = match self.sandbox_ip(sandbox).await {
-            ip if ip.is_empty() => "127.0.0.1".to_owned(),
-            ip => ip,
-        };
-        let uid = pod.and_then(|p| p.metadata.uid.clone()).unwrap_or_default();
-        // All containers get their grace period at once, as the kubelet does.
-        let stops = cs.containers.iter().map(|cc| {
-            let host = host.clone();
-            let uid = uid.clone();
-            async move {
-                let t = Instant::now();
-                let spec_c = pod.and_then(|p| p.spec.as_ref()).and_then(|s| {
-                    s.containers
-                        .iter()
-                        .chain(s.init_containers.iter().flatten())
-                        .find(|c| cc.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
-                });
-                let pre =
-                    spec_c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h)));
-                if let (Some((c, h)), true) =
-                    (pre, cc.state == v1::ContainerState::ContainerRunning as i32)
-                {
-                    let limit = Duration::from_secs(grace.max(0) as u64);
-                    if let Err(msg) = hooks::run_handler(&self.rt, &cc.id, c, h, &host, limit).await
-                    {
-                        self.event(
-                            &uid,
-                            true,
-                            "FailedPreStopHook",
-                            format!("PreStop hook of {} failed: {msg}", c.name),
-                        );
-                    }
-                }
-                let left = (grace - t.elapsed().as_secs() as i64).max(0);
-                self.rt.stop_container(&cc.id, left).await
-            }
-        });
-        for r in futures_util::future::join_all(stops).await {
-            r?;
-        }
-        self.rt.stop_pod_sandbox(sandbox).await?;
-        self.rt.remove_pod_sandbox(sandbox).await
     }
 
     async fn reconcile_pod(&self, pod: &Pod, uid: &str, snap: &Snapshot) -> Result<(), CriError> {
@@ -510,6 +402,28 @@ impl Supervisor {
             sandbox_cfg: &sandbox_cfg,
             existing: &existing,
         };
+        // A pod that does not restart its containers is done once each app container has
+        // exited for good: its native sidecars then stop (last first) and stay stopped.
+        if policy != "Always" && self.apps_done(&spec.containers, &existing, &policy).await? {
+            let sidecars: Vec<v1::Container> = existing
+                .iter()
+                .filter(|cc| {
+                    cc.state == v1::ContainerState::ContainerRunning as i32
+                        && stop::sidecar_rank(Some(pod), cc).is_some()
+                })
+                .cloned()
+                .collect();
+            if !sidecars.is_empty() {
+                tracing::info!(pod = %name, "app containers done; stopping the sidecars");
+                self.stop_in_order(&sidecars, Some(pod), &pod_ip, grace)
+                    .await?;
+            }
+            self.known
+                .lock()
+                .expect("known lock")
+                .insert(uid.to_owned(), pod.clone());
+            return Ok(());
+        }
         // Init containers in order, each to success; native sidecars (restartPolicy: Always)
         // only need to be running before the next one starts. Then the app containers.
         let init_policy = if policy == "Never" {
@@ -523,6 +437,8 @@ impl Supervisor {
                 .ensure_container(&ctx, c, if sidecar { "Always" } else { init_policy })
                 .await?;
             match (sidecar, step) {
+                // A sidecar with a startup probe holds the next container until it succeeds.
+                (true, Step::Running) if !self.sidecar_started(&existing, c) => return Ok(()),
                 (true, Step::Running) | (false, Step::Exited(0)) => {}
                 _ => return Ok(()),
             }
@@ -535,6 +451,62 @@ impl Supervisor {
             .expect("known lock")
             .insert(uid.to_owned(), pod.clone());
         Ok(())
+    }
+
+    /// Whether sidecar `c`, running, has passed its startup probe (if it has one). A
+    /// container started in this very pass is not in `existing` yet: not started.
+    fn sidecar_started(
+        &self,
+        existing: &[v1::Container],
+        c: &k8s_openapi::api::core::v1::Container,
+    ) -> bool {
+        if c.startup_probe.is_none() {
+            return true;
+        }
+        let probes = self.probes.lock().expect("probe lock");
+        existing.iter().any(|x| {
+            x.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name)
+                && x.state == v1::ContainerState::ContainerRunning as i32
+                && probes.get(&x.id).is_some_and(|p| p.started)
+        })
+    }
+
+    /// Whether every app container has exited and will not be restarted by `policy`
+    /// (Never or OnFailure).
+    async fn apps_done(
+        &self,
+        apps: &[k8s_openapi::api::core::v1::Container],
+        existing: &[v1::Container],
+        policy: &str,
+    ) -> Result<bool, CriError> {
+        if apps.is_empty() {
+            return Ok(false);
+        }
+        for c in apps {
+            let last = existing
+                .iter()
+                .filter(|x| x.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
+                .max_by_key(|x| x.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+            let Some(last) = last else { return Ok(false) };
+            if last.state != v1::ContainerState::ContainerExited as i32 {
+                return Ok(false);
+            }
+            if policy == "OnFailure" {
+                let st = self
+                    .rt
+                    .container_status(v1::ContainerStatusRequest {
+                        container_id: last.id.clone(),
+                        verbose: false,
+                    })
+                    .await?
+                    .status
+                    .unwrap_or_default();
+                if st.exit_code != 0 {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Pull `image` for container `c` in the background (once at a time per image), with the
@@ -743,11 +715,8 @@ impl Supervisor {
                     .copied()
                     .unwrap_or_default();
                 let ran = Duration::from_nanos((st.finished_at - st.started_at).max(0) as u64);
-                if ran >= self.policy.reset_after {
-                    b = Backoff::default();
-                }
-                if let Some(nb) = b.not_before {
-                    if now < nb {
+                {
+                    if !b.ready(now, ran, &self.policy) {
                         self.event(
                             uid,
                             true,
@@ -769,6 +738,7 @@ impl Supervisor {
                 }
                 b.restarted(now, &self.policy);
                 self.backoff.lock().expect("backoff lock").insert(key, b);
+                self.backoff_changed.notify_one();
                 // Keep the last run (for `logs --previous`), drop older ones.
                 for old in &mine[..mine.len() - 1] {
                     let _ = self.rt.remove_container(&old.id).await;
@@ -861,9 +831,16 @@ impl Supervisor {
                 .as_ref()
                 .and_then(|s| s.termination_grace_period_seconds)
                 .unwrap_or(30);
-            if let Err(msg) =
-                hooks::run_handler(&self.rt, &id, c, h, host, Duration::from_secs(30)).await
-            {
+            self.post_starting
+                .lock()
+                .expect("post-start lock")
+                .insert(id.clone());
+            let hook = hooks::run_handler(&self.rt, &id, c, h, host, Duration::from_secs(30)).await;
+            self.post_starting
+                .lock()
+                .expect("post-start lock")
+                .remove(&id);
+            if let Err(msg) = hook {
                 self.event(
                     uid,
                     true,
@@ -1132,24 +1109,5 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
     }
     if m.namespace.is_none() {
         m.namespace = Some("default".into());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_immediate_then_doubles_to_the_cap() {
-        let p = BackoffPolicy::default();
-        let mut b = Backoff::default();
-        let t0 = Instant::now();
-        assert!(b.not_before.is_none(), "the first restart is immediate");
-        let mut waits = Vec::new();
-        for _ in 0..7 {
-            b.restarted(t0, &p);
-            waits.push((b.not_before.unwrap() - t0).as_secs());
-        }
-        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
     }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kinglet_proto::v1;
 
 use super::podspec::LABEL_CONTAINER_NAME;
-use super::Supervisor;
+use super::{Supervisor, Waiting};
 
 /// A Kubernetes timestamp for unix nanoseconds.
 pub fn time_of(nanos: i64) -> Option<Time> {
@@ -115,6 +115,7 @@ impl Supervisor {
             pod_ip = self.sandbox_ip(&s.id).await;
         }
         let waiting = self.waiting.lock().expect("waiting lock").clone();
+        let post_starting = self.post_starting.lock().expect("post-start lock").clone();
         let mut container_statuses = Vec::new();
         let mut init_statuses = Vec::new();
         let (mut running, mut succeeded, mut failed, mut pending) = (0, 0, 0, 0);
@@ -137,8 +138,17 @@ impl Supervisor {
                 None
             };
             let w = waiting.get(&(uid.clone(), c.name.clone()));
+            // A container is not running until its postStart hook is done (as in Kubernetes).
+            let post_start = Waiting {
+                reason: "ContainerCreating".into(),
+                message: "PostStart hook running".into(),
+            };
+            let hooked = last.is_some_and(|s| post_starting.contains(&s.id));
+            let w = if hooked { Some(&post_start) } else { w };
             let state = match (last, w) {
-                (Some(s), _) if s.state == v1::ContainerState::ContainerRunning as i32 => {
+                (Some(s), _)
+                    if s.state == v1::ContainerState::ContainerRunning as i32 && !hooked =>
+                {
                     running += app;
                     ContainerState {
                         running: Some(ContainerStateRunning {
@@ -232,7 +242,9 @@ impl Supervisor {
         let init_ok = |(c, st): (&k8s_openapi::api::core::v1::Container, &ContainerStatus)| {
             let s = st.state.as_ref();
             if c.restart_policy.as_deref() == Some("Always") {
-                s.is_some_and(|s| s.running.is_some())
+                // A sidecar that has started counts (it is stopped after a finished pod's
+                // app containers, or restarted after a crash).
+                s.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
             } else {
                 s.and_then(|s| s.terminated.as_ref())
                     .is_some_and(|t| t.exit_code == 0)
@@ -263,6 +275,15 @@ impl Supervisor {
             "Running"
         } else {
             "Succeeded"
+        };
+        // A finished pod is not terminal until its sidecars have stopped too.
+        let sidecar_running = inits.iter().zip(&init_statuses).any(|(c, st)| {
+            c.restart_policy.as_deref() == Some("Always")
+                && st.state.as_ref().is_some_and(|s| s.running.is_some())
+        });
+        let phase = match phase {
+            "Succeeded" | "Failed" if sidecar_running && !init_failed => "Running",
+            p => p,
         };
         let all_ready = total > 0 && container_statuses.iter().all(|c| c.ready);
         let cond = |t: &str, ok: bool| PodCondition {
