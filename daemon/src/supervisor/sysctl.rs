@@ -234,6 +234,11 @@ impl Admission {
             .map(|(_, r)| r.clone())
     }
 
+    /// Forget a pod that is gone.
+    pub fn forget(&self, uid: &str) {
+        self.rejected.lock().expect("admission lock").remove(uid);
+    }
+
     /// Forget the pods that are gone (keep those whose uid is in `live`).
     pub fn retain(&self, live: &std::collections::HashSet<String>) {
         let mut rejected = self.rejected.lock().expect("admission lock");
@@ -371,5 +376,8 @@ mod tests {
         a.admit(&bad, "u2", "h1").unwrap_err();
         a.retain(&["u1".to_string()].into_iter().collect());
         assert_eq!(a.rejection("u2", "h1"), None);
+        a.admit(&bad, "u3", "h1").unwrap_err();
+        a.forget("u3");
+        assert_eq!(a.rejection("u3", "h1"), None);
     }
 }
