@@ -40,7 +40,7 @@ done >"$work/pods.yaml"
 $k apply -f "$work/pods.yaml" --socket "$work/k.sock" >/dev/null
 tck=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$dpid/stat"; }
-mem() { awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {printf "%.1f %.1f", r/1024, p/1024}' "/proc/$dpid/smaps_rollup"; }
+mem() { awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {printf "%.1f %.1f\n", r/1024, p/1024}' "/proc/$dpid/smaps_rollup"; }
 restarts() {
   $k get pods -o json --socket "$work/k.sock" |
     python3 -c 'import json,sys; print(sum(p["status"]["containerStatuses"][0].get("restartCount",0) for p in json.load(sys.stdin)["items"]))'

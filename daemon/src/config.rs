@@ -55,6 +55,14 @@ pub struct Config {
     pub image_gc_interval_secs: u64,
     /// Unpack an image's layers when it is pulled (else at its first container).
     pub unpack_on_pull: bool,
+    /// Unsafe sysctls pods from manifests may set, besides the safe set (the kubelet's
+    /// `--allowed-unsafe-sysctls`): names or prefixes ending in `*` (`net.core.*`,
+    /// `kernel.msg*`), each of a namespace the pod owns (net or ipc); others are refused here.
+    pub allowed_unsafe_sysctls: Vec<String>,
+    /// The most processes (and threads) one pod may have, applied to its cgroup
+    /// `/kinglet/<pod>` (the kubelet's `podPidsLimit`); -1 or 0: unlimited (default).
+    /// Only for sandboxes whose cgroup parent Kinglet chooses, with the cgroupfs driver.
+    pub pod_pids_limit: i64,
 }
 
 impl Default for Config {
@@ -82,6 +90,8 @@ impl Default for Config {
             image_gc_min_age_secs: 120,
             image_gc_interval_secs: 300,
             unpack_on_pull: true,
+            allowed_unsafe_sysctls: Vec::new(),
+            pod_pids_limit: -1,
         }
     }
 }
@@ -113,6 +123,8 @@ pub struct FileConfig {
     pub image_gc_min_age_secs: Option<u64>,
     pub image_gc_interval_secs: Option<u64>,
     pub unpack_on_pull: Option<bool>,
+    pub allowed_unsafe_sysctls: Option<Vec<String>>,
+    pub pod_pids_limit: Option<i64>,
 }
 
 /// Settings given on the command line (all optional).
@@ -197,7 +209,28 @@ impl Config {
                 .image_gc_interval_secs
                 .unwrap_or(d.image_gc_interval_secs),
             unpack_on_pull: file.unpack_on_pull.unwrap_or(d.unpack_on_pull),
+            allowed_unsafe_sysctls: file
+                .allowed_unsafe_sysctls
+                .unwrap_or(d.allowed_unsafe_sysctls),
+            pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
         };
+        if let Err(reason) =
+            crate::supervisor::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
+        {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!("allowed-unsafe-sysctls: {reason}"),
+            });
+        }
+        if cfg.pod_pids_limit < -1 {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!(
+                    "pod-pids-limit must be -1 (unlimited) or more, got {}",
+                    cfg.pod_pids_limit
+                ),
+            });
+        }
         if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
             return Err(DaemonError::Config {
                 path: flags.config.clone().unwrap_or_default(),
@@ -284,5 +317,19 @@ mod tests {
         std::fs::write(&f, "pod-cidr = \"10.85.0.0/33\"\n").unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(e.contains("pod-cidr"), "{e}");
+        std::fs::write(&f, "allowed-unsafe-sysctls = [\"vm.swappiness\"]\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(
+            e.contains("allowed-unsafe-sysctls") && e.contains("vm.swappiness"),
+            "{e}"
+        );
+        std::fs::write(
+            &f,
+            "allowed-unsafe-sysctls = [\"net.core.*\", \"kernel.msgmax\"]\npod-pids-limit = 100\n",
+        )
+        .unwrap();
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(c.allowed_unsafe_sysctls, ["net.core.*", "kernel.msgmax"]);
+        assert_eq!(c.pod_pids_limit, 100);
     }
 }

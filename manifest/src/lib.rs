@@ -331,7 +331,11 @@ const CONTAINER_FIELDS: &[&str] = &[
 const POD_SECURITY_FIELDS: &[&str] = &[
     "runAsUser",
     "runAsGroup",
+    "runAsNonRoot",
     "supplementalGroups",
+    "fsGroup",
+    "fsGroupChangePolicy",
+    "sysctls",
     "seccompProfile",
 ];
 const CONTAINER_SECURITY_FIELDS: &[&str] = &[
@@ -339,6 +343,7 @@ const CONTAINER_SECURITY_FIELDS: &[&str] = &[
     "readOnlyRootFilesystem",
     "runAsUser",
     "runAsGroup",
+    "runAsNonRoot",
     "allowPrivilegeEscalation",
     "capabilities",
     "seccompProfile",
@@ -652,14 +657,15 @@ spec:
 
     #[test]
     fn fields_kinglet_ignores_are_listed() {
-        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeSelector: {disk: ssd}\n  securityContext: {fsGroup: 2000, runAsUser: 1}\n  containers:\n  - name: c\n    image: b\n    stdin: true\n";
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeSelector: {disk: ssd}\n  securityContext: {fsGroup: 2000, runAsUser: 1, runAsNonRoot: true, sysctls: [{name: kernel.shm_rmid_forced, value: '1'}], seLinuxOptions: {level: s0}}\n  containers:\n  - name: c\n    image: b\n    stdin: true\n    securityContext: {runAsNonRoot: true, procMount: Default}\n";
         let o = parse("p.yaml", y).unwrap().remove(0);
         assert_eq!(
             ignored_fields(&o),
             [
                 "spec.nodeSelector",
-                "spec.securityContext.fsGroup",
-                "spec.containers[0].stdin"
+                "spec.securityContext.seLinuxOptions",
+                "spec.containers[0].stdin",
+                "spec.containers[0].securityContext.procMount"
             ]
         );
     }

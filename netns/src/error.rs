@@ -216,6 +216,20 @@ pub enum NetnsError {
         source: io::Error,
     },
 
+    /// A pod sysctl cannot be set in the pod's namespaces.
+    #[error("sysctl {key:?} {reason}")]
+    InvalidSysctl { key: String, reason: &'static str },
+
+    /// Writing a pod sysctl inside the pod's namespaces failed (unknown key, bad value).
+    #[error("failed to set sysctl {key:?} to {value:?} in the pod's namespaces ({path})")]
+    PodSysctl {
+        key: String,
+        value: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// `nft` could not be run.
     #[error("failed to run nft for table {table}")]
     Nft {

@@ -12,6 +12,7 @@
 //!   hostPorts), built from [`ipam`] (address allocation files), [`nft`] (Kinglet's own
 //!   nftables table) and [`link`] (rtnetlink on dedicated threads).
 //! - [`cni`]: CNI mode, the same job done by standard CNI plugins from a conflist.
+//! - [`sysctl`]: which namespace a pod sysctl belongs to, and its `/proc/sys` file.
 //! - [`sys`]: the safe wrappers over every kernel call above; the only module with `unsafe`.
 //! - [`ns`]: namespace kinds and identities shared by all of them.
 //!
@@ -30,6 +31,7 @@ pub mod ns;
 pub mod pidns;
 pub mod pin;
 pub mod sys;
+pub mod sysctl;
 
 use std::error::Error as StdError;
 use std::fmt;

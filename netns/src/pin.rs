@@ -41,6 +41,9 @@ pub struct PinRequest {
     pub uts: bool,
     /// Hostname to set in the new UTS namespace; requires `uts`.
     pub hostname: Option<String>,
+    /// Sysctls (key, value) to set in the new namespaces; each must belong to one of them
+    /// ([`crate::sysctl::check`]).
+    pub sysctls: Vec<(String, String)>,
 }
 
 impl PinRequest {
@@ -101,6 +104,7 @@ pub fn pin_namespaces(req: &PinRequest) -> Result<PinnedNamespaces, NetnsError> 
             hostname: hostname.clone(),
         });
     }
+    crate::sysctl::check(&req.sysctls, &req.kinds())?;
     if req.kinds().is_empty() {
         return Ok(PinnedNamespaces::default());
     }
@@ -165,7 +169,19 @@ fn pin_on_this_thread(req: &PinRequest) -> Result<PinnedNamespaces, NetnsError> 
         })?;
     }
 
-    // 5. Pin each namespace: empty file, then bind mount of this thread's ns link onto it.
+    // 5. Sysctls, written from this thread: /proc/sys resolves net and ipc entries in the
+    //    namespaces of the task that opens them, i.e. the new ones.
+    for (key, value) in &req.sysctls {
+        let path = crate::sysctl::path_of(Path::new("/proc/sys"), key)?;
+        fs::write(&path, value).map_err(|source| NetnsError::PodSysctl {
+            key: key.clone(),
+            value: value.clone(),
+            path: path.clone(),
+            source,
+        })?;
+    }
+
+    // 6. Pin each namespace: empty file, then bind mount of this thread's ns link onto it.
     let task = PathBuf::from(format!("/proc/self/task/{}/ns", sys::gettid()));
     let mut pinned = PinnedNamespaces::default();
     for &kind in &kinds {
@@ -301,6 +317,7 @@ mod tests {
             ipc,
             uts,
             hostname: hostname.map(str::to_owned),
+            sysctls: Vec::new(),
         }
     }
 

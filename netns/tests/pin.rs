@@ -22,6 +22,7 @@ fn request(dir: &Path, hostname: Option<&str>) -> PinRequest {
         ipc: true,
         uts: true,
         hostname: hostname.map(str::to_owned),
+        sysctls: Vec::new(),
     }
 }
 
@@ -111,6 +112,7 @@ fn pins_only_what_is_requested() {
         ipc: false,
         uts: false,
         hostname: None,
+        sysctls: Vec::new(),
     })
     .expect("pin");
     assert_eq!(pinned.net.as_deref(), Some(dir.join("net").as_path()));
@@ -195,6 +197,7 @@ fn unpin_detaches_stacked_mounts_and_keeps_foreign_files() {
         ipc: false,
         uts: false,
         hostname: None,
+        sysctls: Vec::new(),
     })
     .expect("pin");
     // Leftovers of a crash: a second mount stacked on the net pin, a plain unmounted pid pin

@@ -37,6 +37,7 @@ fn measure(
             ipc: false,
             uts: false,
             hostname: None,
+            sysctls: Vec::new(),
         })?;
         let netns = pinned.net.expect("net pinned");
         let ports = [PortMapping {

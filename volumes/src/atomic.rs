@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::VolumeError;
+use crate::{ownership, VolumeError};
 
 /// The `..data` symlink.
 pub const DATA_DIR: &str = "..data";
@@ -62,13 +62,22 @@ pub fn validate_path(p: &str) -> Result<(), VolumeError> {
 /// Writes payloads into one volume directory.
 pub struct AtomicWriter {
     target: PathBuf,
+    fs_group: Option<u32>,
 }
 
 impl AtomicWriter {
     pub fn new(target: impl Into<PathBuf>) -> Self {
         AtomicWriter {
             target: target.into(),
+            fs_group: None,
         }
+    }
+
+    /// Give every payload to the pod's `fsGroup` (read-only bits, see [`crate::ownership`])
+    /// before it becomes visible, so updates keep the ownership.
+    pub fn fs_group(mut self, gid: Option<u32>) -> Self {
+        self.fs_group = gid;
+        self
     }
 
     /// The payload currently visible (read back through `..data`), for comparison.
@@ -90,7 +99,21 @@ impl AtomicWriter {
             .iter()
             .map(|(k, v)| (normalize(k), v.clone()))
             .collect();
-        if self.current().as_ref() == Some(&normalized) {
+        // What the files look like once written (fsGroup adds group read bits).
+        let expected: BTreeMap<String, FileProjection> = match self.fs_group {
+            None => normalized.clone(),
+            Some(_) => normalized
+                .iter()
+                .map(|(k, v)| {
+                    let mode = ownership::owned_mode(v.mode & 0o7777, false, true);
+                    (k.clone(), FileProjection { mode, ..v.clone() })
+                })
+                .collect(),
+        };
+        let owned = self
+            .fs_group
+            .is_none_or(|g| !ownership::requires_change(&self.target, g, true));
+        if owned && self.current().as_ref() == Some(&expected) {
             return Ok(false);
         }
         let old = fs::read_link(self.target.join(DATA_DIR)).ok();
@@ -110,6 +133,14 @@ impl AtomicWriter {
         }
         fs::set_permissions(&new_dir, fs::Permissions::from_mode(0o755))
             .map_err(VolumeError::io("chmod", &new_dir))?;
+        if let Some(gid) = self.fs_group {
+            ownership::set_volume_ownership(
+                &self.target,
+                gid,
+                true,
+                ownership::ChangePolicy::Always,
+            )?;
+        }
 
         // 2. Swap `..data` in one rename.
         let tmp = self.target.join(DATA_TMP);
@@ -251,6 +282,34 @@ mod tests {
         // An unchanged payload writes nothing.
         assert!(!w.write(&payload(&[("a", "1"), ("dir/b", "2")])).unwrap());
         assert_eq!(fs::read_link(d.path().join(DATA_DIR)).unwrap(), data);
+    }
+
+    #[test]
+    fn fs_group_owns_every_payload_and_survives_updates() {
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test changes file groups and needs root (CI runs as root)"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let w = AtomicWriter::new(d.path()).fs_group(Some(2345));
+        let mut p = payload(&[("a", "1")]);
+        p.get_mut("a").unwrap().mode = 0o400;
+        assert!(w.write(&p).unwrap());
+        let meta = |n: &str| fs::metadata(d.path().join(n)).unwrap();
+        assert_eq!((meta("a").gid(), meta("a").mode() & 0o7777), (2345, 0o440));
+        assert_eq!(meta("").gid(), 2345);
+        assert_eq!(meta("").mode() & 0o2000, 0o2000, "setgid root");
+        // Unchanged (the added group bits are expected, not a difference).
+        assert!(!w.write(&p).unwrap());
+        // An update is owned before it becomes visible.
+        p.get_mut("a").unwrap().data = b"2".to_vec();
+        assert!(w.write(&p).unwrap());
+        assert_eq!((meta("a").gid(), meta("a").mode() & 0o7777), (2345, 0o440));
+        // A group change alone rewrites.
+        let w = AtomicWriter::new(d.path()).fs_group(Some(2346));
+        assert!(w.write(&p).unwrap());
+        assert_eq!(meta("a").gid(), 2346);
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //!   timestamped directory, `..data` is a symlink to it, and every user-visible name is a
 //!   symlink through `..data`; an update writes a new directory and swaps `..data` with one
 //!   `rename`, so a reader never sees a mix of old and new files.
+//! - [`ownership`]: a pod's `fsGroup` applied to a volume (group, setgid dirs, group bits).
 //! - [`tmpfs`]: the in-memory filesystem secret volumes are written to (never to disk).
 //!
 //! Volume roots are parameters: nothing here knows where the daemon keeps pods.
 
 pub mod atomic;
+pub mod ownership;
 pub mod tmpfs;
 
 use std::path::PathBuf;

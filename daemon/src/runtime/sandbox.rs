@@ -81,6 +81,48 @@ pub fn port_mappings(config: &v1::PodSandboxConfig) -> Result<Vec<PortMapping>, 
     Ok(out)
 }
 
+/// The sandbox's sysctls, sorted by key (the CRI gives a map).
+fn sysctls(config: &v1::PodSandboxConfig) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = config
+        .linux
+        .as_ref()
+        .map(|l| l.sysctls.clone().into_iter().collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Check that each sysctl of the sandbox belongs to a namespace the pod gets of its own
+/// (its own network namespace for `net.*`, IPC for `kernel.shm*`, ...): anything else would
+/// change the host, and is the client's error.
+pub fn check_sysctls(
+    config: &v1::PodSandboxConfig,
+    net: NsMode,
+    ipc: NsMode,
+) -> Result<(), CriError> {
+    use kinglet_netns::NsKind;
+    let mut kinds = Vec::new();
+    if net != NsMode::Node {
+        kinds.extend([NsKind::Net, NsKind::Uts]);
+    }
+    if ipc != NsMode::Node {
+        kinds.push(NsKind::Ipc);
+    }
+    kinglet_netns::sysctl::check(&sysctls(config), &kinds)
+        .map_err(|e| CriError::invalid("config.linux.sysctls", e.to_string()))
+}
+
+/// A failure to make the pod's namespaces; a sysctl the kernel refused is the client's error.
+fn pin_err(e: kinglet_netns::NetnsError) -> CriError {
+    use kinglet_netns::NetnsError as N;
+    match e {
+        N::InvalidSysctl { .. } | N::PodSysctl { .. } => {
+            CriError::invalid("config.linux.sysctls", kinglet_cri::chain(&e))
+        }
+        other => CriError::internal("pin pod namespaces", other),
+    }
+}
+
 /// resolv.conf content for a DNSConfig (None → use the host's file).
 pub fn resolv_conf(dns: Option<&v1::DnsConfig>) -> Option<String> {
     let dns = dns?;
@@ -156,6 +198,7 @@ impl Runtime {
                 "TARGET mode is only valid for the pid namespace of a container",
             ));
         }
+        check_sysctls(&config, net, ipc)?;
 
         // Reserve the name: check records and reservations, then reserve, under one lock.
         let key = format!(
@@ -191,6 +234,28 @@ impl Runtime {
                 } else {
                     (linux.cgroup_parent.clone(), false)
                 };
+                // The node's pod pids limit, on the pod cgroup Kinglet owns (a client that
+                // gives its own cgroup parent manages that cgroup itself, as a kubelet does).
+                let limit = self.config.pod_pids_limit;
+                if owns_cgroup_parent && limit > 0 && !self.config.systemd_cgroup {
+                    let parent = cgroup_parent.clone();
+                    let set = blocking("set the pod pids limit", move || {
+                        cgroups::set_pids_limit(Path::new("/sys/fs/cgroup"), &parent, limit)
+                            .map_err(|e| CriError::internal("set the pod's pids limit", e))
+                    })
+                    .await;
+                    if let Err(e) = set {
+                        let parent = cgroup_parent.clone();
+                        let _ = blocking("remove pod cgroup", move || {
+                            cgroups::remove_cgroup(Path::new("/sys/fs/cgroup"), &parent);
+                            Ok(())
+                        })
+                        .await;
+                        rb.run().await;
+                        return Err(e);
+                    }
+                    tracing::debug!(pod = %id, limit, "pod pids limit set");
+                }
                 let rec = SandboxRecord {
                     id: id.clone(),
                     meta,
@@ -261,10 +326,11 @@ impl Runtime {
             ipc: ipc != NsMode::Node,
             uts: !host_net,
             hostname: (!host_net).then(|| hostname.clone()),
+            sysctls: sysctls(config),
         };
         let pinned = if pin.net || pin.ipc || pin.uts {
             let p = blocking("pin namespaces", move || {
-                kinglet_netns::pin_namespaces(&pin).map_err(netns_err("pin pod namespaces"))
+                kinglet_netns::pin_namespaces(&pin).map_err(pin_err)
             })
             .await?;
             let d = ns_dir.clone();

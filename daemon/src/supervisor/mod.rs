@@ -16,8 +16,10 @@ mod hooks;
 mod objects;
 pub mod podspec;
 mod probe;
+mod security;
 mod status;
 mod stop;
+pub mod sysctl;
 mod volumes;
 mod watch;
 mod workers;
@@ -126,6 +128,8 @@ pub struct Supervisor {
     self_ref: std::sync::Mutex<std::sync::Weak<Supervisor>>,
     /// Recent events per pod uid (newest last), for `describe`.
     events: std::sync::Mutex<HashMap<String, std::collections::VecDeque<PodEvent>>>,
+    /// Pod admission (sysctls) and the pods it refused.
+    admission: sysctl::Admission,
 }
 
 /// One event of a pod's life (Kubernetes v1 Event, node-local).
@@ -158,6 +162,8 @@ impl Supervisor {
         };
         let backoff_root = rt.paths.root.clone();
         let sources = watch::Sources::load(&rt.paths.root.join("objects").join("sources.json"));
+        let allowlist = sysctl::SysctlAllowlist::new(&rt.config.allowed_unsafe_sysctls)
+            .map_err(|reason| CriError::invalid("allowed-unsafe-sysctls", reason))?;
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),
             pod_logs: rt.paths.root.join("pod-logs"),
@@ -179,6 +185,7 @@ impl Supervisor {
             pulling: Default::default(),
             pull_backoff: Default::default(),
             pulled: Default::default(),
+            admission: sysctl::Admission::new(allowlist),
         });
         *s.self_ref.lock().expect("self lock") = Arc::downgrade(&s);
         tokio::spawn(watch::watch_dir(s.clone(), s.rt.config.manifests.clone()));
@@ -325,6 +332,12 @@ impl Supervisor {
                 self.teardown(&s.id, grace, previous.as_ref().or(Some(pod)))
                     .await?;
             }
+        }
+
+        // Admission (sysctls): a refused pod gets no sandbox; its status says why.
+        if let Err(r) = self.admission.admit(pod, uid, &hash) {
+            self.event(uid, true, r.reason, r.message);
+            return Ok(());
         }
 
         // 2. Volumes (refreshed on every pass).
@@ -755,7 +768,7 @@ impl Supervisor {
             }
         };
         let image = c.image.clone().unwrap_or_default();
-        let present = self
+        let image_status = self
             .rt
             .image_status(v1::ImageStatusRequest {
                 image: Some(v1::ImageSpec {
@@ -765,8 +778,9 @@ impl Supervisor {
                 verbose: false,
             })
             .await
-            .map(|r| r.image.is_some())
-            .unwrap_or(false);
+            .ok()
+            .and_then(|r| r.image);
+        let present = image_status.is_some();
         // imagePullPolicy, with Kubernetes' default: Always for `:latest` or no tag, else
         // IfNotPresent.
         let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
@@ -799,6 +813,13 @@ impl Supervisor {
         };
         if must_pull {
             self.start_pull(ctx, c, &image);
+            return Ok(Step::Waiting);
+        }
+        if let Err(ConfigError(msg)) =
+            security::verify_run_as_non_root(pod, c, image_status.as_ref())
+        {
+            self.event(uid, true, "Failed", format!("Error: {msg}"));
+            self.set_waiting(uid, &c.name, "CreateContainerConfigError", msg);
             return Ok(Step::Waiting);
         }
         let id = match self

@@ -131,6 +131,16 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
                 }),
                 ..Default::default()
             }),
+            // Admitted by `sysctl::SysctlAllowlist`; the runtime sets them in the pod's
+            // namespaces. Names in dot form, as the kubelet passes them.
+            sysctls: spec
+                .security_context
+                .as_ref()
+                .and_then(|s| s.sysctls.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|s| (super::sysctl::dot_form(&s.name), s.value.clone()))
+                .collect(),
             ..Default::default()
         }),
         ..Default::default()
@@ -454,7 +464,12 @@ pub fn container_config(
                     .run_as_group
                     .or(psc.run_as_group)
                     .map(|value| v1::Int64Value { value }),
-                supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
+                // The kubelet's order: fsGroup first, then the pod's supplementalGroups.
+                supplemental_groups: psc
+                    .fs_group
+                    .into_iter()
+                    .chain(psc.supplemental_groups.clone().unwrap_or_default())
+                    .collect(),
                 no_new_privs: sc.allow_privilege_escalation == Some(false),
                 capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
                     add_capabilities: c.add.clone().unwrap_or_default(),
@@ -588,6 +603,20 @@ spec:
         let c = &p.spec.as_ref().unwrap().containers[0];
         let e = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap_err();
         assert!(e.0.contains("nokey") && e.0.contains("cm"), "{e:?}");
+    }
+
+    #[test]
+    fn fs_group_joins_the_groups_and_sysctls_reach_the_sandbox() {
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  securityContext:\n    fsGroup: 2000\n    supplementalGroups: [3000]\n    sysctls: [{name: kernel.shm_rmid_forced, value: '1'}, {name: net/ipv4/ip_local_port_range, value: '1024 65000'}]\n  containers:\n  - name: c\n    image: b\n");
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
+        let sc = cfg.linux.unwrap().security_context.unwrap();
+        assert_eq!(sc.supplemental_groups, [2000, 3000]);
+        let sb = sandbox_config(&p, "u1", "/logs", "h");
+        let sysctls = sb.linux.unwrap().sysctls;
+        assert_eq!(sysctls.len(), 2);
+        assert_eq!(sysctls["kernel.shm_rmid_forced"], "1");
+        assert_eq!(sysctls["net.ipv4.ip_local_port_range"], "1024 65000");
     }
 
     #[test]

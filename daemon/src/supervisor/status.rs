@@ -81,6 +81,19 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 impl Supervisor {
     pub(super) async fn pod_status(&self, pod: &Pod) -> PodStatus {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        // Refused at admission: Failed, with the kubelet's reason and message.
+        if let Some(r) = self
+            .admission
+            .rejection(&uid, &super::podspec::spec_hash(pod))
+        {
+            return PodStatus {
+                phase: Some("Failed".into()),
+                reason: Some(r.reason.into()),
+                message: Some(format!("Pod was rejected: {}", r.message)),
+                qos_class: Some(qos_class(pod).into()),
+                ..Default::default()
+            };
+        }
         let spec = pod.spec.clone().unwrap_or_default();
         let sandbox = self.sandboxes_of(&uid).await.ok().and_then(|l| {
             l.into_iter()

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
 use kinglet_volumes::atomic::{AtomicWriter, FileProjection};
+use kinglet_volumes::ownership::ChangePolicy;
 
 use super::podspec::{ConfigError, Sources};
 
@@ -64,8 +65,13 @@ fn project(
     Ok(out)
 }
 
-fn write(dir: &Path, payload: &BTreeMap<String, FileProjection>) -> Result<(), ConfigError> {
+fn write(
+    dir: &Path,
+    payload: &BTreeMap<String, FileProjection>,
+    fs_group: Option<u32>,
+) -> Result<(), ConfigError> {
     AtomicWriter::new(dir)
+        .fs_group(fs_group)
         .write(payload)
         .map(|_| ())
         .map_err(|e| ConfigError(format!("write volume {}: {e}", dir.display())))
@@ -117,7 +123,23 @@ fn downward_files(
     Ok(())
 }
 
-/// Prepare (or refresh) every volume of `pod`; returns volume name → host path.
+/// The pod's `fsGroup` and `fsGroupChangePolicy`.
+fn fs_group(pod: &Pod) -> Result<(Option<u32>, ChangePolicy), ConfigError> {
+    let sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let gid = match sc.and_then(|s| s.fs_group) {
+        None => None,
+        Some(g) => Some(u32::try_from(g).map_err(|_| {
+            ConfigError(format!(
+                "spec.securityContext.fsGroup: {g} is not a group id"
+            ))
+        })?),
+    };
+    let policy = ChangePolicy::from_k8s(sc.and_then(|s| s.fs_group_change_policy.as_deref()));
+    Ok((gid, policy))
+}
+
+/// Prepare (or refresh) every volume of `pod`; returns volume name → host path. With an
+/// `fsGroup`, every volume but hostPath is given to that group (`kinglet_volumes::ownership`).
 pub fn prepare(
     pod: &Pod,
     ns: &str,
@@ -125,6 +147,7 @@ pub fn prepare(
     src: &dyn Sources,
 ) -> Result<HashMap<String, PathBuf>, ConfigError> {
     let mut out = HashMap::new();
+    let (fs_group, fs_group_policy) = fs_group(pod)?;
     let vols: Vec<Volume> = pod
         .spec
         .as_ref()
@@ -143,6 +166,7 @@ pub fn prepare(
             write(
                 &dir,
                 &project(&data, cm.items.as_ref(), cm.default_mode, &what, optional)?,
+                fs_group,
             )?;
             dir
         } else if let Some(s) = &v.secret {
@@ -160,10 +184,12 @@ pub fn prepare(
             write(
                 &dir,
                 &project(&data, s.items.as_ref(), s.default_mode, &what, optional)?,
+                fs_group,
             )?;
             dir
         } else if let Some(e) = &v.empty_dir {
-            if e.medium.as_deref() == Some("Memory") {
+            let err = |e: &dyn std::fmt::Display| ConfigError(format!("emptyDir {}: {e}", v.name));
+            let (dir, fresh) = if e.medium.as_deref() == Some("Memory") {
                 let dir = roots.run.join(&v.name);
                 let size = e
                     .size_limit
@@ -171,20 +197,40 @@ pub fn prepare(
                     .and_then(|q| super::podspec::parse_quantity(&q.0))
                     .map(|n| n as u64)
                     .unwrap_or(64 << 20);
-                kinglet_volumes::tmpfs::mount_tmpfs(&dir, size)
-                    .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
-                dir
+                let fresh = !kinglet_volumes::tmpfs::is_tmpfs(&dir);
+                kinglet_volumes::tmpfs::mount_tmpfs(&dir, size).map_err(|e| err(&e))?;
+                (dir, fresh)
             } else {
                 let dir = roots.disk.join(&v.name);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
-                dir
+                let fresh = !dir.exists();
+                std::fs::create_dir_all(&dir).map_err(|e| err(&e))?;
+                (dir, fresh)
+            };
+            // The kubelet's emptyDir is world-writable (0777), whoever the containers run as.
+            if fresh {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(|e| err(&e))?;
             }
+            // fsGroup: when the volume is set up, and again whenever its root lacks the group
+            // (fsGroup changed); not on every pass, which would undo the containers' chmods.
+            if let Some(gid) = fs_group {
+                if fresh || kinglet_volumes::ownership::requires_change(&dir, gid, false) {
+                    kinglet_volumes::ownership::set_volume_ownership(
+                        &dir,
+                        gid,
+                        false,
+                        fs_group_policy,
+                    )
+                    .map_err(|e| err(&e))?;
+                }
+            }
+            dir
         } else if let Some(da) = &v.downward_api {
             let dir = roots.run.join(&v.name);
             let mut payload = BTreeMap::new();
             downward_files(pod, da.items.as_ref(), da.default_mode, &mut payload)?;
-            write(&dir, &payload)?;
+            write(&dir, &payload, fs_group)?;
             dir
         } else if let Some(pr) = &v.projected {
             // All sources into one payload; secrets are among them, so a tmpfs.
@@ -239,7 +285,7 @@ pub fn prepare(
             }
             kinglet_volumes::tmpfs::mount_tmpfs(&dir, 16 << 20)
                 .map_err(|e| ConfigError(format!("projected volume {}: {e}", v.name)))?;
-            write(&dir, &payload)?;
+            write(&dir, &payload, fs_group)?;
             dir
         } else if let Some(h) = &v.host_path {
             host_path(&h.path, h.type_.as_deref().unwrap_or(""))

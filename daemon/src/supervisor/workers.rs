@@ -128,6 +128,7 @@ impl Supervisor {
     /// node that churns pods keeps a flat footprint.
     fn forget(&self, uid: &str) {
         self.known.lock().expect("known lock").remove(uid);
+        self.admission.forget(uid);
         self.events.lock().expect("events lock").remove(uid);
         let mine = |k: &(String, String)| k.0 == uid;
         self.waiting
