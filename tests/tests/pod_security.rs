@@ -105,6 +105,20 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: caps}}
+spec:
+  containers:
+  - name: c
+    image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    securityContext:
+      capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}
+      allowPrivilegeEscalation: false
+  - {{name: plain, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: forker}}
 spec:
   restartPolicy: Never
@@ -212,12 +226,41 @@ async fn security_context_sysctls_and_pids_limit_of_pods_from_manifests() {
         );
     }
 
-    for pod in ["owned", "tuned"] {
+    for pod in ["owned", "tuned", "caps"] {
         wait_for(&format!("{pod} running"), Duration::from_secs(30), || {
             pod_json(&d, pod)["status"]["phase"] == "Running"
         });
     }
     let ex = |pod: &str, script: &str| d.cli_ok(&["exec", pod, "--", "sh", "-c", script]);
+
+    // Capabilities as seen from inside: drop ALL + add NET_BIND_SERVICE leaves only that one
+    // (bit 10) in every set, with no_new_privs; the neighbour has containerd's default set.
+    let caps = d.cli_ok(&[
+        "exec",
+        "caps",
+        "-c",
+        "c",
+        "--",
+        "grep",
+        "-E",
+        "^(CapEff|CapBnd|CapPrm|NoNewPrivs)",
+        "/proc/self/status",
+    ]);
+    assert_eq!(
+        caps,
+        "CapPrm:\t0000000000000400\nCapEff:\t0000000000000400\nCapBnd:\t0000000000000400\nNoNewPrivs:\t1\n"
+    );
+    let plain = d.cli_ok(&[
+        "exec",
+        "caps",
+        "-c",
+        "plain",
+        "--",
+        "grep",
+        "^CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(plain, "CapEff:\t00000000a80425fb\n");
 
     // fsGroup: a supplementary group of the process, and the group of every managed volume.
     let id = ex("owned", "id");

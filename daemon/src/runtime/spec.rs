@@ -9,8 +9,9 @@
 //! - user: `run_as_user` / `run_as_username`, else the image `User` (`uid`, `name`, `uid:gid`,
 //!   `name:group`), resolved in the container's passwd/group files; `run_as_group` overrides the
 //!   group; supplementary groups from /etc/group plus `supplemental_groups`.
-//! - capabilities: containerd's default set, then `add` (`ALL` = every capability), then `drop`
-//!   (`ALL` = none); privileged = every capability and no masked paths.
+//! - capabilities: containerd's default set; `ALL` in `add` = every capability, `ALL` in `drop`
+//!   = none; then the named `add`s, then the named `drop`s; privileged = every capability and
+//!   no masked paths.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -374,37 +375,42 @@ pub fn resolve_caps(
         return Ok(all_caps());
     }
     let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-    if let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) {
-        for a in &c.add_capabilities {
-            if a.eq_ignore_ascii_case("ALL") {
-                caps = all_caps();
-                continue;
-            }
-            let n = cap_name(a);
-            parse_cap(&n).map_err(|_| {
-                CriError::invalid(
-                    "linux.security_context.capabilities.add_capabilities",
-                    format!("unknown capability {a:?}"),
-                )
-            })?;
-            if !caps.contains(&n) {
-                caps.push(n);
-            }
+    let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) else {
+        return Ok(caps);
+    };
+    // As containerd: `ALL` in add starts from every capability, `ALL` in drop from none; then
+    // the named ones are added, then the named ones dropped (so `drop: [ALL], add: [X]` = X).
+    let all = |l: &[String]| l.iter().any(|x| x.eq_ignore_ascii_case("ALL"));
+    if all(&c.add_capabilities) {
+        caps = all_caps();
+    }
+    if all(&c.drop_capabilities) {
+        caps.clear();
+    }
+    let named = |l: &[String], field: &'static str| -> Result<Vec<String>, CriError> {
+        l.iter()
+            .filter(|x| !x.eq_ignore_ascii_case("ALL"))
+            .map(|x| {
+                let n = cap_name(x);
+                parse_cap(&n)
+                    .map(|_| n)
+                    .map_err(|_| CriError::invalid(field, format!("unknown capability {x:?}")))
+            })
+            .collect()
+    };
+    for n in named(
+        &c.add_capabilities,
+        "linux.security_context.capabilities.add_capabilities",
+    )? {
+        if !caps.contains(&n) {
+            caps.push(n);
         }
-        for d in &c.drop_capabilities {
-            if d.eq_ignore_ascii_case("ALL") {
-                caps.clear();
-                continue;
-            }
-            let n = cap_name(d);
-            parse_cap(&n).map_err(|_| {
-                CriError::invalid(
-                    "linux.security_context.capabilities.drop_capabilities",
-                    format!("unknown capability {d:?}"),
-                )
-            })?;
-            caps.retain(|c| *c != n);
-        }
+    }
+    for n in named(
+        &c.drop_capabilities,
+        "linux.security_context.capabilities.drop_capabilities",
+    )? {
+        caps.retain(|c| *c != n);
     }
     Ok(caps)
 }
@@ -886,6 +892,16 @@ mod tests {
             ..Default::default()
         });
         assert!(resolve_caps(Some(&sc)).unwrap().is_empty());
+        // The usual hardening: drop everything, add back one.
+        sc.capabilities = Some(v1::Capability {
+            drop_capabilities: vec!["ALL".into()],
+            add_capabilities: vec!["NET_BIND_SERVICE".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            resolve_caps(Some(&sc)).unwrap(),
+            ["CAP_NET_BIND_SERVICE".to_string()]
+        );
         sc.capabilities = Some(v1::Capability {
             add_capabilities: vec!["NOT_A_CAP".into()],
             ..Default::default()
