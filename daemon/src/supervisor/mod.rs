@@ -641,8 +641,9 @@ impl Supervisor {
             c.clone(),
         );
         let me = self.self_ref.lock().expect("self lock").upgrade();
+        let pod = probe::PodRef::new(self.self_ref.lock().expect("self lock").clone(), ctx.pod);
         tokio::spawn(async move {
-            probe::prober(rt, states, id.clone(), c, host, grace).await;
+            probe::prober(rt, states, id.clone(), c, host, grace, pod).await;
             if let Some(me) = me {
                 me.probers.lock().expect("probers lock").remove(&id);
                 me.wake.notify_one();
@@ -847,7 +848,8 @@ impl Supervisor {
                     "FailedPostStartHook",
                     format!("PostStart hook of {} failed: {msg}", c.name),
                 );
-                let _ = self.rt.stop_container(&id, grace).await;
+                let me = probe::PodRef::new(self.self_ref.lock().expect("self lock").clone(), pod);
+                let _ = hooks::kill_container(&self.rt, &me, &id, c, host, grace).await;
                 return Ok(Step::Waiting);
             }
         }
