@@ -224,17 +224,13 @@ impl Supervisor {
         }
     }
 
-    /// Record an event; a repeat of the newest one only refreshes its time.
+    /// Record an event; a repeat of a kept one (same reason and message, as probe failures
+    /// repeat) replaces it, so that repeats do not push the other events out.
     fn event(&self, uid: &str, warning: bool, reason: &'static str, message: String) {
         let mut all = self.events.lock().expect("events lock");
         let q = all.entry(uid.to_owned()).or_default();
         let at = kinglet_shim::protocol::now_nanos();
-        if let Some(last) = q.back_mut() {
-            if last.reason == reason && last.message == message {
-                last.at = at;
-                return;
-            }
-        }
+        q.retain(|e| e.reason != reason || e.message != message);
         q.push_back(PodEvent {
             at,
             warning,
