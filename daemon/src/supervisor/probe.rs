@@ -570,6 +570,7 @@ pub(super) async fn prober(
         }
     };
     if pr.c.liveness_probe.is_none() && pr.c.readiness_probe.is_none() {
+        // Nothing more to probe: the entry stays (started), read by the sidecar ordering.
         return;
     }
     let (ended, p) = tokio::select! {
