@@ -616,13 +616,13 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         out.push_str("  <none>\n");
     } else {
         out.push_str(&format!(
-            "  {:<8}{:<16}{:<8}{}\n",
+            "  {:<8}{:<20}{:<8}{}\n",
             "Type", "Reason", "Age", "Message"
         ));
         for e in &r.events {
             let e: serde_json::Value = serde_json::from_str(e)?;
             out.push_str(&format!(
-                "  {:<8}{:<16}{:<8}{}\n",
+                "  {:<8}{:<20}{:<8}{}\n",
                 e["type"].as_str().unwrap_or(""),
                 e["reason"].as_str().unwrap_or(""),
                 since(e["lastTimestamp"].as_str()),

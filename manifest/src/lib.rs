@@ -322,6 +322,7 @@ const CONTAINER_FIELDS: &[&str] = &[
     "livenessProbe",
     "readinessProbe",
     "startupProbe",
+    "lifecycle",
     "securityContext",
     "imagePullPolicy",
     "restartPolicy",
@@ -407,33 +408,6 @@ fn unsupported(p: &Pod) -> Option<String> {
             || v.downward_api.is_some();
         if !known {
             return Some(format!("spec.volumes[{i}] (only configMap, secret, emptyDir, hostPath, projected and downwardAPI volumes are supported)"));
-        }
-    }
-    let lists = [
-        (
-            "initContainers",
-            spec.init_containers.clone().unwrap_or_default(),
-        ),
-        ("containers", spec.containers.clone()),
-    ];
-    for (list, cs) in lists {
-        for (i, c) in cs.iter().enumerate() {
-            if let Some(l) = &c.lifecycle {
-                for (hook, h) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
-                    if h.as_ref().is_some_and(|h| h.tcp_socket.is_some()) {
-                        return Some(format!("spec.{list}[{i}].lifecycle.{hook}.tcpSocket"));
-                    }
-                }
-            }
-            for (name, pr) in [
-                ("livenessProbe", &c.liveness_probe),
-                ("readinessProbe", &c.readiness_probe),
-                ("startupProbe", &c.startup_probe),
-            ] {
-                if pr.as_ref().is_some_and(|pr| pr.grpc.is_some()) {
-                    return Some(format!("spec.{list}[{i}].{name}.grpc"));
-                }
-            }
         }
     }
     None
@@ -643,13 +617,11 @@ spec:
 
     #[test]
     fn unsupported_fields_are_refused_by_path() {
-        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: b\n    lifecycle: {preStop: {tcpSocket: {port: 80}}}\n";
-        let e = parse("p.yaml", y).unwrap_err().to_string();
-        assert!(
-            e.contains("spec.containers[0].lifecycle.preStop.tcpSocket")
-                && e.contains("not supported"),
-            "{e}"
-        );
+        // gRPC probes and tcpSocket lifecycle handlers are valid API (the latter fails when it
+        // runs, as on a kubelet): accepted, and not reported as ignored.
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: b\n    lifecycle: {preStop: {tcpSocket: {port: 80}}}\n    livenessProbe: {grpc: {port: 9000, service: s}}\n";
+        let o = parse("p.yaml", y).unwrap().remove(0);
+        assert_eq!(ignored_fields(&o), Vec::<String>::new());
         let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: b}]\n  volumes: [{name: v, nfs: {server: s, path: /x}}]\n";
         let e = parse("p.yaml", y).unwrap_err().to_string();
         assert!(e.contains("spec.volumes[0]"), "{e}");

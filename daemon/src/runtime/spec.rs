@@ -756,7 +756,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    SpecBuilder::default()
+    let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(root)
         .process(process)
@@ -764,7 +764,12 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .linux(linux)
         .annotations(annotations)
         .build()
-        .map_err(spec_err("spec"))
+        .map_err(spec_err("spec"))?;
+    // A container joins its pod's UTS namespace, or stays in the host's (hostNetwork): it never
+    // sets a hostname of its own. (The builder's default, "youki", would make libcontainer
+    // refuse every container without a UTS namespace of its own.)
+    spec.set_hostname(None);
+    Ok(spec)
 }
 
 #[cfg(test)]

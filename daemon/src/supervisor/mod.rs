@@ -231,17 +231,13 @@ impl Supervisor {
         }
     }
 
-    /// Record an event; a repeat of the newest one only refreshes its time.
+    /// Record an event; a repeat of a kept one (same reason and message, as probe failures
+    /// repeat) replaces it, so that repeats do not push the other events out.
     fn event(&self, uid: &str, warning: bool, reason: &'static str, message: String) {
         let mut all = self.events.lock().expect("events lock");
         let q = all.entry(uid.to_owned()).or_default();
         let at = kinglet_shim::protocol::now_nanos();
-        if let Some(last) = q.back_mut() {
-            if last.reason == reason && last.message == message {
-                last.at = at;
-                return;
-            }
-        }
+        q.retain(|e| e.reason != reason || e.message != message);
         q.push_back(PodEvent {
             at,
             warning,
@@ -654,8 +650,9 @@ impl Supervisor {
             c.clone(),
         );
         let me = self.self_ref.lock().expect("self lock").upgrade();
+        let pod = probe::PodRef::new(self.self_ref.lock().expect("self lock").clone(), ctx.pod);
         tokio::spawn(async move {
-            probe::prober(rt, states, id.clone(), c, host, grace).await;
+            probe::prober(rt, states, id.clone(), c, host, grace, pod).await;
             if let Some(me) = me {
                 me.probers.lock().expect("probers lock").remove(&id);
                 me.wake.notify_one();
@@ -868,7 +865,8 @@ impl Supervisor {
                     "FailedPostStartHook",
                     format!("PostStart hook of {} failed: {msg}", c.name),
                 );
-                let _ = self.rt.stop_container(&id, grace).await;
+                let me = probe::PodRef::new(self.self_ref.lock().expect("self lock").clone(), pod);
+                let _ = hooks::kill_container(&self.rt, &me, &id, c, host, grace).await;
                 return Ok(Step::Waiting);
             }
         }

@@ -1,21 +1,36 @@
 //! Container probes as the kubelet runs them: startup, liveness and readiness, each `exec`,
-//! `httpGet` or `tcpSocket`, with initialDelaySeconds, periodSeconds, timeoutSeconds,
-//! successThreshold and failureThreshold.
+//! `httpGet`, `tcpSocket` or `grpc`, with initialDelaySeconds, periodSeconds, timeoutSeconds,
+//! successThreshold, failureThreshold and the probe's own terminationGracePeriodSeconds.
 //!
 //! One prober task per running container: it waits for the startup probe to succeed (if
-//! there is one) before running the others; a failed startup or liveness probe stops the
-//! container (the reconciler then restarts it by the pod's restartPolicy); readiness drives the
-//! container's `ready` flag and so the pod's Ready condition. The task ends with its container.
+//! there is one), then runs liveness and readiness side by side, each on its own period. Every
+//! failed run is an `Unhealthy` event with the kubelet's wording (`Liveness probe failed:
+//! dial tcp 10.85.0.7:8080: connect: connection refused`); a run that could not be made at all
+//! (the kubelet's "errored" result) is an event too but is not counted. A startup or liveness
+//! probe that reaches failureThreshold kills the container as the kubelet does (`Killing`
+//! event, preStop hook, stop signal, SIGKILL; see [`hooks::kill_container`]) and the
+//! reconciler restarts it by the pod's restartPolicy; readiness drives the container's
+//! `ready` flag and so the pod's Ready condition. The task ends with its container.
+//!
+//! Probes reach the pod IP, or 127.0.0.1 for host-network pods. gRPC probes call the standard
+//! `grpc.health.v1.Health/Check` (the `tonic-health` client) with the probe's `service` (empty
+//! when unset): SERVING is success, anything else a failure.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
+use k8s_openapi::api::core::v1::{Container, GRPCAction, HTTPGetAction, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kinglet_cri::CriError;
 use kinglet_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, MissedTickBehavior};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
+use super::{hooks, Supervisor};
 use crate::runtime::Runtime;
 
 /// What the prober knows of one container (by CRI container id).
@@ -28,51 +43,181 @@ pub struct ProbeState {
 /// Probe results shared with the status code.
 pub type ProbeStates = Arc<Mutex<HashMap<String, ProbeState>>>;
 
+/// The pod a prober works for: where its events go, and whether its containers restart.
+#[derive(Clone)]
+pub(super) struct PodRef {
+    sup: Weak<Supervisor>,
+    uid: String,
+    /// restartPolicy is not Never (the kubelet then says "will be restarted").
+    restarts: bool,
+}
+
+impl PodRef {
+    pub(super) fn new(sup: Weak<Supervisor>, pod: &Pod) -> PodRef {
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
+        PodRef {
+            sup,
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            restarts: policy != Some("Never"),
+        }
+    }
+
+    /// Record an event of this pod (dropped once the supervisor is gone).
+    pub(super) fn event(&self, warning: bool, reason: &'static str, message: String) {
+        if let Some(s) = self.sup.upgrade() {
+            s.event(&self.uid, warning, reason, message);
+        }
+    }
+}
+
 fn secs(v: Option<i32>, default: i32) -> Duration {
     Duration::from_secs(v.unwrap_or(default).max(0) as u64)
 }
 
-/// Run a probe once: Ok(true) success, Ok(false) failure.
-async fn run_once(rt: &Runtime, container_id: &str, c: &Container, p: &Probe, host: &str) -> bool {
+/// The result of one probe run, as the kubelet tells them apart.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Success,
+    /// A failure, counted against failureThreshold; the kubelet's output text.
+    Failure(String),
+    /// The probe could not be run (an unresolvable port, an exec that could not start): the
+    /// kubelet records it and throws the result away.
+    Error(String),
+}
+
+/// The three kinds of probe, named as the kubelet names them in events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Startup => "Startup",
+            Kind::Liveness => "Liveness",
+            Kind::Readiness => "Readiness",
+        }
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 address (Go's `net.JoinHostPort`).
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A whole-second timeout as Go prints a `time.Duration` ("1s").
+fn go_duration(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+/// A failed TCP connect as Go's dialer reports it: `dial tcp 10.85.0.7:80: connect:
+/// connection refused`.
+fn dial_error(addr: &str, e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => format!(
+            "dial tcp {addr}: connect: {}",
+            nix::errno::Errno::from_raw(n).desc().to_lowercase()
+        ),
+        None => format!("dial tcp {addr}: {e}"),
+    }
+}
+
+/// Run a probe once.
+async fn run_once(
+    rt: &Runtime,
+    container_id: &str,
+    c: &Container,
+    p: &Probe,
+    host: &str,
+) -> Outcome {
+    // timeoutSeconds: default 1, minimum 1 (the API server's defaulting and validation).
     let timeout = secs(p.timeout_seconds, 1).max(Duration::from_secs(1));
     if let Some(e) = &p.exec {
         let cmd = e.command.clone().unwrap_or_default();
-        let r = rt
+        return match rt
             .exec_sync(v1::ExecSyncRequest {
                 container_id: container_id.into(),
-                cmd,
+                cmd: cmd.clone(),
                 timeout: timeout.as_secs() as i64,
             })
-            .await;
-        return matches!(r, Ok(r) if r.exit_code == 0);
+            .await
+        {
+            Ok(r) if r.exit_code == 0 => Outcome::Success,
+            // The kubelet's output: stdout then stderr.
+            Ok(r) => Outcome::Failure(
+                String::from_utf8_lossy(&[r.stdout, r.stderr].concat()).into_owned(),
+            ),
+            Err(CriError::DeadlineExceeded { .. }) => {
+                Outcome::Failure(format!("command {:?} timed out", cmd.join(" ")))
+            }
+            Err(e) => Outcome::Error(kinglet_cri::chain(&e)),
+        };
     }
     if let Some(t) = &p.tcp_socket {
         let Some(port) = port_of(c, &t.port) else {
-            return false;
+            return Outcome::Error(format!("unable to resolve port {:?}", t.port));
         };
         let h = t.host.clone().unwrap_or_else(|| host.to_owned());
-        return matches!(
-            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((h.as_str(), port))).await,
-            Ok(Ok(_))
-        );
+        let addr = join_host_port(&h, port);
+        return match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((h.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Outcome::Success,
+            Ok(Err(e)) => Outcome::Failure(dial_error(&addr, &e)),
+            Err(_) => Outcome::Failure(format!("dial tcp {addr}: i/o timeout")),
+        };
     }
     if let Some(g) = &p.http_get {
-        return http_get(c, g, host, timeout).await;
+        return match http_get(c, g, host, timeout).await {
+            Ok(()) => Outcome::Success,
+            Err(HttpError::Port(msg)) => Outcome::Error(msg),
+            Err(HttpError::Failed(msg)) => Outcome::Failure(msg),
+        };
     }
-    // Unreachable: manifests with gRPC probes are refused at apply time.
-    false
+    if let Some(g) = &p.grpc {
+        return grpc_check(host, g, timeout).await;
+    }
+    Outcome::Error(format!("missing probe handler for container {}", c.name))
 }
 
 /// A container port by number or by the name of one of its `ports`.
 pub(super) fn port_of(c: &Container, p: &IntOrString) -> Option<u16> {
     match p {
         IntOrString::Int(n) => u16::try_from(*n).ok(),
-        IntOrString::String(name) => c
-            .ports
-            .iter()
-            .flatten()
-            .find(|cp| cp.name.as_deref() == Some(name.as_str()))
-            .and_then(|cp| u16::try_from(cp.container_port).ok()),
+        IntOrString::String(name) => name.parse().ok().or_else(|| {
+            c.ports
+                .iter()
+                .flatten()
+                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                .and_then(|cp| u16::try_from(cp.container_port).ok())
+        }),
+    }
+}
+
+/// Why an HTTP GET did not succeed.
+#[derive(Debug)]
+pub(super) enum HttpError {
+    /// The port could not be resolved: the request was never made.
+    Port(String),
+    /// The request failed or answered outside 2xx/3xx, in the kubelet's words.
+    Failed(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Port(m) | HttpError::Failed(m) => f.write_str(m),
+        }
     }
 }
 
@@ -82,38 +227,155 @@ pub(super) async fn http_get(
     g: &HTTPGetAction,
     host: &str,
     timeout: Duration,
-) -> bool {
+) -> Result<(), HttpError> {
     let Some(port) = port_of(c, &g.port) else {
-        return false;
+        return Err(HttpError::Port(format!(
+            "unable to resolve port {:?}",
+            g.port
+        )));
     };
     let h = g.host.clone().unwrap_or_else(|| host.to_owned());
-    let path = g.path.clone().unwrap_or_else(|| "/".into());
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {h}:{port}\r\nUser-Agent: kinglet-probe\r\nConnection: close\r\n"
-    );
-    for hd in g.http_headers.iter().flatten() {
+    let addr = join_host_port(&h, port);
+    let mut path = g.path.clone().unwrap_or_default();
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let url = format!("http://{addr}{path}");
+    let headers = g.http_headers.iter().flatten();
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    if !headers
+        .clone()
+        .any(|hd| hd.name.eq_ignore_ascii_case("host"))
+    {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    req.push_str("User-Agent: kinglet-probe\r\nConnection: close\r\n");
+    for hd in headers {
         req.push_str(&format!("{}: {}\r\n", hd.name, hd.value));
     }
     req.push_str("\r\n");
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect((h.as_str(), port)).await?;
-        s.write_all(req.as_bytes()).await?;
+        let mut s = tokio::net::TcpStream::connect((h.as_str(), port))
+            .await
+            .map_err(|e| dial_error(&addr, &e))?;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 64];
-        let n = s.read(&mut buf).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("EOF".to_owned());
+        }
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     };
-    let Ok(Ok(line)) = tokio::time::timeout(timeout, fut).await else {
-        return false;
+    let line = match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => return Err(HttpError::Failed(format!("Get {url:?}: {e}"))),
+        Err(_) => {
+            return Err(HttpError::Failed(format!(
+                "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            )))
+        }
     };
     let code: u16 = line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (200..400).contains(&code)
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(HttpError::Failed(format!(
+            "HTTP probe failed with statuscode: {code}"
+        )))
+    }
 }
 
-/// Counts successes/failures against a probe's thresholds.
+/// A gRPC status code by the name gRPC-Go gives it (the kubelet's messages quote those).
+fn go_code_name(c: tonic::Code) -> String {
+    match c {
+        tonic::Code::Ok => "OK".into(),
+        tonic::Code::Cancelled => "Canceled".into(),
+        c => format!("{c:?}"),
+    }
+}
+
+/// A gRPC health check as the kubelet's gRPC prober makes it: connect (a refused connection
+/// is retried, as a blocking gRPC dial does, until the timeout), then
+/// `grpc.health.v1.Health/Check` for `service`, all within `timeout`.
+async fn grpc_check(host: &str, g: &GRPCAction, timeout: Duration) -> Outcome {
+    let Ok(port) = u16::try_from(g.port) else {
+        return Outcome::Error(format!("invalid grpc port {}", g.port));
+    };
+    let service = g.service.clone().unwrap_or_default();
+    let addr = join_host_port(host, port);
+    let within = go_duration(timeout);
+    let deadline = Instant::now() + timeout;
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => e,
+        Err(e) => {
+            return Outcome::Failure(format!("error: failed to connect service at {addr:?}: {e}"))
+        }
+    };
+    let endpoint = match endpoint.user_agent("kinglet-probe") {
+        Ok(e) => e,
+        Err(e) => return Outcome::Error(format!("grpc user agent: {e}")),
+    };
+    let connect_timeout = || {
+        Outcome::Failure(format!(
+            "timeout: failed to connect service {addr:?} within {within}: context deadline exceeded"
+        ))
+    };
+    let channel = loop {
+        match tokio::time::timeout_at(deadline, endpoint.connect()).await {
+            Ok(Ok(ch)) => break ch,
+            Ok(Err(_)) => {
+                let retry = Instant::now() + Duration::from_millis(100);
+                if retry >= deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return connect_timeout();
+                }
+                tokio::time::sleep_until(retry).await;
+            }
+            Err(_) => return connect_timeout(),
+        }
+    };
+    let mut req = tonic::Request::new(HealthCheckRequest { service });
+    req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+    let rpc_timeout = || {
+        Outcome::Failure(format!(
+            "timeout: health rpc did not complete within {within}"
+        ))
+    };
+    match tokio::time::timeout_at(deadline, HealthClient::new(channel).check(req)).await {
+        Err(_) => rpc_timeout(),
+        Ok(Err(st)) => match st.code() {
+            tonic::Code::Unimplemented => Outcome::Failure(format!(
+                "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                st.message()
+            )),
+            tonic::Code::DeadlineExceeded => rpc_timeout(),
+            c => Outcome::Failure(format!(
+                "error: health rpc probe failed: rpc error: code = {} desc = {}",
+                go_code_name(c),
+                st.message()
+            )),
+        },
+        Ok(Ok(resp)) => {
+            let status = resp.into_inner().status;
+            if status == ServingStatus::Serving as i32 {
+                Outcome::Success
+            } else {
+                let name = ServingStatus::try_from(status)
+                    .map(|s| s.as_str_name().to_owned())
+                    .unwrap_or_else(|_| status.to_string());
+                Outcome::Failure(format!("service unhealthy (responded with {name:?})"))
+            }
+        }
+    }
+}
+
+/// Counts consecutive results against a probe's thresholds.
 #[derive(Default)]
 struct Tracker {
     ok: i32,
@@ -121,7 +383,7 @@ struct Tracker {
 }
 
 impl Tracker {
-    /// Feed a result; Some(true/false) when a threshold is crossed.
+    /// Feed a result; Some(true/false) when a threshold is reached.
     fn feed(&mut self, success: bool, p: &Probe) -> Option<bool> {
         if success {
             self.bad = 0;
@@ -135,112 +397,190 @@ impl Tracker {
     }
 }
 
-/// The prober of one container; returns when the container stops running.
-pub async fn prober(
+/// How one probe's loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The container is no longer running.
+    Gone,
+    /// The startup probe reached successThreshold.
+    Passed,
+    /// A startup or liveness probe reached failureThreshold.
+    Failed,
+}
+
+/// The prober of one container.
+struct Prober {
     rt: Arc<Runtime>,
     states: ProbeStates,
     container_id: String,
     c: Container,
     host: String,
     grace: i64,
-) {
-    let set = |f: &dyn Fn(&mut ProbeState)| {
-        let mut m = states.lock().expect("probe lock");
-        f(m.entry(container_id.clone()).or_default());
-    };
-    set(&|s| {
-        s.started = c.startup_probe.is_none();
-        s.ready = c.readiness_probe.is_none();
-    });
-    let running = |rt: &Arc<Runtime>, id: &str| {
-        let rt = rt.clone();
-        let id = id.to_owned();
-        async move {
-            rt.container_status(v1::ContainerStatusRequest {
-                container_id: id,
+    pod: PodRef,
+}
+
+impl Prober {
+    fn set(&self, f: impl FnOnce(&mut ProbeState)) {
+        let mut m = self.states.lock().expect("probe lock");
+        f(m.entry(self.container_id.clone()).or_default());
+    }
+
+    fn forget(&self) {
+        self.states
+            .lock()
+            .expect("probe lock")
+            .remove(&self.container_id);
+    }
+
+    async fn running(&self) -> bool {
+        self.rt
+            .container_status(v1::ContainerStatusRequest {
+                container_id: self.container_id.clone(),
                 verbose: false,
             })
             .await
             .ok()
             .and_then(|r| r.status)
             .is_some_and(|s| s.state == v1::ContainerState::ContainerRunning as i32)
+    }
+
+    /// Run probe `p` once and record what the kubelet records; None when it errored.
+    async fn probe(&self, kind: Kind, p: &Probe) -> Option<bool> {
+        match run_once(&self.rt, &self.container_id, &self.c, p, &self.host).await {
+            Outcome::Success => Some(true),
+            Outcome::Failure(out) => {
+                tracing::debug!(container = %self.c.name, probe = kind.name(), output = %out, "probe failed");
+                self.pod.event(
+                    true,
+                    "Unhealthy",
+                    format!("{} probe failed: {out}", kind.name()),
+                );
+                Some(false)
+            }
+            Outcome::Error(err) => {
+                tracing::debug!(container = %self.c.name, probe = kind.name(), %err, "probe errored");
+                self.pod.event(
+                    true,
+                    "Unhealthy",
+                    format!(
+                        "{} probe errored and resulted in unknown state: {err}",
+                        kind.name()
+                    ),
+                );
+                None
+            }
         }
-    };
-    let kill = |why: String| {
-        let rt = rt.clone();
-        let id = container_id.clone();
-        let name = c.name.clone();
-        async move {
-            tracing::info!(container = %name, reason = %why, "probe failed, stopping container");
-            let _ = rt.stop_container(&id, grace).await;
-        }
-    };
-    // Startup first.
-    if let Some(p) = &c.startup_probe {
+    }
+
+    /// Run probe `p` every periodSeconds (after initialDelaySeconds) while the container runs.
+    async fn run(&self, kind: Kind, p: &Probe) -> Ended {
         tokio::time::sleep(secs(p.initial_delay_seconds, 0)).await;
+        let period = secs(p.period_seconds, 10).max(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut t = Tracker::default();
         loop {
-            if !running(&rt, &container_id).await {
-                return;
+            tick.tick().await;
+            if !self.running().await {
+                return Ended::Gone;
             }
-            match t.feed(run_once(&rt, &container_id, &c, p, &host).await, p) {
-                Some(true) => break,
-                Some(false) => return kill("startup probe failed".into()).await,
-                None => {}
+            let Some(ok) = self.probe(kind, p).await else {
+                continue;
+            };
+            match (kind, t.feed(ok, p)) {
+                (Kind::Readiness, Some(ready)) => self.set(|s| s.ready = ready),
+                (Kind::Startup, Some(true)) => return Ended::Passed,
+                (Kind::Startup | Kind::Liveness, Some(false)) => return Ended::Failed,
+                _ => {}
             }
-            tokio::time::sleep(secs(p.period_seconds, 10)).await;
         }
-        set(&|s| s.started = true);
     }
-    // Then liveness and readiness, each on its own schedule.
-    let live = c.liveness_probe.clone();
-    let ready = c.readiness_probe.clone();
-    if live.is_none() && ready.is_none() {
-        return;
-    }
-    let start = tokio::time::Instant::now();
-    let next_at = |p: &Option<Probe>| p.as_ref().map(|p| start + secs(p.initial_delay_seconds, 0));
-    let (mut next_live, mut next_ready) = (next_at(&live), next_at(&ready));
-    let (mut lt, mut rtk) = (Tracker::default(), Tracker::default());
-    loop {
-        let due = [next_live, next_ready]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(start);
-        tokio::time::sleep_until(due).await;
-        if !running(&rt, &container_id).await {
-            states.lock().expect("probe lock").remove(&container_id);
-            return;
+
+    /// A startup or liveness probe failed: kill the container as the kubelet does.
+    async fn kill(&self, kind: Kind, p: &Probe) {
+        let mut msg = format!(
+            "Container {} failed {} probe",
+            self.c.name,
+            kind.name().to_lowercase()
+        );
+        if self.pod.restarts {
+            msg.push_str(", will be restarted");
         }
-        let now = tokio::time::Instant::now();
-        if let (Some(p), Some(at)) = (&live, next_live) {
-            if at <= now {
-                if t_feed(&mut lt, run_once(&rt, &container_id, &c, p, &host).await, p)
-                    == Some(false)
-                {
-                    return kill("liveness probe failed".into()).await;
-                }
-                next_live = Some(now + secs(p.period_seconds, 10));
-            }
-        }
-        if let (Some(p), Some(at)) = (&ready, next_ready) {
-            if at <= now {
-                if let Some(r) = t_feed(
-                    &mut rtk,
-                    run_once(&rt, &container_id, &c, p, &host).await,
-                    p,
-                ) {
-                    set(&|s| s.ready = r);
-                }
-                next_ready = Some(now + secs(p.period_seconds, 10));
-            }
+        tracing::info!(container = %self.c.name, probe = kind.name(), "probe failed, killing the container");
+        self.pod.event(false, "Killing", msg);
+        // A startup or liveness probe's own terminationGracePeriodSeconds wins over the pod's.
+        let grace = p.termination_grace_period_seconds.unwrap_or(self.grace);
+        if let Err(e) = hooks::kill_container(
+            &self.rt,
+            &self.pod,
+            &self.container_id,
+            &self.c,
+            &self.host,
+            grace,
+        )
+        .await
+        {
+            tracing::warn!(container = %self.c.name, err = %kinglet_cri::chain(&e), "killing after a failed probe");
         }
     }
 }
 
-fn t_feed(t: &mut Tracker, ok: bool, p: &Probe) -> Option<bool> {
-    t.feed(ok, p)
+/// The prober of one container; returns when the container stops running (or was killed
+/// for a failed probe).
+pub(super) async fn prober(
+    rt: Arc<Runtime>,
+    states: ProbeStates,
+    container_id: String,
+    c: Container,
+    host: String,
+    grace: i64,
+    pod: PodRef,
+) {
+    let pr = Prober {
+        rt,
+        states,
+        container_id,
+        c,
+        host,
+        grace,
+        pod,
+    };
+    pr.set(|s| {
+        s.started = pr.c.startup_probe.is_none();
+        s.ready = pr.c.readiness_probe.is_none();
+    });
+    if let Some(p) = &pr.c.startup_probe {
+        match pr.run(Kind::Startup, p).await {
+            Ended::Passed => pr.set(|s| s.started = true),
+            Ended::Failed => {
+                pr.kill(Kind::Startup, p).await;
+                return pr.forget();
+            }
+            Ended::Gone => return pr.forget(),
+        }
+    }
+    let run = |kind: Kind, p: Option<&Probe>| {
+        let pr = &pr;
+        let p = p.cloned();
+        async move {
+            match &p {
+                Some(p) => (pr.run(kind, p).await, p.clone()),
+                None => std::future::pending().await,
+            }
+        }
+    };
+    if pr.c.liveness_probe.is_none() && pr.c.readiness_probe.is_none() {
+        // Nothing more to probe: the entry stays (started), read by the sidecar ordering.
+        return;
+    }
+    let (ended, p) = tokio::select! {
+        r = run(Kind::Liveness, pr.c.liveness_probe.as_ref()) => r,
+        r = run(Kind::Readiness, pr.c.readiness_probe.as_ref()) => r,
+    };
+    if ended == Ended::Failed {
+        pr.kill(Kind::Liveness, &p).await;
+    }
+    pr.forget();
 }
 
 #[cfg(test)]
@@ -265,5 +605,68 @@ mod tests {
         assert_eq!(t.feed(false, &p), Some(false));
         assert_eq!(t.feed(true, &p), None);
         assert_eq!(t.feed(true, &p), Some(true));
+    }
+
+    #[test]
+    fn messages_read_like_the_kubelets() {
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(
+            dial_error("10.85.0.7:8080", &refused),
+            "dial tcp 10.85.0.7:8080: connect: connection refused"
+        );
+        assert_eq!(join_host_port("::1", 80), "[::1]:80");
+        assert_eq!(go_duration(Duration::from_secs(3)), "3s");
+        assert_eq!(go_code_name(tonic::Code::NotFound), "NotFound");
+        assert_eq!(go_code_name(tonic::Code::Cancelled), "Canceled");
+    }
+
+    #[test]
+    fn named_and_numeric_string_ports_resolve() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "ports": [{"name": "http", "containerPort": 8080}]
+        }))
+        .unwrap();
+        assert_eq!(port_of(&c, &IntOrString::String("http".into())), Some(8080));
+        assert_eq!(port_of(&c, &IntOrString::String("81".into())), Some(81));
+        assert_eq!(port_of(&c, &IntOrString::Int(80)), Some(80));
+        assert_eq!(port_of(&c, &IntOrString::String("nope".into())), None);
+    }
+
+    /// A closed loopback port: refused at once for TCP and HTTP; a gRPC probe retries until
+    /// its timeout, then says so as the kubelet does.
+    #[tokio::test]
+    async fn closed_port_failures() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let c = Container::default();
+        let g = HTTPGetAction {
+            port: IntOrString::Int(port.into()),
+            path: Some("/healthz".into()),
+            ..Default::default()
+        };
+        let e = http_get(&c, &g, "127.0.0.1", Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("Get \"http://127.0.0.1:{port}/healthz\": dial tcp 127.0.0.1:{port}: connect: connection refused")
+        );
+        let t = std::time::Instant::now();
+        let g = GRPCAction {
+            port: port.into(),
+            service: None,
+        };
+        assert_eq!(
+            grpc_check("127.0.0.1", &g, Duration::from_secs(1)).await,
+            Outcome::Failure(format!("timeout: failed to connect service \"127.0.0.1:{port}\" within 1s: context deadline exceeded"))
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -114,9 +114,12 @@ impl Supervisor {
                 );
             }
         }
-        // Whole seconds left, rounded up so that a part-second is not lost.
+        // Whole seconds left, rounded up so that a part-second is not lost; never under the
+        // kubelet's minimum stop window.
         let left = deadline.saturating_duration_since(Instant::now());
         let secs = left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0);
-        self.rt.stop_container(&cc.id, secs).await
+        self.rt
+            .stop_container(&cc.id, hooks::stop_timeout(secs))
+            .await
     }
 }
