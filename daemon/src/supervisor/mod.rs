@@ -752,6 +752,7 @@ impl Supervisor {
                 // Keep the last run (for `logs --previous`), drop older ones.
                 for old in &mine[..mine.len() - 1] {
                     let _ = self.rt.remove_container(&old.id).await;
+                    self.probes.lock().expect("probe lock").remove(&old.id);
                 }
                 last.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) + 1
             }

@@ -570,7 +570,8 @@ pub(super) async fn prober(
         }
     };
     if pr.c.liveness_probe.is_none() && pr.c.readiness_probe.is_none() {
-        // Nothing more to probe: the entry stays (started), read by the sidecar ordering.
+        // Nothing more to probe: the entry stays (started), read by the sidecar ordering;
+        // the supervisor drops it with the container.
         return;
     }
     let (ended, p) = tokio::select! {

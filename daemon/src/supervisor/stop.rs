@@ -59,6 +59,13 @@ impl Supervisor {
             .containers;
         let host = self.sandbox_ip(sandbox).await;
         self.stop_in_order(&cs, pod, &host, grace).await?;
+        // Probe results outlive a prober that had only a startup probe; not the container.
+        {
+            let mut probes = self.probes.lock().expect("probe lock");
+            for c in &cs {
+                probes.remove(&c.id);
+            }
+        }
         self.rt.stop_pod_sandbox(sandbox).await?;
         self.rt.remove_pod_sandbox(sandbox).await
     }
