@@ -351,6 +351,15 @@ impl Runtime {
             .await?;
         let r = entry.record.lock().await;
         tracing::info!(pod = %r.sandbox_id, container = %id, exit_code = r.exit_code, reason = %r.reason, "container exited");
+        {
+            // Bounded: with no one draining it (CRI-only use) the oldest go; the supervisor's
+            // periodic pass covers what a dropped entry would have woken.
+            let mut exited = self.exited.lock().expect("exited lock");
+            if exited.len() >= 1024 {
+                exited.remove(0);
+            }
+            exited.push(r.labels.clone());
+        }
         self.exits.notify_one();
         Ok(())
     }

@@ -19,7 +19,7 @@ pub mod shim;
 pub mod spec;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -127,6 +127,9 @@ pub struct Runtime {
     /// Fires whenever a container's exit is recorded (the supervisor restarts without waiting
     /// for its next pass).
     pub exits: Arc<tokio::sync::Notify>,
+    /// The labels of the containers whose exits were recorded since the supervisor last
+    /// looked (so it wakes only their pods).
+    pub exited: Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>,
     /// The built-in pod network (bridge, addresses, NAT, hostPorts).
     pub network: Arc<podnet::PodNet>,
 }
@@ -246,6 +249,7 @@ impl Runtime {
             reserved: Arc::default(),
             names: Mutex::new(()),
             exits: Arc::default(),
+            exited: Arc::default(),
         });
         rt.recover()
             .await

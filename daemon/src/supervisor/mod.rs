@@ -194,10 +194,18 @@ impl Supervisor {
         tokio::spawn(async move {
             loop {
                 me.dispatch().await;
-                tokio::select! {
-                    _ = me.wake.notified() => {}
-                    _ = me.rt.exits.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                // Until the next pass: a container's exit wakes only its pod's worker.
+                let next = Instant::now() + Duration::from_secs(1);
+                loop {
+                    tokio::select! {
+                        _ = me.wake.notified() => break,
+                        _ = tokio::time::sleep_until(next) => break,
+                        _ = me.rt.exits.notified() => {
+                            if !me.wake_exited() {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         });

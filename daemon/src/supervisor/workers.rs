@@ -71,6 +71,23 @@ impl Supervisor {
         }
     }
 
+    /// Wake the workers of the pods whose containers exited (the runtime's list of their
+    /// labels). False when one has no worker (a full pass is needed).
+    pub(super) fn wake_exited(&self) -> bool {
+        let exited = std::mem::take(&mut *self.rt.exited.lock().expect("exited lock"));
+        let workers = self.workers.lock().expect("workers lock");
+        let mut all = true;
+        for labels in exited {
+            match labels.get(LABEL_POD_UID).and_then(|uid| workers.get(uid)) {
+                Some(w) if !w.task.is_finished() => w.wake.notify_one(),
+                // A container of a CRI client's pod (no uid label): nothing to do.
+                None if !labels.contains_key(LABEL_POD_UID) => {}
+                _ => all = false,
+            }
+        }
+        all
+    }
+
     /// Keep pod `uid` reconciled until it is deleted and torn down.
     async fn pod_worker(self: Arc<Self>, uid: String, wake: Arc<Notify>) {
         loop {
