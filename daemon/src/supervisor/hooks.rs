@@ -60,7 +60,7 @@ pub(super) async fn run_handler(
         return Ok(());
     }
     if let Some(g) = &h.http_get {
-        return super::probe::http_get(c, g, host, limit)
+        return super::probe::http_get(c, g, host, limit, super::probe::HOOK_AGENT)
             .await
             .map_err(|e| {
                 format!(

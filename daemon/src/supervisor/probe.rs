@@ -178,7 +178,7 @@ async fn run_once(
         };
     }
     if let Some(g) = &p.http_get {
-        return match http_get(c, g, host, timeout).await {
+        return match http_get(c, g, host, timeout, PROBE_AGENT).await {
             Ok(()) => Outcome::Success,
             Err(HttpError::Port(msg)) => Outcome::Error(msg),
             Err(HttpError::Failed(msg)) => Outcome::Failure(msg),
@@ -221,12 +221,19 @@ impl std::fmt::Display for HttpError {
     }
 }
 
-/// An HTTP GET as probes and hooks make it: success on a 2xx or 3xx status.
+/// The User-Agent of probes, as the kubelet of the API level Kinglet follows sends it.
+pub(super) const PROBE_AGENT: &str = "kube-probe/1.34";
+/// The User-Agent of httpGet lifecycle hooks.
+pub(super) const HOOK_AGENT: &str = "kube-lifecycle/1.34";
+
+/// An HTTP GET as probes and hooks make it (`scheme: HTTPS` over TLS without verifying the
+/// certificate, as the kubelet does): success on a 2xx or 3xx status.
 pub(super) async fn http_get(
     c: &Container,
     g: &HTTPGetAction,
     host: &str,
     timeout: Duration,
+    agent: &str,
 ) -> Result<(), HttpError> {
     let Some(port) = port_of(c, &g.port) else {
         return Err(HttpError::Port(format!(
@@ -240,6 +247,9 @@ pub(super) async fn http_get(
     if !path.starts_with('/') {
         path.insert(0, '/');
     }
+    if g.scheme.as_deref() == Some("HTTPS") {
+        return https_get(&format!("https://{addr}{path}"), g, timeout, agent).await;
+    }
     let url = format!("http://{addr}{path}");
     let headers = g.http_headers.iter().flatten();
     let mut req = format!("GET {path} HTTP/1.1\r\n");
@@ -249,7 +259,7 @@ pub(super) async fn http_get(
     {
         req.push_str(&format!("Host: {addr}\r\n"));
     }
-    req.push_str("User-Agent: kinglet-probe\r\nConnection: close\r\n");
+    req.push_str(&format!("User-Agent: {agent}\r\nConnection: close\r\n"));
     for hd in headers {
         req.push_str(&format!("{}: {}\r\n", hd.name, hd.value));
     }
@@ -291,6 +301,46 @@ pub(super) async fn http_get(
     }
 }
 
+/// `http_get` for `scheme: HTTPS`: redirects followed (at most 10), no proxy, the
+/// certificate not verified (probes target the pod's own endpoints, as in Kubernetes).
+async fn https_get(
+    url: &str,
+    g: &HTTPGetAction,
+    timeout: Duration,
+    agent: &str,
+) -> Result<(), HttpError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let failed = |e: String| HttpError::Failed(format!("Get {url:?}: {e}"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    for hd in g.http_headers.iter().flatten() {
+        let name = reqwest::header::HeaderName::from_bytes(hd.name.as_bytes());
+        let value = reqwest::header::HeaderValue::from_str(&hd.value);
+        if let (Ok(n), Ok(v)) = (name, value) {
+            headers.append(n, v);
+        }
+    }
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .timeout(timeout)
+        .user_agent(agent)
+        .default_headers(headers)
+        .build()
+        .map_err(|e| failed(kinglet_cri::chain(&e)))?;
+    match client.get(url).send().await {
+        Ok(r) if (200..400).contains(&r.status().as_u16()) => Ok(()),
+        Ok(r) => Err(HttpError::Failed(format!(
+            "HTTP probe failed with statuscode: {}",
+            r.status().as_u16()
+        ))),
+        Err(e) if e.is_timeout() => Err(failed(
+            "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".into(),
+        )),
+        Err(e) => Err(failed(kinglet_cri::chain(&e))),
+    }
+}
+
 /// A gRPC status code by the name gRPC-Go gives it (the kubelet's messages quote those).
 fn go_code_name(c: tonic::Code) -> String {
     match c {
@@ -317,7 +367,7 @@ async fn grpc_check(host: &str, g: &GRPCAction, timeout: Duration) -> Outcome {
             return Outcome::Failure(format!("error: failed to connect service at {addr:?}: {e}"))
         }
     };
-    let endpoint = match endpoint.user_agent("kinglet-probe") {
+    let endpoint = match endpoint.user_agent(PROBE_AGENT) {
         Ok(e) => e,
         Err(e) => return Outcome::Error(format!("grpc user agent: {e}")),
     };
@@ -637,6 +687,67 @@ mod tests {
     /// A closed loopback port: refused at once for TCP and HTTP; a gRPC probe retries until
     /// its timeout, then says so as the kubelet does.
     #[tokio::test]
+    async fn https_probes_do_not_verify_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=probe-test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{out:?}");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        // A real TLS server with a self-signed certificate, answering 200 to any request.
+        let mut srv = std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                &port.to_string(),
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                up.elapsed() < Duration::from_secs(10),
+                "openssl s_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let c = Container::default();
+        let mut g = HTTPGetAction {
+            port: IntOrString::Int(port.into()),
+            path: Some("/healthz".into()),
+            scheme: Some("HTTPS".into()),
+            ..Default::default()
+        };
+        let ok = http_get(&c, &g, "127.0.0.1", Duration::from_secs(5), PROBE_AGENT).await;
+        // The same port spoken to in plain HTTP is no success: the scheme is honoured.
+        g.scheme = Some("HTTP".into());
+        let plain = http_get(&c, &g, "127.0.0.1", Duration::from_secs(5), PROBE_AGENT).await;
+        let _ = srv.kill();
+        let _ = srv.wait();
+        assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
+        assert!(plain.is_err());
+    }
+
+    #[tokio::test]
     async fn closed_port_failures() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -647,7 +758,7 @@ mod tests {
             path: Some("/healthz".into()),
             ..Default::default()
         };
-        let e = http_get(&c, &g, "127.0.0.1", Duration::from_secs(1))
+        let e = http_get(&c, &g, "127.0.0.1", Duration::from_secs(1), PROBE_AGENT)
             .await
             .unwrap_err()
             .to_string();
