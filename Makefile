@@ -1,9 +1,12 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test lint unit bench bench-net bench-pull
+.PHONY: run test test-vm lint unit bench bench-net bench-pull
 run:
 	bash scripts/main-job.sh
 test:
 	bash scripts/test.sh
+test-vm:
+	cargo build --bin kinglet
+	cargo test -p kinglet-tests --test vm_systemd -- --nocapture
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -12,6 +12,7 @@ pkgs=(
   nftables  # nft: NAT and hostPort rules in Kinglet's own table
   containernetworking-plugins iptables  # CNI mode (bridge, host-local, portmap; they use iptables)
   docker-registry apache2-utils openssl  # registry pull tests: registry, htpasswd, test CA
+  qemu-system-x86 mmdebstrap e2fsprogs binutils  # VM tests (tests/vm): QEMU, guest root, mkfs.ext4 -d, objcopy
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -400,6 +400,14 @@ pub fn container_config(
         .get("cpu")
         .and_then(|q| parse_quantity(&q.0))
         .unwrap_or(0.0);
+    // A missing CPU request defaults to the limit, as the API server defaults it.
+    let cpu_request = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("cpu"))
+        .and_then(|q| parse_quantity(&q.0))
+        .unwrap_or(cpu);
     let seccomp = sc
         .seccomp_profile
         .as_ref()
@@ -451,6 +459,7 @@ pub fn container_config(
                 memory_limit_in_bytes: memory,
                 cpu_period: if cpu > 0.0 { 100_000 } else { 0 },
                 cpu_quota: (cpu * 100_000.0) as i64,
+                cpu_shares: cpu_shares(cpu_request),
                 ..Default::default()
             }),
             security_context: Some(v1::LinuxContainerSecurityContext {
@@ -495,6 +504,17 @@ pub fn container_config(
         }),
         ..Default::default()
     })
+}
+
+/// The kubelet's CPU shares for a CPU request (in cores): 1024 per core, at least 2, at most
+/// 262144; 0 (no setting) without a request. The runtime turns shares into cgroup v2
+/// `cpu.weight` with runc's conversion.
+fn cpu_shares(cores: f64) -> i64 {
+    if cores <= 0.0 {
+        return 0;
+    }
+    let millis = (cores * 1000.0).round() as i64;
+    (millis * 1024 / 1000).clamp(2, 262_144)
 }
 
 /// A Kubernetes quantity (`64Mi`, `1G`, `500m`, `0.5`) as a number of base units.
@@ -620,6 +640,24 @@ spec:
     }
 
     #[test]
+    fn cpu_requests_become_shares() {
+        assert_eq!(cpu_shares(0.0), 0);
+        assert_eq!(cpu_shares(0.001), 2);
+        assert_eq!(cpu_shares(0.25), 256);
+        assert_eq!(cpu_shares(1.0), 1024);
+        assert_eq!(cpu_shares(1000.0), 262_144);
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: c\n    image: b\n    resources: {limits: {cpu: '1'}, requests: {cpu: 100m}}\n");
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
+        let r = cfg.linux.unwrap().resources.unwrap();
+        assert_eq!((r.cpu_shares, r.cpu_quota), (102, 100_000));
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: c\n    image: b\n");
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let cfg = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
+        assert_eq!(cfg.linux.unwrap().resources.unwrap().cpu_shares, 0);
+    }
+
+    #[test]
     fn quantities_and_resources() {
         assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
         assert_eq!(parse_quantity("500m"), Some(0.5));
@@ -633,6 +671,8 @@ spec:
             (r.memory_limit_in_bytes, r.cpu_quota, r.cpu_period),
             (32 << 20, 25_000, 100_000)
         );
+        // No CPU request: the limit's 250m is the request, 256 shares.
+        assert_eq!(r.cpu_shares, 256);
         assert_eq!(cfg.log_path, "c/2.log");
         let sb = sandbox_config(&p, "u1", "/logs", "h");
         assert_eq!(sb.port_mappings[0].host_port, 8080);
