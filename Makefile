@@ -6,10 +6,10 @@ test:
 	bash scripts/test.sh
 test-vm:
 	cargo build --bin kinglet
-	cargo test -p kinglet-tests --test vm_systemd -- --nocapture
+	cargo test -p kinglet-tests --features vm --test vm_systemd -- --nocapture
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --features kinglet-tests/vm -- -D warnings
 unit:
 	cargo test --workspace --lib
 bench:

@@ -14,6 +14,11 @@
 //!
 //! Needs root, QEMU (`qemu-system-x86`), `mmdebstrap`, `binutils` and the Debian archive; all
 //! from `scripts/setup-debian.sh`. Without them it fails, it does not skip.
+//!
+//! Compiled only with the `vm` feature of this crate (`scripts/test.sh`, which CI runs, enables
+//! it; so does `make test-vm`), so that a plain `cargo test` stays fast.
+
+#![cfg(feature = "vm")]
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
