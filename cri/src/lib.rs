@@ -75,6 +75,40 @@ pub trait CriBackend: Send + Sync + 'static {
         req: admin::ImportImageRequest,
     ) -> Result<admin::ImportImageResponse, CriError>;
 
+    /// Resource usage (the stats RPCs); a backend without them answers Unimplemented.
+    async fn container_stats(
+        &self,
+        _req: v1::ContainerStatsRequest,
+    ) -> Result<v1::ContainerStatsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "ContainerStats",
+        })
+    }
+    async fn list_container_stats(
+        &self,
+        _req: v1::ListContainerStatsRequest,
+    ) -> Result<v1::ListContainerStatsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "ListContainerStats",
+        })
+    }
+    async fn pod_sandbox_stats(
+        &self,
+        _req: v1::PodSandboxStatsRequest,
+    ) -> Result<v1::PodSandboxStatsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "PodSandboxStats",
+        })
+    }
+    async fn list_pod_sandbox_stats(
+        &self,
+        _req: v1::ListPodSandboxStatsRequest,
+    ) -> Result<v1::ListPodSandboxStatsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "ListPodSandboxStats",
+        })
+    }
+
     /// Kubernetes objects (the mini-kubelet side); a backend without them answers Unimplemented.
     async fn apply(&self, _req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
         Err(CriError::Unimplemented { rpc: "Apply" })
@@ -302,6 +336,42 @@ impl<B: CriBackend> v1::runtime_service_server::RuntimeService for CriServer<B> 
         r: Request<v1::ExecSyncRequest>,
     ) -> Result<Response<v1::ExecSyncResponse>, Status> {
         rpc!("ExecSync", self.backend.exec_sync(r.into_inner()))
+    }
+    async fn container_stats(
+        &self,
+        r: Request<v1::ContainerStatsRequest>,
+    ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        rpc!(
+            "ContainerStats",
+            self.backend.container_stats(r.into_inner())
+        )
+    }
+    async fn list_container_stats(
+        &self,
+        r: Request<v1::ListContainerStatsRequest>,
+    ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        rpc!(
+            "ListContainerStats",
+            self.backend.list_container_stats(r.into_inner())
+        )
+    }
+    async fn pod_sandbox_stats(
+        &self,
+        r: Request<v1::PodSandboxStatsRequest>,
+    ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        rpc!(
+            "PodSandboxStats",
+            self.backend.pod_sandbox_stats(r.into_inner())
+        )
+    }
+    async fn list_pod_sandbox_stats(
+        &self,
+        r: Request<v1::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        rpc!(
+            "ListPodSandboxStats",
+            self.backend.list_pod_sandbox_stats(r.into_inner())
+        )
     }
 }
 

@@ -155,6 +155,30 @@ impl CriBackend for Backend {
     async fn exec_sync(&self, req: v1::ExecSyncRequest) -> Result<v1::ExecSyncResponse, CriError> {
         self.0.exec_sync(req).await
     }
+    async fn container_stats(
+        &self,
+        req: v1::ContainerStatsRequest,
+    ) -> Result<v1::ContainerStatsResponse, CriError> {
+        self.0.container_stats(req).await
+    }
+    async fn list_container_stats(
+        &self,
+        req: v1::ListContainerStatsRequest,
+    ) -> Result<v1::ListContainerStatsResponse, CriError> {
+        self.0.list_container_stats(req).await
+    }
+    async fn pod_sandbox_stats(
+        &self,
+        req: v1::PodSandboxStatsRequest,
+    ) -> Result<v1::PodSandboxStatsResponse, CriError> {
+        self.0.pod_sandbox_stats(req).await
+    }
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: v1::ListPodSandboxStatsRequest,
+    ) -> Result<v1::ListPodSandboxStatsResponse, CriError> {
+        self.0.list_pod_sandbox_stats(req).await
+    }
     async fn list_images(
         &self,
         req: v1::ListImagesRequest,

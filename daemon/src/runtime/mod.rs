@@ -17,6 +17,8 @@ mod sandbox;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
+pub mod stats;
+mod stats_rpc;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -132,6 +134,9 @@ pub struct Runtime {
     pub exited: Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>,
     /// The built-in pod network (bridge, addresses, NAT, hostPorts).
     pub network: Arc<podnet::PodNet>,
+    /// The last CPU sample (unix ns, cumulative CPU ns) per container and pod, for the stats
+    /// RPCs' nanocores.
+    pub(crate) cpu_samples: std::sync::Mutex<HashMap<String, (i64, u64)>>,
 }
 
 /// A name reservation, released when dropped (the record, if any, then holds the name).
@@ -250,6 +255,7 @@ impl Runtime {
             names: Mutex::new(()),
             exits: Arc::default(),
             exited: Arc::default(),
+            cpu_samples: std::sync::Mutex::default(),
         });
         rt.recover()
             .await

@@ -625,7 +625,7 @@ fn sandbox_state(s: SandboxState) -> i32 {
     }
 }
 
-fn sandbox_meta(m: &Meta) -> v1::PodSandboxMetadata {
+pub(crate) fn sandbox_meta(m: &Meta) -> v1::PodSandboxMetadata {
     v1::PodSandboxMetadata {
         name: m.name.clone(),
         uid: m.uid.clone(),
