@@ -24,6 +24,9 @@ cleanup() {
   sleep 0.5
   awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
   rm -rf "$work"
+  # The daemon leaves its network for containers that outlive it; the soak's own goes here.
+  ip link del kinglet-soak0 2>/dev/null || true
+  nft delete table ip kinglet_soak 2>/dev/null || true
 }
 trap cleanup EXIT
 bash tests/images/build-busybox-image.sh "$work/img" >/dev/null
