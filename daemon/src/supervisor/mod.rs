@@ -144,6 +144,34 @@ pub struct PodEvent {
 /// Events kept per pod.
 const EVENTS_KEPT: usize = 30;
 
+/// Whether a container that exited with `exit_code` is restarted under `policy`.
+fn restarts(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// The runtime containers made for spec container `name`, oldest attempt first.
+fn attempts<'a>(existing: &'a [v1::Container], name: &str) -> Vec<&'a v1::Container> {
+    let mut mine: Vec<&v1::Container> = existing
+        .iter()
+        .filter(|x| x.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(name))
+        .collect();
+    mine.sort_by_key(|x| x.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+    mine
+}
+
+/// Where probes and hooks of a pod connect: its IP, or loopback for host-network pods.
+fn handler_host(pod_ip: &str) -> &str {
+    if pod_ip.is_empty() {
+        "127.0.0.1"
+    } else {
+        pod_ip
+    }
+}
+
 fn cri_err(what: String) -> impl FnOnce(CriError) -> CriError {
     move |e| CriError::internal(what, e)
 }
@@ -288,6 +316,19 @@ impl Supervisor {
             })
             .await?
             .items)
+    }
+
+    /// A container's CRI status.
+    pub(super) async fn status_of(&self, id: &str) -> Result<v1::ContainerStatus, CriError> {
+        Ok(self
+            .rt
+            .container_status(v1::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await?
+            .status
+            .unwrap_or_default())
     }
 
     /// A sandbox's pod IP ("" for host-network pods or when unknown).
@@ -500,27 +541,13 @@ impl Supervisor {
             return Ok(false);
         }
         for c in apps {
-            let last = existing
-                .iter()
-                .filter(|x| x.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
-                .max_by_key(|x| x.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
-            let Some(last) = last else { return Ok(false) };
-            if last.state != v1::ContainerState::ContainerExited as i32 {
+            let Some(last) = attempts(existing, &c.name).pop() else {
                 return Ok(false);
-            }
-            if policy == "OnFailure" {
-                let st = self
-                    .rt
-                    .container_status(v1::ContainerStatusRequest {
-                        container_id: last.id.clone(),
-                        verbose: false,
-                    })
-                    .await?
-                    .status
-                    .unwrap_or_default();
-                if st.exit_code != 0 {
-                    return Ok(false);
-                }
+            };
+            if last.state != v1::ContainerState::ContainerExited as i32
+                || restarts(policy, self.status_of(&last.id).await?.exit_code)
+            {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -640,11 +667,7 @@ impl Supervisor {
         {
             return;
         }
-        let host = if ctx.fields.pod_ip.is_empty() {
-            "127.0.0.1".to_owned()
-        } else {
-            ctx.fields.pod_ip.to_owned()
-        };
+        let host = handler_host(ctx.fields.pod_ip).to_owned();
         let grace = ctx
             .pod
             .spec
@@ -689,11 +712,7 @@ impl Supervisor {
             existing,
         } = *ctx;
         let (name, ns) = (name.to_owned(), ns.to_owned());
-        let mut mine: Vec<&v1::Container> = existing
-            .iter()
-            .filter(|x| x.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
-            .collect();
-        mine.sort_by_key(|x| x.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
+        let mine = attempts(existing, &c.name);
         let attempt = match mine.last() {
             None => 0,
             Some(last) if last.state == v1::ContainerState::ContainerRunning as i32 => {
@@ -706,21 +725,8 @@ impl Supervisor {
                 return Ok(Step::Running);
             }
             Some(last) => {
-                let st = self
-                    .rt
-                    .container_status(v1::ContainerStatusRequest {
-                        container_id: last.id.clone(),
-                        verbose: false,
-                    })
-                    .await?
-                    .status
-                    .unwrap_or_default();
-                let restart = match policy {
-                    "Never" => false,
-                    "OnFailure" => st.exit_code != 0,
-                    _ => true,
-                };
-                if !restart {
+                let st = self.status_of(&last.id).await?;
+                if !restarts(policy, st.exit_code) {
                     return Ok(Step::Exited(st.exit_code));
                 }
                 let key = (uid.to_owned(), c.name.clone());
@@ -848,11 +854,7 @@ impl Supervisor {
             return Ok(Step::Waiting);
         }
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let host = if fields.pod_ip.is_empty() {
-                "127.0.0.1"
-            } else {
-                fields.pod_ip
-            };
+            let host = handler_host(fields.pod_ip);
             let grace = pod
                 .spec
                 .as_ref()

@@ -113,15 +113,8 @@ impl Supervisor {
                 .await
             {
                 for c in list.containers {
-                    if let Ok(r) = self
-                        .rt
-                        .container_status(v1::ContainerStatusRequest {
-                            container_id: c.id,
-                            verbose: false,
-                        })
-                        .await
-                    {
-                        statuses.extend(r.status);
+                    if let Ok(st) = self.status_of(&c.id).await {
+                        statuses.push(st);
                     }
                 }
             }

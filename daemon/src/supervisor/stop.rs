@@ -81,7 +81,7 @@ impl Supervisor {
         grace: i64,
     ) -> Result<(), CriError> {
         let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
-        let host = if host.is_empty() { "127.0.0.1" } else { host };
+        let host = super::handler_host(host);
         let (mut sidecars, others): (Vec<&v1::Container>, Vec<&v1::Container>) =
             cs.iter().partition(|cc| sidecar_rank(pod, cc).is_some());
         let stops = others

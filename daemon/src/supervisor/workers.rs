@@ -160,13 +160,13 @@ impl Supervisor {
             .lock()
             .expect("pull lock")
             .retain(|(k, _)| !mine(k));
-        let before = {
+        let dropped = {
             let mut b = self.backoff.lock().expect("backoff lock");
             let n = b.len();
             b.retain(|k, _| !mine(k));
             n != b.len()
         };
-        if before {
+        if dropped {
             self.backoff_changed.notify_one();
         }
     }
