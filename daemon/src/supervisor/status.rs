@@ -145,12 +145,17 @@ impl Supervisor {
             };
             let w = waiting.get(&(uid.clone(), c.name.clone()));
             // A container is not running until its postStart hook is done (as in Kubernetes).
-            let post_start = Waiting {
-                reason: "ContainerCreating".into(),
-                message: "PostStart hook running".into(),
-            };
             let hooked = last.is_some_and(|s| post_starting.contains(&s.id));
-            let w = if hooked { Some(&post_start) } else { w };
+            let post_start;
+            let w = if hooked {
+                post_start = Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: "PostStart hook running".into(),
+                };
+                Some(&post_start)
+            } else {
+                w
+            };
             let state = match (last, w) {
                 (Some(s), _)
                     if s.state == v1::ContainerState::ContainerRunning as i32 && !hooked =>
