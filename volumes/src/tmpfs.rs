@@ -8,13 +8,30 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use crate::VolumeError;
 
 /// Mount a tmpfs of at most `size_bytes` at `target` (created if missing), mode 0755,
-/// nosuid/nodev/noexec. A tmpfs already mounted there is left as it is.
+/// nosuid/nodev/noexec. A tmpfs already mounted there is left as it is (its mode included:
+/// fsGroup ownership may have changed it).
 pub fn mount_tmpfs(target: &Path, size_bytes: u64) -> Result<(), VolumeError> {
     std::fs::create_dir_all(target).map_err(VolumeError::io("create", target))?;
     if is_tmpfs(target) {
         return Ok(());
     }
-    let opts = format!("size={size_bytes},mode=0755");
+    mount_new(target, size_bytes, 0o755)
+}
+
+/// [`mount_tmpfs`] with the given mode of its root directory; a tmpfs already mounted there
+/// keeps its content and is given that mode (how an older install is tightened).
+pub fn mount_tmpfs_mode(target: &Path, size_bytes: u64, mode: u32) -> Result<(), VolumeError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(target).map_err(VolumeError::io("create", target))?;
+    if !is_tmpfs(target) {
+        mount_new(target, size_bytes, mode)?;
+    }
+    std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
+        .map_err(VolumeError::io("chmod", target))
+}
+
+fn mount_new(target: &Path, size_bytes: u64, mode: u32) -> Result<(), VolumeError> {
+    let opts = format!("size={size_bytes},mode={mode:o}");
     mount(
         Some("tmpfs"),
         target,
@@ -87,5 +104,28 @@ mod tests {
             "nothing reached the disk below"
         );
         unmount_tmpfs(&vol).unwrap();
+    }
+
+    #[test]
+    fn a_private_tmpfs_is_0700_and_an_open_one_is_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test mounts a tmpfs and needs root (CI runs as root)"
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let d = tempfile::tempdir().unwrap();
+        let (fresh, old) = (d.path().join("fresh"), d.path().join("old"));
+        mount_tmpfs_mode(&fresh, 1 << 20, 0o700).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        mount_tmpfs(&old, 1 << 20).unwrap();
+        std::fs::write(old.join("kept"), "x").unwrap();
+        assert_eq!(mode(&old), 0o755);
+        mount_tmpfs_mode(&old, 1 << 20, 0o700).unwrap();
+        assert_eq!(mode(&old), 0o700);
+        assert!(old.join("kept").exists(), "the mounted tmpfs was kept");
+        for v in [&fresh, &old] {
+            unmount_tmpfs(v).unwrap();
+        }
     }
 }

@@ -11,6 +11,7 @@ mod exec;
 mod image_gc;
 mod images;
 pub mod mounts;
+pub mod perms;
 pub mod podnet;
 mod recover;
 mod sandbox;
@@ -176,12 +177,8 @@ impl Runtime {
             root: config.root.clone(),
             run_root: config.run_root.clone(),
         };
-        for d in [
-            paths.root.clone(),
-            paths.run_root.clone(),
-            paths.runtime_root(),
-            paths.exec_dir(),
-        ] {
+        perms::secure_roots(&paths.root, &paths.run_root, &config.socket)?;
+        for d in [paths.runtime_root(), paths.exec_dir()] {
             std::fs::create_dir_all(&d).map_err(|source| DaemonError::Io {
                 path: d.clone(),
                 source,
@@ -227,7 +224,7 @@ impl Runtime {
             None => None,
         };
         let network = match cni {
-            Some(cni) => podnet::PodNet::Cni(cni),
+            Some(cni) => podnet::PodNet::Cni(cni, config.nft_table.clone()),
             None => podnet::PodNet::Builtin(network),
         };
         tracing::info!(mode = network.mode(), "pod network");

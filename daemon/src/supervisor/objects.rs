@@ -26,7 +26,7 @@ impl ObjectStore {
         let secrets_dir = run_root.join("secrets");
         std::fs::create_dir_all(&objects_dir)
             .map_err(|e| CriError::internal(format!("create {}", objects_dir.display()), e))?;
-        kinglet_volumes::tmpfs::mount_tmpfs(&secrets_dir, 64 << 20)
+        kinglet_volumes::tmpfs::mount_tmpfs_mode(&secrets_dir, 64 << 20, 0o700)
             .map_err(|e| CriError::internal("mount the secrets tmpfs", e))?;
         let mut store = ObjectStore {
             objects_dir,
