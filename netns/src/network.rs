@@ -19,7 +19,8 @@
 //!   pod end is `eth0` in the pod's namespace (see [`crate::link`]).
 //! - [`Network::teardown_pod`] is idempotent and tolerates every partial state.
 //! - Host settings changed: `net.ipv4.ip_forward=1` and `route_localnet=1` on the bridge only
-//!   (needed to DNAT hostPorts reached through 127.0.0.1).
+//!   (needed to DNAT hostPorts reached through 127.0.0.1; set only once the table, whose
+//!   `localnet_guard` chain keeps pods off the host's loopback services, is in place).
 
 use std::collections::HashSet;
 use std::fs;
@@ -197,20 +198,26 @@ impl Network {
                 .collect::<Vec<_>>(),
         );
         nft::apply(&self.cfg.nft, &self.cfg.table, &script)?;
+        self.enable_localnet()?;
         *state = Some(index);
         info!(bridge = %self.cfg.bridge, cidr = %self.cfg.cidr, table = %self.cfg.table, "pod network ready");
         Ok(())
     }
 
-    /// Sysctls and the bridge; returns the bridge's index. Idempotent.
+    /// `ip_forward` and the bridge; returns the bridge's index. Idempotent.
     fn host_setup(&self) -> Result<u32, NetnsError> {
         self.write_sysctl("net/ipv4/ip_forward", "1")?;
-        let index = link::ensure_bridge(&self.cfg.bridge, self.cfg.cidr)?;
+        link::ensure_bridge(&self.cfg.bridge, self.cfg.cidr)
+    }
+
+    /// `route_localnet=1` on the bridge, which the replies of hostPorts on 127.0.0.1 need. Only
+    /// called once the table (with its `localnet_guard` chain) is in place, so there is no
+    /// moment in which pods could reach the host's loopback services.
+    fn enable_localnet(&self) -> Result<(), NetnsError> {
         self.write_sysctl(
             &format!("net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
             "1",
-        )?;
-        Ok(index)
+        )
     }
 
     /// After a failed [`Network::init`] (say `nft` was missing): set the host side up again and
@@ -228,6 +235,7 @@ impl Network {
             &self.cfg.table,
             &nft::table_script(&self.table_spec(), &pods),
         )?;
+        self.enable_localnet()?;
         *state = Some(index);
         info!(bridge = %self.cfg.bridge, "pod network set up after an earlier failure");
         Ok(index)

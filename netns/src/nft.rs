@@ -15,6 +15,13 @@
 //!   hairpin traffic (a pod reaching a hostPort that leads back into the pod network). The
 //!   hairpin rule matches addresses, not the output interface: with `br_netfilter` loaded such
 //!   traffic is bridged and leaves through a bridge port, not the bridge device.
+//! - `localnet_guard` (filter, input) drops packets to 127.0.0.0/8 that arrive on any interface
+//!   but `lo` unless their connection was DNATed (the replies of a hostPort on 127.0.0.1 that
+//!   the `output` chain translated). `route_localnet=1`, which those replies need, would
+//!   otherwise let any pod reach the host's loopback-only services with a crafted packet
+//!   (CVE-2020-8558; kube-proxy's `KUBE-FIREWALL` rule). The daemon applies the table before it
+//!   turns `route_localnet` on; in CNI mode (where `portmap` turns it on) the table holds only
+//!   this chain ([`guard_table_script`]).
 //!
 //! Invariants:
 //! - [`table_script`] recreates the whole table (add, delete, define in one transaction), so
@@ -137,7 +144,8 @@ pub fn table_script(spec: &TableSpec, pods: &[(Ipv4Addr, Vec<PortMapping>)]) -> 
          \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
          \t\toifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade\n\
          \t\tip saddr {cidr} ip daddr {cidr} ct status dnat masquerade\n\
-         \t\tip saddr {cidr} ip daddr != {cidr} masquerade\n\t}}\n}}\n"
+         \t\tip saddr {cidr} ip daddr != {cidr} masquerade\n\t}}\n\
+         {LOCALNET_GUARD}}}\n"
     );
     for (ip, ports) in pods {
         for m in ports {
@@ -146,6 +154,18 @@ pub fn table_script(spec: &TableSpec, pods: &[(Ipv4Addr, Vec<PortMapping>)]) -> 
         }
     }
     s
+}
+
+/// The input chain that keeps pods off the host's loopback services (see the module docs).
+const LOCALNET_GUARD: &str =
+    "\tchain localnet_guard { type filter hook input priority filter - 10; policy accept;\n\
+     \t\tiifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat != dnat counter drop\n\t}\n";
+
+/// A table holding only the loopback guard (CNI mode), recreated atomically.
+pub fn guard_table_script(table: &str) -> String {
+    format!(
+        "table ip {table} {{\n}}\ndelete table ip {table}\ntable ip {table} {{\n{LOCALNET_GUARD}}}\n"
+    )
 }
 
 /// Add a pod's mappings; fails (changing nothing) if any host port is already mapped.
@@ -265,8 +285,20 @@ mod tests {
         assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr 10.85.0.0/16 ct status dnat masquerade"));
         assert!(s.contains("add element ip kinglet hostports { tcp . 8080 : 10.85.0.2 . 80 }"));
         assert!(s.contains(
+            "iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat != dnat counter drop"
+        ));
+        assert!(s.contains(
             "add element ip kinglet hostports_ip { 127.0.0.1 . udp . 5353 : 10.85.0.2 . 53 }"
         ));
+    }
+
+    #[test]
+    fn guard_table_holds_only_the_loopback_guard() {
+        let s = guard_table_script("kg");
+        assert!(s.starts_with("table ip kg {\n}\ndelete table ip kg\ntable ip kg {\n"));
+        assert!(s.contains("type filter hook input"));
+        assert!(s.contains("ip daddr 127.0.0.0/8 ct status & dnat != dnat counter drop"));
+        assert!(!s.contains("nat hook"), "{s}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! These tests need root (namespaces, mounts, cgroups). Without it they fail loudly rather than
 //! pass: see [`require_root`].
 
+pub mod rawnet;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -695,4 +697,28 @@ pub fn container_id(pod: &serde_json::Value, name: &str) -> String {
         .and_then(|c| c["containerID"].as_str())
         .unwrap_or("")
         .to_string()
+}
+
+/// An HTTP GET from the host (this test process), retried while the server starts.
+pub fn http_get_from_host(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect_timeout(
+                &addr.parse().unwrap(),
+                Duration::from_secs(3),
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(body) if body.contains("200 OK") => return body,
+            other => assert!(Instant::now() < deadline, "GET {addr}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

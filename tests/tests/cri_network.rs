@@ -6,7 +6,6 @@
 //! namespace the test creates.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -106,26 +105,6 @@ async fn udp_received(rt: &mut RuntimeServiceClient<Channel>, ctr: &str) -> u64 
         .filter(|(n, _)| matches!(**n, "InDatagrams" | "NoPorts"))
         .map(|(_, v)| v.parse::<u64>().unwrap())
         .sum()
-}
-
-/// An HTTP GET from the host (this test process), retried while the server starts.
-fn http_get_from_host(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3))?;
-            s.set_read_timeout(Some(Duration::from_secs(3)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(body) if body.contains("200 OK") => return body,
-            other => assert!(Instant::now() < deadline, "GET {addr}: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,10 @@ use kinglet_netns::{Cni, NetnsError, Network, PortMapping};
 #[derive(Debug)]
 pub enum PodNet {
     Builtin(Network),
-    Cni(Cni),
+    /// CNI plugins, and the name of Kinglet's nftables table, which in this mode holds only
+    /// the loopback guard (`kinglet_netns::nft::guard_table_script`): the `portmap` plugin turns
+    /// `route_localnet` on, which without it lets pods reach the host's 127.0.0.1 services.
+    Cni(Cni, String),
 }
 
 impl PodNet {
@@ -20,7 +23,7 @@ impl PodNet {
     pub fn mode(&self) -> &'static str {
         match self {
             PodNet::Builtin(_) => "builtin",
-            PodNet::Cni(_) => "cni",
+            PodNet::Cni(..) => "cni",
         }
     }
 
@@ -28,7 +31,13 @@ impl PodNet {
     pub fn init(&self, live: &HashSet<String>) -> Result<(), NetnsError> {
         match self {
             PodNet::Builtin(n) => n.init(live),
-            PodNet::Cni(c) => {
+            PodNet::Cni(c, table) => {
+                let nft = std::path::Path::new("nft");
+                kinglet_netns::nft::apply(
+                    nft,
+                    table,
+                    &kinglet_netns::nft::guard_table_script(table),
+                )?;
                 for pod in c.cached_pods() {
                     if !live.contains(&pod) {
                         tracing::info!(%pod, "CNI DEL for a pod that is gone");
@@ -47,7 +56,7 @@ impl PodNet {
                 let c = n.config();
                 format!("bridge {} serves pod network {}", c.bridge, c.cidr)
             }),
-            PodNet::Cni(c) => c
+            PodNet::Cni(c, _) => c
                 .ready()
                 .map(|()| format!("CNI network {} from {}", c.name(), c.path().display())),
         }
@@ -62,7 +71,7 @@ impl PodNet {
     ) -> Result<Ipv4Addr, NetnsError> {
         match self {
             PodNet::Builtin(n) => n.setup_pod(pod, netns, ports).map(|p| p.ip),
-            PodNet::Cni(c) => c.add(pod, netns, ports),
+            PodNet::Cni(c, _) => c.add(pod, netns, ports),
         }
     }
 
@@ -77,7 +86,7 @@ impl PodNet {
                 ),
                 None => (false, "no network state for the pod".to_owned()),
             },
-            PodNet::Cni(c) => match c.check(pod) {
+            PodNet::Cni(c, _) => match c.check(pod) {
                 Ok(()) => (true, format!("CNI CHECK of {} passed", c.name())),
                 Err(e) => (false, kinglet_cri::chain(&e)),
             },
@@ -89,7 +98,7 @@ impl PodNet {
     pub fn teardown(&self, pod: &str) -> Result<(), NetnsError> {
         match self {
             PodNet::Builtin(n) => n.teardown_pod(pod),
-            PodNet::Cni(c) => c.del(pod),
+            PodNet::Cni(c, _) => c.del(pod),
         }
     }
 }
