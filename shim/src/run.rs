@@ -346,10 +346,46 @@ fn start(args: &RunArgs, record: &mut ShimRecord, record_path: &Path) -> Result<
         id: args.id.clone(),
         source: Box::new(source),
     })?;
+    if let Some(pid) = c.pid() {
+        if !wait_for_exec(pid.as_raw(), EXEC_WAIT) {
+            tracing::warn!(container = %args.id, "the container's program was not exec'd within {EXEC_WAIT:?}");
+        }
+    }
     let at = now_nanos();
     record.started_at = Some(at);
     write_record(record_path, record)?;
     Ok(at)
+}
+
+/// How long a start waits for the container's init to exec the container's program.
+const EXEC_WAIT: Duration = Duration::from_secs(2);
+
+/// Wait until the container's init (a clone of this shim until it execs) runs the container's
+/// program: then the program, not the runtime's init code, receives a stop signal sent right
+/// after StartContainer. A PID 1 discards signals it has no handler for, so a SIGTERM that
+/// reached the init before its exec was lost and the stop waited out its whole timeout.
+/// Returns false when `within` passed first; true also when the process is gone (a failed
+/// exec ends it, and its exit is reported as usual).
+fn wait_for_exec(pid: i32, within: Duration) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let Some(me) = id("/proc/self/exe") else {
+        return true;
+    };
+    let theirs = format!("/proc/{pid}/exe");
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match id(&theirs) {
+            Some(exe) if exe == me => {}
+            _ => return true,
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
 }
 
 /// The container's stdout and stderr pipes (read ends), until each reaches EOF.
