@@ -16,4 +16,9 @@ set -e
 # One closing line with the totals over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# The suite cleans up after itself: no process, directory, bridge or table of it is left.
+if ! bash scripts/check-leaks.sh; then
+  echo "scripts/check-leaks.sh: the test suite left something behind" >&2
+  [ "$rc" = 0 ] && rc=1
+fi
 exit "$rc"

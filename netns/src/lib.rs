@@ -42,7 +42,10 @@ pub use ipam::{Ipam, Ipv4Cidr};
 pub use network::{Network, NetworkConfig, PodNetwork};
 pub use nft::{PortMapping, Protocol};
 pub use ns::{NsId, NsKind};
-pub use pidns::{pod_init_args, pod_init_main, spawn_pod_init, stop_pod_init, POD_INIT_SUBCOMMAND};
+pub use pidns::{
+    find_pod_inits, kill_orphan_pod_init, pod_init_args, pod_init_main, spawn_pod_init,
+    stop_pod_init, POD_INIT_SUBCOMMAND,
+};
 pub use pin::{pin_namespaces, unpin_namespaces, PinRequest, PinnedNamespaces};
 
 /// Displays an error followed by its `source()` chain, `outer: inner: innermost`.

@@ -260,6 +260,70 @@ fn kill_if_pod_init(pid: u32, pin: &Path) -> Result<bool, NetnsError> {
     Ok(!exited)
 }
 
+/// The pod inits whose pin is `<pods_dir>/<pod>/ns/pid`, found by their command line (the pod
+/// init is a fork of the `pod-init` helper and keeps its arguments): `(host pid, pod, pin)`.
+/// At the daemon's start, those of pods without a record are leftovers of a crash between
+/// starting the pod init and recording the sandbox; their pin is already gone.
+pub fn find_pod_inits(pods_dir: &Path) -> Vec<(u32, String, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let (pod, pin) = pod_of_cmdline(&cmdline, pods_dir)?;
+            Some((pid, pod, pin))
+        })
+        .collect()
+}
+
+/// The pod and pin of a `pod-init` command line whose pin is `<pods_dir>/<pod>/ns/pid`.
+fn pod_of_cmdline(cmdline: &[u8], pods_dir: &Path) -> Option<(String, PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    let args = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(cmdline)
+        .split(|b| *b == 0)
+        .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string());
+    let pin = pod_init_args(args)?;
+    let rel = pin.strip_prefix(pods_dir).ok()?;
+    let mut parts = rel.iter();
+    let pod = parts.next()?.to_str()?.to_owned();
+    let rest: Vec<_> = parts.collect();
+    (rest == ["ns", "pid"] && !pod.is_empty()).then_some((pod, pin))
+}
+
+/// SIGKILL a pod init found by [`find_pod_inits`] whose pin is gone, and wait for it to exit.
+/// Through a pidfd opened first and a second look at the command line, so a reused pid is never
+/// signalled. Returns whether a process was killed.
+pub fn kill_orphan_pod_init(pid: u32, pin: &Path) -> Result<bool, NetnsError> {
+    let kill_err = |source| NetnsError::KillPodInit {
+        pid,
+        pin: pin.to_path_buf(),
+        source,
+    };
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if is_gone(&e) => return Ok(false),
+        Err(source) => return Err(kill_err(source)),
+    };
+    let Some(dir) = pin.parent().and_then(Path::parent).and_then(Path::parent) else {
+        return Ok(false);
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if pod_of_cmdline(&cmdline, dir).is_none_or(|(_, p)| p != pin) {
+        return Ok(false);
+    }
+    match sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL) {
+        Ok(()) => {}
+        Err(e) if is_gone(&e) => return Ok(false),
+        Err(source) => return Err(kill_err(source)),
+    }
+    sys::wait_readable(pidfd.as_fd(), STOP_WAIT).map_err(kill_err)?;
+    Ok(true)
+}
+
 fn is_gone(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(Errno::ESRCH as i32)
 }
@@ -290,6 +354,25 @@ mod tests {
             pod_init_args(args(&["kinglet", "pod-init", "--pin", "/x", "extra"])),
             None
         );
+    }
+
+    #[test]
+    fn pod_inits_are_recognised_by_their_pin_under_the_pods_dir() {
+        let dir = Path::new("/run/k/pods");
+        let line = b"/usr/bin/kinglet\0pod-init\0--pin\0/run/k/pods/abc/ns/pid\0";
+        assert_eq!(
+            pod_of_cmdline(line, dir),
+            Some(("abc".into(), PathBuf::from("/run/k/pods/abc/ns/pid")))
+        );
+        for other in [
+            &b"kinglet\0pod-init\0--pin\0/run/other/pods/abc/ns/pid\0"[..],
+            b"kinglet\0pod-init\0--pin\0/run/k/pods/abc/ns/net\0",
+            b"kinglet\0pod-init\0--pin\0/run/k/pods/abc/x/ns/pid\0",
+            b"kinglet\0shim\0--pin\0/run/k/pods/abc/ns/pid\0",
+            b"",
+        ] {
+            assert_eq!(pod_of_cmdline(other, dir), None, "{other:?}");
+        }
     }
 
     #[test]

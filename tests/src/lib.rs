@@ -52,25 +52,44 @@ pub fn kinglet_bin() -> PathBuf {
     p
 }
 
-/// The test image, built once per test process: (OCI layout dir, oci-archive tar).
+/// The test image: (OCI layout dir, oci-archive tar). Built once per set of inputs (the build
+/// script and the host's busybox) into `target/test-image/<key>/` and shared by every test
+/// process from then on, so test runs leave nothing in the temporary directory.
 pub fn test_image() -> &'static (PathBuf, PathBuf) {
     static IMG: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     IMG.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("kinglet-test-image-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        use std::hash::{Hash, Hasher};
         let script = workspace().join("tests/images/build-busybox-image.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(&dir)
-            .arg(IMAGE)
-            .output()
-            .expect("run build-busybox-image.sh");
-        assert!(
-            out.status.success(),
-            "building the test image failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut key = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&script).unwrap_or_default().hash(&mut key);
+        IMAGE.hash(&mut key);
+        if let Ok(m) = std::fs::metadata("/bin/busybox") {
+            (m.len(), m.modified().ok()).hash(&mut key);
+        }
+        let cache = workspace().join("target/test-image");
+        let dir = cache.join(format!("{:016x}", key.finish()));
+        if !dir.join("busybox.tar").exists() {
+            // Built aside and renamed into place, so a concurrent test process never sees half
+            // an image; the loser of a race uses the winner's.
+            let tmp = cache.join(format!("building-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&cache).unwrap();
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg(&tmp)
+                .arg(IMAGE)
+                .output()
+                .expect("run build-busybox-image.sh");
+            assert!(
+                out.status.success(),
+                "building the test image failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if std::fs::rename(&tmp, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
         (dir.join("layout"), dir.join("busybox.tar"))
     })
 }
@@ -391,6 +410,9 @@ impl Drop for Daemon {
                     }
                 }
             }
+        }
+        for (pid, _, pin) in kinglet_netns::find_pod_inits(&self.run_root.join("pods")) {
+            let _ = kinglet_netns::kill_orphan_pod_init(pid, &pin);
         }
         for m in all_mounts_under(self.dir.path()).into_iter().rev() {
             let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);

@@ -14,6 +14,10 @@ impl Runtime {
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<(), CriError> {
         let (sandboxes, containers) = self.store.load_all()?;
         let sandbox_ids: HashSet<String> = sandboxes.iter().map(|s| s.id.clone()).collect();
+        let pod_inits: HashSet<(String, u32)> = sandboxes
+            .iter()
+            .filter_map(|s| Some((s.id.clone(), s.namespaces.pid_init?)))
+            .collect();
         // Pods whose network must stay: ready, on the pod network. Everything else the network
         // holds (a setup or teardown a crash interrupted) is undone by its init.
         let live_net: HashSet<String> = sandboxes
@@ -74,7 +78,9 @@ impl Runtime {
             (ctr_root, container_ids.clone()),
             (runtime_root, container_ids),
         ];
+        let pods_dir = self.paths.run_root.join("pods");
         tokio::task::spawn_blocking(move || {
+            end_orphan_pod_inits(&pods_dir, &pod_inits);
             for (dir, known) in leftovers {
                 let Ok(rd) = std::fs::read_dir(&dir) else { continue };
                 for e in rd.flatten() {
@@ -97,5 +103,23 @@ impl Runtime {
         .await
         .map_err(|e| CriError::internal("leftover cleanup task", e))?;
         Ok(())
+    }
+}
+
+/// Kill the pod inits of this run root's pods that no sandbox record names (a crash between
+/// starting the pod init and saving the record left them; their pin went with the leftover
+/// directory, so nothing else would ever end them).
+fn end_orphan_pod_inits(pods_dir: &std::path::Path, known: &HashSet<(String, u32)>) {
+    for (pid, pod, pin) in kinglet_netns::find_pod_inits(pods_dir) {
+        if known.contains(&(pod.clone(), pid)) {
+            continue;
+        }
+        match kinglet_netns::kill_orphan_pod_init(pid, &pin) {
+            Ok(true) => tracing::info!(%pod, pid, "ended the pod init of a pod that is gone"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(%pod, pid, err = %kinglet_cri::chain(&e), "leftover pod init not ended")
+            }
+        }
     }
 }
