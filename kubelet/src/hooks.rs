@@ -10,14 +10,14 @@
 
 use std::time::Duration;
 
+use crate::error::KubeletError;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kinglet_cri::CriError;
 use kinglet_proto::v1;
 use tokio::time::Instant;
 
 use super::probe::PodRef;
-use crate::runtime::Runtime;
+use crate::runtime::PodRuntime;
 
 /// The least time a container gets between its stop signal and SIGKILL, whatever is left of
 /// its grace period (the kubelet's `minimumGracePeriodInSeconds`): a pod with
@@ -31,7 +31,7 @@ pub(super) fn stop_timeout(left: i64) -> i64 {
 
 /// Run one handler, bounded by `limit`.
 pub(super) async fn run_handler(
-    rt: &Runtime,
+    rt: &dyn PodRuntime,
     container_id: &str,
     c: &Container,
     h: &LifecycleHandler,
@@ -49,7 +49,7 @@ pub(super) async fn run_handler(
                 timeout: secs,
             })
             .await
-            .map_err(|e| kinglet_cri::chain(&e))?;
+            .map_err(|e| crate::error::chain(&e))?;
         if r.exit_code != 0 {
             return Err(format!(
                 "command exited with {}: {}",
@@ -91,13 +91,13 @@ pub(super) async fn run_handler(
 /// failure is a `FailedPreStopHook` event); then the stop signal with what is left of
 /// `grace`, at least [`MIN_STOP_SECS`]; then SIGKILL.
 pub(super) async fn kill_container(
-    rt: &Runtime,
+    rt: &dyn PodRuntime,
     pod: &PodRef,
     container_id: &str,
     c: &Container,
     host: &str,
     grace: i64,
-) -> Result<(), CriError> {
+) -> Result<(), KubeletError> {
     let t = Instant::now();
     let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
     if let (Some(h), true) = (pre_stop, grace > 0) {
@@ -116,7 +116,7 @@ pub(super) async fn kill_container(
         }
     }
     let left = grace - t.elapsed().as_secs() as i64;
-    rt.stop_container(container_id, stop_timeout(left)).await
+    Ok(rt.stop_container(container_id, stop_timeout(left)).await?)
 }
 
 #[cfg(test)]

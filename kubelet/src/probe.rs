@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, GRPCAction, HTTPGetAction, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kinglet_cri::CriError;
 use kinglet_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -31,7 +30,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use super::{hooks, Supervisor};
-use crate::runtime::Runtime;
+use crate::runtime::PodRuntime;
 
 /// What the prober knows of one container (by CRI container id).
 #[derive(Debug, Clone, Copy, Default)]
@@ -131,7 +130,7 @@ fn dial_error(addr: &str, e: &std::io::Error) -> String {
 
 /// Run a probe once.
 async fn run_once(
-    rt: &Runtime,
+    rt: &dyn PodRuntime,
     container_id: &str,
     c: &Container,
     p: &Probe,
@@ -154,10 +153,10 @@ async fn run_once(
             Ok(r) => Outcome::Failure(
                 String::from_utf8_lossy(&[r.stdout, r.stderr].concat()).into_owned(),
             ),
-            Err(CriError::DeadlineExceeded { .. }) => {
+            Err(e) if e.kind == crate::runtime::RuntimeErrorKind::DeadlineExceeded => {
                 Outcome::Failure(format!("command {:?} timed out", cmd.join(" ")))
             }
-            Err(e) => Outcome::Error(kinglet_cri::chain(&e)),
+            Err(e) => Outcome::Error(crate::error::chain(&e)),
         };
     }
     if let Some(t) = &p.tcp_socket {
@@ -327,7 +326,7 @@ async fn https_get(
         .user_agent(agent)
         .default_headers(headers)
         .build()
-        .map_err(|e| failed(kinglet_cri::chain(&e)))?;
+        .map_err(|e| failed(crate::error::chain(&e)))?;
     match client.get(url).send().await {
         Ok(r) if (200..400).contains(&r.status().as_u16()) => Ok(()),
         Ok(r) => Err(HttpError::Failed(format!(
@@ -337,7 +336,7 @@ async fn https_get(
         Err(e) if e.is_timeout() => Err(failed(
             "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".into(),
         )),
-        Err(e) => Err(failed(kinglet_cri::chain(&e))),
+        Err(e) => Err(failed(crate::error::chain(&e))),
     }
 }
 
@@ -460,7 +459,7 @@ enum Ended {
 
 /// The prober of one container.
 struct Prober {
-    rt: Arc<Runtime>,
+    rt: Arc<dyn PodRuntime>,
     states: ProbeStates,
     container_id: String,
     c: Container,
@@ -496,7 +495,7 @@ impl Prober {
 
     /// Run probe `p` once and record what the kubelet records; None when it errored.
     async fn probe(&self, kind: Kind, p: &Probe) -> Option<bool> {
-        match run_once(&self.rt, &self.container_id, &self.c, p, &self.host).await {
+        match run_once(&*self.rt, &self.container_id, &self.c, p, &self.host).await {
             Outcome::Success => Some(true),
             Outcome::Failure(out) => {
                 tracing::debug!(container = %self.c.name, probe = kind.name(), output = %out, "probe failed");
@@ -561,7 +560,7 @@ impl Prober {
         // A startup or liveness probe's own terminationGracePeriodSeconds wins over the pod's.
         let grace = p.termination_grace_period_seconds.unwrap_or(self.grace);
         if let Err(e) = hooks::kill_container(
-            &self.rt,
+            &*self.rt,
             &self.pod,
             &self.container_id,
             &self.c,
@@ -570,7 +569,7 @@ impl Prober {
         )
         .await
         {
-            tracing::warn!(container = %self.c.name, err = %kinglet_cri::chain(&e), "killing after a failed probe");
+            tracing::warn!(container = %self.c.name, err = %crate::error::chain(&e), "killing after a failed probe");
         }
     }
 }
@@ -578,7 +577,7 @@ impl Prober {
 /// The prober of one container; returns when the container stops running (or was killed
 /// for a failed probe).
 pub(super) async fn prober(
-    rt: Arc<Runtime>,
+    rt: Arc<dyn PodRuntime>,
     states: ProbeStates,
     container_id: String,
     c: Container,

@@ -8,8 +8,8 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
+use crate::error::KubeletError;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kinglet_cri::CriError;
 use kinglet_proto::v1;
 use tokio::time::Instant;
 
@@ -46,7 +46,7 @@ impl Supervisor {
         sandbox: &str,
         grace: i64,
         pod: Option<&Pod>,
-    ) -> Result<(), CriError> {
+    ) -> Result<(), KubeletError> {
         let cs = self
             .rt
             .list_containers(v1::ListContainersRequest {
@@ -67,7 +67,7 @@ impl Supervisor {
             }
         }
         self.rt.stop_pod_sandbox(sandbox).await?;
-        self.rt.remove_pod_sandbox(sandbox).await
+        Ok(self.rt.remove_pod_sandbox(sandbox).await?)
     }
 
     /// Stop `cs` (containers of one pod): all but the sidecars at once, then the sidecars,
@@ -79,7 +79,7 @@ impl Supervisor {
         pod: Option<&Pod>,
         host: &str,
         grace: i64,
-    ) -> Result<(), CriError> {
+    ) -> Result<(), KubeletError> {
         let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
         let host = super::handler_host(host);
         let (mut sidecars, others): (Vec<&v1::Container>, Vec<&v1::Container>) =
@@ -105,13 +105,13 @@ impl Supervisor {
         pod: Option<&Pod>,
         host: &str,
         deadline: Instant,
-    ) -> Result<(), CriError> {
+    ) -> Result<(), KubeletError> {
         let running = cc.state == v1::ContainerState::ContainerRunning as i32;
         let spec_c = spec_of(pod, cc);
         let pre = spec_c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h)));
         if let (Some((c, h)), true) = (pre, running) {
             let limit = deadline.saturating_duration_since(Instant::now());
-            if let Err(msg) = hooks::run_handler(&self.rt, &cc.id, c, h, host, limit).await {
+            if let Err(msg) = hooks::run_handler(&*self.rt, &cc.id, c, h, host, limit).await {
                 let uid = pod.and_then(|p| p.metadata.uid.as_deref()).unwrap_or("");
                 self.event(
                     uid,
@@ -125,8 +125,9 @@ impl Supervisor {
         // kubelet's minimum stop window.
         let left = deadline.saturating_duration_since(Instant::now());
         let secs = left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0);
-        self.rt
+        Ok(self
+            .rt
             .stop_container(&cc.id, hooks::stop_timeout(secs))
-            .await
+            .await?)
     }
 }

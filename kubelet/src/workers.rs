@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::podspec::{self, LABEL_POD_UID};
-use super::{backoff, volumes, Snapshot, Supervisor};
+use super::{backoff, volumes, KubeletError, Snapshot, Supervisor};
 
 /// The applied objects at one moment, shared by all workers.
 #[derive(Default)]
@@ -74,7 +74,7 @@ impl Supervisor {
     /// Wake the workers of the pods whose containers exited (the runtime's list of their
     /// labels). False when one has no worker (a full pass is needed).
     pub(super) fn wake_exited(&self) -> bool {
-        let exited = std::mem::take(&mut *self.rt.exited.lock().expect("exited lock"));
+        let exited = self.rt.take_exited();
         let workers = self.workers.lock().expect("workers lock");
         let mut all = true;
         for labels in exited {
@@ -95,7 +95,7 @@ impl Supervisor {
             let world = self.latest.lock().expect("world lock").clone();
             if let Some(pod) = world.pods.get(&uid) {
                 if let Err(e) = self.reconcile_pod(pod, &uid, &world.snap).await {
-                    tracing::warn!(pod = %pod.metadata.name.as_deref().unwrap_or(""), err = %kinglet_cri::chain(&e), "reconcile failed");
+                    tracing::warn!(pod = %pod.metadata.name.as_deref().unwrap_or(""), err = %crate::error::chain(&e), "reconcile failed");
                 }
                 continue;
             }
@@ -119,14 +119,14 @@ impl Supervisor {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(pod = %uid, err = %kinglet_cri::chain(&e), "removing a deleted pod failed; retrying");
+                    tracing::warn!(pod = %uid, err = %crate::error::chain(&e), "removing a deleted pod failed; retrying");
                 }
             }
         }
     }
 
     /// Tear down every sandbox of a pod that is no longer applied, and its volumes.
-    async fn remove_pod(&self, uid: &str) -> Result<(), kinglet_cri::CriError> {
+    async fn remove_pod(&self, uid: &str) -> Result<(), KubeletError> {
         let known = self.known.lock().expect("known lock").get(uid).cloned();
         for s in self.sandboxes_of(uid).await? {
             tracing::info!(pod = %uid, sandbox = %s.id, "removing the sandbox of a deleted pod");
@@ -174,7 +174,7 @@ impl Supervisor {
     /// Write the back-off state whenever it changes (coalescing bursts), so that a restarted
     /// daemon keeps every crash-looping container's wait.
     pub(super) async fn save_backoff_loop(self: Arc<Self>) {
-        let path = backoff::state_file(&self.rt.paths.root);
+        let path = backoff::state_file(&self.cfg.root);
         loop {
             self.backoff_changed.notified().await;
             let map = self.backoff.lock().expect("backoff lock").clone();

@@ -11,11 +11,13 @@
 //! that are gone ([`stop`]). Pod status is derived from the runtime's own records when asked,
 //! never stored twice.
 
-mod backoff;
+pub mod backoff;
+pub mod error;
 mod hooks;
 mod objects;
 pub mod podspec;
 mod probe;
+pub mod runtime;
 mod security;
 mod status;
 mod stop;
@@ -23,6 +25,9 @@ pub mod sysctl;
 mod volumes;
 mod watch;
 mod workers;
+
+pub use error::KubeletError;
+pub use runtime::{PodRuntime, RuntimeError, RuntimeErrorKind};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -32,12 +37,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
-use kinglet_cri::CriError;
 use kinglet_manifest::{Object, ObjectKey};
 use kinglet_proto::{admin, v1};
 use tokio::sync::{Mutex, Notify};
 
-use crate::runtime::Runtime;
 use backoff::{Backoff, BackoffPolicy};
 use objects::ObjectStore;
 use podspec::{
@@ -95,10 +98,26 @@ impl Sources for Snapshot {
     }
 }
 
+/// What the mini-kubelet needs to know of the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// The daemon's state root (`--root`): objects, pod logs, volumes on disk, back-off.
+    pub root: PathBuf,
+    /// The daemon's run root (`--run-root`): secrets tmpfs, memory-backed volumes.
+    pub run_root: PathBuf,
+    /// The watched manifests directory.
+    pub manifests: PathBuf,
+    /// CrashLoopBackOff (and image pull back-off) constants.
+    pub backoff: BackoffPolicy,
+    /// Unsafe sysctls pods may set besides the safe set (patterns).
+    pub allowed_unsafe_sysctls: Vec<String>,
+}
+
 pub struct Supervisor {
+    cfg: KubeletConfig,
     /// Objects each manifest file last defined.
     sources: Mutex<watch::Sources>,
-    rt: Arc<Runtime>,
+    rt: Arc<dyn PodRuntime>,
     store: Mutex<ObjectStore>,
     wake: Notify,
     waiting: std::sync::Mutex<HashMap<(String, String), Waiting>>,
@@ -172,29 +191,29 @@ fn handler_host(pod_ip: &str) -> &str {
     }
 }
 
-fn cri_err(what: String) -> impl FnOnce(CriError) -> CriError {
-    move |e| CriError::internal(what, e)
+fn step_err(context: String) -> impl FnOnce(RuntimeError) -> KubeletError {
+    move |source| KubeletError::Step { context, source }
 }
 
 impl Supervisor {
     /// Load the stored objects and start reconciling.
-    pub async fn start(rt: Arc<Runtime>) -> Result<Arc<Supervisor>, CriError> {
-        let (root, run_root) = (rt.paths.root.clone(), rt.paths.run_root.clone());
+    pub async fn start(
+        rt: Arc<dyn PodRuntime>,
+        cfg: KubeletConfig,
+    ) -> Result<Arc<Supervisor>, KubeletError> {
+        let (root, run_root) = (cfg.root.clone(), cfg.run_root.clone());
         let store = tokio::task::spawn_blocking(move || ObjectStore::open(&root, &run_root))
             .await
-            .map_err(|e| CriError::internal("object store task", e))??;
-        let policy = BackoffPolicy {
-            initial: Duration::from_millis(rt.config.crash_loop_backoff_initial_ms),
-            cap: Duration::from_millis(rt.config.crash_loop_backoff_max_ms),
-            ..BackoffPolicy::default()
-        };
-        let backoff_root = rt.paths.root.clone();
-        let sources = watch::Sources::load(&rt.paths.root.join("objects").join("sources.json"));
-        let allowlist = sysctl::SysctlAllowlist::new(&rt.config.allowed_unsafe_sysctls)
-            .map_err(|reason| CriError::invalid("allowed-unsafe-sysctls", reason))?;
+            .map_err(|e| KubeletError::internal("object store task", e))??;
+        let policy = cfg.backoff;
+        let backoff_root = cfg.root.clone();
+        let sources = watch::Sources::load(&cfg.root.join("objects").join("sources.json"));
+        let allowlist = sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
+            .map_err(|reason| KubeletError::invalid("allowed-unsafe-sysctls", reason))?;
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),
-            pod_logs: rt.paths.root.join("pod-logs"),
+            pod_logs: cfg.root.join("pod-logs"),
+            cfg,
             rt,
             store: Mutex::new(store),
             wake: Notify::new(),
@@ -216,7 +235,7 @@ impl Supervisor {
             admission: sysctl::Admission::new(allowlist),
         });
         *s.self_ref.lock().expect("self lock") = Arc::downgrade(&s);
-        tokio::spawn(watch::watch_dir(s.clone(), s.rt.config.manifests.clone()));
+        tokio::spawn(watch::watch_dir(s.clone(), s.cfg.manifests.clone()));
         tokio::spawn(s.clone().save_backoff_loop());
         let me = s.clone();
         tokio::spawn(async move {
@@ -228,7 +247,7 @@ impl Supervisor {
                     tokio::select! {
                         _ = me.wake.notified() => break,
                         _ = tokio::time::sleep_until(next) => break,
-                        _ = me.rt.exits.notified() => {
+                        _ = me.rt.container_exited() => {
                             if !me.wake_exited() {
                                 break;
                             }
@@ -262,8 +281,8 @@ impl Supervisor {
 
     fn volume_roots(&self, uid: &str) -> VolumeRoots {
         VolumeRoots {
-            run: self.rt.paths.run_root.join("volumes").join(uid),
-            disk: self.rt.paths.root.join("volumes").join(uid),
+            run: self.cfg.run_root.join("volumes").join(uid),
+            disk: self.cfg.root.join("volumes").join(uid),
         }
     }
 
@@ -303,7 +322,10 @@ impl Supervisor {
     }
 
     /// The sandboxes made for pod `uid` (by the kubelet's uid label).
-    pub(super) async fn sandboxes_of(&self, uid: &str) -> Result<Vec<v1::PodSandbox>, CriError> {
+    pub(crate) async fn sandboxes_of(
+        &self,
+        uid: &str,
+    ) -> Result<Vec<v1::PodSandbox>, KubeletError> {
         Ok(self
             .rt
             .list_pod_sandbox(v1::ListPodSandboxRequest {
@@ -319,7 +341,7 @@ impl Supervisor {
     }
 
     /// A container's CRI status.
-    pub(super) async fn status_of(&self, id: &str) -> Result<v1::ContainerStatus, CriError> {
+    pub(crate) async fn status_of(&self, id: &str) -> Result<v1::ContainerStatus, KubeletError> {
         Ok(self
             .rt
             .container_status(v1::ContainerStatusRequest {
@@ -332,7 +354,7 @@ impl Supervisor {
     }
 
     /// A sandbox's pod IP ("" for host-network pods or when unknown).
-    pub(super) async fn sandbox_ip(&self, sandbox: &str) -> String {
+    pub(crate) async fn sandbox_ip(&self, sandbox: &str) -> String {
         self.rt
             .pod_sandbox_status(v1::PodSandboxStatusRequest {
                 pod_sandbox_id: sandbox.to_owned(),
@@ -346,7 +368,12 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
-    async fn reconcile_pod(&self, pod: &Pod, uid: &str, snap: &Snapshot) -> Result<(), CriError> {
+    async fn reconcile_pod(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        snap: &Snapshot,
+    ) -> Result<(), KubeletError> {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let ns = pod
             .metadata
@@ -408,7 +435,7 @@ impl Supervisor {
                         ..Default::default()
                     })
                     .await
-                    .map_err(cri_err(format!("start the sandbox of pod {ns}/{name}")))?
+                    .map_err(step_err(format!("start the sandbox of pod {ns}/{name}")))?
                     .pod_sandbox_id;
                 tracing::info!(pod = %name, sandbox = %id, "pod sandbox started");
                 self.event(
@@ -536,7 +563,7 @@ impl Supervisor {
         apps: &[k8s_openapi::api::core::v1::Container],
         existing: &[v1::Container],
         policy: &str,
-    ) -> Result<bool, CriError> {
+    ) -> Result<bool, KubeletError> {
         if apps.is_empty() {
             return Ok(false);
         }
@@ -592,18 +619,6 @@ impl Supervisor {
                 Some((r.name.clone(), d.get(".dockerconfigjson")?.clone()))
             })
             .collect();
-        let refs: Vec<(&str, &[u8])> = secrets
-            .iter()
-            .map(|(n, b)| (n.as_str(), b.as_slice()))
-            .collect();
-        let creds = match crate::pull::auth::from_pull_secrets(&refs, image) {
-            Ok(c) => c,
-            Err(e) => {
-                self.pulling.lock().expect("pull lock").remove(&key);
-                self.set_waiting(ctx.uid, &c.name, "ErrImagePull", kinglet_cri::chain(&e));
-                return;
-            }
-        };
         self.set_waiting(
             ctx.uid,
             &c.name,
@@ -620,7 +635,7 @@ impl Supervisor {
         let image = image.to_owned();
         tokio::spawn(async move {
             let Some(me) = me else { return };
-            let result = me.rt.puller.pull(&image, creds).await;
+            let result = me.rt.pull_image(&image, secrets).await;
             me.pulling.lock().expect("pull lock").remove(&key);
             match result {
                 Ok(_) => {
@@ -637,7 +652,7 @@ impl Supervisor {
                     );
                 }
                 Err(e) => {
-                    let msg = kinglet_cri::chain(&e);
+                    let msg = crate::error::chain(&e);
                     me.event(
                         &key.0,
                         true,
@@ -698,7 +713,7 @@ impl Supervisor {
         ctx: &Ctx<'_>,
         c: &k8s_openapi::api::core::v1::Container,
         policy: &str,
-    ) -> Result<Step, CriError> {
+    ) -> Result<Step, KubeletError> {
         let Ctx {
             uid,
             name,
@@ -845,12 +860,17 @@ impl Supervisor {
         {
             Ok(r) => r.container_id,
             Err(e) => {
-                self.set_waiting(uid, &c.name, "CreateContainerError", kinglet_cri::chain(&e));
+                self.set_waiting(
+                    uid,
+                    &c.name,
+                    "CreateContainerError",
+                    crate::error::chain(&e),
+                );
                 return Ok(Step::Waiting);
             }
         };
         if let Err(e) = self.rt.start_container(&id).await {
-            self.set_waiting(uid, &c.name, "RunContainerError", kinglet_cri::chain(&e));
+            self.set_waiting(uid, &c.name, "RunContainerError", crate::error::chain(&e));
             return Ok(Step::Waiting);
         }
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
@@ -864,7 +884,8 @@ impl Supervisor {
                 .lock()
                 .expect("post-start lock")
                 .insert(id.clone());
-            let hook = hooks::run_handler(&self.rt, &id, c, h, host, Duration::from_secs(30)).await;
+            let hook =
+                hooks::run_handler(&*self.rt, &id, c, h, host, Duration::from_secs(30)).await;
             self.post_starting
                 .lock()
                 .expect("post-start lock")
@@ -877,7 +898,7 @@ impl Supervisor {
                     format!("PostStart hook of {} failed: {msg}", c.name),
                 );
                 let me = probe::PodRef::new(self.self_ref.lock().expect("self lock").clone(), pod);
-                let _ = hooks::kill_container(&self.rt, &me, &id, c, host, grace).await;
+                let _ = hooks::kill_container(&*self.rt, &me, &id, c, host, grace).await;
                 return Ok(Step::Waiting);
             }
         }
@@ -894,9 +915,12 @@ impl Supervisor {
     }
 
     /// `kinglet apply`.
-    pub async fn apply(&self, req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
+    pub async fn apply(
+        &self,
+        req: admin::ApplyRequest,
+    ) -> Result<admin::ApplyResponse, KubeletError> {
         let objs = kinglet_manifest::parse(&req.source, &req.content)
-            .map_err(|e| CriError::invalid("manifest", e.to_string()))?;
+            .map_err(|e| KubeletError::invalid("manifest", e.to_string()))?;
         let warnings: Vec<String> = objs
             .iter()
             .flat_map(|o| {
@@ -918,7 +942,10 @@ impl Supervisor {
     }
 
     /// Store objects (create or update), then wake the reconciler. One line per object.
-    pub(crate) async fn apply_objects(&self, objs: Vec<Object>) -> Result<Vec<String>, CriError> {
+    pub(crate) async fn apply_objects(
+        &self,
+        objs: Vec<Object>,
+    ) -> Result<Vec<String>, KubeletError> {
         let mut results = Vec::new();
         {
             let mut store = self.store.lock().await;
@@ -942,7 +969,10 @@ impl Supervisor {
     }
 
     /// Remove objects (absent ones are skipped), then wake the reconciler.
-    pub(crate) async fn delete_keys(&self, keys: &[ObjectKey]) -> Result<Vec<String>, CriError> {
+    pub(crate) async fn delete_keys(
+        &self,
+        keys: &[ObjectKey],
+    ) -> Result<Vec<String>, KubeletError> {
         let mut results = Vec::new();
         {
             let mut store = self.store.lock().await;
@@ -960,17 +990,17 @@ impl Supervisor {
     pub async fn delete(
         &self,
         req: admin::DeleteRequest,
-    ) -> Result<admin::DeleteResponse, CriError> {
+    ) -> Result<admin::DeleteResponse, KubeletError> {
         let keys: Vec<ObjectKey> = if !req.content.is_empty() {
             kinglet_manifest::parse(&req.source, &req.content)
-                .map_err(|e| CriError::invalid("manifest", e.to_string()))?
+                .map_err(|e| KubeletError::invalid("manifest", e.to_string()))?
                 .iter()
                 .map(Object::key)
                 .collect()
         } else {
             vec![ObjectKey {
                 kind: kind_of(&req.kind).ok_or_else(|| {
-                    CriError::invalid("kind", format!("unknown kind {:?}", req.kind))
+                    KubeletError::invalid("kind", format!("unknown kind {:?}", req.kind))
                 })?,
                 namespace: if req.namespace.is_empty() {
                     "default".into()
@@ -989,7 +1019,7 @@ impl Supervisor {
                         results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name))
                     }
                     None => {
-                        return Err(CriError::not_found(
+                        return Err(KubeletError::not_found(
                             "object",
                             format!("{} {}/{}", k.kind, k.namespace, k.name),
                         ))
@@ -1002,9 +1032,9 @@ impl Supervisor {
     }
 
     /// `kinglet get`: objects as Kubernetes JSON, Pods with their current status.
-    pub async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
+    pub async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, KubeletError> {
         let kind = kind_of(&req.kind)
-            .ok_or_else(|| CriError::invalid("kind", format!("unknown kind {:?}", req.kind)))?;
+            .ok_or_else(|| KubeletError::invalid("kind", format!("unknown kind {:?}", req.kind)))?;
         let ns = if req.namespace.is_empty() {
             "default"
         } else {
@@ -1022,7 +1052,7 @@ impl Supervisor {
                 .collect()
         };
         if !req.name.is_empty() && picked.is_empty() {
-            return Err(CriError::not_found(
+            return Err(KubeletError::not_found(
                 "object",
                 format!("{kind} {ns}/{}", req.name),
             ));
@@ -1037,7 +1067,7 @@ impl Supervisor {
                 Object::ConfigMap(c) => serde_json::to_value(&c),
                 Object::Secret(s) => serde_json::to_value(&s),
             }
-            .map_err(|e| CriError::internal("encode object", e))?;
+            .map_err(|e| KubeletError::internal("encode object", e))?;
             objects.push(v.to_string());
         }
         let mut events = Vec::new();
@@ -1124,7 +1154,7 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
             m.generation = Some(pm.generation.unwrap_or(1) + 1);
         }
         None => {
-            let id = crate::runtime::new_id();
+            let id = new_uid_hex();
             m.uid = Some(format!(
                 "{}-{}-{}-{}-{}",
                 &id[0..8],
@@ -1140,4 +1170,12 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
     if m.namespace.is_none() {
         m.namespace = Some("default".into());
     }
+}
+
+/// 16 random bytes in hex (32 digits), the raw material of a new object's uid.
+fn new_uid_hex() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
 }
