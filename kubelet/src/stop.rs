@@ -8,14 +8,14 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
-use crate::error::KubeletError;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kinglet_proto::v1;
 use tokio::time::Instant;
 
-use super::hooks;
-use super::podspec::LABEL_CONTAINER_NAME;
-use super::Supervisor;
+use crate::hooks;
+use crate::pod::PodShared;
+use crate::podspec::LABEL_CONTAINER_NAME;
+use crate::runtime::{PodRuntime, RuntimeError};
 
 /// The spec of runtime container `cc` in `pod`, by its container-name label.
 fn spec_of<'p>(pod: Option<&'p Pod>, cc: &v1::Container) -> Option<&'p Container> {
@@ -28,7 +28,7 @@ fn spec_of<'p>(pod: Option<&'p Pod>, cc: &v1::Container) -> Option<&'p Container
 }
 
 /// The position of a native sidecar among the pod's init containers (None: not a sidecar).
-pub(super) fn sidecar_rank(pod: Option<&Pod>, cc: &v1::Container) -> Option<usize> {
+pub(crate) fn sidecar_rank(pod: Option<&Pod>, cc: &v1::Container) -> Option<usize> {
     let name = cc.labels.get(LABEL_CONTAINER_NAME)?;
     pod?.spec
         .as_ref()?
@@ -38,96 +38,80 @@ pub(super) fn sidecar_rank(pod: Option<&Pod>, cc: &v1::Container) -> Option<usiz
         .position(|c| &c.name == name && c.restart_policy.as_deref() == Some("Always"))
 }
 
-impl Supervisor {
-    /// Stop a sandbox's containers in order (see the module docs) and remove the sandbox.
-    /// `pod` is the spec the containers were made from, when known (for hooks and order).
-    pub(super) async fn teardown(
-        &self,
-        sandbox: &str,
-        grace: i64,
-        pod: Option<&Pod>,
-    ) -> Result<(), KubeletError> {
-        let cs = self
-            .rt
-            .list_containers(v1::ListContainersRequest {
-                filter: Some(v1::ContainerFilter {
-                    pod_sandbox_id: sandbox.to_owned(),
-                    ..Default::default()
-                }),
-            })
-            .await?
-            .containers;
-        let host = self.sandbox_ip(sandbox).await;
-        self.stop_in_order(&cs, pod, &host, grace).await?;
-        // Probe results outlive a prober that had only a startup probe; not the container.
-        {
-            let mut probes = self.probes.lock().expect("probe lock");
-            for c in &cs {
-                probes.remove(&c.id);
-            }
-        }
-        self.rt.stop_pod_sandbox(sandbox).await?;
-        Ok(self.rt.remove_pod_sandbox(sandbox).await?)
+/// Stop a sandbox's containers in order (see the module docs) and remove the sandbox. `pod`
+/// is the spec the containers were made from, when known (for hooks and order).
+pub(crate) async fn teardown(
+    rt: &dyn PodRuntime,
+    shared: &PodShared,
+    sandbox: &str,
+    grace: i64,
+    pod: Option<&Pod>,
+) -> Result<(), RuntimeError> {
+    let cs = crate::pod::containers_of(rt, sandbox).await?;
+    let host = crate::pod::sandbox_ip(rt, sandbox).await;
+    stop_in_order(rt, shared, &cs, pod, &host, grace).await?;
+    // Probe results outlive a prober that had only a startup probe; not the container.
+    for c in &cs {
+        shared.forget_probe(&c.id);
     }
+    rt.stop_pod_sandbox(sandbox).await?;
+    rt.remove_pod_sandbox(sandbox).await
+}
 
-    /// Stop `cs` (containers of one pod): all but the sidecars at once, then the sidecars,
-    /// last first; all within `grace` seconds from now. `host` is the pod IP for httpGet
-    /// hooks ("" for host-network pods).
-    pub(super) async fn stop_in_order(
-        &self,
-        cs: &[v1::Container],
-        pod: Option<&Pod>,
-        host: &str,
-        grace: i64,
-    ) -> Result<(), KubeletError> {
-        let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
-        let host = super::handler_host(host);
-        let (mut sidecars, others): (Vec<&v1::Container>, Vec<&v1::Container>) =
-            cs.iter().partition(|cc| sidecar_rank(pod, cc).is_some());
-        let stops = others
-            .iter()
-            .map(|cc| self.stop_one(cc, pod, host, deadline));
-        for r in futures_util::future::join_all(stops).await {
-            r?;
-        }
-        sidecars.sort_by_key(|cc| Reverse(sidecar_rank(pod, cc)));
-        for cc in sidecars {
-            self.stop_one(cc, pod, host, deadline).await?;
-        }
-        Ok(())
+/// Stop `cs` (containers of one pod): all but the sidecars at once, then the sidecars, last
+/// first; all within `grace` seconds from now. `host` is the pod IP for httpGet hooks (""
+/// for host-network pods).
+pub(crate) async fn stop_in_order(
+    rt: &dyn PodRuntime,
+    shared: &PodShared,
+    cs: &[v1::Container],
+    pod: Option<&Pod>,
+    host: &str,
+    grace: i64,
+) -> Result<(), RuntimeError> {
+    let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
+    let host = crate::pod::handler_host(host);
+    let (mut sidecars, others): (Vec<&v1::Container>, Vec<&v1::Container>) =
+        cs.iter().partition(|cc| sidecar_rank(pod, cc).is_some());
+    let stops = others
+        .iter()
+        .map(|cc| stop_one(rt, shared, cc, pod, host, deadline));
+    for r in futures_util::future::join_all(stops).await {
+        r?;
     }
+    sidecars.sort_by_key(|cc| Reverse(sidecar_rank(pod, cc)));
+    for cc in sidecars {
+        stop_one(rt, shared, cc, pod, host, deadline).await?;
+    }
+    Ok(())
+}
 
-    /// One container: its preStop hook (when running and the spec has one), then the stop
-    /// signal with what is left until `deadline`, then SIGKILL.
-    async fn stop_one(
-        &self,
-        cc: &v1::Container,
-        pod: Option<&Pod>,
-        host: &str,
-        deadline: Instant,
-    ) -> Result<(), KubeletError> {
-        let running = cc.state == v1::ContainerState::ContainerRunning as i32;
-        let spec_c = spec_of(pod, cc);
-        let pre = spec_c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h)));
-        if let (Some((c, h)), true) = (pre, running) {
-            let limit = deadline.saturating_duration_since(Instant::now());
-            if let Err(msg) = hooks::run_handler(&*self.rt, &cc.id, c, h, host, limit).await {
-                let uid = pod.and_then(|p| p.metadata.uid.as_deref()).unwrap_or("");
-                self.event(
-                    uid,
-                    true,
-                    "FailedPreStopHook",
-                    format!("PreStop hook of {} failed: {msg}", c.name),
-                );
-            }
+/// One container: its preStop hook (when running and the spec has one), then the stop signal
+/// with what is left until `deadline`, then SIGKILL.
+async fn stop_one(
+    rt: &dyn PodRuntime,
+    shared: &PodShared,
+    cc: &v1::Container,
+    pod: Option<&Pod>,
+    host: &str,
+    deadline: Instant,
+) -> Result<(), RuntimeError> {
+    let running = cc.state == v1::ContainerState::ContainerRunning as i32;
+    let spec_c = spec_of(pod, cc);
+    let pre = spec_c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h)));
+    if let (Some((c, h)), true) = (pre, running) {
+        let limit = deadline.saturating_duration_since(Instant::now());
+        if let Err(msg) = hooks::run_handler(rt, &cc.id, c, h, host, limit).await {
+            shared.event(
+                true,
+                "FailedPreStopHook",
+                format!("PreStop hook of {} failed: {msg}", c.name),
+            );
         }
-        // Whole seconds left, rounded up so that a part-second is not lost; never under the
-        // kubelet's minimum stop window.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let secs = left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0);
-        Ok(self
-            .rt
-            .stop_container(&cc.id, hooks::stop_timeout(secs))
-            .await?)
     }
+    // Whole seconds left, rounded up so that a part-second is not lost; never under the
+    // kubelet's minimum stop window.
+    let left = deadline.saturating_duration_since(Instant::now());
+    let secs = left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0);
+    rt.stop_container(&cc.id, hooks::stop_timeout(secs)).await
 }

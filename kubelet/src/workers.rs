@@ -1,48 +1,52 @@
 //! One worker task per pod, as the kubelet has: a slow step of one pod (a postStart hook, a
 //! preStop hook within a long grace period, a stop) never delays another pod's restarts.
 //!
-//! The dispatcher (the supervisor's main loop, once a second and at once after an apply, a
-//! delete or a container exit) publishes the objects as one shared [`World`] and wakes the
-//! worker of every pod that is applied or still has a sandbox, starting workers as needed. A
-//! worker reconciles its pod with the newest world each time it is woken (wakes that come during
-//! a pass coalesce into one more pass); when its pod is no longer applied it tears the pod's
-//! sandboxes down, forgets the pod's in-memory state and ends.
+//! The dispatcher (once a second and at once after an apply, a delete or a container exit)
+//! publishes the objects as one shared [`World`] and wakes the worker of every pod that is
+//! applied or still has a sandbox, starting workers as needed. A worker owns its pod's
+//! [`PodState`]; it reconciles with the newest world when woken, when a task it started (a
+//! pull, a prober) reports back, or when the last pass asked to be requeued (a back-off ends);
+//! wakes that come during a pass coalesce into one more pass. When its pod is no longer
+//! applied it tears the pod's sandboxes down, drops the pod's saved back-off and ends.
+//!
+//! The crash-loop back-off of all pods is written to one file by [`save_backoff_loop`], which
+//! owns the whole map; workers send it their pod's share when it changes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kinglet_proto::v1;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use super::podspec::{self, LABEL_POD_UID};
-use super::{backoff, volumes, KubeletError, Snapshot, Supervisor};
+use crate::backoff::{self, BackoffMap};
+use crate::pod::{self, Action, PodShared, PodState};
+use crate::podspec::LABEL_POD_UID;
+use crate::{PodBackoff, Supervisor};
 
-/// The applied objects at one moment, shared by all workers.
-#[derive(Default)]
-pub(super) struct World {
-    pub pods: HashMap<String, Pod>,
-    pub snap: Snapshot,
-}
-
-/// A pod's worker: how to wake it, and its task (to restart it should it ever end early).
-pub(super) struct Worker {
+/// A pod's worker: how to wake it, its task (to restart it should it ever end early), and
+/// what it shares with status readers.
+pub(crate) struct Worker {
     wake: Arc<Notify>,
     task: JoinHandle<()>,
+    pub shared: Arc<PodShared>,
 }
 
 impl Supervisor {
     /// Publish the current objects and wake (or start) the worker of every pod that is applied
     /// or has a sandbox left.
-    pub(super) async fn dispatch(&self) {
+    pub(crate) async fn dispatch(&self) {
         let (pods, snap) = self.snapshot().await;
-        let pods: HashMap<String, Pod> = pods
+        let pods: HashMap<String, _> = pods
             .into_iter()
             .map(|p| (p.metadata.uid.clone().unwrap_or_default(), p))
             .collect();
         let mut uids: HashSet<String> = pods.keys().cloned().collect();
-        *self.latest.lock().expect("world lock") = Arc::new(World { pods, snap });
+        self.world
+            .send_replace(Arc::new(crate::World { pods, snap }));
         if let Ok(list) = self
             .rt
             .list_pod_sandbox(v1::ListPodSandboxRequest::default())
@@ -54,18 +58,26 @@ impl Supervisor {
                     .filter_map(|s| s.labels.get(LABEL_POD_UID).cloned()),
             );
         }
-        let Some(me) = self.self_ref.lock().expect("self lock").upgrade() else {
+        let Some(me) = self.me.upgrade() else {
             return;
         };
-        let mut workers = self.workers.lock().expect("workers lock");
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         for uid in uids {
             match workers.get(&uid) {
                 Some(w) if !w.task.is_finished() => w.wake.notify_one(),
                 _ => {
+                    let saved = self
+                        .saved_backoff
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&uid)
+                        .unwrap_or_default();
+                    let state = PodState::new(&uid, saved);
+                    let shared = state.shared.clone();
                     let wake = Arc::new(Notify::new());
                     wake.notify_one();
-                    let task = tokio::spawn(me.clone().pod_worker(uid.clone(), wake.clone()));
-                    workers.insert(uid, Worker { wake, task });
+                    let task = tokio::spawn(me.clone().pod_worker(state, wake.clone()));
+                    workers.insert(uid, Worker { wake, task, shared });
                 }
             }
         }
@@ -73,9 +85,9 @@ impl Supervisor {
 
     /// Wake the workers of the pods whose containers exited (the runtime's list of their
     /// labels). False when one has no worker (a full pass is needed).
-    pub(super) fn wake_exited(&self) -> bool {
+    pub(crate) fn wake_exited(&self) -> bool {
         let exited = self.rt.take_exited();
-        let workers = self.workers.lock().expect("workers lock");
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut all = true;
         for labels in exited {
             match labels.get(LABEL_POD_UID).and_then(|uid| workers.get(uid)) {
@@ -88,102 +100,92 @@ impl Supervisor {
         all
     }
 
-    /// Keep pod `uid` reconciled until it is deleted and torn down.
-    async fn pod_worker(self: Arc<Self>, uid: String, wake: Arc<Notify>) {
+    /// Keep one pod reconciled until it is deleted and torn down.
+    async fn pod_worker(self: Arc<Self>, mut state: PodState, wake: Arc<Notify>) {
+        let uid = state.uid.clone();
+        let (inbox, mut reports) = mpsc::unbounded_channel();
+        let env = self.env_for(&uid, inbox);
+        let mut requeue: Option<Instant> = None;
         loop {
-            wake.notified().await;
-            let world = self.latest.lock().expect("world lock").clone();
+            let due = requeue.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = wake.notified() => {}
+                Some(msg) = reports.recv() => state.apply(msg, &env.policy),
+                _ = tokio::time::sleep_until(due), if requeue.is_some() => {}
+            }
+            while let Ok(msg) = reports.try_recv() {
+                state.apply(msg, &env.policy);
+            }
+            let world = self.world.borrow().clone();
             if let Some(pod) = world.pods.get(&uid) {
-                if let Err(e) = self.reconcile_pod(pod, &uid, &world.snap).await {
-                    tracing::warn!(pod = %pod.metadata.name.as_deref().unwrap_or(""), err = %crate::error::chain(&e), "reconcile failed");
+                let name = pod.metadata.name.as_deref().unwrap_or("");
+                requeue = match pod::reconcile(pod, &world, &mut state, &env).await {
+                    Ok(Action::Requeue(after)) => Some(Instant::now() + after),
+                    Ok(Action::AwaitChange) => None,
+                    Err(e) => {
+                        tracing::warn!(pod = %name, err = %crate::error::chain(&e), "reconcile failed");
+                        Some(Instant::now() + e.retry_after())
+                    }
+                };
+                if let Some(b) = state.take_backoff() {
+                    let _ = self.backoff_tx.send((uid.clone(), b));
                 }
                 continue;
             }
-            match self.remove_pod(&uid).await {
+            match pod::remove(&mut state, &env).await {
                 Ok(()) => {
-                    let mut workers = self.workers.lock().expect("workers lock");
+                    let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
                     // Applied again meanwhile (the dispatcher publishes before it wakes
                     // workers, under this lock): keep going.
-                    if self
-                        .latest
-                        .lock()
-                        .expect("world lock")
-                        .pods
-                        .contains_key(&uid)
-                    {
+                    if self.world.borrow().pods.contains_key(&uid) {
                         continue;
                     }
                     workers.remove(&uid);
-                    drop(workers);
-                    self.forget(&uid);
+                    let _ = self.backoff_tx.send((uid, PodBackoff::new()));
                     return;
                 }
                 Err(e) => {
                     tracing::warn!(pod = %uid, err = %crate::error::chain(&e), "removing a deleted pod failed; retrying");
+                    requeue = Some(Instant::now() + e.retry_after().max(Duration::from_secs(1)));
                 }
             }
         }
     }
+}
 
-    /// Tear down every sandbox of a pod that is no longer applied, and its volumes.
-    async fn remove_pod(&self, uid: &str) -> Result<(), KubeletError> {
-        let known = self.known.lock().expect("known lock").get(uid).cloned();
-        for s in self.sandboxes_of(uid).await? {
-            tracing::info!(pod = %uid, sandbox = %s.id, "removing the sandbox of a deleted pod");
-            let grace = s
-                .annotations
-                .get(podspec::ANNOTATION_GRACE)
-                .and_then(|g| g.parse().ok())
-                .unwrap_or(30);
-            self.teardown(&s.id, grace, known.as_ref()).await?;
-        }
-        volumes::remove(&self.volume_roots(uid));
-        Ok(())
-    }
-
-    /// Drop what is kept in memory (and in the back-off file) for a pod that is gone, so a
-    /// node that churns pods keeps a flat footprint.
-    fn forget(&self, uid: &str) {
-        self.known.lock().expect("known lock").remove(uid);
-        self.admission.forget(uid);
-        self.events.lock().expect("events lock").remove(uid);
-        let mine = |k: &(String, String)| k.0 == uid;
-        self.waiting
-            .lock()
-            .expect("waiting lock")
-            .retain(|k, _| !mine(k));
-        self.pull_backoff
-            .lock()
-            .expect("pull lock")
-            .retain(|k, _| !mine(k));
-        self.pulled
-            .lock()
-            .expect("pull lock")
-            .retain(|(k, _)| !mine(k));
-        let dropped = {
-            let mut b = self.backoff.lock().expect("backoff lock");
-            let n = b.len();
-            b.retain(|k, _| !mine(k));
-            n != b.len()
+/// Write the back-off state of all pods whenever a worker reports a change (coalescing
+/// bursts), so that a restarted daemon keeps every crash-looping container's wait. An empty
+/// report drops the pod.
+pub(crate) async fn save_backoff_loop(
+    path: PathBuf,
+    mut all: HashMap<String, PodBackoff>,
+    mut changes: mpsc::UnboundedReceiver<(String, PodBackoff)>,
+) {
+    while let Some(first) = changes.recv().await {
+        let mut changed = false;
+        let mut take = |(uid, b): (String, PodBackoff)| {
+            changed |= if b.is_empty() {
+                all.remove(&uid).is_some()
+            } else {
+                all.insert(uid, b.clone()).as_ref() != Some(&b)
+            };
         };
-        if dropped {
-            self.backoff_changed.notify_one();
+        take(first);
+        while let Ok(more) = changes.try_recv() {
+            take(more);
         }
-    }
-
-    /// Write the back-off state whenever it changes (coalescing bursts), so that a restarted
-    /// daemon keeps every crash-looping container's wait.
-    pub(super) async fn save_backoff_loop(self: Arc<Self>) {
-        let path = backoff::state_file(&self.cfg.root);
-        loop {
-            self.backoff_changed.notified().await;
-            let map = self.backoff.lock().expect("backoff lock").clone();
-            let path = path.clone();
-            match tokio::task::spawn_blocking(move || backoff::save(&path, &map)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(err = %e, "back-off state not saved"),
-                Err(e) => tracing::warn!(err = %e, "back-off save task failed"),
-            }
+        if !changed {
+            continue;
+        }
+        let map: BackoffMap = all
+            .iter()
+            .flat_map(|(uid, b)| b.iter().map(move |(n, b)| ((uid.clone(), n.clone()), *b)))
+            .collect();
+        let path = path.clone();
+        match tokio::task::spawn_blocking(move || backoff::save(&path, &map)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(err = %e, "back-off state not saved"),
+            Err(e) => tracing::warn!(err = %e, "back-off save task failed"),
         }
     }
 }
