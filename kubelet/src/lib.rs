@@ -15,6 +15,8 @@ mod actions;
 mod api;
 pub mod backoff;
 pub mod error;
+#[cfg(test)]
+mod fake;
 mod hooks;
 mod objects;
 pub mod pod;

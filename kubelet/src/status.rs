@@ -300,10 +300,12 @@ fn phase(
             terminated(st) == Some(0)
         }
     });
+    // A sidecar's exit code never fails the pod (it is stopped with a signal).
     let init_failed = policy == "Never"
-        && init_statuses
+        && inits
             .iter()
-            .any(|st| terminated(st).is_some_and(|c| c != 0));
+            .zip(init_statuses)
+            .any(|(c, st)| !sidecar(c) && terminated(st).is_some_and(|c| c != 0));
     let phase = if init_failed {
         "Failed"
     } else if !has_sandbox

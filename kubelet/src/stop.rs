@@ -99,8 +99,9 @@ async fn stop_one(
     let running = cc.state == v1::ContainerState::ContainerRunning as i32;
     let spec_c = spec_of(pod, cc);
     let pre = spec_c.and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h)));
-    if let (Some((c, h)), true) = (pre, running) {
-        let limit = deadline.saturating_duration_since(Instant::now());
+    let limit = deadline.saturating_duration_since(Instant::now());
+    // As the kubelet: no preStop hook without a grace period left to run it in.
+    if let (Some((c, h)), true) = (pre, running && !limit.is_zero()) {
         if let Err(msg) = hooks::run_handler(rt, &cc.id, c, h, host, limit).await {
             shared.event(
                 true,

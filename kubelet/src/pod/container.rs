@@ -278,6 +278,13 @@ fn ensure_prober(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Contai
     if !state.probers.insert(id.to_owned()) {
         return;
     }
+    // Not started / not ready until the probes say so, from the first status on.
+    if state.shared.probe(id).is_none() {
+        state.shared.update_probe(id, |s| {
+            s.started = c.startup_probe.is_none();
+            s.ready = c.readiness_probe.is_none();
+        });
+    }
     let p = probe::Prober {
         rt: env.rt.clone(),
         pod: state.shared.clone(),

@@ -11,6 +11,8 @@
 
 mod container;
 mod shared;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
