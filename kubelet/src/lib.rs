@@ -1,15 +1,21 @@
-//! The mini-kubelet: keeps the Pods applied to this node running, through the same runtime
-//! core the CRI server uses, in CRI terms (PodSandboxConfig, ContainerConfig) — one code path.
+//! The mini-kubelet: keeps the Pods applied to this node running, through a container runtime
+//! it drives in CRI terms ([`PodRuntime`]: PodSandboxConfig, ContainerConfig, ...) — in the
+//! daemon, the same runtime core the CRI server uses, so there is one code path.
 //!
-//! Level-triggered, with one worker per pod ([`workers`]): each pod is reconciled once a
-//! second and at once after an apply, a delete or a container exit, without waiting for any
-//! other pod. Each pass: replace a sandbox whose spec hash is stale; prepare volumes (ConfigMap
-//! and Secret volumes are rewritten atomically, so updates reach running pods within a
-//! second); run init containers and start native sidecars in order; create missing containers;
-//! restart exited ones by `restartPolicy` with the kubelet's CrashLoopBackOff ([`backoff`],
-//! kept across daemon restarts); stop a finished pod's sidecars; tear down sandboxes of pods
-//! that are gone ([`stop`]). Pod status is derived from the runtime's own records when asked,
-//! never stored twice.
+//! - [`Supervisor`]: the object store (Pods, ConfigMaps, Secrets; `apply`/`delete`/`get`),
+//!   the manifests directory watch, and the dispatcher that publishes the objects as one
+//!   [`World`] once a second and after any change, and triggers the pod workers.
+//! - [`harness`]: the reconciler harness (one worker per key owning its state, coalesced
+//!   wake-ups, requeue-after, back-off on error) that runs the pod workers and is meant for
+//!   the workload controllers to come.
+//! - [`pod`]: one pod's state ([`pod::PodState`]) and its reconcile step, unit-tested against
+//!   a fake runtime on a paused clock; `probe`, `hooks`, `stop`, `status` are its parts.
+//! - `podspec`, `volumes`, `security`, [`sysctl`]: Kubernetes Pod fields to CRI configs,
+//!   volumes on disk, admission.
+//!
+//! Dependencies point one way: this crate needs `kinglet-proto` (CRI types), `kinglet-manifest`,
+//! `kinglet-volumes` and `kinglet-shim` (for its helpers: atomic writes, the clock, error
+//! chains), never the daemon.
 
 mod actions;
 mod api;
@@ -17,6 +23,7 @@ pub mod backoff;
 pub mod error;
 #[cfg(test)]
 mod fake;
+pub mod harness;
 mod hooks;
 mod objects;
 pub mod pod;
@@ -35,9 +42,9 @@ pub mod world;
 pub use error::KubeletError;
 pub use runtime::{PodRuntime, RuntimeError, RuntimeErrorKind};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -46,10 +53,12 @@ use tokio::sync::{mpsc, Mutex, Notify};
 use tokio::time::Instant;
 
 use backoff::{Backoff, BackoffPolicy};
+use harness::{Controller, RetryPolicy};
+use kinglet_proto::v1;
 use objects::ObjectStore;
-use pod::{PodEnv, PodEvent, PodMsg};
+use pod::PodEvent;
 use sysctl::SysctlAllowlist;
-use volumes::VolumeRoots;
+use workers::PodReconciler;
 use world::{Snapshot, World};
 
 /// What the mini-kubelet needs to know of the daemon's configuration.
@@ -79,19 +88,10 @@ pub struct Supervisor {
     store: Mutex<ObjectStore>,
     /// Wakes the dispatcher (after an apply or a delete).
     wake: Notify,
-    /// The objects as the dispatcher last published them.
+    /// The objects as the dispatcher last published them (read by the pod workers).
     world: tokio::sync::watch::Sender<Arc<World>>,
-    /// The worker of each pod, by uid.
-    workers: std::sync::Mutex<HashMap<String, workers::Worker>>,
-    /// Crash-loop back-off an earlier daemon saved, until each pod's worker takes its own.
-    saved_backoff: std::sync::Mutex<HashMap<String, PodBackoff>>,
-    /// Each worker's back-off changes, to the task that saves them.
-    backoff_tx: mpsc::UnboundedSender<(String, PodBackoff)>,
-    sysctls: Arc<SysctlAllowlist>,
-    /// This node's name (the host name), for the downward API.
-    node_name: String,
-    /// A weak handle to itself, for the tasks it starts.
-    me: Weak<Supervisor>,
+    /// The pod workers, by pod uid.
+    pods: Arc<Controller<PodReconciler>>,
 }
 
 impl Supervisor {
@@ -116,26 +116,33 @@ impl Supervisor {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default();
         let (backoff_tx, backoff_rx) = mpsc::unbounded_channel();
-        let s = Arc::new_cyclic(|me| Supervisor {
+        tokio::spawn(workers::save_backoff_loop(
+            backoff::state_file(&cfg.root),
+            saved.clone(),
+            backoff_rx,
+        ));
+        let world = tokio::sync::watch::Sender::new(Arc::default());
+        let pods = PodReconciler {
+            rt: rt.clone(),
+            policy: cfg.backoff,
+            root: cfg.root.clone(),
+            run_root: cfg.run_root.clone(),
+            node_name,
+            sysctls: Arc::new(sysctls),
+            world: world.subscribe(),
+            saved_backoff: std::sync::Mutex::new(saved),
+            backoff_tx,
+        };
+        let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),
             store: Mutex::new(store),
             wake: Notify::new(),
-            world: tokio::sync::watch::Sender::new(Arc::default()),
-            workers: Default::default(),
-            saved_backoff: std::sync::Mutex::new(saved.clone()),
-            backoff_tx,
-            sysctls: Arc::new(sysctls),
-            node_name,
-            me: me.clone(),
+            world,
+            pods: Controller::new(Arc::new(pods), RetryPolicy::default()),
             cfg,
             rt,
         });
         tokio::spawn(watch::watch_dir(s.clone(), s.cfg.manifests.clone()));
-        tokio::spawn(workers::save_backoff_loop(
-            backoff::state_file(&s.cfg.root),
-            saved,
-            backoff_rx,
-        ));
         tokio::spawn(s.clone().dispatch_loop());
         Ok(s)
     }
@@ -160,6 +167,45 @@ impl Supervisor {
         }
     }
 
+    /// Publish the current objects and trigger the worker of every pod that is applied or
+    /// has a sandbox left (starting workers as needed).
+    async fn dispatch(&self) {
+        let (pods, snap) = self.snapshot().await;
+        let pods: HashMap<String, Pod> = pods
+            .into_iter()
+            .map(|p| (p.metadata.uid.clone().unwrap_or_default(), p))
+            .collect();
+        let mut uids: HashSet<String> = pods.keys().cloned().collect();
+        self.world.send_replace(Arc::new(World { pods, snap }));
+        if let Ok(list) = self
+            .rt
+            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+            .await
+        {
+            uids.extend(
+                list.items
+                    .into_iter()
+                    .filter_map(|s| s.labels.get(podspec::LABEL_POD_UID).cloned()),
+            );
+        }
+        for uid in uids {
+            self.pods.trigger(&uid);
+        }
+    }
+
+    /// Wake the workers of the pods whose containers exited (the runtime's list of their
+    /// labels). False when one has no worker (a full pass is needed).
+    fn wake_exited(&self) -> bool {
+        let mut all = true;
+        for labels in self.rt.take_exited() {
+            // A container of a CRI client's pod (no uid label): nothing to do.
+            if let Some(uid) = labels.get(podspec::LABEL_POD_UID) {
+                all &= self.pods.wake_if_running(uid);
+            }
+        }
+        all
+    }
+
     /// The Pods, and the ConfigMap and Secret data, as stored now.
     async fn snapshot(&self) -> (Vec<Pod>, Snapshot) {
         let store = self.store.lock().await;
@@ -181,36 +227,18 @@ impl Supervisor {
         (pods, snap)
     }
 
-    /// What the worker of pod `uid` acts through.
-    fn env_for(&self, uid: &str, inbox: mpsc::UnboundedSender<PodMsg>) -> PodEnv {
-        PodEnv {
-            rt: self.rt.clone(),
-            policy: self.cfg.backoff,
-            pod_logs: self.cfg.root.join("pod-logs"),
-            volumes: VolumeRoots {
-                run: self.cfg.run_root.join("volumes").join(uid),
-                disk: self.cfg.root.join("volumes").join(uid),
-            },
-            node_name: self.node_name.clone(),
-            sysctls: self.sysctls.clone(),
-            inbox,
-        }
-    }
-
-    fn shared_of(&self, uid: &str) -> Option<Arc<pod::PodShared>> {
-        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        workers.get(uid).map(|w| w.shared.clone())
-    }
-
     /// Pod `pod`'s current status.
     async fn pod_status(&self, pod: &Pod) -> PodStatus {
-        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let shared = self.shared_of(uid);
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let shared = self.pods.handle(&uid);
         pod::pod_status(&*self.rt, pod, shared.as_deref()).await
     }
 
     /// Recent events of pod `uid`, oldest first.
     fn events_of(&self, uid: &str) -> Vec<PodEvent> {
-        self.shared_of(uid).map(|s| s.events()).unwrap_or_default()
+        self.pods
+            .handle(&uid.to_owned())
+            .map(|s| s.events())
+            .unwrap_or_default()
     }
 }

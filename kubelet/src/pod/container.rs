@@ -258,7 +258,7 @@ fn start_pull(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Container
     let msg = format!("Pulling image {image:?}");
     state.set_waiting(&c.name, "ContainerCreating", msg.clone());
     state.event(false, "Pulling", msg);
-    let (rt, inbox) = (env.rt.clone(), env.inbox.clone());
+    let (rt, inbox, wake) = (env.rt.clone(), state.inbox.clone(), env.wake.clone());
     let (container, image) = (c.name.clone(), image.to_owned());
     tokio::spawn(async move {
         let result = rt.pull_image(&image, secrets).await;
@@ -267,6 +267,7 @@ fn start_pull(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Container
             image,
             result,
         });
+        wake.wake();
     });
 }
 
@@ -299,11 +300,12 @@ fn ensure_prober(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Contai
             .and_then(|s| s.restart_policy.as_deref())
             != Some("Never"),
     };
-    let inbox = env.inbox.clone();
+    let (inbox, wake) = (state.inbox.clone(), env.wake.clone());
     tokio::spawn(async move {
         let container_id = p.container_id.clone();
         p.run_all().await;
         let _ = inbox.send(PodMsg::ProberDone { container_id });
+        wake.wake();
     });
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, BackoffPolicy};
+use crate::harness::Wake;
 use crate::podspec::LABEL_SPEC_HASH;
 use crate::podspec::{self, ConfigError, PodFields, LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use crate::runtime::{PodRuntime, RuntimeError};
@@ -33,6 +34,7 @@ use crate::volumes::{self, VolumeRoots};
 use crate::world::World;
 use crate::{status, stop};
 
+pub use crate::harness::Action;
 pub use shared::{PodEvent, PodShared, Shared, Waiting, EVENTS_KEPT};
 
 /// What the kubelet remembers of one container of the pod (by name).
@@ -70,6 +72,10 @@ pub struct PodState {
     backoff_changed: bool,
     /// What the pod's tasks and status readers share.
     pub shared: Arc<PodShared>,
+    /// Reports of the tasks the worker starts (pulls, probers): sent here, applied at the
+    /// start of the next pass.
+    inbox: mpsc::UnboundedSender<PodMsg>,
+    reports: mpsc::UnboundedReceiver<PodMsg>,
 }
 
 /// A report to a pod's worker from a task it started.
@@ -99,7 +105,10 @@ impl PodState {
                 (name, memo)
             })
             .collect();
+        let (inbox, reports) = mpsc::unbounded_channel();
         PodState {
+            inbox,
+            reports,
             uid: uid.to_owned(),
             containers,
             last_spec: None,
@@ -134,8 +143,15 @@ impl PodState {
         self.shared.event(warning, reason, message);
     }
 
+    /// Apply the reports that came in since the last pass.
+    fn drain(&mut self, policy: &BackoffPolicy) {
+        while let Ok(msg) = self.reports.try_recv() {
+            self.apply(msg, policy);
+        }
+    }
+
     /// Apply a task's report.
-    pub fn apply(&mut self, msg: PodMsg, policy: &BackoffPolicy) {
+    fn apply(&mut self, msg: PodMsg, policy: &BackoffPolicy) {
         match msg {
             PodMsg::ProberDone { container_id } => {
                 self.probers.remove(&container_id);
@@ -218,17 +234,8 @@ pub struct PodEnv {
     /// For the downward API's `spec.nodeName`.
     pub node_name: String,
     pub sysctls: Arc<SysctlAllowlist>,
-    /// Reports of the tasks the worker starts come back here.
-    pub inbox: mpsc::UnboundedSender<PodMsg>,
-}
-
-/// What a pass asks of its worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Look again after this long (a back-off ends then), or at the next change.
-    Requeue(Duration),
-    /// Nothing is due: look again at the next change (or the periodic resync).
-    AwaitChange,
+    /// Wakes the pod's worker (after a task's report).
+    pub wake: Wake,
 }
 
 /// A pass that could not finish. Every one is worth retrying (the next pass starts afresh
@@ -245,16 +252,16 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    /// When to try again: at once for an object that vanished under us (the next pass sees
-    /// the runtime as it is now), after a pause for anything else.
-    pub fn retry_after(&self) -> Duration {
+    /// When to try again: soon for an object that vanished under us (the next pass sees the
+    /// runtime as it is now); None: after the harness's back-off.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ReconcileError::Runtime { source, .. }
                 if source.kind == crate::runtime::RuntimeErrorKind::NotFound =>
             {
-                Duration::ZERO
+                Some(Duration::from_millis(100))
             }
-            ReconcileError::Runtime { .. } => Duration::from_secs(1),
+            ReconcileError::Runtime { .. } => None,
         }
     }
 }
@@ -397,6 +404,7 @@ pub async fn reconcile(
     state: &mut PodState,
     env: &PodEnv,
 ) -> Result<Action, ReconcileError> {
+    state.drain(&env.policy);
     let result = reconcile_inner(pod, world, state, env).await;
     state.publish();
     result?;

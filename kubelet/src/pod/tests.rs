@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use tokio::sync::mpsc;
 
 use super::*;
 use crate::fake::Fake;
@@ -43,7 +42,6 @@ struct Node {
     fake: Arc<Fake>,
     state: PodState,
     env: PodEnv,
-    reports: mpsc::UnboundedReceiver<PodMsg>,
     world: World,
     pod: Pod,
     _dir: tempfile::TempDir,
@@ -54,7 +52,6 @@ impl Node {
         let fake = Arc::new(Fake::default());
         fake.add_image("img:1");
         let dir = tempfile::tempdir().unwrap();
-        let (inbox, reports) = mpsc::unbounded_channel();
         let env = PodEnv {
             rt: fake.clone(),
             policy: BackoffPolicy::default(),
@@ -65,27 +62,22 @@ impl Node {
             },
             node_name: "node".into(),
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
-            inbox,
+            wake: Wake::default(),
         };
         Node {
             fake,
             state: PodState::new(UID, HashMap::new()),
             env,
-            reports,
             world: World::default(),
             pod,
             _dir: dir,
         }
     }
 
-    /// Let the tasks the worker started (pulls, probers) run, apply their reports, then make
-    /// one pass.
+    /// Let the tasks the worker started (pulls, probers) run and report, then make one pass.
     async fn pass(&mut self) -> Action {
         for _ in 0..20 {
             tokio::task::yield_now().await;
-        }
-        while let Ok(m) = self.reports.try_recv() {
-            self.state.apply(m, &self.env.policy);
         }
         reconcile(&self.pod, &self.world, &mut self.state, &self.env)
             .await
