@@ -126,9 +126,6 @@ pub fn cri_error(e: KubeletError) -> CriError {
         KubeletError::Invalid { field, reason } => CriError::invalid(field, reason),
         KubeletError::NotFound { kind, id } => CriError::not_found(kind, id),
         KubeletError::Internal { context, source } => CriError::internal(context, source),
-        e @ (KubeletError::Runtime(_) | KubeletError::Step { .. }) => {
-            CriError::internal("kubelet", e)
-        }
     }
 }
 

@@ -1,8 +1,7 @@
 //! The mini-kubelet's errors: [`KubeletError`] for its own operations (objects, the store,
-//! startup) and, through [`RuntimeError`], failures of the runtime it drives. The daemon maps
-//! them to CRI/gRPC codes at its edge; nothing here knows about gRPC.
-
-use crate::runtime::RuntimeError;
+//! startup). Failures of the runtime it drives are [`crate::RuntimeError`]s, and of a pod's
+//! pass [`crate::pod::ReconcileError`]s. The daemon maps them to CRI/gRPC codes at its edge;
+//! nothing here knows about gRPC.
 
 /// What went wrong in the mini-kubelet. Messages name the object or field; causes are
 /// `source`s, not repeated in the message.
@@ -19,16 +18,6 @@ pub enum KubeletError {
         context: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// A runtime call failed.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// A runtime call made for a named step failed.
-    #[error("{context}")]
-    Step {
-        context: String,
-        #[source]
-        source: RuntimeError,
     },
 }
 

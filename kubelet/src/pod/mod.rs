@@ -7,7 +7,7 @@
 //! order and start native sidecars; create missing containers; restart exited ones by
 //! `restartPolicy` with the kubelet's CrashLoopBackOff; stop a finished pod's sidecars.
 //! Decisions read only the pod, the world, this state and the runtime's answers, so they are
-//! unit-tested against a fake runtime on a paused clock (`tests.rs`).
+//! unit-tested against a fake runtime on a paused clock (`tests/`).
 
 mod container;
 mod shared;
