@@ -6,8 +6,9 @@ use std::sync::Arc;
 use kinglet_cri::{CriBackend, CriError};
 use kinglet_proto::{admin, v1};
 
+use crate::podruntime::cri_error;
 use crate::runtime::Runtime;
-use crate::supervisor::Supervisor;
+use kinglet_kubelet::Supervisor;
 
 /// Name and versions reported by Version.
 pub const RUNTIME_NAME: &str = "kinglet";
@@ -226,12 +227,12 @@ impl CriBackend for Backend {
         self.0.import_image(req).await
     }
     async fn apply(&self, req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
-        self.1.apply(req).await
+        self.1.apply(req).await.map_err(cri_error)
     }
     async fn delete(&self, req: admin::DeleteRequest) -> Result<admin::DeleteResponse, CriError> {
-        self.1.delete(req).await
+        self.1.delete(req).await.map_err(cri_error)
     }
     async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
-        self.1.get(req).await
+        self.1.get(req).await.map_err(cri_error)
     }
 }

@@ -215,7 +215,7 @@ impl Config {
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
         };
         if let Err(reason) =
-            crate::supervisor::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
+            kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
         {
             return Err(DaemonError::Config {
                 path: flags.config.clone().unwrap_or_default(),

@@ -13,7 +13,7 @@ use kinglet_proto::{admin, v1};
 use tonic::transport::Channel;
 use v1::runtime_service_client::RuntimeServiceClient;
 
-use crate::supervisor::podspec::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
+use kinglet_kubelet::podspec::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 
 fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
     move |s| anyhow!("{what}: {}", s.message())

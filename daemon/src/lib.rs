@@ -14,10 +14,10 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod kubectl;
+pub mod podruntime;
 pub mod pull;
 pub mod runtime;
 pub mod server;
-pub mod supervisor;
 mod sys;
 
 use std::path::PathBuf;

@@ -45,9 +45,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let listener = bind(&config.socket).await?;
     let socket = config.socket.clone();
     let runtime = Runtime::start(config).await?;
-    let supervisor = crate::supervisor::Supervisor::start(runtime.clone())
-        .await
-        .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+    let supervisor = kinglet_kubelet::Supervisor::start(
+        Arc::new(crate::podruntime::CoreRuntime(runtime.clone())),
+        crate::podruntime::kubelet_config(&runtime.config),
+    )
+    .await
+    .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
     let cri = CriServer::new(Arc::new(Backend(runtime, supervisor)));
     tracing::info!(socket = %socket.display(), "serving CRI");
     let shutdown = async {

@@ -151,7 +151,7 @@ impl Supervisor {
                 }
             }
             Err(e) => {
-                tracing::error!(err = %kinglet_cri::chain(&e), "applying the manifests directory failed")
+                tracing::error!(err = %crate::error::chain(&e), "applying the manifests directory failed")
             }
         }
         let gone: Vec<ObjectKey> = sources
@@ -167,7 +167,7 @@ impl Supervisor {
                     .iter()
                     .for_each(|l| tracing::info!(change = %l, "manifests directory")),
                 Err(e) => {
-                    tracing::error!(err = %kinglet_cri::chain(&e), "deleting objects of removed manifests failed")
+                    tracing::error!(err = %crate::error::chain(&e), "deleting objects of removed manifests failed")
                 }
             }
         }

@@ -188,55 +188,36 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// Admission of pods to this node, and the pods it refused (by uid, for the spec hash they
-/// were refused with: a changed spec is admitted afresh). In memory, like the kubelet's.
-pub struct Admission {
-    sysctls: SysctlAllowlist,
-    rejected: std::sync::Mutex<HashMap<String, (String, Rejection)>>,
-}
+/// One pod's admission verdict, kept with the spec hash it was made for (a changed spec is
+/// admitted afresh). In memory, like the kubelet's; it goes with the pod's worker.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict(Option<(String, Rejection)>);
 
-impl Admission {
-    pub fn new(sysctls: SysctlAllowlist) -> Admission {
-        Admission {
-            sysctls,
-            rejected: Default::default(),
+impl Verdict {
+    /// Admit `pod` (spec hash `hash`) by `sysctls`, or record and return why not.
+    pub fn admit(
+        &mut self,
+        sysctls: &SysctlAllowlist,
+        pod: &Pod,
+        hash: &str,
+    ) -> Result<(), Rejection> {
+        if let Some(r) = self.rejection(hash) {
+            return Err(r.clone());
         }
+        self.0 = None;
+        sysctls.admit(pod).map_err(|message| {
+            let r = Rejection {
+                reason: FORBIDDEN_REASON,
+                message,
+            };
+            self.0 = Some((hash.to_owned(), r.clone()));
+            r
+        })
     }
 
-    /// Admit `pod` (spec hash `hash`), or record and return why not.
-    pub fn admit(&self, pod: &Pod, uid: &str, hash: &str) -> Result<(), Rejection> {
-        let mut rejected = self.rejected.lock().expect("admission lock");
-        if let Some((h, r)) = rejected.get(uid) {
-            if h == hash {
-                return Err(r.clone());
-            }
-        }
-        rejected.remove(uid);
-        match self.sysctls.admit(pod) {
-            Ok(()) => Ok(()),
-            Err(message) => {
-                let r = Rejection {
-                    reason: FORBIDDEN_REASON,
-                    message,
-                };
-                rejected.insert(uid.to_owned(), (hash.to_owned(), r.clone()));
-                Err(r)
-            }
-        }
-    }
-
-    /// Why pod `uid` with spec hash `hash` was refused, if it was.
-    pub fn rejection(&self, uid: &str, hash: &str) -> Option<Rejection> {
-        let rejected = self.rejected.lock().expect("admission lock");
-        rejected
-            .get(uid)
-            .filter(|(h, _)| h == hash)
-            .map(|(_, r)| r.clone())
-    }
-
-    /// Forget a pod that is gone.
-    pub fn forget(&self, uid: &str) {
-        self.rejected.lock().expect("admission lock").remove(uid);
+    /// Why the pod with spec hash `hash` was refused, if it was.
+    pub fn rejection(&self, hash: &str) -> Option<&Rejection> {
+        self.0.as_ref().filter(|(h, _)| h == hash).map(|(_, r)| r)
     }
 }
 
@@ -353,22 +334,15 @@ mod tests {
 
     #[test]
     fn a_rejection_sticks_to_the_spec_it_was_made_for() {
-        let a = Admission::new(SysctlAllowlist::new(&[]).unwrap());
+        let allow = SysctlAllowlist::new(&[]).unwrap();
+        let mut v = Verdict::default();
         let bad = pod(&[("kernel.msgmax", "1")], false, false);
-        let r = a.admit(&bad, "u1", "h1").unwrap_err();
+        let r = v.admit(&allow, &bad, "h1").unwrap_err();
         assert_eq!(r.reason, "SysctlForbidden");
-        assert_eq!(a.rejection("u1", "h1"), Some(r));
-        assert_eq!(a.rejection("u1", "h2"), None);
-        assert!(a
-            .admit(
-                &pod(&[("kernel.shm_rmid_forced", "1")], false, false),
-                "u1",
-                "h2"
-            )
-            .is_ok());
-        assert_eq!(a.rejection("u1", "h1"), None);
-        a.admit(&bad, "u3", "h1").unwrap_err();
-        a.forget("u3");
-        assert_eq!(a.rejection("u3", "h1"), None);
+        assert_eq!(v.rejection("h1"), Some(&r));
+        assert_eq!(v.rejection("h2"), None);
+        let good = pod(&[("kernel.shm_rmid_forced", "1")], false, false);
+        assert!(v.admit(&allow, &good, "h2").is_ok());
+        assert_eq!(v.rejection("h1"), None, "a new spec replaces the verdict");
     }
 }

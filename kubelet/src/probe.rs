@@ -16,58 +16,30 @@
 //! `grpc.health.v1.Health/Check` (the `tonic-health` client) with the probe's `service` (empty
 //! when unset): SERVING is success, anything else a failure.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, GRPCAction, HTTPGetAction, Pod, Probe};
+#[cfg(test)]
+use k8s_openapi::api::core::v1::HTTPGetAction;
+use k8s_openapi::api::core::v1::{Container, GRPCAction, Probe};
+#[cfg(test)]
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kinglet_cri::CriError;
 use kinglet_proto::v1;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use super::{hooks, Supervisor};
-use crate::runtime::Runtime;
+use crate::actions::{dial_error, http_get, join_host_port, port_of, HttpError, PROBE_AGENT};
+use crate::hooks;
+use crate::pod::PodShared;
+use crate::runtime::PodRuntime;
 
 /// What the prober knows of one container (by CRI container id).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProbeState {
     pub started: bool,
     pub ready: bool,
-}
-
-/// Probe results shared with the status code.
-pub type ProbeStates = Arc<Mutex<HashMap<String, ProbeState>>>;
-
-/// The pod a prober works for: where its events go, and whether its containers restart.
-#[derive(Clone)]
-pub(super) struct PodRef {
-    sup: Weak<Supervisor>,
-    uid: String,
-    /// restartPolicy is not Never (the kubelet then says "will be restarted").
-    restarts: bool,
-}
-
-impl PodRef {
-    pub(super) fn new(sup: Weak<Supervisor>, pod: &Pod) -> PodRef {
-        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
-        PodRef {
-            sup,
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-            restarts: policy != Some("Never"),
-        }
-    }
-
-    /// Record an event of this pod (dropped once the supervisor is gone).
-    pub(super) fn event(&self, warning: bool, reason: &'static str, message: String) {
-        if let Some(s) = self.sup.upgrade() {
-            s.event(&self.uid, warning, reason, message);
-        }
-    }
 }
 
 fn secs(v: Option<i32>, default: i32) -> Duration {
@@ -103,35 +75,14 @@ impl Kind {
     }
 }
 
-/// `host:port`, with brackets around an IPv6 address (Go's `net.JoinHostPort`).
-fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 /// A whole-second timeout as Go prints a `time.Duration` ("1s").
 fn go_duration(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
 
-/// A failed TCP connect as Go's dialer reports it: `dial tcp 10.85.0.7:80: connect:
-/// connection refused`.
-fn dial_error(addr: &str, e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => format!(
-            "dial tcp {addr}: connect: {}",
-            nix::errno::Errno::from_raw(n).desc().to_lowercase()
-        ),
-        None => format!("dial tcp {addr}: {e}"),
-    }
-}
-
 /// Run a probe once.
 async fn run_once(
-    rt: &Runtime,
+    rt: &dyn PodRuntime,
     container_id: &str,
     c: &Container,
     p: &Probe,
@@ -154,10 +105,10 @@ async fn run_once(
             Ok(r) => Outcome::Failure(
                 String::from_utf8_lossy(&[r.stdout, r.stderr].concat()).into_owned(),
             ),
-            Err(CriError::DeadlineExceeded { .. }) => {
+            Err(e) if e.kind == crate::runtime::RuntimeErrorKind::DeadlineExceeded => {
                 Outcome::Failure(format!("command {:?} timed out", cmd.join(" ")))
             }
-            Err(e) => Outcome::Error(kinglet_cri::chain(&e)),
+            Err(e) => Outcome::Error(crate::error::chain(&e)),
         };
     }
     if let Some(t) = &p.tcp_socket {
@@ -188,157 +139,6 @@ async fn run_once(
         return grpc_check(host, g, timeout).await;
     }
     Outcome::Error(format!("missing probe handler for container {}", c.name))
-}
-
-/// A container port by number or by the name of one of its `ports`.
-pub(super) fn port_of(c: &Container, p: &IntOrString) -> Option<u16> {
-    match p {
-        IntOrString::Int(n) => u16::try_from(*n).ok(),
-        IntOrString::String(name) => name.parse().ok().or_else(|| {
-            c.ports
-                .iter()
-                .flatten()
-                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
-                .and_then(|cp| u16::try_from(cp.container_port).ok())
-        }),
-    }
-}
-
-/// Why an HTTP GET did not succeed.
-#[derive(Debug)]
-pub(super) enum HttpError {
-    /// The port could not be resolved: the request was never made.
-    Port(String),
-    /// The request failed or answered outside 2xx/3xx, in the kubelet's words.
-    Failed(String),
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Port(m) | HttpError::Failed(m) => f.write_str(m),
-        }
-    }
-}
-
-/// The User-Agent of probes, as the kubelet of the API level Kinglet follows sends it.
-pub(super) const PROBE_AGENT: &str = "kube-probe/1.34";
-/// The User-Agent of httpGet lifecycle hooks.
-pub(super) const HOOK_AGENT: &str = "kube-lifecycle/1.34";
-
-/// An HTTP GET as probes and hooks make it (`scheme: HTTPS` over TLS without verifying the
-/// certificate, as the kubelet does): success on a 2xx or 3xx status.
-pub(super) async fn http_get(
-    c: &Container,
-    g: &HTTPGetAction,
-    host: &str,
-    timeout: Duration,
-    agent: &str,
-) -> Result<(), HttpError> {
-    let Some(port) = port_of(c, &g.port) else {
-        return Err(HttpError::Port(format!(
-            "unable to resolve port {:?}",
-            g.port
-        )));
-    };
-    let h = g.host.clone().unwrap_or_else(|| host.to_owned());
-    let addr = join_host_port(&h, port);
-    let mut path = g.path.clone().unwrap_or_default();
-    if !path.starts_with('/') {
-        path.insert(0, '/');
-    }
-    if g.scheme.as_deref() == Some("HTTPS") {
-        return https_get(&format!("https://{addr}{path}"), g, timeout, agent).await;
-    }
-    let url = format!("http://{addr}{path}");
-    let headers = g.http_headers.iter().flatten();
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
-    if !headers
-        .clone()
-        .any(|hd| hd.name.eq_ignore_ascii_case("host"))
-    {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    req.push_str(&format!("User-Agent: {agent}\r\nConnection: close\r\n"));
-    for hd in headers {
-        req.push_str(&format!("{}: {}\r\n", hd.name, hd.value));
-    }
-    req.push_str("\r\n");
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect((h.as_str(), port))
-            .await
-            .map_err(|e| dial_error(&addr, &e))?;
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 64];
-        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("EOF".to_owned());
-        }
-        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-    };
-    let line = match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(line)) => line,
-        Ok(Err(e)) => return Err(HttpError::Failed(format!("Get {url:?}: {e}"))),
-        Err(_) => {
-            return Err(HttpError::Failed(format!(
-                "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-            )))
-        }
-    };
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(HttpError::Failed(format!(
-            "HTTP probe failed with statuscode: {code}"
-        )))
-    }
-}
-
-/// `http_get` for `scheme: HTTPS`: redirects followed (at most 10), no proxy, the
-/// certificate not verified (probes target the pod's own endpoints, as in Kubernetes).
-async fn https_get(
-    url: &str,
-    g: &HTTPGetAction,
-    timeout: Duration,
-    agent: &str,
-) -> Result<(), HttpError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let failed = |e: String| HttpError::Failed(format!("Get {url:?}: {e}"));
-    let mut headers = reqwest::header::HeaderMap::new();
-    for hd in g.http_headers.iter().flatten() {
-        let name = reqwest::header::HeaderName::from_bytes(hd.name.as_bytes());
-        let value = reqwest::header::HeaderValue::from_str(&hd.value);
-        if let (Ok(n), Ok(v)) = (name, value) {
-            headers.append(n, v);
-        }
-    }
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .timeout(timeout)
-        .user_agent(agent)
-        .default_headers(headers)
-        .build()
-        .map_err(|e| failed(kinglet_cri::chain(&e)))?;
-    match client.get(url).send().await {
-        Ok(r) if (200..400).contains(&r.status().as_u16()) => Ok(()),
-        Ok(r) => Err(HttpError::Failed(format!(
-            "HTTP probe failed with statuscode: {}",
-            r.status().as_u16()
-        ))),
-        Err(e) if e.is_timeout() => Err(failed(
-            "context deadline exceeded (Client.Timeout exceeded while awaiting headers)".into(),
-        )),
-        Err(e) => Err(failed(kinglet_cri::chain(&e))),
-    }
 }
 
 /// A gRPC status code by the name gRPC-Go gives it (the kubelet's messages quote those).
@@ -459,27 +259,27 @@ enum Ended {
 }
 
 /// The prober of one container.
-struct Prober {
-    rt: Arc<Runtime>,
-    states: ProbeStates,
-    container_id: String,
-    c: Container,
-    host: String,
-    grace: i64,
-    pod: PodRef,
+pub(crate) struct Prober {
+    pub rt: Arc<dyn PodRuntime>,
+    /// Where its results and events go.
+    pub pod: Arc<PodShared>,
+    pub container_id: String,
+    pub c: Container,
+    /// Where probes connect (the pod IP, or loopback for host-network pods).
+    pub host: String,
+    /// The pod's terminationGracePeriodSeconds.
+    pub grace: i64,
+    /// restartPolicy is not Never (the kubelet then says "will be restarted").
+    pub restarts: bool,
 }
 
 impl Prober {
     fn set(&self, f: impl FnOnce(&mut ProbeState)) {
-        let mut m = self.states.lock().expect("probe lock");
-        f(m.entry(self.container_id.clone()).or_default());
+        self.pod.update_probe(&self.container_id, f);
     }
 
     fn forget(&self) {
-        self.states
-            .lock()
-            .expect("probe lock")
-            .remove(&self.container_id);
+        self.pod.forget_probe(&self.container_id);
     }
 
     async fn running(&self) -> bool {
@@ -496,7 +296,7 @@ impl Prober {
 
     /// Run probe `p` once and record what the kubelet records; None when it errored.
     async fn probe(&self, kind: Kind, p: &Probe) -> Option<bool> {
-        match run_once(&self.rt, &self.container_id, &self.c, p, &self.host).await {
+        match run_once(&*self.rt, &self.container_id, &self.c, p, &self.host).await {
             Outcome::Success => Some(true),
             Outcome::Failure(out) => {
                 tracing::debug!(container = %self.c.name, probe = kind.name(), output = %out, "probe failed");
@@ -553,7 +353,7 @@ impl Prober {
             self.c.name,
             kind.name().to_lowercase()
         );
-        if self.pod.restarts {
+        if self.restarts {
             msg.push_str(", will be restarted");
         }
         tracing::info!(container = %self.c.name, probe = kind.name(), "probe failed, killing the container");
@@ -561,7 +361,7 @@ impl Prober {
         // A startup or liveness probe's own terminationGracePeriodSeconds wins over the pod's.
         let grace = p.termination_grace_period_seconds.unwrap_or(self.grace);
         if let Err(e) = hooks::kill_container(
-            &self.rt,
+            &*self.rt,
             &self.pod,
             &self.container_id,
             &self.c,
@@ -570,68 +370,53 @@ impl Prober {
         )
         .await
         {
-            tracing::warn!(container = %self.c.name, err = %kinglet_cri::chain(&e), "killing after a failed probe");
+            tracing::warn!(container = %self.c.name, err = %crate::error::chain(&e), "killing after a failed probe");
         }
     }
 }
 
-/// The prober of one container; returns when the container stops running (or was killed
-/// for a failed probe).
-pub(super) async fn prober(
-    rt: Arc<Runtime>,
-    states: ProbeStates,
-    container_id: String,
-    c: Container,
-    host: String,
-    grace: i64,
-    pod: PodRef,
-) {
-    let pr = Prober {
-        rt,
-        states,
-        container_id,
-        c,
-        host,
-        grace,
-        pod,
-    };
-    pr.set(|s| {
-        s.started = pr.c.startup_probe.is_none();
-        s.ready = pr.c.readiness_probe.is_none();
-    });
-    if let Some(p) = &pr.c.startup_probe {
-        match pr.run(Kind::Startup, p).await {
-            Ended::Passed => pr.set(|s| s.started = true),
-            Ended::Failed => {
-                pr.kill(Kind::Startup, p).await;
-                return pr.forget();
-            }
-            Ended::Gone => return pr.forget(),
-        }
-    }
-    let run = |kind: Kind, p: Option<&Probe>| {
-        let pr = &pr;
-        let p = p.cloned();
-        async move {
-            match &p {
-                Some(p) => (pr.run(kind, p).await, p.clone()),
-                None => std::future::pending().await,
+impl Prober {
+    /// Probe until the container stops running (or is killed for a failed probe).
+    pub(crate) async fn run_all(self) {
+        let pr = self;
+        pr.set(|s| {
+            s.started = pr.c.startup_probe.is_none();
+            s.ready = pr.c.readiness_probe.is_none();
+        });
+        if let Some(p) = &pr.c.startup_probe {
+            match pr.run(Kind::Startup, p).await {
+                Ended::Passed => pr.set(|s| s.started = true),
+                Ended::Failed => {
+                    pr.kill(Kind::Startup, p).await;
+                    return pr.forget();
+                }
+                Ended::Gone => return pr.forget(),
             }
         }
-    };
-    if pr.c.liveness_probe.is_none() && pr.c.readiness_probe.is_none() {
-        // Nothing more to probe: the entry stays (started), read by the sidecar ordering;
-        // the supervisor drops it with the container.
-        return;
+        let run = |kind: Kind, p: Option<&Probe>| {
+            let pr = &pr;
+            let p = p.cloned();
+            async move {
+                match &p {
+                    Some(p) => (pr.run(kind, p).await, p.clone()),
+                    None => std::future::pending().await,
+                }
+            }
+        };
+        if pr.c.liveness_probe.is_none() && pr.c.readiness_probe.is_none() {
+            // Nothing more to probe: the entry stays (started), read by the sidecar ordering;
+            // the supervisor drops it with the container.
+            return;
+        }
+        let (ended, p) = tokio::select! {
+            r = run(Kind::Liveness, pr.c.liveness_probe.as_ref()) => r,
+            r = run(Kind::Readiness, pr.c.readiness_probe.as_ref()) => r,
+        };
+        if ended == Ended::Failed {
+            pr.kill(Kind::Liveness, &p).await;
+        }
+        pr.forget();
     }
-    let (ended, p) = tokio::select! {
-        r = run(Kind::Liveness, pr.c.liveness_probe.as_ref()) => r,
-        r = run(Kind::Readiness, pr.c.readiness_probe.as_ref()) => r,
-    };
-    if ended == Ended::Failed {
-        pr.kill(Kind::Liveness, &p).await;
-    }
-    pr.forget();
 }
 
 #[cfg(test)]

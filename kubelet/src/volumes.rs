@@ -188,44 +188,7 @@ pub fn prepare(
             )?;
             dir
         } else if let Some(e) = &v.empty_dir {
-            let err = |e: &dyn std::fmt::Display| ConfigError(format!("emptyDir {}: {e}", v.name));
-            let (dir, fresh) = if e.medium.as_deref() == Some("Memory") {
-                let dir = roots.run.join(&v.name);
-                let size = e
-                    .size_limit
-                    .as_ref()
-                    .and_then(|q| super::podspec::parse_quantity(&q.0))
-                    .map(|n| n as u64)
-                    .unwrap_or(64 << 20);
-                let fresh = !kinglet_volumes::tmpfs::is_tmpfs(&dir);
-                kinglet_volumes::tmpfs::mount_tmpfs(&dir, size).map_err(|e| err(&e))?;
-                (dir, fresh)
-            } else {
-                let dir = roots.disk.join(&v.name);
-                let fresh = !dir.exists();
-                std::fs::create_dir_all(&dir).map_err(|e| err(&e))?;
-                (dir, fresh)
-            };
-            // The kubelet's emptyDir is world-writable (0777), whoever the containers run as.
-            if fresh {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-                    .map_err(|e| err(&e))?;
-            }
-            // fsGroup: when the volume is set up, and again whenever its root lacks the group
-            // (fsGroup changed); not on every pass, which would undo the containers' chmods.
-            if let Some(gid) = fs_group {
-                if fresh || kinglet_volumes::ownership::requires_change(&dir, gid, false) {
-                    kinglet_volumes::ownership::set_volume_ownership(
-                        &dir,
-                        gid,
-                        false,
-                        fs_group_policy,
-                    )
-                    .map_err(|e| err(&e))?;
-                }
-            }
-            dir
+            empty_dir(roots, &v, e, fs_group, fs_group_policy)?
         } else if let Some(da) = &v.downward_api {
             let dir = roots.run.join(&v.name);
             let mut payload = BTreeMap::new();
@@ -233,60 +196,7 @@ pub fn prepare(
             write(&dir, &payload, fs_group)?;
             dir
         } else if let Some(pr) = &v.projected {
-            // All sources into one payload; secrets are among them, so a tmpfs.
-            let dir = roots.run.join(&v.name);
-            let mut payload = BTreeMap::new();
-            for (i, source) in pr.sources.iter().flatten().enumerate() {
-                if let Some(cm) = &source.config_map {
-                    let optional = cm.optional.unwrap_or(false);
-                    let data = match src.config_map(ns, &cm.name) {
-                        Some(d) => d,
-                        None if optional => BTreeMap::new(),
-                        None => {
-                            return Err(ConfigError(format!(
-                                "configmap {ns}/{} not found",
-                                cm.name
-                            )))
-                        }
-                    };
-                    let what = format!("ConfigMap {ns}/{}", cm.name);
-                    payload.extend(project(
-                        &data,
-                        cm.items.as_ref(),
-                        pr.default_mode,
-                        &what,
-                        optional,
-                    )?);
-                } else if let Some(sec) = &source.secret {
-                    let optional = sec.optional.unwrap_or(false);
-                    let data = match src.secret(ns, &sec.name) {
-                        Some(d) => d,
-                        None if optional => BTreeMap::new(),
-                        None => {
-                            return Err(ConfigError(format!("secret {ns}/{} not found", sec.name)))
-                        }
-                    };
-                    let what = format!("Secret {ns}/{}", sec.name);
-                    payload.extend(project(
-                        &data,
-                        sec.items.as_ref(),
-                        pr.default_mode,
-                        &what,
-                        optional,
-                    )?);
-                } else if let Some(da) = &source.downward_api {
-                    downward_files(pod, da.items.as_ref(), pr.default_mode, &mut payload)?;
-                } else {
-                    return Err(ConfigError(format!(
-                        "volume {}: projected source {i}: only configMap, secret and downwardAPI sources are supported",
-                        v.name
-                    )));
-                }
-            }
-            kinglet_volumes::tmpfs::mount_tmpfs(&dir, 16 << 20)
-                .map_err(|e| ConfigError(format!("projected volume {}: {e}", v.name)))?;
-            write(&dir, &payload, fs_group)?;
-            dir
+            projected(pod, ns, roots, src, &v, pr, fs_group)?
         } else if let Some(h) = &v.host_path {
             host_path(&h.path, h.type_.as_deref().unwrap_or(""))
                 .map_err(|m| ConfigError(format!("hostPath volume {}: {m}", v.name)))?;
@@ -300,6 +210,109 @@ pub fn prepare(
         out.insert(v.name.clone(), path);
     }
     Ok(out)
+}
+
+/// An emptyDir: on disk, or a tmpfs for `medium: Memory`; made world-writable when new, and
+/// given to the fsGroup when new or when its root lacks the group.
+fn empty_dir(
+    roots: &VolumeRoots,
+    v: &Volume,
+    e: &k8s_openapi::api::core::v1::EmptyDirVolumeSource,
+    fs_group: Option<u32>,
+    fs_group_policy: ChangePolicy,
+) -> Result<PathBuf, ConfigError> {
+    let err = |e: &dyn std::fmt::Display| ConfigError(format!("emptyDir {}: {e}", v.name));
+    let (dir, fresh) = if e.medium.as_deref() == Some("Memory") {
+        let dir = roots.run.join(&v.name);
+        let size = e
+            .size_limit
+            .as_ref()
+            .and_then(|q| super::podspec::parse_quantity(&q.0))
+            .map(|n| n as u64)
+            .unwrap_or(64 << 20);
+        let fresh = !kinglet_volumes::tmpfs::is_tmpfs(&dir);
+        kinglet_volumes::tmpfs::mount_tmpfs(&dir, size).map_err(|e| err(&e))?;
+        (dir, fresh)
+    } else {
+        let dir = roots.disk.join(&v.name);
+        let fresh = !dir.exists();
+        std::fs::create_dir_all(&dir).map_err(|e| err(&e))?;
+        (dir, fresh)
+    };
+    // The kubelet's emptyDir is world-writable (0777), whoever the containers run as.
+    if fresh {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| err(&e))?;
+    }
+    // fsGroup: when the volume is set up, and again whenever its root lacks the group
+    // (fsGroup changed); not on every pass, which would undo the containers' chmods.
+    if let Some(gid) = fs_group {
+        if fresh || kinglet_volumes::ownership::requires_change(&dir, gid, false) {
+            kinglet_volumes::ownership::set_volume_ownership(&dir, gid, false, fs_group_policy)
+                .map_err(|e| err(&e))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// A projected volume: all its sources in one payload, on a tmpfs (secrets may be among them).
+fn projected(
+    pod: &Pod,
+    ns: &str,
+    roots: &VolumeRoots,
+    src: &dyn Sources,
+    v: &Volume,
+    pr: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
+    fs_group: Option<u32>,
+) -> Result<PathBuf, ConfigError> {
+    // All sources into one payload; secrets are among them, so a tmpfs.
+    let dir = roots.run.join(&v.name);
+    let mut payload = BTreeMap::new();
+    for (i, source) in pr.sources.iter().flatten().enumerate() {
+        if let Some(cm) = &source.config_map {
+            let optional = cm.optional.unwrap_or(false);
+            let data = match src.config_map(ns, &cm.name) {
+                Some(d) => d,
+                None if optional => BTreeMap::new(),
+                None => return Err(ConfigError(format!("configmap {ns}/{} not found", cm.name))),
+            };
+            let what = format!("ConfigMap {ns}/{}", cm.name);
+            payload.extend(project(
+                &data,
+                cm.items.as_ref(),
+                pr.default_mode,
+                &what,
+                optional,
+            )?);
+        } else if let Some(sec) = &source.secret {
+            let optional = sec.optional.unwrap_or(false);
+            let data = match src.secret(ns, &sec.name) {
+                Some(d) => d,
+                None if optional => BTreeMap::new(),
+                None => return Err(ConfigError(format!("secret {ns}/{} not found", sec.name))),
+            };
+            let what = format!("Secret {ns}/{}", sec.name);
+            payload.extend(project(
+                &data,
+                sec.items.as_ref(),
+                pr.default_mode,
+                &what,
+                optional,
+            )?);
+        } else if let Some(da) = &source.downward_api {
+            downward_files(pod, da.items.as_ref(), pr.default_mode, &mut payload)?;
+        } else {
+            return Err(ConfigError(format!(
+                "volume {}: projected source {i}: only configMap, secret and downwardAPI sources are supported",
+                v.name
+            )));
+        }
+    }
+    kinglet_volumes::tmpfs::mount_tmpfs(&dir, 16 << 20)
+        .map_err(|e| ConfigError(format!("projected volume {}: {e}", v.name)))?;
+    write(&dir, &payload, fs_group)?;
+    Ok(dir)
 }
 
 /// The kubelet's hostPath `type` checks.

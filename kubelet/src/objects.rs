@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kinglet_cri::CriError;
+use crate::error::KubeletError;
 use kinglet_manifest::{Object, ObjectKey};
 
 /// Objects by key, with their files.
@@ -21,13 +21,13 @@ fn file_name(k: &ObjectKey) -> String {
 
 impl ObjectStore {
     /// Open (and load) the store; mounts the secrets tmpfs.
-    pub fn open(root: &Path, run_root: &Path) -> Result<ObjectStore, CriError> {
+    pub fn open(root: &Path, run_root: &Path) -> Result<ObjectStore, KubeletError> {
         let objects_dir = root.join("objects");
         let secrets_dir = run_root.join("secrets");
         std::fs::create_dir_all(&objects_dir)
-            .map_err(|e| CriError::internal(format!("create {}", objects_dir.display()), e))?;
+            .map_err(|e| KubeletError::internal(format!("create {}", objects_dir.display()), e))?;
         kinglet_volumes::tmpfs::mount_tmpfs_mode(&secrets_dir, 64 << 20, 0o700)
-            .map_err(|e| CriError::internal("mount the secrets tmpfs", e))?;
+            .map_err(|e| KubeletError::internal("mount the secrets tmpfs", e))?;
         let mut store = ObjectStore {
             objects_dir,
             secrets_dir,
@@ -69,27 +69,32 @@ impl ObjectStore {
     }
 
     /// Persist then publish.
-    pub fn put(&mut self, obj: Object) -> Result<(), CriError> {
+    pub fn put(&mut self, obj: Object) -> Result<(), KubeletError> {
         let k = obj.key();
         let json = match &obj {
             Object::Pod(p) => with_kind(serde_json::to_value(p), "Pod"),
             Object::ConfigMap(c) => with_kind(serde_json::to_value(c), "ConfigMap"),
             Object::Secret(s) => with_kind(serde_json::to_value(s), "Secret"),
         }
-        .map_err(|e| CriError::internal(format!("encode {k}"), e))?;
+        .map_err(|e| KubeletError::internal(format!("encode {k}"), e))?;
         let path = self.path(&k);
         kinglet_shim::protocol::write_atomic(&path, json.to_string().as_bytes())
-            .map_err(|e| CriError::internal(format!("store {k}"), e))?;
+            .map_err(|e| KubeletError::internal(format!("store {k}"), e))?;
         self.map.insert(k, obj);
         Ok(())
     }
 
-    pub fn remove(&mut self, k: &ObjectKey) -> Result<Option<Object>, CriError> {
+    pub fn remove(&mut self, k: &ObjectKey) -> Result<Option<Object>, KubeletError> {
         let path = self.path(k);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CriError::internal(format!("remove {}", path.display()), e)),
+            Err(e) => {
+                return Err(KubeletError::internal(
+                    format!("remove {}", path.display()),
+                    e,
+                ))
+            }
         }
         Ok(self.map.remove(k))
     }

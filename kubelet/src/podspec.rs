@@ -51,36 +51,8 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
     labels.insert(LABEL_POD_NAMESPACE.into(), namespace.clone());
     labels.insert(LABEL_POD_UID.into(), uid.into());
     labels.insert(LABEL_SPEC_HASH.into(), hash.into());
-    let mut port_mappings = Vec::new();
-    for c in &spec.containers {
-        for p in c.ports.iter().flatten() {
-            if let Some(hp) = p.host_port {
-                port_mappings.push(v1::PortMapping {
-                    protocol: match p.protocol.as_deref() {
-                        Some("UDP") => v1::Protocol::Udp as i32,
-                        Some("SCTP") => v1::Protocol::Sctp as i32,
-                        _ => v1::Protocol::Tcp as i32,
-                    },
-                    container_port: p.container_port,
-                    host_port: hp,
-                    host_ip: p.host_ip.clone().unwrap_or_default(),
-                });
-            }
-        }
-    }
-    let dns_config = spec.dns_config.as_ref().map(|d| v1::DnsConfig {
-        servers: d.nameservers.clone().unwrap_or_default(),
-        searches: d.searches.clone().unwrap_or_default(),
-        options: d
-            .options
-            .iter()
-            .flatten()
-            .map(|o| match &o.value {
-                Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
-                None => o.name.clone().unwrap_or_default(),
-            })
-            .collect(),
-    });
+    let port_mappings = port_mappings(&spec);
+    let dns_config = dns_config(&spec);
     let pid_mode = if spec.share_process_namespace.unwrap_or(false) {
         v1::NamespaceMode::Pod
     } else {
@@ -145,6 +117,45 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
         }),
         ..Default::default()
     }
+}
+
+/// The hostPorts of the pod's containers.
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<v1::PortMapping> {
+    let mut port_mappings = Vec::new();
+    for c in &spec.containers {
+        for p in c.ports.iter().flatten() {
+            if let Some(hp) = p.host_port {
+                port_mappings.push(v1::PortMapping {
+                    protocol: match p.protocol.as_deref() {
+                        Some("UDP") => v1::Protocol::Udp as i32,
+                        Some("SCTP") => v1::Protocol::Sctp as i32,
+                        _ => v1::Protocol::Tcp as i32,
+                    },
+                    container_port: p.container_port,
+                    host_port: hp,
+                    host_ip: p.host_ip.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+    port_mappings
+}
+
+/// The pod's dnsConfig in CRI terms.
+fn dns_config(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<v1::DnsConfig> {
+    spec.dns_config.as_ref().map(|d| v1::DnsConfig {
+        servers: d.nameservers.clone().unwrap_or_default(),
+        searches: d.searches.clone().unwrap_or_default(),
+        options: d
+            .options
+            .iter()
+            .flatten()
+            .map(|o| match &o.value {
+                Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
+                None => o.name.clone().unwrap_or_default(),
+            })
+            .collect(),
+    })
 }
 
 /// Expand `$(VAR)` references as Kubernetes does: `$$` escapes, unknown names stay as written.
@@ -357,6 +368,51 @@ pub fn container_config(
 ) -> Result<v1::ContainerConfig, ConfigError> {
     let env = container_env(c, ns, fields, src)?;
     let vars: HashMap<String, String> = env.iter().cloned().collect();
+    let mounts = mounts(c, volumes)?;
+    Ok(v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: c.name.clone(),
+            attempt,
+        }),
+        image: Some(v1::ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        command: c
+            .command
+            .iter()
+            .flatten()
+            .map(|a| expand(a, &vars))
+            .collect(),
+        args: c.args.iter().flatten().map(|a| expand(a, &vars)).collect(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs: env
+            .into_iter()
+            .map(|(key, value)| v1::KeyValue {
+                key,
+                value: value.into_bytes(),
+            })
+            .collect(),
+        mounts,
+        labels: [
+            (LABEL_CONTAINER_NAME.to_string(), c.name.clone()),
+            (LABEL_POD_NAME.to_string(), fields.name.to_string()),
+            (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
+            (LABEL_POD_UID.to_string(), fields.uid.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        log_path: format!("{}/{attempt}.log", c.name),
+        linux: Some(linux_config(pod, c)),
+        ..Default::default()
+    })
+}
+
+/// A container's volume mounts: each volume's host path (with its subPath).
+fn mounts(
+    c: &Container,
+    volumes: &HashMap<String, PathBuf>,
+) -> Result<Vec<v1::Mount>, ConfigError> {
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let Some(host) = volumes.get(&m.name) else {
@@ -381,6 +437,11 @@ pub fn container_config(
             ..Default::default()
         });
     }
+    Ok(mounts)
+}
+
+/// A container's resources and security context, from its spec and the pod's.
+fn linux_config(pod: &Pod, c: &Container) -> v1::LinuxContainerConfig {
     let sc = c.security_context.clone().unwrap_or_default();
     let psc = pod
         .spec
@@ -420,90 +481,54 @@ pub fn container_config(
             },
             localhost_ref: p.localhost_profile.clone().unwrap_or_default(),
         });
-    Ok(v1::ContainerConfig {
-        metadata: Some(v1::ContainerMetadata {
-            name: c.name.clone(),
-            attempt,
-        }),
-        image: Some(v1::ImageSpec {
-            image: c.image.clone().unwrap_or_default(),
+    v1::LinuxContainerConfig {
+        resources: Some(v1::LinuxContainerResources {
+            memory_limit_in_bytes: memory,
+            cpu_period: if cpu > 0.0 { 100_000 } else { 0 },
+            cpu_quota: (cpu * 100_000.0) as i64,
+            cpu_shares: cpu_shares(cpu_request),
             ..Default::default()
         }),
-        command: c
-            .command
-            .iter()
-            .flatten()
-            .map(|a| expand(a, &vars))
-            .collect(),
-        args: c.args.iter().flatten().map(|a| expand(a, &vars)).collect(),
-        working_dir: c.working_dir.clone().unwrap_or_default(),
-        envs: env
-            .into_iter()
-            .map(|(key, value)| v1::KeyValue {
-                key,
-                value: value.into_bytes(),
-            })
-            .collect(),
-        mounts,
-        labels: [
-            (LABEL_CONTAINER_NAME.to_string(), c.name.clone()),
-            (LABEL_POD_NAME.to_string(), fields.name.to_string()),
-            (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
-            (LABEL_POD_UID.to_string(), fields.uid.to_string()),
-        ]
-        .into_iter()
-        .collect(),
-        log_path: format!("{}/{attempt}.log", c.name),
-        linux: Some(v1::LinuxContainerConfig {
-            resources: Some(v1::LinuxContainerResources {
-                memory_limit_in_bytes: memory,
-                cpu_period: if cpu > 0.0 { 100_000 } else { 0 },
-                cpu_quota: (cpu * 100_000.0) as i64,
-                cpu_shares: cpu_shares(cpu_request),
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            privileged: sc.privileged.unwrap_or(false),
+            readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+            run_as_user: sc
+                .run_as_user
+                .or(psc.run_as_user)
+                .map(|value| v1::Int64Value { value }),
+            run_as_group: sc
+                .run_as_group
+                .or(psc.run_as_group)
+                .map(|value| v1::Int64Value { value }),
+            // The kubelet's order: fsGroup first, then the pod's supplementalGroups.
+            supplemental_groups: psc
+                .fs_group
+                .into_iter()
+                .chain(psc.supplemental_groups.clone().unwrap_or_default())
+                .collect(),
+            no_new_privs: sc.allow_privilege_escalation == Some(false),
+            capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
+                add_capabilities: c.add.clone().unwrap_or_default(),
+                drop_capabilities: c.drop.clone().unwrap_or_default(),
                 ..Default::default()
             }),
-            security_context: Some(v1::LinuxContainerSecurityContext {
-                privileged: sc.privileged.unwrap_or(false),
-                readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                run_as_user: sc
-                    .run_as_user
-                    .or(psc.run_as_user)
-                    .map(|value| v1::Int64Value { value }),
-                run_as_group: sc
-                    .run_as_group
-                    .or(psc.run_as_group)
-                    .map(|value| v1::Int64Value { value }),
-                // The kubelet's order: fsGroup first, then the pod's supplementalGroups.
-                supplemental_groups: psc
-                    .fs_group
-                    .into_iter()
-                    .chain(psc.supplemental_groups.clone().unwrap_or_default())
-                    .collect(),
-                no_new_privs: sc.allow_privilege_escalation == Some(false),
-                capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
-                    add_capabilities: c.add.clone().unwrap_or_default(),
-                    drop_capabilities: c.drop.clone().unwrap_or_default(),
-                    ..Default::default()
-                }),
-                seccomp,
-                namespace_options: Some(v1::NamespaceOption {
-                    pid: if pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.share_process_namespace)
-                        .unwrap_or(false)
-                    {
-                        v1::NamespaceMode::Pod as i32
-                    } else {
-                        v1::NamespaceMode::Container as i32
-                    },
-                    ..Default::default()
-                }),
+            seccomp,
+            namespace_options: Some(v1::NamespaceOption {
+                pid: if pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.share_process_namespace)
+                    .unwrap_or(false)
+                {
+                    v1::NamespaceMode::Pod as i32
+                } else {
+                    v1::NamespaceMode::Container as i32
+                },
                 ..Default::default()
             }),
+            ..Default::default()
         }),
-        ..Default::default()
-    })
+    }
 }
 
 /// The kubelet's CPU shares for a CPU request (in cores): 1024 per core, at least 2, at most

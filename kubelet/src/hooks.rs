@@ -12,26 +12,25 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kinglet_cri::CriError;
 use kinglet_proto::v1;
 use tokio::time::Instant;
 
-use super::probe::PodRef;
-use crate::runtime::Runtime;
+use crate::pod::PodShared;
+use crate::runtime::{PodRuntime, RuntimeError};
 
 /// The least time a container gets between its stop signal and SIGKILL, whatever is left of
 /// its grace period (the kubelet's `minimumGracePeriodInSeconds`): a pod with
 /// `terminationGracePeriodSeconds: 0` still gets SIGTERM and 2 s.
-pub(super) const MIN_STOP_SECS: i64 = 2;
+pub(crate) const MIN_STOP_SECS: i64 = 2;
 
 /// The StopContainer timeout for a container with `left` seconds of its grace period left.
-pub(super) fn stop_timeout(left: i64) -> i64 {
+pub(crate) fn stop_timeout(left: i64) -> i64 {
     left.max(MIN_STOP_SECS)
 }
 
 /// Run one handler, bounded by `limit`.
-pub(super) async fn run_handler(
-    rt: &Runtime,
+pub(crate) async fn run_handler(
+    rt: &dyn PodRuntime,
     container_id: &str,
     c: &Container,
     h: &LifecycleHandler,
@@ -49,7 +48,7 @@ pub(super) async fn run_handler(
                 timeout: secs,
             })
             .await
-            .map_err(|e| kinglet_cri::chain(&e))?;
+            .map_err(|e| crate::error::chain(&e))?;
         if r.exit_code != 0 {
             return Err(format!(
                 "command exited with {}: {}",
@@ -60,7 +59,7 @@ pub(super) async fn run_handler(
         return Ok(());
     }
     if let Some(g) = &h.http_get {
-        return super::probe::http_get(c, g, host, limit, super::probe::HOOK_AGENT)
+        return crate::actions::http_get(c, g, host, limit, crate::actions::HOOK_AGENT)
             .await
             .map_err(|e| {
                 format!(
@@ -90,14 +89,14 @@ pub(super) async fn run_handler(
 /// its preStop hook when it has one and `grace` > 0, abandoned when `grace` is spent (a
 /// failure is a `FailedPreStopHook` event); then the stop signal with what is left of
 /// `grace`, at least [`MIN_STOP_SECS`]; then SIGKILL.
-pub(super) async fn kill_container(
-    rt: &Runtime,
-    pod: &PodRef,
+pub(crate) async fn kill_container(
+    rt: &dyn PodRuntime,
+    pod: &PodShared,
     container_id: &str,
     c: &Container,
     host: &str,
     grace: i64,
-) -> Result<(), CriError> {
+) -> Result<(), RuntimeError> {
     let t = Instant::now();
     let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
     if let (Some(h), true) = (pre_stop, grace > 0) {

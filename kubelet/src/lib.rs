@@ -1,0 +1,244 @@
+//! The mini-kubelet: keeps the Pods applied to this node running, through a container runtime
+//! it drives in CRI terms ([`PodRuntime`]: PodSandboxConfig, ContainerConfig, ...) — in the
+//! daemon, the same runtime core the CRI server uses, so there is one code path.
+//!
+//! - [`Supervisor`]: the object store (Pods, ConfigMaps, Secrets; `apply`/`delete`/`get`),
+//!   the manifests directory watch, and the dispatcher that publishes the objects as one
+//!   [`World`] once a second and after any change, and triggers the pod workers.
+//! - [`harness`]: the reconciler harness (one worker per key owning its state, coalesced
+//!   wake-ups, requeue-after, back-off on error) that runs the pod workers and is meant for
+//!   the workload controllers to come.
+//! - [`pod`]: one pod's state ([`pod::PodState`]) and its reconcile step, unit-tested against
+//!   a fake runtime on a paused clock; `probe`, `hooks`, `stop`, `status` are its parts.
+//! - `podspec`, `volumes`, `security`, [`sysctl`]: Kubernetes Pod fields to CRI configs,
+//!   volumes on disk, admission.
+//!
+//! Dependencies point one way: this crate needs `kinglet-proto` (CRI types), `kinglet-manifest`,
+//! `kinglet-volumes` and `kinglet-shim` (for its helpers: atomic writes, the clock, error
+//! chains), never the daemon.
+
+mod actions;
+mod api;
+pub mod backoff;
+pub mod error;
+#[cfg(test)]
+mod fake;
+pub mod harness;
+mod hooks;
+mod objects;
+pub mod pod;
+pub mod podspec;
+mod probe;
+pub mod runtime;
+mod security;
+mod status;
+mod stop;
+pub mod sysctl;
+pub mod volumes;
+mod watch;
+mod workers;
+pub mod world;
+
+pub use error::KubeletError;
+pub use runtime::{PodRuntime, RuntimeError, RuntimeErrorKind};
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kinglet_manifest::Object;
+use tokio::sync::{mpsc, Mutex, Notify};
+use tokio::time::Instant;
+
+use backoff::{Backoff, BackoffPolicy};
+use harness::{Controller, RetryPolicy};
+use kinglet_proto::v1;
+use objects::ObjectStore;
+use pod::PodEvent;
+use sysctl::SysctlAllowlist;
+use workers::PodReconciler;
+use world::{Snapshot, World};
+
+/// What the mini-kubelet needs to know of the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// The daemon's state root (`--root`): objects, pod logs, volumes on disk, back-off.
+    pub root: PathBuf,
+    /// The daemon's run root (`--run-root`): secrets tmpfs, memory-backed volumes.
+    pub run_root: PathBuf,
+    /// The watched manifests directory.
+    pub manifests: PathBuf,
+    /// CrashLoopBackOff (and image pull back-off) constants.
+    pub backoff: BackoffPolicy,
+    /// Unsafe sysctls pods may set besides the safe set (patterns).
+    pub allowed_unsafe_sysctls: Vec<String>,
+}
+
+/// Back-off of one pod's containers (by name), on its way to the state file.
+type PodBackoff = HashMap<String, Backoff>;
+
+/// The mini-kubelet: the object store, the dispatcher and the pod workers.
+pub struct Supervisor {
+    cfg: KubeletConfig,
+    rt: Arc<dyn PodRuntime>,
+    /// Objects each manifest file last defined.
+    sources: Mutex<watch::Sources>,
+    store: Mutex<ObjectStore>,
+    /// Wakes the dispatcher (after an apply or a delete).
+    wake: Notify,
+    /// The objects as the dispatcher last published them (read by the pod workers).
+    world: tokio::sync::watch::Sender<Arc<World>>,
+    /// The pod workers, by pod uid.
+    pods: Arc<Controller<PodReconciler>>,
+}
+
+impl Supervisor {
+    /// Load the stored objects and start reconciling.
+    pub async fn start(
+        rt: Arc<dyn PodRuntime>,
+        cfg: KubeletConfig,
+    ) -> Result<Arc<Supervisor>, KubeletError> {
+        let (root, run_root) = (cfg.root.clone(), cfg.run_root.clone());
+        let store = tokio::task::spawn_blocking(move || ObjectStore::open(&root, &run_root))
+            .await
+            .map_err(|e| KubeletError::internal("object store task", e))??;
+        let sources = watch::Sources::load(&cfg.root.join("objects").join("sources.json"));
+        let sysctls = SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
+            .map_err(|reason| KubeletError::invalid("allowed-unsafe-sysctls", reason))?;
+        let mut saved: HashMap<String, PodBackoff> = HashMap::new();
+        for ((uid, name), b) in backoff::load(&backoff::state_file(&cfg.root)) {
+            saved.entry(uid).or_default().insert(name, b);
+        }
+        let node_name = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let (backoff_tx, backoff_rx) = mpsc::unbounded_channel();
+        tokio::spawn(workers::save_backoff_loop(
+            backoff::state_file(&cfg.root),
+            saved.clone(),
+            backoff_rx,
+        ));
+        let world = tokio::sync::watch::Sender::new(Arc::default());
+        let pods = PodReconciler {
+            rt: rt.clone(),
+            policy: cfg.backoff,
+            root: cfg.root.clone(),
+            run_root: cfg.run_root.clone(),
+            node_name,
+            sysctls: Arc::new(sysctls),
+            world: world.subscribe(),
+            saved_backoff: std::sync::Mutex::new(saved),
+            backoff_tx,
+        };
+        let s = Arc::new(Supervisor {
+            sources: Mutex::new(sources),
+            store: Mutex::new(store),
+            wake: Notify::new(),
+            world,
+            pods: Controller::new(Arc::new(pods), RetryPolicy::default()),
+            cfg,
+            rt,
+        });
+        tokio::spawn(watch::watch_dir(s.clone(), s.cfg.manifests.clone()));
+        tokio::spawn(s.clone().dispatch_loop());
+        Ok(s)
+    }
+
+    /// Publish the objects once a second, and at once after an apply or a delete; a
+    /// container's exit wakes only its pod's worker.
+    async fn dispatch_loop(self: Arc<Self>) {
+        loop {
+            self.dispatch().await;
+            let next = Instant::now() + Duration::from_secs(1);
+            loop {
+                tokio::select! {
+                    _ = self.wake.notified() => break,
+                    _ = tokio::time::sleep_until(next) => break,
+                    _ = self.rt.container_exited() => {
+                        if !self.wake_exited() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publish the current objects and trigger the worker of every pod that is applied or
+    /// has a sandbox left (starting workers as needed).
+    async fn dispatch(&self) {
+        let (pods, snap) = self.snapshot().await;
+        let pods: HashMap<String, Pod> = pods
+            .into_iter()
+            .map(|p| (p.metadata.uid.clone().unwrap_or_default(), p))
+            .collect();
+        let mut uids: HashSet<String> = pods.keys().cloned().collect();
+        self.world.send_replace(Arc::new(World { pods, snap }));
+        if let Ok(list) = self
+            .rt
+            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+            .await
+        {
+            uids.extend(
+                list.items
+                    .into_iter()
+                    .filter_map(|s| s.labels.get(podspec::LABEL_POD_UID).cloned()),
+            );
+        }
+        for uid in uids {
+            self.pods.trigger(&uid);
+        }
+    }
+
+    /// Wake the workers of the pods whose containers exited (the runtime's list of their
+    /// labels). False when one has no worker (a full pass is needed).
+    fn wake_exited(&self) -> bool {
+        let mut all = true;
+        for labels in self.rt.take_exited() {
+            // A container of a CRI client's pod (no uid label): nothing to do.
+            if let Some(uid) = labels.get(podspec::LABEL_POD_UID) {
+                all &= self.pods.wake_if_running(uid);
+            }
+        }
+        all
+    }
+
+    /// The Pods, and the ConfigMap and Secret data, as stored now.
+    async fn snapshot(&self) -> (Vec<Pod>, Snapshot) {
+        let store = self.store.lock().await;
+        let mut snap = Snapshot::default();
+        let mut pods = Vec::new();
+        for (k, o) in &store.map {
+            let key = (k.namespace.clone(), k.name.clone());
+            match o {
+                Object::Pod(p) => pods.push((**p).clone()),
+                Object::ConfigMap(c) => {
+                    snap.config_maps
+                        .insert(key, kinglet_manifest::config_map_data(c));
+                }
+                Object::Secret(s) => {
+                    snap.secrets.insert(key, kinglet_manifest::secret_data(s));
+                }
+            }
+        }
+        (pods, snap)
+    }
+
+    /// Pod `pod`'s current status.
+    async fn pod_status(&self, pod: &Pod) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let shared = self.pods.handle(&uid);
+        pod::pod_status(&*self.rt, pod, shared.as_deref()).await
+    }
+
+    /// Recent events of pod `uid`, oldest first.
+    fn events_of(&self, uid: &str) -> Vec<PodEvent> {
+        self.pods
+            .handle(&uid.to_owned())
+            .map(|s| s.events())
+            .unwrap_or_default()
+    }
+}

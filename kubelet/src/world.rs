@@ -1,0 +1,34 @@
+//! The applied objects at one moment, as the dispatcher publishes them to every pod worker:
+//! Pods by uid, and the ConfigMap and Secret data their volumes, env and pull secrets read.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::podspec::Sources;
+
+/// ConfigMap and Secret data at one moment, by (namespace, name).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub config_maps: HashMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    pub secrets: HashMap<(String, String), BTreeMap<String, Vec<u8>>>,
+}
+
+impl Sources for Snapshot {
+    fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.config_maps
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
+    }
+    fn secret(&self, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.secrets.get(&(ns.to_owned(), name.to_owned())).cloned()
+    }
+}
+
+/// The applied objects at one moment, shared by all workers.
+#[derive(Debug, Default)]
+pub struct World {
+    /// Pods by uid.
+    pub pods: HashMap<String, Pod>,
+    pub snap: Snapshot,
+}
