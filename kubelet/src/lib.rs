@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kinglet_manifest::Object;
-use tokio::sync::{mpsc, Mutex, Notify};
+use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
 use backoff::{Backoff, BackoffPolicy};
@@ -115,11 +115,9 @@ impl Supervisor {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default();
-        let (backoff_tx, backoff_rx) = mpsc::unbounded_channel();
-        tokio::spawn(workers::save_backoff_loop(
-            backoff::state_file(&cfg.root),
+        let book = Arc::new(workers::BackoffBook::new(
+            Some(backoff::state_file(&cfg.root)),
             saved.clone(),
-            backoff_rx,
         ));
         let world = tokio::sync::watch::Sender::new(Arc::default());
         let pods = PodReconciler {
@@ -131,7 +129,7 @@ impl Supervisor {
             sysctls: Arc::new(sysctls),
             world: world.subscribe(),
             saved_backoff: std::sync::Mutex::new(saved),
-            backoff_tx,
+            book,
         };
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),

@@ -10,15 +10,15 @@
 //! the pod's sandboxes down, drops the pod's saved back-off and ends (unless the pod was
 //! applied again meanwhile).
 //!
-//! The crash-loop back-off of all pods is written to one file by [`save_backoff_loop`], which
-//! owns the whole map; workers send it their pod's share when it changes.
+//! The crash-loop back-off of all pods is written to one file by the [`BackoffBook`], which
+//! owns the whole map; workers write their pod's share into it when it changes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::backoff::{self, BackoffMap, BackoffPolicy};
 use crate::harness::{Action, Reconciler, Wake};
@@ -41,8 +41,8 @@ pub(crate) struct PodReconciler {
     pub world: watch::Receiver<Arc<World>>,
     /// Crash-loop back-off an earlier daemon saved, until each pod's worker takes its own.
     pub saved_backoff: Mutex<HashMap<String, PodBackoff>>,
-    /// Each worker's back-off changes, to the task that saves them.
-    pub backoff_tx: mpsc::UnboundedSender<(String, PodBackoff)>,
+    /// Every pod's back-off, saved for the next daemon.
+    pub book: Arc<BackoffBook>,
 }
 
 /// One pod's worker: its state and what it acts through.
@@ -77,6 +77,7 @@ impl Reconciler for PodReconciler {
             },
             node_name: self.node_name.clone(),
             sysctls: self.sysctls.clone(),
+            book: self.book.clone(),
             wake,
         };
         (PodWorker { state, env }, shared)
@@ -86,12 +87,12 @@ impl Reconciler for PodReconciler {
         let world = self.world.borrow().clone();
         let Some(pod) = world.pods.get(uid) else {
             pod::remove(&mut w.state, &w.env).await?;
-            let _ = self.backoff_tx.send((uid.clone(), PodBackoff::new()));
+            self.book.put(uid, PodBackoff::new()).await;
             return Ok(Action::Done);
         };
         let result = pod::reconcile(pod, &world, &mut w.state, &w.env).await;
         if let Some(b) = w.state.take_backoff() {
-            let _ = self.backoff_tx.send((uid.clone(), b));
+            self.book.put(uid, b).await;
         }
         result
     }
@@ -101,39 +102,76 @@ impl Reconciler for PodReconciler {
     }
 }
 
-/// Write the back-off state of all pods whenever a worker reports a change (coalescing
-/// bursts), so that a restarted daemon keeps every crash-looping container's wait. An empty
-/// report drops the pod.
-pub(crate) async fn save_backoff_loop(
-    path: PathBuf,
-    mut all: HashMap<String, PodBackoff>,
-    mut changes: mpsc::UnboundedReceiver<(String, PodBackoff)>,
-) {
-    while let Some(first) = changes.recv().await {
-        let mut changed = false;
-        let mut take = |(uid, b): (String, PodBackoff)| {
-            changed |= if b.is_empty() {
-                all.remove(&uid).is_some()
-            } else {
-                all.insert(uid, b.clone()).as_ref() != Some(&b)
-            };
+/// The crash-loop back-off of every pod and the file it is kept in, so that a restarted
+/// daemon keeps each crash-looping container's wait. A worker writes its pod's share ahead of
+/// acting on it (before the restart that a new back-off allows), so a daemon killed right after
+/// a restart never finds the back-off of the run before. Writes are serialised; an empty share
+/// drops the pod.
+pub struct BackoffBook {
+    /// None: kept in memory only (unit tests).
+    path: Option<PathBuf>,
+    all: tokio::sync::Mutex<HashMap<String, PodBackoff>>,
+}
+
+impl BackoffBook {
+    pub fn new(path: Option<PathBuf>, saved: HashMap<String, PodBackoff>) -> BackoffBook {
+        BackoffBook {
+            path,
+            all: tokio::sync::Mutex::new(saved),
+        }
+    }
+
+    /// What is recorded for `uid`.
+    #[cfg(test)]
+    pub async fn get(&self, uid: &str) -> Option<PodBackoff> {
+        self.all.lock().await.get(uid).cloned()
+    }
+
+    /// Record `uid`'s back-off and, when it changed, write the file before returning.
+    pub async fn put(&self, uid: &str, b: PodBackoff) {
+        let mut all = self.all.lock().await;
+        let changed = if b.is_empty() {
+            all.remove(uid).is_some()
+        } else {
+            all.insert(uid.to_owned(), b.clone()).as_ref() != Some(&b)
         };
-        take(first);
-        while let Ok(more) = changes.try_recv() {
-            take(more);
-        }
-        if !changed {
-            continue;
-        }
+        let Some(path) = self.path.clone().filter(|_| changed) else {
+            return;
+        };
         let map: BackoffMap = all
             .iter()
             .flat_map(|(uid, b)| b.iter().map(move |(n, b)| ((uid.clone(), n.clone()), *b)))
             .collect();
-        let path = path.clone();
         match tokio::task::spawn_blocking(move || backoff::save(&path, &map)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(err = %e, "back-off state not saved"),
             Err(e) => tracing::warn!(err = %e, "back-off save task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::Backoff;
+
+    #[tokio::test]
+    async fn the_book_is_on_disk_when_put_returns_and_an_empty_share_drops_the_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = backoff::state_file(dir.path());
+        let book = BackoffBook::new(Some(path.clone()), HashMap::new());
+        let b = Backoff {
+            next: Duration::from_secs(20),
+            not_before: Some(tokio::time::Instant::now() + Duration::from_secs(20)),
+        };
+        book.put("uid1", [("app".to_string(), b)].into()).await;
+        let saved = backoff::load(&path);
+        assert_eq!(saved.len(), 1);
+        assert_eq!(
+            saved[&("uid1".to_string(), "app".to_string())].next,
+            Duration::from_secs(20)
+        );
+        book.put("uid1", PodBackoff::new()).await;
+        assert!(backoff::load(&path).is_empty());
     }
 }

@@ -151,6 +151,11 @@ async fn next_attempt(
     }
     state.memo(&c.name).backoff.restarted(now, &env.policy);
     state.backoff_changed = true;
+    // Written ahead of the restart it allows: a daemon killed right after the restart finds
+    // this back-off, not the one of the run before (which may have run out).
+    if let Some(b) = state.take_backoff() {
+        env.book.put(&state.uid, b).await;
+    }
     // Keep the last run (for `logs --previous`), drop older ones.
     for old in &mine[..mine.len() - 1] {
         let _ = env.rt.remove_container(&old.id).await;

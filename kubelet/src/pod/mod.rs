@@ -234,6 +234,8 @@ pub struct PodEnv {
     /// For the downward API's `spec.nodeName`.
     pub node_name: String,
     pub sysctls: Arc<SysctlAllowlist>,
+    /// Where the pod's crash-loop back-off is kept for the next daemon.
+    pub book: Arc<crate::workers::BackoffBook>,
     /// Wakes the pod's worker (after a task's report).
     pub wake: Wake,
 }

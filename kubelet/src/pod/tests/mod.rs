@@ -62,6 +62,7 @@ impl Node {
             },
             node_name: "node".into(),
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
+            book: Arc::new(crate::workers::BackoffBook::new(None, HashMap::new())),
             wake: Wake::default(),
         };
         Node {
@@ -342,10 +343,13 @@ async fn back_off_saved_by_an_earlier_daemon_is_honoured_and_changes_are_reporte
     n.pass().await;
     assert_eq!(n.attempt("app"), 1);
     let b = n
-        .state
-        .take_backoff()
-        .expect("a restart changes the back-off");
+        .env
+        .book
+        .get(UID)
+        .await
+        .expect("a restart changes the back-off, written ahead of the restart");
     assert_eq!(b["app"].next, secs(80));
+    assert_eq!(n.state.take_backoff(), None, "already written");
 }
 
 // ---- image pull policy ----------------------------------------------------------------
