@@ -36,6 +36,21 @@ pub fn spec_hash(pod: &Pod) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The hostname the kubelet gives a pod: `spec.hostname`, else the pod's name, cut to 63
+/// characters with trailing `-` and `.` trimmed (kubelet `truncatePodHostnameIfNeeded`).
+pub fn pod_hostname(spec_hostname: Option<&str>, pod_name: &str) -> String {
+    const MAX: usize = 63;
+    let h = spec_hostname.filter(|h| !h.is_empty()).unwrap_or(pod_name);
+    if h.len() <= MAX {
+        return h.to_owned();
+    }
+    let mut end = MAX;
+    while !h.is_char_boundary(end) {
+        end -= 1;
+    }
+    h[..end].trim_end_matches(['-', '.']).to_owned()
+}
+
 pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::PodSandboxConfig {
     let meta = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
@@ -100,7 +115,7 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
             namespace,
             attempt: 0,
         }),
-        hostname: spec.hostname.clone().unwrap_or(name),
+        hostname: pod_hostname(spec.hostname.as_deref(), &name),
         log_directory: log_dir.into(),
         dns_config,
         port_mappings,
@@ -678,5 +693,24 @@ spec:
         assert_eq!(sb.port_mappings[0].host_port, 8080);
         assert_eq!(sb.labels[LABEL_POD_UID], "u1");
         assert_eq!(sb.hostname, "web");
+    }
+
+    #[test]
+    fn hostname_like_the_kubelet() {
+        assert_eq!(pod_hostname(None, "web"), "web");
+        assert_eq!(pod_hostname(Some("db-0"), "web"), "db-0");
+        assert_eq!(pod_hostname(Some(""), "web"), "web");
+        let long = "a".repeat(70);
+        assert_eq!(pod_hostname(None, &long), "a".repeat(63));
+        // Cut at 63, then trailing '-' and '.' go.
+        let name = format!("{}-.-{}", "b".repeat(60), "c".repeat(10));
+        assert_eq!(pod_hostname(None, &name), "b".repeat(60));
+        let p = pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {long}}}\nspec:\n  containers:\n  - {{name: c, image: b}}\n"
+        ));
+        assert_eq!(
+            sandbox_config(&p, "u1", "/logs", "h").hostname,
+            "a".repeat(63)
+        );
     }
 }
