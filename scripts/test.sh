@@ -8,12 +8,19 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features kinglet-tests/vm -- -D warnings
 cargo build --bin kinglet
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+conf_log=$(mktemp)
+trap 'rm -f "$log" "$conf_log"' EXIT
 set +e
 cargo test --workspace --all-targets --features kinglet-tests/vm 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+# CRI conformance: the upstream critest suite against a fresh daemon (scripts/conformance.sh).
+bash scripts/conformance.sh 2>&1 | tee "$conf_log"
+conf_rc=${PIPESTATUS[0]}
 set -e
-# One closing line with the totals over every test binary.
+# Closing lines: critest's own totals and verdict, then the totals over every test binary.
+grep -E '^(Ran [0-9]+ of [0-9]+ Specs|(SUCCESS|FAIL)! -- |conformance: )' "$conf_log" | tail -3 |
+  sed 's/^/critest: /' || true
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-exit "$rc"
+if [ "$rc" != 0 ]; then exit "$rc"; fi
+exit "$conf_rc"
