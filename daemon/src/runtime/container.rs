@@ -159,6 +159,7 @@ impl Runtime {
                 files: &files,
                 cgroups_path: &cgroups_path,
                 min_oom_score_adj: self.min_oom_score_adj,
+                host_caps: &self.host_caps,
                 target_pid_ns,
                 cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             })?;

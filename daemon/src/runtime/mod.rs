@@ -121,6 +121,9 @@ pub struct Runtime {
     pub exe: PathBuf,
     /// The daemon's oom_score_adj (a floor for containers').
     pub min_oom_score_adj: i32,
+    /// The capabilities of the daemon's bounding set: what "all capabilities" means for a
+    /// privileged container or `add: [ALL]` (as containerd: what the runtime itself holds).
+    pub host_caps: Vec<String>,
     /// Names being created right now (name key → id), so two concurrent creates of one name
     /// cannot both win while neither has a record yet.
     pub(crate) reserved: Arc<std::sync::Mutex<HashMap<String, String>>>,
@@ -200,6 +203,11 @@ impl Runtime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let host_caps = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| spec::bounding_set_from_status(&s))
+            .map(spec::caps_from_mask)
+            .unwrap_or_else(spec::all_caps);
         let network = kinglet_netns::Network::new(kinglet_netns::NetworkConfig {
             bridge: config.bridge.clone(),
             cidr: config.pod_cidr.parse().map_err(|e| DaemonError::Config {
@@ -251,6 +259,7 @@ impl Runtime {
             image_last_used: std::sync::Mutex::new(HashMap::new()),
             exe,
             min_oom_score_adj,
+            host_caps,
             reserved: Arc::default(),
             names: Mutex::new(()),
             exits: Arc::default(),

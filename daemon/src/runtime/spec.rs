@@ -9,9 +9,9 @@
 //! - user: `run_as_user` / `run_as_username`, else the image `User` (`uid`, `name`, `uid:gid`,
 //!   `name:group`), resolved in the container's passwd/group files; `run_as_group` overrides the
 //!   group; supplementary groups from /etc/group plus `supplemental_groups`.
-//! - capabilities: containerd's default set; `ALL` in `add` = every capability, `ALL` in `drop`
-//!   = none; then the named `add`s, then the named `drop`s; privileged = every capability and
-//!   no masked paths.
+//! - capabilities: containerd's default set; `ALL` in `add` = every capability the daemon
+//!   holds (its bounding set), `ALL` in `drop` = none; then the named `add`s, then the named
+//!   `drop`s; privileged = every capability the daemon holds and no masked paths.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -91,6 +91,8 @@ pub struct SpecInput<'a> {
     pub cgroups_path: &'a str,
     /// The daemon's own oom_score_adj: a container cannot be given less.
     pub min_oom_score_adj: i32,
+    /// Every capability the daemon holds (its bounding set): "all" for privileged and `ALL`.
+    pub host_caps: &'a [String],
     /// Pid namespace of a TARGET container, when asked for.
     pub target_pid_ns: Option<PathBuf>,
     /// The host runs the unified cgroup v2 hierarchy.
@@ -215,6 +217,15 @@ pub fn resolve_user(
     sc: Option<&v1::LinuxContainerSecurityContext>,
     image_user: &str,
 ) -> Result<Identity, CriError> {
+    // As containerd: a group without a user is refused (the kubelet always names the user).
+    if let Some(s) = sc.filter(|s| s.run_as_group.is_some()) {
+        if s.run_as_user.is_none() && s.run_as_username.is_empty() {
+            return Err(CriError::invalid(
+                "linux.security_context.run_as_group",
+                "is set without run_as_user or run_as_username: set one of them too",
+            ));
+        }
+    }
     let passwd = parse_db(&read_in_root(rootfs, "etc/passwd"));
     let groups = parse_db(&read_in_root(rootfs, "etc/group"));
     let lookup_user =
@@ -317,62 +328,80 @@ fn parse_cap(name: &str) -> Result<Capability, <Capability as FromStr>::Err> {
     Capability::from_str(name.strip_prefix("CAP_").unwrap_or(name))
 }
 
-fn all_caps() -> Vec<String> {
-    // Every capability oci-spec knows about.
-    [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ]
-    .iter()
-    .map(|c| format!("CAP_{c}"))
-    .collect()
+/// Every capability oci-spec knows about, in the kernel's numbering (index = `CAP_*` value).
+pub fn all_caps() -> Vec<String> {
+    CAP_NAMES.iter().map(|c| format!("CAP_{c}")).collect()
 }
+
+/// The capabilities whose bits are set in a `/proc/<pid>/status` capability mask.
+pub fn caps_from_mask(mask: u64) -> Vec<String> {
+    CAP_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, c)| format!("CAP_{c}"))
+        .collect()
+}
+
+/// The `CapBnd:` mask of a `/proc/<pid>/status` text.
+pub fn bounding_set_from_status(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+const CAP_NAMES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
 
 /// The effective capability names after defaults, add and drop.
 pub fn resolve_caps(
     sc: Option<&v1::LinuxContainerSecurityContext>,
+    host_caps: &[String],
 ) -> Result<Vec<String>, CriError> {
     if sc.is_some_and(|s| s.privileged) {
-        return Ok(all_caps());
+        return Ok(host_caps.to_vec());
     }
     let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) else {
@@ -382,7 +411,7 @@ pub fn resolve_caps(
     // the named ones are added, then the named ones dropped (so `drop: [ALL], add: [X]` = X).
     let all = |l: &[String]| l.iter().any(|x| x.eq_ignore_ascii_case("ALL"));
     if all(&c.add_capabilities) {
-        caps = all_caps();
+        caps = host_caps.to_vec();
     }
     if all(&c.drop_capabilities) {
         caps.clear();
@@ -461,7 +490,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         ));
     }
     let id = resolve_user(input.rootfs, sc, &input.image.user)?;
-    let caps = resolve_caps(sc)?;
+    let caps = resolve_caps(sc, input.host_caps)?;
     let capset: HashSet<Capability> = caps.iter().filter_map(|c| parse_cap(c).ok()).collect();
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(capset.clone())
@@ -494,11 +523,11 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .oom_score_adj(oom)
         .build()
         .map_err(spec_err("process"))?;
-    // Only ever set to true: libcontainer reads an explicit `false` as "set", and then loads
-    // seccomp after dropping privileges, which fails for non-root users without no_new_privs.
-    if sc.is_some_and(|s| s.no_new_privs) {
-        process.set_no_new_privileges(Some(true));
-    }
+    // `true` or absent, never `false`: libcontainer reads an explicit `false` as "set", and
+    // then loads seccomp after dropping privileges, which fails for non-root users without
+    // no_new_privs. oci-spec's builder defaults to `true`, so "off" must be cleared here
+    // (else a setuid binary never gains its owner's uid: allowPrivilegeEscalation).
+    process.set_no_new_privileges(sc.is_some_and(|s| s.no_new_privs).then_some(true));
 
     // Mounts: the runtime's defaults, then the sandbox files, then the client's (which win).
     let cri_dests: HashSet<&str> = cfg
@@ -726,6 +755,15 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
             rb = rb.cpu(cpu.build().map_err(spec_err("linux.resources.cpu"))?);
         }
     }
+    // As containerd: a bidirectional mount needs the container's mount namespace to stay a
+    // peer of the host's (rshared); else libcontainer's default, recursive slave, which a
+    // host-to-container mount needs (libcontainer spells these without the `r`).
+    let bidirectional = v1::MountPropagation::PropagationBidirectional as i32;
+    let rootfs_propagation = cfg
+        .mounts
+        .iter()
+        .any(|m| m.propagation == bidirectional)
+        .then_some("shared");
     let mut lb = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(input.cgroups_path))
@@ -743,6 +781,9 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
     }
     if let Some(filter) = super::seccomp::for_container(sc, &caps)? {
         lb = lb.seccomp(filter);
+    }
+    if let Some(p) = rootfs_propagation {
+        lb = lb.rootfs_propagation(p);
     }
     let linux = lb.build().map_err(spec_err("linux"))?;
 
@@ -872,22 +913,178 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nobody-here"), "{e}");
+        let group_only = v1::LinuxContainerSecurityContext {
+            run_as_group: Some(v1::Int64Value { value: 7 }),
+            ..Default::default()
+        };
+        let e = resolve_user(r, Some(&group_only), "app")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run_as_group"), "{e}");
+        let named = v1::LinuxContainerSecurityContext {
+            run_as_username: "app".into(),
+            ..group_only
+        };
+        let id = resolve_user(r, Some(&named), "").unwrap();
+        assert_eq!((id.uid, id.gid), (1000, 7));
         // A symlinked /etc/passwd is not read.
         let d2 = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(dir.path().join("etc"), d2.path().join("etc")).unwrap();
         assert!(resolve_user(d2.path(), None, "app").is_err());
     }
 
+    /// The spec of a container of a plain pod, from a busybox-like root with no /etc files.
+    fn spec_of(config: &v1::ContainerConfig, host_caps: &[String]) -> Spec {
+        let root = tempfile::tempdir().unwrap();
+        let sandbox = SandboxRecord {
+            id: "p".into(),
+            meta: Default::default(),
+            state: super::super::store::SandboxState::Ready,
+            created_at: 0,
+            labels: Default::default(),
+            annotations: Default::default(),
+            runtime_handler: String::new(),
+            hostname: "h".into(),
+            log_directory: String::new(),
+            cgroup_parent: String::new(),
+            owns_cgroup_parent: false,
+            namespaces: Default::default(),
+            shm: None,
+            config: String::new(),
+            ip: None,
+        };
+        let files = SandboxFiles {
+            hostname: "/h".into(),
+            hosts: "/hosts".into(),
+            resolv_conf: "/resolv".into(),
+        };
+        build_spec(&SpecInput {
+            config,
+            sandbox: &sandbox,
+            image: &ImageConfig::default(),
+            rootfs: root.path(),
+            files: &files,
+            cgroups_path: "/kinglet/c",
+            min_oom_score_adj: 0,
+            host_caps,
+            target_pid_ns: None,
+            cgroup_v2: true,
+        })
+        .unwrap()
+    }
+
+    fn with_sc(sc: v1::LinuxContainerSecurityContext) -> v1::ContainerConfig {
+        v1::ContainerConfig {
+            command: vec!["sh".into()],
+            linux: Some(v1::LinuxContainerConfig {
+                security_context: Some(sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_new_privs_only_when_asked() {
+        let off = spec_of(&with_sc(Default::default()), &all_caps());
+        assert_eq!(off.process().as_ref().unwrap().no_new_privileges(), None);
+        let on = spec_of(
+            &with_sc(v1::LinuxContainerSecurityContext {
+                no_new_privs: true,
+                ..Default::default()
+            }),
+            &all_caps(),
+        );
+        assert_eq!(
+            on.process().as_ref().unwrap().no_new_privileges(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn privileged_gets_the_daemons_capabilities_and_propagation_follows_mounts() {
+        let host = caps_from_mask(0x1fffeffffff);
+        let spec = spec_of(
+            &with_sc(v1::LinuxContainerSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+            &host,
+        );
+        let bounding = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert_eq!(bounding.len(), host.len());
+        assert!(!bounding.contains(&Capability::SysResource));
+        assert_eq!(spec.linux().as_ref().unwrap().rootfs_propagation(), &None);
+        for (p, want) in [(1, None), (2, Some("shared"))] {
+            let mut cfg = with_sc(Default::default());
+            cfg.mounts = vec![v1::Mount {
+                container_path: "/m".into(),
+                host_path: "/tmp".into(),
+                propagation: p,
+                ..Default::default()
+            }];
+            let spec = spec_of(&cfg, &host);
+            assert_eq!(
+                spec.linux()
+                    .as_ref()
+                    .unwrap()
+                    .rootfs_propagation()
+                    .as_deref(),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn all_capabilities_are_the_bounding_set() {
+        let status = "Name:\tkinglet\nCapPrm:\t000001fffeffffff\nCapBnd:\t000001fffeffffff\n";
+        let mask = bounding_set_from_status(status).unwrap();
+        let caps = caps_from_mask(mask);
+        assert_eq!(caps.len(), all_caps().len() - 1);
+        assert!(!caps.contains(&"CAP_SYS_RESOURCE".to_string()));
+        assert!(caps.contains(&"CAP_CHECKPOINT_RESTORE".to_string()));
+        assert_eq!(caps_from_mask(0b101), ["CAP_CHOWN", "CAP_DAC_READ_SEARCH"]);
+        assert_eq!(bounding_set_from_status("CapBnd:\tzz\n"), None);
+        let privileged = v1::LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        };
+        assert_eq!(resolve_caps(Some(&privileged), &caps).unwrap(), caps);
+        let add_all = v1::LinuxContainerSecurityContext {
+            capabilities: Some(v1::Capability {
+                add_capabilities: vec!["ALL".into()],
+                drop_capabilities: vec!["KILL".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = resolve_caps(Some(&add_all), &caps).unwrap();
+        assert_eq!(got.len(), caps.len() - 1);
+        assert!(!got.contains(&"CAP_SYS_RESOURCE".to_string()));
+    }
+
     #[test]
     fn capabilities_default_add_drop_all() {
         let mut sc = v1::LinuxContainerSecurityContext::default();
-        assert_eq!(resolve_caps(Some(&sc)).unwrap().len(), DEFAULT_CAPS.len());
+        assert_eq!(
+            resolve_caps(Some(&sc), &all_caps()).unwrap().len(),
+            DEFAULT_CAPS.len()
+        );
         sc.capabilities = Some(v1::Capability {
             add_capabilities: vec!["NET_ADMIN".into()],
             drop_capabilities: vec!["KILL".into(), "CAP_CHOWN".into()],
             ..Default::default()
         });
-        let caps = resolve_caps(Some(&sc)).unwrap();
+        let caps = resolve_caps(Some(&sc), &all_caps()).unwrap();
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(
             !caps.contains(&"CAP_KILL".to_string()) && !caps.contains(&"CAP_CHOWN".to_string())
@@ -896,7 +1093,7 @@ mod tests {
             drop_capabilities: vec!["ALL".into()],
             ..Default::default()
         });
-        assert!(resolve_caps(Some(&sc)).unwrap().is_empty());
+        assert!(resolve_caps(Some(&sc), &all_caps()).unwrap().is_empty());
         // The usual hardening: drop everything, add back one.
         sc.capabilities = Some(v1::Capability {
             drop_capabilities: vec!["ALL".into()],
@@ -904,14 +1101,16 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            resolve_caps(Some(&sc)).unwrap(),
+            resolve_caps(Some(&sc), &all_caps()).unwrap(),
             ["CAP_NET_BIND_SERVICE".to_string()]
         );
         sc.capabilities = Some(v1::Capability {
             add_capabilities: vec!["NOT_A_CAP".into()],
             ..Default::default()
         });
-        let e = resolve_caps(Some(&sc)).unwrap_err().to_string();
+        let e = resolve_caps(Some(&sc), &all_caps())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("NOT_A_CAP") && e.contains("add_capabilities"),
             "{e}"

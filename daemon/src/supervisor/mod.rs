@@ -771,7 +771,7 @@ impl Supervisor {
                 last.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) + 1
             }
         };
-        let cfg = match podspec::container_config(pod, c, attempt, &ns, fields, snap, vols) {
+        let mut cfg = match podspec::container_config(pod, c, attempt, &ns, fields, snap, vols) {
             Ok(cfg) => cfg,
             Err(ConfigError(msg)) => {
                 self.event(uid, true, "Failed", format!("Error: {msg}"));
@@ -834,6 +834,7 @@ impl Supervisor {
             self.set_waiting(uid, &c.name, "CreateContainerConfigError", msg);
             return Ok(Step::Waiting);
         }
+        security::complete_user(&mut cfg, image_status.as_ref());
         let id = match self
             .rt
             .create_container(v1::CreateContainerRequest {
