@@ -142,6 +142,9 @@ impl Runtime {
                 .await?;
             }
 
+            // Image volumes: mounted here, then bind-mounted like host paths.
+            let (spec_config, volume_images) = self.mount_image_volumes(&config, &run_dir).await?;
+
             // The OCI spec.
             let pod_dir = self.paths.pod_run(&sandbox.id);
             let files = SandboxFiles {
@@ -152,7 +155,7 @@ impl Runtime {
             let target_pid_ns = self.target_pid_ns(&config).await;
             let cgroups_path = format!("{}/{}", sandbox.cgroup_parent.trim_end_matches('/'), id);
             let spec = spec::build_spec(&SpecInput {
-                config: &config,
+                config: &spec_config,
                 sandbox: &sandbox,
                 image: &image.config,
                 rootfs: &rootfs,
@@ -164,7 +167,7 @@ impl Runtime {
                 cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             })?;
             // CRI mounts whose host path is missing: create it as a directory, as containerd does.
-            for m in &config.mounts {
+            for m in &spec_config.mounts {
                 let p = Path::new(&m.host_path);
                 if std::fs::symlink_metadata(p).is_err() {
                     mkdir(p)?;
@@ -231,11 +234,14 @@ impl Runtime {
                 mounts: config
                     .mounts
                     .iter()
-                    .map(|m| MountRecord {
+                    .zip(volume_images)
+                    .map(|(m, img)| MountRecord {
                         container_path: m.container_path.clone(),
                         host_path: m.host_path.clone(),
                         readonly: m.readonly,
                         propagation: m.propagation,
+                        image: img.map(|i| (i.image, i.image_id)),
+                        image_sub_path: m.image_sub_path.clone(),
                     })
                     .collect(),
                 log_path: log_path
@@ -630,6 +636,12 @@ fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
                 propagation: m.propagation,
+                image: m.image.as_ref().map(|(image, id)| v1::ImageSpec {
+                    image: image.clone(),
+                    image_ref: id.clone(),
+                    ..Default::default()
+                }),
+                image_sub_path: m.image_sub_path.clone(),
                 ..Default::default()
             })
             .collect(),

@@ -9,6 +9,7 @@ pub mod cgroups;
 mod container;
 mod exec;
 mod image_gc;
+mod image_volume;
 mod images;
 pub mod mounts;
 pub mod podnet;

@@ -110,6 +110,12 @@ pub struct MountRecord {
     pub host_path: String,
     pub readonly: bool,
     pub propagation: i32,
+    /// An image volume: the image as the client named it, and its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<(String, String)>,
+    /// An image volume's sub-directory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_sub_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

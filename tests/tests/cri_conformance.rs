@@ -1,0 +1,231 @@
+//! CRI behaviour that the upstream critest suite checks (scripts/conformance.sh runs it), here
+//! with real containers over the CRI socket: a sandbox's default hostname, privileged
+//! capabilities bounded by the daemon's own, RunAsGroup without a user refused, and image
+//! volumes (read-only, sub-path, image digest in ContainerStatus, unmounted on removal).
+
+use kinglet_proto::v1;
+use kinglet_tests::*;
+
+fn with_sc(
+    mut c: v1::ContainerConfig,
+    sc: v1::LinuxContainerSecurityContext,
+) -> v1::ContainerConfig {
+    c.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(sc),
+        ..Default::default()
+    });
+    c
+}
+
+/// The `CapBnd:` line of a `/proc/<pid>/status` text.
+fn cap_bnd(status: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_hostname_is_the_hosts_and_privileged_holds_the_daemons_capabilities() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let logs = d.dir.path().join("logs");
+    // A pod name longer than a hostname may be, and no hostname: the host's name is used.
+    let mut pod_cfg = pod_config(&"long-pod-name-".repeat(6), &logs);
+    pod_cfg.hostname.clear();
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    let plain = run_container(
+        &mut rt,
+        &pod,
+        &pod_cfg,
+        sh_container("plain", "exec sleep 3600"),
+    )
+    .await;
+    let (out, _, code) = exec(&mut rt, &plain, &["hostname"]).await;
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!((out.trim(), code), (host.as_str(), 0));
+
+    // Privileged and add: [ALL]: exactly the daemon's bounding set, whatever the host lacks.
+    let daemon_bnd =
+        cap_bnd(&std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap());
+    let privileged = with_sc(
+        sh_container("privileged", "exec sleep 3600"),
+        v1::LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        },
+    );
+    let all = with_sc(
+        sh_container("all", "exec sleep 3600"),
+        v1::LinuxContainerSecurityContext {
+            capabilities: Some(v1::Capability {
+                add_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    for cfg in [privileged, all] {
+        let id = run_container(&mut rt, &pod, &pod_cfg, cfg).await;
+        let (out, _, code) = exec(&mut rt, &id, &["cat", "/proc/self/status"]).await;
+        assert_eq!(code, 0);
+        assert_eq!(cap_bnd(&out), daemon_bnd);
+    }
+
+    // A group without a user is refused, as containerd refuses it.
+    let group_only = with_sc(
+        sh_container("group-only", "exec sleep 3600"),
+        v1::LinuxContainerSecurityContext {
+            run_as_group: Some(v1::Int64Value { value: 3000 }),
+            ..Default::default()
+        },
+    );
+    let e = rt
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(group_only),
+            sandbox_config: Some(pod_cfg.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("run_as_group"), "{e}");
+    d.shutdown().await;
+}
+
+fn image_volume(container: &str, image: &str, sub: &str, readonly: bool) -> v1::ContainerConfig {
+    let mut c = sh_container(container, "exec sleep 3600");
+    c.mounts = vec![v1::Mount {
+        container_path: "/mnt/image".into(),
+        readonly,
+        image: Some(v1::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        image_sub_path: sub.into(),
+        ..Default::default()
+    }];
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_are_read_only_with_sub_paths_and_report_their_image() {
+    let d = Daemon::start().await;
+    let image_id = d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let logs = d.dir.path().join("logs");
+    let pod_cfg = pod_config("imgvol", &logs);
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+
+    let whole = run_container(
+        &mut rt,
+        &pod,
+        &pod_cfg,
+        image_volume("whole", IMAGE, "", true),
+    )
+    .await;
+    // The image's files, executable, and not writable.
+    let (out, _, code) = exec(
+        &mut rt,
+        &whole,
+        &["/mnt/image/bin/busybox", "cat", "/mnt/image/etc/passwd"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("root:"), "{out}");
+    let (_, err, code) = exec(&mut rt, &whole, &["touch", "/mnt/image/written"]).await;
+    assert_ne!(code, 0, "an image volume must be read-only");
+    assert!(err.contains("Read-only"), "{err}");
+    let st = status(&mut rt, &whole).await;
+    let m = st
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/mnt/image")
+        .expect("image volume in ContainerStatus mounts");
+    let img = m.image.as_ref().expect("mount names its image");
+    assert_eq!(
+        (img.image.as_str(), img.image_ref.as_str()),
+        (IMAGE, image_id.as_str())
+    );
+    assert!(m.readonly && m.host_path.is_empty());
+
+    // A sub-path: only that directory.
+    let sub = run_container(
+        &mut rt,
+        &pod,
+        &pod_cfg,
+        image_volume("sub", IMAGE, "etc", true),
+    )
+    .await;
+    let (_, _, code) = exec(&mut rt, &sub, &["test", "-f", "/mnt/image/passwd"]).await;
+    assert_eq!(code, 0);
+    let (_, _, code) = exec(&mut rt, &sub, &["test", "-e", "/mnt/image/etc"]).await;
+    assert_ne!(code, 0);
+
+    // Refused: writable, a missing or escaping sub-path, an image that is not pulled.
+    for (name, cfg, field) in [
+        ("rw", image_volume("rw", IMAGE, "", false), "readonly"),
+        (
+            "missing",
+            image_volume("missing", IMAGE, "no-such-dir", true),
+            "image_sub_path",
+        ),
+        (
+            "escape",
+            image_volume("escape", IMAGE, "../..", true),
+            "image_sub_path",
+        ),
+        (
+            "absent",
+            image_volume("absent", "example.org/absent:1", "", true),
+            "image.image",
+        ),
+    ] {
+        let e = rt
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pod_cfg.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{name}: {e}");
+        assert!(e.message().contains(field), "{name}: {e}");
+    }
+
+    // Removing the container unmounts its image volume.
+    let volumes = d
+        .run_root
+        .join("containers")
+        .join(&whole)
+        .join("image-volumes");
+    assert!(!mounts_under(&volumes).is_empty(), "image volume mounted");
+    rt.stop_container(v1::StopContainerRequest {
+        container_id: whole.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    rt.remove_container(v1::RemoveContainerRequest {
+        container_id: whole.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        mounts_under(&volumes).is_empty(),
+        "image volume left mounted"
+    );
+    // Nothing of the refused creates is left mounted either.
+    let all: Vec<String> = all_mounts_under(&d.run_root.join("containers"))
+        .into_iter()
+        .filter(|m| m.contains("image-volumes"))
+        .collect();
+    assert_eq!(
+        all.len(),
+        1,
+        "only the sub-path container's volume: {all:?}"
+    );
+    d.shutdown().await;
+}
