@@ -67,7 +67,19 @@ impl CriBackend for Backend {
                 conditions: vec![cond("RuntimeReady", ""), network_cond],
             }),
             info,
-            ..Default::default()
+            // Exactly what works: one (default) handler with recursive read-only mounts, no
+            // user namespaces; SupplementalGroupsPolicy Strict and ContainerStatus.user.
+            runtime_handlers: vec![v1::RuntimeHandler {
+                name: String::new(),
+                features: Some(v1::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: true,
+                    user_namespaces: false,
+                }),
+            }],
+            features: Some(v1::RuntimeFeatures {
+                supplemental_groups_policy: true,
+                user_namespaces_host_network: false,
+            }),
         })
     }
 

@@ -229,3 +229,141 @@ async fn image_volumes_are_read_only_with_sub_paths_and_report_their_image() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_advertises_what_works_and_recursive_read_only_mounts_hold() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let st = rt
+        .status(v1::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let handler = &st.runtime_handlers[0];
+    assert_eq!(st.runtime_handlers.len(), 1);
+    assert_eq!(handler.name, "");
+    let f = handler.features.as_ref().unwrap();
+    assert!(f.recursive_read_only_mounts && !f.user_namespaces);
+    assert!(st.features.as_ref().unwrap().supplemental_groups_policy);
+
+    // A host directory with a tmpfs mounted below it.
+    let host = d.dir.path().join("rro-src");
+    let sub = host.join("tmpfs");
+    std::fs::create_dir_all(&sub).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let logs = d.dir.path().join("logs");
+    let pod_cfg = pod_config("rro", &logs);
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    let with_mount = |name: &str, readonly: bool, rro: bool, propagation: v1::MountPropagation| {
+        let mut c = sh_container(name, "exec sleep 3600");
+        c.mounts = vec![v1::Mount {
+            container_path: "/mnt".into(),
+            host_path: host.display().to_string(),
+            readonly,
+            recursive_read_only: rro,
+            propagation: propagation as i32,
+            ..Default::default()
+        }];
+        c
+    };
+    let private = v1::MountPropagation::PropagationPrivate;
+    // Plain read-only: the submount stays writable; recursive: it is read-only too.
+    let ro = run_container(
+        &mut rt,
+        &pod,
+        &pod_cfg,
+        with_mount("ro", true, false, private),
+    )
+    .await;
+    let (_, err, code) = exec(&mut rt, &ro, &["touch", "/mnt/tmpfs/a"]).await;
+    assert_eq!(code, 0, "{err}");
+    let rro = run_container(
+        &mut rt,
+        &pod,
+        &pod_cfg,
+        with_mount("rro", true, true, private),
+    )
+    .await;
+    let (_, err, code) = exec(&mut rt, &rro, &["touch", "/mnt/tmpfs/b"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("Read-only file system"), "{err}");
+    for (name, cfg) in [
+        ("rw", with_mount("rw", false, true, private)),
+        (
+            "slave",
+            with_mount(
+                "slave",
+                true,
+                true,
+                v1::MountPropagation::PropagationHostToContainer,
+            ),
+        ),
+    ] {
+        let e = rt
+            .create_container(v1::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pod_cfg.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{name}: {e}");
+        assert!(e.message().contains("recursive_read_only"), "{name}: {e}");
+    }
+    d.shutdown().await;
+    let _ = nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn supplemental_groups_policy_strict_leaves_out_the_images_groups() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let logs = d.dir.path().join("logs");
+    let pod_cfg = pod_config("groups", &logs);
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    // In the test image, kinglet (1000) is a member of users (100).
+    for (name, policy, want_groups, want_status) in [
+        (
+            "merge",
+            v1::SupplementalGroupsPolicy::Merge,
+            "1000 100 1234",
+            vec![100, 1000, 1234],
+        ),
+        (
+            "strict",
+            v1::SupplementalGroupsPolicy::Strict,
+            "1000 1234",
+            vec![1000, 1234],
+        ),
+    ] {
+        let cfg = with_sc(
+            sh_container(name, "exec sleep 3600"),
+            v1::LinuxContainerSecurityContext {
+                run_as_user: Some(v1::Int64Value { value: 1000 }),
+                supplemental_groups: vec![1234],
+                supplemental_groups_policy: policy as i32,
+                ..Default::default()
+            },
+        );
+        let id = run_container(&mut rt, &pod, &pod_cfg, cfg).await;
+        let (out, _, code) = exec(&mut rt, &id, &["id", "-G"]).await;
+        assert_eq!((out.trim(), code), (want_groups, 0), "{name}");
+        let user = status(&mut rt, &id).await.user.expect("status.user");
+        let linux = user.linux.unwrap();
+        assert_eq!(
+            (linux.uid, linux.gid, linux.supplemental_groups),
+            (1000, 1000, want_status),
+            "{name}"
+        );
+    }
+    d.shutdown().await;
+}

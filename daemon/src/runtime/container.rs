@@ -173,6 +173,14 @@ impl Runtime {
                     mkdir(p)?;
                 }
             }
+            let user = spec.process().as_ref().map(|p| {
+                let u = p.user();
+                (
+                    u.uid(),
+                    u.gid(),
+                    u.additional_gids().clone().unwrap_or_default(),
+                )
+            });
             let cfg_path = bundle.join("config.json");
             spec.save(&cfg_path)
                 .map_err(|e| CriError::internal(format!("write {}", cfg_path.display()), e))?;
@@ -252,6 +260,7 @@ impl Runtime {
                 init_pid,
                 init_start_ticks: kinglet_shim::process_start_ticks(init_pid).unwrap_or(0),
                 config: encode_hex(&config),
+                user,
             };
             let entry = self.store.insert_container(rec, true).await?;
             Ok::<_, CriError>(entry)
@@ -607,8 +616,28 @@ pub(crate) fn cri_state(s: ContainerState) -> i32 {
     }
 }
 
+/// The first process's identity as ContainerStatus reports it: the supplementary groups
+/// include the primary group, as `getgroups` after `setgroups([gid, ...])` would show.
+fn container_user(user: &(u32, u32, Vec<u32>)) -> v1::ContainerUser {
+    let (uid, gid, groups) = user;
+    let mut all: Vec<i64> = std::iter::once(*gid)
+        .chain(groups.iter().copied())
+        .map(i64::from)
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    v1::ContainerUser {
+        linux: Some(v1::LinuxContainerUser {
+            uid: i64::from(*uid),
+            gid: i64::from(*gid),
+            supplemental_groups: all,
+        }),
+    }
+}
+
 fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
     v1::ContainerStatus {
+        user: r.user.as_ref().map(container_user),
         id: r.id.clone(),
         metadata: Some(v1::ContainerMetadata {
             name: r.meta.name.clone(),
@@ -661,5 +690,18 @@ mod tests {
         assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
         assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
         assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn status_user_lists_the_primary_group_among_the_supplementary_ones() {
+        let u = container_user(&(1000, 1000, vec![1234, 100]))
+            .linux
+            .unwrap();
+        assert_eq!(
+            (u.uid, u.gid, u.supplemental_groups),
+            (1000, 1000, vec![100, 1000, 1234])
+        );
+        let u = container_user(&(0, 0, vec![])).linux.unwrap();
+        assert_eq!(u.supplemental_groups, vec![0]);
     }
 }
