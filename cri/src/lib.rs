@@ -109,6 +109,20 @@ pub trait CriBackend: Send + Sync + 'static {
         })
     }
 
+    /// cAdvisor-style metrics; a backend without them answers Unimplemented.
+    async fn list_metric_descriptors(&self) -> Result<v1::ListMetricDescriptorsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "ListMetricDescriptors",
+        })
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+    ) -> Result<v1::ListPodSandboxMetricsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "ListPodSandboxMetrics",
+        })
+    }
+
     /// Kubernetes objects (the mini-kubelet side); a backend without them answers Unimplemented.
     async fn apply(&self, _req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
         Err(CriError::Unimplemented { rpc: "Apply" })
@@ -371,6 +385,24 @@ impl<B: CriBackend> v1::runtime_service_server::RuntimeService for CriServer<B> 
         rpc!(
             "ListPodSandboxStats",
             self.backend.list_pod_sandbox_stats(r.into_inner())
+        )
+    }
+    async fn list_metric_descriptors(
+        &self,
+        _r: Request<v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        rpc!(
+            "ListMetricDescriptors",
+            self.backend.list_metric_descriptors()
+        )
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _r: Request<v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        rpc!(
+            "ListPodSandboxMetrics",
+            self.backend.list_pod_sandbox_metrics()
         )
     }
 }

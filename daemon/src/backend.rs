@@ -185,6 +185,14 @@ impl CriBackend for Backend {
     ) -> Result<v1::PodSandboxStatsResponse, CriError> {
         self.0.pod_sandbox_stats(req).await
     }
+    async fn list_metric_descriptors(&self) -> Result<v1::ListMetricDescriptorsResponse, CriError> {
+        Ok(self.0.list_metric_descriptors())
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+    ) -> Result<v1::ListPodSandboxMetricsResponse, CriError> {
+        self.0.list_pod_sandbox_metrics().await
+    }
     async fn list_pod_sandbox_stats(
         &self,
         req: v1::ListPodSandboxStatsRequest,

@@ -367,3 +367,106 @@ async fn supplemental_groups_policy_strict_leaves_out_the_images_groups() {
     }
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_sandbox_metrics_come_from_the_containers_cgroup_proc_and_network() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let logs = d.dir.path().join("logs");
+    let pod_cfg = pod_config("metrics", &logs);
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    let mut cfg = sh_container("worker", "sleep 3600 & sleep 3600 & wait");
+    cfg.linux = Some(v1::LinuxContainerConfig {
+        resources: Some(v1::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_period: 100_000,
+            cpu_quota: 20_000,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = run_container(&mut rt, &pod, &pod_cfg, cfg).await;
+    let descs = rt
+        .list_metric_descriptors(v1::ListMetricDescriptorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .descriptors;
+    let keys = |name: &str| {
+        descs
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no descriptor {name}"))
+            .label_keys
+            .len()
+    };
+    // The shell and its two sleeps.
+    let mut processes = 0;
+    let mut all = v1::PodSandboxMetrics::default();
+    for _ in 0..50 {
+        all = rt
+            .list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics
+            .into_iter()
+            .find(|p| p.pod_sandbox_id == pod)
+            .expect("metrics of the pod");
+        let c = all
+            .container_metrics
+            .iter()
+            .find(|c| c.container_id == id)
+            .unwrap();
+        processes = c
+            .metrics
+            .iter()
+            .find(|m| m.name == "container_processes")
+            .map_or(0, |m| m.value.as_ref().unwrap().value);
+        if processes == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(processes, 3);
+    let c = all
+        .container_metrics
+        .iter()
+        .find(|c| c.container_id == id)
+        .unwrap();
+    let get = |name: &str| {
+        let m = c
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no metric {name}"));
+        assert_eq!(m.label_values.len(), keys(name), "{name}");
+        assert_eq!(m.label_values[0], "worker");
+        m.value.as_ref().unwrap().value
+    };
+    assert_eq!(get("container_spec_memory_limit_bytes"), 64 << 20);
+    assert_eq!(get("container_spec_cpu_period"), 100_000);
+    assert_eq!(get("container_spec_cpu_quota"), 20_000);
+    assert_eq!(get("container_spec_cpu_shares"), 512);
+    assert!(get("container_memory_usage_bytes") > 0);
+    assert!(get("container_threads") >= 3);
+    assert!(get("container_file_descriptors") >= 3);
+    assert!(get("container_fs_limit_bytes") > 0);
+    let started = status(&mut rt, &id).await.started_at / 1_000_000_000;
+    assert_eq!(get("container_start_time_seconds"), started as u64);
+    // The pod's network: eth0, with the bytes the pod sent so far.
+    let eth0 = all
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_network_transmit_packets_total")
+        .expect("pod network metrics");
+    assert_eq!(eth0.label_values[0], "POD");
+    assert_eq!(eth0.label_values.last().unwrap(), "eth0");
+    assert_eq!(
+        eth0.label_values.len(),
+        keys("container_network_transmit_packets_total")
+    );
+    d.shutdown().await;
+}

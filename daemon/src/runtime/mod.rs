@@ -11,6 +11,8 @@ mod exec;
 mod image_gc;
 mod image_volume;
 mod images;
+pub mod metrics;
+mod metrics_rpc;
 pub mod mounts;
 pub mod podnet;
 mod recover;
