@@ -109,6 +109,16 @@ pub trait CriBackend: Send + Sync + 'static {
         })
     }
 
+    /// In-place resource updates; a backend without them answers Unimplemented.
+    async fn update_container_resources(
+        &self,
+        _req: v1::UpdateContainerResourcesRequest,
+    ) -> Result<(), CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "UpdateContainerResources",
+        })
+    }
+
     /// cAdvisor-style metrics; a backend without them answers Unimplemented.
     async fn list_metric_descriptors(&self) -> Result<v1::ListMetricDescriptorsResponse, CriError> {
         Err(CriError::Unimplemented {
@@ -386,6 +396,17 @@ impl<B: CriBackend> v1::runtime_service_server::RuntimeService for CriServer<B> 
             "ListPodSandboxStats",
             self.backend.list_pod_sandbox_stats(r.into_inner())
         )
+    }
+    async fn update_container_resources(
+        &self,
+        r: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        rpc!("UpdateContainerResources", async {
+            self.backend
+                .update_container_resources(r.into_inner())
+                .await
+                .map(|()| v1::UpdateContainerResourcesResponse {})
+        })
     }
     async fn list_metric_descriptors(
         &self,

@@ -185,6 +185,12 @@ impl CriBackend for Backend {
     ) -> Result<v1::PodSandboxStatsResponse, CriError> {
         self.0.pod_sandbox_stats(req).await
     }
+    async fn update_container_resources(
+        &self,
+        req: v1::UpdateContainerResourcesRequest,
+    ) -> Result<(), CriError> {
+        self.0.update_container_resources(req).await
+    }
     async fn list_metric_descriptors(&self) -> Result<v1::ListMetricDescriptorsResponse, CriError> {
         Ok(self.0.list_metric_descriptors())
     }

@@ -470,3 +470,118 @@ async fn pod_sandbox_metrics_come_from_the_containers_cgroup_proc_and_network() 
     );
     d.shutdown().await;
 }
+
+/// A cgroup file of the process `pid`, found through `/proc/<pid>/cgroup` (v1 or v2).
+fn cgroup_file(pid: i32, v1_controller: &str, v1_file: &str, v2_file: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (ctrl, file) = if v2 {
+        ("", v2_file)
+    } else {
+        (v1_controller, v1_file)
+    };
+    let path = text
+        .lines()
+        .find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            let hit = if ctrl.is_empty() {
+                ctrls.is_empty()
+            } else {
+                ctrls.split(',').any(|c| c == ctrl)
+            };
+            hit.then(|| {
+                format!(
+                    "/sys/fs/cgroup/{ctrl}/{}/{file}",
+                    path.trim_start_matches('/')
+                )
+            })
+        })
+        .unwrap();
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_container_resources_changes_the_running_containers_cgroup() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let logs = d.dir.path().join("logs");
+    let pod_cfg = pod_config("resize", &logs);
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    let mut cfg = sh_container("app", "exec sleep 3600");
+    cfg.linux = Some(v1::LinuxContainerConfig {
+        resources: Some(v1::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_period: 100_000,
+            cpu_quota: 20_000,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = run_container(&mut rt, &pod, &pod_cfg, cfg).await;
+    let pid = init_pid(&mut rt, &id).await;
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(
+        cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max"),
+        (64u64 << 20).to_string()
+    );
+    let new = v1::LinuxContainerResources {
+        memory_limit_in_bytes: 128 << 20,
+        cpu_period: 100_000,
+        cpu_quota: 50_000,
+        cpu_shares: 256,
+        ..Default::default()
+    };
+    rt.update_container_resources(v1::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(new.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max"),
+        (128u64 << 20).to_string()
+    );
+    if v2 {
+        assert_eq!(cgroup_file(pid, "", "", "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(cgroup_file(pid, "cpu", "cpu.cfs_quota_us", ""), "50000");
+        assert_eq!(cgroup_file(pid, "cpu", "cpu.shares", ""), "256");
+    }
+    // ContainerStatus reports what is in force now.
+    let st = status(&mut rt, &id).await;
+    assert_eq!(st.resources.unwrap().linux.unwrap(), new);
+
+    // Bad values and stopped containers are refused.
+    let e = rt
+        .update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: -1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    rt.stop_container(v1::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    let e = rt
+        .update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(new),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    d.shutdown().await;
+}

@@ -260,6 +260,7 @@ impl Runtime {
                 init_pid,
                 init_start_ticks: kinglet_shim::process_start_ticks(init_pid).unwrap_or(0),
                 config: encode_hex(&config),
+                resources: String::new(),
                 user,
             };
             let entry = self.store.insert_container(rec, true).await?;
@@ -635,9 +636,27 @@ fn container_user(user: &(u32, u32, Vec<u32>)) -> v1::ContainerUser {
     }
 }
 
+/// The container's resources: the last UpdateContainerResources, else its config's.
+fn container_resources(r: &ContainerRecord) -> Option<v1::ContainerResources> {
+    let linux = if r.resources.is_empty() {
+        super::decode_hex::<v1::ContainerConfig>(&r.config)
+            .linux
+            .and_then(|l| l.resources)
+    } else {
+        Some(super::decode_hex::<v1::LinuxContainerResources>(
+            &r.resources,
+        ))
+    };
+    linux.map(|l| v1::ContainerResources {
+        linux: Some(l),
+        windows: None,
+    })
+}
+
 fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
     v1::ContainerStatus {
         user: r.user.as_ref().map(container_user),
+        resources: container_resources(r),
         id: r.id.clone(),
         metadata: Some(v1::ContainerMetadata {
             name: r.meta.name.clone(),

@@ -16,6 +16,7 @@ mod metrics_rpc;
 pub mod mounts;
 pub mod podnet;
 mod recover;
+mod resources;
 mod sandbox;
 pub mod seccomp;
 pub mod shim;

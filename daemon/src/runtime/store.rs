@@ -147,6 +147,10 @@ pub struct ContainerRecord {
     pub init_start_ticks: u64,
     /// The ContainerConfig as the client sent it (protobuf bytes, hex).
     pub config: String,
+    /// LinuxContainerResources last set by UpdateContainerResources (protobuf, hex; "" when
+    /// never updated: the config's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resources: String,
     /// The identity the first process was given: uid, gid, supplementary groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<(u32, u32, Vec<u32>)>,
@@ -396,6 +400,7 @@ mod tests {
             init_pid: 0,
             init_start_ticks: 0,
             config: String::new(),
+            resources: String::new(),
             user: None,
         }
     }
