@@ -185,6 +185,11 @@ impl CriBackend for Backend {
     ) -> Result<v1::PodSandboxStatsResponse, CriError> {
         self.0.pod_sandbox_stats(req).await
     }
+    fn container_events(
+        &self,
+    ) -> Result<tokio::sync::broadcast::Receiver<v1::ContainerEventResponse>, CriError> {
+        Ok(self.0.events.subscribe())
+    }
     async fn update_container_resources(
         &self,
         req: v1::UpdateContainerResourcesRequest,

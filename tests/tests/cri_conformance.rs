@@ -585,3 +585,74 @@ async fn update_container_resources_changes_the_running_containers_cgroup() {
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn container_events_stream_created_started_stopped_deleted_with_pod_status() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let mut events = rt
+        .get_container_events(v1::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let logs = d.dir.path().join("logs");
+    let pod_cfg = pod_config("events", &logs);
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    // Exits by itself: STOPPED comes from the exit watcher, not from StopContainer.
+    let id = run_container(&mut rt, &pod, &pod_cfg, sh_container("brief", "exit 3")).await;
+    wait_exited(&mut rt, &id, std::time::Duration::from_secs(20)).await;
+    rt.remove_container(v1::RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    use v1::ContainerEventType as T;
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(20), events.message())
+            .await
+            .expect("an event within 20 s")
+            .unwrap()
+            .expect("stream open");
+        assert_eq!(ev.container_id, id);
+        assert!(ev.created_at > 0);
+        let pod_status = ev.pod_sandbox_status.as_ref().expect("pod status");
+        assert_eq!(pod_status.id, pod);
+        let mine = ev.containers_statuses.iter().find(|c| c.id == id);
+        match T::try_from(ev.container_event_type).unwrap() {
+            T::ContainerCreatedEvent => {
+                assert_eq!(
+                    mine.unwrap().state,
+                    v1::ContainerState::ContainerCreated as i32
+                )
+            }
+            T::ContainerStartedEvent => {
+                assert_ne!(
+                    mine.unwrap().state,
+                    v1::ContainerState::ContainerCreated as i32
+                )
+            }
+            T::ContainerStoppedEvent => {
+                let s = mine.unwrap();
+                assert_eq!(
+                    (s.state, s.exit_code),
+                    (v1::ContainerState::ContainerExited as i32, 3)
+                );
+            }
+            T::ContainerDeletedEvent => assert!(mine.is_none(), "deleted container still listed"),
+        }
+        seen.push(ev.container_event_type);
+    }
+    assert_eq!(
+        seen,
+        [
+            T::ContainerCreatedEvent,
+            T::ContainerStartedEvent,
+            T::ContainerStoppedEvent,
+            T::ContainerDeletedEvent
+        ]
+        .map(|t| t as i32)
+    );
+    d.shutdown().await;
+}

@@ -271,6 +271,12 @@ impl Runtime {
             Ok(entry) => {
                 rb.commit();
                 self.watch_exit(entry);
+                self.emit_event(
+                    &id,
+                    &sandbox.id,
+                    v1::ContainerEventType::ContainerCreatedEvent,
+                )
+                .await;
                 tracing::info!(pod = %sandbox.id, container = %id, name = %md.name, "container created");
                 Ok(v1::CreateContainerResponse { container_id: id })
             }
@@ -338,6 +344,7 @@ impl Runtime {
         let path = self.paths.shim_state(id).join(EXIT_RECORD);
         let exit = read_record::<ExitRecord>(&path)
             .map_err(|e| CriError::internal(format!("read {}", path.display()), e))?;
+        let was_exited = entry.record.lock().await.state == ContainerState::Exited;
         self.store
             .update_container(entry, |r| {
                 if r.state == ContainerState::Exited {
@@ -366,6 +373,15 @@ impl Runtime {
                 }
             })
             .await?;
+        if !was_exited {
+            let sandbox_id = entry.record.lock().await.sandbox_id.clone();
+            self.emit_event(
+                id,
+                &sandbox_id,
+                v1::ContainerEventType::ContainerStoppedEvent,
+            )
+            .await;
+        }
         let r = entry.record.lock().await;
         tracing::info!(pod = %r.sandbox_id, container = %id, exit_code = r.exit_code, reason = %r.reason, "container exited");
         {
@@ -393,9 +409,9 @@ impl Runtime {
 
     pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
         let entry = self.container_entry(id).await?;
-        let (cid, state) = {
+        let (cid, state, sandbox_id) = {
             let r = entry.record.lock().await;
-            (r.id.clone(), r.state)
+            (r.id.clone(), r.state, r.sandbox_id.clone())
         };
         if state != ContainerState::Created {
             return Err(CriError::FailedPrecondition {
@@ -416,6 +432,12 @@ impl Runtime {
                 }
             })
             .await?;
+        self.emit_event(
+            &cid,
+            &sandbox_id,
+            v1::ContainerEventType::ContainerStartedEvent,
+        )
+        .await;
         tracing::info!(container = %cid, "container started");
         Ok(())
     }
@@ -503,7 +525,10 @@ impl Runtime {
         let Some(entry) = self.store.find_container(id).await else {
             return Ok(());
         };
-        let cid = entry.record.lock().await.id.clone();
+        let (cid, sandbox_id) = {
+            let r = entry.record.lock().await;
+            (r.id.clone(), r.sandbox_id.clone())
+        };
         self.stop_container_entry(&entry, &cid, 0).await?;
         let (run_dir, root_dir) = (
             self.paths.container_run(&cid),
@@ -517,6 +542,12 @@ impl Runtime {
         })
         .await?;
         self.store.delete_container(&cid).await?;
+        self.emit_event(
+            &cid,
+            &sandbox_id,
+            v1::ContainerEventType::ContainerDeletedEvent,
+        )
+        .await;
         tracing::info!(container = %cid, "container removed");
         Ok(())
     }
@@ -653,7 +684,7 @@ fn container_resources(r: &ContainerRecord) -> Option<v1::ContainerResources> {
     })
 }
 
-fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
+pub(super) fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
     v1::ContainerStatus {
         user: r.user.as_ref().map(container_user),
         resources: container_resources(r),

@@ -7,6 +7,7 @@
 
 pub mod cgroups;
 mod container;
+mod events;
 mod exec;
 mod image_gc;
 mod image_volume;
@@ -144,6 +145,8 @@ pub struct Runtime {
     /// The last CPU sample (unix ns, cumulative CPU ns) per container and pod, for the stats
     /// RPCs' nanocores.
     pub(crate) cpu_samples: std::sync::Mutex<HashMap<String, (i64, u64)>>,
+    /// Container lifecycle events for GetContainerEvents subscribers.
+    pub events: tokio::sync::broadcast::Sender<kinglet_proto::v1::ContainerEventResponse>,
 }
 
 /// A name reservation, released when dropped (the record, if any, then holds the name).
@@ -269,6 +272,7 @@ impl Runtime {
             exits: Arc::default(),
             exited: Arc::default(),
             cpu_samples: std::sync::Mutex::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
         });
         rt.recover()
             .await

@@ -651,7 +651,7 @@ pub(crate) fn sandbox_meta(m: &Meta) -> v1::PodSandboxMetadata {
     }
 }
 
-fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
+pub(super) fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
     let ns = &r.namespaces;
     v1::PodSandboxStatus {
         id: r.id.clone(),
