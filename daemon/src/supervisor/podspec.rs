@@ -494,6 +494,10 @@ pub fn container_config(
                     .into_iter()
                     .chain(psc.supplemental_groups.clone().unwrap_or_default())
                     .collect(),
+                supplemental_groups_policy: match psc.supplemental_groups_policy.as_deref() {
+                    Some("Strict") => v1::SupplementalGroupsPolicy::Strict,
+                    _ => v1::SupplementalGroupsPolicy::Merge,
+                } as i32,
                 no_new_privs: sc.allow_privilege_escalation == Some(false),
                 capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
                     add_capabilities: c.add.clone().unwrap_or_default(),
@@ -647,6 +651,22 @@ spec:
         let cfg = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
         let sc = cfg.linux.unwrap().security_context.unwrap();
         assert_eq!(sc.supplemental_groups, [2000, 3000]);
+        assert_eq!(
+            sc.supplemental_groups_policy,
+            v1::SupplementalGroupsPolicy::Merge as i32
+        );
+        let strict = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  securityContext:\n    supplementalGroupsPolicy: Strict\n  containers:\n  - name: c\n    image: b\n");
+        let c = &strict.spec.as_ref().unwrap().containers[0];
+        let cfg =
+            container_config(&strict, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
+        assert_eq!(
+            cfg.linux
+                .unwrap()
+                .security_context
+                .unwrap()
+                .supplemental_groups_policy,
+            v1::SupplementalGroupsPolicy::Strict as i32
+        );
         let sb = sandbox_config(&p, "u1", "/logs", "h");
         let sysctls = sb.linux.unwrap().sysctls;
         assert_eq!(sysctls.len(), 2);
