@@ -105,6 +105,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== registries and look-alike images (state in $work)"
+# registry.sh uses fixed ports; one already answering there (another run's) is used as it is,
+# and left running.
+for port in 5000 5002; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/v2/"; then
+    echo "note: 127.0.0.1:$port already answers; pushing to and pulling from that registry"
+  fi
+done
 bash "$images_src/registry.sh" start
 bash "$images_src/build.sh" >"$work/images-build.log" 2>&1 || {
   tail -30 "$work/images-build.log"
