@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test test-vm lint unit bench bench-net bench-pull
+.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull
 run:
 	bash scripts/main-job.sh
 test:
@@ -7,6 +7,8 @@ test:
 test-vm:
 	cargo build --bin kinglet
 	cargo test -p kinglet-tests --features vm --test vm_systemd -- --nocapture
+conformance:
+	bash scripts/conformance.sh
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --features kinglet-tests/vm -- -D warnings

@@ -8,14 +8,20 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features kinglet-tests/vm -- -D warnings
 cargo build --bin kinglet
 log=$(mktemp)
+conf_log=$(mktemp)
 before=$(mktemp)
-trap 'rm -f "$log" "$before"' EXIT
+trap 'rm -f "$log" "$conf_log" "$before"' EXIT
 bash scripts/check-leaks.sh snapshot "$before"
 set +e
 cargo test --workspace --all-targets --features kinglet-tests/vm 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+# CRI conformance: the upstream critest suite against a fresh daemon (scripts/conformance.sh).
+bash scripts/conformance.sh 2>&1 | tee "$conf_log"
+conf_rc=${PIPESTATUS[0]}
 set -e
-# One closing line with the totals over every test binary.
+# Closing lines: critest's own totals and verdict, then the totals over every test binary.
+grep -E '^(Ran [0-9]+ of [0-9]+ Specs|(SUCCESS|FAIL)! -- |conformance: )' "$conf_log" | tail -3 |
+  sed 's/^/critest: /' || true
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 # The suite cleans up after itself: no process, directory, bridge or table of it is left.
@@ -23,4 +29,5 @@ if ! bash scripts/check-leaks.sh check "$before"; then
   echo "scripts/check-leaks.sh: the test suite left something behind" >&2
   [ "$rc" = 0 ] && rc=1
 fi
-exit "$rc"
+if [ "$rc" != 0 ]; then exit "$rc"; fi
+exit "$conf_rc"

@@ -109,6 +109,40 @@ pub trait CriBackend: Send + Sync + 'static {
         })
     }
 
+    /// Container lifecycle events (the kubelet's evented PLEG): a receiver of every event from
+    /// now on; a backend without them answers Unimplemented.
+    fn container_events(
+        &self,
+    ) -> Result<tokio::sync::broadcast::Receiver<v1::ContainerEventResponse>, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "GetContainerEvents",
+        })
+    }
+
+    /// In-place resource updates; a backend without them answers Unimplemented.
+    async fn update_container_resources(
+        &self,
+        _req: v1::UpdateContainerResourcesRequest,
+    ) -> Result<(), CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "UpdateContainerResources",
+        })
+    }
+
+    /// cAdvisor-style metrics; a backend without them answers Unimplemented.
+    async fn list_metric_descriptors(&self) -> Result<v1::ListMetricDescriptorsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "ListMetricDescriptors",
+        })
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+    ) -> Result<v1::ListPodSandboxMetricsResponse, CriError> {
+        Err(CriError::Unimplemented {
+            rpc: "ListPodSandboxMetrics",
+        })
+    }
+
     /// Kubernetes objects (the mini-kubelet side); a backend without them answers Unimplemented.
     async fn apply(&self, _req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
         Err(CriError::Unimplemented { rpc: "Apply" })
@@ -371,6 +405,69 @@ impl<B: CriBackend> v1::runtime_service_server::RuntimeService for CriServer<B> 
         rpc!(
             "ListPodSandboxStats",
             self.backend.list_pod_sandbox_stats(r.into_inner())
+        )
+    }
+    async fn get_container_events(
+        &self,
+        _r: Request<v1::GetEventsRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<v1::ContainerEventResponse>>, Status> {
+        let mut events = self
+            .backend
+            .container_events()
+            .map_err(|e| fail("GetContainerEvents", e))?;
+        // Forward until the client goes away (its receiver is dropped) or the backend ends.
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let item = match events.recv().await {
+                    Ok(ev) => Ok(ev),
+                    Err(RecvError::Lagged(n)) => {
+                        // A client this far behind must relist, as the kubelet does on errors.
+                        tracing::warn!(missed = n, "container events client too slow");
+                        Err(Status::resource_exhausted(format!(
+                            "{n} container events were dropped: the client is too slow; relist"
+                        )))
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+    async fn update_container_resources(
+        &self,
+        r: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        rpc!("UpdateContainerResources", async {
+            self.backend
+                .update_container_resources(r.into_inner())
+                .await
+                .map(|()| v1::UpdateContainerResourcesResponse {})
+        })
+    }
+    async fn list_metric_descriptors(
+        &self,
+        _r: Request<v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        rpc!(
+            "ListMetricDescriptors",
+            self.backend.list_metric_descriptors()
+        )
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _r: Request<v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        rpc!(
+            "ListPodSandboxMetrics",
+            self.backend.list_pod_sandbox_metrics()
         )
     }
 }

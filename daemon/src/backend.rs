@@ -68,7 +68,19 @@ impl CriBackend for Backend {
                 conditions: vec![cond("RuntimeReady", ""), network_cond],
             }),
             info,
-            ..Default::default()
+            // Exactly what works: one (default) handler with recursive read-only mounts, no
+            // user namespaces; SupplementalGroupsPolicy Strict and ContainerStatus.user.
+            runtime_handlers: vec![v1::RuntimeHandler {
+                name: String::new(),
+                features: Some(v1::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: true,
+                    user_namespaces: false,
+                }),
+            }],
+            features: Some(v1::RuntimeFeatures {
+                supplemental_groups_policy: true,
+                user_namespaces_host_network: false,
+            }),
         })
     }
 
@@ -173,6 +185,25 @@ impl CriBackend for Backend {
         req: v1::PodSandboxStatsRequest,
     ) -> Result<v1::PodSandboxStatsResponse, CriError> {
         self.0.pod_sandbox_stats(req).await
+    }
+    fn container_events(
+        &self,
+    ) -> Result<tokio::sync::broadcast::Receiver<v1::ContainerEventResponse>, CriError> {
+        Ok(self.0.events.subscribe())
+    }
+    async fn update_container_resources(
+        &self,
+        req: v1::UpdateContainerResourcesRequest,
+    ) -> Result<(), CriError> {
+        self.0.update_container_resources(req).await
+    }
+    async fn list_metric_descriptors(&self) -> Result<v1::ListMetricDescriptorsResponse, CriError> {
+        Ok(self.0.list_metric_descriptors())
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+    ) -> Result<v1::ListPodSandboxMetricsResponse, CriError> {
+        self.0.list_pod_sandbox_metrics().await
     }
     async fn list_pod_sandbox_stats(
         &self,

@@ -36,6 +36,21 @@ pub fn spec_hash(pod: &Pod) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The hostname the kubelet gives a pod: `spec.hostname`, else the pod's name, cut to 63
+/// characters with trailing `-` and `.` trimmed (kubelet `truncatePodHostnameIfNeeded`).
+pub fn pod_hostname(spec_hostname: Option<&str>, pod_name: &str) -> String {
+    const MAX: usize = 63;
+    let h = spec_hostname.filter(|h| !h.is_empty()).unwrap_or(pod_name);
+    if h.len() <= MAX {
+        return h.to_owned();
+    }
+    let mut end = MAX;
+    while !h.is_char_boundary(end) {
+        end -= 1;
+    }
+    h[..end].trim_end_matches(['-', '.']).to_owned()
+}
+
 pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::PodSandboxConfig {
     let meta = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
@@ -72,7 +87,7 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
             namespace,
             attempt: 0,
         }),
-        hostname: spec.hostname.clone().unwrap_or(name),
+        hostname: pod_hostname(spec.hostname.as_deref(), &name),
         log_directory: log_dir.into(),
         dns_config,
         port_mappings,
@@ -506,6 +521,10 @@ fn linux_config(pod: &Pod, c: &Container) -> v1::LinuxContainerConfig {
                 .into_iter()
                 .chain(psc.supplemental_groups.clone().unwrap_or_default())
                 .collect(),
+            supplemental_groups_policy: match psc.supplemental_groups_policy.as_deref() {
+                Some("Strict") => v1::SupplementalGroupsPolicy::Strict,
+                _ => v1::SupplementalGroupsPolicy::Merge,
+            } as i32,
             no_new_privs: sc.allow_privilege_escalation == Some(false),
             capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
                 add_capabilities: c.add.clone().unwrap_or_default(),
@@ -657,6 +676,22 @@ spec:
         let cfg = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
         let sc = cfg.linux.unwrap().security_context.unwrap();
         assert_eq!(sc.supplemental_groups, [2000, 3000]);
+        assert_eq!(
+            sc.supplemental_groups_policy,
+            v1::SupplementalGroupsPolicy::Merge as i32
+        );
+        let strict = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  securityContext:\n    supplementalGroupsPolicy: Strict\n  containers:\n  - name: c\n    image: b\n");
+        let c = &strict.spec.as_ref().unwrap().containers[0];
+        let cfg =
+            container_config(&strict, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap();
+        assert_eq!(
+            cfg.linux
+                .unwrap()
+                .security_context
+                .unwrap()
+                .supplemental_groups_policy,
+            v1::SupplementalGroupsPolicy::Strict as i32
+        );
         let sb = sandbox_config(&p, "u1", "/logs", "h");
         let sysctls = sb.linux.unwrap().sysctls;
         assert_eq!(sysctls.len(), 2);
@@ -703,5 +738,24 @@ spec:
         assert_eq!(sb.port_mappings[0].host_port, 8080);
         assert_eq!(sb.labels[LABEL_POD_UID], "u1");
         assert_eq!(sb.hostname, "web");
+    }
+
+    #[test]
+    fn hostname_like_the_kubelet() {
+        assert_eq!(pod_hostname(None, "web"), "web");
+        assert_eq!(pod_hostname(Some("db-0"), "web"), "db-0");
+        assert_eq!(pod_hostname(Some(""), "web"), "web");
+        let long = "a".repeat(70);
+        assert_eq!(pod_hostname(None, &long), "a".repeat(63));
+        // Cut at 63, then trailing '-' and '.' go.
+        let name = format!("{}-.-{}", "b".repeat(60), "c".repeat(10));
+        assert_eq!(pod_hostname(None, &name), "b".repeat(60));
+        let p = pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {long}}}\nspec:\n  containers:\n  - {{name: c, image: b}}\n"
+        ));
+        assert_eq!(
+            sandbox_config(&p, "u1", "/logs", "h").hostname,
+            "a".repeat(63)
+        );
     }
 }

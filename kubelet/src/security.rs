@@ -27,6 +27,23 @@ fn image_user(image: &v1::Image) -> (Option<i64>, &str) {
     }
 }
 
+/// The kubelet always names a container's user (its runAsUser, else the image's uid, else its
+/// user name, else root) and the runtime refuses a runAsGroup without one. Kinglet fills the
+/// user in the same way, but only when a runAsGroup would otherwise arrive alone, so the
+/// image's own `user:group` stays in force everywhere else.
+pub fn complete_user(cfg: &mut v1::ContainerConfig, image: Option<&v1::Image>) {
+    let Some(sc) = cfg.linux.as_mut().and_then(|l| l.security_context.as_mut()) else {
+        return;
+    };
+    if sc.run_as_group.is_none() || sc.run_as_user.is_some() || !sc.run_as_username.is_empty() {
+        return;
+    }
+    match image.map(image_user).unwrap_or((Some(0), "")) {
+        (Some(uid), _) => sc.run_as_user = Some(v1::Int64Value { value: uid }),
+        (None, name) => sc.run_as_username = name.to_owned(),
+    }
+}
+
 /// The kubelet's runAsNonRoot check. The effective `runAsNonRoot` and `runAsUser` are the
 /// container's, else the pod's. With runAsNonRoot true: an explicit runAsUser must not be 0;
 /// without one, the image's user must be numeric and not 0. `image` is the ImageStatus of the
@@ -91,6 +108,46 @@ mod tests {
             kinglet_manifest::Object::Pod(p) => *p,
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn a_group_alone_gets_the_image_user_like_the_kubelet_gives() {
+        let cfg = |group: Option<i64>, user: Option<i64>| v1::ContainerConfig {
+            linux: Some(v1::LinuxContainerConfig {
+                security_context: Some(v1::LinuxContainerSecurityContext {
+                    run_as_group: group.map(|value| v1::Int64Value { value }),
+                    run_as_user: user.map(|value| v1::Int64Value { value }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sc = |c: &v1::ContainerConfig| {
+            let s = c.linux.as_ref().unwrap().security_context.clone().unwrap();
+            (s.run_as_user.map(|u| u.value), s.run_as_username)
+        };
+        let img = |uid: Option<i64>, name: &str| v1::Image {
+            uid: uid.map(|value| v1::Int64Value { value }),
+            username: name.into(),
+            ..Default::default()
+        };
+        let mut c = cfg(Some(3000), None);
+        complete_user(&mut c, Some(&img(Some(1002), "")));
+        assert_eq!(sc(&c), (Some(1002), String::new()));
+        let mut c = cfg(Some(3000), None);
+        complete_user(&mut c, Some(&img(None, "www-data")));
+        assert_eq!(sc(&c), (None, "www-data".to_string()));
+        let mut c = cfg(Some(3000), None);
+        complete_user(&mut c, None);
+        assert_eq!(sc(&c), (Some(0), String::new()));
+        // Untouched: a user already given, or no group.
+        let mut c = cfg(Some(3000), Some(5));
+        complete_user(&mut c, Some(&img(Some(1002), "")));
+        assert_eq!(sc(&c), (Some(5), String::new()));
+        let mut c = cfg(None, None);
+        complete_user(&mut c, Some(&img(Some(1002), "")));
+        assert_eq!(sc(&c), (None, String::new()));
     }
 
     fn image(uid: Option<i64>, name: &str) -> v1::Image {

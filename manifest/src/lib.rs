@@ -334,6 +334,7 @@ const POD_SECURITY_FIELDS: &[&str] = &[
     "runAsGroup",
     "runAsNonRoot",
     "supplementalGroups",
+    "supplementalGroupsPolicy",
     "fsGroup",
     "fsGroupChangePolicy",
     "sysctls",

@@ -9,8 +9,8 @@
 #   OUT_DIR/busybox.tar  the same image as an oci-archive (same manifest digest and ref name)
 #
 # The image has one layer: /bin/busybox with every applet as a hard link in /bin, the usual
-# top-level directories, and /etc/passwd and /etc/group with root (0), kinglet (1000) and
-# nobody (65534). Config: Cmd ["sh"], PATH=/usr/sbin:/usr/bin:/sbin:/bin, WorkingDir /,
+# top-level directories, and /etc/passwd and /etc/group with root (0), kinglet (1000, also a
+# member of group users, 100) and nobody (65534). Config: Cmd ["sh"], PATH=/usr/sbin:/usr/bin:/sbin:/bin, WorkingDir /,
 # linux/amd64. File times and the creation time are fixed (SOURCE_DATE_EPOCH, default
 # 2024-01-01T00:00:00Z), so the same busybox binary gives the same manifest digest (the
 # oci-archive's own tar headers still carry the build time).
@@ -90,6 +90,7 @@ nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 EOF
 cat >"$rootfs/etc/group" <<'EOF'
 root:x:0:
+users:x:100:kinglet
 kinglet:x:1000:
 nogroup:x:65534:
 EOF

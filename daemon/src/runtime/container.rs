@@ -142,6 +142,9 @@ impl Runtime {
                 .await?;
             }
 
+            // Image volumes: mounted here, then bind-mounted like host paths.
+            let (spec_config, volume_images) = self.mount_image_volumes(&config, &run_dir).await?;
+
             // The OCI spec.
             let pod_dir = self.paths.pod_run(&sandbox.id);
             let files = SandboxFiles {
@@ -152,23 +155,32 @@ impl Runtime {
             let target_pid_ns = self.target_pid_ns(&config).await;
             let cgroups_path = format!("{}/{}", sandbox.cgroup_parent.trim_end_matches('/'), id);
             let spec = spec::build_spec(&SpecInput {
-                config: &config,
+                config: &spec_config,
                 sandbox: &sandbox,
                 image: &image.config,
                 rootfs: &rootfs,
                 files: &files,
                 cgroups_path: &cgroups_path,
                 min_oom_score_adj: self.min_oom_score_adj,
+                host_caps: &self.host_caps,
                 target_pid_ns,
                 cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             })?;
             // CRI mounts whose host path is missing: create it as a directory, as containerd does.
-            for m in &config.mounts {
+            for m in &spec_config.mounts {
                 let p = Path::new(&m.host_path);
                 if std::fs::symlink_metadata(p).is_err() {
                     mkdir(p)?;
                 }
             }
+            let user = spec.process().as_ref().map(|p| {
+                let u = p.user();
+                (
+                    u.uid(),
+                    u.gid(),
+                    u.additional_gids().clone().unwrap_or_default(),
+                )
+            });
             let cfg_path = bundle.join("config.json");
             spec.save(&cfg_path)
                 .map_err(|e| CriError::internal(format!("write {}", cfg_path.display()), e))?;
@@ -230,11 +242,14 @@ impl Runtime {
                 mounts: config
                     .mounts
                     .iter()
-                    .map(|m| MountRecord {
+                    .zip(volume_images)
+                    .map(|(m, img)| MountRecord {
                         container_path: m.container_path.clone(),
                         host_path: m.host_path.clone(),
                         readonly: m.readonly,
                         propagation: m.propagation,
+                        image: img.map(|i| (i.image, i.image_id)),
+                        image_sub_path: m.image_sub_path.clone(),
                     })
                     .collect(),
                 log_path: log_path
@@ -245,6 +260,8 @@ impl Runtime {
                 init_pid,
                 init_start_ticks: kinglet_shim::process_start_ticks(init_pid).unwrap_or(0),
                 config: encode_hex(&config),
+                resources: String::new(),
+                user,
             };
             let entry = self.store.insert_container(rec, true).await?;
             Ok::<_, CriError>(entry)
@@ -254,6 +271,12 @@ impl Runtime {
             Ok(entry) => {
                 rb.commit();
                 self.watch_exit(entry);
+                self.emit_event(
+                    &id,
+                    &sandbox.id,
+                    v1::ContainerEventType::ContainerCreatedEvent,
+                )
+                .await;
                 tracing::info!(pod = %sandbox.id, container = %id, name = %md.name, "container created");
                 Ok(v1::CreateContainerResponse { container_id: id })
             }
@@ -321,6 +344,7 @@ impl Runtime {
         let path = self.paths.shim_state(id).join(EXIT_RECORD);
         let exit = read_record::<ExitRecord>(&path)
             .map_err(|e| CriError::internal(format!("read {}", path.display()), e))?;
+        let was_exited = entry.record.lock().await.state == ContainerState::Exited;
         self.store
             .update_container(entry, |r| {
                 if r.state == ContainerState::Exited {
@@ -349,6 +373,15 @@ impl Runtime {
                 }
             })
             .await?;
+        if !was_exited {
+            let sandbox_id = entry.record.lock().await.sandbox_id.clone();
+            self.emit_event(
+                id,
+                &sandbox_id,
+                v1::ContainerEventType::ContainerStoppedEvent,
+            )
+            .await;
+        }
         let r = entry.record.lock().await;
         tracing::info!(pod = %r.sandbox_id, container = %id, exit_code = r.exit_code, reason = %r.reason, "container exited");
         {
@@ -376,9 +409,9 @@ impl Runtime {
 
     pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
         let entry = self.container_entry(id).await?;
-        let (cid, state) = {
+        let (cid, state, sandbox_id) = {
             let r = entry.record.lock().await;
-            (r.id.clone(), r.state)
+            (r.id.clone(), r.state, r.sandbox_id.clone())
         };
         if state != ContainerState::Created {
             return Err(CriError::FailedPrecondition {
@@ -399,6 +432,12 @@ impl Runtime {
                 }
             })
             .await?;
+        self.emit_event(
+            &cid,
+            &sandbox_id,
+            v1::ContainerEventType::ContainerStartedEvent,
+        )
+        .await;
         tracing::info!(container = %cid, "container started");
         Ok(())
     }
@@ -486,7 +525,10 @@ impl Runtime {
         let Some(entry) = self.store.find_container(id).await else {
             return Ok(());
         };
-        let cid = entry.record.lock().await.id.clone();
+        let (cid, sandbox_id) = {
+            let r = entry.record.lock().await;
+            (r.id.clone(), r.sandbox_id.clone())
+        };
         self.stop_container_entry(&entry, &cid, 0).await?;
         let (run_dir, root_dir) = (
             self.paths.container_run(&cid),
@@ -500,6 +542,12 @@ impl Runtime {
         })
         .await?;
         self.store.delete_container(&cid).await?;
+        self.emit_event(
+            &cid,
+            &sandbox_id,
+            v1::ContainerEventType::ContainerDeletedEvent,
+        )
+        .await;
         tracing::info!(container = %cid, "container removed");
         Ok(())
     }
@@ -600,8 +648,46 @@ pub(crate) fn cri_state(s: ContainerState) -> i32 {
     }
 }
 
-fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
+/// The first process's identity as ContainerStatus reports it: the supplementary groups
+/// include the primary group, as `getgroups` after `setgroups([gid, ...])` would show.
+fn container_user(user: &(u32, u32, Vec<u32>)) -> v1::ContainerUser {
+    let (uid, gid, groups) = user;
+    let mut all: Vec<i64> = std::iter::once(*gid)
+        .chain(groups.iter().copied())
+        .map(i64::from)
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    v1::ContainerUser {
+        linux: Some(v1::LinuxContainerUser {
+            uid: i64::from(*uid),
+            gid: i64::from(*gid),
+            supplemental_groups: all,
+        }),
+    }
+}
+
+/// The container's resources: the last UpdateContainerResources, else its config's.
+fn container_resources(r: &ContainerRecord) -> Option<v1::ContainerResources> {
+    let linux = if r.resources.is_empty() {
+        super::decode_hex::<v1::ContainerConfig>(&r.config)
+            .linux
+            .and_then(|l| l.resources)
+    } else {
+        Some(super::decode_hex::<v1::LinuxContainerResources>(
+            &r.resources,
+        ))
+    };
+    linux.map(|l| v1::ContainerResources {
+        linux: Some(l),
+        windows: None,
+    })
+}
+
+pub(super) fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
     v1::ContainerStatus {
+        user: r.user.as_ref().map(container_user),
+        resources: container_resources(r),
         id: r.id.clone(),
         metadata: Some(v1::ContainerMetadata {
             name: r.meta.name.clone(),
@@ -629,6 +715,12 @@ fn container_status(r: &ContainerRecord) -> v1::ContainerStatus {
                 host_path: m.host_path.clone(),
                 readonly: m.readonly,
                 propagation: m.propagation,
+                image: m.image.as_ref().map(|(image, id)| v1::ImageSpec {
+                    image: image.clone(),
+                    image_ref: id.clone(),
+                    ..Default::default()
+                }),
+                image_sub_path: m.image_sub_path.clone(),
                 ..Default::default()
             })
             .collect(),
@@ -648,5 +740,18 @@ mod tests {
         assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
         assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
         assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn status_user_lists_the_primary_group_among_the_supplementary_ones() {
+        let u = container_user(&(1000, 1000, vec![1234, 100]))
+            .linux
+            .unwrap();
+        assert_eq!(
+            (u.uid, u.gid, u.supplemental_groups),
+            (1000, 1000, vec![100, 1000, 1234])
+        );
+        let u = container_user(&(0, 0, vec![])).linux.unwrap();
+        assert_eq!(u.supplemental_groups, vec![0]);
     }
 }

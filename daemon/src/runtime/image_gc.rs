@@ -86,7 +86,15 @@ impl Runtime {
         };
         let mut in_use = HashSet::new();
         for c in self.store.all_containers().await {
-            in_use.insert(c.record.lock().await.image_id.clone());
+            let r = c.record.lock().await;
+            in_use.insert(r.image_id.clone());
+            // Images mounted as image volumes are in use too.
+            in_use.extend(
+                r.mounts
+                    .iter()
+                    .filter_map(|m| m.image.as_ref())
+                    .map(|i| i.1.clone()),
+            );
         }
         let images = self.images.clone();
         let root = self.paths.images();

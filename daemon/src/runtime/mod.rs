@@ -7,13 +7,18 @@
 
 pub mod cgroups;
 mod container;
+mod events;
 mod exec;
 mod image_gc;
+mod image_volume;
 mod images;
+pub mod metrics;
+mod metrics_rpc;
 pub mod mounts;
 pub mod perms;
 pub mod podnet;
 mod recover;
+mod resources;
 mod sandbox;
 pub mod seccomp;
 pub mod shim;
@@ -122,6 +127,9 @@ pub struct Runtime {
     pub exe: PathBuf,
     /// The daemon's oom_score_adj (a floor for containers').
     pub min_oom_score_adj: i32,
+    /// The capabilities of the daemon's bounding set: what "all capabilities" means for a
+    /// privileged container or `add: [ALL]` (as containerd: what the runtime itself holds).
+    pub host_caps: Vec<String>,
     /// Names being created right now (name key → id), so two concurrent creates of one name
     /// cannot both win while neither has a record yet.
     pub(crate) reserved: Arc<std::sync::Mutex<HashMap<String, String>>>,
@@ -138,6 +146,8 @@ pub struct Runtime {
     /// The last CPU sample (unix ns, cumulative CPU ns) per container and pod, for the stats
     /// RPCs' nanocores.
     pub(crate) cpu_samples: std::sync::Mutex<HashMap<String, (i64, u64)>>,
+    /// Container lifecycle events for GetContainerEvents subscribers.
+    pub events: tokio::sync::broadcast::Sender<kinglet_proto::v1::ContainerEventResponse>,
 }
 
 /// A name reservation, released when dropped (the record, if any, then holds the name).
@@ -197,6 +207,11 @@ impl Runtime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        let host_caps = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| spec::bounding_set_from_status(&s))
+            .map(spec::caps_from_mask)
+            .unwrap_or_else(spec::all_caps);
         let network = kinglet_netns::Network::new(kinglet_netns::NetworkConfig {
             bridge: config.bridge.clone(),
             cidr: config.pod_cidr.parse().map_err(|e| DaemonError::Config {
@@ -248,11 +263,13 @@ impl Runtime {
             image_last_used: std::sync::Mutex::new(HashMap::new()),
             exe,
             min_oom_score_adj,
+            host_caps,
             reserved: Arc::default(),
             names: Mutex::new(()),
             exits: Arc::default(),
             exited: Arc::default(),
             cpu_samples: std::sync::Mutex::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
         });
         rt.recover()
             .await

@@ -47,6 +47,32 @@ pub fn mount_overlay(
     .map_err(|e| CriError::internal(format!("mount overlay at {}", target.display()), e))
 }
 
+/// Mount a read-only overlayfs of `lower` (highest layer first) at `target`, with no upper
+/// layer. overlayfs wants two lower layers then: `empty` (created empty) makes up the count.
+pub fn mount_overlay_readonly(
+    lower: &[PathBuf],
+    empty: &Path,
+    target: &Path,
+) -> Result<(), CriError> {
+    for d in [empty, target] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| CriError::internal(format!("create {}", d.display()), e))?;
+    }
+    let mut lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    while lowers.len() < 2 {
+        lowers.push(empty.display().to_string());
+    }
+    let data = format!("lowerdir={}", lowers.join(":"));
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(data.as_str()),
+    )
+    .map_err(|e| CriError::internal(format!("mount overlay at {}", target.display()), e))
+}
+
 /// Mount a tmpfs for a pod's /dev/shm.
 pub fn mount_shm(target: &Path) -> Result<(), CriError> {
     std::fs::create_dir_all(target)

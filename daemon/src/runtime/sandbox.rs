@@ -149,6 +149,33 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// Longest name `sethostname(2)` takes (`HOST_NAME_MAX`).
+const HOSTNAME_MAX: usize = 64;
+
+/// The UTS hostname of a sandbox, as containerd and CRI-O choose it: the host's own for a
+/// host-network pod, else the config's `hostname`, else (empty) the host's. The kubelet
+/// sends the pod's name already truncated to 63; a longer one from any client is refused
+/// here rather than by the kernel.
+fn sandbox_hostname(
+    configured: &str,
+    host_net: bool,
+    host: impl FnOnce() -> String,
+) -> Result<String, CriError> {
+    if host_net || configured.is_empty() {
+        return Ok(host());
+    }
+    if configured.len() > HOSTNAME_MAX || configured.contains('\0') {
+        return Err(CriError::invalid(
+            "PodSandboxConfig.hostname",
+            format!(
+                "{configured:?} is not a valid hostname: at most {HOSTNAME_MAX} bytes and no \
+                 NUL; leave it empty for the host's name"
+            ),
+        ));
+    }
+    Ok(configured.to_owned())
+}
+
 impl Runtime {
     pub async fn run_pod_sandbox(
         &self,
@@ -308,17 +335,7 @@ impl Runtime {
             });
         }
         let host_net = net == NsMode::Node;
-        let hostname = if host_net {
-            host_hostname()
-        } else if !config.hostname.is_empty() {
-            config.hostname.clone()
-        } else {
-            config
-                .metadata
-                .as_ref()
-                .map(|m| m.name.clone())
-                .unwrap_or_default()
-        };
+        let hostname = sandbox_hostname(&config.hostname, host_net, host_hostname)?;
         let ns_dir = dir.join("ns");
         let pin = PinRequest {
             dir: ns_dir.clone(),
@@ -634,7 +651,7 @@ pub(crate) fn sandbox_meta(m: &Meta) -> v1::PodSandboxMetadata {
     }
 }
 
-fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
+pub(super) fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
     let ns = &r.namespaces;
     v1::PodSandboxStatus {
         id: r.id.clone(),
@@ -664,6 +681,22 @@ fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostname_is_the_configured_one_else_the_hosts() {
+        let host = || "node-1".to_owned();
+        assert_eq!(sandbox_hostname("", false, host).unwrap(), "node-1");
+        assert_eq!(sandbox_hostname("web", false, host).unwrap(), "web");
+        assert_eq!(sandbox_hostname("web", true, host).unwrap(), "node-1");
+        let long = "a".repeat(65);
+        let e = sandbox_hostname(&long, false, host)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PodSandboxConfig.hostname"), "{e}");
+        assert!(sandbox_hostname(&"a".repeat(64), false, host).is_ok());
+        // A long name the field does not carry is no error: the pod name is not used.
+        assert_eq!(sandbox_hostname("", false, host).unwrap(), "node-1");
+    }
 
     #[test]
     fn port_mappings_from_config() {

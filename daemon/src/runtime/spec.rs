@@ -9,9 +9,9 @@
 //! - user: `run_as_user` / `run_as_username`, else the image `User` (`uid`, `name`, `uid:gid`,
 //!   `name:group`), resolved in the container's passwd/group files; `run_as_group` overrides the
 //!   group; supplementary groups from /etc/group plus `supplemental_groups`.
-//! - capabilities: containerd's default set; `ALL` in `add` = every capability, `ALL` in `drop`
-//!   = none; then the named `add`s, then the named `drop`s; privileged = every capability and
-//!   no masked paths.
+//! - capabilities: containerd's default set; `ALL` in `add` = every capability the daemon
+//!   holds (its bounding set), `ALL` in `drop` = none; then the named `add`s, then the named
+//!   `drop`s; privileged = every capability the daemon holds and no masked paths.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -91,6 +91,8 @@ pub struct SpecInput<'a> {
     pub cgroups_path: &'a str,
     /// The daemon's own oom_score_adj: a container cannot be given less.
     pub min_oom_score_adj: i32,
+    /// Every capability the daemon holds (its bounding set): "all" for privileged and `ALL`.
+    pub host_caps: &'a [String],
     /// Pid namespace of a TARGET container, when asked for.
     pub target_pid_ns: Option<PathBuf>,
     /// The host runs the unified cgroup v2 hierarchy.
@@ -215,6 +217,15 @@ pub fn resolve_user(
     sc: Option<&v1::LinuxContainerSecurityContext>,
     image_user: &str,
 ) -> Result<Identity, CriError> {
+    // As containerd: a group without a user is refused (the kubelet always names the user).
+    if let Some(s) = sc.filter(|s| s.run_as_group.is_some()) {
+        if s.run_as_user.is_none() && s.run_as_username.is_empty() {
+            return Err(CriError::invalid(
+                "linux.security_context.run_as_group",
+                "is set without run_as_user or run_as_username: set one of them too",
+            ));
+        }
+    }
     let passwd = parse_db(&read_in_root(rootfs, "etc/passwd"));
     let groups = parse_db(&read_in_root(rootfs, "etc/group"));
     let lookup_user =
@@ -282,7 +293,11 @@ pub fn resolve_user(
     }
     let gid = gid.unwrap_or(0);
     let mut extra: BTreeSet<u32> = BTreeSet::new();
-    if let Some(name) = &username {
+    // SupplementalGroupsPolicy Strict: only the requested groups, none from the image.
+    let strict = sc.is_some_and(|s| {
+        s.supplemental_groups_policy == v1::SupplementalGroupsPolicy::Strict as i32
+    });
+    if let Some(name) = username.as_ref().filter(|_| !strict) {
         for g in &groups {
             if g.gid_or_members.split(',').any(|m| m == name) && g.id != gid {
                 extra.insert(g.id);
@@ -317,62 +332,80 @@ fn parse_cap(name: &str) -> Result<Capability, <Capability as FromStr>::Err> {
     Capability::from_str(name.strip_prefix("CAP_").unwrap_or(name))
 }
 
-fn all_caps() -> Vec<String> {
-    // Every capability oci-spec knows about.
-    [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ]
-    .iter()
-    .map(|c| format!("CAP_{c}"))
-    .collect()
+/// Every capability oci-spec knows about, in the kernel's numbering (index = `CAP_*` value).
+pub fn all_caps() -> Vec<String> {
+    CAP_NAMES.iter().map(|c| format!("CAP_{c}")).collect()
 }
+
+/// The capabilities whose bits are set in a `/proc/<pid>/status` capability mask.
+pub fn caps_from_mask(mask: u64) -> Vec<String> {
+    CAP_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, c)| format!("CAP_{c}"))
+        .collect()
+}
+
+/// The `CapBnd:` mask of a `/proc/<pid>/status` text.
+pub fn bounding_set_from_status(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+const CAP_NAMES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
 
 /// The effective capability names after defaults, add and drop.
 pub fn resolve_caps(
     sc: Option<&v1::LinuxContainerSecurityContext>,
+    host_caps: &[String],
 ) -> Result<Vec<String>, CriError> {
     if sc.is_some_and(|s| s.privileged) {
-        return Ok(all_caps());
+        return Ok(host_caps.to_vec());
     }
     let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) else {
@@ -382,7 +415,7 @@ pub fn resolve_caps(
     // the named ones are added, then the named ones dropped (so `drop: [ALL], add: [X]` = X).
     let all = |l: &[String]| l.iter().any(|x| x.eq_ignore_ascii_case("ALL"));
     if all(&c.add_capabilities) {
-        caps = all_caps();
+        caps = host_caps.to_vec();
     }
     if all(&c.drop_capabilities) {
         caps.clear();
@@ -461,7 +494,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         ));
     }
     let id = resolve_user(input.rootfs, sc, &input.image.user)?;
-    let caps = resolve_caps(sc)?;
+    let caps = resolve_caps(sc, input.host_caps)?;
     let capset: HashSet<Capability> = caps.iter().filter_map(|c| parse_cap(c).ok()).collect();
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(capset.clone())
@@ -494,11 +527,11 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .oom_score_adj(oom)
         .build()
         .map_err(spec_err("process"))?;
-    // Only ever set to true: libcontainer reads an explicit `false` as "set", and then loads
-    // seccomp after dropping privileges, which fails for non-root users without no_new_privs.
-    if sc.is_some_and(|s| s.no_new_privs) {
-        process.set_no_new_privileges(Some(true));
-    }
+    // `true` or absent, never `false`: libcontainer reads an explicit `false` as "set", and
+    // then loads seccomp after dropping privileges, which fails for non-root users without
+    // no_new_privs. oci-spec's builder defaults to `true`, so "off" must be cleared here
+    // (else a setuid binary never gains its owner's uid: allowPrivilegeEscalation).
+    process.set_no_new_privileges(sc.is_some_and(|s| s.no_new_privs).then_some(true));
 
     // Mounts: the runtime's defaults, then the sandbox files, then the client's (which win).
     let cri_dests: HashSet<&str> = cfg
@@ -616,7 +649,24 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
                 format!("{:?} is not absolute", m.host_path),
             ));
         }
-        let opts = ["rbind", propagation(m.propagation), rw(m.readonly)];
+        let mut opts = vec!["rbind", propagation(m.propagation), rw(m.readonly)];
+        if m.recursive_read_only {
+            // As containerd: read-only all the way down (mount_setattr AT_RECURSIVE), which
+            // only makes sense for a read-only mount that receives no new submounts.
+            if !m.readonly {
+                return Err(CriError::invalid(
+                    format!("{field}.recursive_read_only"),
+                    "needs readonly: true",
+                ));
+            }
+            if m.propagation != v1::MountPropagation::PropagationPrivate as i32 {
+                return Err(CriError::invalid(
+                    format!("{field}.recursive_read_only"),
+                    "needs propagation PROPAGATION_PRIVATE",
+                ));
+            }
+            opts.push("rro");
+        }
         mounts.push(mount(&m.container_path, "bind", &m.host_path, &opts)?);
     }
 
@@ -726,6 +776,15 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
             rb = rb.cpu(cpu.build().map_err(spec_err("linux.resources.cpu"))?);
         }
     }
+    // As containerd: a bidirectional mount needs the container's mount namespace to stay a
+    // peer of the host's (rshared); else libcontainer's default, recursive slave, which a
+    // host-to-container mount needs (libcontainer spells these without the `r`).
+    let bidirectional = v1::MountPropagation::PropagationBidirectional as i32;
+    let rootfs_propagation = cfg
+        .mounts
+        .iter()
+        .any(|m| m.propagation == bidirectional)
+        .then_some("shared");
     let mut lb = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(input.cgroups_path))
@@ -743,6 +802,9 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
     }
     if let Some(filter) = super::seccomp::for_container(sc, &caps)? {
         lb = lb.seccomp(filter);
+    }
+    if let Some(p) = rootfs_propagation {
+        lb = lb.rootfs_propagation(p);
     }
     let linux = lb.build().map_err(spec_err("linux"))?;
 
@@ -773,148 +835,5 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn image() -> ImageConfig {
-        ImageConfig {
-            entrypoint: vec!["/entry".into()],
-            cmd: vec!["default-arg".into()],
-            env: vec!["PATH=/bin".into(), "A=image".into()],
-            working_dir: "/work".into(),
-            user: String::new(),
-            ..Default::default()
-        }
-    }
-
-    fn cfg() -> v1::ContainerConfig {
-        v1::ContainerConfig {
-            metadata: Some(v1::ContainerMetadata {
-                name: "c".into(),
-                attempt: 0,
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn command_and_args_follow_the_kubernetes_override_rules() {
-        let img = image();
-        let mut c = cfg();
-        assert_eq!(resolve_args(&c, &img).unwrap(), ["/entry", "default-arg"]);
-        c.args = vec!["x".into()];
-        assert_eq!(resolve_args(&c, &img).unwrap(), ["/entry", "x"]);
-        c.command = vec!["/cmd".into()];
-        assert_eq!(resolve_args(&c, &img).unwrap(), ["/cmd", "x"]);
-        c.args.clear();
-        assert_eq!(resolve_args(&c, &img).unwrap(), ["/cmd"]);
-        let empty = ImageConfig::default();
-        let e = resolve_args(&cfg(), &empty).unwrap_err().to_string();
-        assert!(e.contains("config.command"), "{e}");
-    }
-
-    #[test]
-    fn env_later_keys_replace_earlier_and_path_is_defaulted() {
-        let env = merge_env(
-            &["PATH=/bin".into(), "A=image".into()],
-            &[
-                v1::KeyValue {
-                    key: "A".into(),
-                    value: b"cri".to_vec(),
-                },
-                v1::KeyValue {
-                    key: "B".into(),
-                    value: b"x=y".to_vec(),
-                },
-            ],
-        );
-        assert_eq!(env, ["PATH=/bin", "A=cri", "B=x=y"]);
-        let env = merge_env(&[], &[]);
-        assert_eq!(env, [DEFAULT_PATH]);
-    }
-
-    #[test]
-    fn users_resolve_from_the_container_files_never_through_symlinks() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("etc/group"),
-            "root:x:0:\napp:x:1001:\nextra:x:2000:app\n",
-        )
-        .unwrap();
-        let r = dir.path();
-        let id = resolve_user(r, None, "app").unwrap();
-        assert_eq!(
-            (id.uid, id.gid, id.additional_gids.clone()),
-            (1000, 1001, vec![2000])
-        );
-        let id = resolve_user(r, None, "1000:extra").unwrap();
-        assert_eq!((id.uid, id.gid), (1000, 2000));
-        let id = resolve_user(r, None, "").unwrap();
-        assert_eq!((id.uid, id.gid), (0, 0));
-        let sc = v1::LinuxContainerSecurityContext {
-            run_as_user: Some(v1::Int64Value { value: 1000 }),
-            run_as_group: Some(v1::Int64Value { value: 7 }),
-            supplemental_groups: vec![9],
-            ..Default::default()
-        };
-        let id = resolve_user(r, Some(&sc), "").unwrap();
-        assert_eq!(
-            (id.uid, id.gid, id.additional_gids),
-            (1000, 7, vec![9, 2000])
-        );
-        let e = resolve_user(r, None, "nobody-here")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nobody-here"), "{e}");
-        // A symlinked /etc/passwd is not read.
-        let d2 = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(dir.path().join("etc"), d2.path().join("etc")).unwrap();
-        assert!(resolve_user(d2.path(), None, "app").is_err());
-    }
-
-    #[test]
-    fn capabilities_default_add_drop_all() {
-        let mut sc = v1::LinuxContainerSecurityContext::default();
-        assert_eq!(resolve_caps(Some(&sc)).unwrap().len(), DEFAULT_CAPS.len());
-        sc.capabilities = Some(v1::Capability {
-            add_capabilities: vec!["NET_ADMIN".into()],
-            drop_capabilities: vec!["KILL".into(), "CAP_CHOWN".into()],
-            ..Default::default()
-        });
-        let caps = resolve_caps(Some(&sc)).unwrap();
-        assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
-        assert!(
-            !caps.contains(&"CAP_KILL".to_string()) && !caps.contains(&"CAP_CHOWN".to_string())
-        );
-        sc.capabilities = Some(v1::Capability {
-            drop_capabilities: vec!["ALL".into()],
-            ..Default::default()
-        });
-        assert!(resolve_caps(Some(&sc)).unwrap().is_empty());
-        // The usual hardening: drop everything, add back one.
-        sc.capabilities = Some(v1::Capability {
-            drop_capabilities: vec!["ALL".into()],
-            add_capabilities: vec!["NET_BIND_SERVICE".into()],
-            ..Default::default()
-        });
-        assert_eq!(
-            resolve_caps(Some(&sc)).unwrap(),
-            ["CAP_NET_BIND_SERVICE".to_string()]
-        );
-        sc.capabilities = Some(v1::Capability {
-            add_capabilities: vec!["NOT_A_CAP".into()],
-            ..Default::default()
-        });
-        let e = resolve_caps(Some(&sc)).unwrap_err().to_string();
-        assert!(
-            e.contains("NOT_A_CAP") && e.contains("add_capabilities"),
-            "{e}"
-        );
-    }
-}
+#[path = "spec_tests.rs"]
+mod tests;

@@ -110,6 +110,12 @@ pub struct MountRecord {
     pub host_path: String,
     pub readonly: bool,
     pub propagation: i32,
+    /// An image volume: the image as the client named it, and its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<(String, String)>,
+    /// An image volume's sub-directory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_sub_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +147,13 @@ pub struct ContainerRecord {
     pub init_start_ticks: u64,
     /// The ContainerConfig as the client sent it (protobuf bytes, hex).
     pub config: String,
+    /// LinuxContainerResources last set by UpdateContainerResources (protobuf, hex; "" when
+    /// never updated: the config's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resources: String,
+    /// The identity the first process was given: uid, gid, supplementary groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<(u32, u32, Vec<u32>)>,
 }
 
 /// A container's record with a channel that fires on every state change.
@@ -387,7 +400,20 @@ mod tests {
             init_pid: 0,
             init_start_ticks: 0,
             config: String::new(),
+            resources: String::new(),
+            user: None,
         }
+    }
+
+    #[test]
+    fn records_written_before_user_and_image_volumes_still_load() {
+        let mut v = serde_json::to_value(rec("old")).unwrap();
+        v.as_object_mut().unwrap().remove("user");
+        v["mounts"] = serde_json::json!([
+            {"container_path": "/m", "host_path": "/h", "readonly": true, "propagation": 0}
+        ]);
+        let r: ContainerRecord = serde_json::from_value(v).unwrap();
+        assert_eq!((r.user, r.mounts[0].image.clone()), (None, None));
     }
 
     #[tokio::test]

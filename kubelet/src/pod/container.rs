@@ -39,7 +39,7 @@ pub(super) async fn ensure(
         &pass.world.snap,
         &pass.vols,
     );
-    let cfg = match cfg {
+    let mut cfg = match cfg {
         Ok(cfg) => cfg,
         Err(ConfigError(msg)) => return Ok(config_error(state, c, msg)),
     };
@@ -51,6 +51,7 @@ pub(super) async fn ensure(
     {
         return Ok(config_error(state, c, msg));
     }
+    security::complete_user(&mut cfg, image_status.as_ref());
     let req = v1::CreateContainerRequest {
         pod_sandbox_id: pass.sandbox.clone(),
         config: Some(cfg),
