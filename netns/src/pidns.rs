@@ -222,42 +222,25 @@ fn kill_if_pod_init(pid: u32, pin: &Path) -> Result<bool, NetnsError> {
             })
         }
     };
-    let kill_err = |source| NetnsError::KillPodInit {
-        pid,
-        pin: pin.to_path_buf(),
-        source,
-    };
-    // Open a pidfd first: from here on it names one process even if `pid` is reused. If the
-    // process behind it died and the number was reused before the check below, the new
+    // If the process behind `pid` died and the number was reused before the check, the new
     // process cannot be in the pinned namespace (nothing can enter a PID namespace whose init
     // is dead), so the check fails and nothing is signalled.
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) if is_gone(&e) => return Ok(false),
-        Err(source) => return Err(kill_err(source)),
-    };
-    let proc_ns = PathBuf::from(format!("/proc/{pid}/ns/pid"));
-    match sys::ns_identity(&proc_ns) {
-        Ok(id) if id == pinned => {}
-        Ok(_) => {
-            warn!(pid, pin = %pin.display(), "process is not the pod init of this pin; not signalling it");
-            return Ok(false);
-        }
-        Err(e) if is_gone(&e) => return Ok(false),
-        Err(source) => {
-            return Err(NetnsError::NsIdentity {
+    let is_ours = || {
+        let proc_ns = PathBuf::from(format!("/proc/{pid}/ns/pid"));
+        match sys::ns_identity(&proc_ns) {
+            Ok(id) if id == pinned => Ok(true),
+            Ok(_) => {
+                warn!(pid, pin = %pin.display(), "process is not the pod init of this pin; not signalling it");
+                Ok(false)
+            }
+            Err(e) if is_gone(&e) => Ok(false),
+            Err(source) => Err(NetnsError::NsIdentity {
                 path: proc_ns,
                 source,
-            })
+            }),
         }
-    }
-    match sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL) {
-        Ok(()) => {}
-        Err(e) if is_gone(&e) => return Ok(false),
-        Err(source) => return Err(kill_err(source)),
-    }
-    let exited = sys::wait_readable(pidfd.as_fd(), STOP_WAIT).map_err(kill_err)?;
-    Ok(!exited)
+    };
+    Ok(kill_via_pidfd(pid, pin, is_ours)? == Some(false))
 }
 
 /// The pod inits whose pin is `<pods_dir>/<pod>/ns/pid`, found by their command line (the pod
@@ -298,6 +281,24 @@ fn pod_of_cmdline(cmdline: &[u8], pods_dir: &Path) -> Option<(String, PathBuf)> 
 /// Through a pidfd opened first and a second look at the command line, so a reused pid is never
 /// signalled. Returns whether a process was killed.
 pub fn kill_orphan_pod_init(pid: u32, pin: &Path) -> Result<bool, NetnsError> {
+    let Some(dir) = pin.parent().and_then(Path::parent).and_then(Path::parent) else {
+        return Ok(false);
+    };
+    let is_ours = || {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        Ok(pod_of_cmdline(&cmdline, dir).is_some_and(|(_, p)| p == pin))
+    };
+    Ok(kill_via_pidfd(pid, pin, is_ours)?.is_some())
+}
+
+/// SIGKILL `pid` through a pidfd opened before `is_ours` looks at the process, so that a pid
+/// reused meanwhile is never signalled, then wait up to [`STOP_WAIT`] for it to exit. `None`:
+/// not signalled (gone, or not ours); `Some(exited)` otherwise.
+fn kill_via_pidfd(
+    pid: u32,
+    pin: &Path,
+    is_ours: impl FnOnce() -> Result<bool, NetnsError>,
+) -> Result<Option<bool>, NetnsError> {
     let kill_err = |source| NetnsError::KillPodInit {
         pid,
         pin: pin.to_path_buf(),
@@ -305,23 +306,20 @@ pub fn kill_orphan_pod_init(pid: u32, pin: &Path) -> Result<bool, NetnsError> {
     };
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
-        Err(e) if is_gone(&e) => return Ok(false),
+        Err(e) if is_gone(&e) => return Ok(None),
         Err(source) => return Err(kill_err(source)),
     };
-    let Some(dir) = pin.parent().and_then(Path::parent).and_then(Path::parent) else {
-        return Ok(false);
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if pod_of_cmdline(&cmdline, dir).is_none_or(|(_, p)| p != pin) {
-        return Ok(false);
+    if !is_ours()? {
+        return Ok(None);
     }
     match sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL) {
         Ok(()) => {}
-        Err(e) if is_gone(&e) => return Ok(false),
+        Err(e) if is_gone(&e) => return Ok(None),
         Err(source) => return Err(kill_err(source)),
     }
-    sys::wait_readable(pidfd.as_fd(), STOP_WAIT).map_err(kill_err)?;
-    Ok(true)
+    sys::wait_readable(pidfd.as_fd(), STOP_WAIT)
+        .map(Some)
+        .map_err(kill_err)
 }
 
 fn is_gone(err: &io::Error) -> bool {

@@ -744,3 +744,32 @@ pub fn http_get_from_host(addr: &str) -> String {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Stop and remove a pod sandbox (and so its containers), failing the test on an error.
+pub async fn remove_pod(rt: &mut RuntimeServiceClient<Channel>, pod: &str) {
+    rt.stop_pod_sandbox(v1::StopPodSandboxRequest {
+        pod_sandbox_id: pod.into(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    rt.remove_pod_sandbox(v1::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.into(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+}
+
+/// `cfg` with one PID namespace for the whole pod (CRI `NamespaceMode::POD`).
+pub fn with_pod_pid_namespace(mut cfg: v1::PodSandboxConfig) -> v1::PodSandboxConfig {
+    cfg.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(v1::NamespaceOption {
+                pid: v1::NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    cfg
+}

@@ -38,16 +38,7 @@ async fn stop_right_after_start_is_never_lost_under_parallel_load() {
                 .expect("StopContainer");
                 times.push((t.elapsed(), id));
             }
-            rt.stop_pod_sandbox(v1::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .unwrap();
-            rt.remove_pod_sandbox(v1::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .unwrap();
+            remove_pod(&mut rt, &pod).await;
             times
         }));
     }

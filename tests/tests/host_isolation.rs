@@ -322,15 +322,6 @@ async fn loopback_attack_fails_and_hostport_answers(d: Daemon, gateway: &str) {
         "hostPorts on 127.0.0.1 need route_localnet"
     );
 
-    rt.stop_pod_sandbox(v1::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(v1::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     d.shutdown().await;
 }

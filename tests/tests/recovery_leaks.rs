@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use kinglet_proto::v1;
 use kinglet_tests::*;
 
 fn alive(pid: u32) -> bool {
@@ -29,17 +28,7 @@ fn pod_inits(d: &Daemon) -> Vec<u32> {
 async fn a_pod_init_without_a_sandbox_record_is_ended_at_start() {
     let mut d = Daemon::start().await;
     let mut rt = d.runtime().await;
-    let mut cfg = pod_config("pidshare", &d.dir.path().join("logs"));
-    cfg.linux = Some(v1::LinuxPodSandboxConfig {
-        security_context: Some(v1::LinuxSandboxSecurityContext {
-            namespace_options: Some(v1::NamespaceOption {
-                pid: v1::NamespaceMode::Pod as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let cfg = with_pod_pid_namespace(pod_config("pidshare", &d.dir.path().join("logs")));
     let pod = run_pod(&mut rt, &cfg).await;
     let kept = pod_inits(&d);
     assert_eq!(kept.len(), 1, "the recorded pod's init: {kept:?}");
@@ -65,16 +54,7 @@ async fn a_pod_init_without_a_sandbox_record_is_ended_at_start() {
     assert!(d.log().contains("ended the pod init of a pod that is gone"));
 
     let mut rt = d.runtime().await;
-    rt.stop_pod_sandbox(v1::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(v1::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     assert!(pod_inits(&d).is_empty());
     d.shutdown().await;
 }
