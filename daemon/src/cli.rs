@@ -269,7 +269,9 @@ pub fn main() -> ExitCode {
         Command::PodInit { pin } => kinglet_netns::pod_init_main(&pin),
         Command::Daemon(flags) => {
             init_tracing("info");
-            report(run_async(daemon(flags)))
+            // Before the async runtime starts threads: this edits the environment.
+            let notify = crate::notify::Notifier::from_env();
+            report(run_async(daemon(flags, notify)))
         }
         Command::Apply { files, client } => client_verb(&client, |ch| async move {
             crate::kubectl::apply(ch, &files).await
@@ -384,7 +386,7 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
-async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
+async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::Result<()> {
     let config = Config::load(&FlagConfig {
         config: flags.config,
         socket: flags.socket,
@@ -398,7 +400,7 @@ async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
         cni_conf_dir: flags.cni_conf_dir,
         cni_bin_dir: flags.cni_bin_dir,
     })?;
-    crate::server::run(config).await?;
+    crate::server::run(config, notify).await?;
     Ok(())
 }
 

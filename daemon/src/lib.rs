@@ -4,6 +4,7 @@
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
 //! - [`pull`]: pulling images from registries, with credentials and registry settings;
 //! - [`server`]: the gRPC server on the unix socket;
+//! - [`notify`]: systemd readiness, status and watchdog notifications;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
 //!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
 //!
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod kubectl;
+pub mod notify;
 pub mod pull;
 pub mod runtime;
 pub mod server;
