@@ -352,7 +352,7 @@ pub fn main() -> ExitCode {
 async fn connect_to(socket: &std::path::Path) -> anyhow::Result<tonic::transport::Channel> {
     crate::client::connect(socket)
         .await
-        .with_context(|| format!("connect to the daemon at {}", socket.display()))
+        .map_err(|e| anyhow::anyhow!(crate::client::explain_connect_error(socket, &e)))
 }
 
 /// Run a client verb against the daemon at `client.socket`.
@@ -407,9 +407,7 @@ async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::
 async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {
     use kinglet_proto::admin::admin_client::AdminClient;
     use kinglet_proto::v1::image_service_client::ImageServiceClient;
-    let channel = crate::client::connect(&socket)
-        .await
-        .with_context(|| format!("connect to the daemon at {}", socket.display()))?;
+    let channel = connect_to(&socket).await?;
     match command {
         ImageCommand::Import { path, name } => {
             let path = std::path::absolute(&path)
