@@ -65,6 +65,10 @@ pub struct DaemonFlags {
 pub enum Command {
     /// Run the daemon: serve the CRI on a unix socket.
     Daemon(DaemonFlags),
+    /// Check the host: kernel, overlayfs, cgroups, seccomp, namespaces, network, disk, clock,
+    /// and who can reach Kinglet's directories; prints pass/WARN/FAIL lines with a fix each and
+    /// exits non-zero on any FAIL. Takes the daemon's flags and config.
+    Check(DaemonFlags),
     /// Manage images in the running daemon.
     Image {
         /// Socket of the daemon.
@@ -273,6 +277,14 @@ pub fn main() -> ExitCode {
             let notify = crate::notify::Notifier::from_env();
             report(run_async(daemon(flags, notify)))
         }
+        Command::Check(flags) => {
+            init_tracing("warn");
+            match check(flags) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => report(Err(e)),
+            }
+        }
         Command::Apply { files, client } => client_verb(&client, |ch| async move {
             crate::kubectl::apply(ch, &files).await
         }),
@@ -386,8 +398,35 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
+/// `kinglet check`: print every finding; `Ok(false)` when one failed.
+fn check(flags: DaemonFlags) -> anyhow::Result<bool> {
+    let config = Config::load(&flag_config(flags))?;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let findings = crate::check::run_all(&crate::check::Host::real(), &config, &path);
+    for f in &findings {
+        println!("{f}");
+    }
+    let count = |l| findings.iter().filter(|f| f.level == l).count();
+    let (warn, fail) = (
+        count(crate::check::Level::Warn),
+        count(crate::check::Level::Fail),
+    );
+    println!(
+        "{} checks: {} passed, {warn} warnings, {fail} failed",
+        findings.len(),
+        findings.len() - warn - fail
+    );
+    Ok(fail == 0)
+}
+
 async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::Result<()> {
-    let config = Config::load(&FlagConfig {
+    let config = Config::load(&flag_config(flags))?;
+    crate::server::run(config, notify).await?;
+    Ok(())
+}
+
+fn flag_config(flags: DaemonFlags) -> FlagConfig {
+    FlagConfig {
         config: flags.config,
         socket: flags.socket,
         root: flags.root,
@@ -399,9 +438,7 @@ async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::
         nft_table: flags.nft_table,
         cni_conf_dir: flags.cni_conf_dir,
         cni_bin_dir: flags.cni_bin_dir,
-    })?;
-    crate::server::run(config, notify).await?;
-    Ok(())
+    }
 }
 
 async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {

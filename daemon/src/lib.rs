@@ -3,6 +3,7 @@
 //! - [`runtime`]: the core (pod sandboxes, containers, images, state, recovery);
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
 //! - [`pull`]: pulling images from registries, with credentials and registry settings;
+//! - [`check`]: `kinglet check`, the host self-check;
 //! - [`server`]: the gRPC server on the unix socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
@@ -11,6 +12,7 @@
 //! See ARCHITECTURE.md for the process model.
 
 pub mod backend;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
