@@ -69,6 +69,17 @@ pub enum Command {
     /// and who can reach Kinglet's directories; prints pass/WARN/FAIL lines with a fix each and
     /// exits non-zero on any FAIL. Takes the daemon's flags and config.
     Check(DaemonFlags),
+    /// Remove every trace of Kinglet (the daemon must be stopped): kill its containers, shims
+    /// and pod inits, unmount everything under the run root and root, delete the bridge, the
+    /// nftables table, the socket, the run root and the root (state, images, logs). Keeps
+    /// /etc/kinglet. Takes the daemon's flags and config to know what to remove.
+    Reset {
+        #[command(flatten)]
+        flags: DaemonFlags,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// Manage images in the running daemon.
     Image {
         /// Socket of the daemon.
@@ -285,6 +296,10 @@ pub fn main() -> ExitCode {
                 Err(e) => report(Err(e)),
             }
         }
+        Command::Reset { flags, yes } => {
+            init_tracing("warn");
+            report(run_async(reset(flags, yes)))
+        }
         Command::Apply { files, client } => client_verb(&client, |ch| async move {
             crate::kubectl::apply(ch, &files).await
         }),
@@ -417,6 +432,42 @@ fn check(flags: DaemonFlags) -> anyhow::Result<bool> {
         findings.len() - warn - fail
     );
     Ok(fail == 0)
+}
+
+/// `kinglet reset`: confirm (unless `--yes`), then remove and say what was removed.
+async fn reset(flags: DaemonFlags, yes: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let config = Config::load(&flag_config(flags))?;
+    if !yes {
+        let what = format!(
+            "This kills every Kinglet container and deletes {}, {}, bridge {} and nftables \
+             table ip {}.",
+            config.root.display(),
+            config.run_root.display(),
+            config.bridge,
+            config.nft_table
+        );
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("{what} Pass --yes to confirm.");
+        }
+        print!("{what} Continue? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!("aborted; nothing was removed");
+        }
+    }
+    let mut n = 0;
+    crate::reset::reset(&config, |line| {
+        n += usize::from(!line.starts_with("kept "));
+        println!("{line}");
+    })
+    .await?;
+    if n == 0 {
+        println!("nothing to remove");
+    }
+    Ok(())
 }
 
 async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::Result<()> {

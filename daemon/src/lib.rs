@@ -4,6 +4,7 @@
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
 //! - [`pull`]: pulling images from registries, with credentials and registry settings;
 //! - [`check`]: `kinglet check`, the host self-check;
+//! - [`reset`]: `kinglet reset`, removing every trace of an installation;
 //! - [`server`]: the gRPC server on the unix socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
@@ -19,6 +20,7 @@ pub mod config;
 pub mod kubectl;
 pub mod notify;
 pub mod pull;
+pub mod reset;
 pub mod runtime;
 pub mod server;
 pub mod supervisor;
