@@ -59,6 +59,9 @@ pub struct DaemonFlags {
     /// CNI plugin binaries [default: /usr/lib/cni].
     #[arg(long)]
     pub cni_bin_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9471 [default: off].
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_address: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -489,6 +492,7 @@ fn flag_config(flags: DaemonFlags) -> FlagConfig {
         nft_table: flags.nft_table,
         cni_conf_dir: flags.cni_conf_dir,
         cni_bin_dir: flags.cni_bin_dir,
+        metrics_address: flags.metrics_address,
     }
 }
 

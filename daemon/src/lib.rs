@@ -5,6 +5,7 @@
 //! - [`pull`]: pulling images from registries, with credentials and registry settings;
 //! - [`check`]: `kinglet check`, the host self-check;
 //! - [`reset`]: `kinglet reset`, removing every trace of an installation;
+//! - [`metrics`]: the Prometheus endpoint (off by default);
 //! - [`server`]: the gRPC server on the unix socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod kubectl;
+pub mod metrics;
 pub mod notify;
 pub mod pull;
 pub mod reset;

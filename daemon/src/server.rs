@@ -49,7 +49,20 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     let listener = bind(&config.socket).await?;
     let socket = config.socket.clone();
     notify.status("recovering pods and containers");
+    let metrics_listener = match config.metrics_address {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Config {
+                    path: PathBuf::from("metrics-address"),
+                    reason: format!("cannot listen on {addr}: {source}"),
+                })?,
+        ),
+        None => None,
+    };
     let runtime = Runtime::start(config).await?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let puller = runtime.puller.clone();
     let supervisor = crate::supervisor::Supervisor::start(runtime.clone())
         .await
         .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
@@ -58,6 +71,7 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(crate::metrics::layer::CriMetricsLayer(metrics.clone()))
             .add_service(cri.runtime_service())
             .add_service(cri.image_service())
             .add_service(cri.admin_service())
@@ -78,6 +92,12 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
             }
         })
     };
+    // Metrics: the poller and the scrape endpoint, stopped when dropped.
+    let _metrics_tasks = metrics_listener.map(|listener| {
+        crate::metrics::spawn(listener, metrics.clone(), socket.clone(), move || {
+            puller.layer_bytes()
+        })
+    });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io(&socket))?;
     tokio::pin!(server);
@@ -142,6 +162,10 @@ pub async fn health(socket: PathBuf, within: std::time::Duration) -> Result<(), 
     let mut rt = RuntimeServiceClient::new(ch.clone());
     let mut req = tonic::Request::new(kinglet_proto::v1::ListPodSandboxRequest::default());
     req.set_timeout(within);
+    req.metadata_mut().insert(
+        crate::metrics::INTERNAL_CALL,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
     rt.list_pod_sandbox(req)
         .await
         .map_err(|s| format!("ListPodSandbox: {}", s.message()))?;
@@ -151,6 +175,10 @@ pub async fn health(socket: PathBuf, within: std::time::Duration) -> Result<(), 
         ..Default::default()
     });
     req.set_timeout(within);
+    req.metadata_mut().insert(
+        crate::metrics::INTERNAL_CALL,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
     ObjectsClient::new(ch)
         .get(req)
         .await
