@@ -102,6 +102,18 @@ service_active() {
 	systemctl show kinglet -p MainPID -p NRestarts -p ControlGroup -p ActiveEnterTimestampMonotonic
 }
 
+# Type=notify: active only after READY=1; the status line and the watchdog are set.
+service_notify() {
+	local show
+	show=$(systemctl show kinglet -p Type -p NotifyAccess -p WatchdogUSec -p ActiveState -p StatusText)
+	echo "$show"
+	echo "$show" | grep -qx 'Type=notify' || { echo "not Type=notify"; return 1; }
+	echo "$show" | grep -qx 'ActiveState=active' || { echo "not active"; return 1; }
+	echo "$show" | grep -q '^StatusText=serving CRI on /run/kinglet/kinglet.sock' ||
+		{ echo "no serving status"; return 1; }
+	echo "$show" | grep -Eq '^WatchdogUSec=(1min|60s|60000000)$' || { echo "no 60 s watchdog"; return 1; }
+}
+
 socket_mode() {
 	local mode
 	mode=$(stat -c '%a %F' /run/kinglet/kinglet.sock)
@@ -253,6 +265,7 @@ crash_back_off() {
 
 say "checks start at uptime $(uptime_s) s; kernel $(uname -r)"
 check service-active service_active
+check service-notify service_notify
 check socket-mode-0660 socket_mode
 check cgroup-v2-unified cgroup_v2
 check image-import import_image
