@@ -68,6 +68,9 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
     let cri = CriServer::new(Arc::new(Backend(runtime, supervisor)));
     tracing::info!(socket = %socket.display(), "serving CRI");
+    // Before READY=1 can be sent: a SIGTERM from then on is a clean stop.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io(&socket))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -98,8 +101,6 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
             puller.layer_bytes()
         })
     });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(io(&socket))?;
     tokio::pin!(server);
     let res = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
@@ -143,8 +144,10 @@ async fn version(socket: &Path) -> Result<(), String> {
     let ch = crate::client::connect(socket)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let mut req = tonic::Request::new(kinglet_proto::v1::VersionRequest::default());
+    internal(&mut req);
     RuntimeServiceClient::new(ch)
-        .version(kinglet_proto::v1::VersionRequest::default())
+        .version(req)
         .await
         .map_err(|s| format!("Version: {}", s.message()))?;
     Ok(())
@@ -162,10 +165,7 @@ pub async fn health(socket: PathBuf, within: std::time::Duration) -> Result<(), 
     let mut rt = RuntimeServiceClient::new(ch.clone());
     let mut req = tonic::Request::new(kinglet_proto::v1::ListPodSandboxRequest::default());
     req.set_timeout(within);
-    req.metadata_mut().insert(
-        crate::metrics::INTERNAL_CALL,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
+    internal(&mut req);
     rt.list_pod_sandbox(req)
         .await
         .map_err(|s| format!("ListPodSandbox: {}", s.message()))?;
@@ -175,13 +175,18 @@ pub async fn health(socket: PathBuf, within: std::time::Duration) -> Result<(), 
         ..Default::default()
     });
     req.set_timeout(within);
-    req.metadata_mut().insert(
-        crate::metrics::INTERNAL_CALL,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
+    internal(&mut req);
     ObjectsClient::new(ch)
         .get(req)
         .await
         .map_err(|s| format!("get pods: {}", s.message()))?;
     Ok(())
+}
+
+/// Mark a call as the daemon's own (left out of the CRI call metrics).
+fn internal<T>(req: &mut tonic::Request<T>) {
+    req.metadata_mut().insert(
+        crate::metrics::INTERNAL_CALL,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
 }
