@@ -194,11 +194,12 @@ pub fn classify(args: &[String], run_root: &Path, socket: &Path) -> Option<Strin
 }
 
 /// Kill every container recorded under `run_root/containers`: its init (if its start time
-/// still matches), then what is left in its cgroups, which are then removed.
+/// still matches), then what is left in its cgroups; then remove those cgroups.
 async fn kill_containers(run_root: &Path, say: &mut impl FnMut(String)) {
     let Ok(rd) = std::fs::read_dir(run_root.join("containers")) else {
         return;
     };
+    let mut all_cgroups = Vec::new();
     for e in rd.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
         let rec = e
@@ -218,14 +219,8 @@ async fn kill_containers(run_root: &Path, say: &mut impl FnMut(String)) {
         }
         let cgroups = cgroups::of_pid(r.init_pid, &id);
         let _ = kill(Pid::from_raw(r.init_pid), Signal::SIGKILL);
-        let mut n = 0;
-        for cg in &cgroups {
-            n += cgroups::kill_all(cg);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        for cg in &cgroups {
-            cgroups::remove(cg).await;
-        }
+        let n: usize = cgroups.iter().map(|cg| cgroups::kill_all(cg)).sum();
+        all_cgroups.extend(cgroups);
         say(format!(
             "killed container {} (init {}{})",
             &id[..id.len().min(13)],
@@ -236,6 +231,12 @@ async fn kill_containers(run_root: &Path, say: &mut impl FnMut(String)) {
                 String::new()
             }
         ));
+    }
+    if !all_cgroups.is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for cg in &all_cgroups {
+        cgroups::remove(cg).await;
     }
 }
 
