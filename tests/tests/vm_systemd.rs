@@ -39,6 +39,7 @@ const CHECKS: &[&str] = &[
     "pod-client-log",
     "restart-keeps-container",
     "kill9-service-restarted",
+    "watchdog-restarts-hung",
     "apply-test-pods",
     "cgroup-memory-max",
     "cgroup-cpu-max",

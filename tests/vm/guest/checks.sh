@@ -163,6 +163,23 @@ client_log() {
 	return $rc
 }
 
+# A hung daemon (SIGSTOP: no thread runs, so no health check passes and no WATCHDOG=1 is sent)
+# is aborted by systemd's watchdog after WatchdogSec and restarted; the containers are kept.
+watchdog_restarts_hung() {
+	local pid0 main0 n0
+	pid0=$(server_pid) || { echo "no server process"; return 1; }
+	main0=$(main_pid)
+	n0=$(systemctl show -p NRestarts --value kinglet)
+	kill -STOP "$main0" || return 1
+	echo "daemon $main0 stopped at uptime $(uptime_s) s"
+	wait_until 200 "the watchdog restarting kinglet.service" sh -c \
+		"[ \$(systemctl show -p NRestarts --value kinglet) -gt $n0 ] && systemctl is-active -q kinglet" || return 1
+	echo "restarted at uptime $(uptime_s) s: daemon pid $(main_pid); NRestarts $n0 -> $(systemctl show -p NRestarts --value kinglet)"
+	journalctl -b -u kinglet --no-pager | grep -i watchdog | tail -n 2
+	journalctl -b -u kinglet --no-pager | grep -qi 'watchdog timeout' || { echo "not restarted by the watchdog"; return 1; }
+	pod_kept "$pid0"
+}
+
 # --- the daemon's restarts keep the containers ---------------------------------------------------
 # After a restart of the daemon: the same server process, no container restarted, still serving.
 pod_kept() {
@@ -274,6 +291,7 @@ check pod-ip-answers pod_ip_answers
 check pod-client-log client_log
 check restart-keeps-container restart_keeps_container
 check kill9-service-restarted kill9_restarts_service
+check watchdog-restarts-hung watchdog_restarts_hung
 check apply-test-pods apply_test_pods
 check cgroup-memory-max cgroup_file memory.max $((64 << 20))
 check cgroup-cpu-max cgroup_file cpu.max "50000 100000"
