@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull
+.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri install uninstall
 run:
 	bash scripts/main-job.sh
 test:
@@ -20,3 +20,17 @@ bench-net:
 	bash scripts/bench-net.sh
 bench-pull:
 	bash scripts/bench-pull.sh
+# Install the binary, the systemd unit and /etc/kinglet/manifests (0700); `systemctl enable
+# --now kinglet` starts it. `make uninstall` stops it, runs `kinglet reset` and removes both.
+PREFIX ?= /usr/local
+install:
+	cargo build --release --bin kinglet
+	install -D -m 0755 target/release/kinglet $(DESTDIR)$(PREFIX)/bin/kinglet
+	install -D -m 0644 systemd/kinglet.service $(DESTDIR)/etc/systemd/system/kinglet.service
+	install -d -m 0700 $(DESTDIR)/etc/kinglet/manifests
+	if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload; fi
+uninstall:
+	-systemctl disable --now kinglet
+	$(PREFIX)/bin/kinglet reset --yes
+	rm -f $(PREFIX)/bin/kinglet /etc/systemd/system/kinglet.service
+	-systemctl daemon-reload

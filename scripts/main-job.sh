@@ -4,6 +4,7 @@
 # nftables table ip kinglet), load the project's busybox test image, and run the example pod of
 # examples/web-pod.yaml (a ConfigMap volume, a Secret volume on tmpfs, env from both).
 # Run as root on Debian 12 with Rust installed. Stop it with: kill $(cat /run/kinglet/daemon.pid)
+# (containers keep running); remove everything with: target/release/kinglet reset
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh

@@ -59,12 +59,30 @@ pub struct DaemonFlags {
     /// CNI plugin binaries [default: /usr/lib/cni].
     #[arg(long)]
     pub cni_bin_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9471 [default: off].
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_address: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: serve the CRI on a unix socket.
     Daemon(DaemonFlags),
+    /// Check the host: kernel, overlayfs, cgroups, seccomp, namespaces, network, disk, clock,
+    /// and who can reach Kinglet's directories; prints pass/WARN/FAIL lines with a fix each and
+    /// exits non-zero on any FAIL. Takes the daemon's flags and config.
+    Check(DaemonFlags),
+    /// Remove every trace of Kinglet (the daemon must be stopped): kill its containers, shims
+    /// and pod inits, unmount everything under the run root and root, delete the bridge, the
+    /// nftables table, the socket, the run root and the root (state, images, logs). Keeps
+    /// /etc/kinglet. Takes the daemon's flags and config to know what to remove.
+    Reset {
+        #[command(flatten)]
+        flags: DaemonFlags,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// Manage images in the running daemon.
     Image {
         /// Socket of the daemon.
@@ -269,7 +287,21 @@ pub fn main() -> ExitCode {
         Command::PodInit { pin } => kinglet_netns::pod_init_main(&pin),
         Command::Daemon(flags) => {
             init_tracing("info");
-            report(run_async(daemon(flags)))
+            // Before the async runtime starts threads: this edits the environment.
+            let notify = crate::notify::Notifier::from_env();
+            report(run_async(daemon(flags, notify)))
+        }
+        Command::Check(flags) => {
+            init_tracing("warn");
+            match check(flags) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => report(Err(e)),
+            }
+        }
+        Command::Reset { flags, yes } => {
+            init_tracing("warn");
+            report(run_async(reset(flags, yes)))
         }
         Command::Apply { files, client } => client_verb(&client, |ch| async move {
             crate::kubectl::apply(ch, &files).await
@@ -350,7 +382,7 @@ pub fn main() -> ExitCode {
 async fn connect_to(socket: &std::path::Path) -> anyhow::Result<tonic::transport::Channel> {
     crate::client::connect(socket)
         .await
-        .with_context(|| format!("connect to the daemon at {}", socket.display()))
+        .map_err(|e| anyhow::anyhow!(crate::client::explain_connect_error(socket, &e)))
 }
 
 /// Run a client verb against the daemon at `client.socket`.
@@ -384,8 +416,71 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
-async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
-    let config = Config::load(&FlagConfig {
+/// `kinglet check`: print every finding; `Ok(false)` when one failed.
+fn check(flags: DaemonFlags) -> anyhow::Result<bool> {
+    let config = Config::load(&flag_config(flags))?;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let findings = crate::check::run_all(&crate::check::Host::real(), &config, &path);
+    for f in &findings {
+        println!("{f}");
+    }
+    let count = |l| findings.iter().filter(|f| f.level == l).count();
+    let (warn, fail) = (
+        count(crate::check::Level::Warn),
+        count(crate::check::Level::Fail),
+    );
+    println!(
+        "{} checks: {} passed, {warn} warnings, {fail} failed",
+        findings.len(),
+        findings.len() - warn - fail
+    );
+    Ok(fail == 0)
+}
+
+/// `kinglet reset`: confirm (unless `--yes`), then remove and say what was removed.
+async fn reset(flags: DaemonFlags, yes: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let config = Config::load(&flag_config(flags))?;
+    if !yes {
+        let what = format!(
+            "This kills every Kinglet container and deletes {}, {}, bridge {} and nftables \
+             table ip {}.",
+            config.root.display(),
+            config.run_root.display(),
+            config.bridge,
+            config.nft_table
+        );
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("{what} Pass --yes to confirm.");
+        }
+        print!("{what} Continue? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!("aborted; nothing was removed");
+        }
+    }
+    let mut n = 0;
+    crate::reset::reset(&config, |line| {
+        n += usize::from(!line.starts_with("kept "));
+        println!("{line}");
+    })
+    .await?;
+    if n == 0 {
+        println!("nothing to remove");
+    }
+    Ok(())
+}
+
+async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::Result<()> {
+    let config = Config::load(&flag_config(flags))?;
+    crate::server::run(config, notify).await?;
+    Ok(())
+}
+
+fn flag_config(flags: DaemonFlags) -> FlagConfig {
+    FlagConfig {
         config: flags.config,
         socket: flags.socket,
         root: flags.root,
@@ -397,17 +492,14 @@ async fn daemon(flags: DaemonFlags) -> anyhow::Result<()> {
         nft_table: flags.nft_table,
         cni_conf_dir: flags.cni_conf_dir,
         cni_bin_dir: flags.cni_bin_dir,
-    })?;
-    crate::server::run(config).await?;
-    Ok(())
+        metrics_address: flags.metrics_address,
+    }
 }
 
 async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {
     use kinglet_proto::admin::admin_client::AdminClient;
     use kinglet_proto::v1::image_service_client::ImageServiceClient;
-    let channel = crate::client::connect(&socket)
-        .await
-        .with_context(|| format!("connect to the daemon at {}", socket.display()))?;
+    let channel = connect_to(&socket).await?;
     match command {
         ImageCommand::Import { path, name } => {
             let path = std::path::absolute(&path)

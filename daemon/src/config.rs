@@ -63,6 +63,8 @@ pub struct Config {
     /// `/kinglet/<pod>` (the kubelet's `podPidsLimit`); -1 or 0: unlimited (default).
     /// Only for sandboxes whose cgroup parent Kinglet chooses, with the cgroupfs driver.
     pub pod_pids_limit: i64,
+    /// Serve Prometheus metrics on `http://ADDR/metrics` (off when unset).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             unpack_on_pull: true,
             allowed_unsafe_sysctls: Vec::new(),
             pod_pids_limit: -1,
+            metrics_address: None,
         }
     }
 }
@@ -125,6 +128,7 @@ pub struct FileConfig {
     pub unpack_on_pull: Option<bool>,
     pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub pod_pids_limit: Option<i64>,
+    pub metrics_address: Option<String>,
 }
 
 /// Settings given on the command line (all optional).
@@ -141,6 +145,7 @@ pub struct FlagConfig {
     pub nft_table: Option<String>,
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_bin_dir: Option<PathBuf>,
+    pub metrics_address: Option<String>,
 }
 
 impl Config {
@@ -151,7 +156,16 @@ impl Config {
             None => FileConfig::default(),
         };
         let d = Config::default();
+        let metrics_address = match flags.metrics_address.clone().or(file.metrics_address) {
+            None => None,
+            Some(a) if a.is_empty() => None,
+            Some(a) => Some(a.parse().map_err(|_| DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!("metrics-address must be IP:PORT, e.g. 127.0.0.1:9471, got {a:?}"),
+            })?),
+        };
         let cfg = Config {
+            metrics_address,
             socket: flags.socket.clone().or(file.socket).unwrap_or(d.socket),
             root: flags.root.clone().or(file.root).unwrap_or(d.root),
             run_root: flags
@@ -331,5 +345,25 @@ mod tests {
         let c = Config::load(&flags).unwrap();
         assert_eq!(c.allowed_unsafe_sysctls, ["net.core.*", "kernel.msgmax"]);
         assert_eq!(c.pod_pids_limit, 100);
+        assert_eq!(c.metrics_address, None, "metrics are off by default");
+    }
+
+    #[test]
+    fn metrics_address_from_file_or_flag_and_refused_when_not_ip_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        std::fs::write(&f, "metrics-address = \"127.0.0.1:9471\"\n").unwrap();
+        let mut flags = FlagConfig {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(c.metrics_address, Some("127.0.0.1:9471".parse().unwrap()));
+        flags.metrics_address = Some("[::1]:9000".into());
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(c.metrics_address, Some("[::1]:9000".parse().unwrap()));
+        flags.metrics_address = Some("localhost:9471".into());
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("metrics-address must be IP:PORT"), "{e}");
     }
 }

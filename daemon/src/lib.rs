@@ -3,19 +3,27 @@
 //! - [`runtime`]: the core (pod sandboxes, containers, images, state, recovery);
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
 //! - [`pull`]: pulling images from registries, with credentials and registry settings;
+//! - [`check`]: `kinglet check`, the host self-check;
+//! - [`reset`]: `kinglet reset`, removing every trace of an installation;
+//! - [`metrics`]: the Prometheus endpoint (off by default);
 //! - [`server`]: the gRPC server on the unix socket;
+//! - [`notify`]: systemd readiness, status and watchdog notifications;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
 //!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
 //!
 //! See ARCHITECTURE.md for the process model.
 
 pub mod backend;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod kubectl;
+pub mod metrics;
+pub mod notify;
 pub mod podruntime;
 pub mod pull;
+pub mod reset;
 pub mod runtime;
 pub mod server;
 mod sys;

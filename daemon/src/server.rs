@@ -2,7 +2,7 @@
 //! socket, mode 0660, refusing to take over a socket another daemon is serving.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kinglet_cri::CriServer;
@@ -11,6 +11,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::backend::Backend;
 use crate::config::Config;
+use crate::notify::Notifier;
 use crate::runtime::Runtime;
 use crate::DaemonError;
 
@@ -40,11 +41,28 @@ pub async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 /// Start the runtime and serve until SIGINT/SIGTERM. Containers keep running after the daemon
-/// stops: their shims outlive it.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+/// stops: their shims outlive it. Under systemd (`notify`), READY=1 is sent once recovery is
+/// done and the socket answers a CRI call, STOPPING=1 at SIGTERM/SIGINT, and the watchdog is
+/// pinged while [`health`] passes.
+pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
+    let notify = Arc::new(notify);
     let listener = bind(&config.socket).await?;
     let socket = config.socket.clone();
+    notify.status("recovering pods and containers");
+    let metrics_listener = match config.metrics_address {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Config {
+                    path: PathBuf::from("metrics-address"),
+                    reason: format!("cannot listen on {addr}: {source}"),
+                })?,
+        ),
+        None => None,
+    };
     let runtime = Runtime::start(config).await?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let puller = runtime.puller.clone();
     let supervisor = kinglet_kubelet::Supervisor::start(
         Arc::new(crate::podruntime::CoreRuntime(runtime.clone())),
         crate::podruntime::kubelet_config(&runtime.config),
@@ -53,25 +71,125 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
     let cri = CriServer::new(Arc::new(Backend(runtime, supervisor)));
     tracing::info!(socket = %socket.display(), "serving CRI");
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down; containers keep running");
+    // Before READY=1 can be sent: a SIGTERM from then on is a clean stop.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io(&socket))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(crate::metrics::layer::CriMetricsLayer(metrics.clone()))
+            .add_service(cri.runtime_service())
+            .add_service(cri.image_service())
+            .add_service(cri.admin_service())
+            .add_service(cri.objects_service())
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            }),
+    );
+    // READY=1 once the socket answers, then (under WatchdogSec=) the health-driven pings.
+    let ready = {
+        let (notify, socket) = (notify.clone(), socket.clone());
+        tokio::spawn(async move {
+            announce_ready(&socket, &notify).await;
+            if let Some(every) = notify.watchdog() {
+                notify
+                    .watchdog_loop(every, || health(socket.clone(), every))
+                    .await;
+            }
+        })
     };
-    let res = tonic::transport::Server::builder()
-        .add_service(cri.runtime_service())
-        .add_service(cri.image_service())
-        .add_service(cri.admin_service())
-        .add_service(cri.objects_service())
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+    // Metrics: the poller and the scrape endpoint, stopped when dropped.
+    let _metrics_tasks = metrics_listener.map(|listener| {
+        crate::metrics::spawn(listener, metrics.clone(), socket.clone(), move || {
+            puller.layer_bytes()
+        })
+    });
+    tokio::pin!(server);
+    let res = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        r = &mut server => Some(r),
+    };
+    let res = match res {
+        Some(r) => r,
+        None => {
+            notify.send("STOPPING=1");
+            notify.status("stopping; containers keep running");
+            tracing::info!("shutting down; containers keep running");
+            let _ = stop_tx.send(());
+            server.await
+        }
+    };
+    ready.abort();
     let _ = std::fs::remove_file(&socket);
+    let res = res.map_err(|e| DaemonError::Startup(format!("server task: {e}")))?;
     res.map_err(|e| DaemonError::Serve {
         path: socket,
         source: Box::new(e),
     })
+}
+
+/// Wait until the socket answers a CRI `Version` call, then tell systemd READY=1.
+async fn announce_ready(socket: &Path, notify: &Notifier) {
+    loop {
+        if version(socket).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    notify.send("READY=1");
+    notify.status(&format!("serving CRI on {}", socket.display()));
+    tracing::info!(socket = %socket.display(), "ready");
+}
+
+async fn version(socket: &Path) -> Result<(), String> {
+    use kinglet_proto::v1::runtime_service_client::RuntimeServiceClient;
+    let ch = crate::client::connect(socket)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut req = tonic::Request::new(kinglet_proto::v1::VersionRequest::default());
+    internal(&mut req);
+    RuntimeServiceClient::new(ch)
+        .version(req)
+        .await
+        .map_err(|s| format!("Version: {}", s.message()))?;
+    Ok(())
+}
+
+/// The watchdog's health check, through the daemon's own serving path: connect to the
+/// socket, list the runtime's pod sandboxes (its state lock) and the supervisor's pods (its
+/// object store), each within `within`. A hung runtime or supervisor makes this hang.
+pub async fn health(socket: PathBuf, within: std::time::Duration) -> Result<(), String> {
+    use kinglet_proto::admin::objects_client::ObjectsClient;
+    use kinglet_proto::v1::runtime_service_client::RuntimeServiceClient;
+    let ch = crate::client::connect(&socket)
+        .await
+        .map_err(|e| format!("connect to {}: {e}", socket.display()))?;
+    let mut rt = RuntimeServiceClient::new(ch.clone());
+    let mut req = tonic::Request::new(kinglet_proto::v1::ListPodSandboxRequest::default());
+    req.set_timeout(within);
+    internal(&mut req);
+    rt.list_pod_sandbox(req)
+        .await
+        .map_err(|s| format!("ListPodSandbox: {}", s.message()))?;
+    let mut req = tonic::Request::new(kinglet_proto::admin::GetRequest {
+        kind: "pods".into(),
+        all_namespaces: true,
+        ..Default::default()
+    });
+    req.set_timeout(within);
+    internal(&mut req);
+    ObjectsClient::new(ch)
+        .get(req)
+        .await
+        .map_err(|s| format!("get pods: {}", s.message()))?;
+    Ok(())
+}
+
+/// Mark a call as the daemon's own (left out of the CRI call metrics).
+fn internal<T>(req: &mut tonic::Request<T>) {
+    req.metadata_mut().insert(
+        crate::metrics::INTERNAL_CALL,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
 }

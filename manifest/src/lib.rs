@@ -184,6 +184,7 @@ fn parse_value(
         }
         ("v1", "ConfigMap") => Object::ConfigMap(typed(source_name, &label, &value)?),
         ("v1", "Secret") => {
+            check_secret_data(source_name, &label, &value)?;
             let s: Secret = typed(source_name, &label, &value)?;
             check_secret(source_name, &label, &s)?;
             Object::Secret(s)
@@ -198,6 +199,50 @@ fn parse_value(
         }
     };
     out.push(obj);
+    Ok(())
+}
+
+/// Each `data` value of a Secret must be standard base64 (with padding), as the API server
+/// requires; name the key and the offending character, and say what to do.
+fn check_secret_data(source_name: &str, label: &str, value: &Value) -> Result<(), ManifestError> {
+    use base64::Engine as _;
+    let Some(data) = value.get("data").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (key, v) in data {
+        let invalid = |reason: String| ManifestError::Invalid {
+            source_name: source_name.to_owned(),
+            object: label.to_owned(),
+            path: format!("data.{key}"),
+            reason,
+        };
+        let Some(text) = v.as_str() else {
+            if v.is_null() {
+                continue;
+            }
+            return Err(invalid(
+                "must be a base64 string (use stringData for plain text)".into(),
+            ));
+        };
+        if let Err(e) = base64::engine::general_purpose::STANDARD.decode(text) {
+            let what = match e {
+                base64::DecodeError::InvalidByte(offset, byte) => {
+                    format!("character {:?} at offset {offset}", char::from(byte))
+                }
+                base64::DecodeError::InvalidLength(n) => {
+                    format!("length {n} is not a multiple of 4 (missing `=` padding?)")
+                }
+                base64::DecodeError::InvalidLastSymbol(offset, byte) => {
+                    format!("last character {:?} at offset {offset}", char::from(byte))
+                }
+                base64::DecodeError::InvalidPadding => "bad `=` padding".into(),
+            };
+            return Err(invalid(format!(
+                "is not valid base64: {what}; data values are base64-encoded \
+                 (e.g. `printf %s VALUE | base64 -w0`), or put the plain text under stringData"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -695,7 +740,29 @@ spec:
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("data.k") || e.contains("data"), "{e}");
+        assert!(
+            e.contains("Secret \"s\"")
+                && e.contains("field data.k: is not valid base64: character '*' at offset 0")
+                && e.contains("stringData"),
+            "{e}"
+        );
+        let e = parse(
+            "x.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {ok: aGk=, key: 'abc def'}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("field data.key: is not valid base64: character ' ' at offset 3"),
+            "{e}"
+        );
+        let e = parse(
+            "x.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: aGk}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("data.k") && e.contains("padding"), "{e}");
         let e = parse(
             "x.yaml",
             "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\nstringData: {tls.crt: x}\n",

@@ -203,6 +203,14 @@ impl Daemon {
     }
 
     async fn start_full(toml: &str, extra: impl FnOnce(&Daemon) -> Vec<String>) -> Daemon {
+        let mut d = Daemon::unstarted(toml, extra);
+        d.spawn().await;
+        d
+    }
+
+    /// A daemon's paths, network and config, not started yet: a test that starts the process
+    /// itself uses [`Daemon::command`] and hands the child to [`Daemon::adopt`] (for cleanup).
+    pub fn unstarted(toml: &str, extra: impl FnOnce(&Daemon) -> Vec<String>) -> Daemon {
         require_root();
         let mut dir = tempfile::Builder::new()
             .prefix("kinglet-e2e-")
@@ -229,8 +237,45 @@ impl Daemon {
             std::fs::write(&p, toml).unwrap();
             d.config = Some(p);
         }
-        d.spawn().await;
         d
+    }
+
+    /// The daemon's command line on its paths and network, logging to its `daemon.log`.
+    pub fn command(&self) -> Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .unwrap();
+        let mut cmd = Command::new(kinglet_bin());
+        cmd.arg("daemon");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--run-root")
+            .arg(&self.run_root)
+            .arg("--manifests")
+            .arg(self.manifests())
+            .args(self.net_args())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        cmd
+    }
+
+    /// Take over a daemon process started from [`Daemon::command`].
+    pub fn adopt(&mut self, child: Child) {
+        self.child = Some(child);
+    }
+
+    /// The daemon process, when running.
+    pub fn child(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
     }
 
     /// Network flags: the test network's, unless `extra_args` sets one itself; then the extras.
@@ -251,32 +296,7 @@ impl Daemon {
 
     /// (Re)start the daemon process on the same paths.
     pub async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("daemon.log"))
-            .unwrap();
-        let mut cmd = Command::new(kinglet_bin());
-        cmd.arg("daemon");
-        if let Some(c) = &self.config {
-            cmd.arg("--config").arg(c);
-        }
-        let child = cmd
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--run-root")
-            .arg(&self.run_root)
-            .arg("--manifests")
-            .arg(self.manifests())
-            .args(self.net_args())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start kinglet daemon");
+        let child = self.command().spawn().expect("start kinglet daemon");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

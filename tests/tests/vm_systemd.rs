@@ -30,6 +30,7 @@ use kinglet_tests::{kinglet_bin, require_root, test_image};
 /// Every check `checks.sh` runs, in order. Each must report PASS.
 const CHECKS: &[&str] = &[
     "service-active",
+    "service-notify",
     "socket-mode-0660",
     "cgroup-v2-unified",
     "image-import",
@@ -38,6 +39,7 @@ const CHECKS: &[&str] = &[
     "pod-client-log",
     "restart-keeps-container",
     "kill9-service-restarted",
+    "watchdog-restarts-hung",
     "apply-test-pods",
     "cgroup-memory-max",
     "cgroup-cpu-max",

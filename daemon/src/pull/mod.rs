@@ -164,6 +164,8 @@ pub struct Puller {
     inflight: Mutex<HashMap<String, (SharedPull, Arc<Progress>)>>,
     /// Blob downloads started since the daemon started (layers and configs).
     blob_downloads: AtomicU64,
+    /// Layer bytes downloaded since the daemon started (for the metrics).
+    layer_bytes: Arc<AtomicU64>,
 }
 
 impl Puller {
@@ -175,12 +177,18 @@ impl Puller {
             config,
             inflight: Mutex::new(HashMap::new()),
             blob_downloads: AtomicU64::new(0),
+            layer_bytes: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// Blob downloads started since the daemon started.
     pub fn blob_downloads(&self) -> u64 {
         self.blob_downloads.load(Ordering::Relaxed)
+    }
+
+    /// Layer bytes downloaded since the daemon started.
+    pub fn layer_bytes(&self) -> u64 {
+        self.layer_bytes.load(Ordering::Relaxed)
     }
 
     /// Progress of the running pulls of `reference` (normalized), if any.
@@ -563,8 +571,10 @@ impl Puller {
             .await
             .map_err(|e| classify(e, registry, image))?;
         let p = progress.clone();
+        let total = self.layer_bytes.clone();
         let stream = stream.inspect_ok(move |b| {
             p.bytes_done.fetch_add(b.len() as u64, Ordering::Relaxed);
+            total.fetch_add(b.len() as u64, Ordering::Relaxed);
         });
         let reader = tokio_util::io::StreamReader::new(stream);
         let images = self.images.clone();

@@ -102,6 +102,18 @@ service_active() {
 	systemctl show kinglet -p MainPID -p NRestarts -p ControlGroup -p ActiveEnterTimestampMonotonic
 }
 
+# Type=notify: active only after READY=1; the status line and the watchdog are set.
+service_notify() {
+	local show
+	show=$(systemctl show kinglet -p Type -p NotifyAccess -p WatchdogUSec -p ActiveState -p StatusText)
+	echo "$show"
+	echo "$show" | grep -qx 'Type=notify' || { echo "not Type=notify"; return 1; }
+	echo "$show" | grep -qx 'ActiveState=active' || { echo "not active"; return 1; }
+	echo "$show" | grep -q '^StatusText=serving CRI on /run/kinglet/kinglet.sock' ||
+		{ echo "no serving status"; return 1; }
+	echo "$show" | grep -Eq '^WatchdogUSec=(1min|60s|60000000)$' || { echo "no 60 s watchdog"; return 1; }
+}
+
 socket_mode() {
 	local mode
 	mode=$(stat -c '%a %F' /run/kinglet/kinglet.sock)
@@ -149,6 +161,23 @@ client_log() {
 	local rc=$?
 	kinglet logs web -c client | tail -n 3
 	return $rc
+}
+
+# A hung daemon (SIGSTOP: no thread runs, so no health check passes and no WATCHDOG=1 is sent)
+# is aborted by systemd's watchdog after WatchdogSec and restarted; the containers are kept.
+watchdog_restarts_hung() {
+	local pid0 main0 n0
+	pid0=$(server_pid) || { echo "no server process"; return 1; }
+	main0=$(main_pid)
+	n0=$(systemctl show -p NRestarts --value kinglet)
+	kill -STOP "$main0" || return 1
+	echo "daemon $main0 stopped at uptime $(uptime_s) s"
+	wait_until 200 "the watchdog restarting kinglet.service" sh -c \
+		"[ \$(systemctl show -p NRestarts --value kinglet) -gt $n0 ] && systemctl is-active -q kinglet" || return 1
+	echo "restarted at uptime $(uptime_s) s: daemon pid $(main_pid); NRestarts $n0 -> $(systemctl show -p NRestarts --value kinglet)"
+	journalctl -b -u kinglet --no-pager | grep -i watchdog | tail -n 2
+	journalctl -b -u kinglet --no-pager | grep -qi 'watchdog timeout' || { echo "not restarted by the watchdog"; return 1; }
+	pod_kept "$pid0"
 }
 
 # --- the daemon's restarts keep the containers ---------------------------------------------------
@@ -253,6 +282,7 @@ crash_back_off() {
 
 say "checks start at uptime $(uptime_s) s; kernel $(uname -r)"
 check service-active service_active
+check service-notify service_notify
 check socket-mode-0660 socket_mode
 check cgroup-v2-unified cgroup_v2
 check image-import import_image
@@ -261,6 +291,7 @@ check pod-ip-answers pod_ip_answers
 check pod-client-log client_log
 check restart-keeps-container restart_keeps_container
 check kill9-service-restarted kill9_restarts_service
+check watchdog-restarts-hung watchdog_restarts_hung
 check apply-test-pods apply_test_pods
 check cgroup-memory-max cgroup_file memory.max $((64 << 20))
 check cgroup-cpu-max cgroup_file cpu.max "50000 100000"
