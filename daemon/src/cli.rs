@@ -212,6 +212,12 @@ pub enum ShimCommand {
         /// Seconds; 0 = no limit.
         #[arg(long, default_value_t = 0)]
         timeout: u64,
+        /// Pass this process's stdin to the command (streaming exec).
+        #[arg(long)]
+        stdin: bool,
+        /// Run the command on a terminal; its master goes to this unix socket.
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
@@ -255,6 +261,8 @@ pub fn main() -> ExitCode {
                     runtime_root,
                     result,
                     timeout,
+                    stdin,
+                    console_socket,
                     cmd,
                 } => kinglet_shim::exec::main(&kinglet_shim::exec::ExecArgs {
                     id,
@@ -262,6 +270,8 @@ pub fn main() -> ExitCode {
                     result,
                     timeout: Duration::from_secs(timeout),
                     cmd,
+                    stdin,
+                    console_socket,
                 }),
             };
             ExitCode::from(u8::try_from(code).unwrap_or(1))

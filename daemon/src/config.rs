@@ -63,6 +63,10 @@ pub struct Config {
     /// `/kinglet/<pod>` (the kubelet's `podPidsLimit`); -1 or 0: unlimited (default).
     /// Only for sandboxes whose cgroup parent Kinglet chooses, with the cgroupfs driver.
     pub pod_pids_limit: i64,
+    /// The CRI streaming server (Exec/Attach/PortForward URLs): address and port; port 0 picks
+    /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
+    pub stream_address: std::net::IpAddr,
+    pub stream_port: u16,
 }
 
 impl Default for Config {
@@ -92,6 +96,8 @@ impl Default for Config {
             unpack_on_pull: true,
             allowed_unsafe_sysctls: Vec::new(),
             pod_pids_limit: -1,
+            stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            stream_port: 0,
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct FileConfig {
     pub unpack_on_pull: Option<bool>,
     pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub pod_pids_limit: Option<i64>,
+    pub stream_address: Option<std::net::IpAddr>,
+    pub stream_port: Option<u16>,
 }
 
 /// Settings given on the command line (all optional).
@@ -213,6 +221,8 @@ impl Config {
                 .allowed_unsafe_sysctls
                 .unwrap_or(d.allowed_unsafe_sysctls),
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
+            stream_address: file.stream_address.unwrap_or(d.stream_address),
+            stream_port: file.stream_port.unwrap_or(d.stream_port),
         };
         if let Err(reason) =
             crate::supervisor::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)

@@ -48,7 +48,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let supervisor = crate::supervisor::Supervisor::start(runtime.clone())
         .await
         .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
-    let cri = CriServer::new(Arc::new(Backend(runtime, supervisor)));
+    let stream_addr =
+        std::net::SocketAddr::new(runtime.config.stream_address, runtime.config.stream_port);
+    let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
+        .await
+        .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+    let cri = CriServer::new(Arc::new(Backend(runtime, supervisor, streaming)));
     tracing::info!(socket = %socket.display(), "serving CRI");
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -20,6 +20,7 @@ pub mod spec;
 pub mod stats;
 mod stats_rpc;
 pub mod store;
+mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -1,0 +1,311 @@
+//! The CRI streaming server driven by the upstream `crictl` (../shared/cri-tools): exec with
+//! piped stdin and exit codes, exec with a terminal (through `script`, which gives crictl a real
+//! pty), port-forward into a pod's network namespace and into a host-network pod, and the
+//! request checks of the Exec/PortForward RPCs.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kinglet_proto::v1;
+use kinglet_tests::*;
+
+/// The upstream crictl: `$CRICTL`, else `../shared/cri-tools/crictl` beside the workspace.
+fn crictl_bin() -> PathBuf {
+    let p = std::env::var_os("CRICTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/cri-tools/crictl")
+        });
+    assert!(
+        p.exists(),
+        "crictl not found at {} (set CRICTL, see ../shared/cri-tools/README.md)",
+        p.display()
+    );
+    p
+}
+
+fn crictl(d: &Daemon) -> Command {
+    let conf = d.dir.path().join("crictl.yaml");
+    if !conf.exists() {
+        std::fs::write(&conf, "").unwrap();
+    }
+    let ep = format!("unix://{}", d.socket.display());
+    let mut c = Command::new(crictl_bin());
+    c.args(["--config", conf.to_str().unwrap()]).args([
+        "--runtime-endpoint",
+        &ep,
+        "--image-endpoint",
+        &ep,
+        "--timeout",
+        "20s",
+    ]);
+    c
+}
+
+fn run_with_stdin(mut c: Command, input: &[u8]) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `crictl port-forward POD LOCAL:REMOTE`, once it says it is forwarding.
+fn port_forward(d: &Daemon, pod: &str, remote: u16) -> (Child, u16) {
+    let local = free_port();
+    let mut child = crictl(d)
+        .args(["port-forward", pod, &format!("{local}:{remote}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", local)).is_err() {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("crictl port-forward exited ({st}): {err}");
+        }
+        assert!(Instant::now() < deadline, "port-forward never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, local)
+}
+
+/// A plain HTTP/1.0 GET through `port`; the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+async fn web_pod(d: &Daemon, name: &str, host_network: bool, port: u16) -> (String, String) {
+    let mut rt = d.runtime().await;
+    let mut pod_cfg = pod_config(name, &d.dir.path().join("logs"));
+    if host_network {
+        pod_cfg.linux = Some(v1::LinuxPodSandboxConfig {
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                namespace_options: Some(v1::NamespaceOption {
+                    network: v1::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    let script = format!(
+        "mkdir -p /www && echo hello from {name} > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"
+    );
+    let c = run_container(&mut rt, &pod, &pod_cfg, sh_container("web", &script)).await;
+    (pod, c)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crictl_exec_and_port_forward() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let (pod, c) = web_pod(&d, "stream", false, 8080).await;
+
+    // Non-tty exec with stdin piped: output on both streams, stdin to EOF, the exit code.
+    let mut cmd = crictl(&d);
+    cmd.args([
+        "exec",
+        "-i",
+        &c,
+        "sh",
+        "-c",
+        "tr a-z A-Z; echo to-stderr >&2; exit 3",
+    ]);
+    let out = run_with_stdin(cmd, b"hello\nworld\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\nWORLD\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("to-stderr"), "stderr: {stderr}");
+    // The exit code travels as the kubelet's v4 Status; crictl reports it and fails.
+    assert!(
+        stderr.contains("command terminated with exit code 3"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // Output larger than any flow-control window spdystream could enforce (64 KiB).
+    let out = crictl(&d)
+        .args([
+            "exec",
+            &c,
+            "sh",
+            "-c",
+            "head -c 3000000 /dev/zero | tr '\\0' x",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 3_000_000);
+
+    // With a terminal: crictl gets a real pty from `script`; the command sees a tty of the
+    // size crictl sent, and its output comes back on the one stream.
+    let cmdline = format!(
+        "{} exec -it {c} sh -c 'tty; stty size; read line; echo got:$line; exit 5'",
+        crictl(&d)
+            .get_args()
+            .fold(crictl_bin().display().to_string(), |acc, a| format!(
+                "{acc} {}",
+                a.to_str().unwrap()
+            )),
+    );
+    let mut script = Command::new("script");
+    script.args([
+        "-qfec",
+        &format!("stty cols 91 rows 37; {cmdline}"),
+        "/dev/null",
+    ]);
+    let mut child = script
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    stdin.write_all(b"typed-line\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "tty output: {text:?}");
+    assert!(text.contains("37 91"), "window size: {text:?}");
+    assert!(
+        text.contains("got:typed-line"),
+        "stdin through the tty: {text:?}"
+    );
+    assert!(
+        text.contains("command terminated with exit code 5"),
+        "{text:?}"
+    );
+
+    // Port-forward into the pod's own network namespace: its server listens on 127.0.0.1 there.
+    let (mut pf, local) = port_forward(&d, &pod, 8080);
+    for _ in 0..3 {
+        let resp = http_get(local, "/index.html");
+        assert!(resp.contains("hello from stream"), "response: {resp}");
+    }
+    // A port nobody listens on: the error stream says so, the local connection just closes.
+    pf.kill().unwrap();
+    pf.wait().unwrap();
+
+    // A host-network pod: the port is the host's.
+    let port = free_port();
+    let (host_pod, _) = web_pod(&d, "hostnet", true, port).await;
+    wait_for("the host-network server", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let (mut pf, local) = port_forward(&d, &host_pod, port);
+    let resp = http_get(local, "/index.html");
+    assert!(resp.contains("hello from hostnet"), "response: {resp}");
+    pf.kill().unwrap();
+    pf.wait().unwrap();
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_requests_are_checked() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let pod_cfg = pod_config("checks", &d.dir.path().join("logs"));
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+    let c = run_container(&mut rt, &pod, &pod_cfg, sh_container("c", "sleep 1000")).await;
+
+    let err = rt
+        .exec(v1::ExecRequest {
+            container_id: "nope".into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    let err = rt
+        .exec(v1::ExecRequest {
+            container_id: c.clone(),
+            cmd: vec!["true".into()],
+            tty: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let err = rt
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: "nope".into(),
+            port: vec![80],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+
+    // A URL works once, on loopback, and only for its own kind.
+    let url = rt
+        .exec(v1::ExecRequest {
+            container_id: c.clone(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let pf_url = url.replace("/exec/", "/portforward/");
+    let status = |u: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", u])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(&pf_url), "404", "token of another kind");
+    assert_eq!(status(&url), "404", "consumed by the previous attempt");
+    let url = rt
+        .exec(v1::ExecRequest {
+            container_id: c.clone(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert_eq!(status(&url), "400", "no SPDY upgrade asked for");
+    d.shutdown().await;
+}
