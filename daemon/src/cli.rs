@@ -201,6 +201,12 @@ pub enum ShimCommand {
         log_path: Option<PathBuf>,
         #[arg(long)]
         systemd_cgroup: bool,
+        /// Keep the container's stdin open for attach clients.
+        #[arg(long)]
+        stdin: bool,
+        /// Close the container's stdin when the first attach client's input ends.
+        #[arg(long)]
+        stdin_once: bool,
     },
     Exec {
         #[arg(long)]
@@ -248,6 +254,8 @@ pub fn main() -> ExitCode {
                     state_dir,
                     log_path,
                     systemd_cgroup,
+                    stdin,
+                    stdin_once,
                 } => kinglet_shim::run::main(&kinglet_shim::run::RunArgs {
                     id,
                     bundle,
@@ -255,6 +263,8 @@ pub fn main() -> ExitCode {
                     state_dir,
                     log_path,
                     systemd_cgroup,
+                    stdin,
+                    stdin_once,
                 }),
                 ShimCommand::Exec {
                     id,

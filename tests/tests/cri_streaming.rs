@@ -171,32 +171,13 @@ async fn crictl_exec_and_port_forward() {
 
     // With a terminal: crictl gets a real pty from `script`; the command sees a tty of the
     // size crictl sent, and its output comes back on the one stream.
-    let cmdline = format!(
-        "{} exec -it {c} sh -c 'tty; stty size; read line; echo got:$line; exit 5'",
-        crictl(&d)
-            .get_args()
-            .fold(crictl_bin().display().to_string(), |acc, a| format!(
-                "{acc} {}",
-                a.to_str().unwrap()
-            )),
+    let (text, _) = in_pty(
+        &crictl_cmdline(
+            &d,
+            &format!("exec -it {c} sh -c 'tty; stty size; read line; echo got:$line; exit 5'"),
+        ),
+        b"typed-line\n",
     );
-    let mut script = Command::new("script");
-    script.args([
-        "-qfec",
-        &format!("stty cols 91 rows 37; {cmdline}"),
-        "/dev/null",
-    ]);
-    let mut child = script
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    stdin.write_all(b"typed-line\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "tty output: {text:?}");
     assert!(text.contains("37 91"), "window size: {text:?}");
     assert!(
@@ -229,6 +210,94 @@ async fn crictl_exec_and_port_forward() {
     assert!(resp.contains("hello from hostnet"), "response: {resp}");
     pf.kill().unwrap();
     pf.wait().unwrap();
+    d.shutdown().await;
+}
+
+/// `crictl ARGS...` as one shell command line (for `script -c`).
+fn crictl_cmdline(d: &Daemon, args: &str) -> String {
+    let c = crictl(d);
+    let mut line = crictl_bin().display().to_string();
+    for a in c.get_args() {
+        line.push(' ');
+        line.push_str(a.to_str().unwrap());
+    }
+    format!("{line} {args}")
+}
+
+/// Run `cmdline` under `script` (a real pty of 91x37 for crictl), type `input` after a pause.
+fn in_pty(cmdline: &str, input: &[u8]) -> (String, Option<i32>) {
+    let mut child = Command::new("script")
+        .args([
+            "-qfec",
+            &format!("stty cols 91 rows 37; {cmdline}"),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    stdin.write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crictl_attach_with_and_without_a_terminal() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let mut rt = d.runtime().await;
+    let logs = d.dir.path().join("logs");
+    let pod_cfg = pod_config("attach", &logs);
+    let pod = run_pod(&mut rt, &pod_cfg).await;
+
+    // stdin + stdin_once, no terminal: the client's input is the shell's whole script; its end
+    // closes the container's stdin, so the shell exits and the attach ends with it.
+    let mut cfg = sh_container("once", "exec sh");
+    cfg.stdin = true;
+    cfg.stdin_once = true;
+    let c = run_container(&mut rt, &pod, &pod_cfg, cfg).await;
+    let mut cmd = crictl(&d);
+    cmd.args(["attach", "-i", &c]);
+    let out = run_with_stdin(cmd, b"echo hi-attach; echo err-attach >&2; exit 4\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi-attach\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err-attach"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = wait_exited(&mut rt, &c, Duration::from_secs(10)).await;
+    assert_eq!(st.exit_code, 4, "the shell read its script from the attach");
+
+    // A terminal: crictl attach -it from a real pty; the size follows crictl's terminal, input
+    // is echoed, and the output is also in the CRI log as stdout.
+    let mut cfg = sh_container("tty", "exec sh");
+    cfg.stdin = true;
+    cfg.tty = true;
+    let c = run_container(&mut rt, &pod, &pod_cfg, cfg).await;
+    let (text, _) = in_pty(
+        &crictl_cmdline(&d, &format!("attach -it {c}")),
+        b"stty size; echo sum=$((6*7)); exit 6\n",
+    );
+    assert!(text.contains("37 91"), "window size: {text:?}");
+    assert!(text.contains("sum=42"), "{text:?}");
+    let st = wait_exited(&mut rt, &c, Duration::from_secs(10)).await;
+    assert_eq!(st.exit_code, 6);
+    let log = std::fs::read_to_string(logs.join("tty.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.ends_with(" stdout F sum=42")),
+        "tty output in the CRI log as stdout: {log}"
+    );
     d.shutdown().await;
 }
 

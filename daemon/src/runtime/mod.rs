@@ -5,6 +5,7 @@
 //! and `--run-root`, and the exit watchers of running containers. Multi-step operations keep a
 //! rollback list that runs in reverse when a step fails.
 
+mod attach;
 pub mod cgroups;
 mod container;
 mod exec;

@@ -6,6 +6,7 @@
 //!   multi-threaded daemon) with the command's stdio as pipes; with a tty, libcontainer sends
 //!   the terminal's master to a console socket the daemon listens on, and the daemon reads,
 //!   writes and resizes (TIOCSWINSZ) it;
+//! - attach: through the container's shim ([`super::attach`]);
 //! - port-forward: a TCP connection to the pod's loopback made on a fresh `std::thread` that
 //!   enters the pod's pinned network namespace (a socket keeps the namespace it was made in),
 //!   or on the host for host-network pods.
@@ -345,12 +346,16 @@ impl kinglet_streaming::StreamRuntime for Runtime {
     async fn attach(
         &self,
         container_id: &str,
-        _tty: bool,
-        _stdin: bool,
+        tty: bool,
+        stdin: bool,
     ) -> Result<Process, StreamingError> {
-        Err(runtime_err(format!(
-            "attach to container {container_id}: not supported by this runtime yet"
-        )))
+        let id = self
+            .running_container(container_id, "Attach")
+            .await
+            .map_err(|e| runtime_err(e.to_string()))?;
+        super::attach::attach(&self.paths.shim_state(&id), tty, stdin)
+            .await
+            .map_err(|e| runtime_err(format!("attach to container {id}: {e}")))
     }
 
     async fn port_forward(&self, sandbox_id: &str, port: u16) -> Result<TcpStream, StreamingError> {
