@@ -1,7 +1,8 @@
 //! The CRI streaming server, as the kubelet's and containerd's: Exec, Attach and PortForward
 //! RPCs answer with a URL on this HTTP server holding a single-use token ([`cache`]); the client
-//! then connects there and upgrades the connection to SPDY/3.1 ([`spdy`]) to run the
-//! Kubernetes remotecommand ([`remotecommand`]) or port-forward ([`portforward`]) protocol.
+//! then connects there and upgrades the connection to SPDY/3.1 ([`spdy`]) or WebSocket
+//! ([`websocket`]) to run the Kubernetes remotecommand ([`remotecommand`]) or port-forward
+//! ([`portforward`]) protocol.
 //!
 //! The server knows nothing about containers: it reaches the runtime through
 //! [`StreamRuntime`], which the daemon implements (starting an exec helper process, attaching
@@ -12,6 +13,7 @@ pub mod portforward;
 pub mod remotecommand;
 pub mod server;
 pub mod spdy;
+pub mod websocket;
 
 use std::future::Future;
 use std::pin::Pin;

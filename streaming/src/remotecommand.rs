@@ -16,9 +16,12 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use bytes::Bytes;
+
 use crate::cache::Request;
 use crate::spdy::frame::header;
 use crate::spdy::session::{Session, Stream, StreamWriter};
+use crate::websocket::ChannelWriter;
 use crate::{BoxRead, Process, StreamRuntime, StreamingError, TermSize};
 
 /// Protocols offered over SPDY, most preferred first (v5 adds nothing over v4 on SPDY).
@@ -192,7 +195,79 @@ async fn collect(session: &mut Session, expected: &[&str]) -> Result<Streams, St
     Ok(got)
 }
 
-async fn pump_out(src: Option<BoxRead>, dst: Option<StreamWriter>) {
+/// Where one output channel goes: a SPDY stream or a WebSocket channel.
+pub enum Output {
+    Spdy(StreamWriter),
+    Ws(ChannelWriter),
+}
+
+impl Output {
+    pub async fn write(&self, data: &[u8]) -> Result<(), StreamingError> {
+        match self {
+            Output::Spdy(w) => w.write(data).await,
+            Output::Ws(w) => w.write(data).await,
+        }
+    }
+    /// Half-close (SPDY FIN); a WebSocket channel has no end of its own.
+    pub async fn finish(&self) {
+        if let Output::Spdy(w) = self {
+            w.finish().await
+        }
+    }
+}
+
+/// The client's side of a session, whatever the transport.
+pub struct Channels {
+    pub stdin: Option<mpsc::Receiver<Bytes>>,
+    pub stdout: Option<Output>,
+    pub stderr: Option<Output>,
+    pub error: Option<Output>,
+    pub resize: Option<mpsc::Receiver<Bytes>>,
+}
+
+/// Start what `req` asks for.
+pub async fn start(req: &Request, runtime: &dyn StreamRuntime) -> Result<Process, StreamingError> {
+    match req {
+        Request::Exec {
+            container_id,
+            cmd,
+            tty,
+            stdin,
+            ..
+        } => runtime.exec(container_id, cmd, *tty, *stdin).await,
+        Request::Attach {
+            container_id,
+            tty,
+            stdin,
+            ..
+        } => runtime.attach(container_id, *tty, *stdin).await,
+        Request::PortForward { .. } => Err(StreamingError::Protocol {
+            what: "not an exec or attach request".into(),
+        }),
+    }
+}
+
+/// Run `req` over `ch` and report the outcome on the error channel as protocol `version`
+/// wants it.
+pub async fn serve(req: &Request, ch: Channels, version: u8, runtime: &dyn StreamRuntime) {
+    let cmd = match req {
+        Request::Exec { cmd, .. } => cmd.clone(),
+        _ => Vec::new(),
+    };
+    let outcome = match start(req, runtime).await {
+        Ok(p) => run(p, ch.stdin, ch.stdout, ch.stderr, ch.resize).await,
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    if let Some(err) = ch.error {
+        let msg = status_message(&outcome, &cmd, version);
+        if !msg.is_empty() {
+            let _ = err.write(&msg).await;
+        }
+        err.finish().await;
+    }
+}
+
+async fn pump_out(src: Option<BoxRead>, dst: Option<Output>) {
     let Some(mut src) = src else {
         if let Some(d) = dst {
             d.finish().await;
@@ -220,13 +295,13 @@ async fn pump_out(src: Option<BoxRead>, dst: Option<StreamWriter>) {
 }
 
 fn spawn_resize(
-    stream: Option<Stream>,
+    rx: Option<mpsc::Receiver<Bytes>>,
     to: Option<mpsc::UnboundedSender<TermSize>>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let (mut stream, to) = (stream?, to?);
+    let (mut rx, to) = (rx?, to?);
     Some(tokio::spawn(async move {
         let mut buf = Vec::new();
-        while let Some(chunk) = stream.rx.recv().await {
+        while let Some(chunk) = rx.recv().await {
             buf.extend_from_slice(&chunk);
             let mut de = serde_json::Deserializer::from_slice(&buf).into_iter::<TermSize>();
             let mut used = 0;
@@ -258,59 +333,28 @@ pub async fn serve_spdy(
             return;
         }
     };
-    let (process, cmd) = match &req {
-        Request::Exec {
-            container_id,
-            cmd,
-            tty,
-            stdin,
-            ..
-        } => (
-            runtime.exec(container_id, cmd, *tty, *stdin).await,
-            cmd.clone(),
-        ),
-        Request::Attach {
-            container_id,
-            tty,
-            stdin,
-            ..
-        } => (runtime.attach(container_id, *tty, *stdin).await, Vec::new()),
-        Request::PortForward { .. } => return,
+    let ch = Channels {
+        stdin: streams.stdin.map(|s| s.rx),
+        stdout: streams.stdout.map(|s| Output::Spdy(s.tx)),
+        stderr: streams.stderr.map(|s| Output::Spdy(s.tx)),
+        error: streams.error.map(|s| Output::Spdy(s.tx)),
+        resize: streams.resize.map(|s| s.rx),
     };
-    let outcome = match process {
-        Ok(p) => {
-            run(
-                p,
-                streams.stdin,
-                streams.stdout,
-                streams.stderr,
-                streams.resize,
-            )
-            .await
-        }
-        Err(e) => Outcome::Failed(e.to_string()),
-    };
-    if let Some(err) = streams.error {
-        let msg = status_message(&outcome, &cmd, version);
-        if !msg.is_empty() {
-            let _ = err.tx.write(&msg).await;
-        }
-        err.tx.finish().await;
-    }
+    serve(&req, ch, version, runtime.as_ref()).await;
     session.close().await;
 }
 
 /// Pump a process's stdio through the streams until it exits.
 async fn run(
     p: Process,
-    stdin: Option<Stream>,
-    stdout: Option<Stream>,
-    stderr: Option<Stream>,
-    resize: Option<Stream>,
+    stdin: Option<mpsc::Receiver<Bytes>>,
+    stdout: Option<Output>,
+    stderr: Option<Output>,
+    resize: Option<mpsc::Receiver<Bytes>>,
 ) -> Outcome {
     let stdin_task = match (stdin, p.stdin) {
-        (Some(mut s), Some(mut w)) => Some(tokio::spawn(async move {
-            while let Some(chunk) = s.rx.recv().await {
+        (Some(mut rx), Some(mut w)) => Some(tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
                 if w.write_all(&chunk).await.is_err() || w.flush().await.is_err() {
                     break;
                 }
@@ -320,8 +364,8 @@ async fn run(
         })),
         _ => None,
     };
-    let out = tokio::spawn(pump_out(p.stdout, stdout.map(|s| s.tx)));
-    let err = tokio::spawn(pump_out(p.stderr, stderr.map(|s| s.tx)));
+    let out = tokio::spawn(pump_out(p.stdout, stdout));
+    let err = tokio::spawn(pump_out(p.stderr, stderr));
     let resize_task = spawn_resize(resize, p.resize);
     let outcome = match p.wait.await {
         Ok(code) => Outcome::Exited(code),

@@ -1,7 +1,8 @@
 //! The HTTP side: a hyper server on a TCP address (loopback by default) that maps
 //! `/exec/<token>`, `/attach/<token>` and `/portforward/<token>` to the cached request,
-//! negotiates the subprotocol (`X-Stream-Protocol-Version`) and upgrades the connection to
-//! SPDY/3.1, as the kubelet's streaming server does.
+//! negotiates the subprotocol and upgrades the connection to SPDY/3.1
+//! (`X-Stream-Protocol-Version`) or WebSocket (`Sec-WebSocket-Protocol`), as the kubelet's
+//! streaming server does.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::cache::{Request, RequestCache};
 use crate::spdy::session::Session;
-use crate::{portforward, remotecommand, StreamRuntime, StreamingError};
+use crate::{portforward, remotecommand, websocket, StreamRuntime, StreamingError};
 
 type Response = hyper::Response<Full<Bytes>>;
 
@@ -155,10 +156,13 @@ fn handle(inner: Arc<Inner>, mut req: hyper::Request<Incoming>) -> Response {
         );
     }
     let upgrade = header_values(req.headers(), "upgrade");
+    if upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket")) {
+        return upgrade_websocket(inner, req, request);
+    }
     if !upgrade.iter().any(|u| u.eq_ignore_ascii_case(SPDY)) {
         return plain(
             StatusCode::BAD_REQUEST,
-            format!("unable to upgrade: the Upgrade header must be {SPDY}"),
+            format!("unable to upgrade: the Upgrade header must be {SPDY} or websocket"),
         );
     }
     let server: &[&str] = match request {
@@ -167,16 +171,7 @@ fn handle(inner: Arc<Inner>, mut req: hyper::Request<Incoming>) -> Response {
     };
     let client = header_values(req.headers(), PROTOCOL_HEADER);
     let Some(protocol) = negotiate(&client, server) else {
-        let mut r = plain(
-            StatusCode::FORBIDDEN,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {client:?}, server accepts {server:?}"
-            ),
-        );
-        if let Ok(v) = HeaderValue::from_str(&server.join(", ")) {
-            r.headers_mut().insert(ACCEPTED_HEADER, v);
-        }
-        return r;
+        return refuse(&client, server);
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let proto = protocol.clone();
@@ -203,6 +198,93 @@ fn handle(inner: Arc<Inner>, mut req: hyper::Request<Incoming>) -> Response {
     h.insert(header::UPGRADE, HeaderValue::from_static(SPDY));
     if let Ok(v) = HeaderValue::from_str(&protocol) {
         h.insert(PROTOCOL_HEADER, v);
+    }
+    r
+}
+
+fn refuse(client: &[String], server: &[&str]) -> Response {
+    let mut r = plain(
+        StatusCode::FORBIDDEN,
+        format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {client:?}, server accepts {server:?}"
+        ),
+    );
+    if let Ok(v) = HeaderValue::from_str(&server.join(", ")) {
+        r.headers_mut().insert(ACCEPTED_HEADER, v);
+    }
+    r
+}
+
+/// The WebSocket upgrade (RFC 6455 handshake; the subprotocol picks the framing).
+fn upgrade_websocket(
+    inner: Arc<Inner>,
+    mut req: hyper::Request<Incoming>,
+    request: Request,
+) -> Response {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "websocket upgrade without Sec-WebSocket-Key",
+        );
+    };
+    let server: &[&str] = match request {
+        Request::PortForward { .. } => websocket::PORTFORWARD_PROTOCOLS,
+        _ => websocket::REMOTECOMMAND_PROTOCOLS,
+    };
+    let client = header_values(req.headers(), "sec-websocket-protocol");
+    let Some(protocol) = negotiate(&client, server) else {
+        return refuse(&client, server);
+    };
+    let ports = if matches!(request, Request::PortForward { .. })
+        && protocol == websocket::PORTFORWARD_CHANNELS
+    {
+        match websocket::query_ports(req.uri().query()) {
+            Ok(p) => p,
+            Err(msg) => return plain(StatusCode::BAD_REQUEST, msg),
+        }
+    } else {
+        Vec::new()
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let proto = protocol.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::info!(err = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        let rt = inner.runtime.clone();
+        match request {
+            Request::PortForward { sandbox_id } if proto == websocket::PORTFORWARD_SPDY_TUNNEL => {
+                websocket::serve_portforward_spdy_tunnel(ws, sandbox_id, rt).await
+            }
+            Request::PortForward { sandbox_id } => {
+                websocket::serve_portforward_channels(ws, ports, sandbox_id, rt).await
+            }
+            other => websocket::serve_remotecommand(ws, &proto, other, rt).await,
+        }
+    });
+    let mut r = hyper::Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert("sec-websocket-accept", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&protocol) {
+        h.insert("sec-websocket-protocol", v);
     }
     r
 }

@@ -64,11 +64,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `crictl port-forward POD LOCAL:REMOTE`, once it says it is forwarding.
-fn port_forward(d: &Daemon, pod: &str, remote: u16) -> (Child, u16) {
+/// `crictl port-forward -r TRANSPORT POD LOCAL:REMOTE`, once it listens.
+fn port_forward(d: &Daemon, pod: &str, remote: u16, transport: &str) -> (Child, u16) {
     let local = free_port();
     let mut child = crictl(d)
-        .args(["port-forward", pod, &format!("{local}:{remote}")])
+        .args([
+            "port-forward",
+            "-r",
+            transport,
+            pod,
+            &format!("{local}:{remote}"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -130,74 +136,75 @@ async fn crictl_exec_and_port_forward() {
     d.import_test_image().await;
     let (pod, c) = web_pod(&d, "stream", false, 8080).await;
 
-    // Non-tty exec with stdin piped: output on both streams, stdin to EOF, the exit code.
-    let mut cmd = crictl(&d);
-    cmd.args([
-        "exec",
-        "-i",
-        &c,
-        "sh",
-        "-c",
-        "tr a-z A-Z; echo to-stderr >&2; exit 3",
-    ]);
-    let out = run_with_stdin(cmd, b"hello\nworld\n");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\nWORLD\n");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("to-stderr"), "stderr: {stderr}");
-    // The exit code travels as the kubelet's v4 Status; crictl reports it and fails.
-    assert!(
-        stderr.contains("command terminated with exit code 3"),
-        "stderr: {stderr}"
-    );
-    assert_eq!(out.status.code(), Some(1));
+    for transport in ["spdy", "websocket"] {
+        // Non-tty exec with stdin piped: output on both streams, stdin to its end (WebSocket:
+        // the v5 close message), the exit code.
+        let mut cmd = crictl(&d);
+        cmd.args(["exec", "-r", transport, "-i", &c, "sh", "-c"])
+            .arg("tr a-z A-Z; echo to-stderr >&2; exit 3");
+        let out = run_with_stdin(cmd, b"hello\nworld\n");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "HELLO\nWORLD\n",
+            "{transport}: {stderr}"
+        );
+        assert!(stderr.contains("to-stderr"), "{transport}: {stderr}");
+        // The exit code travels as the kubelet's v4 Status; crictl reports it and fails.
+        assert!(
+            stderr.contains("command terminated with exit code 3"),
+            "{transport}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(1));
 
-    // Output larger than any flow-control window spdystream could enforce (64 KiB).
-    let out = crictl(&d)
-        .args([
-            "exec",
-            &c,
-            "sh",
-            "-c",
-            "head -c 3000000 /dev/zero | tr '\\0' x",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout.len(), 3_000_000);
+        // Output larger than any flow-control window spdystream could enforce (64 KiB).
+        let out = crictl(&d)
+            .args(["exec", "-r", transport, &c, "sh", "-c"])
+            .arg("head -c 3000000 /dev/zero | tr '\\0' x")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{transport}: {stderr}");
+        assert_eq!(out.stdout.len(), 3_000_000, "{transport}");
 
-    // With a terminal: crictl gets a real pty from `script`; the command sees a tty of the
-    // size crictl sent, and its output comes back on the one stream.
-    let (text, _) = in_pty(
-        &crictl_cmdline(
-            &d,
-            &format!("exec -it {c} sh -c 'tty; stty size; read line; echo got:$line; exit 5'"),
-        ),
-        b"typed-line\n",
-    );
-    assert!(text.contains("/dev/pts/"), "tty output: {text:?}");
-    assert!(text.contains("37 91"), "window size: {text:?}");
-    assert!(
-        text.contains("got:typed-line"),
-        "stdin through the tty: {text:?}"
-    );
-    assert!(
-        text.contains("command terminated with exit code 5"),
-        "{text:?}"
-    );
+        // With a terminal: crictl gets a real pty from `script`; the command sees a tty of the
+        // size crictl sent, and its output comes back on the one stream.
+        let script = "tty; stty size; read line; echo got:$line; exit 5";
+        let (text, _) = in_pty(
+            &crictl_cmdline(&d, &format!("exec -r {transport} -it {c} sh -c '{script}'")),
+            b"typed-line\n",
+        );
+        assert!(text.contains("/dev/pts/"), "{transport}: {text:?}");
+        assert!(text.contains("37 91"), "{transport} window size: {text:?}");
+        assert!(text.contains("got:typed-line"), "{transport}: {text:?}");
+        assert!(
+            text.contains("command terminated with exit code 5"),
+            "{transport}: {text:?}"
+        );
 
-    // Port-forward into the pod's own network namespace: its server listens on 127.0.0.1 there.
-    let (mut pf, local) = port_forward(&d, &pod, 8080);
-    for _ in 0..3 {
-        let resp = http_get(local, "/index.html");
-        assert!(resp.contains("hello from stream"), "response: {resp}");
+        // Port-forward into the pod's own network namespace: its server listens on 127.0.0.1
+        // there, unreachable from the host.
+        let (mut pf, local) = port_forward(&d, &pod, 8080, transport);
+        for _ in 0..3 {
+            let resp = http_get(local, "/index.html");
+            assert!(resp.contains("hello from stream"), "{transport}: {resp}");
+        }
+        pf.kill().unwrap();
+        pf.wait().unwrap();
+
+        // A port nobody listens on: the local connection closes, crictl reports the error the
+        // server sent on the error stream.
+        let (mut pf, local) = port_forward(&d, &pod, 9, transport);
+        assert_eq!(http_get(local, "/"), "", "{transport}");
+        std::thread::sleep(Duration::from_millis(500));
+        pf.kill().unwrap();
+        let out = pf.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error forwarding port 9 to pod") && stderr.contains("refused"),
+            "{transport}: {stderr}"
+        );
     }
-    // A port nobody listens on: the error stream says so, the local connection just closes.
-    pf.kill().unwrap();
-    pf.wait().unwrap();
 
     // A host-network pod: the port is the host's.
     let port = free_port();
@@ -205,7 +212,7 @@ async fn crictl_exec_and_port_forward() {
     wait_for("the host-network server", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    let (mut pf, local) = port_forward(&d, &host_pod, port);
+    let (mut pf, local) = port_forward(&d, &host_pod, port, "spdy");
     let resp = http_get(local, "/index.html");
     assert!(resp.contains("hello from hostnet"), "response: {resp}");
     pf.kill().unwrap();
@@ -256,14 +263,14 @@ async fn crictl_attach_with_and_without_a_terminal() {
     let pod_cfg = pod_config("attach", &logs);
     let pod = run_pod(&mut rt, &pod_cfg).await;
 
-    // stdin + stdin_once, no terminal: the client's input is the shell's whole script; its end
-    // closes the container's stdin, so the shell exits and the attach ends with it.
+    // stdin + stdin_once, no terminal (over WebSocket): the client's input is the shell's whole
+    // script; its end closes the container's stdin, so the shell exits and the attach ends.
     let mut cfg = sh_container("once", "exec sh");
     cfg.stdin = true;
     cfg.stdin_once = true;
     let c = run_container(&mut rt, &pod, &pod_cfg, cfg).await;
     let mut cmd = crictl(&d);
-    cmd.args(["attach", "-i", &c]);
+    cmd.args(["attach", "-r", "websocket", "-i", &c]);
     let out = run_with_stdin(cmd, b"echo hi-attach; echo err-attach >&2; exit 4\n");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -279,7 +286,7 @@ async fn crictl_attach_with_and_without_a_terminal() {
     let st = wait_exited(&mut rt, &c, Duration::from_secs(10)).await;
     assert_eq!(st.exit_code, 4, "the shell read its script from the attach");
 
-    // A terminal: crictl attach -it from a real pty; the size follows crictl's terminal, input
+    // A terminal (over SPDY): crictl attach -it from a real pty; the size follows crictl's terminal, input
     // is echoed, and the output is also in the CRI log as stdout.
     let mut cfg = sh_container("tty", "exec sh");
     cfg.stdin = true;
