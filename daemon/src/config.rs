@@ -311,6 +311,32 @@ mod tests {
     }
 
     #[test]
+    fn streaming_server_address_defaults_to_loopback_any_port() {
+        let d = Config::default();
+        assert_eq!(d.stream_address.to_string(), "127.0.0.1");
+        assert_eq!(d.stream_port, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        std::fs::write(&f, "stream-address = \"::1\"\nstream-port = 10010\n").unwrap();
+        let flags = FlagConfig {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(
+            (c.stream_address.to_string(), c.stream_port),
+            ("::1".into(), 10010)
+        );
+        std::fs::write(&f, "stream-address = \"localhost\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err();
+        assert!(
+            kinglet_cri::chain(&e).contains("stream-address"),
+            "{}",
+            kinglet_cri::chain(&e)
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_relative_paths_are_refused_with_the_field_named() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k.toml");
