@@ -153,7 +153,16 @@ impl Runtime {
             .map_err(|e| runtime_err(e.to_string()))?;
         let name = new_id();
         let result_path = self.paths.exec_dir().join(format!("{name}.json"));
-        let console = tty.then(|| self.paths.exec_dir().join(format!("{name}.sock")));
+        // A socket address holds 107 bytes: a short name, and the helper gets a real path.
+        let console = tty.then(|| self.paths.exec_dir().join(format!("{}.sock", &name[..12])));
+        if let Some(p) = &console {
+            if p.as_os_str().len() > 107 {
+                return Err(runtime_err(format!(
+                    "console socket path {} is longer than a unix socket address allows; use a shorter run-root",
+                    p.display()
+                )));
+            }
+        }
         let listener = match &console {
             Some(p) => Some(
                 std::os::unix::net::UnixListener::bind(p)
@@ -325,10 +334,52 @@ fn attach_terminal(
         }
     });
     process.stdout = Some(Box::pin(reader));
-    process.stdin = Some(Box::pin(writer));
+    process.stdin = Some(Box::pin(TtyInput {
+        file: writer,
+        eot: false,
+    }));
     process.stderr = None;
     process.resize = Some(tx);
     Ok(())
+}
+
+/// Input to a terminal master. Its end (the client closed stdin or went away) types ^D, as a
+/// terminal whose user logs out: a shell reading at the start of a line ends, where an open
+/// master would keep it waiting for ever.
+struct TtyInput {
+    file: tokio::fs::File,
+    eot: bool,
+}
+
+impl tokio::io::AsyncWrite for TtyInput {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if !self.eot {
+            match std::pin::Pin::new(&mut self.file).poll_write(cx, &[0x04]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(_) => self.eot = true,
+            }
+        }
+        std::pin::Pin::new(&mut self.file).poll_flush(cx)
+    }
 }
 
 #[async_trait::async_trait]
