@@ -130,10 +130,23 @@ pub enum Command {
         pod: String,
         #[arg(short = 'c', long)]
         container: Option<String>,
+        /// Pass stdin to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Run the command on a terminal (with -i: this one, in raw mode).
+        #[arg(short = 't', long)]
+        tty: bool,
         #[command(flatten)]
         client: ClientFlags,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Forward a local port to a port of a pod (LOCAL:REMOTE, or PORT for both).
+    PortForward {
+        pod: String,
+        ports: String,
+        #[command(flatten)]
+        client: ClientFlags,
     },
     /// (internal) Monitor processes the daemon starts for each container.
     #[command(hide = true)]
@@ -348,6 +361,8 @@ pub fn main() -> ExitCode {
         Command::Exec {
             pod,
             container,
+            stdin,
+            tty,
             client,
             cmd,
         } => {
@@ -355,10 +370,21 @@ pub fn main() -> ExitCode {
             let ns = client.namespace.clone();
             let r = run_async(async move {
                 let ch = connect_to(&client.socket).await?;
-                let code = crate::kubectl::exec(ch, &pod, &ns, container.as_deref(), cmd).await?;
+                let c = container.as_deref();
+                let code = if stdin || tty {
+                    crate::stream_cli::exec(ch, &pod, &ns, c, cmd, stdin, tty).await?
+                } else {
+                    crate::kubectl::exec(ch, &pod, &ns, c, cmd).await?
+                };
                 std::process::exit(code)
             });
             report(r)
+        }
+        Command::PortForward { pod, ports, client } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                crate::stream_cli::port_forward(ch, &pod, &ns, &ports).await
+            })
         }
         Command::Image { socket, command } => {
             init_tracing("warn");

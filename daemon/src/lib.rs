@@ -17,6 +17,7 @@ pub mod kubectl;
 pub mod pull;
 pub mod runtime;
 pub mod server;
+pub mod stream_cli;
 pub mod supervisor;
 mod sys;
 

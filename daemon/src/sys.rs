@@ -66,3 +66,26 @@ pub fn set_winsize(fd: BorrowedFd<'_>, cols: u16, rows: u16) -> std::io::Result<
     }
     Ok(())
 }
+
+/// The window size of terminal `fd` (TIOCGWINSZ): (columns, rows).
+pub fn get_winsize(fd: BorrowedFd<'_>) -> std::io::Result<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through a pointer to a live local, valid for the
+    // call; `fd` is borrowed for its duration.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut ws as *mut libc::winsize,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((ws.ws_col, ws.ws_row))
+}

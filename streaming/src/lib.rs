@@ -9,6 +9,7 @@
 //! to a shim, dialing inside a pod's network namespace).
 
 pub mod cache;
+pub mod client;
 pub mod portforward;
 pub mod remotecommand;
 pub mod server;

@@ -307,3 +307,47 @@ async fn spdy_session_replies_echoes_pings_and_finishes_streams() {
     let st: serde_json::Value = serde_json::from_slice(&status).unwrap();
     assert_eq!(st["details"]["causes"][0]["message"], "3");
 }
+
+#[tokio::test]
+async fn the_cli_client_runs_exec_and_forwards_a_connection() {
+    let srv = server().await;
+    let url = srv.url_for(exec_request()).unwrap();
+    let mut out = Vec::new();
+    let code = kinglet_streaming::client::exec(
+        &url,
+        Some(&b"round trip"[..]),
+        &mut out,
+        tokio::io::sink(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!((code, out.as_slice()), (3, &b"round trip"[..]));
+
+    // A local connection forwarded to the (echoing) pod port.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let url = srv
+        .url_for(Request::PortForward {
+            sandbox_id: "p".into(),
+        })
+        .unwrap();
+    let fwd = tokio::spawn(async move {
+        let (conn, _) = l.accept().await.unwrap();
+        kinglet_streaming::client::forward(&url, 7777, conn).await
+    });
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"echo me").await.unwrap();
+    let mut buf = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"echo me");
+    drop(c);
+    tokio::time::timeout(Duration::from_secs(10), fwd)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

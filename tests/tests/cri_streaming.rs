@@ -308,6 +308,71 @@ async fn crictl_attach_with_and_without_a_terminal() {
     d.shutdown().await;
 }
 
+/// `kinglet exec -i/-t` and `kinglet port-forward` for a pod applied from YAML, through the
+/// same streaming server (WebSocket).
+#[tokio::test(flavor = "multi_thread")]
+async fn kinglet_exec_it_and_port_forward_for_manifest_pods() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\nspec:\n  containers:\n  - name: web\n    image: {IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'mkdir -p /www && echo manifest-pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']\n"
+    );
+    let f = write(d.dir.path(), "shell.yaml", &yaml);
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("pod shell running", Duration::from_secs(30), || {
+        pod_json(&d, "shell")["status"]["phase"] == "Running"
+    });
+    let kinglet = kinglet_bin();
+    let sock = d.socket.display().to_string();
+
+    // -i: stdin to its end, stdout and stderr apart, the exit code as kinglet's own.
+    let mut cmd = Command::new(&kinglet);
+    cmd.args(["exec", "--socket", &sock, "-i", "shell", "--", "sh", "-c"])
+        .arg("tr a-z A-Z; echo err >&2; exit 7");
+    let out = run_with_stdin(cmd, b"abc\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ABC\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(out.status.code(), Some(7));
+
+    // -it from a real terminal: raw mode, size, input echoed by the remote tty.
+    let line = format!(
+        "{} exec --socket {sock} -it shell -- sh -c 'stty size; read x; echo got:$x; exit 2'",
+        kinglet.display()
+    );
+    let (text, code) = in_pty(&line, b"typed\r");
+    assert!(text.contains("37 91"), "{text:?}");
+    assert!(text.contains("got:typed"), "{text:?}");
+    assert_eq!(code, Some(2), "{text:?}");
+
+    // port-forward LOCAL:REMOTE into the pod's network namespace.
+    let local = free_port();
+    let mut pf = Command::new(&kinglet)
+        .args(["port-forward", "--socket", &sock, "shell"])
+        .arg(format!("{local}:8080"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "kinglet port-forward listening",
+        Duration::from_secs(10),
+        || TcpStream::connect(("127.0.0.1", local)).is_ok(),
+    );
+    for _ in 0..2 {
+        let resp = http_get(local, "/index.html");
+        assert!(resp.contains("manifest-pod"), "{resp}");
+    }
+    pf.kill().unwrap();
+    let out = pf.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("Forwarding from 127.0.0.1:{local} -> 8080")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    d.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn streaming_requests_are_checked() {
     let d = Daemon::start().await;
