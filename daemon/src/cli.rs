@@ -237,9 +237,24 @@ pub enum ShimCommand {
         /// Run the command on a terminal; its master goes to this unix socket.
         #[arg(long)]
         console_socket: Option<PathBuf>,
+        /// The terminal's size from the start, COLUMNSxROWS.
+        #[arg(long, value_parser = parse_console_size)]
+        console_size: Option<(u16, u16)>,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+}
+
+/// `COLUMNSxROWS`, e.g. `80x24`.
+fn parse_console_size(s: &str) -> Result<(u16, u16), String> {
+    let (c, r) = s
+        .split_once('x')
+        .ok_or_else(|| format!("console size {s:?} is not COLUMNSxROWS"))?;
+    let n = |v: &str| {
+        v.parse::<u16>()
+            .map_err(|e| format!("console size {s:?}: {e}"))
+    };
+    Ok((n(c)?, n(r)?))
 }
 
 fn init_tracing(default: &str) {
@@ -286,6 +301,7 @@ pub fn main() -> ExitCode {
                     timeout,
                     stdin,
                     console_socket,
+                    console_size,
                     cmd,
                 } => kinglet_shim::exec::main(&kinglet_shim::exec::ExecArgs {
                     id,
@@ -295,6 +311,7 @@ pub fn main() -> ExitCode {
                     cmd,
                     stdin,
                     console_socket,
+                    console_size,
                 }),
             };
             ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -37,6 +37,8 @@ pub struct ExecArgs {
     /// Run the command on a new terminal whose master side libcontainer sends to this unix
     /// socket (the daemon listens there); stdio then are /dev/null here.
     pub console_socket: Option<PathBuf>,
+    /// The terminal's (columns, rows), set before the command starts.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Entry point of `kinglet shim exec`; returns the process exit code (0 when a result was
@@ -143,7 +145,10 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
         builder = builder.with_console_socket(Some(sock));
     }
     let pid = builder
-        .with_executor(KingletExecutor { seccomp })
+        .with_executor(KingletExecutor {
+            seccomp,
+            console_size: args.console_size.filter(|_| tty),
+        })
         .with_stdin(stdin)
         .with_stdout(out)
         .with_stderr(err)

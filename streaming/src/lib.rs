@@ -82,13 +82,15 @@ pub struct Process {
 /// What the streaming server needs from the runtime.
 #[async_trait::async_trait]
 pub trait StreamRuntime: Send + Sync + 'static {
-    /// Start `cmd` in the container; stdin is wanted only when `stdin` is set.
+    /// Start `cmd` in the container; stdin is wanted only when `stdin` is set. With a tty,
+    /// `size` is the terminal size the command must see from its start.
     async fn exec(
         &self,
         container_id: &str,
         cmd: &[String],
         tty: bool,
         stdin: bool,
+        size: Option<TermSize>,
     ) -> Result<Process, StreamingError>;
     /// Attach to the container's own stdio.
     async fn attach(

@@ -35,6 +35,8 @@ pub const SPDY_PROTOCOLS: &[&str] = &[
 /// How long the client has to open every stream it needs (the kubelet's
 /// `streamCreationTimeout`).
 pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a tty exec waits for the client's first terminal size before it starts.
+const FIRST_RESIZE_WAIT: Duration = Duration::from_secs(1);
 /// After the process exits, how long its output may still drain (a background child can hold
 /// the pipe open for ever).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
@@ -226,7 +228,11 @@ pub struct Channels {
 }
 
 /// Start what `req` asks for.
-pub async fn start(req: &Request, runtime: &dyn StreamRuntime) -> Result<Process, StreamingError> {
+pub async fn start(
+    req: &Request,
+    runtime: &dyn StreamRuntime,
+    size: Option<TermSize>,
+) -> Result<Process, StreamingError> {
     match req {
         Request::Exec {
             container_id,
@@ -234,7 +240,7 @@ pub async fn start(req: &Request, runtime: &dyn StreamRuntime) -> Result<Process
             tty,
             stdin,
             ..
-        } => runtime.exec(container_id, cmd, *tty, *stdin).await,
+        } => runtime.exec(container_id, cmd, *tty, *stdin, size).await,
         Request::Attach {
             container_id,
             tty,
@@ -247,15 +253,41 @@ pub async fn start(req: &Request, runtime: &dyn StreamRuntime) -> Result<Process
     }
 }
 
+/// Resolves once the client is gone (`gone` turns true or its sender is dropped).
+pub async fn client_gone(mut gone: tokio::sync::watch::Receiver<bool>) {
+    let _ = gone.wait_for(|g| *g).await;
+}
+
 /// Run `req` over `ch` and report the outcome on the error channel as protocol `version`
-/// wants it.
-pub async fn serve(req: &Request, ch: Channels, version: u8, runtime: &dyn StreamRuntime) {
+/// wants it. An attach also ends when the client goes away (`gone`); an exec runs on, its
+/// output drained, as with the kubelet.
+pub async fn serve(
+    req: &Request,
+    ch: Channels,
+    version: u8,
+    runtime: &dyn StreamRuntime,
+    gone: tokio::sync::watch::Receiver<bool>,
+) {
     let cmd = match req {
         Request::Exec { cmd, .. } => cmd.clone(),
         _ => Vec::new(),
     };
-    let outcome = match start(req, runtime).await {
-        Ok(p) => run(p, ch.stdin, ch.stdout, ch.stderr, ch.resize).await,
+    let detach = matches!(req, Request::Attach { .. }).then_some(gone);
+    // A new terminal should have the client's size before its command reads it: the client
+    // sends the size right after opening its streams, so wait briefly for it.
+    let mut resize = ch.resize;
+    let first_size = match (&mut resize, req) {
+        (Some(rx), Request::Exec { tty: true, .. }) => {
+            tokio::time::timeout(FIRST_RESIZE_WAIT, rx.recv())
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<TermSize>(&b).ok())
+        }
+        _ => None,
+    };
+    let outcome = match start(req, runtime, first_size).await {
+        Ok(p) => run(p, ch.stdin, ch.stdout, ch.stderr, resize, detach).await,
         Err(e) => Outcome::Failed(e.to_string()),
     };
     if let Some(err) = ch.error {
@@ -340,7 +372,8 @@ pub async fn serve_spdy(
         error: streams.error.map(|s| Output::Spdy(s.tx)),
         resize: streams.resize.map(|s| s.rx),
     };
-    serve(&req, ch, version, runtime.as_ref()).await;
+    let gone = session.gone.clone();
+    serve(&req, ch, version, runtime.as_ref(), gone).await;
     session.close().await;
 }
 
@@ -351,6 +384,7 @@ async fn run(
     stdout: Option<Output>,
     stderr: Option<Output>,
     resize: Option<mpsc::Receiver<Bytes>>,
+    detach: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Outcome {
     let stdin_task = match (stdin, p.stdin) {
         (Some(mut rx), Some(mut w)) => Some(tokio::spawn(async move {
@@ -367,9 +401,24 @@ async fn run(
     let out = tokio::spawn(pump_out(p.stdout, stdout));
     let err = tokio::spawn(pump_out(p.stderr, stderr));
     let resize_task = spawn_resize(resize, p.resize);
-    let outcome = match p.wait.await {
-        Ok(code) => Outcome::Exited(code),
-        Err(e) => Outcome::Failed(e.to_string()),
+    let detached = async {
+        match detach {
+            Some(g) => client_gone(g).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        r = p.wait => match r {
+            Ok(code) => Outcome::Exited(code),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+        _ = detached => {
+            // The attach client left: stop pumping, which closes the shim connection.
+            for t in [Some(out), Some(err), stdin_task, resize_task].into_iter().flatten() {
+                t.abort();
+            }
+            return Outcome::Failed("the client disconnected".into());
+        }
     };
     let drained = async {
         let _ = out.await;

@@ -132,7 +132,9 @@ pub async fn serve_remotecommand<S>(
     let writer = tokio::spawn(write_loop(sink, out_rx));
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
     let (resize_tx, resize_rx) = mpsc::channel::<Bytes>(16);
+    let (gone_tx, gone) = tokio::sync::watch::channel(false);
     let reader = tokio::spawn(async move {
+        let _gone = gone_tx;
         let mut stdin_tx = Some(stdin_tx);
         while let Some(Ok(msg)) = stream.next().await {
             let data = match msg {
@@ -168,7 +170,7 @@ pub async fn serve_remotecommand<S>(
         error: out(ERROR),
         resize: opts.tty.then_some(resize_rx),
     };
-    remotecommand::serve(&req, ch, version, runtime.as_ref()).await;
+    remotecommand::serve(&req, ch, version, runtime.as_ref(), gone).await;
     let _ = out_tx.send(normal_close()).await;
     let _ = writer.await;
     reader.abort();

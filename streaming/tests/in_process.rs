@@ -26,6 +26,7 @@ impl StreamRuntime for Fake {
         _cmd: &[String],
         _tty: bool,
         _stdin: bool,
+        _size: Option<kinglet_streaming::TermSize>,
     ) -> Result<Process, StreamingError> {
         let (stdin_w, mut stdin_r) = tokio::io::duplex(1024);
         let (mut stdout_w, stdout_r) = tokio::io::duplex(1024);

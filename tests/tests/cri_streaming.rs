@@ -305,6 +305,54 @@ async fn crictl_attach_with_and_without_a_terminal() {
         log.lines().any(|l| l.ends_with(" stdout F sum=42")),
         "tty output in the CRI log as stdout: {log}"
     );
+
+    // An attach without stdin ends when its client goes away: the shim drops the connection.
+    let c = run_container(
+        &mut rt,
+        &pod,
+        &pod_cfg,
+        sh_container("talker", "while true; do echo tick; sleep 0.1; done"),
+    )
+    .await;
+    let shim: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            d.run_root
+                .join("containers")
+                .join(&c)
+                .join("shim/shim.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{}/fd", shim["shim_pid"]))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let before = sockets();
+    let mut attached = crictl(&d)
+        .args(["attach", &c])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 5];
+    attached
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"tick\n");
+    assert_eq!(sockets(), before + 1, "one attach client at the shim");
+    attached.kill().unwrap();
+    attached.wait().unwrap();
+    wait_for(
+        "the shim to drop the attach client",
+        Duration::from_secs(10),
+        || sockets() == before,
+    );
     d.shutdown().await;
 }
 

@@ -146,6 +146,7 @@ impl Runtime {
         cmd: &[String],
         tty: bool,
         stdin: bool,
+        size: Option<TermSize>,
     ) -> Result<Process, StreamingError> {
         let id = self
             .running_container(container_id, "Exec")
@@ -184,6 +185,10 @@ impl Runtime {
         }
         if let Some(p) = &console {
             c.arg("--console-socket").arg(p);
+            if let Some(s) = size {
+                c.arg("--console-size")
+                    .arg(format!("{}x{}", s.width, s.height));
+            }
         }
         let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         c.arg("--")
@@ -390,8 +395,9 @@ impl kinglet_streaming::StreamRuntime for Runtime {
         cmd: &[String],
         tty: bool,
         stdin: bool,
+        size: Option<TermSize>,
     ) -> Result<Process, StreamingError> {
-        self.stream_exec(container_id, cmd, tty, stdin).await
+        self.stream_exec(container_id, cmd, tty, stdin, size).await
     }
 
     async fn attach(

@@ -101,6 +101,8 @@ impl StreamWriter {
 pub struct Session {
     pub streams: mpsc::Receiver<Stream>,
     out: mpsc::Sender<Out>,
+    /// Becomes true when the peer is gone (connection closed or broken).
+    pub gone: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Session {
@@ -114,10 +116,16 @@ impl Session {
         let (streams_tx, streams_rx) = mpsc::channel(16);
         let reset = Arc::new(Mutex::new(HashSet::new()));
         tokio::spawn(write_loop(wr, out_rx));
-        tokio::spawn(read_loop(rd, out_tx.clone(), streams_tx, reset));
+        let (gone_tx, gone) = tokio::sync::watch::channel(false);
+        let out_tx2 = out_tx.clone();
+        tokio::spawn(async move {
+            read_loop(rd, out_tx2, streams_tx, reset).await;
+            let _ = gone_tx.send(true);
+        });
         Session {
             streams: streams_rx,
             out: out_tx,
+            gone,
         }
     }
 
