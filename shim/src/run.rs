@@ -357,6 +357,18 @@ fn create(args: &RunArgs) -> Result<Created, ShimError> {
     // A terminal: libcontainer has sent its master to the console socket.
     let (stdout, stderr, input, tty) = match console {
         Some((l, _)) => {
+            // libcontainer sent the master during create; never wait for ever if it did not.
+            let mut fds = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(10_000u16)) {
+                Ok(1) => {}
+                Ok(_) => {
+                    return Err(ShimError::sys(
+                        "wait for the terminal",
+                        nix::Error::ETIMEDOUT,
+                    ))
+                }
+                Err(e) => return Err(ShimError::sys("wait for the terminal", e)),
+            }
             let (conn, _) = l
                 .accept()
                 .map_err(|e| ShimError::io(args.state_dir.join(CONSOLE_SOCKET), e))?;
