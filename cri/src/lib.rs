@@ -143,6 +143,20 @@ pub trait CriBackend: Send + Sync + 'static {
         })
     }
 
+    /// Streaming: the URL of the streaming server to connect to; a backend without it answers
+    /// Unimplemented.
+    async fn exec(&self, _req: v1::ExecRequest) -> Result<v1::ExecResponse, CriError> {
+        Err(CriError::Unimplemented { rpc: "Exec" })
+    }
+    async fn attach(&self, _req: v1::AttachRequest) -> Result<v1::AttachResponse, CriError> {
+        Err(CriError::Unimplemented { rpc: "Attach" })
+    }
+    async fn port_forward(
+        &self,
+        _req: v1::PortForwardRequest,
+    ) -> Result<v1::PortForwardResponse, CriError> {
+        Err(CriError::Unimplemented { rpc: "PortForward" })
+    }
     /// Kubernetes objects (the mini-kubelet side); a backend without them answers Unimplemented.
     async fn apply(&self, _req: admin::ApplyRequest) -> Result<admin::ApplyResponse, CriError> {
         Err(CriError::Unimplemented { rpc: "Apply" })
@@ -370,6 +384,24 @@ impl<B: CriBackend> v1::runtime_service_server::RuntimeService for CriServer<B> 
         r: Request<v1::ExecSyncRequest>,
     ) -> Result<Response<v1::ExecSyncResponse>, Status> {
         rpc!("ExecSync", self.backend.exec_sync(r.into_inner()))
+    }
+    async fn exec(
+        &self,
+        r: Request<v1::ExecRequest>,
+    ) -> Result<Response<v1::ExecResponse>, Status> {
+        rpc!("Exec", self.backend.exec(r.into_inner()))
+    }
+    async fn attach(
+        &self,
+        r: Request<v1::AttachRequest>,
+    ) -> Result<Response<v1::AttachResponse>, Status> {
+        rpc!("Attach", self.backend.attach(r.into_inner()))
+    }
+    async fn port_forward(
+        &self,
+        r: Request<v1::PortForwardRequest>,
+    ) -> Result<Response<v1::PortForwardResponse>, Status> {
+        rpc!("PortForward", self.backend.port_forward(r.into_inner()))
     }
     async fn container_stats(
         &self,

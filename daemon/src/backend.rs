@@ -15,8 +15,26 @@ pub const RUNTIME_NAME: &str = "kinglet";
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const CRI_API_VERSION: &str = "v1";
 
-/// The daemon's CRI backend: the runtime core, and the supervisor for Kubernetes objects.
-pub struct Backend(pub Arc<Runtime>, pub Arc<Supervisor>);
+/// The daemon's CRI backend: the runtime core, the supervisor for Kubernetes objects, and the
+/// streaming server that Exec/Attach/PortForward URLs point to.
+pub struct Backend(
+    pub Arc<Runtime>,
+    pub Arc<Supervisor>,
+    pub kinglet_streaming::StreamServer,
+);
+
+impl Backend {
+    fn stream_url(&self, req: kinglet_streaming::Request) -> Result<String, CriError> {
+        self.2.url_for(req).map_err(|e| match e {
+            kinglet_streaming::StreamingError::TooManyRequests { .. } => {
+                CriError::ResourceExhausted {
+                    what: e.to_string(),
+                }
+            }
+            other => CriError::internal("streaming request", other),
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl CriBackend for Backend {
@@ -167,6 +185,27 @@ impl CriBackend for Backend {
     }
     async fn exec_sync(&self, req: v1::ExecSyncRequest) -> Result<v1::ExecSyncResponse, CriError> {
         self.0.exec_sync(req).await
+    }
+    async fn exec(&self, req: v1::ExecRequest) -> Result<v1::ExecResponse, CriError> {
+        let req = self.0.exec_request(req).await?;
+        Ok(v1::ExecResponse {
+            url: self.stream_url(req)?,
+        })
+    }
+    async fn attach(&self, req: v1::AttachRequest) -> Result<v1::AttachResponse, CriError> {
+        let req = self.0.attach_request(req).await?;
+        Ok(v1::AttachResponse {
+            url: self.stream_url(req)?,
+        })
+    }
+    async fn port_forward(
+        &self,
+        req: v1::PortForwardRequest,
+    ) -> Result<v1::PortForwardResponse, CriError> {
+        let req = self.0.port_forward_request(req).await?;
+        Ok(v1::PortForwardResponse {
+            url: self.stream_url(req)?,
+        })
     }
     async fn container_stats(
         &self,

@@ -148,10 +148,23 @@ pub enum Command {
         pod: String,
         #[arg(short = 'c', long)]
         container: Option<String>,
+        /// Pass stdin to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Run the command on a terminal (with -i: this one, in raw mode).
+        #[arg(short = 't', long)]
+        tty: bool,
         #[command(flatten)]
         client: ClientFlags,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Forward a local port to a port of a pod (LOCAL:REMOTE, or PORT for both).
+    PortForward {
+        pod: String,
+        ports: String,
+        #[command(flatten)]
+        client: ClientFlags,
     },
     /// (internal) Monitor processes the daemon starts for each container.
     #[command(hide = true)]
@@ -219,6 +232,12 @@ pub enum ShimCommand {
         log_path: Option<PathBuf>,
         #[arg(long)]
         systemd_cgroup: bool,
+        /// Keep the container's stdin open for attach clients.
+        #[arg(long)]
+        stdin: bool,
+        /// Close the container's stdin when the first attach client's input ends.
+        #[arg(long)]
+        stdin_once: bool,
     },
     Exec {
         #[arg(long)]
@@ -230,9 +249,30 @@ pub enum ShimCommand {
         /// Seconds; 0 = no limit.
         #[arg(long, default_value_t = 0)]
         timeout: u64,
+        /// Pass this process's stdin to the command (streaming exec).
+        #[arg(long)]
+        stdin: bool,
+        /// Run the command on a terminal; its master goes to this unix socket.
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// The terminal's size from the start, COLUMNSxROWS.
+        #[arg(long, value_parser = parse_console_size)]
+        console_size: Option<(u16, u16)>,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+}
+
+/// `COLUMNSxROWS`, e.g. `80x24`.
+fn parse_console_size(s: &str) -> Result<(u16, u16), String> {
+    let (c, r) = s
+        .split_once('x')
+        .ok_or_else(|| format!("console size {s:?} is not COLUMNSxROWS"))?;
+    let n = |v: &str| {
+        v.parse::<u16>()
+            .map_err(|e| format!("console size {s:?}: {e}"))
+    };
+    Ok((n(c)?, n(r)?))
 }
 
 fn init_tracing(default: &str) {
@@ -260,6 +300,8 @@ pub fn main() -> ExitCode {
                     state_dir,
                     log_path,
                     systemd_cgroup,
+                    stdin,
+                    stdin_once,
                 } => kinglet_shim::run::main(&kinglet_shim::run::RunArgs {
                     id,
                     bundle,
@@ -267,12 +309,17 @@ pub fn main() -> ExitCode {
                     state_dir,
                     log_path,
                     systemd_cgroup,
+                    stdin,
+                    stdin_once,
                 }),
                 ShimCommand::Exec {
                     id,
                     runtime_root,
                     result,
                     timeout,
+                    stdin,
+                    console_socket,
+                    console_size,
                     cmd,
                 } => kinglet_shim::exec::main(&kinglet_shim::exec::ExecArgs {
                     id,
@@ -280,6 +327,9 @@ pub fn main() -> ExitCode {
                     result,
                     timeout: Duration::from_secs(timeout),
                     cmd,
+                    stdin,
+                    console_socket,
+                    console_size,
                 }),
             };
             ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -360,6 +410,8 @@ pub fn main() -> ExitCode {
         Command::Exec {
             pod,
             container,
+            stdin,
+            tty,
             client,
             cmd,
         } => {
@@ -367,10 +419,21 @@ pub fn main() -> ExitCode {
             let ns = client.namespace.clone();
             let r = run_async(async move {
                 let ch = connect_to(&client.socket).await?;
-                let code = crate::kubectl::exec(ch, &pod, &ns, container.as_deref(), cmd).await?;
+                let c = container.as_deref();
+                let code = if stdin || tty {
+                    crate::stream_cli::exec(ch, &pod, &ns, c, cmd, stdin, tty).await?
+                } else {
+                    crate::kubectl::exec(ch, &pod, &ns, c, cmd).await?
+                };
                 std::process::exit(code)
             });
             report(r)
+        }
+        Command::PortForward { pod, ports, client } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                crate::stream_cli::port_forward(ch, &pod, &ns, &ports).await
+            })
         }
         Command::Image { socket, command } => {
             init_tracing("warn");

@@ -65,6 +65,10 @@ pub struct Config {
     pub pod_pids_limit: i64,
     /// Serve Prometheus metrics on `http://ADDR/metrics` (off when unset).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// The CRI streaming server (Exec/Attach/PortForward URLs): address and port; port 0 picks
+    /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
+    pub stream_address: std::net::IpAddr,
+    pub stream_port: u16,
 }
 
 impl Default for Config {
@@ -95,6 +99,8 @@ impl Default for Config {
             allowed_unsafe_sysctls: Vec::new(),
             pod_pids_limit: -1,
             metrics_address: None,
+            stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            stream_port: 0,
         }
     }
 }
@@ -129,6 +135,8 @@ pub struct FileConfig {
     pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub pod_pids_limit: Option<i64>,
     pub metrics_address: Option<String>,
+    pub stream_address: Option<std::net::IpAddr>,
+    pub stream_port: Option<u16>,
 }
 
 /// Settings given on the command line (all optional).
@@ -227,6 +235,8 @@ impl Config {
                 .allowed_unsafe_sysctls
                 .unwrap_or(d.allowed_unsafe_sysctls),
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
+            stream_address: file.stream_address.unwrap_or(d.stream_address),
+            stream_port: file.stream_port.unwrap_or(d.stream_port),
         };
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
@@ -311,6 +321,32 @@ mod tests {
         assert_eq!(
             (c.bridge.as_str(), c.pod_cidr.as_str(), c.nft_table.as_str()),
             ("kinglet0", "10.85.0.0/16", "kinglet")
+        );
+    }
+
+    #[test]
+    fn streaming_server_address_defaults_to_loopback_any_port() {
+        let d = Config::default();
+        assert_eq!(d.stream_address.to_string(), "127.0.0.1");
+        assert_eq!(d.stream_port, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        std::fs::write(&f, "stream-address = \"::1\"\nstream-port = 10010\n").unwrap();
+        let flags = FlagConfig {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(
+            (c.stream_address.to_string(), c.stream_port),
+            ("::1".into(), 10010)
+        );
+        std::fs::write(&f, "stream-address = \"localhost\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err();
+        assert!(
+            kinglet_cri::chain(&e).contains("stream-address"),
+            "{}",
+            kinglet_cri::chain(&e)
         );
     }
 

@@ -15,7 +15,7 @@ use v1::runtime_service_client::RuntimeServiceClient;
 
 use kinglet_kubelet::podspec::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 
-fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
+pub(crate) fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Error + '_ {
     move |s| anyhow!("{what}: {}", s.message())
 }
 
@@ -320,7 +320,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
 }
 
 /// The CRI container of `pod`/`container` (newest attempt, or the one before with `previous`).
-async fn find_container(
+pub(crate) async fn find_container(
     rt: &mut RuntimeServiceClient<Channel>,
     pod: &str,
     ns: &str,

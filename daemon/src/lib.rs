@@ -26,6 +26,7 @@ pub mod pull;
 pub mod reset;
 pub mod runtime;
 pub mod server;
+pub mod stream_cli;
 mod sys;
 
 use std::path::PathBuf;

@@ -69,7 +69,12 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     )
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
-    let cri = CriServer::new(Arc::new(Backend(runtime, supervisor)));
+    let stream_addr =
+        std::net::SocketAddr::new(runtime.config.stream_address, runtime.config.stream_port);
+    let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
+        .await
+        .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+    let cri = CriServer::new(Arc::new(Backend(runtime, supervisor, streaming)));
     tracing::info!(socket = %socket.display(), "serving CRI");
     // Before READY=1 can be sent: a SIGTERM from then on is a clean stop.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

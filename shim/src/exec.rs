@@ -32,6 +32,13 @@ pub struct ExecArgs {
     /// Zero means no limit.
     pub timeout: Duration,
     pub cmd: Vec<String>,
+    /// Give the command this process's stdin (a streaming exec with stdin); else /dev/null.
+    pub stdin: bool,
+    /// Run the command on a new terminal whose master side libcontainer sends to this unix
+    /// socket (the daemon listens there); stdio then are /dev/null here.
+    pub console_socket: Option<PathBuf>,
+    /// The terminal's (columns, rows), set before the command starts.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Entry point of `kinglet shim exec`; returns the process exit code (0 when a result was
@@ -52,12 +59,11 @@ pub fn main(args: &ExecArgs) -> i32 {
 }
 
 fn dup_std(fd: i32) -> Result<OwnedFd, ShimError> {
-    // Borrow fd 1 or 2 only long enough to duplicate it.
-    let borrowed = std::io::stdout();
-    let owned = if fd == 1 {
-        borrowed.as_fd().try_clone_to_owned()
-    } else {
-        std::io::stderr().as_fd().try_clone_to_owned()
+    // Borrow fd 0, 1 or 2 only long enough to duplicate it.
+    let owned = match fd {
+        0 => std::io::stdin().as_fd().try_clone_to_owned(),
+        1 => std::io::stdout().as_fd().try_clone_to_owned(),
+        _ => std::io::stderr().as_fd().try_clone_to_owned(),
     };
     owned.map_err(|e| ShimError::io(format!("/proc/self/fd/{fd}"), e))
 }
@@ -79,7 +85,7 @@ fn exec_process(
         .map_err(|e| ShimError::io(&config, std::io::Error::other(e.to_string())))?;
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args.cmd.clone()));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(args.console_socket.is_some()));
     let file = tempfile::NamedTempFile::new_in(&args.runtime_root)
         .map_err(|e| ShimError::io(&args.runtime_root, e))?;
     let bytes = serde_json::to_vec(&process).map_err(|source| ShimError::Record {
@@ -99,16 +105,24 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
             error: Some("empty command".to_owned()),
         });
     }
-    let out = dup_std(1)?;
-    let err = dup_std(2)?;
     let devnull = File::options()
         .read(true)
         .write(true)
         .open("/dev/null")
         .map_err(|e| ShimError::io("/dev/null", e))?;
-    let stdin = devnull
-        .try_clone()
-        .map_err(|e| ShimError::io("/dev/null", e))?;
+    let null = || {
+        devnull
+            .try_clone()
+            .map(OwnedFd::from)
+            .map_err(|e| ShimError::io("/dev/null", e))
+    };
+    let tty = args.console_socket.is_some();
+    let (stdin, out, err) = if tty {
+        (null()?, null()?, null()?)
+    } else {
+        let stdin = if args.stdin { dup_std(0)? } else { null()? };
+        (stdin, dup_std(1)?, dup_std(2)?)
+    };
     // From here on our own diagnostics go nowhere near the command's output.
     sys::redirect_fd(&devnull, 1)?;
     sys::redirect_fd(&devnull, 2)?;
@@ -124,11 +138,18 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
     // Run the command as the container's own process runs: same user, groups, capabilities,
     // environment, working directory and no_new_privs; only the arguments differ.
     let (process_file, seccomp) = exec_process(args)?;
-    let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
-        .map_err(lc("use root path for"))?
-        .with_executor(KingletExecutor { seccomp })
-        .with_stdin(OwnedFd::from(stdin))
+        .map_err(lc("use root path for"))?;
+    if let Some(sock) = &args.console_socket {
+        builder = builder.with_console_socket(Some(sock));
+    }
+    let pid = builder
+        .with_executor(KingletExecutor {
+            seccomp,
+            console_size: args.console_size.filter(|_| tty),
+        })
+        .with_stdin(stdin)
         .with_stdout(out)
         .with_stderr(err)
         .as_tenant()

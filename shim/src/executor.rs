@@ -17,11 +17,18 @@ use crate::sys;
 pub(crate) struct KingletExecutor {
     /// A filter to load before exec (tenant processes only).
     pub seccomp: Option<LinuxSeccomp>,
+    /// The size of the process's terminal (stdin), set before exec: libcontainer does not
+    /// apply the OCI `consoleSize`, and a command must see its client's size from the start.
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl Executor for KingletExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         sys::reset_signals_for_exec();
+        if let Some((cols, rows)) = self.console_size {
+            // Best effort: a failure leaves the terminal at its default size.
+            let _ = sys::set_winsize(&std::io::stdin(), cols, rows);
+        }
         if let Some(filter) = &self.seccomp {
             if libcontainer::seccomp::initialize_seccomp(filter).is_err() {
                 sys::set_no_new_privs().map_err(|e| ExecutorError::Other(e.to_string()))?;

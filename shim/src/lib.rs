@@ -18,6 +18,7 @@
 //!
 //! Files in the state directory are the contract with the daemon: see [`protocol`].
 
+mod attach;
 pub mod exec;
 mod executor;
 pub mod log;

@@ -18,6 +18,8 @@ pub const SHIM_RECORD: &str = "shim.json";
 pub const EXIT_RECORD: &str = "exit.json";
 /// Unix socket the shim listens on while the container lives.
 pub const CONTROL_SOCKET: &str = "ctl.sock";
+/// Where libcontainer hands a tty container's terminal master to the shim (during create).
+pub const CONSOLE_SOCKET: &str = "console.sock";
 /// The shim's own diagnostics (stderr after it detached).
 pub const SHIM_LOG: &str = "shim.log";
 
@@ -25,6 +27,41 @@ pub const SHIM_LOG: &str = "shim.log";
 pub const CMD_START: &str = "start";
 /// Control command: reopen the CRI log file (after rotation).
 pub const CMD_REOPEN_LOG: &str = "reopen-log";
+/// Control command: attach to the container's stdio (`attach` or `attach stdin`, the latter
+/// for a client that sends input). After the `ok` reply the connection carries frames, each
+/// `[type: u8][length: u32 BE][payload]`: from the shim [`FRAME_STDOUT`] / [`FRAME_STDERR`]
+/// (a tty container has only stdout); from the client [`FRAME_STDIN`], [`FRAME_STDIN_EOF`]
+/// and [`FRAME_RESIZE`] (payload: columns, rows as u16 BE). The shim closes the connection
+/// when the container exits, or when the client's stdin ends (unless the container is
+/// `stdin_once` without a tty: then its stdin is closed instead and output keeps flowing).
+pub const CMD_ATTACH: &str = "attach";
+pub const FRAME_STDIN: u8 = 0;
+pub const FRAME_STDOUT: u8 = 1;
+pub const FRAME_STDERR: u8 = 2;
+pub const FRAME_STDIN_EOF: u8 = 3;
+pub const FRAME_RESIZE: u8 = 4;
+
+/// Append one attach frame to `out`.
+pub fn push_frame(out: &mut Vec<u8>, ty: u8, payload: &[u8]) {
+    out.push(ty);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Take the first complete frame off `buf`, if there is one.
+pub fn take_frame(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
+    if buf.len() < 5 {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if buf.len() < 5 + len {
+        return None;
+    }
+    let ty = buf[0];
+    let payload = buf[5..5 + len].to_vec();
+    buf.drain(..5 + len);
+    Some((ty, payload))
+}
 
 /// What the shim knows about the container it monitors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +171,25 @@ mod tests {
         assert_eq!(read_record::<ExitRecord>(&p).unwrap(), Some(rec));
         // Only the record itself is left in the directory: no temp files.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn attach_frames_round_trip_whole_or_split() {
+        let mut wire = Vec::new();
+        push_frame(&mut wire, FRAME_STDOUT, b"hello");
+        push_frame(&mut wire, FRAME_RESIZE, &[0, 80, 0, 24]);
+        let mut buf = wire[..7].to_vec();
+        assert_eq!(take_frame(&mut buf), None, "incomplete frame waits");
+        buf.extend_from_slice(&wire[7..]);
+        assert_eq!(
+            take_frame(&mut buf),
+            Some((FRAME_STDOUT, b"hello".to_vec()))
+        );
+        assert_eq!(
+            take_frame(&mut buf),
+            Some((FRAME_RESIZE, vec![0, 80, 0, 24]))
+        );
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   the daemon, watching the shim's pid, reads the record when the shim is gone.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -23,11 +23,12 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::attach::Attach;
 use crate::executor::KingletExecutor;
 use crate::log::{CriLogWriter, Stream};
 use crate::protocol::{
-    now_nanos, write_record, ExitRecord, ShimRecord, CMD_REOPEN_LOG, CMD_START, CONTROL_SOCKET,
-    EXIT_RECORD, SHIM_LOG, SHIM_RECORD,
+    now_nanos, write_record, ExitRecord, ShimRecord, CMD_ATTACH, CMD_REOPEN_LOG, CMD_START,
+    CONSOLE_SOCKET, CONTROL_SOCKET, EXIT_RECORD, SHIM_LOG, SHIM_RECORD,
 };
 use crate::sys::{self, Forked};
 use crate::{error_chain, ShimError};
@@ -47,6 +48,10 @@ pub struct RunArgs {
     pub log_path: Option<PathBuf>,
     /// Let systemd manage the container's cgroup.
     pub systemd_cgroup: bool,
+    /// Keep the container's stdin open for attach clients (CRI `stdin`).
+    pub stdin: bool,
+    /// Close it after the first attach client's input ends (CRI `stdin_once`).
+    pub stdin_once: bool,
 }
 
 /// Entry point of `kinglet shim run`; returns the process exit code. Must be called while the
@@ -104,6 +109,8 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
         init_pid,
         stdout,
         stderr,
+        input,
+        tty,
         listener,
     } = created;
 
@@ -126,20 +133,25 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
     sys::redirect_fd(&devnull, 1)?;
     sys::redirect_fd(&devnull, 0)?;
 
-    let mut log = match &args.log_path {
+    let log = match &args.log_path {
         Some(p) => Some(CriLogWriter::open(p).map_err(|e| ShimError::io(p, e))?),
         None => None,
+    };
+    let mut sinks = Sinks {
+        log,
+        attach: Attach::new(input, tty, args.stdin_once),
     };
     let init_fd = sys::pidfd_open(init_pid)?;
     let mut pipes = Pipes::new(stdout, stderr)?;
 
-    // Event loop: container output, control commands, and the init's exit.
+    // Event loop: container output, control commands, attach clients, and the init's exit.
     loop {
         let mut fds = vec![
             PollFd::new(init_fd.as_fd(), PollFlags::POLLIN),
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
         ];
         let out_idx = pipes.push_pollfds(&mut fds);
+        let client_idx = sinks.attach.push_pollfds(&mut fds);
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::Error::EINTR) => continue,
@@ -152,10 +164,12 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
             .iter()
             .map(|&i| i != usize::MAX && ready(i))
             .collect();
+        let client_ready: Vec<bool> = client_idx.iter().map(|&i| ready(i)).collect();
         drop(fds);
-        pipes.pump(&out_ready, &mut log);
+        pipes.pump(&out_ready, &mut sinks);
+        sinks.attach.serve(&client_ready);
         if control {
-            serve_control(&listener, args, &mut record, &record_path, &mut log);
+            serve_control(&listener, args, &mut record, &record_path, &mut sinks);
         }
         if init_exited {
             break;
@@ -190,8 +204,9 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
         }
         Err(e) => tracing::warn!(container = %args.id, err = %error_chain(&e), "load failed"),
     }
-    pipes.drain(Duration::from_secs(2), &mut log);
-    if let Some(l) = log.as_mut() {
+    pipes.drain(Duration::from_secs(2), &mut sinks);
+    sinks.attach.finish();
+    if let Some(l) = sinks.log.as_mut() {
         l.finish();
     }
     write_record(
@@ -208,19 +223,98 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
     Ok(())
 }
 
+/// Where container output goes: the CRI log and the attached clients.
+struct Sinks {
+    log: Option<CriLogWriter>,
+    attach: Attach,
+}
+
+impl Sinks {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
+        if let Some(l) = self.log.as_mut() {
+            if let Err(e) = l.write(stream, data) {
+                tracing::warn!(err = %e, "writing container log failed");
+            }
+        }
+        self.attach.broadcast(stream, data);
+    }
+
+    fn end_of_stream(&mut self, stream: Stream) {
+        if let Some(l) = self.log.as_mut() {
+            l.end_of_stream(stream);
+        }
+    }
+}
+
 struct Created {
     init_pid: Pid,
     stdout: OwnedFd,
-    stderr: OwnedFd,
+    stderr: Option<OwnedFd>,
+    /// Where attach input goes (stdin pipe or terminal master).
+    input: Option<OwnedFd>,
+    /// The terminal master of a tty container.
+    tty: Option<OwnedFd>,
     listener: UnixListener,
 }
 
+/// The container's stdio: (stdin, stdout, stderr) for libcontainer, and what the shim keeps:
+/// (stdout read end, stderr read end, stdin write end).
+type Stdio = (
+    (OwnedFd, OwnedFd, OwnedFd),
+    (Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>),
+);
+
+fn null() -> Result<OwnedFd, ShimError> {
+    File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| ShimError::io("/dev/null", e))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ShimError::sys("pipe2", e))
+}
+
+/// Pipes for a container without a terminal; all /dev/null with one (the terminal replaces
+/// them).
+fn stdio(args: &RunArgs, tty: bool) -> Result<Stdio, ShimError> {
+    if tty {
+        return Ok(((null()?, null()?, null()?), (None, None, None)));
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (in_r, in_w) = if args.stdin {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        (null()?, None)
+    };
+    Ok(((in_r, out_w, err_w), (Some(out_r), Some(err_r), in_w)))
+}
+
+/// Whether the bundle's process asks for a terminal.
+fn wants_terminal(bundle: &Path) -> bool {
+    libcontainer::oci_spec::runtime::Spec::load(bundle.join("config.json"))
+        .ok()
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}
+
 fn create(args: &RunArgs) -> Result<Created, ShimError> {
-    let (out_r, out_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ShimError::sys("pipe2", e))?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ShimError::sys("pipe2", e))?;
-    let stdin = File::open("/dev/null").map_err(|e| ShimError::io("/dev/null", e))?;
+    let tty = wants_terminal(&args.bundle);
+    let ((stdin, out_w, err_w), (out_r, err_r, in_w)) = stdio(args, tty)?;
+    // State directories can be deeper than a socket address allows: bind through the fd.
+    let dir = File::open(&args.state_dir).map_err(|e| ShimError::io(&args.state_dir, e))?;
+    let console = if tty {
+        let _ = fs::remove_file(args.state_dir.join(CONSOLE_SOCKET));
+        let path = crate::protocol::socket_path_via_fd(&dir, CONSOLE_SOCKET);
+        let l = UnixListener::bind(&path).map_err(|e| ShimError::io(&path, e))?;
+        Some((l, path))
+    } else {
+        None
+    };
     let lc_err = |op: &'static str| {
         let id = args.id.clone();
         move |source| ShimError::Container {
@@ -229,11 +323,15 @@ fn create(args: &RunArgs) -> Result<Created, ShimError> {
             source: Box::new(source),
         }
     };
-    let container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
-        .map_err(lc_err("use root path for"))?
+        .map_err(lc_err("use root path for"))?;
+    if let Some((_, path)) = &console {
+        builder = builder.with_console_socket(Some(path));
+    }
+    let container = builder
         .with_executor(KingletExecutor::default())
-        .with_stdin(OwnedFd::from(stdin))
+        .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
         .as_init(&args.bundle)
@@ -243,7 +341,7 @@ fn create(args: &RunArgs) -> Result<Created, ShimError> {
         .map_err(|e| {
             // The container's init reports why it failed on its stderr: keep that with the error
             // (and in the shim's log), so the caller sees which mount or file was the problem.
-            let said = read_pending(&err_r);
+            let said = err_r.as_ref().map(read_pending).unwrap_or_default();
             if !said.trim().is_empty() {
                 tracing::error!(container = %args.id, init_stderr = %said.trim(), "container init failed");
             }
@@ -256,10 +354,34 @@ fn create(args: &RunArgs) -> Result<Created, ShimError> {
             "no pid recorded".into(),
         )),
     })?;
+    // A terminal: libcontainer has sent its master to the console socket.
+    let (stdout, stderr, input, tty) = match console {
+        Some((l, _)) => {
+            // libcontainer sent the master during create; never wait for ever if it did not.
+            let mut fds = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(10_000u16)) {
+                Ok(1) => {}
+                Ok(_) => {
+                    return Err(ShimError::sys(
+                        "wait for the terminal",
+                        nix::Error::ETIMEDOUT,
+                    ))
+                }
+                Err(e) => return Err(ShimError::sys("wait for the terminal", e)),
+            }
+            let (conn, _) = l
+                .accept()
+                .map_err(|e| ShimError::io(args.state_dir.join(CONSOLE_SOCKET), e))?;
+            let master = sys::recv_fd(&conn)?;
+            drop(l);
+            let _ = fs::remove_file(args.state_dir.join(CONSOLE_SOCKET));
+            let dup = |m: &OwnedFd| m.try_clone().map_err(|e| ShimError::io("terminal", e));
+            (dup(&master)?, None, Some(dup(&master)?), Some(master))
+        }
+        None => (out_r.expect("output pipe"), err_r, in_w, None),
+    };
     let sock = args.state_dir.join(CONTROL_SOCKET);
     let _ = fs::remove_file(&sock);
-    // State directories can be deeper than a socket address allows: bind through the fd.
-    let dir = File::open(&args.state_dir).map_err(|e| ShimError::io(&args.state_dir, e))?;
     let listener = UnixListener::bind(crate::protocol::socket_path_via_fd(&dir, CONTROL_SOCKET))
         .map_err(|e| ShimError::io(&sock, e))?;
     listener
@@ -267,8 +389,10 @@ fn create(args: &RunArgs) -> Result<Created, ShimError> {
         .map_err(|e| ShimError::io(&sock, e))?;
     Ok(Created {
         init_pid,
-        stdout: out_r,
-        stderr: err_r,
+        stdout,
+        stderr,
+        input,
+        tty,
         listener,
     })
 }
@@ -287,7 +411,7 @@ fn serve_control(
     args: &RunArgs,
     record: &mut ShimRecord,
     record_path: &Path,
-    log: &mut Option<CriLogWriter>,
+    sinks: &mut Sinks,
 ) {
     loop {
         let stream = match listener.accept() {
@@ -298,8 +422,10 @@ fn serve_control(
                 return;
             }
         };
-        if let Err(e) = serve_one(stream, args, record, record_path, log) {
-            tracing::warn!(container = %args.id, err = %e, "control request failed");
+        match serve_one(stream, args, record, record_path, &mut sinks.log) {
+            Ok(Some((attached, stdin))) => sinks.attach.add(attached, stdin),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(container = %args.id, err = %e, "control request failed"),
         }
     }
 }
@@ -310,12 +436,23 @@ fn serve_one(
     record: &mut ShimRecord,
     record_path: &Path,
     log: &mut Option<CriLogWriter>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Option<(UnixStream, bool)>> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
+    // One byte at a time: bytes after the line (attach frames) must stay in the socket.
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while (&stream).read(&mut byte)? == 1 && byte[0] != b'\n' && line.len() < 256 {
+        line.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&line).into_owned();
+    let mut words = line.split_whitespace();
+    if words.next() == Some(CMD_ATTACH) {
+        let stdin = words.next() == Some("stdin");
+        (&stream).write_all(b"ok\n")?;
+        return Ok(Some((stream, stdin)));
+    }
     let reply = match line.trim() {
         CMD_START => match start(args, record, record_path) {
             Ok(at) => format!("ok {at}"),
@@ -327,7 +464,8 @@ fn serve_one(
         },
         other => format!("error unknown command {other:?}"),
     };
-    (&stream).write_all(format!("{reply}\n").as_bytes())
+    (&stream).write_all(format!("{reply}\n").as_bytes())?;
+    Ok(None)
 }
 
 fn start(args: &RunArgs, record: &mut ShimRecord, record_path: &Path) -> Result<i64, ShimError> {
@@ -388,7 +526,8 @@ fn wait_for_exec(pid: i32, within: Duration) -> bool {
     }
 }
 
-/// The container's stdout and stderr pipes (read ends), until each reaches EOF.
+/// The container's stdout and stderr pipes (read ends), or its terminal master (one stream,
+/// stdout), until each reaches EOF.
 struct Pipes {
     fds: [Option<OwnedFd>; 2],
 }
@@ -396,13 +535,13 @@ struct Pipes {
 const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 
 impl Pipes {
-    fn new(stdout: OwnedFd, stderr: OwnedFd) -> Result<Self, ShimError> {
-        for fd in [&stdout, &stderr] {
+    fn new(stdout: OwnedFd, stderr: Option<OwnedFd>) -> Result<Self, ShimError> {
+        for fd in std::iter::once(&stdout).chain(stderr.as_ref()) {
             fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
                 .map_err(|e| ShimError::sys("fcntl O_NONBLOCK", e))?;
         }
         Ok(Pipes {
-            fds: [Some(stdout), Some(stderr)],
+            fds: [Some(stdout), stderr],
         })
     }
 
@@ -423,33 +562,31 @@ impl Pipes {
         self.fds.iter().any(Option::is_some)
     }
 
-    /// Read what is available on the ready pipes into the log.
-    fn pump(&mut self, ready: &[bool], log: &mut Option<CriLogWriter>) {
+    /// Read what is available on the ready pipes into the log and to attach clients.
+    fn pump(&mut self, ready: &[bool], sinks: &mut Sinks) {
         for (i, r) in ready.iter().enumerate() {
             if *r {
-                self.read_available(i, log);
+                self.read_available(i, sinks);
             }
         }
     }
 
-    fn read_available(&mut self, i: usize, log: &mut Option<CriLogWriter>) {
+    fn read_available(&mut self, i: usize, sinks: &mut Sinks) {
         let mut buf = [0u8; 64 * 1024];
         loop {
             let Some(fd) = &self.fds[i] else { return };
             match nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from) {
                 Ok(0) => {
                     self.fds[i] = None;
-                    if let Some(l) = log.as_mut() {
-                        l.end_of_stream(STREAMS[i]);
-                    }
+                    sinks.end_of_stream(STREAMS[i]);
                     return;
                 }
-                Ok(n) => {
-                    if let Some(l) = log.as_mut() {
-                        if let Err(e) = l.write(STREAMS[i], &buf[..n]) {
-                            tracing::warn!(err = %e, "writing container log failed");
-                        }
-                    }
+                Ok(n) => sinks.write(STREAMS[i], &buf[..n]),
+                // A terminal master reads EIO once no process holds the terminal: its EOF.
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                    self.fds[i] = None;
+                    sinks.end_of_stream(STREAMS[i]);
+                    return;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -464,7 +601,7 @@ impl Pipes {
 
     /// After the init exited: read until EOF on both pipes, or until `limit` passes (a process
     /// outside the container may still hold a pipe).
-    fn drain(&mut self, limit: Duration, log: &mut Option<CriLogWriter>) {
+    fn drain(&mut self, limit: Duration, sinks: &mut Sinks) {
         let deadline = Instant::now() + limit;
         while self.is_open() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -482,7 +619,7 @@ impl Pipes {
                 .map(|&i| i != usize::MAX && fds[i].revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
-            self.pump(&ready, log);
+            self.pump(&ready, sinks);
         }
     }
 }

@@ -110,6 +110,63 @@ pub fn process_start_ticks(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Receive one descriptor sent with SCM_RIGHTS on `sock` (libcontainer's console socket sends
+/// the terminal master this way). Blocks until a message arrives.
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> Result<OwnedFd, ShimError> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| ShimError::sys("recvmsg console socket", e))?;
+    let mut got = None;
+    for cmsg in msg
+        .cmsgs()
+        .map_err(|e| ShimError::sys("recvmsg console socket", e))?
+    {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in our table; nothing else owns it.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                got.get_or_insert(owned);
+            }
+        }
+    }
+    got.ok_or(ShimError::sys(
+        "recvmsg console socket",
+        nix::Error::EBADMSG,
+    ))
+}
+
+/// Set the window size of terminal `fd` (TIOCSWINSZ): the foreground process group gets
+/// SIGWINCH.
+pub fn set_winsize(fd: &impl AsRawFd, cols: u16, rows: u16) -> Result<(), ShimError> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through a pointer valid for the whole call; `fd`
+    // is a live descriptor borrowed for its duration.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCSWINSZ,
+            &ws as *const libc::winsize,
+        )
+    };
+    if r < 0 {
+        return Err(ShimError::sys("ioctl TIOCSWINSZ", nix::Error::last()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,6 +210,8 @@ impl Runtime {
                 runtime_root: &runtime_root,
                 state_dir: &state_dir,
                 log_path: log_path.as_deref(),
+                stdin: config.stdin,
+                stdin_once: config.stdin_once,
                 systemd_cgroup: self.config.systemd_cgroup,
             })
             .await?;

@@ -5,6 +5,7 @@
 //! and `--run-root`, and the exit watchers of running containers. Multi-step operations keep a
 //! rollback list that runs in reverse when a step fails.
 
+mod attach;
 pub mod cgroups;
 mod container;
 mod events;
@@ -26,6 +27,7 @@ pub mod spec;
 pub mod stats;
 mod stats_rpc;
 pub mod store;
+mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -23,6 +23,9 @@ pub struct ShimLaunch<'a> {
     pub state_dir: &'a Path,
     pub log_path: Option<&'a Path>,
     pub systemd_cgroup: bool,
+    /// CRI `stdin` / `stdin_once`: keep a stdin for attach clients.
+    pub stdin: bool,
+    pub stdin_once: bool,
 }
 
 /// Start `kinglet shim run` and wait for it to report the created container.
@@ -47,6 +50,12 @@ pub async fn spawn(l: &ShimLaunch<'_>) -> Result<(i32, i32), CriError> {
     }
     if l.systemd_cgroup {
         cmd.arg("--systemd-cgroup");
+    }
+    if l.stdin {
+        cmd.arg("--stdin");
+    }
+    if l.stdin_once {
+        cmd.arg("--stdin-once");
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -518,7 +518,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .unwrap_or(0)
         .max(input.min_oom_score_adj);
     let mut process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(cfg.tty)
         .args(args)
         .env(env)
         .cwd(cwd)
