@@ -51,6 +51,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     )
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
+    kinglet_controllers::run(supervisor.clone());
     let cri = CriServer::new(Arc::new(Backend(runtime, supervisor)));
     tracing::info!(socket = %socket.display(), "serving CRI");
     let shutdown = async {
