@@ -19,6 +19,7 @@ pub mod pull;
 pub mod runtime;
 pub mod server;
 mod sys;
+pub mod workloads_cli;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,254 @@
+//! Workload controllers end to end with real containers: a Deployment applied with the CLI
+//! becomes a ReplicaSet and running pods (visible over the CRI), scales, rolls out a new
+//! template and back, survives a kill -9 of the daemon without losing or duplicating pods,
+//! and takes its ReplicaSets and pods with it when deleted. A bad document in a file does
+//! not stop the others.
+
+use std::time::Duration;
+
+use kinglet_proto::v1;
+use kinglet_tests::*;
+
+fn deployment(replicas: u32, env: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: kinglet.test/busybox:latest
+        imagePullPolicy: IfNotPresent
+        command: [sleep, '3600']
+        env: [{{name: VERSION, value: '{env}'}}]
+"#
+    )
+}
+
+fn json(d: &Daemon, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&d.cli_ok(&a)).unwrap()
+}
+
+/// Names of the pods `get pods -l app=web` lists, and how many of them are Ready.
+fn web_pods(d: &Daemon) -> (Vec<String>, usize) {
+    let list = json(d, &["get", "pods", "-l", "app=web"]);
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let ready = items
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count();
+    let names = items
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    (names, ready)
+}
+
+async fn ready_sandboxes(d: &Daemon) -> usize {
+    let mut rt = d.runtime().await;
+    rt.list_pod_sandbox(v1::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .iter()
+        .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+        .count()
+}
+
+fn available(d: &Daemon) -> i64 {
+    json(d, &["get", "deploy", "web"])["status"]["availableReplicas"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_scales_rolls_out_undoes_and_is_collected() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    // A DaemonSet (unsupported) between two good documents: reported, the others applied.
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: b}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: ds}}\n---\n{}",
+        deployment(3, "1")
+    );
+    let f = write(&dir, "web.yaml", &text);
+    let out = d.cli(&["apply", "-f", &f]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "a bad document makes apply fail");
+    assert_eq!(stdout, "configmap/cfg created\ndeployment/web created\n");
+    assert!(
+        stderr.contains("document 2") && stderr.contains("DaemonSet"),
+        "{stderr}"
+    );
+
+    wait_for("3 available replicas", Duration::from_secs(60), || {
+        available(&d) == 3
+    });
+    let (pods, ready) = web_pods(&d);
+    assert_eq!((pods.len(), ready), (3, 3), "{pods:?}");
+    let rs = json(&d, &["get", "rs"]);
+    let rs = &rs["items"][0];
+    let rs_name = rs["metadata"]["name"].as_str().unwrap().to_owned();
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    assert_eq!(rs_name, format!("web-{hash}"));
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    for p in &pods {
+        let suffix = p
+            .strip_prefix(&format!("{rs_name}-"))
+            .expect("pod named <rs>-<suffix>");
+        assert_eq!(suffix.len(), 5, "{p}");
+    }
+    assert_eq!(ready_sandboxes(&d).await, 3, "pods run as real sandboxes");
+    let table = d.cli_ok(&["get", "deploy,rs"]);
+    assert!(
+        table.contains("UP-TO-DATE") && table.contains("DESIRED"),
+        "{table}"
+    );
+    let line = table.lines().find(|l| l.starts_with("web ")).unwrap();
+    assert!(line.contains("3/3"), "{table}");
+    let describe = d.cli_ok(&["describe", "deploy", "web"]);
+    assert!(
+        describe.contains("NewReplicaSetAvailable")
+            && describe.contains("MinimumReplicasAvailable"),
+        "{describe}"
+    );
+
+    // Scale down: one pod stays.
+    assert_eq!(
+        d.cli_ok(&["scale", "deploy/web", "--replicas", "1"]),
+        "deployment.apps/web scaled\n"
+    );
+    wait_for("one pod left", Duration::from_secs(30), || {
+        web_pods(&d).0.len() == 1
+    });
+    assert!(
+        pods.contains(&web_pods(&d).0[0]),
+        "a surviving pod, not a new one"
+    );
+
+    // A new template: a second ReplicaSet, revision 2, the rollout finishes.
+    let f2 = write(&dir, "web2.yaml", &deployment(2, "2"));
+    d.cli_ok(&["apply", "-f", &f2]);
+    let st = d.cli(&["rollout", "status", "deploy/web", "--timeout-secs", "60"]);
+    let st_out = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success() && st_out.contains("successfully rolled out"),
+        "{st_out}"
+    );
+    let dep = json(&d, &["get", "deploy", "web"]);
+    assert_eq!(
+        dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(
+        json(&d, &["get", "rs"])["items"].as_array().unwrap().len(),
+        2
+    );
+    wait_for("2 new pods only", Duration::from_secs(30), || {
+        let (p, r) = web_pods(&d);
+        p.len() == 2 && r == 2 && !p.iter().any(|n| n.starts_with(&format!("{rs_name}-")))
+    });
+
+    // Undo: back to the first template, as revision 3, on the first ReplicaSet.
+    assert_eq!(
+        d.cli_ok(&["rollout", "undo", "deploy/web"]),
+        "deployment.apps/web rolled back\n"
+    );
+    d.cli_ok(&["rollout", "status", "deploy/web", "--timeout-secs", "60"]);
+    let first = json(&d, &["get", "rs", &rs_name]);
+    assert_eq!(
+        first["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    assert_eq!(first["spec"]["replicas"], 2);
+
+    // Background cascading deletion: ReplicaSets, pods and their sandboxes go.
+    assert_eq!(
+        d.cli_ok(&["delete", "deploy/web"]),
+        "deployment/web deleted\n"
+    );
+    wait_for("pods collected", Duration::from_secs(30), || {
+        web_pods(&d).0.is_empty()
+            && json(&d, &["get", "rs"])["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ready_sandboxes(&d).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "sandboxes left");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_set_continues_after_kill_9_without_losing_or_duplicating_pods() {
+    let mut d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let rs = r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}
+"#;
+    let f = write(&dir, "rs.yaml", rs);
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("2 ready pods", Duration::from_secs(60), || {
+        web_pods(&d).1 == 2
+    });
+    let before = web_pods(&d).0;
+    d.kill9();
+    d.spawn().await;
+    // Several controller rounds after the restart.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (after, ready) = web_pods(&d);
+    assert_eq!(after, before, "same pods after the restart");
+    assert_eq!(ready, 2);
+    assert_eq!(ready_sandboxes(&d).await, 2);
+    let st = json(&d, &["get", "rs", "web"])["status"].clone();
+    assert_eq!(
+        (st["replicas"].as_i64(), st["readyReplicas"].as_i64()),
+        (Some(2), Some(2)),
+        "{st}"
+    );
+    // Deleting a pod of the ReplicaSet: replaced by a new one.
+    d.cli_ok(&["delete", "pod", &before[0]]);
+    wait_for("replacement pod", Duration::from_secs(30), || {
+        let (p, r) = web_pods(&d);
+        p.len() == 2 && r == 2 && !p.contains(&before[0])
+    });
+    d.shutdown().await;
+}
