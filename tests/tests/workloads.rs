@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use kinglet_proto::v1;
+
 use kinglet_tests::*;
 
 fn deployment(replicas: u32, env: &str) -> String {
@@ -250,5 +251,98 @@ spec:
         let (p, r) = web_pods(&d);
         p.len() == 2 && r == 2 && !p.contains(&before[0])
     });
+    d.shutdown().await;
+}
+
+/// Ready pods labelled `app=bench`, over the objects API (no CLI process per sample).
+async fn ready_bench_pods(
+    c: &mut kinglet_proto::admin::objects_client::ObjectsClient<tonic::transport::Channel>,
+) -> usize {
+    let r = c
+        .get(kinglet_proto::admin::GetRequest {
+            kind: "pods".into(),
+            label_selector: "app=bench".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.objects
+        .iter()
+        .filter(|o| {
+            let v: serde_json::Value = serde_json::from_str(o).unwrap();
+            v["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .count()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The measure of the issue: a 20-replica Deployment from apply to all Ready, then a rolling
+/// update with maxUnavailable 0 during which the Ready count, sampled every 100 ms, never
+/// drops below 20. Prints the figures.
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_update_of_20_replicas_never_drops_below_20_ready() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let spec = |v: &str| {
+        deployment(20, v)
+            .replace("name: web", "name: bench")
+            .replace("app: web", "app: bench")
+            .replace("maxSurge: 1", "maxSurge: 25%")
+    };
+    let mut c =
+        kinglet_proto::admin::objects_client::ObjectsClient::new(connect(&d.socket).await.unwrap());
+    let rss0 = rss_kib(d.pid());
+    let t0 = std::time::Instant::now();
+    d.cli_ok(&["apply", "-f", &write(&dir, "b1.yaml", &spec("1"))]);
+    while ready_bench_pods(&mut c).await < 20 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "20 replicas not ready in 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let to_ready = t0.elapsed();
+    let rss1 = rss_kib(d.pid());
+    let t1 = std::time::Instant::now();
+    d.cli_ok(&["apply", "-f", &write(&dir, "b2.yaml", &spec("2"))]);
+    let mut low = usize::MAX;
+    let mut samples = 0;
+    loop {
+        let ready = ready_bench_pods(&mut c).await;
+        low = low.min(ready);
+        samples += 1;
+        let st = json(&d, &["get", "deploy", "bench"])["status"].clone();
+        let done =
+            st["updatedReplicas"] == 20 && st["replicas"] == 20 && st["availableReplicas"] == 20;
+        if done {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(300),
+            "rollout not done in 300 s: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rollout = t1.elapsed();
+    let rss2 = rss_kib(d.pid());
+    println!(
+        "MEASURE 20 replicas apply->all Ready: {:.1} s; rolling update (maxSurge 25%, maxUnavailable 0): {:.1} s, {samples} samples, min Ready {low}; daemon RSS {rss0} KiB before, {rss1} KiB at 20 Ready, {rss2} KiB after the rollout",
+        to_ready.as_secs_f64(),
+        rollout.as_secs_f64()
+    );
+    assert!(low >= 20, "Ready pods dropped to {low} during the rollout");
     d.shutdown().await;
 }
