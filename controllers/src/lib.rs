@@ -5,6 +5,8 @@
 //!   deletion by upstream's ranking, status with minReadySeconds);
 //! - [`deployment`]: a Deployment's ReplicaSets (pod-template-hash, RollingUpdate with
 //!   maxSurge/maxUnavailable, Recreate, revisions, revisionHistoryLimit, conditions);
+//! - [`job`]: a Job's Pods (completions, parallelism, backoffLimit with back-off,
+//!   activeDeadlineSeconds, Indexed, suspend, ttlSecondsAfterFinished);
 //! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
 //!
 //! Controllers see the store through [`Store`] (the daemon's [`Supervisor`], or an in-memory
@@ -16,6 +18,7 @@ pub mod common;
 pub mod deployment;
 pub mod error;
 pub mod gc;
+pub mod job;
 pub mod replicaset;
 mod supervisor;
 
@@ -62,6 +65,7 @@ pub trait Store: Send + Sync + 'static {
 pub struct Controllers<S: Store> {
     pub replica_sets: Arc<Controller<replicaset::ReplicaSetReconciler<S>>>,
     pub deployments: Arc<Controller<deployment::DeploymentReconciler<S>>>,
+    pub jobs: Arc<Controller<job::JobReconciler<S>>>,
     store: Arc<S>,
 }
 
@@ -74,6 +78,10 @@ impl<S: Store> Controllers<S> {
             ),
             deployments: Controller::new(
                 Arc::new(deployment::DeploymentReconciler::new(store.clone())),
+                RetryPolicy::default(),
+            ),
+            jobs: Controller::new(
+                Arc::new(job::JobReconciler::new(store.clone())),
                 RetryPolicy::default(),
             ),
             store,
@@ -103,6 +111,16 @@ impl<S: Store> Controllers<S> {
             .collect();
         for k in ds.iter().chain(&self.deployments.keys()) {
             self.deployments.trigger(k);
+        }
+        let jobs: Vec<ObjectKey> = self
+            .store
+            .list("Job")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in jobs.iter().chain(&self.jobs.keys()) {
+            self.jobs.trigger(k);
         }
     }
 }

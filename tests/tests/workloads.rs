@@ -346,3 +346,97 @@ async fn rolling_update_of_20_replicas_never_drops_below_20_ready() {
     assert!(low >= 20, "Ready pods dropped to {low} during the rollout");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexed_job_completes_and_a_failing_job_hits_its_backoff_limit() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let job = |name: &str, extra: &str, script: &str| {
+        format!(
+            r#"apiVersion: batch/v1
+kind: Job
+metadata: {{name: {name}}}
+spec:
+{extra}
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: kinglet.test/busybox:latest
+        imagePullPolicy: IfNotPresent
+        command: [sh, -c, '{script}']
+"#
+        )
+    };
+    let text = format!(
+        "{}---\n{}",
+        job(
+            "idx",
+            "  completions: 3\n  parallelism: 2\n  completionMode: Indexed",
+            "echo index=$JOB_COMPLETION_INDEX host=$(hostname)"
+        ),
+        job("bad", "  backoffLimit: 0", "exit 3")
+    );
+    d.cli_ok(&["apply", "-f", &write(&dir, "jobs.yaml", &text)]);
+    let cond = |name: &str, t: &str| -> Option<String> {
+        let j = json(&d, &["get", "job", name]);
+        j["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == t && c["status"] == "True")
+            .map(|c| c["reason"].as_str().unwrap_or("").to_owned())
+    };
+    wait_for("job idx complete", Duration::from_secs(60), || {
+        cond("idx", "Complete").is_some()
+    });
+    let st = json(&d, &["get", "job", "idx"])["status"].clone();
+    assert_eq!(
+        (st["succeeded"].as_i64(), st["completedIndexes"].as_str()),
+        (Some(3), Some("0-2")),
+        "{st}"
+    );
+    let pods = json(&d, &["get", "pods", "-l", "job-name=idx"]);
+    let pods = pods["items"].as_array().unwrap();
+    assert_eq!(pods.len(), 3);
+    for p in pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let i = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .unwrap();
+        assert!(name.starts_with(&format!("idx-{i}-")), "{name}");
+        assert_eq!(p["status"]["phase"], "Succeeded");
+        let log = d.cli_ok(&["logs", name]);
+        assert_eq!(log, format!("index={i} host=idx-{i}\n"), "{name}");
+    }
+    let table = d.cli_ok(&["get", "jobs"]);
+    let line = table.lines().find(|l| l.starts_with("idx ")).unwrap();
+    assert!(line.contains("Complete") && line.contains("3/3"), "{table}");
+
+    wait_for("job bad failed", Duration::from_secs(60), || {
+        cond("bad", "Failed").is_some()
+    });
+    assert_eq!(
+        cond("bad", "Failed").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    assert_eq!(json(&d, &["get", "job", "bad"])["status"]["failed"], 1);
+    assert_eq!(
+        json(&d, &["get", "pods", "-l", "job-name=bad"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Deleting the Job deletes its pods.
+    d.cli_ok(&["delete", "job/idx"]);
+    wait_for("job pods collected", Duration::from_secs(30), || {
+        json(&d, &["get", "pods", "-l", "job-name=idx"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    d.shutdown().await;
+}

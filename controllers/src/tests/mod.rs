@@ -2,6 +2,7 @@
 //! no containers, a clock the test moves.
 
 mod deployment;
+mod job;
 mod replicaset;
 
 use kinglet_manifest::Object;
@@ -34,6 +35,7 @@ pub fn apply(store: &FakeStore, yaml: &str) -> Object {
                     a.extend(p.metadata.annotations.unwrap_or_default());
                 }
                 (Object::ReplicaSet(r), Object::ReplicaSet(p)) => r.status = p.status,
+                (Object::Job(j), Object::Job(p)) => j.status = p.status,
                 _ => {}
             }
             store.objects.lock().unwrap().insert(o.key(), o.clone());
