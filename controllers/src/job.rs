@@ -112,6 +112,26 @@ pub enum Verdict {
     },
 }
 
+/// How long a new pod must still wait: the back-off of the failures since the last success,
+/// from the last failure.
+fn backoff_wait(pods: &[JobPod], now: Timestamp) -> Option<Duration> {
+    let last_success = pods
+        .iter()
+        .filter(|p| p.state == "Succeeded")
+        .filter_map(|p| p.finished)
+        .max();
+    let recent: Vec<Timestamp> = pods
+        .iter()
+        .filter(|p| p.state == "Failed")
+        .filter_map(|p| p.finished)
+        .filter(|f| last_success.is_none_or(|s| *f > s))
+        .collect();
+    let last = recent.iter().max()?;
+    let delay = failure_backoff(recent.len() as u32);
+    let due = *last + SignedDuration::try_from(delay).unwrap_or_default();
+    (due > now).then(|| Duration::try_from(due - now).unwrap_or_default())
+}
+
 /// The decision of one pass (pure; `started`: the Job's startTime).
 pub fn decide(job: &Job, pods: &[JobPod], started: Option<Timestamp>, now: Timestamp) -> Verdict {
     let spec = job.spec.clone().unwrap_or_default();
@@ -190,28 +210,13 @@ pub fn decide(job: &Job, pods: &[JobPod], started: Option<Timestamp>, now: Times
             create.extend(std::iter::repeat_n(None, want - active.len()));
         }
     }
-    let mut wait = None;
-    if !create.is_empty() {
-        let last_success = pods
-            .iter()
-            .filter(|p| p.state == "Succeeded")
-            .filter_map(|p| p.finished)
-            .max();
-        let recent: Vec<Timestamp> = pods
-            .iter()
-            .filter(|p| p.state == "Failed")
-            .filter_map(|p| p.finished)
-            .filter(|f| last_success.is_none_or(|s| *f > s))
-            .collect();
-        if let Some(last) = recent.iter().max() {
-            let due = *last
-                + SignedDuration::try_from(failure_backoff(recent.len() as u32))
-                    .unwrap_or_default();
-            if due > now {
-                wait = Some(Duration::try_from(due - now).unwrap_or_default());
-                create.clear();
-            }
-        }
+    let wait = if create.is_empty() {
+        None
+    } else {
+        backoff_wait(pods, now)
+    };
+    if wait.is_some() {
+        create.clear();
     }
     Verdict::Run {
         create,
@@ -299,15 +304,7 @@ pub async fn sync<S: Store + ?Sized>(
     if let Some(done) = finished_at(&prev) {
         return ttl(store, key, job, done, now).await;
     }
-    let mut owned: Vec<(Pod, PodStatus)> = Vec::new();
-    for o in store.list("Pod").await {
-        let Object::Pod(p) = o else { continue };
-        if p.metadata.namespace.as_deref() == Some(&key.namespace) && owned_by(&p.metadata, &uid) {
-            let st = store.pod_status(&p).await;
-            owned.push((*p, st));
-        }
-    }
-    let pods: Vec<JobPod> = owned.iter().map(|(p, s)| job_pod(p, s)).collect();
+    let pods = job_pods(store, key, &uid).await;
     let spec = job.spec.clone().unwrap_or_default();
     let mut st = prev.clone();
     let suspended = spec.suspend == Some(true);
@@ -379,33 +376,14 @@ pub async fn sync<S: Store + ?Sized>(
         }
     }
     st.conditions = Some(conds).filter(|c| !c.is_empty());
-    let count = |s: &str| pods.iter().filter(|p| p.state == s).count() as i32;
     let finished = st
         .conditions
         .iter()
         .flatten()
         .any(|c| matches!(c.type_.as_str(), "Complete" | "Failed"));
-    let active = if finished || suspended {
-        0
-    } else {
-        count("Active") + created
-    };
-    st.active = Some(active).filter(|n| *n > 0);
-    st.ready = Some(
-        pods.iter()
-            .filter(|p| p.state == "Active" && p.ready)
-            .count() as i32,
-    );
-    st.succeeded = Some(count("Succeeded")).filter(|n| *n > 0);
-    st.failed = Some(count("Failed")).filter(|n| *n > 0);
-    if spec.completion_mode.as_deref() == Some("Indexed") {
-        let idx: BTreeSet<i32> = pods
-            .iter()
-            .filter(|p| p.state == "Succeeded")
-            .filter_map(|p| p.index)
-            .collect();
-        st.completed_indexes = Some(format_indexes(&idx)).filter(|s| !s.is_empty());
-    }
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let running = !(finished || suspended);
+    count_pods(&mut st, &pods, running.then_some(created), indexed);
     if st != prev {
         store
             .modify(
@@ -425,6 +403,39 @@ pub async fn sync<S: Store + ?Sized>(
         return Ok(Action::Requeue(Duration::from_millis(10)));
     }
     Ok(action)
+}
+
+/// The Job's pods (by its controller ownerReference) with their state.
+async fn job_pods<S: Store + ?Sized>(store: &S, key: &ObjectKey, uid: &str) -> Vec<JobPod> {
+    let mut out = Vec::new();
+    for o in store.list("Pod").await {
+        let Object::Pod(p) = o else { continue };
+        if p.metadata.namespace.as_deref() == Some(&key.namespace) && owned_by(&p.metadata, uid) {
+            let st = store.pod_status(&p).await;
+            out.push(job_pod(&p, &st));
+        }
+    }
+    out
+}
+
+/// The status counts; `running`: the Job still runs pods, plus this many created now.
+fn count_pods(st: &mut JobStatus, pods: &[JobPod], running: Option<i32>, indexed: bool) {
+    let count = |s: &str| pods.iter().filter(|p| p.state == s).count() as i32;
+    st.active = running
+        .map(|created| count("Active") + created)
+        .filter(|n| *n > 0);
+    let ready = pods.iter().filter(|p| p.state == "Active" && p.ready);
+    st.ready = Some(ready.count() as i32);
+    st.succeeded = Some(count("Succeeded")).filter(|n| *n > 0);
+    st.failed = Some(count("Failed")).filter(|n| *n > 0);
+    if indexed {
+        let idx: BTreeSet<i32> = pods
+            .iter()
+            .filter(|p| p.state == "Succeeded")
+            .filter_map(|p| p.index)
+            .collect();
+        st.completed_indexes = Some(format_indexes(&idx)).filter(|s| !s.is_empty());
+    }
 }
 
 async fn delete_active<S: Store + ?Sized>(

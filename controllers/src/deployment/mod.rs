@@ -262,6 +262,16 @@ async fn create_new_rs<S: Store + ?Sized>(
     }
 }
 
+/// What the steps of one pass share.
+struct Pass<'a, S: Store + ?Sized> {
+    store: &'a S,
+    key: &'a ObjectKey,
+    d: &'a Deployment,
+    replicas: i32,
+    old: Vec<RsView>,
+    max_old_rev: i64,
+}
+
 /// One pass over Deployment `d`.
 pub async fn sync<S: Store + ?Sized>(
     store: &S,
@@ -278,7 +288,7 @@ pub async fn sync<S: Store + ?Sized>(
             .is_some_and(|t| rollout::equal_ignore_hash(t, &spec.template))
     });
     new.sort_by_key(|rs| rs.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let mut new = new.into_iter().next();
+    let new = new.into_iter().next();
     let old: Vec<RsView> = old.iter().map(view).collect();
     let max_old_rev = old.iter().map(|v| v.revision).max().unwrap_or(0);
     let strategy = spec.strategy.clone().unwrap_or_default();
@@ -294,90 +304,20 @@ pub async fn sync<S: Store + ?Sized>(
             })?
     };
     let r = Rolling::new(replicas, surge, unavail);
-    let mut created_new = None;
     let paused = spec.paused == Some(true);
-    if !paused {
-        // An old template made current again (a rollback) gets the newest revision.
-        if let Some(n) = &new {
-            if revision_of(&n.metadata) <= max_old_rev {
-                let rev = (max_old_rev + 1).to_string();
-                let name = n.metadata.name.clone().unwrap_or_default();
-                if let Some(Object::ReplicaSet(rs)) = store
-                    .modify(
-                        &rs_key(&key.namespace, &name),
-                        false,
-                        Box::new(move |o| {
-                            o.meta_mut()
-                                .annotations
-                                .get_or_insert_with(BTreeMap::new)
-                                .insert(REVISION.into(), rev);
-                            true
-                        }),
-                    )
-                    .await?
-                {
-                    new = Some(*rs);
-                }
-            }
-        }
-        if recreate {
-            let pods_of_old = count_pods_of(store, key, &old).await;
-            let step = rollout::recreate_step(
-                replicas,
-                new.as_ref().map(view).as_ref(),
-                &old,
-                pods_of_old,
-            );
-            match step {
-                RecreateStep::ScaleDownOld(names) => {
-                    for n in names {
-                        scale(store, key, &n, 0, replicas, replicas).await?;
-                    }
-                }
-                RecreateStep::ScaleUpNew => match &new {
-                    Some(n) => {
-                        let name = n.metadata.name.clone().unwrap_or_default();
-                        scale(store, key, &name, replicas, replicas, replicas).await?;
-                    }
-                    None => {
-                        let rs = create_new_rs(store, key, d, replicas, max_old_rev + 1, replicas)
-                            .await?;
-                        created_new = rs.metadata.name.clone();
-                        new = Some(rs);
-                    }
-                },
-                RecreateStep::WaitOldPods | RecreateStep::Done => {}
-            }
-        } else {
-            let max = replicas + surge;
-            let new_view = match &new {
-                Some(n) => view(n),
-                None => {
-                    let empty = RsView {
-                        name: String::new(),
-                        replicas: 0,
-                        actual: 0,
-                        ready: 0,
-                        available: 0,
-                        revision: 0,
-                        created: None,
-                    };
-                    let mut all = old.clone();
-                    all.push(empty);
-                    let n = rollout::new_rs_replicas(&r, &all, 0);
-                    let rs = create_new_rs(store, key, d, n, max_old_rev + 1, max).await?;
-                    created_new = rs.metadata.name.clone();
-                    new = Some(rs.clone());
-                    view(&rs)
-                }
-            };
-            if created_new.is_none() {
-                for (name, n) in rollout::rolling_step(&r, &new_view, &old) {
-                    scale(store, key, &name, n, replicas, max).await?;
-                }
-            }
-        }
-    }
+    let pass = Pass {
+        store,
+        key,
+        d,
+        replicas,
+        old,
+        max_old_rev,
+    };
+    let (new, created_new) = match (paused, recreate) {
+        (true, _) => (new, None),
+        (false, true) => pass.recreate(pass.sync_revision(new).await?).await?,
+        (false, false) => pass.rolling(pass.sync_revision(new).await?, &r).await?,
+    };
     // Status from what the ReplicaSets now are.
     let all = claim_replica_sets(store, key, d).await?;
     let new_name = new.as_ref().and_then(|n| n.metadata.name.clone());
@@ -400,6 +340,102 @@ pub async fn sync<S: Store + ?Sized>(
         cleanup_history(store, key, d, &all, new_name.as_deref()).await?;
     }
     Ok(())
+}
+
+impl<S: Store + ?Sized> Pass<'_, S> {
+    /// An old template made current again (a rollback) gets the newest revision.
+    async fn sync_revision(
+        &self,
+        new: Option<ReplicaSet>,
+    ) -> Result<Option<ReplicaSet>, ControllerError> {
+        let Some(n) = new else { return Ok(None) };
+        if revision_of(&n.metadata) > self.max_old_rev {
+            return Ok(Some(n));
+        }
+        let rev = (self.max_old_rev + 1).to_string();
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let changed = self
+            .store
+            .modify(
+                &rs_key(&self.key.namespace, &name),
+                false,
+                Box::new(move |o| {
+                    o.meta_mut()
+                        .annotations
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(REVISION.into(), rev);
+                    true
+                }),
+            )
+            .await?;
+        Ok(match changed {
+            Some(Object::ReplicaSet(rs)) => Some(*rs),
+            _ => Some(n),
+        })
+    }
+
+    /// One Recreate step; returns the new ReplicaSet and its name if created now.
+    async fn recreate(
+        &self,
+        new: Option<ReplicaSet>,
+    ) -> Result<(Option<ReplicaSet>, Option<String>), ControllerError> {
+        let (store, key, replicas) = (self.store, self.key, self.replicas);
+        let pods_of_old = count_pods_of(store, key, &self.old).await;
+        let new_view = new.as_ref().map(view);
+        match rollout::recreate_step(replicas, new_view.as_ref(), &self.old, pods_of_old) {
+            RecreateStep::ScaleDownOld(names) => {
+                for n in names {
+                    scale(store, key, &n, 0, replicas, replicas).await?;
+                }
+            }
+            RecreateStep::ScaleUpNew => match &new {
+                Some(n) => {
+                    let name = n.metadata.name.clone().unwrap_or_default();
+                    scale(store, key, &name, replicas, replicas, replicas).await?;
+                }
+                None => {
+                    let rev = self.max_old_rev + 1;
+                    let rs = create_new_rs(store, key, self.d, replicas, rev, replicas).await?;
+                    let name = rs.metadata.name.clone();
+                    return Ok((Some(rs), name));
+                }
+            },
+            RecreateStep::WaitOldPods | RecreateStep::Done => {}
+        }
+        Ok((new, None))
+    }
+
+    /// One RollingUpdate step; returns the new ReplicaSet and its name if created now.
+    async fn rolling(
+        &self,
+        new: Option<ReplicaSet>,
+        r: &Rolling,
+    ) -> Result<(Option<ReplicaSet>, Option<String>), ControllerError> {
+        let (store, key) = (self.store, self.key);
+        let max = r.replicas + r.max_surge;
+        let Some(n) = new else {
+            let empty = RsView {
+                name: String::new(),
+                replicas: 0,
+                actual: 0,
+                ready: 0,
+                available: 0,
+                revision: 0,
+                created: None,
+            };
+            let mut all = self.old.clone();
+            all.push(empty);
+            let count = rollout::new_rs_replicas(r, &all, 0);
+            let rev = self.max_old_rev + 1;
+            let rs = create_new_rs(store, key, self.d, count, rev, max).await?;
+            let name = rs.metadata.name.clone();
+            return Ok((Some(rs), name));
+        };
+        for (name, count) in rollout::rolling_step(r, &view(&n), &self.old) {
+            scale(store, key, &name, count, r.replicas, max).await?;
+        }
+        Ok((Some(n), None))
+    }
 }
 
 /// Pods still owned by any of the old ReplicaSets.
