@@ -1,7 +1,9 @@
 //! Kubernetes objects from the YAML (or JSON) a user would give a cluster.
 //!
 //! [`parse`] reads a multi-document file into typed objects (k8s-openapi types): v1 `Pod`,
-//! `ConfigMap` and `Secret` (also inside a `v1 List`). Every problem names the document, the
+//! `ConfigMap` and `Secret` (also inside a `v1 List`), apps/v1 `Deployment` and `ReplicaSet`,
+//! batch/v1 `Job` (validated as the API server does, in `workloads`); [`parse_each`] does it
+//! document by document, keeping the good ones, as kubectl applies. Every problem names the document, the
 //! object and the field:
 //! - a field the Kubernetes schema does not have (a typo such as `imagee`) is an error with its
 //!   path — found by comparing the document with the typed object serialized back;
