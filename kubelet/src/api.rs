@@ -53,12 +53,14 @@ impl Supervisor {
             for mut o in objs {
                 let k = o.key();
                 let prev = store.map.get(&k).cloned();
+                // Compared with what the controllers added carried over (status, owner,
+                // revision), so re-applying an unchanged workload is "unchanged".
+                carry_identity(&mut o, prev.as_ref());
                 let verdict = match &prev {
                     None => "created",
                     Some(p) if same_content(p, &o) => "unchanged",
                     Some(_) => "configured",
                 };
-                carry_identity(&mut o, prev.as_ref());
                 if verdict != "unchanged" {
                     store.put(o)?;
                 }
@@ -256,6 +258,13 @@ fn clear_status(o: &mut Object) {
     }
 }
 
+/// Annotations the workload controllers write on objects a user applies.
+const CONTROLLER_ANNOTATIONS: &[&str] = &[
+    "deployment.kubernetes.io/revision",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+];
+
 /// Keep uid and creation time across updates; give new objects theirs.
 fn carry_identity(o: &mut Object, prev: Option<&Object>) {
     let prev_meta = prev.map(|p| p.meta().clone());
@@ -271,6 +280,15 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
         Some(pm) => {
             if m.owner_references.is_none() {
                 m.owner_references = pm.owner_references;
+            }
+            // Annotations the controllers keep on their objects.
+            for a in CONTROLLER_ANNOTATIONS {
+                if let Some(v) = pm.annotations.as_ref().and_then(|x| x.get(*a)) {
+                    m.annotations
+                        .get_or_insert_with(Default::default)
+                        .entry((*a).to_owned())
+                        .or_insert_with(|| v.clone());
+                }
             }
             m.uid = pm.uid;
             m.creation_timestamp = pm.creation_timestamp;
