@@ -1,8 +1,9 @@
 //! Workload controllers end to end with real containers: a Deployment applied with the CLI
 //! becomes a ReplicaSet and running pods (visible over the CRI), scales, rolls out a new
 //! template and back, survives a kill -9 of the daemon without losing or duplicating pods,
-//! and takes its ReplicaSets and pods with it when deleted. A bad document in a file does
-//! not stop the others.
+//! and takes its ReplicaSets and pods with it when deleted; a rollout interrupted by a kill -9
+//! finishes after the restart; Indexed and failing Jobs; a bad document in a file or in the
+//! manifests directory does not stop the others. One test also measures a 20-replica rollout.
 
 use std::time::Duration;
 
@@ -72,9 +73,12 @@ async fn ready_sandboxes(d: &Daemon) -> usize {
 }
 
 fn available(d: &Daemon) -> i64 {
-    json(d, &["get", "deploy", "web"])["status"]["availableReplicas"]
-        .as_i64()
-        .unwrap_or(0)
+    let out = d.cli(&["get", "deploy", "web", "-o", "json"]);
+    if !out.status.success() {
+        return 0; // not there yet
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["status"]["availableReplicas"].as_i64().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -438,5 +442,72 @@ spec:
             .unwrap()
             .is_empty()
     });
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_finishes_after_kill_9_mid_way_and_the_manifests_directory_skips_bad_documents() {
+    let mut d = Daemon::start().await;
+    d.import_test_image().await;
+    // In the manifests directory: a bad document (unsupported kind) and a Deployment.
+    let text = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: sts}}\n---\n{}",
+        deployment(4, "1")
+    );
+    std::fs::write(d.manifests().join("web.yaml"), &text).unwrap();
+    wait_for("4 available replicas", Duration::from_secs(60), || {
+        available(&d) == 4
+    });
+    let log = d.log();
+    assert!(
+        log.contains("StatefulSet") && log.contains("document 1"),
+        "the bad document is logged"
+    );
+
+    // A new template; kill -9 the daemon as soon as the rollout has started.
+    std::fs::write(d.manifests().join("web.yaml"), deployment(4, "2")).unwrap();
+    wait_for("rollout started", Duration::from_secs(30), || {
+        json(&d, &["get", "rs"])["items"].as_array().unwrap().len() == 2
+    });
+    d.kill9();
+    d.spawn().await;
+    let st = d.cli(&["rollout", "status", "deploy/web", "--timeout-secs", "90"]);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+    let revision = json(&d, &["get", "deploy", "web"])["metadata"]["annotations"]
+        ["deployment.kubernetes.io/revision"]
+        .clone();
+    assert_eq!(revision, "2");
+    // Exactly 4 pods, all of the new ReplicaSet, and as many sandboxes: none lost or doubled.
+    wait_for("old pods gone", Duration::from_secs(30), || {
+        let (pods, ready) = web_pods(&d);
+        pods.len() == 4 && ready == 4
+    });
+    let rs = json(&d, &["get", "rs"]);
+    let new_rs = rs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2")
+        .unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(web_pods(&d)
+        .0
+        .iter()
+        .all(|p| p.starts_with(&format!("{new_rs}-"))));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ready_sandboxes(&d).await != 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sandboxes: {}",
+            ready_sandboxes(&d).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     d.shutdown().await;
 }
