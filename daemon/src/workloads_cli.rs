@@ -89,7 +89,7 @@ pub fn row(o: &Value, age: String, wide: bool) -> Vec<String> {
                         .map(|c| c.to_string())
                         .unwrap_or_else(|| "1".into())
                 ),
-                String::new(),
+                duration(o),
                 age,
             ]
         }
@@ -120,6 +120,26 @@ pub fn row(o: &Value, age: String, wide: bool) -> Vec<String> {
         r.extend([names.join(","), images.join(","), sel.join(",")]);
     }
     r
+}
+
+/// A Job's DURATION column: start to completion, or to now while it runs.
+fn duration(o: &Value) -> String {
+    let time = |p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let Some(start) = time("/status/startTime") else {
+        return String::new();
+    };
+    let end = time("/status/completionTime").unwrap_or_else(chrono::Utc::now);
+    let s = (end - start).num_seconds().max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
 }
 
 /// `kind/name` or `kind name`.

@@ -135,7 +135,11 @@ async fn deployment_scales_rolls_out_undoes_and_is_collected() {
     );
     let line = table.lines().find(|l| l.starts_with("web ")).unwrap();
     assert!(line.contains("3/3"), "{table}");
+    let wide = d.cli_ok(&["get", "deploy,rs,pods", "-o", "wide", "-l", "app=web"]);
+    println!("{wide}");
+    assert!(wide.contains("SELECTOR") && wide.contains("kinglet.test/busybox:latest"), "{wide}");
     let describe = d.cli_ok(&["describe", "deploy", "web"]);
+    println!("{describe}");
     assert!(
         describe.contains("NewReplicaSetAvailable")
             && describe.contains("MinimumReplicasAvailable"),
@@ -416,6 +420,7 @@ spec:
         assert_eq!(log, format!("index={i} host=idx-{i}\n"), "{name}");
     }
     let table = d.cli_ok(&["get", "jobs"]);
+    println!("{table}");
     let line = table.lines().find(|l| l.starts_with("idx ")).unwrap();
     assert!(line.contains("Complete") && line.contains("3/3"), "{table}");
 
