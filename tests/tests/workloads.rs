@@ -137,7 +137,10 @@ async fn deployment_scales_rolls_out_undoes_and_is_collected() {
     assert!(line.contains("3/3"), "{table}");
     let wide = d.cli_ok(&["get", "deploy,rs,pods", "-o", "wide", "-l", "app=web"]);
     println!("{wide}");
-    assert!(wide.contains("SELECTOR") && wide.contains("kinglet.test/busybox:latest"), "{wide}");
+    assert!(
+        wide.contains("SELECTOR") && wide.contains("kinglet.test/busybox:latest"),
+        "{wide}"
+    );
     let describe = d.cli_ok(&["describe", "deploy", "web"]);
     println!("{describe}");
     assert!(
