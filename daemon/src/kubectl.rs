@@ -532,12 +532,19 @@ fn since(ts: Option<&str>) -> String {
 pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
     if matches!(
         kind,
-        "deploy" | "deployment" | "deployments" | "rs" | "replicaset" | "replicasets"
+        "deploy"
+            | "deployment"
+            | "deployments"
+            | "rs"
+            | "replicaset"
+            | "replicasets"
+            | "job"
+            | "jobs"
     ) {
         return crate::workloads_cli::describe(ch, kind, name, ns).await;
     }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments and replicasets");
+        bail!("describe supports pods, deployments, replicasets and jobs");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

@@ -1,5 +1,5 @@
 //! kubectl's verbs for workloads, client side over the `Objects` service: the table columns
-//! of Deployments, ReplicaSets and Jobs (`get`), `describe deploy|rs`, `scale`, and
+//! of Deployments, ReplicaSets and Jobs (`get`), `describe deploy|rs|job`, `scale`, and
 //! `rollout status|restart|undo`. Changes are made the way kubectl makes them: read the
 //! object, change its spec, apply it back (the daemon keeps uid, status and history).
 
@@ -389,9 +389,54 @@ async fn undo(
     Ok(())
 }
 
-/// `describe deploy|rs NAME`: the object's main fields and its conditions.
+/// The lines of `describe job` kubectl shows between the selector and the template.
+fn job_fields(v: &Value, kv: &mut dyn FnMut(&str, String)) {
+    let opt = |p: &str| {
+        v.pointer(p)
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .unwrap_or_else(|| "<unset>".into())
+    };
+    kv("Parallelism", opt("/spec/parallelism"));
+    kv("Completions", opt("/spec/completions"));
+    kv(
+        "Completion Mode",
+        v.pointer("/spec/completionMode")
+            .and_then(Value::as_str)
+            .unwrap_or("NonIndexed")
+            .into(),
+    );
+    kv("Backoff Limit", opt("/spec/backoffLimit"));
+    kv("Start Time", opt("/status/startTime"));
+    kv("Completed At", opt("/status/completionTime"));
+    kv("Duration", duration(v));
+    kv(
+        "Pods Statuses",
+        format!(
+            "{} Active ({} Ready) / {} Succeeded / {} Failed",
+            num(v, "/status/active"),
+            num(v, "/status/ready"),
+            num(v, "/status/succeeded"),
+            num(v, "/status/failed")
+        ),
+    );
+    if let Some(idx) = v
+        .pointer("/status/completedIndexes")
+        .and_then(Value::as_str)
+    {
+        kv("Completed Indexes", idx.into());
+    }
+}
+
+/// `describe deploy|rs|job NAME`: the object's main fields and its conditions.
 pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
-    let kind = kind_word(kind)?;
+    let kind = match kind {
+        "job" | "jobs" => "job",
+        k => kind_word(k)?,
+    };
     let mut c = ObjectsClient::new(ch);
     let v = get_one(&mut c, kind, name, ns).await?;
     let mut out = String::new();
@@ -413,19 +458,23 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     kv("Labels", map("/metadata/labels"));
     kv("Annotations", map("/metadata/annotations"));
     kv("Selector", map("/spec/selector/matchLabels"));
-    kv(
-        "Replicas",
-        format!(
-            "{} desired | {} updated | {} total | {} available | {} unavailable",
-            v.pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1),
-            num(&v, "/status/updatedReplicas"),
-            num(&v, "/status/replicas"),
-            num(&v, "/status/availableReplicas"),
-            num(&v, "/status/unavailableReplicas"),
-        ),
-    );
+    if kind == "job" {
+        job_fields(&v, &mut kv);
+    } else {
+        kv(
+            "Replicas",
+            format!(
+                "{} desired | {} updated | {} total | {} available | {} unavailable",
+                v.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1),
+                num(&v, "/status/updatedReplicas"),
+                num(&v, "/status/replicas"),
+                num(&v, "/status/availableReplicas"),
+                num(&v, "/status/unavailableReplicas"),
+            ),
+        );
+    }
     if kind == "deployment" {
         let strategy = v
             .pointer("/spec/strategy/type")

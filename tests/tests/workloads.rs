@@ -422,6 +422,13 @@ spec:
         let log = d.cli_ok(&["logs", name]);
         assert_eq!(log, format!("index={i} host=idx-{i}\n"), "{name}");
     }
+    let describe = d.cli_ok(&["describe", "job", "idx"]);
+    assert!(
+        describe.contains("0 Active (0 Ready) / 3 Succeeded / 0 Failed")
+            && describe.contains("Completed Indexes:      0-2")
+            && describe.contains("CompletionsReached"),
+        "{describe}"
+    );
     let table = d.cli_ok(&["get", "jobs"]);
     println!("{table}");
     let line = table.lines().find(|l| l.starts_with("idx ")).unwrap();
