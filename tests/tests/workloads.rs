@@ -198,6 +198,25 @@ async fn deployment_scales_rolls_out_undoes_and_is_collected() {
     );
     assert_eq!(first["spec"]["replicas"], 2);
 
+    // Restart: a template annotation, hence a new ReplicaSet and revision 4.
+    assert_eq!(
+        d.cli_ok(&["rollout", "restart", "deploy/web"]),
+        "deployment.apps/web restarted\n"
+    );
+    d.cli_ok(&["rollout", "status", "deploy/web", "--timeout-secs", "60"]);
+    let dep = json(&d, &["get", "deploy", "web"]);
+    assert_eq!(
+        dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "4"
+    );
+    assert!(dep["spec"]["template"]["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/restartedAt"]
+        .is_string());
+    assert_eq!(
+        json(&d, &["get", "rs"])["items"].as_array().unwrap().len(),
+        3
+    );
+
     // Background cascading deletion: ReplicaSets, pods and their sandboxes go.
     assert_eq!(
         d.cli_ok(&["delete", "deploy/web"]),

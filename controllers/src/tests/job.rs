@@ -272,3 +272,42 @@ async fn suspend_stops_pods_and_ttl_deletes_the_finished_job() {
     crate::gc::collect(&store).await;
     assert!(store.names("Pod").is_empty(), "its pods collected");
 }
+
+#[tokio::test]
+async fn on_failure_restarts_count_toward_the_backoff_limit() {
+    let store = FakeStore::new();
+    let text = job("  backoffLimit: 2").replace("restartPolicy: Never", "restartPolicy: OnFailure");
+    apply(&store, &text);
+    pass(&store).await;
+    let p = active_pods(&store)[0].clone();
+    let restarted = |n: i32| {
+        let mut st = FakeStore::status("Running", false);
+        st.container_statuses = Some(vec![ContainerStatus {
+            name: "c".into(),
+            restart_count: n,
+            ..Default::default()
+        }]);
+        st
+    };
+    store
+        .statuses
+        .lock()
+        .unwrap()
+        .insert(p.clone(), restarted(1));
+    pass(&store).await;
+    assert_eq!(
+        condition(&store, "Failed"),
+        None,
+        "1 restart < backoffLimit 2"
+    );
+    store.statuses.lock().unwrap().insert(p, restarted(2));
+    pass(&store).await;
+    assert_eq!(
+        condition(&store, "Failed"),
+        Some(("True".into(), "BackoffLimitExceeded".into()))
+    );
+    assert!(
+        store.names("Pod").is_empty(),
+        "the restarting pod is deleted"
+    );
+}
