@@ -545,3 +545,47 @@ async fn rollout_finishes_after_kill_9_mid_way_and_the_manifests_directory_skips
     }
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn job_completes_after_kill_9_without_extra_pods() {
+    let mut d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let job = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: w}
+spec:
+  completions: 4
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '2']}
+"#;
+    d.cli_ok(&["apply", "-f", &write(&dir, "job.yaml", job)]);
+    wait_for("2 pods running", Duration::from_secs(30), || {
+        json(&d, &["get", "job", "w"])["status"]["active"] == 2
+    });
+    d.kill9();
+    d.spawn().await;
+    wait_for("job complete", Duration::from_secs(60), || {
+        json(&d, &["get", "job", "w"])["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Complete" && c["status"] == "True")
+            })
+    });
+    let pods = json(&d, &["get", "pods", "-l", "job-name=w"]);
+    let phases: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"]["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["Succeeded"; 4], "exactly 4 pods, all succeeded");
+    assert_eq!(json(&d, &["get", "job", "w"])["status"]["succeeded"], 4);
+    d.shutdown().await;
+}
