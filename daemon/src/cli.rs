@@ -107,10 +107,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
-    /// List objects: pods, configmaps or secrets.
+    /// List objects: pods, configmaps, secrets, deploy, rs, job (several: `deploy,rs`).
     Get {
         kind: String,
         name: Option<String>,
+        /// Label selector (`app=web,tier!=db`).
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
         /// Every namespace.
         #[arg(short = 'A', long = "all-namespaces")]
         all_namespaces: bool,
@@ -120,6 +123,29 @@ pub enum Command {
         /// Show Secret data instead of redacting it.
         #[arg(long)]
         reveal: bool,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Set the replicas of a Deployment or ReplicaSet: `scale deploy/NAME --replicas N`.
+    Scale {
+        target: String,
+        name: Option<String>,
+        #[arg(long)]
+        replicas: i32,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// A Deployment's rollout: `rollout status|restart|undo deploy/NAME`.
+    Rollout {
+        verb: String,
+        target: String,
+        name: Option<String>,
+        /// undo: the revision to go back to (default: the previous one).
+        #[arg(long)]
+        to_revision: Option<i64>,
+        /// status: how long to wait.
+        #[arg(long, default_value = "600")]
+        timeout_secs: u64,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -367,9 +393,44 @@ pub fn main() -> ExitCode {
                 crate::kubectl::delete(ch, &files, kind.as_deref(), name.as_deref(), &ns).await
             })
         }
+        Command::Scale {
+            target,
+            name,
+            replicas,
+            client,
+        } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                crate::workloads_cli::scale(ch, &target, name.as_deref(), replicas, &ns).await
+            })
+        }
+        Command::Rollout {
+            verb,
+            target,
+            name,
+            to_revision,
+            timeout_secs,
+            client,
+        } => {
+            let ns = client.namespace.clone();
+            client_verb(&client, |ch| async move {
+                let timeout = std::time::Duration::from_secs(timeout_secs);
+                crate::workloads_cli::rollout(
+                    ch,
+                    &verb,
+                    &target,
+                    name.as_deref(),
+                    to_revision,
+                    timeout,
+                    &ns,
+                )
+                .await
+            })
+        }
         Command::Get {
             kind,
             name,
+            selector,
             all_namespaces,
             output,
             reveal,
@@ -377,16 +438,13 @@ pub fn main() -> ExitCode {
         } => {
             let ns = client.namespace.clone();
             client_verb(&client, |ch| async move {
-                crate::kubectl::get(
-                    ch,
-                    &kind,
-                    name.as_deref(),
-                    &ns,
-                    all_namespaces,
-                    output.as_deref(),
-                    reveal,
-                )
-                .await
+                let q = crate::kubectl::GetQuery {
+                    kinds: &kind,
+                    name: name.as_deref(),
+                    selector: selector.as_deref(),
+                };
+                crate::kubectl::get_many(ch, q, &ns, all_namespaces, output.as_deref(), reveal)
+                    .await
             })
         }
         Command::Describe { kind, name, client } => {

@@ -54,6 +54,7 @@ fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
 
 pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     let mut c = ObjectsClient::new(ch);
+    let mut failed = false;
     for (source, content) in read_manifests(files)? {
         let r = c
             .apply(admin::ApplyRequest {
@@ -64,12 +65,19 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
             .map_err(status_err(&source))?
             .into_inner();
         for line in r.results {
-            if line.starts_with("Warning:") {
+            if line.starts_with("error:") {
+                // A document that was not applied (the others were).
+                eprintln!("{line}");
+                failed = true;
+            } else if line.starts_with("Warning:") {
                 eprintln!("{line}");
             } else {
                 println!("{line}");
             }
         }
+    }
+    if failed {
+        bail!("some documents were not applied (see the errors above)");
     }
     Ok(())
 }
@@ -92,12 +100,13 @@ pub async fn delete(
             })
             .collect()
     } else {
-        let (Some(kind), Some(name)) = (kind, name) else {
-            bail!("give -f FILE, or KIND NAME")
+        let Some(kind) = kind else {
+            bail!("give -f FILE, or KIND NAME, or KIND/NAME")
         };
+        let (kind, name) = crate::workloads_cli::split_ref(kind, name)?;
         vec![admin::DeleteRequest {
-            kind: kind.into(),
-            name: name.into(),
+            kind,
+            name,
             namespace: ns.into(),
             ..Default::default()
         }]
@@ -169,10 +178,51 @@ fn redact(v: &mut serde_json::Value) {
     }
 }
 
+/// What `get` lists: kinds (`deploy,rs`), or `kind/name`, and a label selector.
+pub struct GetQuery<'a> {
+    pub kinds: &'a str,
+    pub name: Option<&'a str>,
+    pub selector: Option<&'a str>,
+}
+
+pub async fn get_many(
+    ch: Channel,
+    q: GetQuery<'_>,
+    ns: &str,
+    all: bool,
+    output: Option<&str>,
+    reveal: bool,
+) -> anyhow::Result<()> {
+    let (kinds, name) = match q.kinds.split_once('/') {
+        Some((k, n)) if q.name.is_none() => (k.to_owned(), Some(n.to_owned())),
+        _ => (q.kinds.to_owned(), q.name.map(str::to_owned)),
+    };
+    let list: Vec<&str> = kinds.split(',').filter(|k| !k.is_empty()).collect();
+    for (i, kind) in list.iter().enumerate() {
+        if i > 0 && output.is_none_or(|o| o == "wide") {
+            println!();
+        }
+        get(
+            ch.clone(),
+            kind,
+            name.as_deref(),
+            q.selector,
+            ns,
+            all,
+            output,
+            reveal,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn get(
     ch: Channel,
     kind: &str,
     name: Option<&str>,
+    selector: Option<&str>,
     ns: &str,
     all: bool,
     output: Option<&str>,
@@ -184,6 +234,7 @@ pub async fn get(
             namespace: ns.into(),
             all_namespaces: all,
             name: name.unwrap_or_default().into(),
+            label_selector: selector.unwrap_or_default().into(),
         })
         .await
         .map_err(status_err("get"))?
@@ -218,7 +269,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
-        _ => vec!["NAME", "DATA", "AGE"],
+        k => crate::workloads_cli::header(k, wide).unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
     };
     if wide && kind == "Pod" {
         header.extend(["IP", "NODE"]);
@@ -275,6 +326,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                     age(o),
                 ]
             }
+            "Deployment" | "ReplicaSet" | "Job" => crate::workloads_cli::row(o, age(o), wide),
             _ => {
                 let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
                     + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
@@ -478,8 +530,21 @@ fn since(ts: Option<&str>) -> String {
 
 /// `kinglet describe pod NAME`: the pod, its containers and volumes, and recent events.
 pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
+    if matches!(
+        kind,
+        "deploy"
+            | "deployment"
+            | "deployments"
+            | "rs"
+            | "replicaset"
+            | "replicasets"
+            | "job"
+            | "jobs"
+    ) {
+        return crate::workloads_cli::describe(ch, kind, name, ns).await;
+    }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods");
+        bail!("describe supports pods, deployments, replicasets and jobs");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {
@@ -487,6 +552,7 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
             namespace: ns.into(),
             all_namespaces: false,
             name: name.into(),
+            ..Default::default()
         })
         .await
         .map_err(status_err("describe"))?

@@ -13,8 +13,14 @@ impl Supervisor {
         &self,
         req: admin::ApplyRequest,
     ) -> Result<admin::ApplyResponse, KubeletError> {
-        let objs = kinglet_manifest::parse(&req.source, &req.content)
-            .map_err(|e| KubeletError::invalid("manifest", e.to_string()))?;
+        // Document by document, as kubectl applies: a bad document is an `error:` line and
+        // does not stop the others.
+        let (objs, errors) = kinglet_manifest::parse_each(&req.source, &req.content);
+        if objs.is_empty() {
+            if let Some(e) = errors.first() {
+                return Err(KubeletError::invalid("manifest", e.to_string()));
+            }
+        }
         let warnings: Vec<String> = objs
             .iter()
             .flat_map(|o| {
@@ -32,6 +38,7 @@ impl Supervisor {
             .collect();
         let mut results = self.apply_objects(objs).await?;
         results.extend(warnings);
+        results.extend(errors.iter().map(|e| format!("error: {e}")));
         Ok(admin::ApplyResponse { results })
     }
 
@@ -46,12 +53,14 @@ impl Supervisor {
             for mut o in objs {
                 let k = o.key();
                 let prev = store.map.get(&k).cloned();
+                // Compared with what the controllers added carried over (status, owner,
+                // revision), so re-applying an unchanged workload is "unchanged".
+                carry_identity(&mut o, prev.as_ref());
                 let verdict = match &prev {
                     None => "created",
                     Some(p) if same_content(p, &o) => "unchanged",
                     Some(_) => "configured",
                 };
-                carry_identity(&mut o, prev.as_ref());
                 if verdict != "unchanged" {
                     store.put(o)?;
                 }
@@ -86,8 +95,8 @@ impl Supervisor {
         req: admin::DeleteRequest,
     ) -> Result<admin::DeleteResponse, KubeletError> {
         let keys: Vec<ObjectKey> = if !req.content.is_empty() {
-            kinglet_manifest::parse(&req.source, &req.content)
-                .map_err(|e| KubeletError::invalid("manifest", e.to_string()))?
+            kinglet_manifest::parse_each(&req.source, &req.content)
+                .0
                 .iter()
                 .map(Object::key)
                 .collect()
@@ -134,6 +143,14 @@ impl Supervisor {
         } else {
             req.namespace.as_str()
         };
+        let selector = if req.label_selector.is_empty() {
+            None
+        } else {
+            Some(
+                kinglet_manifest::parse_selector(&req.label_selector)
+                    .map_err(|e| KubeletError::invalid("selector (-l)", e))?,
+            )
+        };
         let picked: Vec<Object> = {
             let store = self.store.lock().await;
             store
@@ -142,6 +159,12 @@ impl Supervisor {
                 .filter(|(k, _)| k.kind == kind)
                 .filter(|(k, _)| req.all_namespaces || k.namespace == ns)
                 .filter(|(k, _)| req.name.is_empty() || k.name == req.name)
+                .filter(|(_, o)| {
+                    selector.as_ref().is_none_or(|sel| {
+                        let labels = o.meta().labels.clone().unwrap_or_default();
+                        kinglet_manifest::selector_matches(sel, &labels).unwrap_or(false)
+                    })
+                })
                 .map(|(_, o)| o.clone())
                 .collect()
         };
@@ -156,10 +179,9 @@ impl Supervisor {
             let v = match o {
                 Object::Pod(mut p) => {
                     p.status = Some(self.pod_status(&p).await);
-                    serde_json::to_value(&*p)
+                    Object::Pod(p).to_json()
                 }
-                Object::ConfigMap(c) => serde_json::to_value(&c),
-                Object::Secret(s) => serde_json::to_value(&s),
+                o => o.to_json(),
             }
             .map_err(|e| KubeletError::internal("encode object", e))?;
             objects.push(v.to_string());
@@ -200,6 +222,9 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "pod" | "pods" | "po" => Some("Pod"),
         "configmap" | "configmaps" | "cm" => Some("ConfigMap"),
         "secret" | "secrets" => Some("Secret"),
+        "deployment" | "deployments" | "deploy" => Some("Deployment"),
+        "replicaset" | "replicasets" | "rs" => Some("ReplicaSet"),
+        "job" | "jobs" => Some("Job"),
         _ => None,
     }
 }
@@ -208,11 +233,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
 fn same_content(a: &Object, b: &Object) -> bool {
     let strip = |o: &Object| {
         let mut o = o.clone();
-        let m = match &mut o {
-            Object::Pod(p) => &mut p.metadata,
-            Object::ConfigMap(c) => &mut c.metadata,
-            Object::Secret(s) => &mut s.metadata,
-        };
+        let m = o.meta_mut();
         m.uid = None;
         m.creation_timestamp = None;
         m.generation = None;
@@ -220,28 +241,55 @@ fn same_content(a: &Object, b: &Object) -> bool {
         if m.namespace.is_none() {
             m.namespace = Some("default".into());
         }
-        if let Object::Pod(p) = &mut o {
-            p.status = None;
-        }
+        clear_status(&mut o);
         o
     };
     strip(a) == strip(b)
 }
 
+/// Drop the status (what controllers and the kubelet write, not the user).
+fn clear_status(o: &mut Object) {
+    match o {
+        Object::Pod(p) => p.status = None,
+        Object::Deployment(d) => d.status = None,
+        Object::ReplicaSet(r) => r.status = None,
+        Object::Job(j) => j.status = None,
+        Object::ConfigMap(_) | Object::Secret(_) => {}
+    }
+}
+
+/// Annotations the workload controllers write on objects a user applies.
+const CONTROLLER_ANNOTATIONS: &[&str] = &[
+    "deployment.kubernetes.io/revision",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+];
+
 /// Keep uid and creation time across updates; give new objects theirs.
 fn carry_identity(o: &mut Object, prev: Option<&Object>) {
-    let prev_meta = prev.map(|p| match p {
-        Object::Pod(p) => p.metadata.clone(),
-        Object::ConfigMap(c) => c.metadata.clone(),
-        Object::Secret(s) => s.metadata.clone(),
-    });
-    let m = match o {
-        Object::Pod(p) => &mut p.metadata,
-        Object::ConfigMap(c) => &mut c.metadata,
-        Object::Secret(s) => &mut s.metadata,
-    };
+    let prev_meta = prev.map(|p| p.meta().clone());
+    // Status belongs to the controllers: an apply keeps it.
+    match (&mut *o, prev) {
+        (Object::Deployment(d), Some(Object::Deployment(p))) => d.status = p.status.clone(),
+        (Object::ReplicaSet(r), Some(Object::ReplicaSet(p))) => r.status = p.status.clone(),
+        (Object::Job(j), Some(Object::Job(p))) => j.status = p.status.clone(),
+        _ => {}
+    }
+    let m = o.meta_mut();
     match prev_meta {
         Some(pm) => {
+            if m.owner_references.is_none() {
+                m.owner_references = pm.owner_references;
+            }
+            // Annotations the controllers keep on their objects.
+            for a in CONTROLLER_ANNOTATIONS {
+                if let Some(v) = pm.annotations.as_ref().and_then(|x| x.get(*a)) {
+                    m.annotations
+                        .get_or_insert_with(Default::default)
+                        .entry((*a).to_owned())
+                        .or_insert_with(|| v.clone());
+                }
+            }
             m.uid = pm.uid;
             m.creation_timestamp = pm.creation_timestamp;
             m.generation = Some(pm.generation.unwrap_or(1) + 1);
@@ -266,7 +314,7 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
 }
 
 /// 16 random bytes in hex (32 digits), the raw material of a new object's uid.
-fn new_uid_hex() -> String {
+pub(crate) fn new_uid_hex() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);

@@ -10,6 +10,8 @@
 //!   the workload controllers to come.
 //! - [`pod`]: one pod's state ([`pod::PodState`]) and its reconcile step, unit-tested against
 //!   a fake runtime on a paused clock; `probe`, `hooks`, `stop`, `status` are its parts.
+//! - `store_api`: what the workload controllers (crate `kinglet-controllers`) read and
+//!   write of the store: objects by kind, atomic modifications, pod status, change signals.
 //! - `podspec`, `volumes`, `security`, [`sysctl`]: Kubernetes Pod fields to CRI configs,
 //!   volumes on disk, admission.
 //!
@@ -33,6 +35,7 @@ pub mod runtime;
 mod security;
 mod status;
 mod stop;
+mod store_api;
 pub mod sysctl;
 pub mod volumes;
 mod watch;
@@ -220,6 +223,8 @@ impl Supervisor {
                 Object::Secret(s) => {
                     snap.secrets.insert(key, kinglet_manifest::secret_data(s));
                 }
+                // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
+                Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
             }
         }
         (pods, snap)

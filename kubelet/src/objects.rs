@@ -1,5 +1,5 @@
-//! The objects applied to this node (Pods, ConfigMaps, Secrets), persisted so they survive a
-//! daemon restart: Pods and ConfigMaps as JSON under `<root>/objects/`, Secrets only under
+//! The objects applied to this node (Pods, ConfigMaps, Secrets, workloads), persisted so they survive a
+//! daemon restart: Pods, ConfigMaps and workloads as JSON under `<root>/objects/`, Secrets only under
 //! `<run-root>/secrets/`, a tmpfs the daemon mounts itself — Secret bytes never reach a disk.
 
 use std::collections::BTreeMap;
@@ -71,12 +71,9 @@ impl ObjectStore {
     /// Persist then publish.
     pub fn put(&mut self, obj: Object) -> Result<(), KubeletError> {
         let k = obj.key();
-        let json = match &obj {
-            Object::Pod(p) => with_kind(serde_json::to_value(p), "Pod"),
-            Object::ConfigMap(c) => with_kind(serde_json::to_value(c), "ConfigMap"),
-            Object::Secret(s) => with_kind(serde_json::to_value(s), "Secret"),
-        }
-        .map_err(|e| KubeletError::internal(format!("encode {k}"), e))?;
+        let json = obj
+            .to_json()
+            .map_err(|e| KubeletError::internal(format!("encode {k}"), e))?;
         let path = self.path(&k);
         kinglet_shim::protocol::write_atomic(&path, json.to_string().as_bytes())
             .map_err(|e| KubeletError::internal(format!("store {k}"), e))?;
@@ -98,14 +95,4 @@ impl ObjectStore {
         }
         Ok(self.map.remove(k))
     }
-}
-
-fn with_kind(
-    v: serde_json::Result<serde_json::Value>,
-    kind: &str,
-) -> serde_json::Result<serde_json::Value> {
-    let mut v = v?;
-    v["apiVersion"] = "v1".into();
-    v["kind"] = kind.into();
-    Ok(v)
 }

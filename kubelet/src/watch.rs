@@ -66,6 +66,9 @@ fn key_of(s: &StoredKey) -> Option<ObjectKey> {
         "Pod" => "Pod",
         "ConfigMap" => "ConfigMap",
         "Secret" => "Secret",
+        "Deployment" => "Deployment",
+        "ReplicaSet" => "ReplicaSet",
+        "Job" => "Job",
         _ => return None,
     };
     Some(ObjectKey {
@@ -112,37 +115,35 @@ impl Supervisor {
                     continue;
                 }
             };
-            match kinglet_manifest::parse(&f.display().to_string(), &text) {
-                Ok(objs) => {
-                    let mut keys = BTreeSet::new();
-                    let mut ok = Vec::new();
-                    for o in objs {
-                        for f in kinglet_manifest::ignored_fields(&o) {
-                            tracing::warn!(file = %f.as_str(), object = %o.key(), field = %f, "field is not supported by kinglet and is ignored");
-                        }
-                        let k = stored(&o.key());
-                        if let Some(other) = claimed.get(&k) {
-                            tracing::error!(file = %f.display(), object = %o.key(), other = %other.display(), "object defined twice; this definition is ignored");
-                            continue;
-                        }
-                        claimed.insert(k.clone(), f.clone());
-                        keys.insert(k);
-                        ok.push(o);
-                    }
-                    to_apply.extend(ok);
-                    next.insert(f, keys);
+            // Document by document, as kubectl applies: a bad document does not stop the others.
+            let (objs, errors) = kinglet_manifest::parse_each(&f.display().to_string(), &text);
+            let mut keys = BTreeSet::new();
+            for o in objs {
+                for f in kinglet_manifest::ignored_fields(&o) {
+                    tracing::warn!(file = %f.as_str(), object = %o.key(), field = %f, "field is not supported by kinglet and is ignored");
                 }
-                Err(e) => {
-                    tracing::error!(err = %e, "manifest not applied; its objects are kept as they were");
-                    // Keep what this file defined before.
-                    if let Some(prev) = sources.map.get(&f) {
-                        next.insert(f.clone(), prev.clone());
-                        for k in prev {
-                            claimed.insert(k.clone(), f.clone());
-                        }
+                let k = stored(&o.key());
+                if let Some(other) = claimed.get(&k) {
+                    tracing::error!(file = %f.display(), object = %o.key(), other = %other.display(), "object defined twice; this definition is ignored");
+                    continue;
+                }
+                claimed.insert(k.clone(), f.clone());
+                keys.insert(k);
+                to_apply.push(o);
+            }
+            if !errors.is_empty() {
+                for e in &errors {
+                    tracing::error!(err = %e, "manifest document not applied; the objects it defined are kept as they were");
+                }
+                // Keep what this file defined before and no good document claims now.
+                for k in sources.map.get(&f).into_iter().flatten() {
+                    if !claimed.contains_key(k) {
+                        claimed.insert(k.clone(), f.clone());
+                        keys.insert(k.clone());
                     }
                 }
             }
+            next.insert(f, keys);
         }
         match self.apply_objects(to_apply).await {
             Ok(lines) => {

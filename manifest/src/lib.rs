@@ -1,7 +1,9 @@
 //! Kubernetes objects from the YAML (or JSON) a user would give a cluster.
 //!
 //! [`parse`] reads a multi-document file into typed objects (k8s-openapi types): v1 `Pod`,
-//! `ConfigMap` and `Secret` (also inside a `v1 List`). Every problem names the document, the
+//! `ConfigMap` and `Secret` (also inside a `v1 List`), apps/v1 `Deployment` and `ReplicaSet`,
+//! batch/v1 `Job` (validated as the API server does, in `workloads`); [`parse_each`] does it
+//! document by document, keeping the good ones, as kubectl applies. Every problem names the document, the
 //! object and the field:
 //! - a field the Kubernetes schema does not have (a typo such as `imagee`) is an error with its
 //!   path — found by comparing the document with the typed object serialized back;
@@ -14,9 +16,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+pub use k8s_openapi::api::batch::v1::Job;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+mod workloads;
 use serde::Deserialize;
 use serde_json::Value;
+pub use workloads::{parse_selector, selector_matches};
 
 /// The namespace of objects that name none.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -36,7 +44,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, List)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -64,6 +72,9 @@ pub enum Object {
     Pod(Box<Pod>),
     ConfigMap(ConfigMap),
     Secret(Secret),
+    Deployment(Box<Deployment>),
+    ReplicaSet(Box<ReplicaSet>),
+    Job(Box<Job>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -81,12 +92,66 @@ impl fmt::Display for ObjectKey {
 }
 
 impl Object {
+    /// The object's kind, as in its manifest.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Pod(_) => "Pod",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Secret(_) => "Secret",
+            Object::Deployment(_) => "Deployment",
+            Object::ReplicaSet(_) => "ReplicaSet",
+            Object::Job(_) => "Job",
+        }
+    }
+
+    /// The object's apiVersion.
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
+            Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
+            Object::Job(_) => "batch/v1",
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Pod(p) => &p.metadata,
+            Object::ConfigMap(c) => &c.metadata,
+            Object::Secret(s) => &s.metadata,
+            Object::Deployment(d) => &d.metadata,
+            Object::ReplicaSet(r) => &r.metadata,
+            Object::Job(j) => &j.metadata,
+        }
+    }
+
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Pod(p) => &mut p.metadata,
+            Object::ConfigMap(c) => &mut c.metadata,
+            Object::Secret(s) => &mut s.metadata,
+            Object::Deployment(d) => &mut d.metadata,
+            Object::ReplicaSet(r) => &mut r.metadata,
+            Object::Job(j) => &mut j.metadata,
+        }
+    }
+
+    /// The object as Kubernetes JSON, with apiVersion and kind.
+    pub fn to_json(&self) -> serde_json::Result<Value> {
+        let mut v = match self {
+            Object::Pod(p) => serde_json::to_value(p),
+            Object::ConfigMap(c) => serde_json::to_value(c),
+            Object::Secret(s) => serde_json::to_value(s),
+            Object::Deployment(d) => serde_json::to_value(d),
+            Object::ReplicaSet(r) => serde_json::to_value(r),
+            Object::Job(j) => serde_json::to_value(j),
+        }?;
+        v["apiVersion"] = self.api_version().into();
+        v["kind"] = self.kind().into();
+        Ok(v)
+    }
+
     pub fn key(&self) -> ObjectKey {
-        let (kind, meta) = match self {
-            Object::Pod(p) => ("Pod", &p.metadata),
-            Object::ConfigMap(c) => ("ConfigMap", &c.metadata),
-            Object::Secret(s) => ("Secret", &s.metadata),
-        };
+        let (kind, meta) = (self.kind(), self.meta());
         ObjectKey {
             kind,
             namespace: meta
@@ -113,6 +178,48 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<Object>, ManifestError
         }
     }
     Ok(out)
+}
+
+/// Parse document by document, as kubectl applies them: the objects of every good document,
+/// and one error per bad one (a syntax error ends the file: what follows cannot be split).
+pub fn parse_each(source_name: &str, text: &str) -> (Vec<Object>, Vec<ManifestError>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let doc = i + 1;
+        let mut value = match Value::deserialize(de) {
+            Ok(v) if v.is_null() => continue,
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(ManifestError::Syntax {
+                    source_name: source_name.to_owned(),
+                    doc,
+                    reason: e.to_string(),
+                });
+                break;
+            }
+        };
+        octal_modes(&mut value);
+        let mut objs = Vec::new();
+        if let Err(e) = parse_value(source_name, doc, value, &mut objs) {
+            errors.push(e);
+            continue;
+        }
+        for o in objs {
+            if seen.insert(o.key()) {
+                out.push(o);
+            } else {
+                errors.push(ManifestError::Invalid {
+                    source_name: source_name.to_owned(),
+                    object: o.key().to_string(),
+                    path: "metadata.name".into(),
+                    reason: "is defined twice in this manifest".into(),
+                });
+            }
+        }
+    }
+    (out, errors)
 }
 
 fn parse_all(source_name: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
@@ -183,6 +290,21 @@ fn parse_value(
             Object::Pod(Box::new(p))
         }
         ("v1", "ConfigMap") => Object::ConfigMap(typed(source_name, &label, &value)?),
+        ("apps/v1", "Deployment") => {
+            let d: Deployment = typed(source_name, &label, &value)?;
+            workloads::check_deployment(source_name, &label, &d)?;
+            Object::Deployment(Box::new(d))
+        }
+        ("apps/v1", "ReplicaSet") => {
+            let r: ReplicaSet = typed(source_name, &label, &value)?;
+            workloads::check_replica_set(source_name, &label, &r)?;
+            Object::ReplicaSet(Box::new(r))
+        }
+        ("batch/v1", "Job") => {
+            let mut j: Job = typed(source_name, &label, &value)?;
+            workloads::check_job(source_name, &label, &mut j)?;
+            Object::Job(Box::new(j))
+        }
         ("v1", "Secret") => {
             check_secret_data(source_name, &label, &value)?;
             let s: Secret = typed(source_name, &label, &value)?;
@@ -460,7 +582,7 @@ fn unsupported(p: &Pod) -> Option<String> {
 }
 
 /// Paths Kinglet will write inside volumes must stay inside them.
-fn check_pod(source_name: &str, label: &str, p: &Pod) -> Result<(), ManifestError> {
+pub(crate) fn check_pod(source_name: &str, label: &str, p: &Pod) -> Result<(), ManifestError> {
     if let Some(path) = unsupported(p) {
         return Err(ManifestError::Invalid {
             source_name: source_name.to_owned(),
@@ -713,12 +835,12 @@ spec:
         assert!(e.contains("document 1") && e.contains("apiVersion"), "{e}");
         let e = parse(
             "x.yaml",
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\n",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("Deployment") && e.contains("not supported"),
+            e.contains("DaemonSet") && e.contains("not supported"),
             "{e}"
         );
         let e = parse("x.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n")

@@ -1,0 +1,122 @@
+//! What the controllers share: owner references, generated names, pods from templates, and
+//! pod readiness/availability as upstream's `podutil` judges them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use rand::Rng;
+
+/// The alphabet of generated names and hashes (upstream's: no vowels, no confusable digits).
+pub const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `<prefix><5 random chars>`, as `generateName` does.
+pub fn generate_name(prefix: &str) -> String {
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..5)
+        .map(|_| ALPHANUMS[rng.gen_range(0..ALPHANUMS.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// An ownerReference naming `meta`'s object as the controller.
+pub fn controller_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The controller ownerReference of an object, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+}
+
+/// Whether `meta` is controlled by the object with `uid`.
+pub fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
+    controller_of(meta).is_some_and(|o| o.uid == uid)
+}
+
+/// A Pod from a template: the template's labels, annotations and spec, `name` in `ns`,
+/// controlled by `owner`.
+pub fn pod_from_template(
+    t: &PodTemplateSpec,
+    name: String,
+    ns: &str,
+    owner: OwnerReference,
+) -> Pod {
+    let tm = t.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(ns.to_owned()),
+            labels: tm.labels,
+            annotations: tm.annotations,
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: t.spec.clone(),
+        status: None,
+    }
+}
+
+pub fn labels_of(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    meta.labels.clone().unwrap_or_default()
+}
+
+/// Succeeded or Failed: the pod's containers are done and will not run again.
+pub fn is_terminal(st: &PodStatus) -> bool {
+    matches!(st.phase.as_deref(), Some("Succeeded" | "Failed"))
+}
+
+pub fn is_ready(st: &PodStatus) -> bool {
+    st.conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Sum of the restart counts of a pod's containers.
+pub fn restarts(st: &PodStatus) -> i32 {
+    st.container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.restart_count)
+        .sum()
+}
+
+/// When a pod's containers last started running (the latest start of a running container):
+/// the earliest a pod could have become Ready, used when the controller did not see the moment.
+pub fn running_since(st: &PodStatus) -> Option<Timestamp> {
+    st.container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+        .map(|t| t.0)
+        .max()
+}
+
+/// Available: Ready for at least `min_ready_seconds` (upstream's `IsPodAvailable`).
+pub fn is_available(
+    ready_since: Option<Timestamp>,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> bool {
+    let Some(since) = ready_since else {
+        return false;
+    };
+    min_ready_seconds <= 0
+        || since
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(
+                min_ready_seconds as i64,
+            ))
+            .is_ok_and(|t| t <= now)
+}

@@ -1,0 +1,142 @@
+//! Workload controllers over the mini-kubelet's object store, each run by the kubelet's
+//! reconciler [`harness`](kinglet_kubelet::harness) with one worker per object:
+//!
+//! - [`replicaset`]: a ReplicaSet's Pods (ownerReferences, `<rs>-<5 chars>` names, creation and
+//!   deletion by upstream's ranking, status with minReadySeconds);
+//! - [`deployment`]: a Deployment's ReplicaSets (pod-template-hash, RollingUpdate with
+//!   maxSurge/maxUnavailable, Recreate, revisions, revisionHistoryLimit, conditions);
+//! - [`job`]: a Job's Pods (completions, parallelism, backoffLimit with back-off,
+//!   activeDeadlineSeconds, Indexed, suspend, ttlSecondsAfterFinished);
+//! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
+//!
+//! Controllers see the store through [`Store`] (the daemon's [`Supervisor`], or an in-memory
+//! fake in tests) so that each decision is tested without root on a fake clock.
+//! [`run`] triggers every workload's worker each time the store publishes its objects (once a
+//! second and at once after any change) and runs the garbage collector.
+
+pub mod common;
+pub mod deployment;
+pub mod error;
+pub mod gc;
+pub mod job;
+pub mod replicaset;
+mod supervisor;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+use kinglet_kubelet::harness::{Controller, RetryPolicy};
+use kinglet_manifest::{Object, ObjectKey};
+
+pub use error::ControllerError;
+
+/// A change to one stored object, applied under the store's lock; says whether it changed.
+pub type Modify = Box<dyn FnOnce(&mut Object) -> bool + Send>;
+
+/// The object store as the controllers use it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn list(&self, kind: &str) -> Vec<Object>;
+    async fn get(&self, key: &ObjectKey) -> Option<Object>;
+    /// Store a new object (fresh uid, creation time); returns it as stored.
+    async fn create(&self, obj: Object) -> Result<Object, ControllerError>;
+    /// Change `key` in place (`bump`: a spec change); None when absent.
+    async fn modify(
+        &self,
+        key: &ObjectKey,
+        bump: bool,
+        f: Modify,
+    ) -> Result<Option<Object>, ControllerError>;
+    async fn delete(&self, key: &ObjectKey) -> Result<bool, ControllerError>;
+    /// A stored pod's current status.
+    async fn pod_status(&self, pod: &Pod) -> PodStatus;
+    /// Wall-clock now (status times, minReadySeconds).
+    fn now(&self) -> Timestamp;
+}
+
+/// The running controllers.
+pub struct Controllers<S: Store> {
+    pub replica_sets: Arc<Controller<replicaset::ReplicaSetReconciler<S>>>,
+    pub deployments: Arc<Controller<deployment::DeploymentReconciler<S>>>,
+    pub jobs: Arc<Controller<job::JobReconciler<S>>>,
+    store: Arc<S>,
+}
+
+impl<S: Store> Controllers<S> {
+    pub fn new(store: Arc<S>) -> Arc<Self> {
+        Arc::new(Controllers {
+            replica_sets: Controller::new(
+                Arc::new(replicaset::ReplicaSetReconciler::new(store.clone())),
+                RetryPolicy::default(),
+            ),
+            deployments: Controller::new(
+                Arc::new(deployment::DeploymentReconciler::new(store.clone())),
+                RetryPolicy::default(),
+            ),
+            jobs: Controller::new(
+                Arc::new(job::JobReconciler::new(store.clone())),
+                RetryPolicy::default(),
+            ),
+            store,
+        })
+    }
+
+    /// One round: collect garbage, then trigger every workload (and every worker, so those
+    /// whose object is gone end).
+    pub async fn tick(&self) {
+        gc::collect(&*self.store).await;
+        let rs: Vec<ObjectKey> = self
+            .store
+            .list("ReplicaSet")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in rs.iter().chain(&self.replica_sets.keys()) {
+            self.replica_sets.trigger(k);
+        }
+        let ds: Vec<ObjectKey> = self
+            .store
+            .list("Deployment")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in ds.iter().chain(&self.deployments.keys()) {
+            self.deployments.trigger(k);
+        }
+        let jobs: Vec<ObjectKey> = self
+            .store
+            .list("Job")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in jobs.iter().chain(&self.jobs.keys()) {
+            self.jobs.trigger(k);
+        }
+    }
+}
+
+/// Run the controllers over the daemon's store for the daemon's lifetime: a round each time
+/// the objects are published.
+pub fn run(sup: Arc<kinglet_kubelet::Supervisor>) {
+    let mut changes = sup.subscribe();
+    let store = Arc::new(supervisor::SupervisorStore(sup));
+    let c = Controllers::new(store);
+    tokio::spawn(async move {
+        loop {
+            c.tick().await;
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}

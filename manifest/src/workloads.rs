@@ -1,0 +1,432 @@
+//! Workload objects (apps/v1 Deployment and ReplicaSet, batch/v1 Job) validated as the API
+//! server validates them, and label selectors: matching (`matchLabels`, `matchExpressions`)
+//! and the `-l` string form (`app=web,tier!=db,env in (a,b),!legacy`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::ManifestError;
+
+fn invalid(source: &str, label: &str, path: &str, reason: impl Into<String>) -> ManifestError {
+    ManifestError::Invalid {
+        source_name: source.to_owned(),
+        object: label.to_owned(),
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn non_negative(
+    source: &str,
+    label: &str,
+    path: &str,
+    v: Option<i32>,
+) -> Result<(), ManifestError> {
+    match v {
+        Some(n) if n < 0 => Err(invalid(
+            source,
+            label,
+            path,
+            format!("{n}: must be greater than or equal to 0"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The pod template: its pod fields checked as a Pod's, its restartPolicy among `allowed`.
+fn check_template(
+    source: &str,
+    label: &str,
+    t: &PodTemplateSpec,
+    allowed: &[&str],
+) -> Result<(), ManifestError> {
+    let Some(spec) = &t.spec else {
+        return Err(invalid(source, label, "spec.template.spec", "is required"));
+    };
+    if spec.containers.is_empty() {
+        return Err(invalid(
+            source,
+            label,
+            "spec.template.spec.containers",
+            "is required (at least one container)",
+        ));
+    }
+    let policy = spec.restart_policy.as_deref().unwrap_or(allowed[0]);
+    if !allowed.contains(&policy) {
+        return Err(invalid(
+            source,
+            label,
+            "spec.template.spec.restartPolicy",
+            format!("Unsupported value {policy:?}: supported values: {allowed:?}"),
+        ));
+    }
+    let pod = Pod {
+        metadata: t.metadata.clone().unwrap_or_default(),
+        spec: Some(spec.clone()),
+        status: None,
+    };
+    crate::check_pod(source, label, &pod).map_err(|e| match e {
+        ManifestError::Invalid {
+            source_name,
+            object,
+            path,
+            reason,
+        } => ManifestError::Invalid {
+            source_name,
+            object,
+            path: format!("spec.template.{path}"),
+            reason,
+        },
+        e => e,
+    })
+}
+
+/// A selector that must be given, be non-empty and select the template's labels.
+fn check_selector(
+    source: &str,
+    label: &str,
+    sel: &LabelSelector,
+    t: &PodTemplateSpec,
+) -> Result<(), ManifestError> {
+    let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty());
+    if empty {
+        return Err(invalid(
+            source,
+            label,
+            "spec.selector",
+            "empty selector is invalid for this kind (give matchLabels)",
+        ));
+    }
+    let labels = t
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    match selector_matches(sel, &labels) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(invalid(
+            source,
+            label,
+            "spec.template.metadata.labels",
+            format!("{labels:?}: `selector` does not match template `labels`"),
+        )),
+        Err(reason) => Err(invalid(source, label, "spec.selector", reason)),
+    }
+}
+
+fn check_int_or_percent(
+    source: &str,
+    label: &str,
+    path: &str,
+    v: Option<&IntOrString>,
+) -> Result<(), ManifestError> {
+    match v {
+        Some(IntOrString::Int(n)) if *n < 0 => Err(invalid(
+            source,
+            label,
+            path,
+            format!("{n}: must be greater than or equal to 0"),
+        )),
+        Some(IntOrString::String(s)) => {
+            let ok = s
+                .strip_suffix('%')
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n <= 100);
+            if ok {
+                Ok(())
+            } else {
+                Err(invalid(
+                    source,
+                    label,
+                    path,
+                    format!("{s:?}: must be an integer or a percentage between 0% and 100%"),
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_zero(v: Option<&IntOrString>) -> bool {
+    match v {
+        Some(IntOrString::Int(n)) => *n == 0,
+        Some(IntOrString::String(s)) => s.trim_end_matches('%') == "0",
+        None => false,
+    }
+}
+
+pub(crate) fn check_deployment(
+    source: &str,
+    label: &str,
+    d: &Deployment,
+) -> Result<(), ManifestError> {
+    let Some(spec) = &d.spec else {
+        return Err(invalid(source, label, "spec", "is required"));
+    };
+    non_negative(source, label, "spec.replicas", spec.replicas)?;
+    non_negative(
+        source,
+        label,
+        "spec.minReadySeconds",
+        spec.min_ready_seconds,
+    )?;
+    non_negative(
+        source,
+        label,
+        "spec.revisionHistoryLimit",
+        spec.revision_history_limit,
+    )?;
+    if let Some(p) = spec.progress_deadline_seconds {
+        if p <= spec.min_ready_seconds.unwrap_or(0) {
+            return Err(invalid(
+                source,
+                label,
+                "spec.progressDeadlineSeconds",
+                format!("{p}: must be greater than minReadySeconds"),
+            ));
+        }
+    }
+    check_selector(source, label, &spec.selector, &spec.template)?;
+    check_template(source, label, &spec.template, &["Always"])?;
+    if let Some(s) = &spec.strategy {
+        match s.type_.as_deref().unwrap_or("RollingUpdate") {
+            "RollingUpdate" => {
+                let ru = s.rolling_update.clone().unwrap_or_default();
+                let surge = "spec.strategy.rollingUpdate.maxSurge";
+                let unavail = "spec.strategy.rollingUpdate.maxUnavailable";
+                check_int_or_percent(source, label, surge, ru.max_surge.as_ref())?;
+                check_int_or_percent(source, label, unavail, ru.max_unavailable.as_ref())?;
+                if is_zero(ru.max_surge.as_ref()) && is_zero(ru.max_unavailable.as_ref()) {
+                    return Err(invalid(
+                        source,
+                        label,
+                        unavail,
+                        "may not be 0 when maxSurge is 0",
+                    ));
+                }
+            }
+            "Recreate" if s.rolling_update.is_some() => {
+                return Err(invalid(
+                    source,
+                    label,
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ))
+            }
+            "Recreate" => {}
+            other => {
+                return Err(invalid(
+                    source,
+                    label,
+                    "spec.strategy.type",
+                    format!("Unsupported value {other:?}: supported values: \"Recreate\", \"RollingUpdate\""),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn check_replica_set(
+    source: &str,
+    label: &str,
+    r: &ReplicaSet,
+) -> Result<(), ManifestError> {
+    let Some(spec) = &r.spec else {
+        return Err(invalid(source, label, "spec", "is required"));
+    };
+    non_negative(source, label, "spec.replicas", spec.replicas)?;
+    non_negative(
+        source,
+        label,
+        "spec.minReadySeconds",
+        spec.min_ready_seconds,
+    )?;
+    let Some(t) = &spec.template else {
+        return Err(invalid(source, label, "spec.template", "is required"));
+    };
+    check_selector(source, label, &spec.selector, t)?;
+    check_template(source, label, t, &["Always"])
+}
+
+/// Also fills in what the API server defaults and the Job controller relies on.
+pub(crate) fn check_job(source: &str, label: &str, j: &mut Job) -> Result<(), ManifestError> {
+    let Some(spec) = &mut j.spec else {
+        return Err(invalid(source, label, "spec", "is required"));
+    };
+    non_negative(source, label, "spec.parallelism", spec.parallelism)?;
+    non_negative(source, label, "spec.completions", spec.completions)?;
+    non_negative(source, label, "spec.backoffLimit", spec.backoff_limit)?;
+    if let Some(n) = spec.active_deadline_seconds {
+        if n <= 0 {
+            return Err(invalid(
+                source,
+                label,
+                "spec.activeDeadlineSeconds",
+                format!("{n}: must be greater than 0"),
+            ));
+        }
+    }
+    non_negative(
+        source,
+        label,
+        "spec.ttlSecondsAfterFinished",
+        spec.ttl_seconds_after_finished,
+    )?;
+    match spec.completion_mode.as_deref().unwrap_or("NonIndexed") {
+        "NonIndexed" => {}
+        "Indexed" if spec.completions.is_none() => {
+            return Err(invalid(
+                source,
+                label,
+                "spec.completions",
+                "is required when completionMode is Indexed",
+            ))
+        }
+        "Indexed" => {}
+        other => {
+            return Err(invalid(
+                source,
+                label,
+                "spec.completionMode",
+                format!(
+                    "Unsupported value {other:?}: supported values: \"NonIndexed\", \"Indexed\""
+                ),
+            ))
+        }
+    }
+    if spec
+        .template
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.restart_policy.is_none())
+    {
+        return Err(invalid(
+            source,
+            label,
+            "spec.template.spec.restartPolicy",
+            "is required: \"Never\" or \"OnFailure\"",
+        ));
+    }
+    check_template(source, label, &spec.template, &["Never", "OnFailure"])?;
+    if spec.manual_selector == Some(true) {
+        let sel = spec.selector.clone().unwrap_or_default();
+        return check_selector(source, label, &sel, &spec.template);
+    }
+    if spec.selector.is_some() {
+        return Err(invalid(
+            source,
+            label,
+            "spec.selector",
+            "is generated by the Job controller; set spec.manualSelector: true to give one",
+        ));
+    }
+    Ok(())
+}
+
+fn requirement_matches(
+    r: &LabelSelectorRequirement,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
+    let values = r.values.clone().unwrap_or_default();
+    let v = labels.get(&r.key);
+    match r.operator.as_str() {
+        "In" | "NotIn" if values.is_empty() => Err(format!(
+            "matchExpressions {:?}: operator {} needs values",
+            r.key, r.operator
+        )),
+        "In" => Ok(v.is_some_and(|v| values.contains(v))),
+        "NotIn" => Ok(!v.is_some_and(|v| values.contains(v))),
+        "Exists" => Ok(v.is_some()),
+        "DoesNotExist" => Ok(v.is_none()),
+        other => Err(format!(
+            "matchExpressions {:?}: operator {other:?} is not one of In, NotIn, Exists, DoesNotExist",
+            r.key
+        )),
+    }
+}
+
+/// Whether `labels` satisfy `sel` (all of matchLabels and matchExpressions). An empty
+/// selector selects everything; a malformed expression is an error.
+pub fn selector_matches(
+    sel: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
+    for (k, v) in sel.match_labels.iter().flatten() {
+        if labels.get(k) != Some(v) {
+            return Ok(false);
+        }
+    }
+    for r in sel.match_expressions.iter().flatten() {
+        if !requirement_matches(r, labels)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The `-l` form as a LabelSelector: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a)`, `k`,
+/// `!k`, separated by commas.
+pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
+    let mut exprs = Vec::new();
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    parts.push(cur);
+    for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let req = |key: &str, op: &str, values: Vec<String>| LabelSelectorRequirement {
+            key: key.trim().to_owned(),
+            operator: op.to_owned(),
+            values: (!values.is_empty()).then_some(values),
+        };
+        let set = |rest: &str| -> Result<Vec<String>, String> {
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(|| format!("{p:?}: expected a list in parentheses"))?;
+            Ok(inner.split(',').map(|v| v.trim().to_owned()).collect())
+        };
+        let r = if let Some((k, v)) = p.split_once("!=") {
+            req(k, "NotIn", vec![v.trim().to_owned()])
+        } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+            req(k, "In", vec![v.trim().to_owned()])
+        } else if let Some((k, rest)) = p.split_once(" notin ") {
+            req(k, "NotIn", set(rest)?)
+        } else if let Some((k, rest)) = p.split_once(" in ") {
+            req(k, "In", set(rest)?)
+        } else if let Some(k) = p.strip_prefix('!') {
+            req(k, "DoesNotExist", vec![])
+        } else if p.chars().all(|c| c.is_alphanumeric() || "-_./".contains(c)) {
+            req(p, "Exists", vec![])
+        } else {
+            return Err(format!("{p:?} is not a label selector requirement (k=v, k!=v, k in (a,b), k notin (a), k, !k)"));
+        };
+        exprs.push(r);
+    }
+    Ok(LabelSelector {
+        match_labels: None,
+        match_expressions: Some(exprs),
+    })
+}
+
+#[cfg(test)]
+mod tests;
