@@ -33,6 +33,8 @@ pub struct Config {
     pub pod_cidr: String,
     /// Kinglet's own nftables table (family `ip`) for NAT and hostPorts.
     pub nft_table: String,
+    /// ClusterIPs come from this IPv4 CIDR (kube-proxy rules in table `<nft-table>_svc`).
+    pub service_cidr: String,
     /// CNI mode: a directory whose first `*.conflist` replaces the built-in network when present.
     pub cni_conf_dir: Option<PathBuf>,
     /// CNI plugin binaries.
@@ -79,6 +81,7 @@ impl Default for Config {
             bridge: kinglet_netns::network::DEFAULT_BRIDGE.to_owned(),
             pod_cidr: kinglet_netns::network::DEFAULT_POD_CIDR.to_owned(),
             nft_table: kinglet_netns::network::DEFAULT_NFT_TABLE.to_owned(),
+            service_cidr: kinglet_services::alloc::DEFAULT_SERVICE_CIDR.to_owned(),
             cni_conf_dir: None,
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             cni_timeout_secs: 30,
@@ -111,6 +114,7 @@ pub struct FileConfig {
     pub bridge: Option<String>,
     pub pod_cidr: Option<String>,
     pub nft_table: Option<String>,
+    pub service_cidr: Option<String>,
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_bin_dir: Option<PathBuf>,
     pub cni_timeout_secs: Option<u64>,
@@ -186,6 +190,7 @@ impl Config {
                 .clone()
                 .or(file.nft_table)
                 .unwrap_or(d.nft_table),
+            service_cidr: file.service_cidr.unwrap_or(d.service_cidr),
             cni_conf_dir: flags.cni_conf_dir.clone().or(file.cni_conf_dir),
             cni_bin_dir: flags
                 .cni_bin_dir
@@ -229,6 +234,15 @@ impl Config {
                     "pod-pids-limit must be -1 (unlimited) or more, got {}",
                     cfg.pod_pids_limit
                 ),
+            });
+        }
+        if let Err(e) = cfg
+            .service_cidr
+            .parse::<kinglet_services::alloc::ServiceCidr>()
+        {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!("service-cidr: {e}"),
             });
         }
         if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {

@@ -5,7 +5,7 @@
 use kinglet_manifest::{Object, ObjectKey};
 use kinglet_proto::admin;
 
-use crate::{status, KubeletError, Supervisor};
+use crate::{services, status, KubeletError, Supervisor};
 
 impl Supervisor {
     /// `kinglet apply`.
@@ -46,6 +46,12 @@ impl Supervisor {
             for mut o in objs {
                 let k = o.key();
                 let prev = store.map.get(&k).cloned();
+                services::admit(
+                    self.cfg.services.as_ref(),
+                    &store.map,
+                    &mut o,
+                    prev.as_ref(),
+                )?;
                 let verdict = match &prev {
                     None => "created",
                     Some(p) if same_content(p, &o) => "unchanged",
@@ -134,6 +140,24 @@ impl Supervisor {
         } else {
             req.namespace.as_str()
         };
+        if kind == "EndpointSlice" {
+            // Derived objects, kept in memory by the services loop.
+            let objects: Vec<String> = self
+                .endpoint_slices((!req.all_namespaces).then_some(ns), &req.name)
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            if !req.name.is_empty() && objects.is_empty() {
+                return Err(KubeletError::not_found(
+                    "object",
+                    format!("{kind} {ns}/{}", req.name),
+                ));
+            }
+            return Ok(admin::GetResponse {
+                objects,
+                events: Vec::new(),
+            });
+        }
         let picked: Vec<Object> = {
             let store = self.store.lock().await;
             store
@@ -160,6 +184,7 @@ impl Supervisor {
                 }
                 Object::ConfigMap(c) => serde_json::to_value(&c),
                 Object::Secret(s) => serde_json::to_value(&s),
+                Object::Service(s) => serde_json::to_value(&*s),
             }
             .map_err(|e| KubeletError::internal("encode object", e))?;
             objects.push(v.to_string());
@@ -200,6 +225,8 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "pod" | "pods" | "po" => Some("Pod"),
         "configmap" | "configmaps" | "cm" => Some("ConfigMap"),
         "secret" | "secrets" => Some("Secret"),
+        "service" | "services" | "svc" => Some("Service"),
+        "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         _ => None,
     }
 }
@@ -212,6 +239,7 @@ fn same_content(a: &Object, b: &Object) -> bool {
             Object::Pod(p) => &mut p.metadata,
             Object::ConfigMap(c) => &mut c.metadata,
             Object::Secret(s) => &mut s.metadata,
+            Object::Service(s) => &mut s.metadata,
         };
         m.uid = None;
         m.creation_timestamp = None;
@@ -234,11 +262,13 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
         Object::Pod(p) => p.metadata.clone(),
         Object::ConfigMap(c) => c.metadata.clone(),
         Object::Secret(s) => s.metadata.clone(),
+        Object::Service(s) => s.metadata.clone(),
     });
     let m = match o {
         Object::Pod(p) => &mut p.metadata,
         Object::ConfigMap(c) => &mut c.metadata,
         Object::Secret(s) => &mut s.metadata,
+        Object::Service(s) => &mut s.metadata,
     };
     match prev_meta {
         Some(pm) => {

@@ -1,5 +1,5 @@
-//! The objects applied to this node (Pods, ConfigMaps, Secrets), persisted so they survive a
-//! daemon restart: Pods and ConfigMaps as JSON under `<root>/objects/`, Secrets only under
+//! The objects applied to this node (Pods, ConfigMaps, Secrets, Services), persisted so they survive a
+//! daemon restart: Pods, ConfigMaps and Services as JSON under `<root>/objects/`, Secrets only under
 //! `<run-root>/secrets/`, a tmpfs the daemon mounts itself — Secret bytes never reach a disk.
 
 use std::collections::BTreeMap;
@@ -75,6 +75,7 @@ impl ObjectStore {
             Object::Pod(p) => with_kind(serde_json::to_value(p), "Pod"),
             Object::ConfigMap(c) => with_kind(serde_json::to_value(c), "ConfigMap"),
             Object::Secret(s) => with_kind(serde_json::to_value(s), "Secret"),
+            Object::Service(s) => with_kind(serde_json::to_value(s), "Service"),
         }
         .map_err(|e| KubeletError::internal(format!("encode {k}"), e))?;
         let path = self.path(&k);

@@ -66,6 +66,7 @@ fn key_of(s: &StoredKey) -> Option<ObjectKey> {
         "Pod" => "Pod",
         "ConfigMap" => "ConfigMap",
         "Secret" => "Secret",
+        "Service" => "Service",
         _ => return None,
     };
     Some(ObjectKey {

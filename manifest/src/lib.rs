@@ -1,7 +1,8 @@
 //! Kubernetes objects from the YAML (or JSON) a user would give a cluster.
 //!
 //! [`parse`] reads a multi-document file into typed objects (k8s-openapi types): v1 `Pod`,
-//! `ConfigMap` and `Secret` (also inside a `v1 List`). Every problem names the document, the
+//! `ConfigMap`, `Secret` and `Service` (also inside a `v1 List`; Services are validated as the
+//! API server does, in `service`). Every problem names the document, the
 //! object and the field:
 //! - a field the Kubernetes schema does not have (a typo such as `imagee`) is an error with its
 //!   path — found by comparing the document with the typed object serialized back;
@@ -14,7 +15,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+mod service;
+
+pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -36,7 +39,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, List)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -64,6 +67,7 @@ pub enum Object {
     Pod(Box<Pod>),
     ConfigMap(ConfigMap),
     Secret(Secret),
+    Service(Box<Service>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -86,6 +90,7 @@ impl Object {
             Object::Pod(p) => ("Pod", &p.metadata),
             Object::ConfigMap(c) => ("ConfigMap", &c.metadata),
             Object::Secret(s) => ("Secret", &s.metadata),
+            Object::Service(s) => ("Service", &s.metadata),
         };
         ObjectKey {
             kind,
@@ -187,6 +192,11 @@ fn parse_value(
             let s: Secret = typed(source_name, &label, &value)?;
             check_secret(source_name, &label, &s)?;
             Object::Secret(s)
+        }
+        ("v1", "Service") => {
+            let s: Service = typed(source_name, &label, &value)?;
+            service::check_service(source_name, &label, &s)?;
+            Object::Service(Box::new(s))
         }
         _ => {
             return Err(ManifestError::Unsupported {

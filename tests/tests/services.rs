@@ -1,0 +1,274 @@
+//! Services end to end: real pods behind a ClusterIP and a NodePort through the kube-proxy
+//! nftables table, EndpointSlices following readiness, rejects without endpoints, rules
+//! gone after deletion, and traffic kept through a kill -9 of the daemon and rebuilt at start.
+
+use std::time::{Duration, Instant};
+
+use kinglet_tests::*;
+
+const WEB: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: NAME, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'mkdir -p /www && echo NAME > /www/index.html && touch /www/ready && exec httpd -f -p 8080 -h /www']
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      exec: {command: [test, -f, /www/ready]}
+      periodSeconds: 1
+      failureThreshold: 1
+"#;
+
+fn web(name: &str) -> String {
+    WEB.replace("NAME", name)
+}
+
+fn json(d: &Daemon, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&d.cli_ok(args)).unwrap()
+}
+
+/// Ready endpoint addresses of Service `svc` as `kinglet get endpointslices` shows them.
+fn ready_endpoints(d: &Daemon, svc: &str) -> Vec<String> {
+    let v = json(d, &["get", "endpointslices", "-o", "json"]);
+    let items = v["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![v.clone()]);
+    let mut out: Vec<String> = items
+        .iter()
+        .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == svc)
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .map(|e| e["addresses"][0].as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+fn svc_table(d: &Daemon) -> String {
+    sh(
+        "nft",
+        &["list", "table", "ip", &format!("{}_svc", d.net.table)],
+    )
+}
+
+/// An HTTP GET of `/` on `ip:port` from inside `pod` (busybox nc; the image's wget crashes on
+/// this kernel); stdout is the body.
+fn get_from(d: &Daemon, pod: &str, addr: &str) -> std::process::Output {
+    let (ip, port) = addr.split_once(':').unwrap();
+    let script =
+        format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port} | sed '1,/^\\r$/d'");
+    d.cli(&["exec", pod, "--", "sh", "-c", &script])
+}
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// One HTTP/1.0 GET from the host; its duration.
+fn timed_get(addr: &str) -> Duration {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3))
+            .unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.contains("200 OK"), "{out}");
+    t.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_ip_and_node_port_follow_ready_endpoints() {
+    let d = Daemon::start_with_config("service-cidr = \"10.214.1.0/24\"\n").await;
+    d.import_test_image().await;
+    let client = "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n";
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: http}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nothing}\n  ports: [{port: 80}]\n";
+    let f = write(
+        d.dir.path(),
+        "all.yaml",
+        &[
+            web("web-a"),
+            web("web-b"),
+            client.to_owned(),
+            svc.to_owned(),
+        ]
+        .join("---\n"),
+    );
+    let out = d.cli_ok(&["apply", "-f", &f]);
+    assert!(out.contains("service/web created"), "{out}");
+
+    // Allocation: first address after the reserved .1, first nodePort; stable on re-apply.
+    let s = json(&d, &["get", "svc", "web", "-o", "json"]);
+    assert_eq!(s["spec"]["clusterIP"], "10.214.1.2", "{s}");
+    assert_eq!(s["spec"]["ports"][0]["nodePort"], 30000, "{s}");
+    let again = d.cli_ok(&["apply", "-f", &f]);
+    assert!(again.contains("service/web unchanged"), "{again}");
+    let empty_ip = json(&d, &["get", "svc", "empty", "-o", "json"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(empty_ip, "10.214.1.3");
+
+    let ip_of = |name: &str| {
+        pod_json(&d, name)["status"]["podIP"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    wait_for(
+        "both web pods ready in the slice",
+        Duration::from_secs(60),
+        || ready_endpoints(&d, "web").len() == 2,
+    );
+    let (a_ip, b_ip) = (ip_of("web-a"), ip_of("web-b"));
+    let mut want = vec![a_ip.clone(), b_ip.clone()];
+    want.sort();
+    assert_eq!(ready_endpoints(&d, "web"), want);
+    let slice = json(&d, &["get", "endpointslices", "-o", "json"]);
+    assert!(
+        slice.to_string().contains("\"port\":8080"),
+        "named targetPort resolved: {slice}"
+    );
+    wait_for("client running", Duration::from_secs(30), || {
+        pod_json(&d, "client")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+
+    // ClusterIP from another pod: both endpoints answer (random choice).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let o = get_from(&d, "client", "10.214.1.2:80");
+        assert!(o.status.success(), "{o:?}\n{}", svc_table(&d));
+        seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["web-a", "web-b"]);
+    // Hairpin: a pod reaches its own Service.
+    let o = get_from(&d, "web-a", "10.214.1.2:80");
+    assert!(
+        o.status.success(),
+        "hairpin: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // NodePort from the host, on the bridge address and on 127.0.0.1.
+    assert!(http_get_from_host(&format!("{}:30000", d.net.gateway())).contains("web-"));
+    assert!(http_get_from_host("127.0.0.1:30000").contains("web-"));
+
+    // Latency from the host, same run: ClusterIP vs pod IP, interleaved.
+    let (mut via_svc, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        via_svc.push(timed_get("10.214.1.2:80"));
+        direct.push(timed_get(&format!("{a_ip}:8080")));
+    }
+    eprintln!(
+        "FIGURE http GET p50 via ClusterIP {:?}, via pod IP {:?} (200 each)",
+        p50(via_svc),
+        p50(direct)
+    );
+
+    // A Service without endpoints rejects at once.
+    let t = Instant::now();
+    let o = d.cli(&["exec", "client", "--", "nc", "-w", "3", "10.214.1.3", "80"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("refused") && t.elapsed() < Duration::from_secs(3),
+        "{err} after {:?}",
+        t.elapsed()
+    );
+
+    // web-b fails its readiness probe: it leaves the slice and the rules; traffic goes to web-a.
+    let t = Instant::now();
+    d.cli_ok(&["exec", "web-b", "--", "rm", "/www/ready"]);
+    wait_for("web-b out of the rules", Duration::from_secs(15), || {
+        !svc_table(&d).contains(&format!("dnat to {b_ip}:8080"))
+    });
+    eprintln!(
+        "FIGURE readiness failure (probe period 1 s) -> rules without the endpoint: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(ready_endpoints(&d, "web"), vec![a_ip.clone()]);
+    for _ in 0..10 {
+        let o = get_from(&d, "client", "10.214.1.2:80");
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "web-a");
+    }
+    let t = Instant::now();
+    d.cli_ok(&["exec", "web-b", "--", "touch", "/www/ready"]);
+    wait_for("web-b back in the rules", Duration::from_secs(15), || {
+        svc_table(&d).contains(&format!("dnat to {b_ip}:8080"))
+    });
+    eprintln!(
+        "FIGURE readiness recovery -> rules with the endpoint: {:?}",
+        t.elapsed()
+    );
+
+    // Deleting the Services leaves no rule of them.
+    d.cli_ok(&["delete", "svc", "web"]);
+    d.cli_ok(&["delete", "svc", "empty"]);
+    wait_for("rules gone", Duration::from_secs(10), || {
+        let t = svc_table(&d);
+        !t.contains("10.214.1.2")
+            && !t.contains("10.214.1.3")
+            && !t.contains("30000")
+            && !t.contains("chain svc-")
+    });
+    assert!(ready_endpoints(&d, "web").is_empty());
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_traffic_survives_kill9_and_the_table_is_rebuilt_at_start() {
+    let mut d = Daemon::start_with_config("service-cidr = \"10.214.2.0/24\"\n").await;
+    d.import_test_image().await;
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n";
+    let f = write(
+        d.dir.path(),
+        "all.yaml",
+        &[web("solo"), svc.to_owned()].join("---\n"),
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("endpoint ready", Duration::from_secs(60), || {
+        ready_endpoints(&d, "web").len() == 1
+    });
+    assert!(http_get_from_host("10.214.2.2:80").contains("solo"));
+
+    d.kill9();
+    // The daemon is gone; the rules stay and traffic flows.
+    assert!(http_get_from_host("10.214.2.2:80").contains("solo"));
+    let table = format!("{}_svc", d.net.table);
+    sh(
+        "nft",
+        &["add", "chain", "ip", &table, "stale-left-by-crash"],
+    );
+    d.spawn().await;
+    wait_for("table rebuilt at start", Duration::from_secs(15), || {
+        !svc_table(&d).contains("stale-left-by-crash")
+    });
+    assert!(http_get_from_host("10.214.2.2:80").contains("solo"));
+    let s = json(&d, &["get", "svc", "web", "-o", "json"]);
+    assert_eq!(
+        s["spec"]["clusterIP"], "10.214.2.2",
+        "the address survives the restart: {s}"
+    );
+
+    // A second Service asking for the taken address is refused, naming object and field.
+    let clash = write(d.dir.path(), "clash.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: clash}\nspec:\n  clusterIP: 10.214.2.2\n  ports: [{port: 80}]\n");
+    let o = d.cli(&["apply", "-f", &clash]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("Service default/clash")
+            && err.contains("spec.clusterIP")
+            && err.contains("already allocated"),
+        "{err}"
+    );
+    d.shutdown().await;
+}
