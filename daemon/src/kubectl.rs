@@ -218,10 +218,15 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
+        "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
+        "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
         _ => vec!["NAME", "DATA", "AGE"],
     };
     if wide && kind == "Pod" {
         header.extend(["IP", "NODE"]);
+    }
+    if wide && kind == "Service" {
+        header.push("SELECTOR");
     }
     if all {
         header.insert(0, "NAMESPACE");
@@ -274,6 +279,22 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                     n.to_string(),
                     age(o),
                 ]
+            }
+            "Service" => {
+                let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
+                let mut r = kinglet_services::columns::service_row(&s);
+                r.push(age(o));
+                if wide {
+                    r.push(kinglet_services::columns::service_selector(&s));
+                }
+                r
+            }
+            "EndpointSlice" => {
+                let s: k8s_openapi::api::discovery::v1::EndpointSlice =
+                    serde_json::from_value(o.clone())?;
+                let mut r = kinglet_services::columns::slice_row(&s);
+                r.push(age(o));
+                r
             }
             _ => {
                 let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)

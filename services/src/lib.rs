@@ -11,6 +11,7 @@
 //! The mini-kubelet (`kinglet-kubelet`) calls these; this crate knows nothing of the daemon.
 
 pub mod alloc;
+pub mod columns;
 pub mod endpoints;
 pub mod proxy;
 

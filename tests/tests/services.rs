@@ -131,6 +131,39 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     let mut want = vec![a_ip.clone(), b_ip.clone()];
     want.sort();
     assert_eq!(ready_endpoints(&d, "web"), want);
+    let table = d.cli_ok(&["get", "svc", "-o", "wide"]);
+    let cols = |t: &str, name: &str| -> Vec<String> {
+        let line = t
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {t}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(
+        cols(&table, "NAME")[..],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ]
+    );
+    let row = cols(&table, "web ");
+    assert_eq!(
+        (&row[..5], &row[6]),
+        (
+            &["web", "NodePort", "10.214.1.2", "<none>", "80:30000/TCP"].map(String::from)[..],
+            &"app=web".to_owned()
+        ),
+        "{table}"
+    );
+    let slices = d.cli_ok(&["get", "endpointslices"]);
+    let row = cols(&slices, "web-");
+    assert_eq!(row[1..3], ["IPv4", "8080"], "{slices}");
+    assert_eq!(row[3], format!("{},{}", want[0], want[1]), "{slices}");
     let slice = json(&d, &["get", "endpointslices", "-o", "json"]);
     assert!(
         slice.to_string().contains("\"port\":8080"),
