@@ -65,6 +65,7 @@ impl Supervisor {
             }
         }
         self.wake.notify_one();
+        services::READINESS_CHANGED.notify_one();
         Ok(results)
     }
 
@@ -83,6 +84,7 @@ impl Supervisor {
             }
         }
         self.wake.notify_one();
+        services::READINESS_CHANGED.notify_one();
         Ok(results)
     }
 
@@ -128,6 +130,7 @@ impl Supervisor {
             }
         }
         self.wake.notify_one();
+        services::READINESS_CHANGED.notify_one();
         Ok(admin::DeleteResponse { results })
     }
 

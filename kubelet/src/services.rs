@@ -18,6 +18,10 @@ use kinglet_services::{endpoints, proxy};
 
 use crate::{KubeletError, Supervisor};
 
+/// Wakes the services loop: a container's readiness changed, or objects were applied or
+/// deleted. Process-wide (one daemon, one Supervisor); an extra wake-up costs one pass.
+pub(crate) static READINESS_CHANGED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// Where Service addresses come from and where their rules go.
 #[derive(Debug, Clone)]
 pub struct ServicesConfig {
@@ -116,11 +120,15 @@ pub(crate) fn admit(
 }
 
 impl Supervisor {
-    /// Recompute the slices and the proxy table every half second.
+    /// Recompute the slices and the proxy table every half second, and at once when a
+    /// container's readiness changes or objects are applied or deleted.
     pub(crate) async fn services_loop(self: Arc<Self>) {
         loop {
             self.sync_services().await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                _ = READINESS_CHANGED.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
         }
     }
 

@@ -221,13 +221,22 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     // web-b fails its readiness probe: it leaves the slice and the rules; traffic goes to web-a.
     let t = Instant::now();
     d.cli_ok(&["exec", "web-b", "--", "rm", "/www/ready"]);
-    wait_for("web-b out of the rules", Duration::from_secs(15), || {
-        !svc_table(&d).contains(&format!("dnat to {b_ip}:8080"))
-    });
-    eprintln!(
-        "FIGURE readiness failure (probe period 1 s) -> rules without the endpoint: {:?}",
-        t.elapsed()
-    );
+    let (mut unready_seen, mut rules_seen) = (None, None);
+    while rules_seen.is_none() || unready_seen.is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "web-b still in the rules"
+        );
+        if rules_seen.is_none() && !svc_table(&d).contains(&format!("dnat to {b_ip}:8080")) {
+            rules_seen = Some(t.elapsed());
+        }
+        if unready_seen.is_none()
+            && pod_json(&d, "web-b")["status"]["containerStatuses"][0]["ready"] == false
+        {
+            unready_seen = Some(t.elapsed());
+        }
+    }
+    eprintln!("FIGURE readiness failure (probe period 1 s): pod status unready after {unready_seen:?}, rules without the endpoint after {rules_seen:?}");
     assert_eq!(ready_endpoints(&d, "web"), vec![a_ip.clone()]);
     for _ in 0..10 {
         let o = get_from(&d, "client", "10.214.1.2:80");
