@@ -1,7 +1,8 @@
 //! Services on this node: ClusterIP/NodePort allocation when a Service is applied, and the
 //! loop that keeps the EndpointSlices (in memory, recomputed from the Pods) and the
 //! kube-proxy nftables table (`kinglet-services`) current. The table is rebuilt in one
-//! transaction whenever its content changes and at the first pass after a daemon start; a
+//! transaction at the first pass after a daemon start, then changed in place, one
+//! transaction per pass touching only the Service ports that changed; a
 //! daemon killed meanwhile leaves the last table in place, so Service traffic keeps flowing.
 
 use std::collections::BTreeSet;
@@ -37,7 +38,8 @@ pub struct ServicesConfig {
 #[derive(Default)]
 pub(crate) struct ServicesState {
     pub slices: std::sync::Mutex<Vec<EndpointSlice>>,
-    last_script: std::sync::Mutex<Option<String>>,
+    /// The Service ports the table holds (None until the first pass applied it).
+    last_applied: std::sync::Mutex<Option<Vec<proxy::ProxyPort>>>,
 }
 
 fn invalid(e: kinglet_services::ServicesError) -> KubeletError {
@@ -168,33 +170,46 @@ impl Supervisor {
         let Some(cfg) = self.cfg.services.clone() else {
             return;
         };
-        let script = proxy::table_script(&cfg.table, &ports);
-        if self
+        let last = self
             .services
-            .last_script
+            .last_applied
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_deref()
-            == Some(script.as_str())
-        {
-            return;
-        }
+            .clone();
+        // The whole table at the first pass (a start), else only the Service ports that changed.
+        let script = match &last {
+            Some(old) if *old == ports => return,
+            Some(old) => proxy::update_script(&cfg.table, old, &ports),
+            None => proxy::table_script(&cfg.table, &ports),
+        };
         let started = Instant::now();
-        let s = script.clone();
-        let res = tokio::task::spawn_blocking(move || proxy::apply(&cfg.nft, &cfg.table, &s)).await;
+        let full = proxy::table_script(&cfg.table, &ports);
+        let incremental = last.is_some();
+        let res = tokio::task::spawn_blocking(move || {
+            proxy::apply(&cfg.nft, &cfg.table, &script).or_else(|e| {
+                if !incremental {
+                    return Err(e);
+                }
+                // Whatever went wrong, the whole table is the answer.
+                tracing::warn!(err = %e, "incremental service rules failed; replacing the table");
+                proxy::apply(&cfg.nft, &cfg.table, &full)
+            })
+        })
+        .await;
         match res {
             Ok(Ok(())) => {
                 tracing::info!(
                     services = services.len(),
                     ports = ports.len(),
+                    incremental,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "service rules applied"
                 );
                 *self
                     .services
-                    .last_script
+                    .last_applied
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(script);
+                    .unwrap_or_else(|e| e.into_inner()) = Some(ports);
             }
             Ok(Err(e)) => tracing::warn!(err = %e, "service rules not applied"),
             Err(e) => tracing::warn!(err = %e, "service rules task failed"),

@@ -137,6 +137,80 @@ fn affinity_set(p: &ProxyPort, ip: Ipv4Addr, port: u16) -> String {
     format!("aff-{}/{ip}/{port}", p.id)
 }
 
+/// The rules of a Service port's chain (it must have endpoints).
+fn svc_rules(p: &ProxyPort) -> Vec<String> {
+    let mut r = vec![format!("meta mark set meta mark | {MASQ_MARK}")];
+    if p.affinity_secs.is_some() {
+        for &(ip, port) in &p.endpoints {
+            r.push(format!(
+                "ip saddr @{} goto {}",
+                affinity_set(p, ip, port),
+                ep_chain(p, ip, port)
+            ));
+        }
+    }
+    let arms: Vec<String> = p
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, &(ip, port))| format!("{i} : goto {}", ep_chain(p, ip, port)))
+        .collect();
+    r.push(format!(
+        "numgen random mod {} vmap {{ {} }}",
+        p.endpoints.len(),
+        arms.join(", ")
+    ));
+    r
+}
+
+/// The rules of an endpoint chain.
+fn ep_rules(p: &ProxyPort, ip: Ipv4Addr, port: u16) -> Vec<String> {
+    let mut r = Vec::new();
+    if p.affinity_secs.is_some() {
+        r.push(format!(
+            "update @{} {{ ip saddr }}",
+            affinity_set(p, ip, port)
+        ));
+    }
+    r.push(format!("meta l4proto {} dnat to {ip}:{port}", p.protocol));
+    r
+}
+
+fn affinity_set_body(t: i32) -> String {
+    format!("{{ type ipv4_addr; flags dynamic,timeout; timeout {t}s; }}")
+}
+
+/// The map elements of a Service port (`add`/`delete` lines without the verb).
+fn elements(table: &str, p: &ProxyPort) -> Vec<String> {
+    let (ips, nodeports, verdict) = if p.endpoints.is_empty() {
+        (
+            "no_endpoint_services",
+            "no_endpoint_nodeports",
+            "goto reject_chain".to_owned(),
+        )
+    } else {
+        (
+            "service_ips",
+            "service_nodeports",
+            format!("goto svc-{}", p.id),
+        )
+    };
+    let mut out = Vec::new();
+    if let Some(ip) = p.cluster_ip {
+        out.push(format!(
+            "element ip {table} {ips} {{ {ip} . {} . {} : {verdict} }}",
+            p.protocol, p.port
+        ));
+    }
+    if let Some(np) = p.node_port {
+        out.push(format!(
+            "element ip {table} {nodeports} {{ {} . {np} : {verdict} }}",
+            p.protocol
+        ));
+    }
+    out
+}
+
 /// The whole table for `ports`, recreated atomically.
 pub fn table_script(table: &str, ports: &[ProxyPort]) -> String {
     let mut s = format!(
@@ -158,87 +232,99 @@ pub fn table_script(table: &str, ports: &[ProxyPort]) -> String {
          \tchain no_endpoints {{\n\
          \t\tip daddr . meta l4proto . th dport vmap @no_endpoint_services\n\
          \t\tfib daddr type local meta l4proto . th dport vmap @no_endpoint_nodeports\n\t}}\n\
-         \tchain reject_chain {{\n\t\treject\n\t}}\n"
+         \tchain reject_chain {{\n\t\treject\n\t}}\n\
+         }}\n"
     );
-    for p in ports.iter().filter(|p| !p.endpoints.is_empty()) {
-        let svc_chain = format!("svc-{}", p.id);
-        let _ = writeln!(
-            s,
-            "\tchain {svc_chain} {{\n\t\tmeta mark set meta mark | {MASQ_MARK}"
-        );
-        for &(ip, port) in &p.endpoints {
-            if p.affinity_secs.is_some() {
-                let _ = writeln!(
-                    s,
-                    "\t\tip saddr @{} goto {}",
-                    affinity_set(p, ip, port),
-                    ep_chain(p, ip, port)
-                );
-            }
-        }
-        let arms: Vec<String> = p
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, &(ip, port))| format!("{i} : goto {}", ep_chain(p, ip, port)))
-            .collect();
-        let _ = writeln!(
-            s,
-            "\t\tnumgen random mod {} vmap {{ {} }}\n\t}}",
-            p.endpoints.len(),
-            arms.join(", ")
-        );
+    for p in ports {
+        write_port(&mut s, table, p);
+    }
+    s
+}
+
+/// Chains, sets and elements of one Service port, added (its chains flushed first, so this
+/// also rewrites a port whose chains exist).
+fn write_port(s: &mut String, table: &str, p: &ProxyPort) {
+    if !p.endpoints.is_empty() {
         for &(ip, port) in &p.endpoints {
             if let Some(t) = p.affinity_secs {
                 let _ = writeln!(
                     s,
-                    "\tset {} {{ type ipv4_addr; flags dynamic,timeout; timeout {t}s; }}",
-                    affinity_set(p, ip, port)
+                    "add set ip {table} {} {}",
+                    affinity_set(p, ip, port),
+                    affinity_set_body(t)
                 );
             }
-            let _ = writeln!(s, "\tchain {} {{", ep_chain(p, ip, port));
-            if p.affinity_secs.is_some() {
-                let _ = writeln!(
-                    s,
-                    "\t\tupdate @{} {{ ip saddr }}",
-                    affinity_set(p, ip, port)
-                );
+            let c = ep_chain(p, ip, port);
+            let _ = writeln!(s, "add chain ip {table} {c}\nflush chain ip {table} {c}");
+            for r in ep_rules(p, ip, port) {
+                let _ = writeln!(s, "add rule ip {table} {c} {r}");
             }
-            let _ = writeln!(
-                s,
-                "\t\tmeta l4proto {} dnat to {ip}:{port}\n\t}}",
-                p.protocol
-            );
+        }
+        let c = format!("svc-{}", p.id);
+        let _ = writeln!(s, "add chain ip {table} {c}\nflush chain ip {table} {c}");
+        for r in svc_rules(p) {
+            let _ = writeln!(s, "add rule ip {table} {c} {r}");
         }
     }
-    s.push_str("}\n");
-    for p in ports {
-        let (ips, nodeports, verdict) = if p.endpoints.is_empty() {
-            (
-                "no_endpoint_services",
-                "no_endpoint_nodeports",
-                "goto reject_chain".to_owned(),
-            )
-        } else {
-            (
-                "service_ips",
-                "service_nodeports",
-                format!("goto svc-{}", p.id),
-            )
-        };
-        if let Some(ip) = p.cluster_ip {
-            let _ = writeln!(
-                s,
-                "add element ip {table} {ips} {{ {ip} . {} . {} : {verdict} }}",
-                p.protocol, p.port
-            );
+    for e in elements(table, p) {
+        let _ = writeln!(s, "add {e}");
+    }
+}
+
+/// The changes that turn the table made for `old` into the one for `new`, in one transaction:
+/// only the Service ports that differ are touched (their map elements swapped, their chains
+/// rewritten, the chains and affinity sets of endpoints gone deleted); the affinity sets of
+/// endpoints that stay keep their clients. Empty when nothing changed.
+pub fn update_script(table: &str, old: &[ProxyPort], new: &[ProxyPort]) -> String {
+    use std::collections::BTreeMap;
+    let old: BTreeMap<&str, &ProxyPort> = old.iter().map(|p| (p.id.as_str(), p)).collect();
+    let new: BTreeMap<&str, &ProxyPort> = new.iter().map(|p| (p.id.as_str(), p)).collect();
+    let changed_old: Vec<&ProxyPort> = old
+        .iter()
+        .filter(|(id, p)| new.get(*id) != Some(*p))
+        .map(|(_, p)| *p)
+        .collect();
+    let changed_new: Vec<&ProxyPort> = new
+        .iter()
+        .filter(|(id, p)| old.get(*id) != Some(*p))
+        .map(|(_, p)| *p)
+        .collect();
+    let mut s = String::new();
+    // 1. Unhook the old versions.
+    for p in &changed_old {
+        for e in elements(table, p) {
+            let _ = writeln!(s, "delete {e}");
         }
-        if let Some(np) = p.node_port {
-            let _ = writeln!(
-                s,
-                "add element ip {table} {nodeports} {{ {} . {np} : {verdict} }}",
-                p.protocol
-            );
+    }
+    // 2. Write the new versions (chains flushed and refilled; the svc chain no longer jumps to
+    //    endpoints that are gone).
+    for p in &changed_new {
+        write_port(&mut s, table, p);
+    }
+    // 3. Delete what the old versions had and the new ones do not.
+    for p in &changed_old {
+        let next = new.get(p.id.as_str()).copied();
+        let keeps = |ip: Ipv4Addr, port: u16| {
+            next.is_some_and(|n| {
+                n.endpoints.contains(&(ip, port)) && n.affinity_secs == p.affinity_secs
+            })
+        };
+        if !p.endpoints.is_empty() && next.is_none_or(|n| n.endpoints.is_empty()) {
+            let _ = writeln!(s, "flush chain ip {table} svc-{}", p.id);
+        }
+        for &(ip, port) in &p.endpoints {
+            if !keeps(ip, port) {
+                let c = ep_chain(p, ip, port);
+                if !next.is_some_and(|n| n.endpoints.contains(&(ip, port))) {
+                    let _ = writeln!(s, "flush chain ip {table} {c}\ndelete chain ip {table} {c}");
+                }
+                if p.affinity_secs.is_some() {
+                    let _ = writeln!(s, "delete set ip {table} {}", affinity_set(p, ip, port));
+                }
+            }
+        }
+        if !p.endpoints.is_empty() && next.is_none_or(|n| n.endpoints.is_empty()) {
+            let _ = writeln!(s, "delete chain ip {table} svc-{}", p.id);
         }
     }
     s
@@ -298,8 +384,8 @@ mod tests {
         let a = (Ipv4Addr::new(10, 85, 0, 2), 8080);
         let b = (Ipv4Addr::new(10, 85, 0, 3), 8080);
         let s = table_script("t", &[port(&[a, b], None)]);
-        assert!(s.contains("numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http/10.85.0.2/8080, 1 : goto ep-default/web/tcp/http/10.85.0.3/8080 }"), "{s}");
-        assert!(s.contains("meta l4proto tcp dnat to 10.85.0.3:8080"));
+        assert!(s.contains("add rule ip t svc-default/web/tcp/http numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http/10.85.0.2/8080, 1 : goto ep-default/web/tcp/http/10.85.0.3/8080 }"), "{s}");
+        assert!(s.contains("add rule ip t ep-default/web/tcp/http/10.85.0.3/8080 meta l4proto tcp dnat to 10.85.0.3:8080"));
         assert!(s.contains(
             "add element ip t service_ips { 10.96.0.2 . tcp . 80 : goto svc-default/web/tcp/http }"
         ));
@@ -324,9 +410,59 @@ mod tests {
     fn client_ip_affinity() {
         let a = (Ipv4Addr::new(10, 85, 0, 2), 8080);
         let s = table_script("t", &[port(&[a], Some(60))]);
-        assert!(s.contains("set aff-default/web/tcp/http/10.85.0.2/8080 { type ipv4_addr; flags dynamic,timeout; timeout 60s; }"), "{s}");
-        assert!(s.contains("ip saddr @aff-default/web/tcp/http/10.85.0.2/8080 goto ep-default/web/tcp/http/10.85.0.2/8080"));
-        assert!(s.contains("update @aff-default/web/tcp/http/10.85.0.2/8080 { ip saddr }"));
+        assert!(s.contains("add set ip t aff-default/web/tcp/http/10.85.0.2/8080 { type ipv4_addr; flags dynamic,timeout; timeout 60s; }"), "{s}");
+        assert!(s.contains("add rule ip t svc-default/web/tcp/http ip saddr @aff-default/web/tcp/http/10.85.0.2/8080 goto ep-default/web/tcp/http/10.85.0.2/8080"));
+        assert!(s.contains("add rule ip t ep-default/web/tcp/http/10.85.0.2/8080 update @aff-default/web/tcp/http/10.85.0.2/8080 { ip saddr }"));
+    }
+
+    #[test]
+    fn updates_touch_only_what_changed() {
+        let a = (Ipv4Addr::new(10, 85, 0, 2), 8080);
+        let b = (Ipv4Addr::new(10, 85, 0, 3), 8080);
+        let mut other = port(&[a], None);
+        other.id = "default/other/tcp/80".into();
+        other.cluster_ip = Some(Ipv4Addr::new(10, 96, 0, 9));
+        other.node_port = None;
+        let before = [port(&[a, b], Some(60)), other.clone()];
+        assert_eq!(update_script("t", &before, &before), "");
+        // b leaves: its chain and set go, a's set stays (its clients keep their endpoint),
+        // the other Service is untouched.
+        let after = [port(&[a], Some(60)), other.clone()];
+        let s = update_script("t", &before, &after);
+        assert!(
+            !s.contains("delete table") && !s.contains("default/other"),
+            "{s}"
+        );
+        assert!(
+            s.contains("delete chain ip t ep-default/web/tcp/http/10.85.0.3/8080"),
+            "{s}"
+        );
+        assert!(
+            s.contains("delete set ip t aff-default/web/tcp/http/10.85.0.3/8080"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("delete set ip t aff-default/web/tcp/http/10.85.0.2/8080"),
+            "{s}"
+        );
+        assert!(s.contains("flush chain ip t svc-default/web/tcp/http\nadd rule ip t svc-default/web/tcp/http meta mark"), "{s}");
+        assert!(s.contains("numgen random mod 1 vmap"), "{s}");
+        // No endpoints left: the svc chain goes, the address rejects.
+        let none = [port(&[], Some(60)), other.clone()];
+        let s = update_script("t", &after, &none);
+        assert!(s.contains("delete element ip t service_ips { 10.96.0.2 . tcp . 80 : goto svc-default/web/tcp/http }"), "{s}");
+        assert!(s.contains("add element ip t no_endpoint_services { 10.96.0.2 . tcp . 80 : goto reject_chain }"), "{s}");
+        assert!(
+            s.contains("delete chain ip t svc-default/web/tcp/http"),
+            "{s}"
+        );
+        // The Service is deleted: its elements go.
+        let s = update_script("t", &none, &[other]);
+        assert!(
+            s.contains("delete element ip t no_endpoint_services"),
+            "{s}"
+        );
+        assert!(!s.contains("add "), "{s}");
     }
 
     #[test]
