@@ -497,10 +497,57 @@ fn since(ts: Option<&str>) -> String {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
+/// `kinglet describe svc NAME`: the Service and its ready endpoints.
+async fn describe_service(ch: Channel, name: &str, ns: &str) -> anyhow::Result<()> {
+    let get = |kind: &str, name: &str| admin::GetRequest {
+        kind: kind.into(),
+        namespace: ns.into(),
+        all_namespaces: false,
+        name: name.into(),
+    };
+    let mut client = ObjectsClient::new(ch);
+    let r = client
+        .get(get("services", name))
+        .await
+        .map_err(status_err("describe"))?
+        .into_inner();
+    let raw = r
+        .objects
+        .first()
+        .ok_or_else(|| anyhow!("service {ns}/{name} not found"))?;
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_str(raw)?;
+    let slices = client
+        .get(get("endpointslices", ""))
+        .await
+        .map_err(status_err("describe"))?
+        .into_inner()
+        .objects
+        .iter()
+        .map(|o| serde_json::from_str::<k8s_openapi::api::discovery::v1::EndpointSlice>(o))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(kinglet_services::endpoints::LABEL_SERVICE_NAME))
+                == Some(&name.to_owned())
+        })
+        .collect::<Vec<_>>();
+    print!(
+        "{}",
+        kinglet_services::columns::describe_service(&svc, &slices)
+    );
+    Ok(())
+}
+
 /// `kinglet describe pod NAME`: the pod, its containers and volumes, and recent events.
 pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
+    if matches!(kind, "svc" | "service" | "services") {
+        return describe_service(ch, name, ns).await;
+    }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods");
+        bail!("describe supports pods and services");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

@@ -164,6 +164,15 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     let row = cols(&slices, "web-");
     assert_eq!(row[1..3], ["IPv4", "8080"], "{slices}");
     assert_eq!(row[3], format!("{},{}", want[0], want[1]), "{slices}");
+    let described = d.cli_ok(&["describe", "svc", "web"]);
+    for line in [
+        "Type:              NodePort".to_owned(),
+        "IP:                10.214.1.2".to_owned(),
+        "NodePort:          http  30000/TCP".to_owned(),
+        format!("Endpoints:         {}:8080,{}:8080", want[0], want[1]),
+    ] {
+        assert!(described.contains(&line), "{line:?} in\n{described}");
+    }
     let slice = json(&d, &["get", "endpointslices", "-o", "json"]);
     assert!(
         slice.to_string().contains("\"port\":8080"),
