@@ -236,14 +236,23 @@ impl Config {
                 ),
             });
         }
-        if let Err(e) = cfg
+        let svc_cidr = cfg
             .service_cidr
             .parse::<kinglet_services::alloc::ServiceCidr>()
-        {
-            return Err(DaemonError::Config {
+            .map_err(|e| DaemonError::Config {
                 path: flags.config.clone().unwrap_or_default(),
                 reason: format!("service-cidr: {e}"),
-            });
+            })?;
+        if let Ok(pods) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
+            if svc_cidr.contains(pods.network()) || pods.contains(svc_cidr.network()) {
+                return Err(DaemonError::Config {
+                    path: flags.config.clone().unwrap_or_default(),
+                    reason: format!(
+                        "service-cidr {svc_cidr} overlaps pod-cidr {pods}; pick a range clear of the pod network (default {})",
+                        kinglet_services::alloc::DEFAULT_SERVICE_CIDR
+                    ),
+                });
+            }
         }
         if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
             return Err(DaemonError::Config {
@@ -331,6 +340,15 @@ mod tests {
         std::fs::write(&f, "pod-cidr = \"10.85.0.0/33\"\n").unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(e.contains("pod-cidr"), "{e}");
+        std::fs::write(&f, "service-cidr = \"10.85.128.0/20\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(
+            e.contains("service-cidr 10.85.128.0/20 overlaps pod-cidr 10.85.0.0/16"),
+            "{e}"
+        );
+        std::fs::write(&f, "service-cidr = \"10.96.0.1/16\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("service-cidr"), "{e}");
         std::fs::write(&f, "allowed-unsafe-sysctls = [\"vm.swappiness\"]\n").unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(

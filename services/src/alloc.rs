@@ -59,6 +59,11 @@ impl ServiceCidr {
         self.base | !(u32::MAX << (32 - self.prefix))
     }
 
+    /// The network address.
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base)
+    }
+
     /// Whether `ip` is inside the network.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         (self.base..=self.last()).contains(&u32::from(ip))

@@ -86,7 +86,7 @@ fn timed_get(addr: &str) -> Duration {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_ip_and_node_port_follow_ready_endpoints() {
-    let d = Daemon::start_with_config("service-cidr = \"10.214.1.0/24\"\n").await;
+    let d = Daemon::start_with_config("service-cidr = \"10.220.1.0/24\"\n").await;
     d.import_test_image().await;
     let client = "apiVersion: v1\nkind: Pod\nmetadata: {name: client}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n";
     let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: http}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nothing}\n  ports: [{port: 80}]\n";
@@ -106,7 +106,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
 
     // Allocation: first address after the reserved .1, first nodePort; stable on re-apply.
     let s = json(&d, &["get", "svc", "web", "-o", "json"]);
-    assert_eq!(s["spec"]["clusterIP"], "10.214.1.2", "{s}");
+    assert_eq!(s["spec"]["clusterIP"], "10.220.1.2", "{s}");
     assert_eq!(s["spec"]["ports"][0]["nodePort"], 30000, "{s}");
     let again = d.cli_ok(&["apply", "-f", &f]);
     assert!(again.contains("service/web unchanged"), "{again}");
@@ -114,7 +114,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(empty_ip, "10.214.1.3");
+    assert_eq!(empty_ip, "10.220.1.3");
 
     let ip_of = |name: &str| {
         pod_json(&d, name)["status"]["podIP"]
@@ -155,7 +155,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     assert_eq!(
         (&row[..5], &row[6]),
         (
-            &["web", "NodePort", "10.214.1.2", "<none>", "80:30000/TCP"].map(String::from)[..],
+            &["web", "NodePort", "10.220.1.2", "<none>", "80:30000/TCP"].map(String::from)[..],
             &"app=web".to_owned()
         ),
         "{table}"
@@ -167,7 +167,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     let described = d.cli_ok(&["describe", "svc", "web"]);
     for line in [
         "Type:              NodePort".to_owned(),
-        "IP:                10.214.1.2".to_owned(),
+        "IP:                10.220.1.2".to_owned(),
         "NodePort:          http  30000/TCP".to_owned(),
         format!("Endpoints:         {}:8080,{}:8080", want[0], want[1]),
     ] {
@@ -185,7 +185,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     // ClusterIP from another pod: both endpoints answer (random choice).
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..30 {
-        let o = get_from(&d, "client", "10.214.1.2:80");
+        let o = get_from(&d, "client", "10.220.1.2:80");
         assert!(o.status.success(), "{o:?}\n{}", svc_table(&d));
         seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_owned());
         if seen.len() == 2 {
@@ -194,7 +194,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["web-a", "web-b"]);
     // Hairpin: a pod reaches its own Service.
-    let o = get_from(&d, "web-a", "10.214.1.2:80");
+    let o = get_from(&d, "web-a", "10.220.1.2:80");
     assert!(
         o.status.success(),
         "hairpin: {}",
@@ -203,11 +203,23 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     // NodePort from the host, on the bridge address and on 127.0.0.1.
     assert!(http_get_from_host(&format!("{}:30000", d.net.gateway())).contains("web-"));
     assert!(http_get_from_host("127.0.0.1:30000").contains("web-"));
+    // ... and from another network namespace, through the host's address on its link.
+    let outside = OutsideNs::new(&d.net);
+    let script = format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 {} 30000",
+        outside.host_ip
+    );
+    let o = outside.run(&["sh", "-c", &script]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("web-"),
+        "NodePort from outside: {o:?}"
+    );
+    drop(outside);
 
     // Latency from the host, same run: ClusterIP vs pod IP, interleaved.
     let (mut via_svc, mut direct) = (Vec::new(), Vec::new());
     for _ in 0..200 {
-        via_svc.push(timed_get("10.214.1.2:80"));
+        via_svc.push(timed_get("10.220.1.2:80"));
         direct.push(timed_get(&format!("{a_ip}:8080")));
     }
     eprintln!(
@@ -218,7 +230,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
 
     // A Service without endpoints rejects at once.
     let t = Instant::now();
-    let o = d.cli(&["exec", "client", "--", "nc", "-w", "3", "10.214.1.3", "80"]);
+    let o = d.cli(&["exec", "client", "--", "nc", "-w", "3", "10.220.1.3", "80"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(
@@ -248,7 +260,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     eprintln!("FIGURE readiness failure (probe period 1 s): pod status unready after {unready_seen:?}, rules without the endpoint after {rules_seen:?}");
     assert_eq!(ready_endpoints(&d, "web"), vec![a_ip.clone()]);
     for _ in 0..10 {
-        let o = get_from(&d, "client", "10.214.1.2:80");
+        let o = get_from(&d, "client", "10.220.1.2:80");
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "web-a");
     }
     let t = Instant::now();
@@ -266,8 +278,8 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
     d.cli_ok(&["delete", "svc", "empty"]);
     wait_for("rules gone", Duration::from_secs(10), || {
         let t = svc_table(&d);
-        !t.contains("10.214.1.2")
-            && !t.contains("10.214.1.3")
+        !t.contains("10.220.1.2")
+            && !t.contains("10.220.1.3")
             && !t.contains("30000")
             && !t.contains("chain svc-")
     });
@@ -277,7 +289,7 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn service_traffic_survives_kill9_and_the_table_is_rebuilt_at_start() {
-    let mut d = Daemon::start_with_config("service-cidr = \"10.214.2.0/24\"\n").await;
+    let mut d = Daemon::start_with_config("service-cidr = \"10.220.2.0/24\"\n").await;
     d.import_test_image().await;
     let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n";
     let f = write(
@@ -289,11 +301,11 @@ async fn service_traffic_survives_kill9_and_the_table_is_rebuilt_at_start() {
     wait_for("endpoint ready", Duration::from_secs(60), || {
         ready_endpoints(&d, "web").len() == 1
     });
-    assert!(http_get_from_host("10.214.2.2:80").contains("solo"));
+    assert!(http_get_from_host("10.220.2.2:80").contains("solo"));
 
     d.kill9();
     // The daemon is gone; the rules stay and traffic flows.
-    assert!(http_get_from_host("10.214.2.2:80").contains("solo"));
+    assert!(http_get_from_host("10.220.2.2:80").contains("solo"));
     let table = format!("{}_svc", d.net.table);
     sh(
         "nft",
@@ -303,15 +315,15 @@ async fn service_traffic_survives_kill9_and_the_table_is_rebuilt_at_start() {
     wait_for("table rebuilt at start", Duration::from_secs(15), || {
         !svc_table(&d).contains("stale-left-by-crash")
     });
-    assert!(http_get_from_host("10.214.2.2:80").contains("solo"));
+    assert!(http_get_from_host("10.220.2.2:80").contains("solo"));
     let s = json(&d, &["get", "svc", "web", "-o", "json"]);
     assert_eq!(
-        s["spec"]["clusterIP"], "10.214.2.2",
+        s["spec"]["clusterIP"], "10.220.2.2",
         "the address survives the restart: {s}"
     );
 
     // A second Service asking for the taken address is refused, naming object and field.
-    let clash = write(d.dir.path(), "clash.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: clash}\nspec:\n  clusterIP: 10.214.2.2\n  ports: [{port: 80}]\n");
+    let clash = write(d.dir.path(), "clash.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: clash}\nspec:\n  clusterIP: 10.220.2.2\n  ports: [{port: 80}]\n");
     let o = d.cli(&["apply", "-f", &clash]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -339,11 +351,11 @@ fn hundred_services_table_update_time() {
             .map(|i| ProxyPort {
                 id: format!("bench/s{i}/tcp/80"),
                 protocol: "tcp",
-                cluster_ip: Some(Ipv4Addr::new(10, 215, 0, i + 2)),
+                cluster_ip: Some(Ipv4Addr::new(10, 221, 0, i + 2)),
                 port: 80,
                 node_port: None,
                 endpoints: (0..5u8)
-                    .map(|e| (Ipv4Addr::new(10, 216, i, e + 2 + shift), 8080))
+                    .map(|e| (Ipv4Addr::new(10, 222, i, e + 2 + shift), 8080))
                     .collect(),
                 affinity_secs: None,
             })
@@ -362,7 +374,7 @@ fn hundred_services_table_update_time() {
     let mut cur = ports(1);
     for round in 0..10u8 {
         let mut next = cur.clone();
-        next[7].endpoints[0].0 = Ipv4Addr::new(10, 216, 250, round + 2);
+        next[7].endpoints[0].0 = Ipv4Addr::new(10, 222, 250, round + 2);
         let script = update_script(&table, &cur, &next);
         let t = Instant::now();
         apply(nft, &table, &script).unwrap();
@@ -371,7 +383,7 @@ fn hundred_services_table_update_time() {
     }
     let listing = sh("nft", &["list", "table", "ip", &table]);
     assert!(
-        listing.contains("dnat to 10.216.250.11:8080"),
+        listing.contains("dnat to 10.222.250.11:8080"),
         "last update applied"
     );
     eprintln!(
@@ -407,13 +419,13 @@ fn incremental_updates_match_a_full_rebuild() {
         format!("kt_{}_inc_svc", std::process::id()),
         format!("kt_{}_full_svc", std::process::id()),
     );
-    let ep = |n: u8| (Ipv4Addr::new(10, 217, 0, n), 8080);
+    let ep = |n: u8| (Ipv4Addr::new(10, 223, 0, n), 8080);
     let port =
         |name: &str, ip: u8, eps: Vec<(Ipv4Addr, u16)>, aff: Option<i32>, np: Option<u16>| {
             ProxyPort {
                 id: format!("t/{name}/tcp/80"),
                 protocol: "tcp",
-                cluster_ip: Some(Ipv4Addr::new(10, 218, 0, ip)),
+                cluster_ip: Some(Ipv4Addr::new(10, 224, 0, ip)),
                 port: 80,
                 node_port: np,
                 endpoints: eps,
