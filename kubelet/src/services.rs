@@ -1,8 +1,9 @@
 //! Services on this node: ClusterIP/NodePort allocation when a Service is applied, and the
 //! loop that keeps the EndpointSlices (in memory, recomputed from the Pods) and the
 //! kube-proxy nftables table (`kinglet-services`) current. The table is rebuilt in one
-//! transaction at the first pass after a daemon start, then changed in place, one
-//! transaction per pass touching only the Service ports that changed; a
+//! transaction at the first pass after a daemon start (once the selected pods are ready
+//! again, or after `WARM_UP`), then changed in place, one transaction per pass touching only
+//! the Service ports that changed; a
 //! daemon killed meanwhile leaves the last table in place, so Service traffic keeps flowing.
 
 use std::collections::BTreeSet;
@@ -23,6 +24,9 @@ use crate::{KubeletError, Supervisor};
 /// deleted. Process-wide (one daemon, one Supervisor); an extra wake-up costs one pass.
 pub(crate) static READINESS_CHANGED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
+/// The longest the first rebuild after a start waits for selected pods to be ready again.
+const WARM_UP: Duration = Duration::from_secs(5);
+
 /// Where Service addresses come from and where their rules go.
 #[derive(Debug, Clone)]
 pub struct ServicesConfig {
@@ -38,6 +42,8 @@ pub struct ServicesConfig {
 #[derive(Default)]
 pub(crate) struct ServicesState {
     pub slices: std::sync::Mutex<Vec<EndpointSlice>>,
+    /// When the loop started (the daemon's start).
+    started: std::sync::OnceLock<Instant>,
     /// The Service ports the table holds (None until the first pass applied it).
     last_applied: std::sync::Mutex<Option<Vec<proxy::ProxyPort>>>,
 }
@@ -125,6 +131,7 @@ impl Supervisor {
     /// Recompute the slices and the proxy table every half second, and at once when a
     /// container's readiness changes or objects are applied or deleted.
     pub(crate) async fn services_loop(self: Arc<Self>) {
+        let _ = self.services.started.set(Instant::now());
         loop {
             self.sync_services().await;
             tokio::select! {
@@ -162,6 +169,13 @@ impl Supervisor {
             ports.extend(proxy::proxy_ports(svc, &slices));
             all_slices.extend(slices);
         }
+        // After a restart the probers have not reported yet, so pods with readiness probes look
+        // unready for a moment: the table the previous daemon left keeps serving until every
+        // selected pod is ready again, or WARM_UP has passed, before the first rebuild.
+        let all_ready = all_slices
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .all(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false));
         *self
             .services
             .slices
@@ -176,6 +190,14 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let warming = self
+            .services
+            .started
+            .get()
+            .is_some_and(|t| t.elapsed() < WARM_UP);
+        if last.is_none() && !all_ready && warming {
+            return;
+        }
         // The whole table at the first pass (a start), else only the Service ports that changed.
         let script = match &last {
             Some(old) if *old == ports => return,

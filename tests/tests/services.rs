@@ -312,6 +312,23 @@ async fn service_traffic_survives_kill9_and_the_table_is_rebuilt_at_start() {
         &["add", "chain", "ip", &table, "stale-left-by-crash"],
     );
     d.spawn().await;
+    // Through the restart and the table's rebuild, every request is answered.
+    let t = Instant::now();
+    let mut failures = Vec::new();
+    while t.elapsed() < Duration::from_secs(4) {
+        let attempt = std::net::TcpStream::connect_timeout(
+            &"10.220.2.2:80".parse().unwrap(),
+            Duration::from_millis(500),
+        );
+        if let Err(e) = attempt {
+            failures.push(format!("{:?}: {e}", t.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        failures.is_empty(),
+        "connections failed after the restart: {failures:?}"
+    );
     wait_for("table rebuilt at start", Duration::from_secs(15), || {
         !svc_table(&d).contains("stale-left-by-crash")
     });
