@@ -273,13 +273,41 @@ async fn cluster_ip_and_node_port_follow_ready_endpoints() {
         t.elapsed()
     );
 
+    // sessionAffinity ClientIP: one client keeps its endpoint.
+    let sticky = write(
+        d.dir.path(),
+        "sticky.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: sticky}\nspec:\n  selector: {app: web}\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    );
+    d.cli_ok(&["apply", "-f", &sticky]);
+    wait_for("sticky rules", Duration::from_secs(10), || {
+        svc_table(&d).matches("aff-default/sticky/").count() >= 4
+    });
+    let answers: std::collections::BTreeSet<String> = (0..12)
+        .map(|_| {
+            let o = get_from(&d, "client", "10.220.1.4:80");
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "one backend for one client: {answers:?}");
+    let client_ip = ip_of("client");
+    assert!(
+        svc_table(&d).contains(&format!("{client_ip} expires")),
+        "the client is in an affinity set: {}",
+        svc_table(&d)
+    );
+    assert!(answers.iter().all(|a| a.starts_with("web-")), "{answers:?}");
+
     // Deleting the Services leaves no rule of them.
     d.cli_ok(&["delete", "svc", "web"]);
     d.cli_ok(&["delete", "svc", "empty"]);
+    d.cli_ok(&["delete", "svc", "sticky"]);
     wait_for("rules gone", Duration::from_secs(10), || {
         let t = svc_table(&d);
         !t.contains("10.220.1.2")
             && !t.contains("10.220.1.3")
+            && !t.contains("10.220.1.4")
+            && !t.contains("aff-")
             && !t.contains("30000")
             && !t.contains("chain svc-")
     });
