@@ -19,7 +19,7 @@ inventory() {
     [ -e "$d" ] && echo "temporary directory: $d"
   done
   ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^kt[0-9]+x[0-9]+$' | sed 's/^/bridge: /'
-  nft list tables 2>/dev/null | awk '$2 == "ip" && $3 ~ /^kt_[0-9]+_[0-9]+$/ {print "nftables table: ip " $3}'
+  nft list tables 2>/dev/null | awk '$2 == "ip" && $3 ~ /^kt_[0-9]+_[0-9]+(_svc)?$/ {print "nftables table: ip " $3}'
   true
 }
 case "${1:-}" in

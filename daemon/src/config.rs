@@ -33,6 +33,8 @@ pub struct Config {
     pub pod_cidr: String,
     /// Kinglet's own nftables table (family `ip`) for NAT and hostPorts.
     pub nft_table: String,
+    /// ClusterIPs come from this IPv4 CIDR (kube-proxy rules in table `<nft-table>_svc`).
+    pub service_cidr: String,
     /// CNI mode: a directory whose first `*.conflist` replaces the built-in network when present.
     pub cni_conf_dir: Option<PathBuf>,
     /// CNI plugin binaries.
@@ -85,6 +87,7 @@ impl Default for Config {
             bridge: kinglet_netns::network::DEFAULT_BRIDGE.to_owned(),
             pod_cidr: kinglet_netns::network::DEFAULT_POD_CIDR.to_owned(),
             nft_table: kinglet_netns::network::DEFAULT_NFT_TABLE.to_owned(),
+            service_cidr: kinglet_services::alloc::DEFAULT_SERVICE_CIDR.to_owned(),
             cni_conf_dir: None,
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             cni_timeout_secs: 30,
@@ -120,6 +123,7 @@ pub struct FileConfig {
     pub bridge: Option<String>,
     pub pod_cidr: Option<String>,
     pub nft_table: Option<String>,
+    pub service_cidr: Option<String>,
     pub cni_conf_dir: Option<PathBuf>,
     pub cni_bin_dir: Option<PathBuf>,
     pub cni_timeout_secs: Option<u64>,
@@ -208,6 +212,7 @@ impl Config {
                 .clone()
                 .or(file.nft_table)
                 .unwrap_or(d.nft_table),
+            service_cidr: file.service_cidr.unwrap_or(d.service_cidr),
             cni_conf_dir: flags.cni_conf_dir.clone().or(file.cni_conf_dir),
             cni_bin_dir: flags
                 .cni_bin_dir
@@ -254,6 +259,24 @@ impl Config {
                     cfg.pod_pids_limit
                 ),
             });
+        }
+        let svc_cidr = cfg
+            .service_cidr
+            .parse::<kinglet_services::alloc::ServiceCidr>()
+            .map_err(|e| DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!("service-cidr: {e}"),
+            })?;
+        if let Ok(pods) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
+            if svc_cidr.contains(pods.network()) || pods.contains(svc_cidr.network()) {
+                return Err(DaemonError::Config {
+                    path: flags.config.clone().unwrap_or_default(),
+                    reason: format!(
+                        "service-cidr {svc_cidr} overlaps pod-cidr {pods}; pick a range clear of the pod network (default {})",
+                        kinglet_services::alloc::DEFAULT_SERVICE_CIDR
+                    ),
+                });
+            }
         }
         if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
             return Err(DaemonError::Config {
@@ -367,6 +390,15 @@ mod tests {
         std::fs::write(&f, "pod-cidr = \"10.85.0.0/33\"\n").unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(e.contains("pod-cidr"), "{e}");
+        std::fs::write(&f, "service-cidr = \"10.85.128.0/20\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(
+            e.contains("service-cidr 10.85.128.0/20 overlaps pod-cidr 10.85.0.0/16"),
+            "{e}"
+        );
+        std::fs::write(&f, "service-cidr = \"10.96.0.1/16\"\n").unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("service-cidr"), "{e}");
         std::fs::write(&f, "allowed-unsafe-sysctls = [\"vm.swappiness\"]\n").unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(

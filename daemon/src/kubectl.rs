@@ -269,10 +269,15 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
+        "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
+        "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
         k => crate::workloads_cli::header(k, wide).unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
     };
     if wide && kind == "Pod" {
         header.extend(["IP", "NODE"]);
+    }
+    if wide && kind == "Service" {
+        header.push("SELECTOR");
     }
     if all {
         header.insert(0, "NAMESPACE");
@@ -327,6 +332,22 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                 ]
             }
             "Deployment" | "ReplicaSet" | "Job" => crate::workloads_cli::row(o, age(o), wide),
+            "Service" => {
+                let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
+                let mut r = kinglet_services::columns::service_row(&s);
+                r.push(age(o));
+                if wide {
+                    r.push(kinglet_services::columns::service_selector(&s));
+                }
+                r
+            }
+            "EndpointSlice" => {
+                let s: k8s_openapi::api::discovery::v1::EndpointSlice =
+                    serde_json::from_value(o.clone())?;
+                let mut r = kinglet_services::columns::slice_row(&s);
+                r.push(age(o));
+                r
+            }
             _ => {
                 let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
                     + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
@@ -528,6 +549,51 @@ fn since(ts: Option<&str>) -> String {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
+/// `kinglet describe svc NAME`: the Service and its ready endpoints.
+async fn describe_service(ch: Channel, name: &str, ns: &str) -> anyhow::Result<()> {
+    let get = |kind: &str, name: &str| admin::GetRequest {
+        kind: kind.into(),
+        namespace: ns.into(),
+        all_namespaces: false,
+        name: name.into(),
+        label_selector: String::new(),
+    };
+    let mut client = ObjectsClient::new(ch);
+    let r = client
+        .get(get("services", name))
+        .await
+        .map_err(status_err("describe"))?
+        .into_inner();
+    let raw = r
+        .objects
+        .first()
+        .ok_or_else(|| anyhow!("service {ns}/{name} not found"))?;
+    let svc: k8s_openapi::api::core::v1::Service = serde_json::from_str(raw)?;
+    let slices = client
+        .get(get("endpointslices", ""))
+        .await
+        .map_err(status_err("describe"))?
+        .into_inner()
+        .objects
+        .iter()
+        .map(|o| serde_json::from_str::<k8s_openapi::api::discovery::v1::EndpointSlice>(o))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(kinglet_services::endpoints::LABEL_SERVICE_NAME))
+                == Some(&name.to_owned())
+        })
+        .collect::<Vec<_>>();
+    print!(
+        "{}",
+        kinglet_services::columns::describe_service(&svc, &slices)
+    );
+    Ok(())
+}
+
 /// `kinglet describe pod NAME`: the pod, its containers and volumes, and recent events.
 pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
     if matches!(
@@ -543,8 +609,11 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     ) {
         return crate::workloads_cli::describe(ch, kind, name, ns).await;
     }
+    if matches!(kind, "svc" | "service" | "services") {
+        return describe_service(ch, name, ns).await;
+    }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets and jobs");
+        bail!("describe supports pods, deployments, replicasets, jobs and services");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

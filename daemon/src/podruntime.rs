@@ -141,5 +141,12 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
             ..BackoffPolicy::default()
         },
         allowed_unsafe_sysctls: c.allowed_unsafe_sysctls.clone(),
+        services: c.service_cidr.parse().ok().map(|cidr| {
+            kinglet_kubelet::services::ServicesConfig {
+                cidr,
+                nft: "nft".into(),
+                table: format!("{}_svc", c.nft_table),
+            }
+        }),
     }
 }

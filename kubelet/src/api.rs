@@ -5,7 +5,7 @@
 use kinglet_manifest::{Object, ObjectKey};
 use kinglet_proto::admin;
 
-use crate::{status, KubeletError, Supervisor};
+use crate::{services, status, KubeletError, Supervisor};
 
 impl Supervisor {
     /// `kinglet apply`.
@@ -56,6 +56,12 @@ impl Supervisor {
                 // Compared with what the controllers added carried over (status, owner,
                 // revision), so re-applying an unchanged workload is "unchanged".
                 carry_identity(&mut o, prev.as_ref());
+                services::admit(
+                    self.cfg.services.as_ref(),
+                    &store.map,
+                    &mut o,
+                    prev.as_ref(),
+                )?;
                 let verdict = match &prev {
                     None => "created",
                     Some(p) if same_content(p, &o) => "unchanged",
@@ -68,6 +74,7 @@ impl Supervisor {
             }
         }
         self.wake.notify_one();
+        services::READINESS_CHANGED.notify_one();
         Ok(results)
     }
 
@@ -86,6 +93,7 @@ impl Supervisor {
             }
         }
         self.wake.notify_one();
+        services::READINESS_CHANGED.notify_one();
         Ok(results)
     }
 
@@ -131,6 +139,7 @@ impl Supervisor {
             }
         }
         self.wake.notify_one();
+        services::READINESS_CHANGED.notify_one();
         Ok(admin::DeleteResponse { results })
     }
 
@@ -151,6 +160,24 @@ impl Supervisor {
                     .map_err(|e| KubeletError::invalid("selector (-l)", e))?,
             )
         };
+        if kind == "EndpointSlice" {
+            // Derived objects, kept in memory by the services loop.
+            let objects: Vec<String> = self
+                .endpoint_slices((!req.all_namespaces).then_some(ns), &req.name)
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            if !req.name.is_empty() && objects.is_empty() {
+                return Err(KubeletError::not_found(
+                    "object",
+                    format!("{kind} {ns}/{}", req.name),
+                ));
+            }
+            return Ok(admin::GetResponse {
+                objects,
+                events: Vec::new(),
+            });
+        }
         let picked: Vec<Object> = {
             let store = self.store.lock().await;
             store
@@ -225,6 +252,8 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "deployment" | "deployments" | "deploy" => Some("Deployment"),
         "replicaset" | "replicasets" | "rs" => Some("ReplicaSet"),
         "job" | "jobs" => Some("Job"),
+        "service" | "services" | "svc" => Some("Service"),
+        "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         _ => None,
     }
 }
@@ -254,7 +283,7 @@ fn clear_status(o: &mut Object) {
         Object::Deployment(d) => d.status = None,
         Object::ReplicaSet(r) => r.status = None,
         Object::Job(j) => j.status = None,
-        Object::ConfigMap(_) | Object::Secret(_) => {}
+        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
     }
 }
 

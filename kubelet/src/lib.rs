@@ -33,6 +33,7 @@ pub mod podspec;
 mod probe;
 pub mod runtime;
 mod security;
+pub mod services;
 mod status;
 mod stop;
 mod store_api;
@@ -77,6 +78,8 @@ pub struct KubeletConfig {
     pub backoff: BackoffPolicy,
     /// Unsafe sysctls pods may set besides the safe set (patterns).
     pub allowed_unsafe_sysctls: Vec<String>,
+    /// Service addresses and proxy rules (None: Services get no address and no rules).
+    pub services: Option<services::ServicesConfig>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -95,6 +98,8 @@ pub struct Supervisor {
     world: tokio::sync::watch::Sender<Arc<World>>,
     /// The pod workers, by pod uid.
     pods: Arc<Controller<PodReconciler>>,
+    /// EndpointSlices and the proxy table.
+    services: services::ServicesState,
 }
 
 impl Supervisor {
@@ -140,11 +145,13 @@ impl Supervisor {
             wake: Notify::new(),
             world,
             pods: Controller::new(Arc::new(pods), RetryPolicy::default()),
+            services: Default::default(),
             cfg,
             rt,
         });
         tokio::spawn(watch::watch_dir(s.clone(), s.cfg.manifests.clone()));
         tokio::spawn(s.clone().dispatch_loop());
+        tokio::spawn(s.clone().services_loop());
         Ok(s)
     }
 
@@ -225,6 +232,7 @@ impl Supervisor {
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
                 Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
+                Object::Service(_) => {}
             }
         }
         (pods, snap)

@@ -1,5 +1,5 @@
-//! The objects applied to this node (Pods, ConfigMaps, Secrets, workloads), persisted so they survive a
-//! daemon restart: Pods, ConfigMaps and workloads as JSON under `<root>/objects/`, Secrets only under
+//! The objects applied to this node (Pods, ConfigMaps, Secrets, Services, workloads), persisted so they survive a
+//! daemon restart: Pods, ConfigMaps, Services and workloads as JSON under `<root>/objects/`, Secrets only under
 //! `<run-root>/secrets/`, a tmpfs the daemon mounts itself — Secret bytes never reach a disk.
 
 use std::collections::BTreeMap;

@@ -69,6 +69,7 @@ fn key_of(s: &StoredKey) -> Option<ObjectKey> {
         "Deployment" => "Deployment",
         "ReplicaSet" => "ReplicaSet",
         "Job" => "Job",
+        "Service" => "Service",
         _ => return None,
     };
     Some(ObjectKey {

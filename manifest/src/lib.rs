@@ -1,7 +1,8 @@
 //! Kubernetes objects from the YAML (or JSON) a user would give a cluster.
 //!
 //! [`parse`] reads a multi-document file into typed objects (k8s-openapi types): v1 `Pod`,
-//! `ConfigMap` and `Secret` (also inside a `v1 List`), apps/v1 `Deployment` and `ReplicaSet`,
+//! `ConfigMap`, `Secret` and `Service` (also inside a `v1 List`; Services validated as the API
+//! server does, in `service`), apps/v1 `Deployment` and `ReplicaSet`,
 //! batch/v1 `Job` (validated as the API server does, in `workloads`); [`parse_each`] does it
 //! document by document, keeping the good ones, as kubectl applies. Every problem names the document, the
 //! object and the field:
@@ -18,9 +19,10 @@ use std::fmt;
 
 pub use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 pub use k8s_openapi::api::batch::v1::Job;
-pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+mod service;
 mod workloads;
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,7 +46,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -75,6 +77,7 @@ pub enum Object {
     Deployment(Box<Deployment>),
     ReplicaSet(Box<ReplicaSet>),
     Job(Box<Job>),
+    Service(Box<Service>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -101,13 +104,14 @@ impl Object {
             Object::Deployment(_) => "Deployment",
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Job(_) => "Job",
+            Object::Service(_) => "Service",
         }
     }
 
     /// The object's apiVersion.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
+            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
             Object::Job(_) => "batch/v1",
         }
@@ -121,6 +125,7 @@ impl Object {
             Object::Deployment(d) => &d.metadata,
             Object::ReplicaSet(r) => &r.metadata,
             Object::Job(j) => &j.metadata,
+            Object::Service(s) => &s.metadata,
         }
     }
 
@@ -132,6 +137,7 @@ impl Object {
             Object::Deployment(d) => &mut d.metadata,
             Object::ReplicaSet(r) => &mut r.metadata,
             Object::Job(j) => &mut j.metadata,
+            Object::Service(s) => &mut s.metadata,
         }
     }
 
@@ -144,6 +150,7 @@ impl Object {
             Object::Deployment(d) => serde_json::to_value(d),
             Object::ReplicaSet(r) => serde_json::to_value(r),
             Object::Job(j) => serde_json::to_value(j),
+            Object::Service(s) => serde_json::to_value(s),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -310,6 +317,11 @@ fn parse_value(
             let s: Secret = typed(source_name, &label, &value)?;
             check_secret(source_name, &label, &s)?;
             Object::Secret(s)
+        }
+        ("v1", "Service") => {
+            let s: Service = typed(source_name, &label, &value)?;
+            service::check_service(source_name, &label, &s)?;
+            Object::Service(Box::new(s))
         }
         _ => {
             return Err(ManifestError::Unsupported {

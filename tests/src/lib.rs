@@ -442,10 +442,12 @@ impl Drop for Daemon {
             .args(["link", "del", &self.net.bridge])
             .stderr(Stdio::null())
             .status();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.net.table])
-            .stderr(Stdio::null())
-            .status();
+        for table in [self.net.table.clone(), format!("{}_svc", self.net.table)] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &table])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

@@ -86,12 +86,16 @@ impl PodShared {
         self.lock().probes.get(container_id).copied()
     }
 
+    /// Change a container's probe state; a change of its readiness wakes the services loop
+    /// (EndpointSlices and proxy rules follow at once rather than at its next poll).
     pub fn update_probe(&self, container_id: &str, f: impl FnOnce(&mut ProbeState)) {
-        f(self
-            .lock()
-            .probes
-            .entry(container_id.to_owned())
-            .or_default());
+        let mut s = self.lock();
+        let st = s.probes.entry(container_id.to_owned()).or_default();
+        let before = st.ready;
+        f(st);
+        if st.ready != before {
+            crate::services::READINESS_CHANGED.notify_one();
+        }
     }
 
     pub fn forget_probe(&self, container_id: &str) {
