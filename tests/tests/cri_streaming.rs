@@ -97,14 +97,37 @@ fn port_forward(d: &Daemon, pod: &str, remote: u16, transport: &str) -> (Child, 
     (child, local)
 }
 
-/// A plain HTTP/1.0 GET through `port`; the whole response.
+/// One plain HTTP/1.0 GET through `port`: the response, empty when the connection is closed or
+/// reset before any (what a port-forward to a port nobody listens on does).
+fn http_get_once(port: u16, path: &str) -> String {
+    let attempt = (|| -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match attempt {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => String::new(),
+        Err(e) => panic!("GET {path} via :{port}: {e}"),
+    }
+}
+
+/// A plain HTTP/1.0 GET through `port`; the whole response. Retried for a while when the
+/// connection is reset or empty: the server in the pod may not listen yet, and a port-forward
+/// closes the local connection when the pod's port refuses it, as the kubelet's does.
 fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = http_get_once(port, path);
+        if !out.is_empty() {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "GET {path} via :{port}: nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 async fn web_pod(d: &Daemon, name: &str, host_network: bool, port: u16) -> (String, String) {
@@ -195,7 +218,7 @@ async fn crictl_exec_and_port_forward() {
         // A port nobody listens on: the local connection closes, crictl reports the error the
         // server sent on the error stream.
         let (mut pf, local) = port_forward(&d, &pod, 9, transport);
-        assert_eq!(http_get(local, "/"), "", "{transport}");
+        assert_eq!(http_get_once(local, "/"), "", "{transport}");
         std::thread::sleep(Duration::from_millis(500));
         pf.kill().unwrap();
         let out = pf.wait_with_output().unwrap();
