@@ -13,7 +13,7 @@ before=$(mktemp)
 trap 'rm -f "$log" "$conf_log" "$before"' EXIT
 bash scripts/check-leaks.sh snapshot "$before"
 set +e
-cargo test --workspace --all-targets --features kinglet-tests/vm 2>&1 | tee "$log"
+cargo test --workspace --all-targets --no-fail-fast --features kinglet-tests/vm 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # CRI conformance: the upstream critest suite against a fresh daemon (scripts/conformance.sh).
 bash scripts/conformance.sh 2>&1 | tee "$conf_log"
