@@ -431,6 +431,30 @@ impl Drop for Daemon {
                 }
             }
         }
+        // Helpers whose arguments point into this daemon's run root: shims, container inits that
+        // never exec'd (a controller may create a pod while `shutdown` removes the others).
+        // A shim forks itself while starting: scan until a pass finds nothing.
+        let mine = self.run_root.display().to_string();
+        for _ in 0..20 {
+            let mut found = false;
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&mine) {
+                    found = true;
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if !found {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         for (pid, _, pin) in kinglet_netns::find_pod_inits(&self.run_root.join("pods")) {
             let _ = kinglet_netns::kill_orphan_pod_init(pid, &pin);
         }
