@@ -172,10 +172,14 @@ impl Supervisor {
         // After a restart the probers have not reported yet, so pods with readiness probes look
         // unready for a moment: the table the previous daemon left keeps serving until every
         // selected pod is ready again, or WARM_UP has passed, before the first rebuild.
-        let all_ready = all_slices
-            .iter()
-            .flat_map(|s| &s.endpoints)
-            .all(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false));
+        // No endpoint at all is not "all ready": right after a start the pods' status may not
+        // be known yet, and a table rebuilt then would reject every Service's traffic.
+        let (mut endpoints, mut ready) = (0usize, 0usize);
+        for e in all_slices.iter().flat_map(|s| s.endpoints.iter()) {
+            endpoints += 1;
+            ready += usize::from(e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false));
+        }
+        let all_ready = endpoints > 0 && ready == endpoints;
         *self
             .services
             .slices
