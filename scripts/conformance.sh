@@ -93,6 +93,7 @@ cleanup() {
     while read -r m; do umount -l "$m" 2>/dev/null; done
   ip link del "$bridge" 2>/dev/null
   nft delete table ip "$table" 2>/dev/null
+  nft delete table ip "${table}_svc" 2>/dev/null
   bash "$images_src/registry.sh" stop >/dev/null 2>&1
   [ -f "$work/daemon.log" ] && cp "$work/daemon.log" "$report_dir/daemon.log"
   if [ "${KEEP:-}" = 1 ]; then echo "conformance.sh: kept $work"; else rm -rf "$work"; fi
