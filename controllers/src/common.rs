@@ -120,3 +120,25 @@ pub fn is_available(
             ))
             .is_ok_and(|t| t <= now)
 }
+
+/// Make `owner` the controller of the object at `key` (adoption of an orphan that matches the
+/// owner's selector); the updated object, or None when it is gone.
+pub async fn adopt<S: crate::Store + ?Sized>(
+    store: &S,
+    key: &kinglet_manifest::ObjectKey,
+    owner: OwnerReference,
+) -> Result<Option<kinglet_manifest::Object>, crate::ControllerError> {
+    store
+        .modify(
+            key,
+            false,
+            Box::new(move |o| {
+                o.meta_mut()
+                    .owner_references
+                    .get_or_insert_with(Vec::new)
+                    .push(owner);
+                true
+            }),
+        )
+        .await
+}

@@ -185,19 +185,7 @@ async fn claim_pods<S: Store + ?Sized>(
             }
         } else if matches && controller_of(&p.metadata).is_none() {
             let r = common::controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
-            let adopted = store
-                .modify(
-                    &pk,
-                    false,
-                    Box::new(move |o| {
-                        o.meta_mut()
-                            .owner_references
-                            .get_or_insert_with(Vec::new)
-                            .push(r);
-                        true
-                    }),
-                )
-                .await?;
+            let adopted = common::adopt(store, &pk, r).await?;
             if let Some(Object::Pod(p)) = adopted {
                 tracing::info!(replicaset = %key, pod = %name, "adopted pod");
                 owned.push(*p);

@@ -431,8 +431,9 @@ impl Drop for Daemon {
                 }
             }
         }
-        // Helpers whose arguments point into this daemon's run root: shims, container inits that
-        // never exec'd (a controller may create a pod while `shutdown` removes the others).
+        // Helpers whose arguments point into this daemon's run root: shims, pod inits, container
+        // inits that never exec'd (a controller may create a pod while `shutdown` removes the
+        // others).
         // A shim forks itself while starting: scan until a pass finds nothing.
         let mine = self.run_root.display().to_string();
         for _ in 0..20 {
@@ -454,9 +455,6 @@ impl Drop for Daemon {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
-        }
-        for (pid, _, pin) in kinglet_netns::find_pod_inits(&self.run_root.join("pods")) {
-            let _ = kinglet_netns::kill_orphan_pod_init(pid, &pin);
         }
         for m in all_mounts_under(self.dir.path()).into_iter().rev() {
             let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);

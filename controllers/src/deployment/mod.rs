@@ -114,19 +114,7 @@ async fn claim_replica_sets<S: Store + ?Sized>(
         if matches && controller_of(&rs.metadata).is_none() {
             let r = common::controller_ref("apps/v1", "Deployment", &d.metadata);
             let name = rs.metadata.name.clone().unwrap_or_default();
-            let adopted = store
-                .modify(
-                    &rs_key(&key.namespace, &name),
-                    false,
-                    Box::new(move |o| {
-                        o.meta_mut()
-                            .owner_references
-                            .get_or_insert_with(Vec::new)
-                            .push(r);
-                        true
-                    }),
-                )
-                .await?;
+            let adopted = common::adopt(store, &rs_key(&key.namespace, &name), r).await?;
             if let Some(Object::ReplicaSet(rs)) = adopted {
                 tracing::info!(deployment = %key, replicaset = %name, "adopted replica set");
                 out.push(*rs);

@@ -10,7 +10,6 @@ use kinglet_proto::v1;
 use kinglet_shim::protocol::{read_record, ExecResult};
 use tokio::io::AsyncReadExt;
 
-use super::store::ContainerState;
 use super::{new_id, Runtime};
 
 /// Output kept per stream; the rest is dropped (as CRI-O caps ExecSync output).
@@ -38,27 +37,9 @@ impl Runtime {
         if req.cmd.is_empty() {
             return Err(CriError::invalid("cmd", "must not be empty"));
         }
-        if req.container_id.is_empty() {
-            return Err(CriError::invalid("container_id", "must not be empty"));
-        }
-        let entry = self
-            .store
-            .find_container(&req.container_id)
-            .await
-            .ok_or_else(|| CriError::not_found("container", &req.container_id))?;
-        let (id, state) = {
-            let r = entry.record.lock().await;
-            (r.id.clone(), r.state)
-        };
-        if state != ContainerState::Running {
-            return Err(CriError::FailedPrecondition {
-                kind: "container",
-                id,
-                state: format!("{state:?}").to_lowercase(),
-                action: "ExecSync",
-                needed: "running",
-            });
-        }
+        let id = self
+            .running_container(&req.container_id, "ExecSync")
+            .await?;
         let result_path = self.paths.exec_dir().join(format!("{}.json", new_id()));
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("shim")

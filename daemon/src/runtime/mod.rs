@@ -189,13 +189,8 @@ impl Runtime {
             root: config.root.clone(),
             run_root: config.run_root.clone(),
         };
+        // Also creates the run root's directories (runtime/, exec/, ...), each 0700.
         perms::secure_roots(&paths.root, &paths.run_root, &config.socket)?;
-        for d in [paths.runtime_root(), paths.exec_dir()] {
-            std::fs::create_dir_all(&d).map_err(|source| DaemonError::Io {
-                path: d.clone(),
-                source,
-            })?;
-        }
         let images_dir = paths.images();
         let images = tokio::task::spawn_blocking(move || ImageStore::open(&images_dir))
             .await

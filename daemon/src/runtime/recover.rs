@@ -73,12 +73,11 @@ impl Runtime {
         let ctr_root = self.paths.root.join("containers");
         let runtime_root = self.paths.runtime_root();
         let leftovers = [
-            (pods_dir, sandbox_ids),
+            (pods_dir.clone(), sandbox_ids),
             (ctr_run, container_ids.clone()),
             (ctr_root, container_ids.clone()),
             (runtime_root, container_ids),
         ];
-        let pods_dir = self.paths.run_root.join("pods");
         tokio::task::spawn_blocking(move || {
             end_orphan_pod_inits(&pods_dir, &pod_inits);
             for (dir, known) in leftovers {

@@ -53,7 +53,12 @@ fn check_stdio(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(),
 }
 
 impl Runtime {
-    async fn running_container(&self, id: &str, action: &'static str) -> Result<String, CriError> {
+    /// The full id of a running container (ExecSync and the streaming calls need one).
+    pub(super) async fn running_container(
+        &self,
+        id: &str,
+        action: &'static str,
+    ) -> Result<String, CriError> {
         if id.is_empty() {
             return Err(CriError::invalid("container_id", "must not be empty"));
         }
