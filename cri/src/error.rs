@@ -69,21 +69,7 @@ impl CriError {
     }
 }
 
-/// Render an error and all of its sources as `a: b: c`, skipping a source whose text the
-/// previous message already contains.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = e.source();
-    }
-    out
-}
+pub use kinglet_util::chain;
 
 impl From<CriError> for tonic::Status {
     fn from(err: CriError) -> Self {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::pull::hosts::Registries;
 use crate::DaemonError;
+use kinglet_pull::hosts::Registries;
 
 /// The daemon's settings after merging all sources.
 #[derive(Debug, Clone, PartialEq, Eq)]

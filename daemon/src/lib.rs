@@ -2,7 +2,7 @@
 //!
 //! - [`runtime`]: the core (pod sandboxes, containers, images, state, recovery);
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
-//! - [`pull`]: pulling images from registries, with credentials and registry settings;
+//! - registry pulls live in `kinglet-pull` (`pull/`);
 //! - [`check`]: `kinglet check`, the host self-check;
 //! - [`reset`]: `kinglet reset`, removing every trace of an installation;
 //! - [`metrics`]: the Prometheus endpoint (off by default);
@@ -22,7 +22,6 @@ pub mod kubectl;
 pub mod metrics;
 pub mod notify;
 pub mod podruntime;
-pub mod pull;
 pub mod reset;
 pub mod runtime;
 pub mod server;

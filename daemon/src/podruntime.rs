@@ -103,7 +103,7 @@ impl PodRuntime for CoreRuntime {
             .iter()
             .map(|(n, b)| (n.as_str(), b.as_slice()))
             .collect();
-        let creds = crate::pull::auth::from_pull_secrets(&refs, image)
+        let creds = kinglet_pull::auth::from_pull_secrets(&refs, image)
             .map_err(|e| failed(kinglet_cri::chain(&e)))?;
         self.0
             .puller

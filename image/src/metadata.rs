@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -156,17 +155,7 @@ pub(crate) fn save(path: &Path, images: &[StoredImage]) -> Result<(), ImageError
 
 /// Write `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(ImageError::io("create temp file in", dir))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(ImageError::io("write", tmp.path()))?;
-    tmp.persist(path)
-        .map_err(|e| ImageError::io("rename over", path)(e.error))?;
-    sync_dir(dir)
+    kinglet_util::write_atomic(path, bytes).map_err(ImageError::io("write", path))
 }
 
 /// fsync a directory, making renames and creations in it durable.

@@ -47,7 +47,4 @@ impl KubeletError {
     }
 }
 
-/// Render an error and its sources on one line (`a: b: c`).
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    kinglet_shim::error_chain(err)
-}
+pub use kinglet_util::chain;

@@ -75,7 +75,7 @@ impl ObjectStore {
             .to_json()
             .map_err(|e| KubeletError::internal(format!("encode {k}"), e))?;
         let path = self.path(&k);
-        kinglet_shim::protocol::write_atomic(&path, json.to_string().as_bytes())
+        kinglet_util::write_atomic(&path, json.to_string().as_bytes())
             .map_err(|e| KubeletError::internal(format!("store {k}"), e))?;
         self.map.insert(k, obj);
         Ok(())

@@ -22,8 +22,7 @@ pub fn time_of(nanos: i64) -> Option<Time> {
 }
 
 pub fn now_time() -> Time {
-    time_of(kinglet_shim::protocol::now_nanos())
-        .unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+    time_of(kinglet_util::now_nanos()).unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
 }
 
 fn terminated(s: &v1::ContainerStatus) -> ContainerStateTerminated {

@@ -46,8 +46,8 @@ impl Sources {
 
     fn save(&self) {
         if let Ok(b) = serde_json::to_vec(&self.map) {
-            if let Err(e) = kinglet_shim::protocol::write_atomic(&self.path, &b) {
-                tracing::warn!(err = %kinglet_shim::error_chain(&e), "manifest sources not saved");
+            if let Err(e) = kinglet_util::write_atomic(&self.path, &b) {
+                tracing::warn!(err = %kinglet_util::chain(&e), "manifest sources not saved");
             }
         }
     }

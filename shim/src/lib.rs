@@ -73,17 +73,7 @@ impl ShimError {
     }
 }
 
-/// Render an error with its whole `source()` chain on one line (`a: b: c`).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
+pub use kinglet_util::chain as error_chain;
 
 /// A pidfd for `pid` (readable once the process has exited); for the daemon's exit watchers.
 pub fn pidfd_open(pid: i32) -> Result<OwnedFd, ShimError> {

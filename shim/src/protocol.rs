@@ -5,7 +5,6 @@
 //! or the new content, never a torn one — also after a crash of either side.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -119,18 +118,7 @@ pub fn write_record<T: Serialize>(path: &Path, value: &T) -> Result<(), ShimErro
 
 /// Atomically replace `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShimError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ShimError::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| ShimError::io(path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ShimError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| ShimError::io(path, e.error))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    kinglet_util::write_atomic(path, bytes).map_err(|e| ShimError::io(path, e))
 }
 
 /// Read a JSON record; `Ok(None)` when the file does not exist.
@@ -147,10 +135,7 @@ pub fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T
     }
 }
 
-/// Unix time in nanoseconds.
-pub fn now_nanos() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
+pub use kinglet_util::now_nanos;
 
 #[cfg(test)]
 mod tests {

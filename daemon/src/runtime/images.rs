@@ -11,8 +11,8 @@ fn image_err(what: String) -> impl FnOnce(kinglet_image::ImageError) -> CriError
 }
 
 /// The CRI error for a failed pull of `name`.
-fn pull_error(name: &str, e: &crate::pull::PullError) -> CriError {
-    use crate::pull::PullError as P;
+fn pull_error(name: &str, e: &kinglet_pull::PullError) -> CriError {
+    use kinglet_pull::PullError as P;
     let what = format!("pull {name}: {}", kinglet_cri::chain(e));
     match e {
         P::Unauthorized { .. } => CriError::Unauthenticated { what },
@@ -144,7 +144,7 @@ impl Runtime {
             return Err(CriError::invalid("image.image", "must not be empty"));
         }
         let explicit = match &req.auth {
-            Some(a) => crate::pull::auth::from_auth_config(
+            Some(a) => kinglet_pull::auth::from_auth_config(
                 &a.username,
                 &a.password,
                 &a.auth,

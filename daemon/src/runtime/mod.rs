@@ -122,7 +122,7 @@ pub struct Runtime {
     pub store: Store,
     pub images: Arc<ImageStore>,
     /// Registry pulls into `images`.
-    pub puller: Arc<crate::pull::Puller>,
+    pub puller: Arc<kinglet_pull::Puller>,
     /// Last use (unix ns) of images since the daemon started, for GC (else their creation).
     pub(crate) image_last_used: std::sync::Mutex<HashMap<String, i64>>,
     /// This binary, re-executed as shim and pod init.
@@ -241,9 +241,9 @@ impl Runtime {
         };
         tracing::info!(mode = network.mode(), "pod network");
         let images = Arc::new(images);
-        let puller = crate::pull::Puller::new(
+        let puller = kinglet_pull::Puller::new(
             images.clone(),
-            crate::pull::PullConfig {
+            kinglet_pull::PullConfig {
                 registries: config.registries.clone(),
                 docker_config: config.docker_config.clone(),
                 credential_helpers_dir: config.credential_helpers_dir.clone(),
@@ -284,10 +284,7 @@ pub fn new_id() -> String {
     hex::encode(b)
 }
 
-/// Unix time in nanoseconds.
-pub fn now_nanos() -> i64 {
-    kinglet_shim::protocol::now_nanos()
-}
+pub use kinglet_util::now_nanos;
 
 /// Run a blocking closure on the blocking pool and flatten its result.
 pub async fn blocking<T, F>(what: &str, f: F) -> Result<T, CriError>

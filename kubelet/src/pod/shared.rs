@@ -63,7 +63,7 @@ impl PodShared {
     /// Record an event; a repeat of a kept one (same reason and message, as probe failures
     /// repeat) replaces it, so that repeats do not push the other events out.
     pub fn event(&self, warning: bool, reason: &'static str, message: String) {
-        let at = kinglet_shim::protocol::now_nanos();
+        let at = kinglet_util::now_nanos();
         let mut s = self.lock();
         s.events
             .retain(|e| e.reason != reason || e.message != message);

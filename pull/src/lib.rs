@@ -338,7 +338,7 @@ impl Puller {
                             });
                         }
                         Err(e @ PullError::Unreachable { .. }) => {
-                            tracing::debug!(image = %r, endpoint = %ep.host, ?scheme, error = %kinglet_cri::chain(&e), "endpoint unreachable");
+                            tracing::debug!(image = %r, endpoint = %ep.host, ?scheme, error = %kinglet_util::chain(&e), "endpoint unreachable");
                             last = Some(e);
                             continue 'scheme;
                         }
