@@ -1,5 +1,5 @@
 //! The runtime core as the CRI server's backend: Version, Status and runtime config live here;
-//! everything else forwards to [`crate::runtime::Runtime`].
+//! everything else forwards to [`kinglet_runtime::Runtime`].
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use kinglet_cri::{CriBackend, CriError};
 use kinglet_proto::{admin, v1};
 
 use crate::podruntime::cri_error;
-use crate::runtime::Runtime;
 use kinglet_kubelet::Supervisor;
+use kinglet_runtime::Runtime;
 
 /// Name and versions reported by Version.
 pub const RUNTIME_NAME: &str = "kinglet";

@@ -161,6 +161,31 @@ pub struct FlagConfig {
 }
 
 impl Config {
+    /// The runtime core's part of these settings.
+    pub fn runtime(&self) -> kinglet_runtime::RuntimeConfig {
+        kinglet_runtime::RuntimeConfig {
+            socket: self.socket.clone(),
+            root: self.root.clone(),
+            run_root: self.run_root.clone(),
+            systemd_cgroup: self.systemd_cgroup,
+            bridge: self.bridge.clone(),
+            pod_cidr: self.pod_cidr.clone(),
+            nft_table: self.nft_table.clone(),
+            cni_conf_dir: self.cni_conf_dir.clone(),
+            cni_bin_dir: self.cni_bin_dir.clone(),
+            cni_timeout_secs: self.cni_timeout_secs,
+            docker_config: self.docker_config.clone(),
+            credential_helpers_dir: self.credential_helpers_dir.clone(),
+            registries: self.registries.clone(),
+            image_gc_high_threshold_percent: self.image_gc_high_threshold_percent,
+            image_gc_low_threshold_percent: self.image_gc_low_threshold_percent,
+            image_gc_min_age_secs: self.image_gc_min_age_secs,
+            image_gc_interval_secs: self.image_gc_interval_secs,
+            unpack_on_pull: self.unpack_on_pull,
+            pod_pids_limit: self.pod_pids_limit,
+        }
+    }
+
     /// Defaults ← file ← flags.
     pub fn load(flags: &FlagConfig) -> Result<Config, DaemonError> {
         let file = match &flags.config {

@@ -1,6 +1,7 @@
 //! Kinglet: a single-node container runtime that serves the Kubernetes CRI.
 //!
-//! - [`runtime`]: the core (pod sandboxes, containers, images, state, recovery);
+//! - the CRI core (pod sandboxes, containers, images, state, recovery) is `kinglet-runtime`
+//!   (`runtime/`);
 //! - [`backend`]: the core as a [`kinglet_cri::CriBackend`];
 //! - registry pulls live in `kinglet-pull` (`pull/`);
 //! - [`check`]: `kinglet check`, the host self-check;
@@ -23,10 +24,8 @@ pub mod metrics;
 pub mod notify;
 pub mod podruntime;
 pub mod reset;
-pub mod runtime;
 pub mod server;
 pub mod stream_cli;
-mod sys;
 pub mod workloads_cli;
 
 use std::path::PathBuf;
@@ -42,11 +41,6 @@ pub enum DaemonError {
     },
     #[error("config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("image store")]
-    Images {
-        #[source]
-        source: kinglet_image::ImageError,
-    },
     #[error("cannot serve on {path}")]
     Serve {
         path: PathBuf,
@@ -57,4 +51,6 @@ pub enum DaemonError {
     SocketInUse { path: PathBuf },
     #[error("startup: {0}")]
     Startup(String),
+    #[error(transparent)]
+    Runtime(#[from] kinglet_runtime::RuntimeError),
 }

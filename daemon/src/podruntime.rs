@@ -13,7 +13,7 @@ use kinglet_kubelet::{KubeletConfig, KubeletError, PodRuntime, RuntimeError, Run
 use kinglet_proto::v1;
 
 use crate::config::Config;
-use crate::runtime::Runtime;
+use kinglet_runtime::Runtime;
 
 /// The runtime core, driven by the mini-kubelet.
 pub struct CoreRuntime(pub Arc<Runtime>);

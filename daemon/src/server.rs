@@ -12,8 +12,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::notify::Notifier;
-use crate::runtime::Runtime;
 use crate::DaemonError;
+use kinglet_runtime::Runtime;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
     move |source| DaemonError::Io {
@@ -60,18 +60,17 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
         ),
         None => None,
     };
-    let runtime = Runtime::start(config).await?;
+    let runtime = Runtime::start(config.runtime()).await?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let puller = runtime.puller.clone();
     let supervisor = kinglet_kubelet::Supervisor::start(
         Arc::new(crate::podruntime::CoreRuntime(runtime.clone())),
-        crate::podruntime::kubelet_config(&runtime.config),
+        crate::podruntime::kubelet_config(&config),
     )
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
     kinglet_controllers::run(supervisor.clone());
-    let stream_addr =
-        std::net::SocketAddr::new(runtime.config.stream_address, runtime.config.stream_port);
+    let stream_addr = std::net::SocketAddr::new(config.stream_address, config.stream_port);
     let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
         .await
         .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;

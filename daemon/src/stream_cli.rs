@@ -39,7 +39,7 @@ impl Drop for RawTerminal {
 }
 
 fn terminal_size() -> Option<TermSize> {
-    crate::sys::get_winsize(std::io::stdout().as_fd())
+    kinglet_runtime::sys::get_winsize(std::io::stdout().as_fd())
         .ok()
         .map(|(width, height)| TermSize { width, height })
 }

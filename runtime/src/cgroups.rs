@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::DaemonError;
+use crate::RuntimeError;
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
-    move |source| DaemonError::Io {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
         path: path.to_owned(),
         source,
     }
@@ -19,7 +19,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
 ///
 /// cgroup v1 (or hybrid): the `pids` controller's own hierarchy. cgroup v2: the unified
 /// hierarchy, enabling `+pids` in `cgroup.subtree_control` of each ancestor on the way down.
-pub fn set_pids_limit(cgroup_root: &Path, rel: &str, limit: i64) -> Result<PathBuf, DaemonError> {
+pub fn set_pids_limit(cgroup_root: &Path, rel: &str, limit: i64) -> Result<PathBuf, RuntimeError> {
     let rel = rel.trim_start_matches('/');
     let v1 = cgroup_root.join("pids");
     let dir = if v1.join("cgroup.procs").exists() {

@@ -7,7 +7,9 @@
 
 mod attach;
 pub mod cgroups;
+pub mod config;
 mod container;
+mod error;
 mod events;
 mod exec;
 mod image_gc;
@@ -28,6 +30,7 @@ pub mod stats;
 mod stats_rpc;
 pub mod store;
 mod stream;
+pub mod sys;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -39,8 +42,8 @@ use kinglet_cri::CriError;
 use kinglet_image::ImageStore;
 use tokio::sync::Mutex;
 
-use crate::config::Config;
-use crate::DaemonError;
+pub use config::RuntimeConfig;
+pub use error::RuntimeError;
 use store::Store;
 
 /// Directory layout of one daemon.
@@ -117,7 +120,7 @@ impl Rollback {
 
 /// The runtime core.
 pub struct Runtime {
-    pub config: Config,
+    pub config: RuntimeConfig,
     pub paths: Paths,
     pub store: Store,
     pub images: Arc<ImageStore>,
@@ -184,7 +187,7 @@ impl Runtime {
 
 impl Runtime {
     /// Open the state under the configured roots and recover what a previous daemon left.
-    pub async fn start(config: Config) -> Result<Arc<Runtime>, DaemonError> {
+    pub async fn start(config: RuntimeConfig) -> Result<Arc<Runtime>, RuntimeError> {
         let paths = Paths {
             root: config.root.clone(),
             run_root: config.run_root.clone(),
@@ -194,9 +197,9 @@ impl Runtime {
         let images_dir = paths.images();
         let images = tokio::task::spawn_blocking(move || ImageStore::open(&images_dir))
             .await
-            .map_err(|e| DaemonError::Startup(format!("image store task: {e}")))?
-            .map_err(|source| DaemonError::Images { source })?;
-        let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
+            .map_err(|e| RuntimeError::Startup(format!("image store task: {e}")))?
+            .map_err(|source| RuntimeError::Images { source })?;
+        let exe = std::env::current_exe().map_err(|source| RuntimeError::Io {
             path: PathBuf::from("/proc/self/exe"),
             source,
         })?;
@@ -211,14 +214,14 @@ impl Runtime {
             .unwrap_or_else(spec::all_caps);
         let network = kinglet_netns::Network::new(kinglet_netns::NetworkConfig {
             bridge: config.bridge.clone(),
-            cidr: config.pod_cidr.parse().map_err(|e| DaemonError::Config {
+            cidr: config.pod_cidr.parse().map_err(|e| RuntimeError::Config {
                 path: PathBuf::new(),
                 reason: format!("pod-cidr: {e}"),
             })?,
             table: config.nft_table.clone(),
             ..kinglet_netns::NetworkConfig::with_defaults(paths.network())
         })
-        .map_err(|e| DaemonError::Config {
+        .map_err(|e| RuntimeError::Config {
             path: PathBuf::new(),
             reason: kinglet_cri::chain(&e),
         })?;
@@ -229,7 +232,7 @@ impl Runtime {
                 state_dir: paths.network(),
                 timeout: std::time::Duration::from_secs(config.cni_timeout_secs),
             })
-            .map_err(|e| DaemonError::Config {
+            .map_err(|e| RuntimeError::Config {
                 path: dir.clone(),
                 reason: kinglet_cri::chain(&e),
             })?,
@@ -270,7 +273,7 @@ impl Runtime {
         });
         rt.recover()
             .await
-            .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+            .map_err(|e| RuntimeError::Startup(kinglet_cri::chain(&e)))?;
         tokio::spawn(rt.clone().image_gc_loop());
         Ok(rt)
     }

@@ -19,7 +19,7 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::DaemonError;
+use crate::RuntimeError;
 
 /// The subdirectories of the run root, each 0700 (see the module docs).
 pub const RUN_ROOT_DIRS: &[&str] = &[
@@ -42,8 +42,8 @@ pub fn run_root_mode(run_root: &Path, socket: &Path) -> u32 {
 }
 
 /// Create (or tighten) `dir` with exactly `mode`; returns whether an existing mode changed.
-fn ensure_dir(dir: &Path, mode: u32) -> Result<bool, DaemonError> {
-    let io = |source| DaemonError::Io {
+fn ensure_dir(dir: &Path, mode: u32) -> Result<bool, RuntimeError> {
+    let io = |source| RuntimeError::Io {
         path: dir.to_owned(),
         source,
     };
@@ -67,7 +67,7 @@ fn ensure_dir(dir: &Path, mode: u32) -> Result<bool, DaemonError> {
 }
 
 /// Close the roots as the module docs say; logs once what an older install had left open.
-pub fn secure_roots(root: &Path, run_root: &Path, socket: &Path) -> Result<(), DaemonError> {
+pub fn secure_roots(root: &Path, run_root: &Path, socket: &Path) -> Result<(), RuntimeError> {
     let mut tightened: Vec<PathBuf> = Vec::new();
     let mut want = vec![
         (root.to_owned(), 0o700),
