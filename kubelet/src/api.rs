@@ -324,15 +324,7 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
             m.generation = Some(pm.generation.unwrap_or(1) + 1);
         }
         None => {
-            let id = new_uid_hex();
-            m.uid = Some(format!(
-                "{}-{}-{}-{}-{}",
-                &id[0..8],
-                &id[8..12],
-                &id[12..16],
-                &id[16..20],
-                &id[20..32]
-            ));
+            m.uid = Some(new_uid());
             m.creation_timestamp = Some(status::now_time());
             m.generation = Some(1);
         }
@@ -342,10 +334,18 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
     }
 }
 
-/// 16 random bytes in hex (32 digits), the raw material of a new object's uid.
-pub(crate) fn new_uid_hex() -> String {
+/// A new object's uid: 16 random bytes as a UUID (`8-4-4-4-12` hex digits).
+pub(crate) fn new_uid() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
+    let id = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &id[0..8],
+        &id[8..12],
+        &id[12..16],
+        &id[16..20],
+        &id[20..32]
+    )
 }

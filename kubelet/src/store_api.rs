@@ -40,16 +40,8 @@ impl Supervisor {
                     format!("{k} already exists"),
                 ));
             }
-            let id = crate::api::new_uid_hex();
             let m = obj.meta_mut();
-            m.uid = Some(format!(
-                "{}-{}-{}-{}-{}",
-                &id[0..8],
-                &id[8..12],
-                &id[12..16],
-                &id[16..20],
-                &id[20..32]
-            ));
+            m.uid = Some(crate::api::new_uid());
             m.creation_timestamp = Some(status::now_time());
             m.generation = Some(1);
             m.namespace = Some(k.namespace.clone());

@@ -30,6 +30,25 @@ async fn read_capped(mut r: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
 }
 
 impl Runtime {
+    /// The start of every exec helper's command line (`shim exec --id … --runtime-root …
+    /// --result …`); callers add their options, `--` and the command.
+    pub(crate) fn exec_helper(
+        &self,
+        id: &str,
+        result: &std::path::Path,
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("shim")
+            .arg("exec")
+            .arg("--id")
+            .arg(id)
+            .arg("--runtime-root")
+            .arg(self.paths.runtime_root())
+            .arg("--result")
+            .arg(result);
+        cmd
+    }
+
     pub async fn exec_sync(
         &self,
         req: v1::ExecSyncRequest,
@@ -41,16 +60,8 @@ impl Runtime {
             .running_container(&req.container_id, "ExecSync")
             .await?;
         let result_path = self.paths.exec_dir().join(format!("{}.json", new_id()));
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("shim")
-            .arg("exec")
-            .arg("--id")
-            .arg(&id)
-            .arg("--runtime-root")
-            .arg(self.paths.runtime_root())
-            .arg("--result")
-            .arg(&result_path)
-            .arg("--timeout")
+        let mut cmd = self.exec_helper(&id, &result_path);
+        cmd.arg("--timeout")
             .arg(req.timeout.max(0).to_string())
             .arg("--")
             .args(&req.cmd)

@@ -176,15 +176,7 @@ impl Runtime {
             ),
             None => None,
         };
-        let mut c = tokio::process::Command::new(&self.exe);
-        c.arg("shim")
-            .arg("exec")
-            .arg("--id")
-            .arg(&id)
-            .arg("--runtime-root")
-            .arg(self.paths.runtime_root())
-            .arg("--result")
-            .arg(&result_path);
+        let mut c = self.exec_helper(&id, &result_path);
         if stdin && !tty {
             c.arg("--stdin");
         }
