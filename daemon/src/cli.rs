@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, FlagConfig};
+use crate::config::{Config, DaemonFlags};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,46 +22,6 @@ use crate::config::{Config, FlagConfig};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, clap::Args, Clone, Default)]
-pub struct DaemonFlags {
-    /// TOML file with the same keys as the long flags.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// CRI socket path [default: /run/kinglet/kinglet.sock].
-    #[arg(long)]
-    pub socket: Option<PathBuf>,
-    /// Persistent state directory [default: /var/lib/kinglet].
-    #[arg(long)]
-    pub root: Option<PathBuf>,
-    /// Runtime state directory [default: /run/kinglet].
-    #[arg(long)]
-    pub run_root: Option<PathBuf>,
-    /// Use the systemd cgroup driver.
-    #[arg(long)]
-    pub systemd_cgroup: bool,
-    /// Directory of Kubernetes manifests to keep applied [default: /etc/kinglet/manifests].
-    #[arg(long)]
-    pub manifests: Option<PathBuf>,
-    /// Host bridge of the built-in pod network (default kinglet0).
-    #[arg(long)]
-    pub bridge: Option<String>,
-    /// Pod network CIDR (default 10.85.0.0/16).
-    #[arg(long)]
-    pub pod_cidr: Option<String>,
-    /// Kinglet's nftables table, family ip (default kinglet).
-    #[arg(long)]
-    pub nft_table: Option<String>,
-    /// CNI mode: directory whose first *.conflist is used instead of the built-in network.
-    #[arg(long)]
-    pub cni_conf_dir: Option<PathBuf>,
-    /// CNI plugin binaries [default: /usr/lib/cni].
-    #[arg(long)]
-    pub cni_bin_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9471 [default: off].
-    #[arg(long, value_name = "IP:PORT")]
-    pub metrics_address: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,7 +499,7 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
 
 /// `kinglet check`: print every finding; `Ok(false)` when one failed.
 fn check(flags: DaemonFlags) -> anyhow::Result<bool> {
-    let config = Config::load(&flag_config(flags))?;
+    let config = Config::load(&flags)?;
     let path = std::env::var("PATH").unwrap_or_default();
     let findings = crate::check::run_all(&crate::check::Host::real(), &config, &path);
     for f in &findings {
@@ -561,7 +521,7 @@ fn check(flags: DaemonFlags) -> anyhow::Result<bool> {
 /// `kinglet reset`: confirm (unless `--yes`), then remove and say what was removed.
 async fn reset(flags: DaemonFlags, yes: bool) -> anyhow::Result<()> {
     use std::io::{BufRead, IsTerminal, Write};
-    let config = Config::load(&flag_config(flags))?;
+    let config = Config::load(&flags)?;
     if !yes {
         let what = format!(
             "This kills every Kinglet container and deletes {}, {}, bridge {} and nftables \
@@ -595,26 +555,9 @@ async fn reset(flags: DaemonFlags, yes: bool) -> anyhow::Result<()> {
 }
 
 async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::Result<()> {
-    let config = Config::load(&flag_config(flags))?;
+    let config = Config::load(&flags)?;
     crate::server::run(config, notify).await?;
     Ok(())
-}
-
-fn flag_config(flags: DaemonFlags) -> FlagConfig {
-    FlagConfig {
-        config: flags.config,
-        socket: flags.socket,
-        root: flags.root,
-        run_root: flags.run_root,
-        systemd_cgroup: flags.systemd_cgroup.then_some(true),
-        manifests: flags.manifests,
-        bridge: flags.bridge,
-        pod_cidr: flags.pod_cidr,
-        nft_table: flags.nft_table,
-        cni_conf_dir: flags.cni_conf_dir,
-        cni_bin_dir: flags.cni_bin_dir,
-        metrics_address: flags.metrics_address,
-    }
 }
 
 async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {

@@ -1,15 +1,20 @@
-//! Daemon configuration: built-in defaults, overridden by an optional TOML file (`--config`),
-//! overridden by command-line flags. The TOML keys are the long flag names.
+//! Daemon configuration, defined once in [`Config`]: built-in defaults ([`Default`]),
+//! overridden by an optional TOML file (`--config`; its keys are the fields in kebab-case,
+//! which are also the long flag names), overridden by the command-line flags in
+//! [`DaemonFlags`]. The merge is generic (flags over file as TOML/JSON values), so adding a
+//! setting is a field with its default, plus a line in [`DaemonFlags`] when it has a flag.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::DaemonError;
 use kinglet_pull::hosts::Registries;
 
+use crate::DaemonError;
+
 /// The daemon's settings after merging all sources.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     /// CRI gRPC unix socket (mode 0660).
     pub socket: PathBuf,
@@ -66,6 +71,7 @@ pub struct Config {
     /// Only for sandboxes whose cgroup parent Kinglet chooses, with the cgroupfs driver.
     pub pod_pids_limit: i64,
     /// Serve Prometheus metrics on `http://ADDR/metrics` (off when unset).
+    #[serde(with = "metrics_address")]
     pub metrics_address: Option<std::net::SocketAddr>,
     /// The CRI streaming server (Exec/Attach/PortForward URLs): address and port; port 0 picks
     /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
@@ -108,56 +114,85 @@ impl Default for Config {
     }
 }
 
-/// The TOML file: every key optional, unknown keys refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileConfig {
+/// The daemon's command-line flags (`kinglet daemon`, `check`, `reset`): each is the
+/// [`Config`] field of the same name, and wins over the file. Unset flags are left out.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DaemonFlags {
+    /// TOML file with the same keys as the long flags.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// CRI socket path [default: /run/kinglet/kinglet.sock].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
+    /// Persistent state directory [default: /var/lib/kinglet].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
+    /// Runtime state directory [default: /run/kinglet].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_root: Option<PathBuf>,
-    pub systemd_cgroup: Option<bool>,
-    pub stop_timeout_secs: Option<u64>,
-    pub crash_loop_backoff_initial_ms: Option<u64>,
-    pub crash_loop_backoff_max_ms: Option<u64>,
+    /// Use the systemd cgroup driver.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub systemd_cgroup: bool,
+    /// Directory of Kubernetes manifests to keep applied [default: /etc/kinglet/manifests].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub manifests: Option<PathBuf>,
+    /// Host bridge of the built-in pod network (default kinglet0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
+    /// Pod network CIDR (default 10.85.0.0/16).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<String>,
+    /// Kinglet's nftables table, family ip (default kinglet).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nft_table: Option<String>,
-    pub service_cidr: Option<String>,
+    /// CNI mode: directory whose first *.conflist is used instead of the built-in network.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin binaries [default: /usr/lib/cni].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cni_bin_dir: Option<PathBuf>,
-    pub cni_timeout_secs: Option<u64>,
-    pub docker_config: Option<PathBuf>,
-    pub credential_helpers_dir: Option<PathBuf>,
-    #[serde(default)]
-    pub registries: Registries,
-    pub image_gc_high_threshold_percent: Option<u8>,
-    pub image_gc_low_threshold_percent: Option<u8>,
-    pub image_gc_min_age_secs: Option<u64>,
-    pub image_gc_interval_secs: Option<u64>,
-    pub unpack_on_pull: Option<bool>,
-    pub allowed_unsafe_sysctls: Option<Vec<String>>,
-    pub pod_pids_limit: Option<i64>,
+    /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9471 [default: off].
+    #[arg(long, value_name = "IP:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<String>,
-    pub stream_address: Option<std::net::IpAddr>,
-    pub stream_port: Option<u16>,
 }
 
-/// Settings given on the command line (all optional).
-#[derive(Debug, Default, Clone)]
-pub struct FlagConfig {
-    pub config: Option<PathBuf>,
-    pub socket: Option<PathBuf>,
-    pub root: Option<PathBuf>,
-    pub run_root: Option<PathBuf>,
-    pub systemd_cgroup: Option<bool>,
-    pub manifests: Option<PathBuf>,
-    pub bridge: Option<String>,
-    pub pod_cidr: Option<String>,
-    pub nft_table: Option<String>,
-    pub cni_conf_dir: Option<PathBuf>,
-    pub cni_bin_dir: Option<PathBuf>,
-    pub metrics_address: Option<String>,
+/// `metrics-address`: `IP:PORT`, or empty (or absent) for off.
+mod metrics_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(a) if a.is_empty() => Ok(None),
+            Some(a) => a.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "metrics-address must be IP:PORT, e.g. 127.0.0.1:9471, got {a:?}"
+                ))
+            }),
+        }
+    }
 }
 
 impl Config {
@@ -186,99 +221,34 @@ impl Config {
         }
     }
 
-    /// Defaults ← file ← flags.
-    pub fn load(flags: &FlagConfig) -> Result<Config, DaemonError> {
+    /// Defaults ← file ← flags, then the checks that span fields.
+    pub fn load(flags: &DaemonFlags) -> Result<Config, DaemonError> {
+        let path = flags.config.clone().unwrap_or_default();
         let file = match &flags.config {
             Some(p) => parse_file(p)?,
-            None => FileConfig::default(),
+            None => Config::default(),
         };
-        let d = Config::default();
-        let metrics_address = match flags.metrics_address.clone().or(file.metrics_address) {
-            None => None,
-            Some(a) if a.is_empty() => None,
-            Some(a) => Some(a.parse().map_err(|_| DaemonError::Config {
-                path: flags.config.clone().unwrap_or_default(),
-                reason: format!("metrics-address must be IP:PORT, e.g. 127.0.0.1:9471, got {a:?}"),
-            })?),
-        };
-        let cfg = Config {
-            metrics_address,
-            socket: flags.socket.clone().or(file.socket).unwrap_or(d.socket),
-            root: flags.root.clone().or(file.root).unwrap_or(d.root),
-            run_root: flags
-                .run_root
-                .clone()
-                .or(file.run_root)
-                .unwrap_or(d.run_root),
-            systemd_cgroup: flags
-                .systemd_cgroup
-                .or(file.systemd_cgroup)
-                .unwrap_or(d.systemd_cgroup),
-            stop_timeout_secs: file.stop_timeout_secs.unwrap_or(d.stop_timeout_secs),
-            crash_loop_backoff_initial_ms: file
-                .crash_loop_backoff_initial_ms
-                .unwrap_or(d.crash_loop_backoff_initial_ms),
-            crash_loop_backoff_max_ms: file
-                .crash_loop_backoff_max_ms
-                .unwrap_or(d.crash_loop_backoff_max_ms),
-            manifests: flags
-                .manifests
-                .clone()
-                .or(file.manifests)
-                .unwrap_or(d.manifests),
-            bridge: flags.bridge.clone().or(file.bridge).unwrap_or(d.bridge),
-            pod_cidr: flags
-                .pod_cidr
-                .clone()
-                .or(file.pod_cidr)
-                .unwrap_or(d.pod_cidr),
-            nft_table: flags
-                .nft_table
-                .clone()
-                .or(file.nft_table)
-                .unwrap_or(d.nft_table),
-            service_cidr: file.service_cidr.unwrap_or(d.service_cidr),
-            cni_conf_dir: flags.cni_conf_dir.clone().or(file.cni_conf_dir),
-            cni_bin_dir: flags
-                .cni_bin_dir
-                .clone()
-                .or(file.cni_bin_dir)
-                .unwrap_or(d.cni_bin_dir),
-            cni_timeout_secs: file.cni_timeout_secs.unwrap_or(d.cni_timeout_secs),
-            docker_config: file.docker_config,
-            credential_helpers_dir: file.credential_helpers_dir,
-            registries: file.registries,
-            image_gc_high_threshold_percent: file
-                .image_gc_high_threshold_percent
-                .unwrap_or(d.image_gc_high_threshold_percent),
-            image_gc_low_threshold_percent: file
-                .image_gc_low_threshold_percent
-                .unwrap_or(d.image_gc_low_threshold_percent),
-            image_gc_min_age_secs: file
-                .image_gc_min_age_secs
-                .unwrap_or(d.image_gc_min_age_secs),
-            image_gc_interval_secs: file
-                .image_gc_interval_secs
-                .unwrap_or(d.image_gc_interval_secs),
-            unpack_on_pull: file.unpack_on_pull.unwrap_or(d.unpack_on_pull),
-            allowed_unsafe_sysctls: file
-                .allowed_unsafe_sysctls
-                .unwrap_or(d.allowed_unsafe_sysctls),
-            pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
-            stream_address: file.stream_address.unwrap_or(d.stream_address),
-            stream_port: file.stream_port.unwrap_or(d.stream_port),
-        };
+        let cfg = with_flags(file, flags).map_err(|reason| DaemonError::Config {
+            path: path.clone(),
+            reason,
+        })?;
+        cfg.check(&path)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), DaemonError> {
+        let (cfg, path) = (self, path.to_owned());
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
         {
             return Err(DaemonError::Config {
-                path: flags.config.clone().unwrap_or_default(),
+                path: path.clone(),
                 reason: format!("allowed-unsafe-sysctls: {reason}"),
             });
         }
         if cfg.pod_pids_limit < -1 {
             return Err(DaemonError::Config {
-                path: flags.config.clone().unwrap_or_default(),
+                path: path.clone(),
                 reason: format!(
                     "pod-pids-limit must be -1 (unlimited) or more, got {}",
                     cfg.pod_pids_limit
@@ -289,13 +259,13 @@ impl Config {
             .service_cidr
             .parse::<kinglet_services::alloc::ServiceCidr>()
             .map_err(|e| DaemonError::Config {
-                path: flags.config.clone().unwrap_or_default(),
+                path: path.clone(),
                 reason: format!("service-cidr: {e}"),
             })?;
         if let Ok(pods) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
             if svc_cidr.contains(pods.network()) || pods.contains(svc_cidr.network()) {
                 return Err(DaemonError::Config {
-                    path: flags.config.clone().unwrap_or_default(),
+                    path: path.clone(),
                     reason: format!(
                         "service-cidr {svc_cidr} overlaps pod-cidr {pods}; pick a range clear of the pod network (default {})",
                         kinglet_services::alloc::DEFAULT_SERVICE_CIDR
@@ -305,7 +275,7 @@ impl Config {
         }
         if let Err(e) = cfg.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>() {
             return Err(DaemonError::Config {
-                path: flags.config.clone().unwrap_or_default(),
+                path: path.clone(),
                 reason: format!("pod-cidr: {e}"),
             });
         }
@@ -313,7 +283,7 @@ impl Config {
             || cfg.image_gc_low_threshold_percent > cfg.image_gc_high_threshold_percent
         {
             return Err(DaemonError::Config {
-                path: flags.config.clone().unwrap_or_default(),
+                path: path.clone(),
                 reason: format!(
                     "need image-gc-low-threshold-percent ({}) <= image-gc-high-threshold-percent ({}) <= 100",
                     cfg.image_gc_low_threshold_percent, cfg.image_gc_high_threshold_percent
@@ -328,16 +298,26 @@ impl Config {
         ] {
             if !p.is_absolute() {
                 return Err(DaemonError::Config {
-                    path: flags.config.clone().unwrap_or_default(),
+                    path: path.clone(),
                     reason: format!("{field} must be an absolute path, got {}", p.display()),
                 });
             }
         }
-        Ok(cfg)
+        Ok(())
     }
 }
 
-fn parse_file(path: &Path) -> Result<FileConfig, DaemonError> {
+/// `file` with every given flag put over it (as JSON values, so no field is merged by hand).
+fn with_flags(file: Config, flags: &DaemonFlags) -> Result<Config, String> {
+    let mut merged = serde_json::to_value(&file).map_err(|e| e.to_string())?;
+    let given = serde_json::to_value(flags).map_err(|e| e.to_string())?;
+    if let (Some(m), Some(g)) = (merged.as_object_mut(), given.as_object()) {
+        m.extend(g.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    serde_json::from_value(merged).map_err(|e| e.to_string())
+}
+
+fn parse_file(path: &Path) -> Result<Config, DaemonError> {
     let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
         path: path.to_owned(),
         source,
@@ -357,7 +337,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k.toml");
         std::fs::write(&f, "root = \"/srv/k\"\nrun-root = \"/run/k2\"\n").unwrap();
-        let flags = FlagConfig {
+        let flags = DaemonFlags {
             config: Some(f),
             run_root: Some("/run/k3".into()),
             ..Default::default()
@@ -380,7 +360,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k.toml");
         std::fs::write(&f, "stream-address = \"::1\"\nstream-port = 10010\n").unwrap();
-        let flags = FlagConfig {
+        let flags = DaemonFlags {
             config: Some(f.clone()),
             ..Default::default()
         };
@@ -403,7 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k.toml");
         std::fs::write(&f, "rooot = \"/x\"\n").unwrap();
-        let flags = FlagConfig {
+        let flags = DaemonFlags {
             config: Some(f.clone()),
             ..Default::default()
         };
@@ -446,7 +426,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k.toml");
         std::fs::write(&f, "metrics-address = \"127.0.0.1:9471\"\n").unwrap();
-        let mut flags = FlagConfig {
+        let mut flags = DaemonFlags {
             config: Some(f.clone()),
             ..Default::default()
         };
@@ -458,5 +438,72 @@ mod tests {
         flags.metrics_address = Some("localhost:9471".into());
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(e.contains("metrics-address must be IP:PORT"), "{e}");
+    }
+
+    #[test]
+    fn every_flag_wins_over_the_file_and_unset_flags_leave_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        std::fs::write(
+            &f,
+            "systemd-cgroup = true\nbridge = \"filebr\"\nstop-timeout-secs = 3\nmetrics-address = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        // No flags: the file's values, defaults elsewhere.
+        let mut flags = DaemonFlags {
+            config: Some(f),
+            ..Default::default()
+        };
+        let c = Config::load(&flags).unwrap();
+        assert!(
+            c.systemd_cgroup,
+            "an absent --systemd-cgroup keeps the file's true"
+        );
+        assert_eq!((c.bridge.as_str(), c.stop_timeout_secs), ("filebr", 3));
+        assert_eq!(c.root, Config::default().root);
+        // Every flag set: each lands in its field (a flag without a Config field is refused).
+        flags = DaemonFlags {
+            config: flags.config,
+            socket: Some("/s/k.sock".into()),
+            root: Some("/s/root".into()),
+            run_root: Some("/s/run".into()),
+            systemd_cgroup: true,
+            manifests: Some("/s/m".into()),
+            bridge: Some("flagbr".into()),
+            pod_cidr: Some("10.99.0.0/16".into()),
+            nft_table: Some("t2".into()),
+            cni_conf_dir: Some("/s/cni".into()),
+            cni_bin_dir: Some("/s/bin".into()),
+            metrics_address: Some(String::new()),
+        };
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(
+            (c.socket, c.root, c.run_root, c.manifests),
+            (
+                PathBuf::from("/s/k.sock"),
+                PathBuf::from("/s/root"),
+                PathBuf::from("/s/run"),
+                PathBuf::from("/s/m")
+            )
+        );
+        assert_eq!(
+            (c.bridge.as_str(), c.pod_cidr.as_str(), c.nft_table.as_str()),
+            ("flagbr", "10.99.0.0/16", "t2")
+        );
+        assert_eq!(c.cni_conf_dir, Some(PathBuf::from("/s/cni")));
+        assert_eq!(c.cni_bin_dir, PathBuf::from("/s/bin"));
+        assert_eq!(
+            c.metrics_address, None,
+            "an empty flag turns the file's address off"
+        );
+        assert_eq!(c.stop_timeout_secs, 3, "file-only keys stay");
+    }
+
+    #[test]
+    fn no_file_and_no_flags_is_the_defaults() {
+        assert_eq!(
+            Config::load(&DaemonFlags::default()).unwrap(),
+            Config::default()
+        );
     }
 }
