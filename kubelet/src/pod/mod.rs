@@ -56,6 +56,12 @@ pub struct PullState {
     pub backoff: Backoff,
     /// Images pulled for it since the daemon started (for pull policy Always).
     pub pulled: HashSet<String>,
+    /// Why the last pull failed: the ImagePullBackOff message quotes it (never itself, so the
+    /// message does not grow with retries).
+    pub last_error: String,
+    /// The image was in the store although the defaulted policy (Always, for `:latest` or
+    /// no tag) wants a pull: a failed pull says how to use the local image.
+    pub present_locally: bool,
 }
 
 /// Everything the kubelet keeps about one pod, owned by the pod's worker.
@@ -175,12 +181,17 @@ impl PodState {
                     }
                     Err(e) => {
                         pull.backoff.restarted(Instant::now(), policy);
+                        let mut message = e.message;
+                        if pull.present_locally {
+                            message.push_str(&container::local_image_hint(&image));
+                        }
+                        pull.last_error = message.clone();
                         self.event(
                             true,
                             "Failed",
-                            format!("Failed to pull image {image:?}: {e}"),
+                            format!("Failed to pull image {image:?}: {message}"),
                         );
-                        self.set_waiting(&container, "ErrImagePull", e.message);
+                        self.set_waiting(&container, "ErrImagePull", message);
                     }
                 }
             }
