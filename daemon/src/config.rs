@@ -71,6 +71,12 @@ pub struct Config {
     /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
     pub stream_address: std::net::IpAddr,
     pub stream_port: u16,
+    // -- pull deadlines (ops) --
+    /// Cancel a pull that made no progress for this long (containerd's
+    /// `image_pull_progress_timeout`, 5 minutes).
+    pub pull_progress_timeout_secs: u64,
+    /// Give up connecting to one registry endpoint after this long.
+    pub pull_connect_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -104,6 +110,8 @@ impl Default for Config {
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
+            pull_progress_timeout_secs: 300,
+            pull_connect_timeout_secs: 15,
         }
     }
 }
@@ -141,6 +149,8 @@ pub struct FileConfig {
     pub metrics_address: Option<String>,
     pub stream_address: Option<std::net::IpAddr>,
     pub stream_port: Option<u16>,
+    pub pull_progress_timeout_secs: Option<u64>,
+    pub pull_connect_timeout_secs: Option<u64>,
 }
 
 /// Settings given on the command line (all optional).
@@ -242,6 +252,12 @@ impl Config {
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
             stream_address: file.stream_address.unwrap_or(d.stream_address),
             stream_port: file.stream_port.unwrap_or(d.stream_port),
+            pull_progress_timeout_secs: file
+                .pull_progress_timeout_secs
+                .unwrap_or(d.pull_progress_timeout_secs),
+            pull_connect_timeout_secs: file
+                .pull_connect_timeout_secs
+                .unwrap_or(d.pull_connect_timeout_secs),
         };
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
