@@ -202,10 +202,24 @@ impl Supervisor {
             ));
         }
         let mut objects = Vec::new();
+        // Several pods: one listing of the runtime for all of them.
+        let view = if picked
+            .iter()
+            .filter(|o| matches!(o, Object::Pod(_)))
+            .count()
+            > 1
+        {
+            crate::status_batch::RuntimeView::take(&*self.rt).await
+        } else {
+            None
+        };
         for o in picked {
             let v = match o {
                 Object::Pod(mut p) => {
-                    p.status = Some(self.pod_status(&p).await);
+                    p.status = Some(match &view {
+                        Some(view) => self.pod_status_in(view, &p).await,
+                        None => self.pod_status(&p).await,
+                    });
                     Object::Pod(p).to_json()
                 }
                 o => o.to_json(),

@@ -35,6 +35,7 @@ pub mod runtime;
 mod security;
 pub mod services;
 mod status;
+mod status_batch;
 mod stop;
 mod store_api;
 pub mod sysctl;
@@ -243,6 +244,15 @@ impl Supervisor {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let shared = self.pods.handle(&uid);
         pod::pod_status(&*self.rt, pod, shared.as_deref()).await
+    }
+
+    /// Pod `pod`'s status from a view of the runtime taken for many pods.
+    async fn pod_status_in(&self, view: &status_batch::RuntimeView, pod: &Pod) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let shared = self.pods.handle(&uid);
+        let snap = shared.as_deref().map(pod::PodShared::snapshot);
+        view.pod_status(&*self.rt, pod, snap.unwrap_or_default())
+            .await
     }
 
     /// Recent events of pod `uid`, oldest first.

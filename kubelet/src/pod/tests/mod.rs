@@ -521,6 +521,29 @@ async fn a_failed_pull_of_a_local_latest_image_says_how_to_use_it() {
     assert!(!msg.contains("present locally"), "{msg}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_batched_status_of_get_pods_is_the_per_pod_status() {
+    let mut n = Node::new(pod(
+        "  containers:\n  - {name: a, image: 'img:1'}\n  - {name: b, image: 'bad:1'}\n",
+    ));
+    n.fake.fail_pulls("bad:1", "manifest unknown");
+    for _ in 0..4 {
+        n.pass().await;
+    }
+    let view = crate::status_batch::RuntimeView::take(&*n.fake)
+        .await
+        .expect("view");
+    let batched = view
+        .pod_status(&*n.fake, &n.pod, n.state.shared.snapshot())
+        .await;
+    let single = n.status().await;
+    assert!(single.pod_ip.is_some(), "{single:?}");
+    assert_eq!(
+        serde_json::to_value(&batched).unwrap(),
+        serde_json::to_value(&single).unwrap()
+    );
+}
+
 // ---- init containers ------------------------------------------------------------------
 
 fn with_inits(policy: &str) -> Pod {
