@@ -119,8 +119,8 @@ pub enum Command {
     },
     /// List objects: pods, configmaps, secrets, deploy, rs, job (several: `deploy,rs`).
     Get {
-        /// Kind: pods, configmaps, secrets, deploy, rs, job, svc, endpointslices; several as
-        /// `deploy,rs`; or KIND/NAME.
+        /// Kind: pods, configmaps, secrets, deploy, rs, job, svc, endpointslices, all (pods,
+        /// svc, deploy, rs, job); several as `deploy,rs`; or KIND/NAME.
         kind: String,
         /// Only the object of this name.
         name: Option<String>,
@@ -171,7 +171,7 @@ pub enum Command {
     },
     /// Show a pod in detail, with its recent events.
     Describe {
-        /// Kind: pod, deploy, rs, job, svc.
+        /// Kind: pod, deploy, rs, job, svc, configmap, secret.
         kind: String,
         /// Name of the object.
         name: String,

@@ -234,6 +234,12 @@ pub async fn get_many(
         Some((k, n)) if q.name.is_none() => (k.to_owned(), Some(n.to_owned())),
         _ => (q.kinds.to_owned(), q.name.map(str::to_owned)),
     };
+    // kubectl's `all`: the workload kinds and Services.
+    let kinds = if kinds == "all" {
+        "pods,svc,deploy,rs,job".to_owned()
+    } else {
+        kinds
+    };
     let list: Vec<&str> = kinds.split(',').filter(|k| !k.is_empty()).collect();
     for (i, kind) in list.iter().enumerate() {
         if i > 0 && output.is_none_or(|o| o == "wide") {
@@ -316,6 +322,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
+        "Event" => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
         "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
         k => crate::workloads_cli::header(k, wide).unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
@@ -378,6 +385,16 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                     age(o),
                 ]
             }
+            "Event" => vec![
+                since(o["lastTimestamp"].as_str()),
+                o["type"].as_str().unwrap_or_default().into(),
+                o["reason"].as_str().unwrap_or_default().into(),
+                format!(
+                    "pod/{}",
+                    o["involvedObject"]["name"].as_str().unwrap_or_default()
+                ),
+                o["message"].as_str().unwrap_or_default().into(),
+            ],
             "Deployment" | "ReplicaSet" | "Job" => crate::workloads_cli::row(o, age(o), wide),
             "Service" => {
                 let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
@@ -643,8 +660,11 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     if matches!(kind, "svc" | "service" | "services") {
         return describe_service(ch, name, ns).await;
     }
+    if crate::describe_cli::handles(kind) {
+        return crate::describe_cli::describe(ch, kind, name, ns).await;
+    }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets, jobs and services");
+        bail!("describe supports pods, deployments, replicasets, jobs, services, configmaps and secrets");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

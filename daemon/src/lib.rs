@@ -8,7 +8,7 @@
 //! - [`metrics`]: the Prometheus endpoint (off by default);
 //! - [`server`]: the gRPC server on the unix socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
-//! - [`kubectl`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`]: client verbs;
+//! - [`kubectl`], [`describe_cli`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`]: client verbs;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
 //!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
 //!
@@ -19,6 +19,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod describe_cli;
 pub mod kubectl;
 pub mod logs_cli;
 pub mod metrics;

@@ -145,6 +145,9 @@ impl Supervisor {
 
     /// `kinglet get`: objects as Kubernetes JSON, Pods with their current status.
     pub async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, KubeletError> {
+        if crate::events_api::is_events(&req.kind) {
+            return self.get_events(&req).await;
+        }
         let kind = kind_of(&req.kind)
             .ok_or_else(|| KubeletError::invalid("kind", format!("unknown kind {:?}", req.kind)))?;
         let ns = if req.namespace.is_empty() {

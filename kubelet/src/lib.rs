@@ -23,6 +23,7 @@ mod actions;
 mod api;
 pub mod backoff;
 pub mod error;
+mod events_api;
 #[cfg(test)]
 mod fake;
 pub mod harness;

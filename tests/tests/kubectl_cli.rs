@@ -47,6 +47,27 @@ spec:
     command: ["sh", "-c", "exec sleep 3600"]
 "#;
 
+const MORE: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+data: {password: aHVudGVyMg==}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: conf}
+data: {mode: fast}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocm}
+spec:
+  containers:
+  - {name: c, image: kinglet.test/busybox:latest, imagePullPolicy: Never}
+  volumes:
+  - {name: v, configMap: {name: absent}}
+"#;
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -160,13 +181,65 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
         followed_at.elapsed()
     );
 
+    // describe of ConfigMaps and Secrets (values hidden), events of a missing ConfigMap.
+    let f = write(d.dir.path(), "more.yaml", MORE);
+    d.cli_ok(&["apply", "-f", &f]);
+    let secret = d.cli_ok(&["describe", "secret", "creds"]);
+    assert!(
+        secret.contains("\nType:  Opaque\n\nData\n====\npassword:  7 bytes\n"),
+        "{secret}"
+    );
+    assert!(!secret.contains("hunter2"), "{secret}");
+    let cm = d.cli_ok(&["describe", "configmap", "conf"]);
+    assert!(cm.contains("\nData\n====\nmode:\n----\nfast\n"), "{cm}");
+    let out = d.cli(&["describe", "secret", "nosecret"]);
+    assert!(
+        stderr(&out).contains("secrets \"nosecret\" not found"),
+        "{}",
+        stderr(&out)
+    );
+    wait_for("FailedMount event", Duration::from_secs(30), || {
+        d.cli_ok(&["get", "events"]).contains("FailedMount")
+    });
+    let events = d.cli_ok(&["get", "events"]);
+    assert!(events.starts_with("LAST SEEN"), "{events}");
+    let line = events.lines().find(|l| l.contains("FailedMount")).unwrap();
+    assert!(
+        line.contains("Warning") && line.contains("pod/nocm"),
+        "{events}"
+    );
+    assert!(
+        line.contains("configmap default/absent not found"),
+        "{events}"
+    );
+    assert_eq!(events.matches("FailedMount").count(), 1, "{events}");
+    let json: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["get", "events", "-o", "json"])).unwrap();
+    let times: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["lastTimestamp"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "events oldest first");
+    let all = d.cli_ok(&["get", "all"]);
+    assert!(all.contains("nocm") && all.contains("two"), "{all}");
+
     // Selection.
     assert_eq!(
         d.cli_ok(&["delete", "pods", "-l", "app=tick"]),
         "pod/tick deleted\n"
     );
-    assert_eq!(d.cli_ok(&["get", "pods", "-o", "name"]), "pod/two\n");
-    assert_eq!(d.cli_ok(&["delete", "pods", "--all"]), "pod/two deleted\n");
+    assert_eq!(
+        d.cli_ok(&["get", "pods", "-o", "name"]),
+        "pod/nocm\npod/two\n"
+    );
+    assert_eq!(
+        d.cli_ok(&["delete", "pods", "--all"]),
+        "pod/nocm deleted\npod/two deleted\n"
+    );
     let out = d.cli(&["get", "pods"]);
     assert!(
         stderr(&out).contains("No resources found"),

@@ -479,12 +479,24 @@ async fn reconcile_inner(
     let vols = match volumes::prepare(pod, ns, &env.volumes, &world.snap) {
         Ok(v) => v,
         Err(ConfigError(msg)) => {
-            for c in &pod
+            let containers = pod
                 .spec
                 .as_ref()
                 .map(|s| s.containers.clone())
-                .unwrap_or_default()
-            {
+                .unwrap_or_default();
+            // A Warning event once per cause (not on every pass), as the kubelet's FailedMount.
+            let first = containers
+                .first()
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            if state.waiting(&first).map(|w| w.message.as_str()) != Some(msg.as_str()) {
+                state.event(
+                    true,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed: {msg}"),
+                );
+            }
+            for c in &containers {
                 state.set_waiting(&c.name, "ContainerCreating", msg.clone());
             }
             return Ok(());
