@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri bench-cli install uninstall man
+.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri bench-cli install uninstall man deb
 run:
 	bash scripts/main-job.sh
 test:
@@ -22,6 +22,9 @@ bench-pull:
 	bash scripts/bench-pull.sh
 bench-cli:
 	bash scripts/bench-cli.sh
+# Debian package (cargo-deb): target/debian/kinglet_*.deb.
+deb:
+	bash scripts/deb.sh
 # Man pages (kinglet.1, kinglet-VERB.1) from the command line's own help.
 man:
 	cargo build --release --bin kinglet
@@ -37,12 +40,14 @@ install: man
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	target/release/kinglet completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kinglet
 	install -D -m 0644 systemd/kinglet.service $(DESTDIR)/etc/systemd/system/kinglet.service
+	install -D -m 0644 systemd/kinglet.socket $(DESTDIR)/etc/systemd/system/kinglet.socket
 	install -d -m 0700 $(DESTDIR)/etc/kinglet/manifests
 	if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload; fi
 uninstall:
 	-systemctl disable --now kinglet
 	$(PREFIX)/bin/kinglet reset --yes
-	rm -f $(PREFIX)/bin/kinglet /etc/systemd/system/kinglet.service
+	-systemctl disable --now kinglet.socket
+	rm -f $(PREFIX)/bin/kinglet /etc/systemd/system/kinglet.service /etc/systemd/system/kinglet.socket
 	rm -f $(PREFIX)/share/man/man1/kinglet.1 $(PREFIX)/share/man/man1/kinglet-*.1
 	rm -f $(PREFIX)/share/bash-completion/completions/kinglet
 	-systemctl daemon-reload

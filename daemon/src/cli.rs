@@ -424,6 +424,7 @@ pub fn main() -> ExitCode {
             init_tracing("info");
             // Before the async runtime starts threads: this edits the environment.
             let notify = crate::notify::Notifier::from_env();
+            crate::activation::init_from_env();
             report(run_async(daemon(flags, notify)))
         }
         Command::Check(flags) => {

@@ -7,6 +7,7 @@
 //! - [`reset`]: `kinglet reset`, removing every trace of an installation;
 //! - [`metrics`]: the Prometheus endpoint (off by default);
 //! - [`server`]: the gRPC server on the unix socket;
+//! - [`activation`]: systemd socket activation of the CRI socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
 //! - [`kubectl`], [`describe_cli`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`]: client verbs;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
@@ -14,6 +15,7 @@
 //!
 //! See ARCHITECTURE.md for the process model.
 
+pub mod activation;
 pub mod backend;
 pub mod check;
 pub mod cli;
