@@ -77,6 +77,12 @@ pub struct Config {
     /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
     pub stream_address: std::net::IpAddr,
     pub stream_port: u16,
+    // -- pull deadlines (ops) --
+    /// Cancel a pull that made no progress for this long (containerd's
+    /// `image_pull_progress_timeout`, 5 minutes).
+    pub pull_progress_timeout_secs: u64,
+    /// Give up connecting to one registry endpoint after this long.
+    pub pull_connect_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -110,6 +116,8 @@ impl Default for Config {
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
+            pull_progress_timeout_secs: 300,
+            pull_connect_timeout_secs: 15,
         }
     }
 }
@@ -218,6 +226,8 @@ impl Config {
             image_gc_interval_secs: self.image_gc_interval_secs,
             unpack_on_pull: self.unpack_on_pull,
             pod_pids_limit: self.pod_pids_limit,
+            pull_progress_timeout_secs: self.pull_progress_timeout_secs,
+            pull_connect_timeout_secs: self.pull_connect_timeout_secs,
         }
     }
 

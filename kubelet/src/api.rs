@@ -145,6 +145,9 @@ impl Supervisor {
 
     /// `kinglet get`: objects as Kubernetes JSON, Pods with their current status.
     pub async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, KubeletError> {
+        if crate::events_api::is_events(&req.kind) {
+            return self.get_events(&req).await;
+        }
         let kind = kind_of(&req.kind)
             .ok_or_else(|| KubeletError::invalid("kind", format!("unknown kind {:?}", req.kind)))?;
         let ns = if req.namespace.is_empty() {
@@ -202,10 +205,24 @@ impl Supervisor {
             ));
         }
         let mut objects = Vec::new();
+        // Several pods: one listing of the runtime for all of them.
+        let view = if picked
+            .iter()
+            .filter(|o| matches!(o, Object::Pod(_)))
+            .count()
+            > 1
+        {
+            crate::status_batch::RuntimeView::take(&*self.rt).await
+        } else {
+            None
+        };
         for o in picked {
             let v = match o {
                 Object::Pod(mut p) => {
-                    p.status = Some(self.pod_status(&p).await);
+                    p.status = Some(match &view {
+                        Some(view) => self.pod_status_in(view, &p).await,
+                        None => self.pod_status(&p).await,
+                    });
                     Object::Pod(p).to_json()
                 }
                 o => o.to_json(),

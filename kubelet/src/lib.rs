@@ -23,6 +23,7 @@ mod actions;
 mod api;
 pub mod backoff;
 pub mod error;
+mod events_api;
 #[cfg(test)]
 mod fake;
 pub mod harness;
@@ -35,6 +36,7 @@ pub mod runtime;
 mod security;
 pub mod services;
 mod status;
+mod status_batch;
 mod stop;
 mod store_api;
 pub mod sysctl;
@@ -243,6 +245,15 @@ impl Supervisor {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let shared = self.pods.handle(&uid);
         pod::pod_status(&*self.rt, pod, shared.as_deref()).await
+    }
+
+    /// Pod `pod`'s status from a view of the runtime taken for many pods.
+    async fn pod_status_in(&self, view: &status_batch::RuntimeView, pod: &Pod) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let shared = self.pods.handle(&uid);
+        let snap = shared.as_deref().map(pod::PodShared::snapshot);
+        view.pod_status(&*self.rt, pod, snap.unwrap_or_default())
+            .await
     }
 
     /// Recent events of pod `uid`, oldest first.
