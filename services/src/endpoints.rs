@@ -100,7 +100,13 @@ pub fn slices(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
                 uid: pod.metadata.uid.clone(),
                 ..Default::default()
             }),
-            hostname: pod.spec.as_ref().and_then(|s| s.hostname.clone()),
+            // Only for the Service the pod names as its subdomain (the controller's rule).
+            hostname: pod
+                .spec
+                .as_ref()
+                .filter(|s| s.subdomain.is_some() && s.subdomain == svc.metadata.name)
+                .and_then(|s| s.hostname.clone())
+                .filter(|h| !h.is_empty()),
             ..Default::default()
         });
     }
