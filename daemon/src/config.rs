@@ -71,6 +71,16 @@ pub struct Config {
     /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
     pub stream_address: std::net::IpAddr,
     pub stream_port: u16,
+
+    // --- Cluster DNS (issue 13) ---
+    /// Serve cluster DNS on the pod bridge's address, port 53, and point ClusterFirst pods
+    /// at it (built-in network only; in CNI mode pods get the host's resolv.conf).
+    pub cluster_dns: bool,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// Resolvers for names outside the cluster domain, `IP` or `IP:PORT` (default: the
+    /// host's resolv.conf, systemd-resolved's upstream list when it points at the stub).
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -104,6 +114,9 @@ impl Default for Config {
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
+            cluster_dns: true,
+            cluster_domain: kinglet_services::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            dns_upstreams: Vec::new(),
         }
     }
 }
@@ -141,6 +154,10 @@ pub struct FileConfig {
     pub metrics_address: Option<String>,
     pub stream_address: Option<std::net::IpAddr>,
     pub stream_port: Option<u16>,
+    // Cluster DNS
+    pub cluster_dns: Option<bool>,
+    pub cluster_domain: Option<String>,
+    pub dns_upstreams: Option<Vec<String>>,
 }
 
 /// Settings given on the command line (all optional).
@@ -242,7 +259,27 @@ impl Config {
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
             stream_address: file.stream_address.unwrap_or(d.stream_address),
             stream_port: file.stream_port.unwrap_or(d.stream_port),
+            cluster_dns: file.cluster_dns.unwrap_or(d.cluster_dns),
+            cluster_domain: file
+                .cluster_domain
+                .map(|s| s.trim_end_matches('.').to_ascii_lowercase())
+                .unwrap_or(d.cluster_domain),
+            dns_upstreams: parse_upstreams(file.dns_upstreams.unwrap_or_default()).map_err(
+                |reason| DaemonError::Config {
+                    path: flags.config.clone().unwrap_or_default(),
+                    reason,
+                },
+            )?,
         };
+        if !valid_domain(&cfg.cluster_domain) {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!(
+                    "cluster-domain {:?} is not a DNS name (labels of a-z, 0-9 and '-', e.g. cluster.local)",
+                    cfg.cluster_domain
+                ),
+            });
+        }
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
         {
@@ -312,6 +349,31 @@ impl Config {
     }
 }
 
+/// `dns-upstreams` entries as socket addresses.
+fn parse_upstreams(list: Vec<String>) -> Result<Vec<std::net::SocketAddr>, String> {
+    list.iter()
+        .map(|s| {
+            kinglet_services::dns::resolvconf::parse_upstream(s).ok_or_else(|| {
+                format!(
+                    "dns-upstreams: {s:?} is not IP or IP:PORT (e.g. 192.0.2.53 or 127.0.0.1:5353)"
+                )
+            })
+        })
+        .collect()
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn parse_file(path: &Path) -> Result<FileConfig, DaemonError> {
     let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
         path: path.to_owned(),
@@ -345,6 +407,43 @@ mod tests {
             (c.bridge.as_str(), c.pod_cidr.as_str(), c.nft_table.as_str()),
             ("kinglet0", "10.85.0.0/16", "kinglet")
         );
+    }
+
+    #[test]
+    fn cluster_dns_settings() {
+        let d = Config::default();
+        assert!(d.cluster_dns);
+        assert_eq!(d.cluster_domain, "cluster.local");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        let load = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            Config::load(&FlagConfig {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+        };
+        let c = load("cluster-domain = \"K8s.Test.\"\ndns-upstreams = [\"127.0.0.1:5353\", \"192.0.2.1\"]\ncluster-dns = false\n").unwrap();
+        assert_eq!(c.cluster_domain, "k8s.test");
+        assert!(!c.cluster_dns);
+        assert_eq!(
+            c.dns_upstreams,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "192.0.2.1:53".parse().unwrap()
+            ]
+        );
+        let e = load("dns-upstreams = [\"resolver\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dns-upstreams") && e.contains("\"resolver\""),
+            "{e}"
+        );
+        let e = load("cluster-domain = \"bad_domain\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster-domain"), "{e}");
     }
 
     #[test]

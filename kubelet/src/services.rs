@@ -46,6 +46,8 @@ pub(crate) struct ServicesState {
     started: std::sync::OnceLock<Instant>,
     /// The Service ports the table holds (None until the first pass applied it).
     last_applied: std::sync::Mutex<Option<Vec<proxy::ProxyPort>>>,
+    /// The cluster DNS server.
+    pub dns: crate::cluster_dns::DnsState,
 }
 
 fn invalid(e: kinglet_services::ServicesError) -> KubeletError {
@@ -180,6 +182,7 @@ impl Supervisor {
             ready += usize::from(e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false));
         }
         let all_ready = endpoints > 0 && ready == endpoints;
+        self.sync_dns(&services, &all_slices).await;
         *self
             .services
             .slices

@@ -483,6 +483,8 @@ const POD_SPEC_FIELDS: &[&str] = &[
     "hostIPC",
     "shareProcessNamespace",
     "hostname",
+    "subdomain",
+    "dnsPolicy",
     "dnsConfig",
     "imagePullSecrets",
     "securityContext",
