@@ -149,6 +149,40 @@ pub fn slices(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
         .collect()
 }
 
+/// The slices of a Service without a selector: the hand-applied ones (`stored`) of its
+/// namespace labelled `kubernetes.io/service-name: <its name>`. An endpoint without a `ready`
+/// condition counts as ready, as consumers of the API read a missing one.
+pub fn manual(svc: &Service, stored: &[EndpointSlice]) -> Vec<EndpointSlice> {
+    let spec = svc.spec.clone().unwrap_or_default();
+    if spec.selector.as_ref().is_some_and(|s| !s.is_empty())
+        || spec.type_.as_deref() == Some("ExternalName")
+    {
+        return Vec::new();
+    }
+    stored
+        .iter()
+        .filter(|s| {
+            s.metadata.namespace.as_deref().unwrap_or("default")
+                == svc.metadata.namespace.as_deref().unwrap_or("default")
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_SERVICE_NAME))
+                    == svc.metadata.name.as_ref()
+        })
+        .map(|s| {
+            let mut s = s.clone();
+            for e in &mut s.endpoints {
+                let c = e.conditions.get_or_insert_with(Default::default);
+                c.ready = Some(c.ready.unwrap_or(true));
+                c.serving = Some(c.serving.unwrap_or(c.ready == Some(true)));
+                c.terminating = Some(c.terminating.unwrap_or(false));
+            }
+            s
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +333,55 @@ mod tests {
         let mut s = svc(IntOrString::Int(80), false);
         s.spec.as_mut().unwrap().selector = None;
         assert!(slices(&s, &[pod("a", "web", "10.85.0.2", true, ("web", 80))]).is_empty());
+    }
+
+    #[test]
+    fn selectorless_service_takes_its_hand_applied_slices() {
+        let mut plain = svc(IntOrString::Int(8080), false);
+        plain.spec.as_mut().unwrap().selector = None;
+        let slice = |name: &str, svc_name: &str, ready: Option<bool>| EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                labels: Some(BTreeMap::from([(
+                    LABEL_SERVICE_NAME.to_owned(),
+                    svc_name.to_owned(),
+                )])),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: vec![Endpoint {
+                addresses: vec!["192.0.2.9".into()],
+                conditions: ready.map(|r| EndpointConditions {
+                    ready: Some(r),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ports: None,
+        };
+        let stored = [
+            slice("mine", "web", None),
+            slice("unready", "web", Some(false)),
+            slice("other", "db", None),
+        ];
+        let got = manual(&plain, &stored);
+        let names: Vec<_> = got
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["mine", "unready"]);
+        // No ready condition reads as ready; a stated one is kept.
+        let c = got[0].endpoints[0].conditions.clone().unwrap();
+        assert_eq!(
+            (c.ready, c.serving, c.terminating),
+            (Some(true), Some(true), Some(false))
+        );
+        assert_eq!(
+            got[1].endpoints[0].conditions.clone().unwrap().ready,
+            Some(false)
+        );
+        // A Service with a selector ignores hand-applied slices.
+        assert!(manual(&svc(IntOrString::Int(8080), false), &stored).is_empty());
     }
 }

@@ -364,3 +364,83 @@ async fn resolv_conf_follows_dns_policy() {
     assert!(!warn.contains("dnsPolicy"), "{warn}");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selectorless_service_routes_to_hand_applied_endpoint_slices() {
+    let d = Daemon::start_with_config("service-cidr = \"10.223.1.0/24\"\n").await;
+    d.import_test_image().await;
+    let dns: SocketAddr = format!("{}:53", d.net.gateway()).parse().unwrap();
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: outside}\nspec:\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+    let f = write(
+        d.dir.path(),
+        "all.yaml",
+        &[
+            WEB.replace("NAME", "web-a"),
+            pod("client", ""),
+            svc.to_owned(),
+        ]
+        .join("---\n"),
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("pods running", Duration::from_secs(90), || {
+        ["web-a", "client"]
+            .iter()
+            .all(|p| pod_json(&d, p)["status"]["phase"] == "Running")
+    });
+    let ip = pod_ip(&d, "web-a");
+    let get = || {
+        d.cli(&[
+            "exec",
+            "client",
+            "--",
+            "sh",
+            "-c",
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 outside 80 | sed '1,/^\\r$/d'",
+        ])
+    };
+    // No slice yet: nothing answers.
+    assert_eq!(String::from_utf8_lossy(&get().stdout), "");
+    let slice = format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: outside-1\n  labels: {{kubernetes.io/service-name: outside}}\naddressType: IPv4\nendpoints:\n- addresses: [{ip}]\nports: [{{name: http, port: 8080, protocol: TCP}}]\n"
+    );
+    let sf = write(d.dir.path(), "slice.yaml", &slice);
+    let out = d.cli_ok(&["apply", "-f", &sf]);
+    assert!(out.contains("endpointslice/outside-1 created"), "{out}");
+    wait_for(
+        "the Service routes to the slice",
+        Duration::from_secs(10),
+        || String::from_utf8_lossy(&get().stdout) == "web-a\n",
+    );
+    let listed = d.cli_ok(&["get", "endpointslices"]);
+    assert!(listed.contains("outside-1"), "{listed}");
+    let cluster_ip = serde_json::from_str::<serde_json::Value>(
+        &d.cli_ok(&["get", "svc", "outside", "-o", "json"]),
+    )
+    .unwrap()["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = ask(dns, "outside.default.svc.cluster.local.", RecordType::A).unwrap();
+    assert_eq!(a_records(&m), [cluster_ip]);
+    // A slice of another address type is refused with the field named.
+    let bad = write(
+        d.dir.path(),
+        "bad.yaml",
+        &slice.replace("addressType: IPv4", "addressType: IPv6"),
+    );
+    let out = d.cli(&["apply", "-f", &bad]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("addressType"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Deleted: the Service has no endpoints again.
+    d.cli_ok(&["delete", "endpointslice", "outside-1"]);
+    wait_for(
+        "no endpoint after the delete",
+        Duration::from_secs(10),
+        || String::from_utf8_lossy(&get().stdout).is_empty(),
+    );
+    d.shutdown().await;
+}

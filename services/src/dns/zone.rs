@@ -140,7 +140,11 @@ impl Zone {
                 });
                 for slice in mine {
                     for e in &slice.endpoints {
-                        if !e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false) {
+                        if !e
+                            .conditions
+                            .as_ref()
+                            .is_none_or(|c| c.ready.unwrap_or(true))
+                        {
                             continue;
                         }
                         for ip in e
