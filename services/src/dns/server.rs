@@ -93,9 +93,38 @@ impl DnsServer {
     }
 }
 
+/// What the UDP loop does with a datagram.
+enum Step {
+    /// Send this answer now (from the zone).
+    Reply(Vec<u8>),
+    /// Needs the upstreams: hand it to a task.
+    Upstream,
+    /// Not worth an answer.
+    Ignore,
+}
+
 impl Shared {
     fn zone(&self) -> Arc<Zone> {
         self.zone.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Answer `bytes` from the zone if that is all it needs (no awaiting: the UDP loop
+    /// answers cluster names in line).
+    fn try_local(&self, bytes: &[u8]) -> Step {
+        let Ok(req) = Message::from_vec(bytes) else {
+            return if bytes.len() >= 2 {
+                Step::Upstream // `handle` answers FORMERR
+            } else {
+                Step::Ignore
+            };
+        };
+        match self.zone().answer(&req) {
+            Answer::Local { msg, chase: None } => match encode(&req, &msg, false) {
+                Some(out) => Step::Reply(out),
+                None => Step::Ignore,
+            },
+            _ => Step::Upstream,
+        }
     }
 
     /// The answer to the query `bytes`, or None when it is not worth one (not DNS).
@@ -122,17 +151,7 @@ impl Shared {
         if let Some((target, qtype)) = chase {
             self.chase(&mut msg, target, qtype, tcp).await;
         }
-        let out = msg.to_vec().ok()?;
-        let limit = match &req.edns {
-            Some(e) => usize::from(e.max_payload()).max(UDP_PLAIN),
-            None => UDP_PLAIN,
-        };
-        if !tcp && out.len() > limit {
-            let mut t = msg.truncate();
-            t.metadata.truncation = true;
-            return t.to_vec().ok();
-        }
-        Some(out)
+        encode(&req, &msg, tcp)
     }
 
     /// Resolve an ExternalName's target upstream and append what comes back.
@@ -168,6 +187,21 @@ impl Shared {
         m.metadata.response_code = ResponseCode::ServFail;
         m.to_vec().ok()
     }
+}
+
+/// `msg` on the wire; over UDP cut to the client's size (truncated, TC set) when too long.
+fn encode(req: &Message, msg: &Message, tcp: bool) -> Option<Vec<u8>> {
+    let out = msg.to_vec().ok()?;
+    let limit = match &req.edns {
+        Some(e) => usize::from(e.max_payload()).max(UDP_PLAIN),
+        None => UDP_PLAIN,
+    };
+    if !tcp && out.len() > limit {
+        let mut t = msg.truncate();
+        t.metadata.truncation = true;
+        return t.to_vec().ok();
+    }
+    Some(out)
 }
 
 async fn forward_udp(up: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -222,21 +256,21 @@ async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let bytes = buf[..n].to_vec();
-        // Cluster names are answered in line; a forward gets a task of its own.
-        let local = Message::from_vec(&bytes)
-            .map(|m| !matches!(shared.zone().answer(&m), Answer::Forward))
-            .unwrap_or(true);
-        let (sock, shared) = (sock.clone(), shared.clone());
-        let reply = async move {
-            if let Some(out) = shared.handle(&bytes, false).await {
+        // Cluster names are answered in line; what needs an upstream gets a task of its own.
+        match shared.try_local(&buf[..n]) {
+            Step::Reply(out) => {
                 let _ = sock.send_to(&out, peer).await;
             }
-        };
-        if local {
-            reply.await;
-        } else {
-            tokio::spawn(reply);
+            Step::Upstream => {
+                let bytes = buf[..n].to_vec();
+                let (sock, shared) = (sock.clone(), shared.clone());
+                tokio::spawn(async move {
+                    if let Some(out) = shared.handle(&bytes, false).await {
+                        let _ = sock.send_to(&out, peer).await;
+                    }
+                });
+            }
+            Step::Ignore => {}
         }
     }
 }

@@ -164,3 +164,31 @@ async fn external_name_target_is_resolved_upstream_and_dead_upstreams_are_servfa
     let m = ask_udp(server.local_addr(), "example.com.").await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
 }
+
+#[tokio::test]
+async fn big_answers_are_truncated_over_udp_and_whole_over_tcp() {
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "many", "namespace": "default"},
+        "spec": {"clusterIP": "None", "selector": {"app": "many"}}
+    }))
+    .unwrap();
+    let endpoints: Vec<_> = (1..=100)
+        .map(|i| serde_json::json!({"addresses": [format!("10.85.1.{i}")], "conditions": {"ready": true}}))
+        .collect();
+    let slice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "many-0", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "many"}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+    }))
+    .unwrap();
+    let zone = Zone::build("cluster.local", &[svc], &[slice]);
+    let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), zone, vec![])
+        .await
+        .unwrap();
+    let udp = ask_udp(server.local_addr(), "many.default.svc.cluster.local.").await;
+    assert!(udp.metadata.truncation, "{udp:?}");
+    let tcp = ask_tcp(server.local_addr(), "many.default.svc.cluster.local.").await;
+    assert!(!tcp.metadata.truncation);
+    assert_eq!(tcp.answers.len(), 100);
+}
