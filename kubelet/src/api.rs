@@ -254,6 +254,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "job" | "jobs" => Some("Job"),
         "service" | "services" | "svc" => Some("Service"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
+        "endpoints" | "ep" => Some("Endpoints"),
         _ => None,
     }
 }
@@ -286,7 +287,8 @@ fn clear_status(o: &mut Object) {
         Object::ConfigMap(_)
         | Object::Secret(_)
         | Object::Service(_)
-        | Object::EndpointSlice(_) => {}
+        | Object::EndpointSlice(_)
+        | Object::Endpoints(_) => {}
     }
 }
 

@@ -238,7 +238,7 @@ impl Supervisor {
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
                 Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
-                Object::Service(_) | Object::EndpointSlice(_) => {}
+                Object::Service(_) | Object::EndpointSlice(_) | Object::Endpoints(_) => {}
             }
         }
         (pods, snap)

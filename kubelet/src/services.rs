@@ -154,6 +154,7 @@ impl Supervisor {
                     Object::Service(svc) => s.push((**svc).clone()),
                     Object::Pod(pod) => p.push((**pod).clone()),
                     Object::EndpointSlice(e) => m.push((**e).clone()),
+                    Object::Endpoints(e) => m.extend(endpoints::mirror(e)),
                     _ => {}
                 }
             }

@@ -81,6 +81,45 @@ pub(crate) fn check_endpoint_slice(
     Ok(())
 }
 
+/// v1 Endpoints (the older form, for a Service without a selector; mirrored into an
+/// EndpointSlice): every address an IPv4 address, every port 1–65535.
+pub(crate) fn check_endpoints(
+    source_name: &str,
+    label: &str,
+    e: &k8s_openapi::api::core::v1::Endpoints,
+) -> Result<(), ManifestError> {
+    let bad = |path: String, reason: String| ManifestError::Invalid {
+        source_name: source_name.to_owned(),
+        object: label.to_owned(),
+        path,
+        reason,
+    };
+    for (i, s) in e.subsets.iter().flatten().enumerate() {
+        for (field, list) in [
+            ("addresses", &s.addresses),
+            ("notReadyAddresses", &s.not_ready_addresses),
+        ] {
+            for (j, a) in list.iter().flatten().enumerate() {
+                if a.ip.parse::<std::net::Ipv4Addr>().is_err() {
+                    return Err(bad(
+                        format!("subsets[{i}].{field}[{j}].ip"),
+                        format!("{:?} is not an IPv4 address", a.ip),
+                    ));
+                }
+            }
+        }
+        for (j, p) in s.ports.iter().flatten().enumerate() {
+            if !(1..=65535).contains(&p.port) {
+                return Err(bad(
+                    format!("subsets[{i}].ports[{j}].port"),
+                    format!("{} must be between 1 and 65535", p.port),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{parse, Object};
@@ -119,5 +158,27 @@ mod tests {
             let e = slice(body).unwrap_err().to_string();
             assert!(e.contains(field) && e.contains("ext-1"), "{field}: {e}");
         }
+    }
+
+    #[test]
+    fn v1_endpoints_are_accepted_and_checked() {
+        let ep = |subsets: &str| {
+            parse(
+                "ep.yaml",
+                &format!(
+                    "apiVersion: v1\nkind: Endpoints\nmetadata: {{name: ext}}\nsubsets:\n{subsets}"
+                ),
+            )
+        };
+        let o = ep("- addresses: [{ip: 192.0.2.9}]\n  ports: [{port: 8080}]\n").unwrap();
+        assert_eq!(o[0].key().to_string(), "Endpoints default/ext");
+        let e = ep("- notReadyAddresses: [{ip: 'fe80::1'}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("subsets[0].notReadyAddresses[0].ip"), "{e}");
+        let e = ep("- addresses: [{ip: 192.0.2.9}]\n  ports: [{port: 0}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("subsets[0].ports[0].port"), "{e}");
     }
 }

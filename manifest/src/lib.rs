@@ -47,7 +47,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job; discovery.k8s.io/v1 EndpointSlice)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, Endpoints, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job; discovery.k8s.io/v1 EndpointSlice)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -80,6 +80,7 @@ pub enum Object {
     Job(Box<Job>),
     Service(Box<Service>),
     EndpointSlice(Box<k8s_openapi::api::discovery::v1::EndpointSlice>),
+    Endpoints(Box<k8s_openapi::api::core::v1::Endpoints>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -108,13 +109,18 @@ impl Object {
             Object::Job(_) => "Job",
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Endpoints(_) => "Endpoints",
         }
     }
 
     /// The object's apiVersion.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
+            Object::Pod(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::Service(_)
+            | Object::Endpoints(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
             Object::Job(_) => "batch/v1",
             Object::EndpointSlice(_) => "discovery.k8s.io/v1",
@@ -131,6 +137,7 @@ impl Object {
             Object::Job(j) => &j.metadata,
             Object::Service(s) => &s.metadata,
             Object::EndpointSlice(e) => &e.metadata,
+            Object::Endpoints(e) => &e.metadata,
         }
     }
 
@@ -144,6 +151,7 @@ impl Object {
             Object::Job(j) => &mut j.metadata,
             Object::Service(s) => &mut s.metadata,
             Object::EndpointSlice(e) => &mut e.metadata,
+            Object::Endpoints(e) => &mut e.metadata,
         }
     }
 
@@ -158,6 +166,7 @@ impl Object {
             Object::Job(j) => serde_json::to_value(j),
             Object::Service(s) => serde_json::to_value(s),
             Object::EndpointSlice(e) => serde_json::to_value(e),
+            Object::Endpoints(e) => serde_json::to_value(e),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -335,6 +344,11 @@ fn parse_value(
                 typed(source_name, &label, &value)?;
             endpointslice::check_endpoint_slice(source_name, &label, &e)?;
             Object::EndpointSlice(Box::new(e))
+        }
+        ("v1", "Endpoints") => {
+            let e: k8s_openapi::api::core::v1::Endpoints = typed(source_name, &label, &value)?;
+            endpointslice::check_endpoints(source_name, &label, &e)?;
+            Object::Endpoints(Box::new(e))
         }
         _ => {
             return Err(ManifestError::Unsupported {

@@ -442,5 +442,24 @@ async fn selectorless_service_routes_to_hand_applied_endpoint_slices() {
         Duration::from_secs(10),
         || String::from_utf8_lossy(&get().stdout).is_empty(),
     );
+    // The older v1 Endpoints form, mirrored into a slice.
+    let ep = format!(
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {{name: outside}}\nsubsets:\n- addresses: [{{ip: {ip}}}]\n  ports: [{{name: http, port: 8080}}]\n"
+    );
+    let ef = write(d.dir.path(), "ep.yaml", &ep);
+    d.cli_ok(&["apply", "-f", &ef]);
+    wait_for(
+        "the Service routes to the Endpoints",
+        Duration::from_secs(10),
+        || String::from_utf8_lossy(&get().stdout) == "web-a\n",
+    );
+    let listed = d.cli_ok(&["get", "endpointslices"]);
+    assert!(listed.contains("outside-mirror-0"), "{listed}");
+    d.cli_ok(&["delete", "endpoints", "outside"]);
+    wait_for(
+        "no endpoint after the Endpoints delete",
+        Duration::from_secs(10),
+        || String::from_utf8_lossy(&get().stdout).is_empty(),
+    );
     d.shutdown().await;
 }
