@@ -83,6 +83,17 @@ pub struct Config {
     pub pull_progress_timeout_secs: u64,
     /// Give up connecting to one registry endpoint after this long.
     pub pull_connect_timeout_secs: u64,
+
+    // --- Cluster DNS (issue 13) ---
+    /// Serve cluster DNS on the pod bridge's address, port 53, and point ClusterFirst pods
+    /// at it (built-in network only; in CNI mode pods get the host's resolv.conf).
+    pub cluster_dns: bool,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// Resolvers for names outside the cluster domain, `IP` or `IP:PORT` (default: the
+    /// host's resolv.conf, systemd-resolved's upstream list when it points at the stub).
+    #[serde(with = "dns_upstreams")]
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -118,6 +129,9 @@ impl Default for Config {
             stream_port: 0,
             pull_progress_timeout_secs: 300,
             pull_connect_timeout_secs: 15,
+            cluster_dns: true,
+            cluster_domain: kinglet_services::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            dns_upstreams: Vec::new(),
         }
     }
 }
@@ -175,6 +189,21 @@ pub struct DaemonFlags {
     #[arg(long, value_name = "IP:PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<String>,
+}
+
+/// `dns-upstreams`: each `IP` (port 53) or `IP:PORT`.
+mod dns_upstreams {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[SocketAddr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|a| a.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        super::parse_upstreams(Vec::<String>::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// `metrics-address`: `IP:PORT`, or empty (or absent) for off.
@@ -238,16 +267,26 @@ impl Config {
             Some(p) => parse_file(p)?,
             None => Config::default(),
         };
-        let cfg = with_flags(file, flags).map_err(|reason| DaemonError::Config {
+        let mut cfg = with_flags(file, flags).map_err(|reason| DaemonError::Config {
             path: path.clone(),
             reason,
         })?;
+        cfg.cluster_domain = cfg.cluster_domain.trim_end_matches('.').to_ascii_lowercase();
         cfg.check(&path)?;
         Ok(cfg)
     }
 
     fn check(&self, path: &Path) -> Result<(), DaemonError> {
         let (cfg, path) = (self, path.to_owned());
+        if !valid_domain(&cfg.cluster_domain) {
+            return Err(DaemonError::Config {
+                path: path.clone(),
+                reason: format!(
+                    "cluster-domain {:?} is not a DNS name (labels of a-z, 0-9 and '-', e.g. cluster.local)",
+                    cfg.cluster_domain
+                ),
+            });
+        }
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
         {
@@ -328,6 +367,7 @@ fn with_flags(file: Config, flags: &DaemonFlags) -> Result<Config, String> {
 }
 
 fn parse_file(path: &Path) -> Result<Config, DaemonError> {
+
     let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
         path: path.to_owned(),
         source,
@@ -336,6 +376,31 @@ fn parse_file(path: &Path) -> Result<Config, DaemonError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// `dns-upstreams` entries as socket addresses.
+fn parse_upstreams(list: Vec<String>) -> Result<Vec<std::net::SocketAddr>, String> {
+    list.iter()
+        .map(|s| {
+            kinglet_services::dns::resolvconf::parse_upstream(s).ok_or_else(|| {
+                format!(
+                    "dns-upstreams: {s:?} is not IP or IP:PORT (e.g. 192.0.2.53 or 127.0.0.1:5353)"
+                )
+            })
+        })
+        .collect()
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -360,6 +425,43 @@ mod tests {
             (c.bridge.as_str(), c.pod_cidr.as_str(), c.nft_table.as_str()),
             ("kinglet0", "10.85.0.0/16", "kinglet")
         );
+    }
+
+    #[test]
+    fn cluster_dns_settings() {
+        let d = Config::default();
+        assert!(d.cluster_dns);
+        assert_eq!(d.cluster_domain, "cluster.local");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        let load = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            Config::load(&DaemonFlags {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+        };
+        let c = load("cluster-domain = \"K8s.Test.\"\ndns-upstreams = [\"127.0.0.1:5353\", \"192.0.2.1\"]\ncluster-dns = false\n").unwrap();
+        assert_eq!(c.cluster_domain, "k8s.test");
+        assert!(!c.cluster_dns);
+        assert_eq!(
+            c.dns_upstreams,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "192.0.2.1:53".parse().unwrap()
+            ]
+        );
+        let e = load("dns-upstreams = [\"resolver\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dns-upstreams") && e.contains("\"resolver\""),
+            "{e}"
+        );
+        let e = load("cluster-domain = \"bad_domain\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster-domain"), "{e}");
     }
 
     #[test]

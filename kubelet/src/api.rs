@@ -271,6 +271,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "job" | "jobs" => Some("Job"),
         "service" | "services" | "svc" => Some("Service"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
+        "endpoints" | "ep" => Some("Endpoints"),
         _ => None,
     }
 }
@@ -300,7 +301,11 @@ fn clear_status(o: &mut Object) {
         Object::Deployment(d) => d.status = None,
         Object::ReplicaSet(r) => r.status = None,
         Object::Job(j) => j.status = None,
-        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
+        Object::ConfigMap(_)
+        | Object::Secret(_)
+        | Object::Service(_)
+        | Object::EndpointSlice(_)
+        | Object::Endpoints(_) => {}
     }
 }
 

@@ -22,6 +22,8 @@
 mod actions;
 mod api;
 pub mod backoff;
+mod cluster_dns;
+pub mod dns;
 pub mod error;
 mod events_api;
 #[cfg(test)]
@@ -82,6 +84,9 @@ pub struct KubeletConfig {
     pub allowed_unsafe_sysctls: Vec<String>,
     /// Service addresses and proxy rules (None: Services get no address and no rules).
     pub services: Option<services::ServicesConfig>,
+    /// The cluster DNS server and the pods' resolv.conf (None: off; ClusterFirst pods get
+    /// the host's resolv.conf).
+    pub dns: Option<dns::ClusterDns>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -137,6 +142,7 @@ impl Supervisor {
             run_root: cfg.run_root.clone(),
             node_name,
             sysctls: Arc::new(sysctls),
+            dns: cfg.dns.clone(),
             world: world.subscribe(),
             saved_backoff: std::sync::Mutex::new(saved),
             book,
@@ -234,7 +240,7 @@ impl Supervisor {
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
                 Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
-                Object::Service(_) => {}
+                Object::Service(_) | Object::EndpointSlice(_) | Object::Endpoints(_) => {}
             }
         }
         (pods, snap)

@@ -22,6 +22,7 @@ pub use k8s_openapi::api::batch::v1::Job;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+mod endpointslice;
 mod service;
 mod workloads;
 use serde::Deserialize;
@@ -46,7 +47,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, Endpoints, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job; discovery.k8s.io/v1 EndpointSlice)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -78,6 +79,8 @@ pub enum Object {
     ReplicaSet(Box<ReplicaSet>),
     Job(Box<Job>),
     Service(Box<Service>),
+    EndpointSlice(Box<k8s_openapi::api::discovery::v1::EndpointSlice>),
+    Endpoints(Box<k8s_openapi::api::core::v1::Endpoints>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -105,15 +108,22 @@ impl Object {
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Job(_) => "Job",
             Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Endpoints(_) => "Endpoints",
         }
     }
 
     /// The object's apiVersion.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
+            Object::Pod(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::Service(_)
+            | Object::Endpoints(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
             Object::Job(_) => "batch/v1",
+            Object::EndpointSlice(_) => "discovery.k8s.io/v1",
         }
     }
 
@@ -126,6 +136,8 @@ impl Object {
             Object::ReplicaSet(r) => &r.metadata,
             Object::Job(j) => &j.metadata,
             Object::Service(s) => &s.metadata,
+            Object::EndpointSlice(e) => &e.metadata,
+            Object::Endpoints(e) => &e.metadata,
         }
     }
 
@@ -138,6 +150,8 @@ impl Object {
             Object::ReplicaSet(r) => &mut r.metadata,
             Object::Job(j) => &mut j.metadata,
             Object::Service(s) => &mut s.metadata,
+            Object::EndpointSlice(e) => &mut e.metadata,
+            Object::Endpoints(e) => &mut e.metadata,
         }
     }
 
@@ -151,6 +165,8 @@ impl Object {
             Object::ReplicaSet(r) => serde_json::to_value(r),
             Object::Job(j) => serde_json::to_value(j),
             Object::Service(s) => serde_json::to_value(s),
+            Object::EndpointSlice(e) => serde_json::to_value(e),
+            Object::Endpoints(e) => serde_json::to_value(e),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -323,6 +339,17 @@ fn parse_value(
             service::check_service(source_name, &label, &s)?;
             Object::Service(Box::new(s))
         }
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            let e: k8s_openapi::api::discovery::v1::EndpointSlice =
+                typed(source_name, &label, &value)?;
+            endpointslice::check_endpoint_slice(source_name, &label, &e)?;
+            Object::EndpointSlice(Box::new(e))
+        }
+        ("v1", "Endpoints") => {
+            let e: k8s_openapi::api::core::v1::Endpoints = typed(source_name, &label, &value)?;
+            endpointslice::check_endpoints(source_name, &label, &e)?;
+            Object::Endpoints(Box::new(e))
+        }
         _ => {
             return Err(ManifestError::Unsupported {
                 source_name: source_name.to_owned(),
@@ -483,6 +510,8 @@ const POD_SPEC_FIELDS: &[&str] = &[
     "hostIPC",
     "shareProcessNamespace",
     "hostname",
+    "subdomain",
+    "dnsPolicy",
     "dnsConfig",
     "imagePullSecrets",
     "securityContext",

@@ -245,6 +245,8 @@ pub struct PodEnv {
     /// For the downward API's `spec.nodeName`.
     pub node_name: String,
     pub sysctls: Arc<SysctlAllowlist>,
+    /// The cluster DNS (for the sandbox's resolv.conf).
+    pub dns: Option<crate::dns::ClusterDns>,
     /// Where the pod's crash-loop back-off is kept for the next daemon.
     pub book: Arc<crate::workers::BackoffBook>,
     /// Wakes the pod's worker (after a task's report).
@@ -504,10 +506,19 @@ async fn reconcile_inner(
     };
     let uid = state.uid.clone();
     let log_dir = env.pod_logs.join(format!("{ns}_{name}_{uid}"));
-    let sandbox_cfg = podspec::sandbox_config(pod, &uid, &log_dir.display().to_string(), &hash);
+    let mut sandbox_cfg = podspec::sandbox_config(pod, &uid, &log_dir.display().to_string(), &hash);
     let sandbox = match current {
         Some(id) => id,
         None => {
+            // resolv.conf by dnsPolicy, from the host's file as it is now.
+            let host = tokio::task::spawn_blocking(kinglet_services::dns::resolvconf::host)
+                .await
+                .unwrap_or_default();
+            let (dns, warnings) = crate::dns::pod_dns_config(pod, env.dns.as_ref(), &host);
+            for (reason, msg) in warnings {
+                state.event(true, reason, msg);
+            }
+            sandbox_cfg.dns_config = Some(dns);
             let req = v1::RunPodSandboxRequest {
                 config: Some(sandbox_cfg.clone()),
                 ..Default::default()

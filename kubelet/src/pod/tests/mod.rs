@@ -62,6 +62,7 @@ impl Node {
             },
             node_name: "node".into(),
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
+            dns: None,
             book: Arc::new(crate::workers::BackoffBook::new(None, HashMap::new())),
             wake: Wake::default(),
         };
