@@ -23,6 +23,7 @@ test_pkgs=(
   containernetworking-plugins iptables  # CNI mode (bridge, host-local, portmap; they use iptables)
   docker-registry apache2-utils openssl  # registry pull tests: registry, htpasswd, test CA
   qemu-system-x86 mmdebstrap e2fsprogs binutils  # VM tests (tests/vm): QEMU, guest root, mkfs.ext4 -d, objcopy
+  tmux  # tests/tests/tty_tmux.rs: exec -it on a real terminal
   gcc libc6-dev curl jq  # CRI conformance (scripts/conformance.sh): critest's look-alike images, report
 )
 apt_opts=(--no-install-recommends)

@@ -513,7 +513,7 @@ pub fn main() -> ExitCode {
         } => {
             init_tracing("warn");
             let ns = client.namespace.clone();
-            let r = run_async(async move {
+            let r = run_client(async move {
                 let ch = connect_to(&client.socket).await?;
                 let c = container.as_deref();
                 let code = if stdin || tty {
@@ -533,7 +533,7 @@ pub fn main() -> ExitCode {
         }
         Command::Version { socket } => {
             init_tracing("warn");
-            report(run_async(
+            report(run_client(
                 async move { crate::ops_cli::version(&socket).await },
             ))
         }
@@ -545,7 +545,7 @@ pub fn main() -> ExitCode {
         })),
         Command::Image { socket, command } => {
             init_tracing("warn");
-            report(run_async(image(socket, command)))
+            report(run_client(image(socket, command)))
         }
     }
 }
@@ -566,7 +566,7 @@ where
 {
     init_tracing("warn");
     let socket = client.socket.clone();
-    report(run_async(
+    report(run_client(
         async move { f(connect_to(&socket).await?).await },
     ))
 }
@@ -584,6 +584,15 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A client verb's runtime: one thread (no worker pool to start for one or two calls).
+fn run_client<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(f)
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {

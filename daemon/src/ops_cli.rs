@@ -252,7 +252,7 @@ pub async fn pull(ch: Channel, reference: &str, creds: Option<&str>) -> anyhow::
         b.finish_and_clear();
     }
     let id = result
-        .map_err(|s| anyhow::anyhow!("pull {reference}: {} ({:?})", s.message(), s.code()))?
+        .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?
         .into_inner()
         .image_ref;
     println!(
