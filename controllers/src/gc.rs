@@ -8,7 +8,7 @@ use crate::common::controller_of;
 use crate::Store;
 
 /// Kinds that own objects, and kinds that are owned.
-const OWNERS: &[&str] = &["Deployment", "ReplicaSet", "Job"];
+const OWNERS: &[&str] = &["Deployment", "ReplicaSet", "Job", "DaemonSet"];
 const DEPENDENTS: &[&str] = &["ReplicaSet", "Pod"];
 
 /// One round: delete every dependent whose controller owner is gone.

@@ -7,6 +7,8 @@
 //!   maxSurge/maxUnavailable, Recreate, revisions, revisionHistoryLimit, conditions);
 //! - [`job`]: a Job's Pods (completions, parallelism, backoffLimit with back-off,
 //!   activeDeadlineSeconds, Indexed, suspend, ttlSecondsAfterFinished);
+//! - [`daemonset`]: a DaemonSet's one pod on this [`node`] (nodeSelector, node affinity,
+//!   taints and tolerations; RollingUpdate with maxUnavailable/maxSurge, OnDelete);
 //! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
 //!
 //! Controllers see the store through [`Store`] (the daemon's [`Supervisor`], or an in-memory
@@ -15,10 +17,12 @@
 //! second and at once after any change) and runs the garbage collector.
 
 pub mod common;
+pub mod daemonset;
 pub mod deployment;
 pub mod error;
 pub mod gc;
 pub mod job;
+pub mod node;
 pub mod replicaset;
 mod supervisor;
 
@@ -66,11 +70,12 @@ pub struct Controllers<S: Store> {
     pub replica_sets: Arc<Controller<replicaset::ReplicaSetReconciler<S>>>,
     pub deployments: Arc<Controller<deployment::DeploymentReconciler<S>>>,
     pub jobs: Arc<Controller<job::JobReconciler<S>>>,
+    pub daemon_sets: Arc<Controller<daemonset::DaemonSetReconciler<S>>>,
     store: Arc<S>,
 }
 
 impl<S: Store> Controllers<S> {
-    pub fn new(store: Arc<S>) -> Arc<Self> {
+    pub fn new(store: Arc<S>, node: Arc<node::Node>) -> Arc<Self> {
         Arc::new(Controllers {
             replica_sets: Controller::new(
                 Arc::new(replicaset::ReplicaSetReconciler::new(store.clone())),
@@ -82,6 +87,10 @@ impl<S: Store> Controllers<S> {
             ),
             jobs: Controller::new(
                 Arc::new(job::JobReconciler::new(store.clone())),
+                RetryPolicy::default(),
+            ),
+            daemon_sets: Controller::new(
+                Arc::new(daemonset::DaemonSetReconciler::new(store.clone(), node)),
                 RetryPolicy::default(),
             ),
             store,
@@ -122,15 +131,25 @@ impl<S: Store> Controllers<S> {
         for k in jobs.iter().chain(&self.jobs.keys()) {
             self.jobs.trigger(k);
         }
+        let dss: Vec<ObjectKey> = self
+            .store
+            .list("DaemonSet")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in dss.iter().chain(&self.daemon_sets.keys()) {
+            self.daemon_sets.trigger(k);
+        }
     }
 }
 
 /// Run the controllers over the daemon's store for the daemon's lifetime: a round each time
-/// the objects are published.
-pub fn run(sup: Arc<kinglet_kubelet::Supervisor>) {
+/// the objects are published. `node` is this node as DaemonSets see it.
+pub fn run(sup: Arc<kinglet_kubelet::Supervisor>, node: node::Node) {
     let mut changes = sup.subscribe();
     let store = Arc::new(supervisor::SupervisorStore(sup));
-    let c = Controllers::new(store);
+    let c = Controllers::new(store, Arc::new(node));
     tokio::spawn(async move {
         loop {
             c.tick().await;

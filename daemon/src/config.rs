@@ -71,6 +71,13 @@ pub struct Config {
     /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
     pub stream_address: std::net::IpAddr,
     pub stream_port: u16,
+    // -- This node as workload controllers (DaemonSets) see it --
+    /// The node's name (default: the host name, lower-cased, as the kubelet's).
+    pub node_name: Option<String>,
+    /// Labels besides `kubernetes.io/hostname`, `/os` and `/arch` (which they may override).
+    pub node_labels: std::collections::BTreeMap<String, String>,
+    /// Taints, as the kubelet's `--register-with-taints`: `key[=value]:Effect`.
+    pub node_taints: Vec<String>,
 }
 
 impl Default for Config {
@@ -104,6 +111,9 @@ impl Default for Config {
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
+            node_name: None,
+            node_labels: Default::default(),
+            node_taints: Vec::new(),
         }
     }
 }
@@ -141,6 +151,9 @@ pub struct FileConfig {
     pub metrics_address: Option<String>,
     pub stream_address: Option<std::net::IpAddr>,
     pub stream_port: Option<u16>,
+    pub node_name: Option<String>,
+    pub node_labels: Option<std::collections::BTreeMap<String, String>>,
+    pub node_taints: Option<Vec<String>>,
 }
 
 /// Settings given on the command line (all optional).
@@ -242,7 +255,16 @@ impl Config {
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
             stream_address: file.stream_address.unwrap_or(d.stream_address),
             stream_port: file.stream_port.unwrap_or(d.stream_port),
+            node_name: file.node_name,
+            node_labels: file.node_labels.unwrap_or_default(),
+            node_taints: file.node_taints.unwrap_or_default(),
         };
+        if let Err(reason) = cfg.node() {
+            return Err(DaemonError::Config {
+                path: flags.config.clone().unwrap_or_default(),
+                reason: format!("node-taints: {reason}"),
+            });
+        }
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
         {
@@ -309,6 +331,20 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+}
+
+impl Config {
+    /// This node (name, labels, taints) as the workload controllers see it.
+    pub fn node(&self) -> Result<kinglet_controllers::node::Node, String> {
+        let name = self.node_name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+                .to_lowercase()
+        });
+        kinglet_controllers::node::Node::new(&name, &self.node_labels, &self.node_taints)
     }
 }
 

@@ -331,7 +331,9 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                     age(o),
                 ]
             }
-            "Deployment" | "ReplicaSet" | "Job" => crate::workloads_cli::row(o, age(o), wide),
+            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" => {
+                crate::workloads_cli::row(o, age(o), wide)
+            }
             "Service" => {
                 let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
                 let mut r = kinglet_services::columns::service_row(&s);
@@ -609,11 +611,14 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     ) {
         return crate::workloads_cli::describe(ch, kind, name, ns).await;
     }
+    if crate::apps_cli::describes(kind) {
+        return crate::apps_cli::describe(ch, kind, name, ns).await;
+    }
     if matches!(kind, "svc" | "service" | "services") {
         return describe_service(ch, name, ns).await;
     }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets, jobs and services");
+        bail!("describe supports pods, deployments, replicasets, daemonsets, jobs and services");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

@@ -13,6 +13,7 @@
 //!
 //! See ARCHITECTURE.md for the process model.
 
+pub mod apps_cli;
 pub mod backend;
 pub mod check;
 pub mod cli;

@@ -69,7 +69,8 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     )
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
-    kinglet_controllers::run(supervisor.clone());
+    let node = runtime.config.node().map_err(DaemonError::Startup)?;
+    kinglet_controllers::run(supervisor.clone(), node);
     let stream_addr =
         std::net::SocketAddr::new(runtime.config.stream_address, runtime.config.stream_port);
     let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())

@@ -20,6 +20,7 @@ pub fn header(kind: &str, wide: bool) -> Option<Vec<&'static str>> {
         "Deployment" => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
         "ReplicaSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "DaemonSet" => crate::apps_cli::DS_HEADER.to_vec(),
         _ => return None,
     };
     if wide {
@@ -58,6 +59,7 @@ pub fn row(o: &Value, age: String, wide: bool) -> Vec<String> {
             num(o, "/status/readyReplicas").to_string(),
             age,
         ],
+        "DaemonSet" => crate::apps_cli::ds_row(o, name, age),
         _ => {
             let conds = o
                 .pointer("/status/conditions")

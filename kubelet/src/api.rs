@@ -252,6 +252,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "deployment" | "deployments" | "deploy" => Some("Deployment"),
         "replicaset" | "replicasets" | "rs" => Some("ReplicaSet"),
         "job" | "jobs" => Some("Job"),
+        "daemonset" | "daemonsets" | "ds" => Some("DaemonSet"),
         "service" | "services" | "svc" => Some("Service"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         _ => None,
@@ -283,6 +284,7 @@ fn clear_status(o: &mut Object) {
         Object::Deployment(d) => d.status = None,
         Object::ReplicaSet(r) => r.status = None,
         Object::Job(j) => j.status = None,
+        Object::DaemonSet(d) => d.status = None,
         Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
     }
 }
@@ -302,6 +304,7 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
         (Object::Deployment(d), Some(Object::Deployment(p))) => d.status = p.status.clone(),
         (Object::ReplicaSet(r), Some(Object::ReplicaSet(p))) => r.status = p.status.clone(),
         (Object::Job(j), Some(Object::Job(p))) => j.status = p.status.clone(),
+        (Object::DaemonSet(d), Some(Object::DaemonSet(p))) => d.status = p.status.clone(),
         _ => {}
     }
     let m = o.meta_mut();

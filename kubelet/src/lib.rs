@@ -231,7 +231,10 @@ impl Supervisor {
                     snap.secrets.insert(key, kinglet_manifest::secret_data(s));
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
-                Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
+                Object::Deployment(_)
+                | Object::ReplicaSet(_)
+                | Object::Job(_)
+                | Object::DaemonSet(_) => {}
                 Object::Service(_) => {}
             }
         }

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 pub use k8s_openapi::api::batch::v1::Job;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -78,6 +78,7 @@ pub enum Object {
     ReplicaSet(Box<ReplicaSet>),
     Job(Box<Job>),
     Service(Box<Service>),
+    DaemonSet(Box<DaemonSet>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -105,6 +106,7 @@ impl Object {
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Job(_) => "Job",
             Object::Service(_) => "Service",
+            Object::DaemonSet(_) => "DaemonSet",
         }
     }
 
@@ -112,7 +114,7 @@ impl Object {
     pub fn api_version(&self) -> &'static str {
         match self {
             Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
-            Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
+            Object::Deployment(_) | Object::ReplicaSet(_) | Object::DaemonSet(_) => "apps/v1",
             Object::Job(_) => "batch/v1",
         }
     }
@@ -126,6 +128,7 @@ impl Object {
             Object::ReplicaSet(r) => &r.metadata,
             Object::Job(j) => &j.metadata,
             Object::Service(s) => &s.metadata,
+            Object::DaemonSet(d) => &d.metadata,
         }
     }
 
@@ -138,6 +141,7 @@ impl Object {
             Object::ReplicaSet(r) => &mut r.metadata,
             Object::Job(j) => &mut j.metadata,
             Object::Service(s) => &mut s.metadata,
+            Object::DaemonSet(d) => &mut d.metadata,
         }
     }
 
@@ -151,6 +155,7 @@ impl Object {
             Object::ReplicaSet(r) => serde_json::to_value(r),
             Object::Job(j) => serde_json::to_value(j),
             Object::Service(s) => serde_json::to_value(s),
+            Object::DaemonSet(d) => serde_json::to_value(d),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -306,6 +311,11 @@ fn parse_value(
             let r: ReplicaSet = typed(source_name, &label, &value)?;
             workloads::check_replica_set(source_name, &label, &r)?;
             Object::ReplicaSet(Box::new(r))
+        }
+        ("apps/v1", "DaemonSet") => {
+            let d: DaemonSet = typed(source_name, &label, &value)?;
+            workloads::daemonset::check_daemon_set(source_name, &label, &d)?;
+            Object::DaemonSet(Box::new(d))
         }
         ("batch/v1", "Job") => {
             let mut j: Job = typed(source_name, &label, &value)?;
@@ -847,12 +857,12 @@ spec:
         assert!(e.contains("document 1") && e.contains("apiVersion"), "{e}");
         let e = parse(
             "x.yaml",
-            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\n",
+            "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: d}\n",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("DaemonSet") && e.contains("not supported"),
+            e.contains("ReplicationController") && e.contains("not supported"),
             "{e}"
         );
         let e = parse("x.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n")

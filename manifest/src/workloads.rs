@@ -428,5 +428,6 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
     })
 }
 
+pub(crate) mod daemonset;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Decision tests of the controllers against [`FakeStore`](crate::fake::FakeStore): no root,
 //! no containers, a clock the test moves.
 
+mod daemonset;
 mod deployment;
 mod job;
 mod replicaset;
@@ -36,6 +37,7 @@ pub fn apply(store: &FakeStore, yaml: &str) -> Object {
                 }
                 (Object::ReplicaSet(r), Object::ReplicaSet(p)) => r.status = p.status,
                 (Object::Job(j), Object::Job(p)) => j.status = p.status,
+                (Object::DaemonSet(d), Object::DaemonSet(p)) => d.status = p.status,
                 _ => {}
             }
             store.objects.lock().unwrap().insert(o.key(), o.clone());

@@ -1,0 +1,169 @@
+//! kubectl's client side for the DaemonSet kind over the `Objects` service: the `get ds`
+//! columns and `describe ds` (its node counts and its pods' phases).
+
+use anyhow::anyhow;
+use kinglet_proto::admin;
+use kinglet_proto::admin::objects_client::ObjectsClient;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+/// `kubectl get ds` columns (wide adds CONTAINERS, IMAGES, SELECTOR).
+pub const DS_HEADER: &[&str] = &[
+    "NAME",
+    "DESIRED",
+    "CURRENT",
+    "READY",
+    "UP-TO-DATE",
+    "AVAILABLE",
+    "NODE SELECTOR",
+    "AGE",
+];
+
+fn num(v: &Value, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// `k=v,...` of a JSON map, or `<none>`.
+fn pairs(v: Option<&Value>) -> String {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "<none>".into())
+}
+
+/// One `get ds` row (without the wide columns).
+pub fn ds_row(o: &Value, name: String, age: String) -> Vec<String> {
+    vec![
+        name,
+        num(o, "/status/desiredNumberScheduled").to_string(),
+        num(o, "/status/currentNumberScheduled").to_string(),
+        num(o, "/status/numberReady").to_string(),
+        num(o, "/status/updatedNumberScheduled").to_string(),
+        num(o, "/status/numberAvailable").to_string(),
+        pairs(o.pointer("/spec/template/spec/nodeSelector")),
+        age,
+    ]
+}
+
+/// Kinds [`describe`] handles.
+pub fn describes(kind: &str) -> bool {
+    matches!(kind, "ds" | "daemonset" | "daemonsets")
+}
+
+async fn get(
+    c: &mut ObjectsClient<Channel>,
+    kind: &str,
+    name: &str,
+    ns: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let r = c
+        .get(admin::GetRequest {
+            kind: kind.into(),
+            namespace: ns.into(),
+            all_namespaces: false,
+            name: name.into(),
+            label_selector: String::new(),
+        })
+        .await
+        .map_err(crate::kubectl::status_err("get"))?
+        .into_inner();
+    r.objects
+        .iter()
+        .map(|o| serde_json::from_str(o).map_err(Into::into))
+        .collect()
+}
+
+/// `describe ds NAME`.
+pub async fn describe(ch: Channel, _kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
+    let mut c = ObjectsClient::new(ch);
+    let v = get(&mut c, "daemonset", name, ns)
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow!("daemonsets.apps {name:?} not found in namespace {ns:?}"))?;
+    let uid = v
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut phases = std::collections::BTreeMap::<String, usize>::new();
+    for p in get(&mut c, "pod", "", ns).await? {
+        let owned = p["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["uid"] == uid));
+        if owned {
+            let phase = p
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("Pending");
+            *phases.entry(phase.to_owned()).or_default() += 1;
+        }
+    }
+    let count = |p: &str| phases.get(p).copied().unwrap_or(0);
+    let mut out = String::new();
+    let mut kv = |k: &str, v: String| out.push_str(&format!("{:<16}{v}\n", format!("{k}:")));
+    kv("Name", name.into());
+    kv("Namespace", ns.into());
+    kv("Selector", pairs(v.pointer("/spec/selector/matchLabels")));
+    kv(
+        "Node-Selector",
+        pairs(v.pointer("/spec/template/spec/nodeSelector")),
+    );
+    kv("Labels", pairs(v.pointer("/metadata/labels")));
+    kv("Annotations", pairs(v.pointer("/metadata/annotations")));
+    let strategy = v
+        .pointer("/spec/updateStrategy/type")
+        .and_then(Value::as_str)
+        .unwrap_or("RollingUpdate");
+    kv("Update Strategy", strategy.into());
+    for (label, ptr) in [
+        (
+            "Desired Number of Nodes Scheduled",
+            "/status/desiredNumberScheduled",
+        ),
+        (
+            "Current Number of Nodes Scheduled",
+            "/status/currentNumberScheduled",
+        ),
+        (
+            "Number of Nodes Scheduled with Up-to-date Pods",
+            "/status/updatedNumberScheduled",
+        ),
+        (
+            "Number of Nodes Scheduled with Available Pods",
+            "/status/numberAvailable",
+        ),
+        ("Number of Nodes Misscheduled", "/status/numberMisscheduled"),
+    ] {
+        out.push_str(&format!("{label}: {}\n", num(&v, ptr)));
+    }
+    out.push_str(&format!(
+        "Pods Status:  {} Running / {} Waiting / {} Succeeded / {} Failed\n",
+        count("Running"),
+        count("Pending"),
+        count("Succeeded"),
+        count("Failed")
+    ));
+    out.push_str("Pod Template:\n");
+    out.push_str(&format!(
+        "  Labels:  {}\n  Containers:\n",
+        pairs(v.pointer("/spec/template/metadata/labels"))
+    ));
+    for ctr in v
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "   {}:\n    Image:  {}\n",
+            ctr["name"].as_str().unwrap_or(""),
+            ctr["image"].as_str().unwrap_or("")
+        ));
+    }
+    print!("{out}");
+    Ok(())
+}
