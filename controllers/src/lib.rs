@@ -7,6 +7,8 @@
 //!   maxSurge/maxUnavailable, Recreate, revisions, revisionHistoryLimit, conditions);
 //! - [`job`]: a Job's Pods (completions, parallelism, backoffLimit with back-off,
 //!   activeDeadlineSeconds, Indexed, suspend, ttlSecondsAfterFinished);
+//! - [`cronjob`]: a CronJob's Jobs at its scheduled times (time zone, concurrencyPolicy,
+//!   startingDeadlineSeconds, missed schedules, history limits);
 //! - [`daemonset`]: a DaemonSet's one pod on this [`node`] (nodeSelector, node affinity,
 //!   taints and tolerations; RollingUpdate with maxUnavailable/maxSurge, OnDelete);
 //! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
@@ -17,6 +19,7 @@
 //! second and at once after any change) and runs the garbage collector.
 
 pub mod common;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod error;
@@ -63,6 +66,14 @@ pub trait Store: Send + Sync + 'static {
     async fn pod_status(&self, pod: &Pod) -> PodStatus;
     /// Wall-clock now (status times, minReadySeconds).
     fn now(&self) -> Timestamp;
+    /// An event about `key` (`type_` Normal or Warning, upstream's reason): logged.
+    fn event(&self, key: &ObjectKey, type_: &str, reason: &str, message: String) {
+        if type_ == "Warning" {
+            tracing::warn!(object = %key, reason, "{message}");
+        } else {
+            tracing::info!(object = %key, reason, "{message}");
+        }
+    }
 }
 
 /// The running controllers.
@@ -71,6 +82,7 @@ pub struct Controllers<S: Store> {
     pub deployments: Arc<Controller<deployment::DeploymentReconciler<S>>>,
     pub jobs: Arc<Controller<job::JobReconciler<S>>>,
     pub daemon_sets: Arc<Controller<daemonset::DaemonSetReconciler<S>>>,
+    pub cron_jobs: Arc<Controller<cronjob::CronJobReconciler<S>>>,
     store: Arc<S>,
 }
 
@@ -91,6 +103,10 @@ impl<S: Store> Controllers<S> {
             ),
             daemon_sets: Controller::new(
                 Arc::new(daemonset::DaemonSetReconciler::new(store.clone(), node)),
+                RetryPolicy::default(),
+            ),
+            cron_jobs: Controller::new(
+                Arc::new(cronjob::CronJobReconciler::new(store.clone())),
                 RetryPolicy::default(),
             ),
             store,
@@ -140,6 +156,16 @@ impl<S: Store> Controllers<S> {
             .collect();
         for k in dss.iter().chain(&self.daemon_sets.keys()) {
             self.daemon_sets.trigger(k);
+        }
+        let cjs: Vec<ObjectKey> = self
+            .store
+            .list("CronJob")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in cjs.iter().chain(&self.cron_jobs.keys()) {
+            self.cron_jobs.trigger(k);
         }
     }
 }

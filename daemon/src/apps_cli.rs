@@ -1,5 +1,6 @@
-//! kubectl's client side for the DaemonSet kind over the `Objects` service: the `get ds`
-//! columns and `describe ds` (its node counts and its pods' phases).
+//! kubectl's client side for the DaemonSet and CronJob kinds over the `Objects` service: the
+//! `get ds` and `get cronjob` columns, `describe ds` (its node counts and its pods' phases)
+//! and `describe cronjob` (schedule, policies, active jobs).
 
 use anyhow::anyhow;
 use kinglet_proto::admin;
@@ -18,6 +19,50 @@ pub const DS_HEADER: &[&str] = &[
     "NODE SELECTOR",
     "AGE",
 ];
+
+/// `kubectl get cronjob` columns (wide adds CONTAINERS, IMAGES, SELECTOR).
+pub const CJ_HEADER: &[&str] = &[
+    "NAME",
+    "SCHEDULE",
+    "TIMEZONE",
+    "SUSPEND",
+    "ACTIVE",
+    "LAST SCHEDULE",
+    "AGE",
+];
+
+/// kubectl's short duration since an RFC 3339 time (`<none>` without one).
+fn ago(ts: Option<&str>) -> String {
+    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return "<none>".into();
+    };
+    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// One `get cronjob` row (without the wide columns).
+pub fn cj_row(o: &Value, name: String, age: String) -> Vec<String> {
+    let s = |p: &str| o.pointer(p).and_then(Value::as_str);
+    vec![
+        name,
+        s("/spec/schedule").unwrap_or("").to_owned(),
+        s("/spec/timeZone").unwrap_or("<none>").to_owned(),
+        (o.pointer("/spec/suspend") == Some(&Value::Bool(true))).to_string(),
+        o.pointer("/status/active")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+            .to_string(),
+        ago(s("/status/lastScheduleTime")),
+        age,
+    ]
+}
 
 fn num(v: &Value, ptr: &str) -> i64 {
     v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
@@ -52,7 +97,10 @@ pub fn ds_row(o: &Value, name: String, age: String) -> Vec<String> {
 
 /// Kinds [`describe`] handles.
 pub fn describes(kind: &str) -> bool {
-    matches!(kind, "ds" | "daemonset" | "daemonsets")
+    matches!(
+        kind,
+        "ds" | "daemonset" | "daemonsets" | "cj" | "cronjob" | "cronjobs"
+    )
 }
 
 async fn get(
@@ -78,8 +126,77 @@ async fn get(
         .collect()
 }
 
-/// `describe ds NAME`.
-pub async fn describe(ch: Channel, _kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
+/// `describe cronjob NAME`.
+async fn describe_cron_job(ch: Channel, name: &str, ns: &str) -> anyhow::Result<()> {
+    let mut c = ObjectsClient::new(ch);
+    let v = get(&mut c, "cronjob", name, ns)
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow!("cronjobs.batch {name:?} not found in namespace {ns:?}"))?;
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str);
+    let opt = |p: &str| {
+        v.pointer(p)
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .unwrap_or_else(|| "<unset>".into())
+    };
+    let mut out = String::new();
+    let mut kv = |k: &str, v: String| out.push_str(&format!("{:<32}{v}\n", format!("{k}:")));
+    kv("Name", name.into());
+    kv("Namespace", ns.into());
+    kv("Labels", pairs(v.pointer("/metadata/labels")));
+    kv("Annotations", pairs(v.pointer("/metadata/annotations")));
+    kv("Schedule", s("/spec/schedule").unwrap_or("").into());
+    kv("Time Zone", s("/spec/timeZone").unwrap_or("<unset>").into());
+    kv(
+        "Concurrency Policy",
+        s("/spec/concurrencyPolicy").unwrap_or("Allow").into(),
+    );
+    kv(
+        "Suspend",
+        (v.pointer("/spec/suspend") == Some(&Value::Bool(true))).to_string(),
+    );
+    kv(
+        "Successful Job History Limit",
+        opt("/spec/successfulJobsHistoryLimit").replace("<unset>", "3"),
+    );
+    kv(
+        "Failed Job History Limit",
+        opt("/spec/failedJobsHistoryLimit").replace("<unset>", "1"),
+    );
+    kv(
+        "Starting Deadline Seconds",
+        opt("/spec/startingDeadlineSeconds"),
+    );
+    kv("Last Schedule Time", opt("/status/lastScheduleTime"));
+    kv("Last Successful Time", opt("/status/lastSuccessfulTime"));
+    let active: Vec<&str> = v
+        .pointer("/status/active")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    kv(
+        "Active Jobs",
+        if active.is_empty() {
+            "<none>".into()
+        } else {
+            active.join(", ")
+        },
+    );
+    print!("{out}");
+    Ok(())
+}
+
+/// `describe ds|cronjob NAME`.
+pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
+    if matches!(kind, "cj" | "cronjob" | "cronjobs") {
+        return describe_cron_job(ch, name, ns).await;
+    }
     let mut c = ObjectsClient::new(ch);
     let v = get(&mut c, "daemonset", name, ns)
         .await?

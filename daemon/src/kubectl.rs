@@ -331,7 +331,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                     age(o),
                 ]
             }
-            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" => {
+            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" => {
                 crate::workloads_cli::row(o, age(o), wide)
             }
             "Service" => {
@@ -618,7 +618,7 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         return describe_service(ch, name, ns).await;
     }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets, daemonsets, jobs and services");
+        bail!("describe supports pods, deployments, replicasets, daemonsets, jobs, cronjobs and services");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

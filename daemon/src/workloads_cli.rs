@@ -21,6 +21,7 @@ pub fn header(kind: &str, wide: bool) -> Option<Vec<&'static str>> {
         "ReplicaSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
         "DaemonSet" => crate::apps_cli::DS_HEADER.to_vec(),
+        "CronJob" => crate::apps_cli::CJ_HEADER.to_vec(),
         _ => return None,
     };
     if wide {
@@ -60,6 +61,7 @@ pub fn row(o: &Value, age: String, wide: bool) -> Vec<String> {
             age,
         ],
         "DaemonSet" => crate::apps_cli::ds_row(o, name, age),
+        "CronJob" => crate::apps_cli::cj_row(o, name, age),
         _ => {
             let conds = o
                 .pointer("/status/conditions")

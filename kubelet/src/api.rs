@@ -253,6 +253,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "replicaset" | "replicasets" | "rs" => Some("ReplicaSet"),
         "job" | "jobs" => Some("Job"),
         "daemonset" | "daemonsets" | "ds" => Some("DaemonSet"),
+        "cronjob" | "cronjobs" | "cj" => Some("CronJob"),
         "service" | "services" | "svc" => Some("Service"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         _ => None,
@@ -285,6 +286,7 @@ fn clear_status(o: &mut Object) {
         Object::ReplicaSet(r) => r.status = None,
         Object::Job(j) => j.status = None,
         Object::DaemonSet(d) => d.status = None,
+        Object::CronJob(c) => c.status = None,
         Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
     }
 }
@@ -305,6 +307,7 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
         (Object::ReplicaSet(r), Some(Object::ReplicaSet(p))) => r.status = p.status.clone(),
         (Object::Job(j), Some(Object::Job(p))) => j.status = p.status.clone(),
         (Object::DaemonSet(d), Some(Object::DaemonSet(p))) => d.status = p.status.clone(),
+        (Object::CronJob(c), Some(Object::CronJob(p))) => c.status = p.status.clone(),
         _ => {}
     }
     let m = o.meta_mut();

@@ -234,7 +234,8 @@ impl Supervisor {
                 Object::Deployment(_)
                 | Object::ReplicaSet(_)
                 | Object::Job(_)
-                | Object::DaemonSet(_) => {}
+                | Object::DaemonSet(_)
+                | Object::CronJob(_) => {}
                 Object::Service(_) => {}
             }
         }

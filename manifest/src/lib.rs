@@ -18,14 +18,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-pub use k8s_openapi::api::batch::v1::Job;
+pub use k8s_openapi::api::batch::v1::{CronJob, Job};
 pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub mod cron;
 mod service;
 mod workloads;
 use serde::Deserialize;
 use serde_json::Value;
+pub use workloads::cronjob::time_zone;
 pub use workloads::{parse_selector, selector_matches};
 
 /// The namespace of objects that name none.
@@ -79,6 +81,7 @@ pub enum Object {
     Job(Box<Job>),
     Service(Box<Service>),
     DaemonSet(Box<DaemonSet>),
+    CronJob(Box<CronJob>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -107,6 +110,7 @@ impl Object {
             Object::Job(_) => "Job",
             Object::Service(_) => "Service",
             Object::DaemonSet(_) => "DaemonSet",
+            Object::CronJob(_) => "CronJob",
         }
     }
 
@@ -115,7 +119,7 @@ impl Object {
         match self {
             Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) | Object::DaemonSet(_) => "apps/v1",
-            Object::Job(_) => "batch/v1",
+            Object::Job(_) | Object::CronJob(_) => "batch/v1",
         }
     }
 
@@ -129,6 +133,7 @@ impl Object {
             Object::Job(j) => &j.metadata,
             Object::Service(s) => &s.metadata,
             Object::DaemonSet(d) => &d.metadata,
+            Object::CronJob(c) => &c.metadata,
         }
     }
 
@@ -142,6 +147,7 @@ impl Object {
             Object::Job(j) => &mut j.metadata,
             Object::Service(s) => &mut s.metadata,
             Object::DaemonSet(d) => &mut d.metadata,
+            Object::CronJob(c) => &mut c.metadata,
         }
     }
 
@@ -156,6 +162,7 @@ impl Object {
             Object::Job(j) => serde_json::to_value(j),
             Object::Service(s) => serde_json::to_value(s),
             Object::DaemonSet(d) => serde_json::to_value(d),
+            Object::CronJob(c) => serde_json::to_value(c),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -316,6 +323,11 @@ fn parse_value(
             let d: DaemonSet = typed(source_name, &label, &value)?;
             workloads::daemonset::check_daemon_set(source_name, &label, &d)?;
             Object::DaemonSet(Box::new(d))
+        }
+        ("batch/v1", "CronJob") => {
+            let mut c: CronJob = typed(source_name, &label, &value)?;
+            workloads::cronjob::check_cron_job(source_name, &label, &mut c)?;
+            Object::CronJob(Box::new(c))
         }
         ("batch/v1", "Job") => {
             let mut j: Job = typed(source_name, &label, &value)?;
