@@ -11,6 +11,7 @@
 //!   startingDeadlineSeconds, missed schedules, history limits);
 //! - [`daemonset`]: a DaemonSet's one pod on this [`node`] (nodeSelector, node affinity,
 //!   taints and tolerations; RollingUpdate with maxUnavailable/maxSurge, OnDelete);
+//! - [`namespace`]: the built-in namespaces, phases, and emptying a deleted namespace;
 //! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
 //!
 //! Controllers see the store through [`Store`] (the daemon's [`Supervisor`], or an in-memory
@@ -25,6 +26,7 @@ pub mod deployment;
 pub mod error;
 pub mod gc;
 pub mod job;
+pub mod namespace;
 pub mod node;
 pub mod replicaset;
 mod supervisor;
@@ -116,6 +118,9 @@ impl<S: Store> Controllers<S> {
     /// One round: collect garbage, then trigger every workload (and every worker, so those
     /// whose object is gone end).
     pub async fn tick(&self) {
+        if let Err(e) = namespace::sync(&*self.store).await {
+            tracing::warn!(err = %e, "namespace controller");
+        }
         gc::collect(&*self.store).await;
         let rs: Vec<ObjectKey> = self
             .store

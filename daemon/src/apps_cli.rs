@@ -284,3 +284,129 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     print!("{out}");
     Ok(())
 }
+
+/// `rollout pause|resume deploy/NAME`: set or clear `spec.paused`, as kubectl does.
+pub async fn pause(
+    c: &mut ObjectsClient<Channel>,
+    name: &str,
+    ns: &str,
+    pause: bool,
+) -> anyhow::Result<()> {
+    let mut v = crate::workloads_cli::get_one(c, "deployment", name, ns).await?;
+    let paused = v.pointer("/spec/paused") == Some(&Value::Bool(true));
+    match (pause, paused) {
+        (true, true) => anyhow::bail!("deployments.apps {name:?} is already paused"),
+        (false, false) => anyhow::bail!("deployments.apps {name:?} is not paused"),
+        _ => {}
+    }
+    v["spec"]["paused"] = Value::Bool(pause);
+    crate::workloads_cli::put(c, v).await?;
+    println!(
+        "deployment.apps/{name} {}",
+        if pause { "paused" } else { "resumed" }
+    );
+    Ok(())
+}
+
+/// The revisions of Deployment `uid`'s ReplicaSets: (revision, ReplicaSet), oldest first.
+fn revisions(rss: Vec<Value>, uid: &str) -> Vec<(i64, Value)> {
+    let mut out: Vec<(i64, Value)> = rss
+        .into_iter()
+        .filter(|rs| {
+            rs["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|o| o["uid"] == uid && o["controller"] == true))
+        })
+        .filter_map(|rs| {
+            let rev = rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()?
+                .parse()
+                .ok()?;
+            Some((rev, rs))
+        })
+        .collect();
+    out.sort_by_key(|(r, _)| *r);
+    out
+}
+
+/// `rollout history deploy/NAME [--revision N]`: kubectl's REVISION / CHANGE-CAUSE table, or
+/// one revision's pod template.
+pub async fn history(
+    c: &mut ObjectsClient<Channel>,
+    name: &str,
+    ns: &str,
+    revision: Option<i64>,
+) -> anyhow::Result<()> {
+    let d = crate::workloads_cli::get_one(c, "deployment", name, ns).await?;
+    let uid = d["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+    let revs = revisions(crate::workloads_cli::list(c, "replicaset", ns).await?, &uid);
+    if let Some(r) = revision {
+        let (_, rs) = revs
+            .iter()
+            .find(|(x, _)| *x == r)
+            .ok_or_else(|| anyhow!("unable to find the specified revision {r}"))?;
+        let mut t = rs["spec"]["template"].clone();
+        if let Some(l) = t
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
+            l.remove("pod-template-hash");
+        }
+        println!("deployment.apps/{name} with revision #{r}\nPod Template:");
+        for line in serde_yaml_ng::to_string(&t)?.lines() {
+            println!("  {line}");
+        }
+        return Ok(());
+    }
+    println!("deployment.apps/{name}\nREVISION  CHANGE-CAUSE");
+    for (r, rs) in &revs {
+        let cause = rs["metadata"]["annotations"]["kubernetes.io/change-cause"]
+            .as_str()
+            .unwrap_or("<none>");
+        println!("{r:<10}{cause}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revisions_are_the_owned_replica_sets_in_order() {
+        let rs = |uid: &str, rev: &str| {
+            serde_json::json!({"metadata": {
+                "ownerReferences": [{"uid": uid, "controller": true}],
+                "annotations": {"deployment.kubernetes.io/revision": rev}}})
+        };
+        let got = revisions(vec![rs("d", "3"), rs("other", "1"), rs("d", "1")], "d");
+        let revs: Vec<i64> = got.iter().map(|(r, _)| *r).collect();
+        assert_eq!(revs, [1, 3]);
+    }
+
+    #[test]
+    fn rows_follow_kubectl_columns() {
+        let ds = serde_json::json!({
+            "spec": {"template": {"spec": {"nodeSelector": {"disk": "ssd"}}}},
+            "status": {"desiredNumberScheduled": 1, "currentNumberScheduled": 1,
+                "numberReady": 1, "updatedNumberScheduled": 0, "numberAvailable": 1}});
+        assert_eq!(
+            ds_row(&ds, "agent".into(), "5s".into()),
+            ["agent", "1", "1", "1", "0", "1", "disk=ssd", "5s"]
+        );
+        let cj = serde_json::json!({"spec": {"schedule": "*/5 * * * *"},
+            "status": {"active": [{"name": "x"}]}});
+        assert_eq!(
+            cj_row(&cj, "hello".into(), "1m".into()),
+            [
+                "hello",
+                "*/5 * * * *",
+                "<none>",
+                "false",
+                "1",
+                "<none>",
+                "1m"
+            ]
+        );
+    }
+}

@@ -135,13 +135,14 @@ pub enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
-    /// A Deployment's rollout: `rollout status|restart|undo deploy/NAME`.
+    /// A Deployment's rollout: `rollout status|restart|undo|pause|resume|history deploy/NAME`.
     Rollout {
         verb: String,
         target: String,
         name: Option<String>,
-        /// undo: the revision to go back to (default: the previous one).
-        #[arg(long)]
+        /// undo: the revision to go back to (default: the previous one); history
+        /// (`--revision`): the revision to show.
+        #[arg(long, visible_alias = "revision")]
         to_revision: Option<i64>,
         /// status: how long to wait.
         #[arg(long, default_value = "600")]

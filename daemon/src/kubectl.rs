@@ -331,7 +331,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                     age(o),
                 ]
             }
-            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" => {
+            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" | "Namespace" => {
                 crate::workloads_cli::row(o, age(o), wide)
             }
             "Service" => {

@@ -53,6 +53,9 @@ impl Supervisor {
             for mut o in objs {
                 let k = o.key();
                 let prev = store.map.get(&k).cloned();
+                if prev.is_none() {
+                    crate::namespaces::admit(&store.map, &k)?;
+                }
                 // Compared with what the controllers added carried over (status, owner,
                 // revision), so re-applying an unchanged workload is "unchanged".
                 carry_identity(&mut o, prev.as_ref());
@@ -113,7 +116,9 @@ impl Supervisor {
                 kind: kind_of(&req.kind).ok_or_else(|| {
                     KubeletError::invalid("kind", format!("unknown kind {:?}", req.kind))
                 })?,
-                namespace: if req.namespace.is_empty() {
+                namespace: if kind_of(&req.kind) == Some("Namespace") {
+                    String::new()
+                } else if req.namespace.is_empty() {
                     "default".into()
                 } else {
                     req.namespace.clone()
@@ -125,6 +130,15 @@ impl Supervisor {
         {
             let mut store = self.store.lock().await;
             for k in keys {
+                // A Namespace is marked Terminating; the namespace controller removes it.
+                if k.kind == "Namespace" {
+                    if let Some(mut o) = store.map.get(&k).cloned() {
+                        crate::namespaces::mark_terminating(&mut o, status::now_time())?;
+                        store.put(o)?;
+                        results.push(format!("namespace/{} deleted", k.name));
+                        continue;
+                    }
+                }
                 match store.remove(&k)? {
                     Some(_) => {
                         results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name))
@@ -184,7 +198,8 @@ impl Supervisor {
                 .map
                 .iter()
                 .filter(|(k, _)| k.kind == kind)
-                .filter(|(k, _)| req.all_namespaces || k.namespace == ns)
+                // Namespaces are cluster-scoped.
+                .filter(|(k, _)| req.all_namespaces || k.namespace == ns || kind == "Namespace")
                 .filter(|(k, _)| req.name.is_empty() || k.name == req.name)
                 .filter(|(_, o)| {
                     selector.as_ref().is_none_or(|sel| {
@@ -254,6 +269,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "job" | "jobs" => Some("Job"),
         "daemonset" | "daemonsets" | "ds" => Some("DaemonSet"),
         "cronjob" | "cronjobs" | "cj" => Some("CronJob"),
+        "namespace" | "namespaces" | "ns" => Some("Namespace"),
         "service" | "services" | "svc" => Some("Service"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         _ => None,
@@ -287,6 +303,7 @@ fn clear_status(o: &mut Object) {
         Object::Job(j) => j.status = None,
         Object::DaemonSet(d) => d.status = None,
         Object::CronJob(c) => c.status = None,
+        Object::Namespace(n) => n.status = None,
         Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
     }
 }
@@ -308,6 +325,10 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
         (Object::Job(j), Some(Object::Job(p))) => j.status = p.status.clone(),
         (Object::DaemonSet(d), Some(Object::DaemonSet(p))) => d.status = p.status.clone(),
         (Object::CronJob(c), Some(Object::CronJob(p))) => c.status = p.status.clone(),
+        (Object::Namespace(n), Some(Object::Namespace(p))) => {
+            n.status = p.status.clone();
+            n.metadata.deletion_timestamp = p.metadata.deletion_timestamp.clone();
+        }
         _ => {}
     }
     let m = o.meta_mut();

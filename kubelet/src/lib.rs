@@ -27,6 +27,7 @@ pub mod error;
 mod fake;
 pub mod harness;
 mod hooks;
+pub mod namespaces;
 mod objects;
 pub mod pod;
 pub mod podspec;
@@ -235,7 +236,8 @@ impl Supervisor {
                 | Object::ReplicaSet(_)
                 | Object::Job(_)
                 | Object::DaemonSet(_)
-                | Object::CronJob(_) => {}
+                | Object::CronJob(_)
+                | Object::Namespace(_) => {}
                 Object::Service(_) => {}
             }
         }

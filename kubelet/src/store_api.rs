@@ -40,6 +40,7 @@ impl Supervisor {
                     format!("{k} already exists"),
                 ));
             }
+            crate::namespaces::admit(&store.map, &k)?;
             let id = crate::api::new_uid_hex();
             let m = obj.meta_mut();
             m.uid = Some(format!(
@@ -52,7 +53,9 @@ impl Supervisor {
             ));
             m.creation_timestamp = Some(status::now_time());
             m.generation = Some(1);
-            m.namespace = Some(k.namespace.clone());
+            if k.kind != "Namespace" {
+                m.namespace = Some(k.namespace.clone());
+            }
             store.put(obj.clone())?;
         }
         self.wake.notify_one();

@@ -19,7 +19,7 @@ use std::fmt;
 
 pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 pub use k8s_openapi::api::batch::v1::{CronJob, Job};
-pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub mod cron;
@@ -82,6 +82,7 @@ pub enum Object {
     Service(Box<Service>),
     DaemonSet(Box<DaemonSet>),
     CronJob(Box<CronJob>),
+    Namespace(Box<Namespace>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -111,13 +112,18 @@ impl Object {
             Object::Service(_) => "Service",
             Object::DaemonSet(_) => "DaemonSet",
             Object::CronJob(_) => "CronJob",
+            Object::Namespace(_) => "Namespace",
         }
     }
 
     /// The object's apiVersion.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
+            Object::Pod(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::Service(_)
+            | Object::Namespace(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) | Object::DaemonSet(_) => "apps/v1",
             Object::Job(_) | Object::CronJob(_) => "batch/v1",
         }
@@ -134,6 +140,7 @@ impl Object {
             Object::Service(s) => &s.metadata,
             Object::DaemonSet(d) => &d.metadata,
             Object::CronJob(c) => &c.metadata,
+            Object::Namespace(n) => &n.metadata,
         }
     }
 
@@ -148,6 +155,7 @@ impl Object {
             Object::Service(s) => &mut s.metadata,
             Object::DaemonSet(d) => &mut d.metadata,
             Object::CronJob(c) => &mut c.metadata,
+            Object::Namespace(n) => &mut n.metadata,
         }
     }
 
@@ -163,6 +171,7 @@ impl Object {
             Object::Service(s) => serde_json::to_value(s),
             Object::DaemonSet(d) => serde_json::to_value(d),
             Object::CronJob(c) => serde_json::to_value(c),
+            Object::Namespace(n) => serde_json::to_value(n),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -173,13 +182,36 @@ impl Object {
         let (kind, meta) = (self.kind(), self.meta());
         ObjectKey {
             kind,
-            namespace: meta
-                .namespace
-                .clone()
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            // Namespaces are cluster-scoped: no namespace of their own.
+            namespace: match self {
+                Object::Namespace(_) => String::new(),
+                _ => meta
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            },
             name: meta.name.clone().unwrap_or_default(),
         }
     }
+}
+
+/// A Namespace's name: a DNS-1123 label (lower-case alphanumerics and '-', at most 63).
+fn check_namespace_name(source_name: &str, label: &str, name: &str) -> Result<(), ManifestError> {
+    let ok = name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        return Ok(());
+    }
+    Err(ManifestError::Invalid {
+        source_name: source_name.to_owned(),
+        object: label.to_owned(),
+        path: "metadata.name".into(),
+        reason: format!("{name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (at most 63)"),
+    })
 }
 
 /// Parse every document of `text` (YAML or JSON). `source_name` names the file in errors.
@@ -323,6 +355,11 @@ fn parse_value(
             let d: DaemonSet = typed(source_name, &label, &value)?;
             workloads::daemonset::check_daemon_set(source_name, &label, &d)?;
             Object::DaemonSet(Box::new(d))
+        }
+        ("v1", "Namespace") => {
+            let n: Namespace = typed(source_name, &label, &value)?;
+            check_namespace_name(source_name, &label, &name)?;
+            Object::Namespace(Box::new(n))
         }
         ("batch/v1", "CronJob") => {
             let mut c: CronJob = typed(source_name, &label, &value)?;

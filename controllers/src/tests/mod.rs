@@ -5,6 +5,7 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod job;
+mod namespace;
 mod replicaset;
 
 use kinglet_manifest::Object;

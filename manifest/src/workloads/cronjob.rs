@@ -40,14 +40,16 @@ pub(crate) fn check_cron_job(
     }
     match spec.concurrency_policy.as_deref().unwrap_or("Allow") {
         "Allow" | "Forbid" | "Replace" => {}
-        other => return Err(invalid(
-            source,
-            label,
-            "spec.concurrencyPolicy",
-            format!(
+        other => {
+            return Err(invalid(
+                source,
+                label,
+                "spec.concurrencyPolicy",
+                format!(
                 "Unsupported value {other:?}: supported values: \"Allow\", \"Forbid\", \"Replace\""
             ),
-        )),
+            ))
+        }
     }
     if let Some(n) = spec.starting_deadline_seconds {
         if n < 0 {
