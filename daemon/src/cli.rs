@@ -104,6 +104,10 @@ pub enum Command {
         files: Vec<PathBuf>,
         kind: Option<String>,
         name: Option<String>,
+        /// What happens to owned objects: background (deleted after) or orphan (kept,
+        /// ownerReferences removed).
+        #[arg(long, default_value = "background")]
+        cascade: String,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -387,11 +391,18 @@ pub fn main() -> ExitCode {
             files,
             kind,
             name,
+            cascade,
             client,
         } => {
             let ns = client.namespace.clone();
             client_verb(&client, |ch| async move {
-                crate::kubectl::delete(ch, &files, kind.as_deref(), name.as_deref(), &ns).await
+                let target = crate::kubectl::DeleteTarget {
+                    files: &files,
+                    kind: kind.as_deref(),
+                    name: name.as_deref(),
+                    cascade: &cascade,
+                };
+                crate::kubectl::delete(ch, target, &ns).await
             })
         }
         Command::Scale {

@@ -82,13 +82,21 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn delete(
-    ch: Channel,
-    files: &[PathBuf],
-    kind: Option<&str>,
-    name: Option<&str>,
-    ns: &str,
-) -> anyhow::Result<()> {
+/// What `delete` removes: files, or KIND NAME / KIND/NAME; and `--cascade`.
+pub struct DeleteTarget<'a> {
+    pub files: &'a [PathBuf],
+    pub kind: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub cascade: &'a str,
+}
+
+pub async fn delete(ch: Channel, t: DeleteTarget<'_>, ns: &str) -> anyhow::Result<()> {
+    let DeleteTarget {
+        files,
+        kind,
+        name,
+        cascade,
+    } = t;
     let mut c = ObjectsClient::new(ch);
     let reqs: Vec<admin::DeleteRequest> = if !files.is_empty() {
         read_manifests(files)?
@@ -96,6 +104,7 @@ pub async fn delete(
             .map(|(source, content)| admin::DeleteRequest {
                 source,
                 content,
+                propagation_policy: cascade.into(),
                 ..Default::default()
             })
             .collect()
@@ -108,6 +117,7 @@ pub async fn delete(
             kind,
             name,
             namespace: ns.into(),
+            propagation_policy: cascade.into(),
             ..Default::default()
         }]
     };

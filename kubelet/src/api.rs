@@ -126,10 +126,17 @@ impl Supervisor {
                 name: req.name.clone(),
             }]
         };
+        let policy = crate::cascade::parse(&req.propagation_policy)?;
         let mut results = Vec::new();
         {
             let mut store = self.store.lock().await;
             for k in keys {
+                if policy == crate::cascade::Propagation::Orphan {
+                    let uid = store.map.get(&k).and_then(|o| o.meta().uid.clone());
+                    if let Some(uid) = uid {
+                        crate::cascade::orphan_dependents(&mut store, &uid)?;
+                    }
+                }
                 // A Namespace is marked Terminating; the namespace controller removes it.
                 if k.kind == "Namespace" {
                     if let Some(mut o) = store.map.get(&k).cloned() {

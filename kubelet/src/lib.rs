@@ -22,6 +22,7 @@
 mod actions;
 mod api;
 pub mod backoff;
+mod cascade;
 pub mod error;
 #[cfg(test)]
 mod fake;
