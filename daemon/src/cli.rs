@@ -74,6 +74,10 @@ pub enum Command {
         /// The objects of the kind whose labels match (`app=web,tier!=db`).
         #[arg(short = 'l', long = "selector")]
         selector: Option<String>,
+        /// What happens to owned objects: background (deleted after) or orphan (kept,
+        /// ownerReferences removed).
+        #[arg(long, default_value = "background")]
+        cascade: String,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -112,7 +116,7 @@ pub enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
-    /// A Deployment's rollout: `rollout status|restart|undo deploy/NAME`.
+    /// A Deployment's rollout: `rollout status|restart|undo|pause|resume|history deploy/NAME`.
     Rollout {
         /// status, restart or undo.
         verb: String,
@@ -120,8 +124,9 @@ pub enum Command {
         target: String,
         /// Name, when TARGET is a kind alone.
         name: Option<String>,
-        /// undo: the revision to go back to (default: the previous one).
-        #[arg(long)]
+        /// undo: the revision to go back to (default: the previous one); history
+        /// (`--revision`): the revision to show.
+        #[arg(long, visible_alias = "revision")]
         to_revision: Option<i64>,
         /// status: how long to wait.
         #[arg(long, default_value = "600")]
@@ -408,17 +413,20 @@ pub fn main() -> ExitCode {
             name,
             all,
             selector,
+            cascade,
             client,
         } => {
             let ns = client.namespace.clone();
             client_verb(&client, |ch| async move {
                 let target = crate::kubectl::DeleteTarget {
+                    files: &files,
                     kind: kind.as_deref(),
                     name: name.as_deref(),
                     all,
                     selector: selector.as_deref(),
+                    cascade: &cascade,
                 };
-                crate::kubectl::delete(ch, &files, target, &ns).await
+                crate::kubectl::delete(ch, target, &ns).await
             })
         }
         Command::Scale {

@@ -94,6 +94,13 @@ pub struct Config {
     /// host's resolv.conf, systemd-resolved's upstream list when it points at the stub).
     #[serde(with = "dns_upstreams")]
     pub dns_upstreams: Vec<std::net::SocketAddr>,
+    // -- This node as workload controllers (DaemonSets) see it --
+    /// The node's name (default: the host name, lower-cased, as the kubelet's).
+    pub node_name: Option<String>,
+    /// Labels besides `kubernetes.io/hostname`, `/os` and `/arch` (which they may override).
+    pub node_labels: std::collections::BTreeMap<String, String>,
+    /// Taints, as the kubelet's `--register-with-taints`: `key[=value]:Effect`.
+    pub node_taints: Vec<String>,
 }
 
 impl Default for Config {
@@ -132,6 +139,9 @@ impl Default for Config {
             cluster_dns: true,
             cluster_domain: kinglet_services::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             dns_upstreams: Vec::new(),
+            node_name: None,
+            node_labels: Default::default(),
+            node_taints: Vec::new(),
         }
     }
 }
@@ -278,6 +288,12 @@ impl Config {
 
     fn check(&self, path: &Path) -> Result<(), DaemonError> {
         let (cfg, path) = (self, path.to_owned());
+        if let Err(reason) = cfg.node() {
+            return Err(DaemonError::Config {
+                path: path.clone(),
+                reason: format!("node-taints: {reason}"),
+            });
+        }
         if !valid_domain(&cfg.cluster_domain) {
             return Err(DaemonError::Config {
                 path: path.clone(),
@@ -366,8 +382,21 @@ fn with_flags(file: Config, flags: &DaemonFlags) -> Result<Config, String> {
     serde_json::from_value(merged).map_err(|e| e.to_string())
 }
 
-fn parse_file(path: &Path) -> Result<Config, DaemonError> {
+impl Config {
+    /// This node (name, labels, taints) as the workload controllers see it.
+    pub fn node(&self) -> Result<kinglet_controllers::node::Node, String> {
+        let name = self.node_name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+                .to_lowercase()
+        });
+        kinglet_controllers::node::Node::new(&name, &self.node_labels, &self.node_taints)
+    }
+}
 
+fn parse_file(path: &Path) -> Result<Config, DaemonError> {
     let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
         path: path.to_owned(),
         source,

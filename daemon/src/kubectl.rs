@@ -81,26 +81,25 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `delete` without `-f` names: one object, or every object of a kind (`--all`), or
-/// those whose labels match (`-l`).
+/// What `delete` removes: files, or one object (KIND NAME / KIND/NAME), or every object of a
+/// kind (`--all`), or those whose labels match (`-l`); and `--cascade`.
 pub struct DeleteTarget<'a> {
+    pub files: &'a [PathBuf],
     pub kind: Option<&'a str>,
     pub name: Option<&'a str>,
     pub all: bool,
     pub selector: Option<&'a str>,
+    pub cascade: &'a str,
 }
 
-pub async fn delete(
-    ch: Channel,
-    files: &[PathBuf],
-    target: DeleteTarget<'_>,
-    ns: &str,
-) -> anyhow::Result<()> {
+pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::Result<()> {
+    let (files, cascade) = (target.files, target.cascade);
     let mut c = ObjectsClient::new(ch);
     let by_request = |kind: String, name: String| admin::DeleteRequest {
         kind,
         name,
         namespace: ns.into(),
+        propagation_policy: cascade.into(),
         ..Default::default()
     };
     let reqs: Vec<admin::DeleteRequest> = if !files.is_empty() {
@@ -109,6 +108,7 @@ pub async fn delete(
             .map(|(source, content)| admin::DeleteRequest {
                 source,
                 content,
+                propagation_policy: cascade.into(),
                 ..Default::default()
             })
             .collect()
@@ -395,7 +395,9 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                 ),
                 o["message"].as_str().unwrap_or_default().into(),
             ],
-            "Deployment" | "ReplicaSet" | "Job" => crate::workloads_cli::row(o, age(o), wide),
+            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" | "Namespace" => {
+                crate::workloads_cli::row(o, age(o), wide)
+            }
             "Service" => {
                 let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
                 let mut r = kinglet_services::columns::service_row(&s);
@@ -657,6 +659,9 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     ) {
         return crate::workloads_cli::describe(ch, kind, name, ns).await;
     }
+    if crate::apps_cli::describes(kind) {
+        return crate::apps_cli::describe(ch, kind, name, ns).await;
+    }
     if matches!(kind, "svc" | "service" | "services") {
         return describe_service(ch, name, ns).await;
     }
@@ -664,7 +669,7 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         return crate::describe_cli::describe(ch, kind, name, ns).await;
     }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets, jobs, services, configmaps and secrets");
+        bail!("describe supports pods, deployments, replicasets, daemonsets, jobs, cronjobs, services, configmaps and secrets");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

@@ -17,6 +17,7 @@
 //! See ARCHITECTURE.md for the process model.
 
 pub mod activation;
+pub mod apps_cli;
 pub mod backend;
 pub mod check;
 pub mod cli;

@@ -78,7 +78,8 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     )
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
-    kinglet_controllers::run(supervisor.clone());
+    let node = config.node().map_err(DaemonError::Startup)?;
+    kinglet_controllers::run(supervisor.clone(), node);
     let stream_addr = std::net::SocketAddr::new(config.stream_address, config.stream_port);
     let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
         .await

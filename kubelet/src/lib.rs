@@ -24,12 +24,14 @@ mod api;
 pub mod backoff;
 mod cluster_dns;
 pub mod dns;
+mod cascade;
 pub mod error;
 mod events_api;
 #[cfg(test)]
 mod fake;
 pub mod harness;
 mod hooks;
+pub mod namespaces;
 mod objects;
 pub mod pod;
 pub mod podspec;
@@ -239,7 +241,12 @@ impl Supervisor {
                     snap.secrets.insert(key, kinglet_manifest::secret_data(s));
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
-                Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
+                Object::Deployment(_)
+                | Object::ReplicaSet(_)
+                | Object::Job(_)
+                | Object::DaemonSet(_)
+                | Object::CronJob(_)
+                | Object::Namespace(_) => {}
                 Object::Service(_) | Object::EndpointSlice(_) | Object::Endpoints(_) => {}
             }
         }
