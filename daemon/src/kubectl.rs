@@ -269,6 +269,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
+        "ServiceAccount" => vec!["NAME", "SECRETS", "AGE"],
         "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
         "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
         k => crate::workloads_cli::header(k, wide).unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
@@ -347,6 +348,10 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                 let mut r = kinglet_services::columns::slice_row(&s);
                 r.push(age(o));
                 r
+            }
+            "ServiceAccount" => {
+                let n = o["secrets"].as_array().map(Vec::len).unwrap_or(0);
+                vec![name, n.to_string(), age(o)]
             }
             _ => {
                 let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)

@@ -5,7 +5,7 @@
 use kinglet_manifest::{Object, ObjectKey};
 use kinglet_proto::admin;
 
-use crate::{services, status, KubeletError, Supervisor};
+use crate::{serviceaccounts, services, status, KubeletError, Supervisor};
 
 impl Supervisor {
     /// `kinglet apply`.
@@ -56,12 +56,23 @@ impl Supervisor {
                 // Compared with what the controllers added carried over (status, owner,
                 // revision), so re-applying an unchanged workload is "unchanged".
                 carry_identity(&mut o, prev.as_ref());
-                services::admit(
+                // Admission: a refused object is an `error:` line; the others are stored.
+                let admitted = services::admit(
                     self.cfg.services.as_ref(),
                     &store.map,
                     &mut o,
                     prev.as_ref(),
-                )?;
+                )
+                .map_err(|e| crate::error::chain(&e))
+                .and_then(|()| serviceaccounts::admit_pod(&store.map, &mut o));
+                if let Err(e) = admitted {
+                    tracing::warn!(object = %k, error = %e, "object refused at admission");
+                    results.push(format!("error: {}/{}: {e}", k.kind.to_lowercase(), k.name));
+                    continue;
+                }
+                if let Some(sa) = serviceaccounts::default_if_missing(&store.map, &k.namespace) {
+                    store.put(sa)?;
+                }
                 let verdict = match &prev {
                     None => "created",
                     Some(p) if same_content(p, &o) => "unchanged",
@@ -253,6 +264,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "replicaset" | "replicasets" | "rs" => Some("ReplicaSet"),
         "job" | "jobs" => Some("Job"),
         "service" | "services" | "svc" => Some("Service"),
+        "serviceaccount" | "serviceaccounts" | "sa" => Some("ServiceAccount"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         _ => None,
     }
@@ -283,7 +295,10 @@ fn clear_status(o: &mut Object) {
         Object::Deployment(d) => d.status = None,
         Object::ReplicaSet(r) => r.status = None,
         Object::Job(j) => j.status = None,
-        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
+        Object::ConfigMap(_)
+        | Object::Secret(_)
+        | Object::Service(_)
+        | Object::ServiceAccount(_) => {}
     }
 }
 

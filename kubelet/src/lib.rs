@@ -22,17 +22,21 @@
 mod actions;
 mod api;
 pub mod backoff;
+pub mod downward;
+mod envvars;
 pub mod error;
 #[cfg(test)]
 mod fake;
 pub mod harness;
 mod hooks;
+pub mod hosts;
 mod objects;
 pub mod pod;
 pub mod podspec;
 mod probe;
 pub mod runtime;
 mod security;
+pub mod serviceaccounts;
 pub mod services;
 mod status;
 mod stop;
@@ -112,6 +116,13 @@ impl Supervisor {
         let store = tokio::task::spawn_blocking(move || ObjectStore::open(&root, &run_root))
             .await
             .map_err(|e| KubeletError::internal("object store task", e))??;
+        let mut store = store;
+        // Namespace `default` always exists, and with it its `default` ServiceAccount.
+        if let Some(sa) =
+            serviceaccounts::default_if_missing(&store.map, kinglet_manifest::DEFAULT_NAMESPACE)
+        {
+            store.put(sa)?;
+        }
         let sources = watch::Sources::load(&cfg.root.join("objects").join("sources.json"));
         let sysctls = SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
             .map_err(|reason| KubeletError::invalid("allowed-unsafe-sysctls", reason))?;
@@ -134,6 +145,8 @@ impl Supervisor {
             root: cfg.root.clone(),
             run_root: cfg.run_root.clone(),
             node_name,
+            host_ip: downward::node_ip(),
+            allocatable: downward::Allocatable::of_host(&cfg.root),
             sysctls: Arc::new(sysctls),
             world: world.subscribe(),
             saved_backoff: std::sync::Mutex::new(saved),
@@ -232,7 +245,8 @@ impl Supervisor {
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
                 Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
-                Object::Service(_) => {}
+                Object::Service(s) => snap.services.push((**s).clone()),
+                Object::ServiceAccount(_) => {}
             }
         }
         (pods, snap)

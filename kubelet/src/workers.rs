@@ -36,6 +36,8 @@ pub(crate) struct PodReconciler {
     pub root: PathBuf,
     pub run_root: PathBuf,
     pub node_name: String,
+    pub host_ip: String,
+    pub allocatable: crate::downward::Allocatable,
     pub sysctls: Arc<SysctlAllowlist>,
     /// The objects as the dispatcher last published them.
     pub world: watch::Receiver<Arc<World>>,
@@ -76,6 +78,8 @@ impl Reconciler for PodReconciler {
                 disk: self.root.join("volumes").join(uid),
             },
             node_name: self.node_name.clone(),
+            host_ip: self.host_ip.clone(),
+            allocatable: self.allocatable,
             sysctls: self.sysctls.clone(),
             book: self.book.clone(),
             wake,

@@ -19,7 +19,7 @@ use std::fmt;
 
 pub use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 pub use k8s_openapi::api::batch::v1::Job;
-pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 mod service;
@@ -46,7 +46,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, ServiceAccount, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -78,6 +78,7 @@ pub enum Object {
     ReplicaSet(Box<ReplicaSet>),
     Job(Box<Job>),
     Service(Box<Service>),
+    ServiceAccount(Box<ServiceAccount>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -105,13 +106,18 @@ impl Object {
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Job(_) => "Job",
             Object::Service(_) => "Service",
+            Object::ServiceAccount(_) => "ServiceAccount",
         }
     }
 
     /// The object's apiVersion.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
+            Object::Pod(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::Service(_)
+            | Object::ServiceAccount(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
             Object::Job(_) => "batch/v1",
         }
@@ -126,6 +132,7 @@ impl Object {
             Object::ReplicaSet(r) => &r.metadata,
             Object::Job(j) => &j.metadata,
             Object::Service(s) => &s.metadata,
+            Object::ServiceAccount(s) => &s.metadata,
         }
     }
 
@@ -138,6 +145,7 @@ impl Object {
             Object::ReplicaSet(r) => &mut r.metadata,
             Object::Job(j) => &mut j.metadata,
             Object::Service(s) => &mut s.metadata,
+            Object::ServiceAccount(s) => &mut s.metadata,
         }
     }
 
@@ -151,6 +159,7 @@ impl Object {
             Object::ReplicaSet(r) => serde_json::to_value(r),
             Object::Job(j) => serde_json::to_value(j),
             Object::Service(s) => serde_json::to_value(s),
+            Object::ServiceAccount(s) => serde_json::to_value(s),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -323,6 +332,9 @@ fn parse_value(
             service::check_service(source_name, &label, &s)?;
             Object::Service(Box::new(s))
         }
+        ("v1", "ServiceAccount") => {
+            Object::ServiceAccount(Box::new(typed(source_name, &label, &value)?))
+        }
         _ => {
             return Err(ManifestError::Unsupported {
                 source_name: source_name.to_owned(),
@@ -484,8 +496,16 @@ const POD_SPEC_FIELDS: &[&str] = &[
     "shareProcessNamespace",
     "hostname",
     "dnsConfig",
+    // Read by the DNS setup (`dns`); listed so it is not reported as ignored.
+    "dnsPolicy",
     "imagePullSecrets",
     "securityContext",
+    "hostAliases",
+    "subdomain",
+    "enableServiceLinks",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
 ];
 const CONTAINER_FIELDS: &[&str] = &[
     "name",

@@ -32,7 +32,7 @@ use crate::runtime::{PodRuntime, RuntimeError};
 use crate::sysctl::SysctlAllowlist;
 use crate::volumes::{self, VolumeRoots};
 use crate::world::World;
-use crate::{status, stop};
+use crate::{hosts, status, stop};
 
 pub use crate::harness::Action;
 pub use shared::{PodEvent, PodShared, Shared, Waiting, EVENTS_KEPT};
@@ -131,6 +131,13 @@ impl PodState {
             reason: reason.to_owned(),
             message,
         });
+    }
+
+    /// Whether some container already waits with `message` (an event said why).
+    fn any_waiting_with(&self, message: &str) -> bool {
+        self.containers
+            .values()
+            .any(|m| m.waiting.as_ref().is_some_and(|w| w.message == message))
     }
 
     fn clear_waiting(&mut self, container: &str) {
@@ -233,6 +240,10 @@ pub struct PodEnv {
     pub volumes: VolumeRoots,
     /// For the downward API's `spec.nodeName`.
     pub node_name: String,
+    /// For the downward API's `status.hostIP`.
+    pub host_ip: String,
+    /// For `resourceFieldRef`s of containers without limits.
+    pub allocatable: crate::downward::Allocatable,
     pub sysctls: Arc<SysctlAllowlist>,
     /// Where the pod's crash-loop back-off is kept for the next daemon.
     pub book: Arc<crate::workers::BackoffBook>,
@@ -251,6 +262,13 @@ pub enum ReconcileError {
         #[source]
         source: RuntimeError,
     },
+    /// A file of the pod (its /etc/hosts) could not be written.
+    #[error("{step}")]
+    Io {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ReconcileError {
@@ -263,7 +281,7 @@ impl ReconcileError {
             {
                 Some(Duration::from_millis(100))
             }
-            ReconcileError::Runtime { .. } => None,
+            ReconcileError::Runtime { .. } | ReconcileError::Io { .. } => None,
         }
     }
 }
@@ -302,6 +320,8 @@ struct Pass<'a> {
     sandbox_cfg: v1::PodSandboxConfig,
     existing: Vec<v1::Container>,
     grace: i64,
+    /// The kubelet-managed hosts file, bind-mounted at /etc/hosts.
+    hosts: Option<PathBuf>,
 }
 
 /// Whether a container that exited with `exit_code` is restarted under `policy`.
@@ -465,14 +485,22 @@ async fn reconcile_inner(
     }
 
     // 2. Volumes (refreshed on every pass).
-    let vols = match volumes::prepare(pod, ns, &env.volumes, &world.snap) {
+    let vols = match volumes::prepare(pod, ns, &env.volumes, &world.snap, &env.allocatable) {
         Ok(v) => v,
         Err(ConfigError(msg)) => {
-            for c in &pod
-                .spec
-                .as_ref()
-                .map(|s| s.containers.clone())
-                .unwrap_or_default()
+            // The kubelet's FailedMount event, and the reason in every container's waiting
+            // state (never a silent ContainerCreating).
+            let msg = format!("MountVolume.SetUp failed: {msg}");
+            if !state.any_waiting_with(&msg) {
+                tracing::warn!(pod = %name, error = %msg, "volume setup failed");
+                state.event(true, "FailedMount", msg.clone());
+            }
+            let spec = pod.spec.clone().unwrap_or_default();
+            for c in spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
             {
                 state.set_waiting(&c.name, "ContainerCreating", msg.clone());
             }
@@ -508,6 +536,7 @@ async fn reconcile_inner(
     let existing = containers_of(rt, &sandbox)
         .await
         .step(|| "list the pod's containers".into())?;
+    let hosts = hosts_file(pod, &pod_ip, &sandbox_cfg.hostname, env).await?;
     let pass = Pass {
         pod,
         world,
@@ -517,17 +546,50 @@ async fn reconcile_inner(
             uid: &uid,
             pod_ip: &pod_ip,
             node_name: &env.node_name,
+            host_ip: &env.host_ip,
+            allocatable: env.allocatable,
         },
         vols,
         sandbox,
         sandbox_cfg,
         existing,
         grace,
+        hosts,
     };
     // 3. Containers.
     run_containers(&pass, state, env).await?;
     state.last_spec = Some(pod.clone());
     Ok(())
+}
+
+/// Write the pod's kubelet-managed hosts file (`crate::hosts`), when the pod has an address
+/// (or uses the node's network, as the kubelet's `shouldMountHostsFile`).
+async fn hosts_file(
+    pod: &Pod,
+    pod_ip: &str,
+    hostname: &str,
+    env: &PodEnv,
+) -> Result<Option<PathBuf>, ReconcileError> {
+    let host_net = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    if pod_ip.is_empty() && !host_net {
+        return Ok(None);
+    }
+    let node_hosts = host_net.then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+    let text = hosts::content(pod, pod_ip, hostname, node_hosts.as_deref());
+    let dir = env.volumes.run.clone();
+    let path = tokio::task::spawn_blocking(move || hosts::write(&dir, &text))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|source| ReconcileError::Io {
+            step: "write the pod's /etc/hosts".into(),
+            source,
+        })?;
+    Ok(Some(path))
 }
 
 /// Init containers in order, each to success; native sidecars (restartPolicy: Always) only

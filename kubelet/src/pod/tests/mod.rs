@@ -61,6 +61,12 @@ impl Node {
                 disk: dir.path().join("disk"),
             },
             node_name: "node".into(),
+            host_ip: "192.168.1.5".into(),
+            allocatable: crate::downward::Allocatable {
+                cpu: 2.0,
+                memory: 1e9,
+                ephemeral_storage: 1e10,
+            },
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
             book: Arc::new(crate::workers::BackoffBook::new(None, HashMap::new())),
             wake: Wake::default(),

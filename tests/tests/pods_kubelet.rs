@@ -1,0 +1,175 @@
+//! Pods exactly as the kubelet runs them, end to end through `kinglet apply` with real
+//! containers: the downward API (every fieldRef, resourceFieldRef in env and in plain and
+//! projected volumes), ServiceAccounts, the kubelet-managed /etc/hosts with hostAliases,
+//! HOSTNAME and service link variables, supplementary groups, and a volume that cannot be
+//! prepared reported as an event and a waiting message.
+
+use std::time::Duration;
+
+use kinglet_tests::*;
+
+const POD: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: my-web}
+spec:
+  clusterIP: 10.220.9.10
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bot}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kube
+  labels: {app: kube, tier: back}
+  annotations: {note: hi}
+spec:
+  terminationGracePeriodSeconds: 1
+  serviceAccountName: bot
+  hostAliases:
+  - {ip: 127.0.0.1, hostnames: [foo.local, bar.local]}
+  - {ip: 10.1.2.3, hostnames: [foo.remote]}
+  securityContext: {runAsUser: 1001, runAsGroup: 3000, fsGroup: 2000, supplementalGroups: [4000]}
+  containers:
+  - name: c
+    image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+    resources: {limits: {memory: 64Mi, cpu: 500m}, requests: {memory: 32Mi}}
+    env:
+    - {name: SA, valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}}
+    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: POD_IPS, valueFrom: {fieldRef: {fieldPath: status.podIPs}}}
+    - {name: TIER, valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}}
+    - {name: NOTE, valueFrom: {fieldRef: {fieldPath: "metadata.annotations['note']"}}}
+    - {name: CPU_M, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}}
+    - {name: WEB, value: "$(MY_WEB_SERVICE_HOST)"}
+    volumeMounts:
+    - {name: info, mountPath: /etc/podinfo}
+    - {name: proj, mountPath: /etc/proj}
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: mem_limit, resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}}
+      - {path: mem_request, resourceFieldRef: {containerName: c, resource: requests.memory, divisor: 1Mi}}
+      - {path: cpu_limit, resourceFieldRef: {containerName: c, resource: limits.cpu, divisor: 1m}}
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+  - name: proj
+    projected:
+      sources:
+      - downwardAPI:
+          items:
+          - {path: cpu_request, resourceFieldRef: {containerName: c, resource: requests.cpu, divisor: 1m}}
+          - {path: tier, fieldRef: {fieldPath: "metadata.labels['tier']"}}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_run_as_the_kubelet_runs_them() {
+    let d = Daemon::start_with_config("service-cidr = \"10.220.9.0/24\"\n").await;
+    d.import_test_image().await;
+    let f = write(d.dir.path(), "kube.yaml", POD);
+    let out = d.cli_ok(&["apply", "-f", &f]);
+    assert!(out.contains("serviceaccount/bot created"), "{out}");
+    wait_for("kube running", Duration::from_secs(60), || {
+        pod_json(&d, "kube")["status"]["phase"] == "Running"
+    });
+    let ex = |cmd: &[&str]| {
+        let mut a = vec!["exec", "kube", "--"];
+        a.extend_from_slice(cmd);
+        d.cli_ok(&a)
+    };
+    let env = |name: &str| ex(&["sh", "-c", &format!("printf %s \"${name}\"")]);
+    let pod = pod_json(&d, "kube");
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap().to_owned();
+
+    // 1. The downward API.
+    assert_eq!(env("SA"), "bot");
+    assert!(!env("HOST_IP").is_empty());
+    assert_eq!(env("POD_IPS"), pod_ip);
+    assert_eq!(env("TIER"), "back");
+    assert_eq!(env("NOTE"), "hi");
+    assert_eq!(env("CPU_M"), "500");
+    assert_eq!(ex(&["cat", "/etc/podinfo/mem_limit"]), "64");
+    assert_eq!(ex(&["cat", "/etc/podinfo/mem_request"]), "32");
+    assert_eq!(ex(&["cat", "/etc/podinfo/cpu_limit"]), "500");
+    assert_eq!(
+        ex(&["cat", "/etc/podinfo/labels"]),
+        "app=\"kube\"\ntier=\"back\""
+    );
+    // No CPU request and a limit: the API server's defaulting makes the request the limit.
+    assert_eq!(ex(&["cat", "/etc/proj/cpu_request"]), "500");
+    assert_eq!(ex(&["cat", "/etc/proj/tier"]), "back");
+
+    // 2. ServiceAccounts: the default one exists; a missing one is refused as the API server
+    // refuses it, and the other documents of the file are applied.
+    let sas = d.cli_ok(&["get", "sa"]);
+    assert!(sas.contains("default") && sas.contains("bot"), "{sas}");
+    let bad = write(
+        d.dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: nosa}\nspec:\n  serviceAccountName: ghost\n  containers: [{name: c, image: kinglet.test/busybox:latest, command: [sleep, '1']}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: beside}\ndata: {a: b}\n",
+    );
+    let o = d.cli(&["apply", "-f", &bad]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("pods \"nosa\" is forbidden: error looking up service account default/ghost: serviceaccount \"ghost\" not found"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("configmap/beside created"));
+
+    // 3. The kubelet-managed /etc/hosts.
+    let hosts = ex(&["cat", "/etc/hosts"]);
+    assert_eq!(
+        hosts,
+        format!("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{pod_ip}\tkube\n\n# Entries added by HostAliases.\n127.0.0.1\tfoo.local\tbar.local\n10.1.2.3\tfoo.remote\n")
+    );
+
+    // 4. HOSTNAME and service links.
+    assert_eq!(env("HOSTNAME"), "kube");
+    assert_eq!(env("MY_WEB_SERVICE_HOST"), "10.220.9.10");
+    assert_eq!(env("MY_WEB_SERVICE_PORT_HTTP"), "80");
+    assert_eq!(env("MY_WEB_PORT"), "tcp://10.220.9.10:80");
+    assert_eq!(env("MY_WEB_PORT_80_TCP_ADDR"), "10.220.9.10");
+    assert_eq!(env("WEB"), "10.220.9.10");
+
+    // 5. Supplementary groups as on Kubernetes (uid 1001 has no entry in the image, so no
+    // groups of its own; see cri_conformance for the image's groups under Merge and Strict).
+    assert_eq!(
+        ex(&["id"]).trim(),
+        "uid=1001 gid=3000 groups=2000,3000,4000"
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_that_cannot_be_prepared_is_an_event_and_a_waiting_message() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let f = write(
+        d.dir.path(),
+        "badvol.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: badvol}\nspec:\n  containers:\n  - {name: c, image: kinglet.test/busybox:latest, command: [sleep, '3600'], volumeMounts: [{name: info, mountPath: /i}]}\n  volumes:\n  - name: info\n    downwardAPI:\n      items: [{path: x, resourceFieldRef: {containerName: nope, resource: limits.cpu}}]\n",
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    let msg = |p: &serde_json::Value| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    wait_for("a waiting message", Duration::from_secs(30), || {
+        msg(&pod_json(&d, "badvol")).contains("MountVolume.SetUp failed")
+    });
+    let m = msg(&pod_json(&d, "badvol"));
+    assert!(
+        m.contains("volume \"info\"") && m.contains("\"nope\""),
+        "{m}"
+    );
+    let desc = d.cli_ok(&["describe", "pod", "badvol"]);
+    assert!(desc.contains("FailedMount"), "{desc}");
+    d.shutdown().await;
+}
