@@ -22,6 +22,7 @@ pub mod kubectl;
 pub mod metrics;
 pub mod notify;
 pub mod podruntime;
+pub mod podview;
 pub mod pull;
 pub mod reset;
 pub mod runtime;

@@ -126,7 +126,7 @@ fn container_status(
     c: &Container,
     mine: &[&v1::ContainerStatus],
     shared: &Shared,
-    app: bool,
+    (app, default_reason): (bool, &str),
     t: &mut Tally,
 ) -> ContainerStatus {
     let n = usize::from(app);
@@ -177,7 +177,7 @@ fn container_status(
         }
         _ => {
             t.pending += n;
-            waiting("ContainerCreating".into(), None)
+            waiting(default_reason.into(), None)
         }
     };
     let is_running = state.running.is_some();
@@ -225,6 +225,13 @@ pub(crate) fn compose(
 ) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();
     let inits = spec.init_containers.clone().unwrap_or_default();
+    // A container with nothing to show waits in ContainerCreating, or in PodInitializing in
+    // a pod with init containers (the kubelet's default waiting state).
+    let default_reason = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
     let mut t = Tally::default();
     let mut of = |c: &Container, app: bool| {
         let mut mine: Vec<&v1::ContainerStatus> = statuses
@@ -232,7 +239,7 @@ pub(crate) fn compose(
             .filter(|s| s.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
             .collect();
         mine.sort_by_key(|s| s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
-        container_status(c, &mine, shared, app, &mut t)
+        container_status(c, &mine, shared, (app, default_reason), &mut t)
     };
     let init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| of(c, false)).collect();
     let container_statuses: Vec<ContainerStatus> =

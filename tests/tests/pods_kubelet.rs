@@ -110,7 +110,7 @@ async fn pods_run_as_the_kubelet_runs_them() {
     let bad = write(
         d.dir.path(),
         "bad.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: nosa}\nspec:\n  serviceAccountName: ghost\n  containers: [{name: c, image: kinglet.test/busybox:latest, command: [sleep, '1']}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: beside}\ndata: {a: b}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: nosa}\nspec:\n  serviceAccountName: ghost\n  containers: [{name: c, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '1']}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: beside}\ndata: {a: b}\n",
     );
     let o = d.cli(&["apply", "-f", &bad]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -152,7 +152,7 @@ async fn a_volume_that_cannot_be_prepared_is_an_event_and_a_waiting_message() {
     let f = write(
         d.dir.path(),
         "badvol.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: badvol}\nspec:\n  containers:\n  - {name: c, image: kinglet.test/busybox:latest, command: [sleep, '3600'], volumeMounts: [{name: info, mountPath: /i}]}\n  volumes:\n  - name: info\n    downwardAPI:\n      items: [{path: x, resourceFieldRef: {containerName: nope, resource: limits.cpu}}]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: badvol}\nspec:\n  containers:\n  - {name: c, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3600'], volumeMounts: [{name: info, mountPath: /i}]}\n  volumes:\n  - name: info\n    downwardAPI:\n      items: [{path: x, resourceFieldRef: {containerName: nope, resource: limits.cpu}}]\n",
     );
     d.cli_ok(&["apply", "-f", &f]);
     let msg = |p: &serde_json::Value| {
@@ -171,5 +171,94 @@ async fn a_volume_that_cannot_be_prepared_is_an_event_and_a_waiting_message() {
     );
     let desc = d.cli_ok(&["describe", "pod", "badvol"]);
     assert!(desc.contains("FailedMount"), "{desc}");
+    d.shutdown().await;
+}
+
+/// The pod's row in `kinglet get pods`: (READY, STATUS, RESTARTS).
+fn row(d: &Daemon, name: &str) -> (String, String, String) {
+    let out = d.cli_ok(&["get", "pods", name]);
+    let line = out.lines().nth(1).unwrap_or_default().to_owned();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    let cell = |i: usize| cells.get(i).copied().unwrap_or_default().to_owned();
+    (cell(1), cell(2), cell(3))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_progress_crash_loops_and_sidecars_show_as_kubectl_shows_them() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let f = write(
+        d.dir.path(),
+        "status.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: steps}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: a, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3']}
+  - {name: b, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3']}
+  containers:
+  - {name: app, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: initcrash}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: fail, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sh, -c, 'exit 1']}
+  containers:
+  - {name: app, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: side}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: proxy, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, restartPolicy: Always, command: [sleep, '3600']}
+  containers:
+  - {name: web, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}
+  - {name: log, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, '3600']}
+"#,
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    // Init progress, sampled: Init:0/2, then Init:1/2, then Running.
+    let mut seen: Vec<String> = Vec::new();
+    wait_for("steps running", Duration::from_secs(60), || {
+        let (_, status, _) = row(&d, "steps");
+        if seen.last() != Some(&status) {
+            eprintln!("steps: {status}");
+            seen.push(status.clone());
+        }
+        status == "Running"
+    });
+    let order: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .filter(|s| matches!(*s, "Init:0/2" | "Init:1/2" | "Running"))
+        .collect();
+    assert_eq!(order, ["Init:0/2", "Init:1/2", "Running"], "{seen:?}");
+    // A crash-looping init container: its back-off and restarts.
+    wait_for("Init:CrashLoopBackOff", Duration::from_secs(60), || {
+        let (ready, status, restarts) = row(&d, "initcrash");
+        ready == "0/1"
+            && status == "Init:CrashLoopBackOff"
+            && restarts.parse::<i32>().unwrap_or(0) >= 1
+    });
+    // A native sidecar counts in READY; describe lists init and app containers.
+    wait_for("side 3/3", Duration::from_secs(60), || {
+        row(&d, "side") == ("3/3".into(), "Running".into(), "0".into())
+    });
+    let desc = d.cli_ok(&["describe", "pod", "side"]);
+    let (inits, apps) = desc.split_once("\nContainers:\n").expect(&desc);
+    assert!(inits.contains("Init Containers:\n  proxy:\n"), "{desc}");
+    assert!(inits.contains("Restart Policy: Always"), "{desc}");
+    assert!(
+        apps.contains("  web:\n") && apps.contains("  log:\n"),
+        "{desc}"
+    );
+    assert_eq!(apps.matches("Running").count(), 2, "{desc}");
     d.shutdown().await;
 }

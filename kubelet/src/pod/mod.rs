@@ -496,13 +496,14 @@ async fn reconcile_inner(
                 state.event(true, "FailedMount", msg.clone());
             }
             let spec = pod.spec.clone().unwrap_or_default();
-            for c in spec
-                .init_containers
-                .iter()
-                .flatten()
-                .chain(&spec.containers)
-            {
-                state.set_waiting(&c.name, "ContainerCreating", msg.clone());
+            let inits = spec.init_containers.as_deref().unwrap_or_default();
+            let reason = if inits.is_empty() {
+                "ContainerCreating"
+            } else {
+                "PodInitializing"
+            };
+            for c in inits.iter().chain(&spec.containers) {
+                state.set_waiting(&c.name, reason, msg.clone());
             }
             return Ok(());
         }
