@@ -19,6 +19,7 @@ pub mod deployment;
 pub mod error;
 pub mod gc;
 pub mod job;
+pub mod job_policy;
 pub mod replicaset;
 mod supervisor;
 
