@@ -479,6 +479,10 @@ async fn job_pods<S: Store + ?Sized>(store: &S, key: &ObjectKey, uid: &str) -> V
         let Object::Pod(p) = o else { continue };
         if p.metadata.namespace.as_deref() == Some(&key.namespace) && owned_by(&p.metadata, uid) {
             let st = store.pod_status(&p).await;
+            // A pod being deleted (by a user) no longer counts as active.
+            if p.metadata.deletion_timestamp.is_some() && !common::is_terminal(&st) {
+                continue;
+            }
             out.push(job_pod(&p, &st));
         }
     }

@@ -120,9 +120,37 @@ pub async fn delete(
             .results
         {
             println!("{line}");
+            // As kubectl (--wait): a deleted pod is waited for through its grace period.
+            if let Some(pod) = line
+                .strip_prefix("pod/")
+                .and_then(|l| l.strip_suffix(" deleted"))
+            {
+                wait_pod_gone(&mut c, pod, ns).await?;
+            }
         }
     }
     Ok(())
+}
+
+/// Wait until pod `name` is gone (its containers stopped and the object removed).
+async fn wait_pod_gone(c: &mut ObjectsClient<Channel>, name: &str, ns: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::time::Instant::now() < deadline {
+        let r = c
+            .get(admin::GetRequest {
+                kind: "pods".into(),
+                namespace: ns.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await;
+        match r {
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
+            Err(s) => return Err(status_err("delete")(s)),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    bail!("pod {ns}/{name} is still terminating after 10 minutes")
 }
 
 fn age(v: &serde_json::Value) -> String {

@@ -5,7 +5,7 @@
 use kinglet_manifest::{Object, ObjectKey};
 use kinglet_proto::admin;
 
-use crate::{serviceaccounts, services, status, KubeletError, Supervisor};
+use crate::{graceful, serviceaccounts, services, status, KubeletError, Supervisor};
 
 impl Supervisor {
     /// `kinglet apply`.
@@ -98,7 +98,7 @@ impl Supervisor {
         {
             let mut store = self.store.lock().await;
             for k in keys {
-                if store.remove(k)?.is_some() {
+                if graceful::delete(&mut store, k)? {
                     results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name));
                 }
             }
@@ -136,8 +136,8 @@ impl Supervisor {
         {
             let mut store = self.store.lock().await;
             for k in keys {
-                match store.remove(&k)? {
-                    Some(_) => {
+                match graceful::delete(&mut store, &k)?.then_some(()) {
+                    Some(()) => {
                         results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name))
                     }
                     None => {
@@ -336,6 +336,9 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
             }
             m.uid = pm.uid;
             m.creation_timestamp = pm.creation_timestamp;
+            // A Pod being deleted stays so (as on the API server).
+            m.deletion_timestamp = pm.deletion_timestamp;
+            m.deletion_grace_period_seconds = pm.deletion_grace_period_seconds;
             m.generation = Some(pm.generation.unwrap_or(1) + 1);
         }
         None => {

@@ -27,6 +27,7 @@ mod envvars;
 pub mod error;
 #[cfg(test)]
 mod fake;
+mod graceful;
 pub mod harness;
 mod hooks;
 pub mod hosts;
@@ -198,19 +199,44 @@ impl Supervisor {
             .collect();
         let mut uids: HashSet<String> = pods.keys().cloned().collect();
         self.world.send_replace(Arc::new(World { pods, snap }));
-        if let Ok(list) = self
+        let mut pods_with_sandbox: HashSet<String> = HashSet::new();
+        match self
             .rt
             .list_pod_sandbox(v1::ListPodSandboxRequest::default())
             .await
         {
-            uids.extend(
+            Ok(list) => pods_with_sandbox.extend(
                 list.items
                     .into_iter()
                     .filter_map(|s| s.labels.get(podspec::LABEL_POD_UID).cloned()),
-            );
+            ),
+            // Not known which pods still have containers: remove no deleted pod yet.
+            Err(_) => pods_with_sandbox.extend(uids.iter().cloned()),
         }
+        uids.extend(pods_with_sandbox.iter().cloned());
+        self.remove_terminated(&pods_with_sandbox).await;
         for uid in uids {
             self.pods.trigger(&uid);
+        }
+    }
+
+    /// Remove the Pods being deleted that have no sandbox left (their containers stopped).
+    async fn remove_terminated(&self, with_sandbox: &HashSet<String>) {
+        let mut store = self.store.lock().await;
+        let done: Vec<kinglet_manifest::ObjectKey> = store
+            .map
+            .iter()
+            .filter(|(_, o)| graceful::is_terminating(o))
+            .filter(|(_, o)| !with_sandbox.contains(o.meta().uid.as_deref().unwrap_or_default()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            match store.remove(&k) {
+                Ok(_) => tracing::info!(object = %k, "pod deleted: its containers are stopped"),
+                Err(e) => {
+                    tracing::warn!(object = %k, err = %error::chain(&e), "removing a deleted pod")
+                }
+            }
         }
     }
 

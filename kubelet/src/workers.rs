@@ -89,7 +89,13 @@ impl Reconciler for PodReconciler {
 
     async fn reconcile(&self, uid: &String, w: &mut PodWorker) -> Result<Action, ReconcileError> {
         let world = self.world.borrow().clone();
-        let Some(pod) = world.pods.get(uid) else {
+        // A Pod being deleted is torn down like a removed one; the dispatcher then removes
+        // the object.
+        let Some(pod) = world
+            .pods
+            .get(uid)
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        else {
             pod::remove(&mut w.state, &w.env).await?;
             self.book.put(uid, PodBackoff::new()).await;
             return Ok(Action::Done);

@@ -262,3 +262,81 @@ spec:
     assert_eq!(apps.matches("Running").count(), 2, "{desc}");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_bad_object_in_the_manifests_directory_does_not_stop_the_others() {
+    let d = Daemon::start().await;
+    let dir = d.manifests();
+    std::fs::create_dir_all(&dir).unwrap();
+    // An unsupported kind, a Pod refused at admission, and good objects around them, in one
+    // file and in another.
+    std::fs::write(
+        dir.join("mixed.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\ndata: {a: b}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: nosa}\nspec:\n  serviceAccountName: ghost\n  containers: [{name: c, image: busybox}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: last}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("other.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: other}\nstringData: {k: v}\n",
+    )
+    .unwrap();
+    wait_for("the good objects", Duration::from_secs(30), || {
+        ["configmap/first", "configmap/last", "secret/other"]
+            .iter()
+            .all(|o| d.cli(&["get", o]).status.success())
+    });
+    assert!(!d.cli(&["get", "pod", "nosa"]).status.success());
+    let log = d.log();
+    assert!(
+        log.contains("mixed.yaml: document 2") && log.contains("\"Widget\""),
+        "the bad document is named: {log}"
+    );
+    assert!(
+        log.contains("serviceaccount \\\"ghost\\\" not found")
+            || log.contains("serviceaccount \"ghost\" not found"),
+        "the refused pod is named: {log}"
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_pod_exists_terminating_through_its_grace_period() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let f = write(
+        d.dir.path(),
+        "slow.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: slow}\nspec:\n  terminationGracePeriodSeconds: 20\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'trap \"sleep 3; exit 0\" TERM; sleep 3600 & wait']\n",
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("slow running", Duration::from_secs(30), || {
+        pod_json(&d, "slow")["status"]["phase"] == "Running"
+    });
+    let t0 = std::time::Instant::now();
+    // `delete` waits for the pod to be gone, as kubectl does: run it beside.
+    let socket = d.socket.clone();
+    let deleting = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(kinglet_bin())
+            .args(["delete", "pod", "slow", "--socket"])
+            .arg(&socket)
+            .output()
+    });
+    wait_for("slow terminating", Duration::from_secs(10), || {
+        pod_json(&d, "slow")["metadata"]["deletionTimestamp"].is_string()
+    });
+    let p = pod_json(&d, "slow");
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 20);
+    assert_eq!(row(&d, "slow").1, "Terminating");
+    let out = deleting.await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pod/slow deleted"));
+    // When `delete` returns, the pod is gone.
+    assert!(!d.cli(&["get", "pod", "slow"]).status.success());
+    // Its trap ran (about 3 s), within the 20 s grace period.
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    d.shutdown().await;
+}
