@@ -92,9 +92,17 @@ pub(crate) async fn pod_status(rt: &dyn PodRuntime, pod: &Pod, shared: Shared) -
         };
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    // The ready sandbox, else the stopped one of this spec (a finished pod keeps it).
+    let hash = podspec::spec_hash(pod);
     let sandbox = crate::pod::sandboxes_of(rt, &uid).await.ok().and_then(|l| {
+        let stopped = l
+            .iter()
+            .filter(|s| s.labels.get(podspec::LABEL_SPEC_HASH) == Some(&hash))
+            .max_by_key(|s| s.created_at)
+            .cloned();
         l.into_iter()
             .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+            .or(stopped)
     });
     let mut statuses: Vec<v1::ContainerStatus> = Vec::new();
     let mut pod_ip = String::new();

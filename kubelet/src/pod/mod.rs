@@ -11,6 +11,7 @@
 
 mod container;
 mod shared;
+mod terminal;
 #[cfg(test)]
 mod tests;
 
@@ -452,8 +453,12 @@ async fn reconcile_inner(
     let sandboxes = sandboxes_of(rt, &state.uid)
         .await
         .step(|| "list the pod's sandboxes".into())?;
+    let done = terminal::finished_sandbox(rt, pod, &sandboxes, &hash).await?;
     let mut current = None;
     for s in sandboxes {
+        if done.as_deref() == Some(s.id.as_str()) {
+            continue;
+        }
         let fresh = s.state == v1::PodSandboxState::SandboxReady as i32
             && s.labels.get(LABEL_SPEC_HASH) == Some(&hash);
         if fresh && current.is_none() {
@@ -476,6 +481,11 @@ async fn reconcile_inner(
         )
         .await
         .step(|| format!("replace sandbox {}", s.id))?;
+    }
+
+    // A done pod keeps its stopped sandbox and exited containers; nothing more to do.
+    if current.is_none() && done.is_some() {
+        return Ok(());
     }
 
     // Admission (sysctls): a refused pod gets no sandbox; its status says why.
@@ -628,7 +638,8 @@ async fn run_containers(
             .await
             .step(|| "stop the sidecars of a finished pod".into())?;
         }
-        return Ok(());
+        tracing::info!(pod = %pass.fields.name, "pod finished; releasing its sandbox");
+        return terminal::release(&*env.rt, &pass.sandbox).await;
     }
     let init_policy = if policy == "Never" {
         "Never"

@@ -599,9 +599,12 @@ async fn a_finished_pod_stops_its_sidecars_last_first() {
         .into_iter()
         .filter(|c| c.starts_with("stop "))
         .collect();
-    assert_eq!(stops, ["stop s2#0 30", "stop s1#0 30"]);
+    // Then, as the kubelet does for a terminal pod, its sandbox (network, address) goes.
+    assert_eq!(stops, ["stop s2#0 30", "stop s1#0 30", "stop sandbox"]);
+    n.pass().await;
     n.pass().await;
     assert_eq!(n.attempts("s1"), 1, "and they stay stopped");
+    assert_eq!(n.attempts("app"), 1, "the stopped sandbox is not replaced");
     assert_eq!(phase(&n.status().await), "Succeeded");
 }
 
