@@ -190,7 +190,11 @@ fn container_status(
     };
     let is_running = state.running.is_some();
     let probed = last.and_then(|s| shared.probes.get(&s.id).copied());
-    let (started, probe_ready) = probed.map(|p| (p.started, p.ready)).unwrap_or((true, true));
+    // No prober result yet (just started, or a daemon restart): not started with a startup
+    // probe and not ready with a readiness probe, as the kubelet treats an unknown result.
+    let (started, probe_ready) = probed
+        .map(|p| (p.started, p.ready))
+        .unwrap_or((c.startup_probe.is_none(), c.readiness_probe.is_none()));
     // When the current run is the one that ended, it is `state`, not `lastState`.
     let last_state = match (prev, last) {
         (_, Some(l))
