@@ -8,7 +8,10 @@
 //! `batch.kubernetes.io/job-completion-index` annotation and label and `JOB_COMPLETION_INDEX`
 //! in every container's env. `suspend` deletes the active pods (Suspended condition);
 //! `ttlSecondsAfterFinished` deletes the finished Job (and through the garbage collector its
-//! pods). Pods are the Job's through their controller ownerReference.
+//! pods). Pods are the Job's through their controller ownerReference. `podFailurePolicy`,
+//! `backoffLimitPerIndex`/`maxFailedIndexes` and `successPolicy` are decided in
+//! [`crate::job_policy`]; a finished Job gets SuccessCriteriaMet or FailureTarget before
+//! Complete or Failed, as upstream since 1.31.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use kinglet_kubelet::harness::{Action, Reconciler, Wake};
 use kinglet_manifest::{Object, ObjectKey};
 
 use crate::common::{self, owned_by};
+use crate::job_policy;
 use crate::{ControllerError, Store};
 
 pub const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
@@ -68,6 +72,10 @@ pub struct JobPod {
     pub restarts: i32,
     /// When it finished (its containers' last finish).
     pub finished: Option<Timestamp>,
+    /// (container, exit code) of its terminated containers, init containers included.
+    pub exit_codes: Vec<(String, i32)>,
+    /// (type, status) of its conditions.
+    pub conditions: Vec<(String, String)>,
 }
 
 fn job_pod(p: &Pod, st: &PodStatus) -> JobPod {
@@ -95,15 +103,32 @@ fn job_pod(p: &Pod, st: &PodStatus) -> JobPod {
         ready: common::is_ready(st),
         restarts: common::restarts(st),
         finished,
+        exit_codes: st
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(st.container_statuses.iter().flatten())
+            .filter_map(|c| {
+                let t = c.state.as_ref()?.terminated.as_ref()?;
+                Some((c.name.clone(), t.exit_code))
+            })
+            .collect(),
+        conditions: st
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect(),
     }
 }
 
 /// What a Job needs now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Finished: Complete (reason, message) or Failed (reason, message).
-    Complete,
-    Failed(&'static str, &'static str),
+    /// Finished: Complete (reason: CompletionsReached or SuccessPolicy) or Failed (reason,
+    /// message).
+    Complete(&'static str),
+    Failed(&'static str, String),
     /// Create pods for these indexes (NonIndexed: None each), or wait until the back-off ends.
     Run {
         create: Vec<Option<i32>>,
@@ -158,21 +183,55 @@ pub fn decide(job: &Job, pods: &[JobPod], started: Option<Timestamp>, now: Times
         .and_then(|s| s.restart_policy.as_deref())
         == Some("OnFailure");
     let restarts: i32 = active.iter().map(|p| p.restarts).sum();
-    if failed > backoff_limit
-        || (on_failure && backoff_limit > 0 && restarts >= backoff_limit)
-        || (on_failure && backoff_limit == 0 && restarts > 0)
+    let ns = job.metadata.namespace.as_deref().unwrap_or("default");
+    if let Some(message) = job_policy::fail_job(&spec, ns, pods) {
+        return Verdict::Failed("PodFailurePolicy", message);
+    }
+    // With backoffLimitPerIndex each index has its own limit, and backoffLimit is unused.
+    let failed_idx = if indexed {
+        job_policy::failed_indexes(&spec, ns, pods)
+    } else {
+        None
+    };
+    if let (Some(f), Some(max)) = (&failed_idx, spec.max_failed_indexes) {
+        if f.len() as i32 > max {
+            return Verdict::Failed(
+                "MaxFailedIndexesExceeded",
+                "Job has exceeded the specified maximal number of failed indexes".into(),
+            );
+        }
+    }
+    if failed_idx.is_none()
+        && (failed > backoff_limit
+            || (on_failure && backoff_limit > 0 && restarts >= backoff_limit)
+            || (on_failure && backoff_limit == 0 && restarts > 0))
     {
         return Verdict::Failed(
             "BackoffLimitExceeded",
-            "Job has reached the specified backoff limit",
+            "Job has reached the specified backoff limit".into(),
         );
     }
     if let (Some(ads), Some(start)) = (spec.active_deadline_seconds, started) {
         if start + SignedDuration::from_secs(ads) <= now {
             return Verdict::Failed(
                 "DeadlineExceeded",
-                "Job was active longer than specified deadline",
+                "Job was active longer than specified deadline".into(),
             );
+        }
+    }
+    if indexed && job_policy::success_rule(&spec, &succeeded_idx).is_some() {
+        return Verdict::Complete("SuccessPolicy");
+    }
+    let failed_idx = failed_idx.unwrap_or_default();
+    if let Some(c) = spec.completions.filter(|_| !failed_idx.is_empty()) {
+        // Every index settled, some failed.
+        let settled = (0..c).all(|i| succeeded_idx.contains(&i) || failed_idx.contains(&i));
+        if settled
+            && active
+                .iter()
+                .all(|p| p.index.is_some_and(|i| failed_idx.contains(&i)))
+        {
+            return Verdict::Failed("FailedIndexes", "Job has failed indexes".into());
         }
     }
     let done = match spec.completions {
@@ -180,7 +239,7 @@ pub fn decide(job: &Job, pods: &[JobPod], started: Option<Timestamp>, now: Times
         None => succeeded > 0 && active.is_empty(),
     };
     if done {
-        return Verdict::Complete;
+        return Verdict::Complete("CompletionsReached");
     }
     // How many should run, and which indexes.
     let mut create = Vec::new();
@@ -190,6 +249,7 @@ pub fn decide(job: &Job, pods: &[JobPod], started: Option<Timestamp>, now: Times
         let running: BTreeSet<i32> = active.iter().filter_map(|p| p.index).collect();
         let pending: Vec<i32> = (0..c)
             .filter(|i| !succeeded_idx.contains(i) && !running.contains(i))
+            .filter(|i| !failed_idx.contains(i))
             .collect();
         let room = (parallelism - active.len() as i32).max(0) as usize;
         create.extend(pending.into_iter().take(room).map(Some));
@@ -304,8 +364,9 @@ pub async fn sync<S: Store + ?Sized>(
     if let Some(done) = finished_at(&prev) {
         return ttl(store, key, job, done, now).await;
     }
-    let pods = job_pods(store, key, &uid).await;
+    let mut pods = job_pods(store, key, &uid).await;
     let spec = job.spec.clone().unwrap_or_default();
+    job_policy::drop_ignored(&spec, &key.namespace, &mut pods);
     let mut st = prev.clone();
     let suspended = spec.suspend == Some(true);
     let mut action = Action::AwaitChange;
@@ -336,21 +397,23 @@ pub async fn sync<S: Store + ?Sized>(
         }
         let started = st.start_time.get_or_insert(Time(now)).clone();
         match decide(job, &pods, Some(started.0), now) {
-            Verdict::Complete => {
+            Verdict::Complete(reason) => {
                 delete_active(store, key, &pods).await?;
-                conds.push(cond(
-                    "Complete",
-                    true,
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    now,
-                ));
+                let message = if reason == "SuccessPolicy" {
+                    "Matched rules of the success policy"
+                } else {
+                    "Reached expected number of succeeded pods"
+                };
+                // As upstream (1.31+): SuccessCriteriaMet first, then Complete.
+                conds.push(cond("SuccessCriteriaMet", true, reason, message, now));
+                conds.push(cond("Complete", true, reason, message, now));
                 st.completion_time = Some(Time(now));
-                tracing::info!(job = %key, "job complete");
+                tracing::info!(job = %key, reason, "job complete");
             }
             Verdict::Failed(reason, message) => {
                 delete_active(store, key, &pods).await?;
-                conds.push(cond("Failed", true, reason, message, now));
+                conds.push(cond("FailureTarget", true, reason, &message, now));
+                conds.push(cond("Failed", true, reason, &message, now));
                 tracing::info!(job = %key, reason, "job failed");
             }
             Verdict::Run {
@@ -384,6 +447,10 @@ pub async fn sync<S: Store + ?Sized>(
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");
     let running = !(finished || suspended);
     count_pods(&mut st, &pods, running.then_some(created), indexed);
+    if indexed {
+        st.failed_indexes =
+            job_policy::failed_indexes(&spec, &key.namespace, &pods).map(|f| format_indexes(&f));
+    }
     if st != prev {
         store
             .modify(
@@ -412,6 +479,10 @@ async fn job_pods<S: Store + ?Sized>(store: &S, key: &ObjectKey, uid: &str) -> V
         let Object::Pod(p) = o else { continue };
         if p.metadata.namespace.as_deref() == Some(&key.namespace) && owned_by(&p.metadata, uid) {
             let st = store.pod_status(&p).await;
+            // A pod being deleted (by a user) no longer counts as active.
+            if p.metadata.deletion_timestamp.is_some() && !common::is_terminal(&st) {
+                continue;
+            }
             out.push(job_pod(&p, &st));
         }
     }

@@ -28,6 +28,7 @@ pub mod gc;
 pub mod job;
 pub mod namespace;
 pub mod node;
+pub mod job_policy;
 pub mod replicaset;
 mod supervisor;
 

@@ -218,7 +218,8 @@ pub async fn sync<S: Store + ?Sized>(
     let mut fully_labeled = 0;
     for p in &pods {
         let status = store.pod_status(p).await;
-        if common::is_terminal(&status) {
+        // Not active: finished, or being deleted (upstream's FilterActivePods).
+        if common::is_terminal(&status) || p.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let uid = p.metadata.uid.clone().unwrap_or_default();

@@ -157,9 +157,37 @@ pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::
             .results
         {
             println!("{line}");
+            // As kubectl (--wait): a deleted pod is waited for through its grace period.
+            if let Some(pod) = line
+                .strip_prefix("pod/")
+                .and_then(|l| l.strip_suffix(" deleted"))
+            {
+                wait_pod_gone(&mut c, pod, ns).await?;
+            }
         }
     }
     Ok(())
+}
+
+/// Wait until pod `name` is gone (its containers stopped and the object removed).
+async fn wait_pod_gone(c: &mut ObjectsClient<Channel>, name: &str, ns: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::time::Instant::now() < deadline {
+        let r = c
+            .get(admin::GetRequest {
+                kind: "pods".into(),
+                namespace: ns.into(),
+                name: name.into(),
+                ..Default::default()
+            })
+            .await;
+        match r {
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
+            Err(s) => return Err(status_err("delete")(s)),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    bail!("pod {ns}/{name} is still terminating after 10 minutes")
 }
 
 fn age(v: &serde_json::Value) -> String {
@@ -185,24 +213,7 @@ fn age(v: &serde_json::Value) -> String {
 
 /// kubectl's STATUS column: a waiting or terminated reason when there is one, else the phase.
 pub fn pod_status_column(p: &Pod) -> String {
-    let st = p.status.clone().unwrap_or_default();
-    for c in st.container_statuses.iter().flatten() {
-        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            if let Some(r) = &w.reason {
-                return r.clone();
-            }
-        }
-    }
-    for c in st.container_statuses.iter().flatten() {
-        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
-            if let Some(r) = &t.reason {
-                if st.phase.as_deref() != Some("Running") {
-                    return r.clone();
-                }
-            }
-        }
-    }
-    st.phase.unwrap_or_else(|| "Unknown".into())
+    crate::podview::columns(p).status
 }
 
 fn redact(v: &mut serde_json::Value) {
@@ -323,6 +334,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
         "Event" => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "ServiceAccount" => vec!["NAME", "SECRETS", "AGE"],
         "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
         "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
         k => crate::workloads_cli::header(k, wide).unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
@@ -345,21 +357,8 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
         let mut row = match kind {
             "Pod" => {
                 let p: Pod = serde_json::from_value(o.clone())?;
-                let cs = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.clone())
-                    .unwrap_or_default();
-                let total = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
-                let ready = cs.iter().filter(|c| c.ready).count();
-                let restarts: i32 = cs.iter().map(|c| c.restart_count).sum();
-                let mut r = vec![
-                    name,
-                    format!("{ready}/{total}"),
-                    pod_status_column(&p),
-                    restarts.to_string(),
-                    age(o),
-                ];
+                let c = crate::podview::columns(&p);
+                let mut r = vec![name, c.ready, c.status, c.restarts.to_string(), age(o)];
                 if wide {
                     r.push(
                         p.status
@@ -413,6 +412,10 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                 let mut r = kinglet_services::columns::slice_row(&s);
                 r.push(age(o));
                 r
+            }
+            "ServiceAccount" => {
+                let n = o["secrets"].as_array().map(Vec::len).unwrap_or(0);
+                vec![name, n.to_string(), age(o)]
             }
             _ => {
                 let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
@@ -723,66 +726,12 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     kv("Status", pod_status_column(&p));
     kv("IP", st.pod_ip.clone().unwrap_or_else(|| "<none>".into()));
     kv("QoS Class", st.qos_class.clone().unwrap_or_default());
-    out.push_str("Containers:\n");
-    for c in &spec.containers {
-        let cs = st
-            .container_statuses
-            .iter()
-            .flatten()
-            .find(|s| s.name == c.name);
-        out.push_str(&format!("  {}:\n", c.name));
-        out.push_str(&format!(
-            "    Container ID:   {}\n",
-            cs.and_then(|s| s.container_id.clone()).unwrap_or_default()
-        ));
-        out.push_str(&format!(
-            "    Image:          {}\n",
-            c.image.clone().unwrap_or_default()
-        ));
-        let state = |label: &str,
-                     s: Option<&k8s_openapi::api::core::v1::ContainerState>,
-                     out: &mut String| {
-            let Some(s) = s else { return };
-            if let Some(r) = &s.running {
-                out.push_str(&format!(
-                    "    {label:<16}Running\n      Started:      {}\n",
-                    r.started_at
-                        .as_ref()
-                        .map(|t| t.0.to_string())
-                        .unwrap_or_default()
-                ));
-            } else if let Some(w) = &s.waiting {
-                out.push_str(&format!(
-                    "    {label:<16}Waiting\n      Reason:       {}\n",
-                    w.reason.clone().unwrap_or_default()
-                ));
-                if let Some(m) = &w.message {
-                    out.push_str(&format!("      Message:      {m}\n"));
-                }
-            } else if let Some(t) = &s.terminated {
-                out.push_str(&format!(
-                    "    {label:<16}Terminated\n      Reason:       {}\n      Exit Code:    {}\n      Finished:     {}\n",
-                    t.reason.clone().unwrap_or_default(),
-                    t.exit_code,
-                    t.finished_at.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
-                ));
-            }
-        };
-        state("State:", cs.and_then(|s| s.state.as_ref()), &mut out);
-        state(
-            "Last State:",
-            cs.and_then(|s| s.last_state.as_ref()),
-            &mut out,
-        );
-        out.push_str(&format!(
-            "    Ready:          {}\n",
-            cs.map(|s| s.ready).unwrap_or(false)
-        ));
-        out.push_str(&format!(
-            "    Restart Count:  {}\n",
-            cs.map(|s| s.restart_count).unwrap_or(0)
-        ));
+    if let Some(inits) = spec.init_containers.as_deref().filter(|i| !i.is_empty()) {
+        let statuses = st.init_container_statuses.clone().unwrap_or_default();
+        crate::podview::containers_section("Init Containers", inits, &statuses, &mut out);
     }
+    let statuses = st.container_statuses.clone().unwrap_or_default();
+    crate::podview::containers_section("Containers", &spec.containers, &statuses, &mut out);
     out.push_str("Conditions:\n  Type              Status\n");
     for c in st.conditions.iter().flatten() {
         out.push_str(&format!("  {:<18}{}\n", c.type_, c.status));

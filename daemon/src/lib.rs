@@ -32,6 +32,7 @@ pub mod ops_cli;
 pub mod output;
 pub mod podref;
 pub mod podruntime;
+pub mod podview;
 pub mod reset;
 pub mod server;
 pub mod stream_cli;

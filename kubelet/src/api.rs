@@ -5,7 +5,7 @@
 use kinglet_manifest::{Object, ObjectKey};
 use kinglet_proto::admin;
 
-use crate::{services, status, KubeletError, Supervisor};
+use crate::{graceful, serviceaccounts, services, status, KubeletError, Supervisor};
 
 impl Supervisor {
     /// `kinglet apply`.
@@ -59,12 +59,23 @@ impl Supervisor {
                 // Compared with what the controllers added carried over (status, owner,
                 // revision), so re-applying an unchanged workload is "unchanged".
                 carry_identity(&mut o, prev.as_ref());
-                services::admit(
+                // Admission: a refused object is an `error:` line; the others are stored.
+                let admitted = services::admit(
                     self.cfg.services.as_ref(),
                     &store.map,
                     &mut o,
                     prev.as_ref(),
-                )?;
+                )
+                .map_err(|e| crate::error::chain(&e))
+                .and_then(|()| serviceaccounts::admit_pod(&store.map, &mut o));
+                if let Err(e) = admitted {
+                    tracing::warn!(object = %k, error = %e, "object refused at admission");
+                    results.push(format!("error: {}/{}: {e}", k.kind.to_lowercase(), k.name));
+                    continue;
+                }
+                if let Some(sa) = serviceaccounts::default_if_missing(&store.map, &k.namespace) {
+                    store.put(sa)?;
+                }
                 let verdict = match &prev {
                     None => "created",
                     Some(p) if same_content(p, &o) => "unchanged",
@@ -90,7 +101,7 @@ impl Supervisor {
         {
             let mut store = self.store.lock().await;
             for k in keys {
-                if store.remove(k)?.is_some() {
+                if graceful::delete(&mut store, k)? {
                     results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name));
                 }
             }
@@ -146,8 +157,8 @@ impl Supervisor {
                         continue;
                     }
                 }
-                match store.remove(&k)? {
-                    Some(_) => {
+                match graceful::delete(&mut store, &k)?.then_some(()) {
+                    Some(()) => {
                         results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name))
                     }
                     None => {
@@ -295,6 +306,7 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "cronjob" | "cronjobs" | "cj" => Some("CronJob"),
         "namespace" | "namespaces" | "ns" => Some("Namespace"),
         "service" | "services" | "svc" => Some("Service"),
+        "serviceaccount" | "serviceaccounts" | "sa" => Some("ServiceAccount"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         "endpoints" | "ep" => Some("Endpoints"),
         _ => None,
@@ -332,6 +344,7 @@ fn clear_status(o: &mut Object) {
         Object::ConfigMap(_)
         | Object::Secret(_)
         | Object::Service(_)
+        | Object::ServiceAccount(_)
         | Object::EndpointSlice(_)
         | Object::Endpoints(_) => {}
     }
@@ -377,6 +390,9 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
             }
             m.uid = pm.uid;
             m.creation_timestamp = pm.creation_timestamp;
+            // A Pod being deleted stays so (as on the API server).
+            m.deletion_timestamp = pm.deletion_timestamp;
+            m.deletion_grace_period_seconds = pm.deletion_grace_period_seconds;
             m.generation = Some(pm.generation.unwrap_or(1) + 1);
         }
         None => {

@@ -25,19 +25,24 @@ pub mod backoff;
 mod cluster_dns;
 pub mod dns;
 mod cascade;
+pub mod downward;
+mod envvars;
 pub mod error;
 mod events_api;
 #[cfg(test)]
 mod fake;
+mod graceful;
 pub mod harness;
 mod hooks;
 pub mod namespaces;
+pub mod hosts;
 mod objects;
 pub mod pod;
 pub mod podspec;
 mod probe;
 pub mod runtime;
 mod security;
+pub mod serviceaccounts;
 pub mod services;
 mod status;
 mod status_batch;
@@ -121,6 +126,13 @@ impl Supervisor {
         let store = tokio::task::spawn_blocking(move || ObjectStore::open(&root, &run_root))
             .await
             .map_err(|e| KubeletError::internal("object store task", e))??;
+        let mut store = store;
+        // Namespace `default` always exists, and with it its `default` ServiceAccount.
+        if let Some(sa) =
+            serviceaccounts::default_if_missing(&store.map, kinglet_manifest::DEFAULT_NAMESPACE)
+        {
+            store.put(sa)?;
+        }
         let sources = watch::Sources::load(&cfg.root.join("objects").join("sources.json"));
         let sysctls = SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
             .map_err(|reason| KubeletError::invalid("allowed-unsafe-sysctls", reason))?;
@@ -143,6 +155,8 @@ impl Supervisor {
             root: cfg.root.clone(),
             run_root: cfg.run_root.clone(),
             node_name,
+            host_ip: downward::node_ip(),
+            allocatable: downward::Allocatable::of_host(&cfg.root),
             sysctls: Arc::new(sysctls),
             dns: cfg.dns.clone(),
             world: world.subscribe(),
@@ -195,19 +209,44 @@ impl Supervisor {
             .collect();
         let mut uids: HashSet<String> = pods.keys().cloned().collect();
         self.world.send_replace(Arc::new(World { pods, snap }));
-        if let Ok(list) = self
+        let mut pods_with_sandbox: HashSet<String> = HashSet::new();
+        match self
             .rt
             .list_pod_sandbox(v1::ListPodSandboxRequest::default())
             .await
         {
-            uids.extend(
+            Ok(list) => pods_with_sandbox.extend(
                 list.items
                     .into_iter()
                     .filter_map(|s| s.labels.get(podspec::LABEL_POD_UID).cloned()),
-            );
+            ),
+            // Not known which pods still have containers: remove no deleted pod yet.
+            Err(_) => pods_with_sandbox.extend(uids.iter().cloned()),
         }
+        uids.extend(pods_with_sandbox.iter().cloned());
+        self.remove_terminated(&pods_with_sandbox).await;
         for uid in uids {
             self.pods.trigger(&uid);
+        }
+    }
+
+    /// Remove the Pods being deleted that have no sandbox left (their containers stopped).
+    async fn remove_terminated(&self, with_sandbox: &HashSet<String>) {
+        let mut store = self.store.lock().await;
+        let done: Vec<kinglet_manifest::ObjectKey> = store
+            .map
+            .iter()
+            .filter(|(_, o)| graceful::is_terminating(o))
+            .filter(|(_, o)| !with_sandbox.contains(o.meta().uid.as_deref().unwrap_or_default()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            match store.remove(&k) {
+                Ok(_) => tracing::info!(object = %k, "pod deleted: its containers are stopped"),
+                Err(e) => {
+                    tracing::warn!(object = %k, err = %error::chain(&e), "removing a deleted pod")
+                }
+            }
         }
     }
 
@@ -247,7 +286,8 @@ impl Supervisor {
                 | Object::DaemonSet(_)
                 | Object::CronJob(_)
                 | Object::Namespace(_) => {}
-                Object::Service(_) | Object::EndpointSlice(_) | Object::Endpoints(_) => {}
+                Object::Service(s) => snap.services.push((**s).clone()),
+                Object::EndpointSlice(_) | Object::Endpoints(_) | Object::ServiceAccount(_) => {}
             }
         }
         (pods, snap)

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use kinglet_proto::v1;
 
+use crate::downward;
+
 /// Labels the kubelet puts on sandboxes and containers (CRI tools and users filter on them).
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -21,6 +23,10 @@ pub const ANNOTATION_GRACE: &str = "kinglet.io/termination-grace-period";
 pub trait Sources {
     fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
+    /// The Services a pod's service link variables come from (all namespaces).
+    fn services(&self) -> Vec<&k8s_openapi::api::core::v1::Service> {
+        Vec::new()
+    }
 }
 
 /// Why a container cannot be configured (the kubelet's CreateContainerConfigError).
@@ -194,10 +200,16 @@ pub struct PodFields<'a> {
     pub uid: &'a str,
     pub pod_ip: &'a str,
     pub node_name: &'a str,
+    /// The node's address (`status.hostIP`).
+    pub host_ip: &'a str,
+    /// For `resourceFieldRef` without a limit.
+    pub allocatable: crate::downward::Allocatable,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn env_value(
     e: &EnvVar,
+    pod_obj: &Pod,
     container: &Container,
     ns: &str,
     pod: &PodFields<'_>,
@@ -235,18 +247,16 @@ fn env_value(
             ))),
         };
     }
+    let named = |err: ConfigError| ConfigError(format!("env {}: {}", e.name, err.0));
     if let Some(f) = &from.field_ref {
-        return match f.field_path.as_str() {
-            "metadata.name" => Ok(Some(pod.name.into())),
-            "metadata.namespace" => Ok(Some(pod.namespace.into())),
-            "metadata.uid" => Ok(Some(pod.uid.into())),
-            "status.podIP" => Ok(Some(pod.pod_ip.into())),
-            "spec.nodeName" => Ok(Some(pod.node_name.into())),
-            other => Err(ConfigError(format!("unsupported fieldRef {other}"))),
-        };
+        return downward::field_value(pod_obj, pod, f, downward::Use::Env)
+            .map(Some)
+            .map_err(named);
     }
     if let Some(r) = &from.resource_field_ref {
-        return resource_field(container, r).map(Some);
+        return downward::resource_value(container, r, &pod.allocatable)
+            .map(Some)
+            .map_err(named);
     }
     Err(ConfigError(format!(
         "env {}: unsupported valueFrom",
@@ -254,58 +264,17 @@ fn env_value(
     )))
 }
 
-/// `resourceFieldRef`: a container's requests/limits in units of `divisor` (rounded up, as
-/// Kubernetes does); an unset limit reads as the node's capacity.
-fn resource_field(
-    c: &Container,
-    r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
-) -> Result<String, ConfigError> {
-    let res = c.resources.clone().unwrap_or_default();
-    let (kind, which) = match r.resource.as_str() {
-        "limits.cpu" => ("cpu", res.limits.as_ref()),
-        "limits.memory" => ("memory", res.limits.as_ref()),
-        "requests.cpu" => ("cpu", res.requests.as_ref()),
-        "requests.memory" => ("memory", res.requests.as_ref()),
-        other => return Err(ConfigError(format!("unsupported resourceFieldRef {other}"))),
-    };
-    let value = which
-        .and_then(|m| m.get(kind))
-        .and_then(|q| parse_quantity(&q.0))
-        .unwrap_or_else(|| node_capacity(kind));
-    let divisor = r
-        .divisor
-        .as_ref()
-        .and_then(|q| parse_quantity(&q.0))
-        .filter(|d| *d > 0.0)
-        .unwrap_or(1.0);
-    Ok(format!("{}", (value / divisor).ceil() as i64))
-}
-
-fn node_capacity(kind: &str) -> f64 {
-    if kind == "cpu" {
-        std::thread::available_parallelism()
-            .map(|n| n.get() as f64)
-            .unwrap_or(1.0)
-    } else {
-        let pages = nix::unistd::sysconf(nix::unistd::SysconfVar::_PHYS_PAGES)
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        let size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .unwrap_or(4096);
-        (pages * size) as f64
-    }
-}
-
 /// The environment of a container, in order: envFrom sources, then env (later wins).
+/// Service link variables come last, each only when no other source set it, and `$(VAR)`
+/// references may name them (the kubelet's `makeEnvironmentVariables`).
 pub fn container_env(
+    pod_obj: &Pod,
     c: &Container,
     ns: &str,
     pod: &PodFields<'_>,
     src: &dyn Sources,
 ) -> Result<Vec<(String, String)>, ConfigError> {
+    let service_env = crate::envvars::service_env(pod_obj, &src.services());
     let mut vars: HashMap<String, String> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut set = |k: String, v: String, vars: &mut HashMap<String, String>| {
@@ -340,8 +309,15 @@ pub fn container_env(
         }
     }
     for e in c.env.iter().flatten() {
-        if let Some(v) = env_value(e, c, ns, pod, src, &vars)? {
+        let mut visible = service_env.clone().into_iter().collect::<HashMap<_, _>>();
+        visible.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(v) = env_value(e, pod_obj, c, ns, pod, src, &visible)? {
             set(e.name.clone(), v, &mut vars);
+        }
+    }
+    for (k, v) in service_env {
+        if !vars.contains_key(&k) {
+            set(k, v, &mut vars);
         }
     }
     Ok(order
@@ -364,7 +340,7 @@ pub fn container_config(
     src: &dyn Sources,
     volumes: &HashMap<String, PathBuf>,
 ) -> Result<v1::ContainerConfig, ConfigError> {
-    let env = container_env(c, ns, fields, src)?;
+    let env = container_env(pod, c, ns, fields, src)?;
     let vars: HashMap<String, String> = env.iter().cloned().collect();
     let mounts = mounts(c, volumes)?;
     Ok(v1::ContainerConfig {
@@ -550,6 +526,14 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
     let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let n: f64 = num.parse().ok()?;
+    // A decimal exponent (`1e3`, `2E6`), not the exa suffix `E`.
+    if let Some(exp) = suffix
+        .strip_prefix(['e', 'E'])
+        .filter(|e| !e.is_empty())
+        .and_then(|e| e.parse::<i32>().ok())
+    {
+        return Some(n * 10f64.powi(exp));
+    }
     let mul = match suffix {
         "" => 1.0,
         "m" => 1e-3,
@@ -557,10 +541,14 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
         "M" => 1e6,
         "G" => 1e9,
         "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
         "Ki" => 1024.0,
         "Mi" => 1024.0 * 1024.0,
         "Gi" => 1024.0 * 1024.0 * 1024.0,
         "Ti" => 1024.0f64.powi(4),
+        "Pi" => 1024.0f64.powi(5),
+        "Ei" => 1024.0f64.powi(6),
         _ => return None,
     };
     Some(n * mul)
@@ -601,6 +589,12 @@ mod tests {
         uid: "u1",
         pod_ip: "10.85.0.2",
         node_name: "node",
+        host_ip: "192.168.1.5",
+        allocatable: crate::downward::Allocatable {
+            cpu: 2.0,
+            memory: 1e9,
+            ephemeral_storage: 1e10,
+        },
     };
 
     #[test]

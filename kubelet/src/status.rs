@@ -84,9 +84,17 @@ pub(crate) async fn pod_status(rt: &dyn PodRuntime, pod: &Pod, shared: Shared) -
         return s;
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    // The ready sandbox, else the stopped one of this spec (a finished pod keeps it).
+    let hash = podspec::spec_hash(pod);
     let sandbox = crate::pod::sandboxes_of(rt, &uid).await.ok().and_then(|l| {
+        let stopped = l
+            .iter()
+            .filter(|s| s.labels.get(podspec::LABEL_SPEC_HASH) == Some(&hash))
+            .max_by_key(|s| s.created_at)
+            .cloned();
         l.into_iter()
             .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+            .or(stopped)
     });
     let mut statuses: Vec<v1::ContainerStatus> = Vec::new();
     let mut pod_ip = String::new();
@@ -130,7 +138,7 @@ fn container_status(
     c: &Container,
     mine: &[&v1::ContainerStatus],
     shared: &Shared,
-    app: bool,
+    (app, default_reason): (bool, &str),
     t: &mut Tally,
 ) -> ContainerStatus {
     let n = usize::from(app);
@@ -181,12 +189,16 @@ fn container_status(
         }
         _ => {
             t.pending += n;
-            waiting("ContainerCreating".into(), None)
+            waiting(default_reason.into(), None)
         }
     };
     let is_running = state.running.is_some();
     let probed = last.and_then(|s| shared.probes.get(&s.id).copied());
-    let (started, probe_ready) = probed.map(|p| (p.started, p.ready)).unwrap_or((true, true));
+    // No prober result yet (just started, or a daemon restart): not started with a startup
+    // probe and not ready with a readiness probe, as the kubelet treats an unknown result.
+    let (started, probe_ready) = probed
+        .map(|p| (p.started, p.ready))
+        .unwrap_or((c.startup_probe.is_none(), c.readiness_probe.is_none()));
     // When the current run is the one that ended, it is `state`, not `lastState`.
     let last_state = match (prev, last) {
         (_, Some(l))
@@ -229,6 +241,13 @@ pub(crate) fn compose(
 ) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();
     let inits = spec.init_containers.clone().unwrap_or_default();
+    // A container with nothing to show waits in ContainerCreating, or in PodInitializing in
+    // a pod with init containers (the kubelet's default waiting state).
+    let default_reason = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
     let mut t = Tally::default();
     let mut of = |c: &Container, app: bool| {
         let mut mine: Vec<&v1::ContainerStatus> = statuses
@@ -236,7 +255,7 @@ pub(crate) fn compose(
             .filter(|s| s.labels.get(LABEL_CONTAINER_NAME) == Some(&c.name))
             .collect();
         mine.sort_by_key(|s| s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0));
-        container_status(c, &mine, shared, app, &mut t)
+        container_status(c, &mine, shared, (app, default_reason), &mut t)
     };
     let init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| of(c, false)).collect();
     let container_statuses: Vec<ContainerStatus> =

@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
 use kinglet_volumes::atomic::{AtomicWriter, FileProjection};
 use kinglet_volumes::ownership::ChangePolicy;
 
-use super::podspec::{ConfigError, Sources};
+use super::downward::{self, Allocatable};
+use super::podspec::{ConfigError, PodFields, Sources};
 
 /// Where one pod's volumes live.
 pub struct VolumeRoots {
@@ -77,41 +78,50 @@ fn write(
         .map_err(|e| ConfigError(format!("write volume {}: {e}", dir.display())))
 }
 
-/// The downward API as files: metadata.name/namespace/uid, labels and annotations (one
-/// `key="value"` line each, sorted, as the kubelet writes them).
+/// The downward API as files (`crate::downward` resolves each item): fieldRef items from
+/// the volume list of field paths, resourceFieldRef items of the named container.
 fn downward_files(
     pod: &Pod,
+    node: &Allocatable,
     items: Option<&Vec<k8s_openapi::api::core::v1::DownwardAPIVolumeFile>>,
     default_mode: Option<i32>,
     out: &mut BTreeMap<String, FileProjection>,
 ) -> Result<(), ConfigError> {
     let m = &pod.metadata;
-    let pairs = |map: &Option<BTreeMap<String, String>>| {
-        map.iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}=\"{v}\"\n"))
-            .collect::<String>()
+    let fields = PodFields {
+        name: m.name.as_deref().unwrap_or_default(),
+        namespace: m.namespace.as_deref().unwrap_or("default"),
+        uid: m.uid.as_deref().unwrap_or_default(),
+        pod_ip: "",
+        node_name: "",
+        host_ip: "",
+        allocatable: *node,
     };
+    let spec = pod.spec.clone().unwrap_or_default();
     for it in items.into_iter().flatten() {
-        let Some(f) = &it.field_ref else {
-            return Err(ConfigError(format!(
-                "downwardAPI item {}: only fieldRef items are supported",
-                it.path
-            )));
-        };
-        let value = match f.field_path.as_str() {
-            "metadata.name" => m.name.clone().unwrap_or_default(),
-            "metadata.namespace" => m.namespace.clone().unwrap_or_else(|| "default".into()),
-            "metadata.uid" => m.uid.clone().unwrap_or_default(),
-            "metadata.labels" => pairs(&m.labels),
-            "metadata.annotations" => pairs(&m.annotations),
-            other => {
-                return Err(ConfigError(format!(
-                    "downwardAPI item {}: unsupported fieldPath {other}",
-                    it.path
-                )))
+        let named =
+            |e: ConfigError| ConfigError(format!("downwardAPI item {:?}: {}", it.path, e.0));
+        let value = match (&it.field_ref, &it.resource_field_ref) {
+            (Some(f), None) => downward::field_value(pod, &fields, f, downward::Use::Volume),
+            (None, Some(r)) => {
+                let name = r.container_name.as_deref().unwrap_or_default();
+                let c = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|c| c.name == name)
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "resourceFieldRef.containerName: {name:?} is not a container of the pod"
+                        ))
+                    });
+                c.and_then(|c| downward::resource_value(c, r, node))
             }
-        };
+            _ => Err(ConfigError(
+                "exactly one of fieldRef and resourceFieldRef must be set".into(),
+            )),
+        }
+        .map_err(named)?;
         out.insert(
             it.path.clone(),
             FileProjection {
@@ -145,6 +155,7 @@ pub fn prepare(
     ns: &str,
     roots: &VolumeRoots,
     src: &dyn Sources,
+    node: &Allocatable,
 ) -> Result<HashMap<String, PathBuf>, ConfigError> {
     let mut out = HashMap::new();
     let (fs_group, fs_group_policy) = fs_group(pod)?;
@@ -192,11 +203,12 @@ pub fn prepare(
         } else if let Some(da) = &v.downward_api {
             let dir = roots.run.join(&v.name);
             let mut payload = BTreeMap::new();
-            downward_files(pod, da.items.as_ref(), da.default_mode, &mut payload)?;
+            downward_files(pod, node, da.items.as_ref(), da.default_mode, &mut payload)
+                .map_err(|e| ConfigError(format!("volume {:?}: {}", v.name, e.0)))?;
             write(&dir, &payload, fs_group)?;
             dir
         } else if let Some(pr) = &v.projected {
-            projected(pod, ns, roots, src, &v, pr, fs_group)?
+            projected(pod, ns, (roots, node), src, &v, pr, fs_group)?
         } else if let Some(h) = &v.host_path {
             host_path(&h.path, h.type_.as_deref().unwrap_or(""))
                 .map_err(|m| ConfigError(format!("hostPath volume {}: {m}", v.name)))?;
@@ -260,7 +272,7 @@ fn empty_dir(
 fn projected(
     pod: &Pod,
     ns: &str,
-    roots: &VolumeRoots,
+    (roots, node): (&VolumeRoots, &Allocatable),
     src: &dyn Sources,
     v: &Volume,
     pr: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
@@ -301,7 +313,8 @@ fn projected(
                 optional,
             )?);
         } else if let Some(da) = &source.downward_api {
-            downward_files(pod, da.items.as_ref(), pr.default_mode, &mut payload)?;
+            downward_files(pod, node, da.items.as_ref(), pr.default_mode, &mut payload)
+                .map_err(|e| ConfigError(format!("volume {:?}: {}", v.name, e.0)))?;
         } else {
             return Err(ConfigError(format!(
                 "volume {}: projected source {i}: only configMap, secret and downwardAPI sources are supported",

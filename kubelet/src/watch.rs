@@ -149,7 +149,13 @@ impl Supervisor {
         match self.apply_objects(to_apply).await {
             Ok(lines) => {
                 for l in lines.iter().filter(|l| !l.ends_with("unchanged")) {
-                    tracing::info!(change = %l, "manifests directory");
+                    match l.strip_prefix("error: ") {
+                        // Refused at admission; the directory's other objects are applied.
+                        Some(e) => {
+                            tracing::error!(err = %e, "manifests directory: object not applied")
+                        }
+                        None => tracing::info!(change = %l, "manifests directory"),
+                    }
                 }
             }
             Err(e) => {

@@ -36,6 +36,8 @@ pub(crate) struct PodReconciler {
     pub root: PathBuf,
     pub run_root: PathBuf,
     pub node_name: String,
+    pub host_ip: String,
+    pub allocatable: crate::downward::Allocatable,
     pub sysctls: Arc<SysctlAllowlist>,
     /// The cluster DNS pods' resolv.conf points at.
     pub dns: Option<crate::dns::ClusterDns>,
@@ -78,6 +80,8 @@ impl Reconciler for PodReconciler {
                 disk: self.root.join("volumes").join(uid),
             },
             node_name: self.node_name.clone(),
+            host_ip: self.host_ip.clone(),
+            allocatable: self.allocatable,
             sysctls: self.sysctls.clone(),
             dns: self.dns.clone(),
             book: self.book.clone(),
@@ -88,7 +92,13 @@ impl Reconciler for PodReconciler {
 
     async fn reconcile(&self, uid: &String, w: &mut PodWorker) -> Result<Action, ReconcileError> {
         let world = self.world.borrow().clone();
-        let Some(pod) = world.pods.get(uid) else {
+        // A Pod being deleted is torn down like a removed one; the dispatcher then removes
+        // the object.
+        let Some(pod) = world
+            .pods
+            .get(uid)
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        else {
             pod::remove(&mut w.state, &w.env).await?;
             self.book.put(uid, PodBackoff::new()).await;
             return Ok(Action::Done);

@@ -1,9 +1,10 @@
 //! The applied objects at one moment, as the dispatcher publishes them to every pod worker:
-//! Pods by uid, and the ConfigMap and Secret data their volumes, env and pull secrets read.
+//! Pods by uid, and the ConfigMap and Secret data their volumes, env and pull secrets read,
+//! and the Services their service link variables name.
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 
 use crate::podspec::Sources;
 
@@ -12,6 +13,8 @@ use crate::podspec::Sources;
 pub struct Snapshot {
     pub config_maps: HashMap<(String, String), BTreeMap<String, Vec<u8>>>,
     pub secrets: HashMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// Every Service (service link variables).
+    pub services: Vec<Service>,
 }
 
 impl Sources for Snapshot {
@@ -22,6 +25,9 @@ impl Sources for Snapshot {
     }
     fn secret(&self, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         self.secrets.get(&(ns.to_owned(), name.to_owned())).cloned()
+    }
+    fn services(&self) -> Vec<&Service> {
+        self.services.iter().collect()
     }
 }
 

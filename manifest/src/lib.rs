@@ -19,7 +19,7 @@ use std::fmt;
 
 pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 pub use k8s_openapi::api::batch::v1::{CronJob, Job};
-pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 mod endpointslice;
@@ -49,7 +49,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, Endpoints, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job; discovery.k8s.io/v1 EndpointSlice)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, ServiceAccount, Endpoints, Namespace, List; apps/v1 Deployment, ReplicaSet, DaemonSet; batch/v1 Job, CronJob; discovery.k8s.io/v1 EndpointSlice)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -86,6 +86,7 @@ pub enum Object {
     DaemonSet(Box<DaemonSet>),
     CronJob(Box<CronJob>),
     Namespace(Box<Namespace>),
+    ServiceAccount(Box<ServiceAccount>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -118,6 +119,7 @@ impl Object {
             Object::DaemonSet(_) => "DaemonSet",
             Object::CronJob(_) => "CronJob",
             Object::Namespace(_) => "Namespace",
+            Object::ServiceAccount(_) => "ServiceAccount",
         }
     }
 
@@ -129,6 +131,7 @@ impl Object {
             | Object::Secret(_)
             | Object::Service(_)
             | Object::Endpoints(_)
+            | Object::ServiceAccount(_)
             | Object::Namespace(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) | Object::DaemonSet(_) => "apps/v1",
             Object::Job(_) | Object::CronJob(_) => "batch/v1",
@@ -150,6 +153,7 @@ impl Object {
             Object::DaemonSet(d) => &d.metadata,
             Object::CronJob(c) => &c.metadata,
             Object::Namespace(n) => &n.metadata,
+            Object::ServiceAccount(s) => &s.metadata,
         }
     }
 
@@ -167,6 +171,7 @@ impl Object {
             Object::DaemonSet(d) => &mut d.metadata,
             Object::CronJob(c) => &mut c.metadata,
             Object::Namespace(n) => &mut n.metadata,
+            Object::ServiceAccount(s) => &mut s.metadata,
         }
     }
 
@@ -185,6 +190,7 @@ impl Object {
             Object::DaemonSet(d) => serde_json::to_value(d),
             Object::CronJob(c) => serde_json::to_value(c),
             Object::Namespace(n) => serde_json::to_value(n),
+            Object::ServiceAccount(s) => serde_json::to_value(s),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -406,6 +412,9 @@ fn parse_value(
             endpointslice::check_endpoints(source_name, &label, &e)?;
             Object::Endpoints(Box::new(e))
         }
+        ("v1", "ServiceAccount") => {
+            Object::ServiceAccount(Box::new(typed(source_name, &label, &value)?))
+        }
         _ => {
             return Err(ManifestError::Unsupported {
                 source_name: source_name.to_owned(),
@@ -569,8 +578,16 @@ const POD_SPEC_FIELDS: &[&str] = &[
     "subdomain",
     "dnsPolicy",
     "dnsConfig",
+    // Read by the DNS setup (`dns`); listed so it is not reported as ignored.
+    "dnsPolicy",
     "imagePullSecrets",
     "securityContext",
+    "hostAliases",
+    "subdomain",
+    "enableServiceLinks",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
 ];
 const CONTAINER_FIELDS: &[&str] = &[
     "name",

@@ -256,6 +256,62 @@ pub(crate) fn check_replica_set(
 }
 
 /// Also fills in what the API server defaults and the Job controller relies on.
+/// The API server's rules for podFailurePolicy, backoffLimitPerIndex and successPolicy.
+fn check_job_policies(
+    source: &str,
+    label: &str,
+    spec: &k8s_openapi::api::batch::v1::JobSpec,
+) -> Result<(), ManifestError> {
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let policy = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref());
+    if let Some(pfp) = &spec.pod_failure_policy {
+        if policy != Some("Never") {
+            return Err(invalid(
+                source,
+                label,
+                "spec.template.spec.restartPolicy",
+                format!("Invalid value: {:?}: only \"Never\" is supported when podFailurePolicy is specified", policy.unwrap_or_default()),
+            ));
+        }
+        for (i, r) in pfp.rules.iter().enumerate() {
+            let ok = match r.action.as_str() {
+                "FailJob" | "Ignore" | "Count" => true,
+                "FailIndex" => spec.backoff_limit_per_index.is_some(),
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(
+                    source,
+                    label,
+                    &format!("spec.podFailurePolicy.rules[{i}].action"),
+                    format!("Unsupported value: {:?}: supported values: \"Count\", \"FailIndex\" (with backoffLimitPerIndex), \"FailJob\", \"Ignore\"", r.action),
+                ));
+            }
+        }
+    }
+    if spec.backoff_limit_per_index.is_some() && !indexed {
+        return Err(invalid(
+            source,
+            label,
+            "spec.backoffLimitPerIndex",
+            "Forbidden: requires indexed completion mode",
+        ));
+    }
+    if spec.success_policy.is_some() && !indexed {
+        return Err(invalid(
+            source,
+            label,
+            "spec.successPolicy",
+            "Invalid value: requires indexed completion mode",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_job(source: &str, label: &str, j: &mut Job) -> Result<(), ManifestError> {
     let Some(spec) = &mut j.spec else {
         return Err(invalid(source, label, "spec", "is required"));
@@ -315,6 +371,7 @@ pub(crate) fn check_job(source: &str, label: &str, j: &mut Job) -> Result<(), Ma
         ));
     }
     check_template(source, label, &spec.template, &["Never", "OnFailure"])?;
+    check_job_policies(source, label, spec)?;
     if spec.manual_selector == Some(true) {
         let sel = spec.selector.clone().unwrap_or_default();
         return check_selector(source, label, &sel, &spec.template);

@@ -5,10 +5,12 @@
 //! Rules followed (as containerd and the kubelet define them):
 //! - command/args: CRI `command` replaces the image Entrypoint and drops its Cmd; CRI `args`
 //!   replace the image Cmd.
-//! - env: image env first, then CRI envs; a later key replaces an earlier one in place.
+//! - env: `HOSTNAME` (the sandbox's), then the image env, then CRI envs; a later key replaces
+//!   an earlier one in place.
 //! - user: `run_as_user` / `run_as_username`, else the image `User` (`uid`, `name`, `uid:gid`,
 //!   `name:group`), resolved in the container's passwd/group files; `run_as_group` overrides the
-//!   group; supplementary groups from /etc/group plus `supplemental_groups`.
+//!   group; supplementary groups: the primary group, the user's groups in /etc/group (not
+//!   under policy Strict) and `supplemental_groups` (containerd's order of rules).
 //! - capabilities: containerd's default set; `ALL` in `add` = every capability the daemon
 //!   holds (its bounding set), `ALL` in `drop` = none; then the named `add`s, then the named
 //!   `drop`s; privileged = every capability the daemon holds and no masked paths.
@@ -134,8 +136,9 @@ pub fn resolve_args(
     Ok(args)
 }
 
-/// Image env, then CRI envs, later keys replacing earlier ones in place; PATH defaulted.
-pub fn merge_env(image_env: &[String], cri: &[v1::KeyValue]) -> Vec<String> {
+/// `HOSTNAME` (the sandbox's hostname, as containerd and CRI-O set it), then the image env,
+/// then CRI envs, later keys replacing earlier ones in place; PATH defaulted.
+pub fn merge_env(hostname: &str, image_env: &[String], cri: &[v1::KeyValue]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut set = |kv: String| {
         let key = kv.split('=').next().unwrap_or("").to_owned();
@@ -147,6 +150,7 @@ pub fn merge_env(image_env: &[String], cri: &[v1::KeyValue]) -> Vec<String> {
             None => out.push(kv),
         }
     };
+    set(format!("HOSTNAME={hostname}"));
     for e in image_env {
         set(e.clone());
     }
@@ -310,6 +314,9 @@ pub fn resolve_user(
         })?;
         extra.insert(g);
     }
+    // containerd's ensureAdditionalGids: the primary group is always among the supplementary
+    // ones (Kubernetes shows `groups=` with runAsGroup in it), under either policy.
+    extra.insert(gid);
     Ok(Identity {
         uid,
         gid,
@@ -479,7 +486,7 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .unwrap_or(ns.pid);
 
     let args = resolve_args(cfg, input.image)?;
-    let env = merge_env(&input.image.env, &cfg.envs);
+    let env = merge_env(&input.sandbox.hostname, &input.image.env, &cfg.envs);
     let cwd = if !cfg.working_dir.is_empty() {
         cfg.working_dir.clone()
     } else if !input.image.working_dir.is_empty() {

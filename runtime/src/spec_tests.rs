@@ -42,7 +42,12 @@ fn command_and_args_follow_the_kubernetes_override_rules() {
 #[test]
 fn env_later_keys_replace_earlier_and_path_is_defaulted() {
     let env = merge_env(
-        &["PATH=/bin".into(), "A=image".into()],
+        "web",
+        &[
+            "PATH=/bin".into(),
+            "A=image".into(),
+            "HOSTNAME=image".into(),
+        ],
         &[
             v1::KeyValue {
                 key: "A".into(),
@@ -54,9 +59,10 @@ fn env_later_keys_replace_earlier_and_path_is_defaulted() {
             },
         ],
     );
-    assert_eq!(env, ["PATH=/bin", "A=cri", "B=x=y"]);
-    let env = merge_env(&[], &[]);
-    assert_eq!(env, [DEFAULT_PATH]);
+    // The image may set HOSTNAME over the sandbox's, as with containerd.
+    assert_eq!(env, ["HOSTNAME=image", "PATH=/bin", "A=cri", "B=x=y"]);
+    let env = merge_env("web", &[], &[]);
+    assert_eq!(env, [DEFAULT_PATH, "HOSTNAME=web"]);
 }
 
 #[test]
@@ -77,7 +83,7 @@ fn users_resolve_from_the_container_files_never_through_symlinks() {
     let id = resolve_user(r, None, "app").unwrap();
     assert_eq!(
         (id.uid, id.gid, id.additional_gids.clone()),
-        (1000, 1001, vec![2000])
+        (1000, 1001, vec![1001, 2000])
     );
     let id = resolve_user(r, None, "1000:extra").unwrap();
     assert_eq!((id.uid, id.gid), (1000, 2000));
@@ -92,7 +98,7 @@ fn users_resolve_from_the_container_files_never_through_symlinks() {
     let id = resolve_user(r, Some(&sc), "").unwrap();
     assert_eq!(
         (id.uid, id.gid, id.additional_gids),
-        (1000, 7, vec![9, 2000])
+        (1000, 7, vec![7, 9, 2000])
     );
     let e = resolve_user(r, None, "nobody-here")
         .unwrap_err()

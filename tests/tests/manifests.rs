@@ -637,7 +637,8 @@ spec:
     assert_eq!(ex(&["cat", "/etc/podinfo/name"]), "proj");
     assert_eq!(
         ex(&["cat", "/etc/podinfo/labels"]),
-        "app=\"proj\"\ntier=\"back\"\n"
+        // As the kubelet's FormatMap: no newline after the last line.
+        "app=\"proj\"\ntier=\"back\""
     );
     assert_eq!(ex(&["cat", "/etc/all/mode"]), "fast");
     assert_eq!(ex(&["cat", "/etc/all/secret/token"]), "abc123");

@@ -311,3 +311,110 @@ async fn on_failure_restarts_count_toward_the_backoff_limit() {
         "the restarting pod is deleted"
     );
 }
+
+/// The pod failed now, its container `c` with `code`.
+fn fail_with(store: &FakeStore, pod: &str, code: i32) {
+    finish(store, pod, "Failed");
+    let mut all = store.statuses.lock().unwrap();
+    let st = all.get_mut(pod).unwrap();
+    let c = &mut st.container_statuses.as_mut().unwrap()[0];
+    c.state
+        .as_mut()
+        .unwrap()
+        .terminated
+        .as_mut()
+        .unwrap()
+        .exit_code = code;
+}
+
+#[tokio::test]
+async fn pod_failure_policy_ignores_and_fails_the_job() {
+    let store = FakeStore::new();
+    apply(
+        &store,
+        &job("  backoffLimit: 0\n  podFailurePolicy:\n    rules:\n    - {action: Ignore, onExitCodes: {operator: In, values: [3]}}\n    - {action: FailJob, onExitCodes: {containerName: c, operator: In, values: [42]}}"),
+    );
+    pass(&store).await;
+    let p1 = active_pods(&store)[0].clone();
+    // Ignored: not counted (backoffLimit 0 would fail the Job), replaced at once.
+    fail_with(&store, &p1, 3);
+    pass(&store).await;
+    assert_eq!(condition(&store, "Failed"), None);
+    assert_eq!(status(&store).failed, None);
+    let p2 = active_pods(&store);
+    assert_eq!(p2.len(), 1, "replaced without back-off");
+    fail_with(&store, &p2[0], 42);
+    pass(&store).await;
+    assert_eq!(
+        condition(&store, "Failed"),
+        Some(("True".into(), "PodFailurePolicy".into()))
+    );
+    assert_eq!(
+        condition(&store, "FailureTarget"),
+        Some(("True".into(), "PodFailurePolicy".into()))
+    );
+    let msg = status(&store)
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap()
+        .message
+        .unwrap();
+    assert_eq!(
+        msg,
+        format!("Container c for pod default/{} failed with exit code 42 matching FailJob rule at index 1", p2[0])
+    );
+}
+
+#[tokio::test]
+async fn success_policy_completes_an_indexed_job_early() {
+    let store = FakeStore::new();
+    apply(
+        &store,
+        &job("  completions: 5\n  parallelism: 5\n  completionMode: Indexed\n  successPolicy:\n    rules: [{succeededIndexes: '0', succeededCount: 1}]"),
+    );
+    pass(&store).await;
+    let zero = store
+        .names("Pod")
+        .into_iter()
+        .find(|n| n.starts_with("pi-0-"))
+        .unwrap();
+    finish(&store, &zero, "Succeeded");
+    pass(&store).await;
+    assert_eq!(
+        condition(&store, "SuccessCriteriaMet"),
+        Some(("True".into(), "SuccessPolicy".into()))
+    );
+    assert_eq!(
+        condition(&store, "Complete"),
+        Some(("True".into(), "SuccessPolicy".into()))
+    );
+    assert!(
+        active_pods(&store).is_empty(),
+        "the other indexes are stopped"
+    );
+}
+
+#[tokio::test]
+async fn backoff_limit_per_index_fails_indexes_then_the_job() {
+    let store = FakeStore::new();
+    apply(
+        &store,
+        &job("  completions: 2\n  parallelism: 2\n  completionMode: Indexed\n  backoffLimitPerIndex: 0"),
+    );
+    pass(&store).await;
+    for n in store.names("Pod") {
+        if n.starts_with("pi-0-") {
+            finish(&store, &n, "Failed");
+        } else {
+            finish(&store, &n, "Succeeded");
+        }
+    }
+    pass(&store).await;
+    assert_eq!(status(&store).failed_indexes.as_deref(), Some("0"));
+    assert_eq!(
+        condition(&store, "Failed"),
+        Some(("True".into(), "FailedIndexes".into()))
+    );
+}

@@ -43,6 +43,16 @@ pub(super) async fn ensure(
         Ok(cfg) => cfg,
         Err(ConfigError(msg)) => return Ok(config_error(state, c, msg)),
     };
+    // The kubelet-managed /etc/hosts, unless the container mounts its own there.
+    if let Some(h) = &pass.hosts {
+        if !cfg.mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+            cfg.mounts.push(v1::Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: h.display().to_string(),
+                ..Default::default()
+            });
+        }
+    }
     let Some(image_status) = image_ready(pass, state, env, c).await else {
         return Ok(Progress::Waiting);
     };

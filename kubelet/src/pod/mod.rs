@@ -11,6 +11,7 @@
 
 mod container;
 mod shared;
+mod terminal;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +33,7 @@ use crate::runtime::{PodRuntime, RuntimeError};
 use crate::sysctl::SysctlAllowlist;
 use crate::volumes::{self, VolumeRoots};
 use crate::world::World;
-use crate::{status, stop};
+use crate::{hosts, status, stop};
 
 pub use crate::harness::Action;
 pub use shared::{PodEvent, PodShared, Shared, Waiting, EVENTS_KEPT};
@@ -137,6 +138,13 @@ impl PodState {
             reason: reason.to_owned(),
             message,
         });
+    }
+
+    /// Whether some container already waits with `message` (an event said why).
+    fn any_waiting_with(&self, message: &str) -> bool {
+        self.containers
+            .values()
+            .any(|m| m.waiting.as_ref().is_some_and(|w| w.message == message))
     }
 
     fn clear_waiting(&mut self, container: &str) {
@@ -244,6 +252,10 @@ pub struct PodEnv {
     pub volumes: VolumeRoots,
     /// For the downward API's `spec.nodeName`.
     pub node_name: String,
+    /// For the downward API's `status.hostIP`.
+    pub host_ip: String,
+    /// For `resourceFieldRef`s of containers without limits.
+    pub allocatable: crate::downward::Allocatable,
     pub sysctls: Arc<SysctlAllowlist>,
     /// The cluster DNS (for the sandbox's resolv.conf).
     pub dns: Option<crate::dns::ClusterDns>,
@@ -264,6 +276,13 @@ pub enum ReconcileError {
         #[source]
         source: RuntimeError,
     },
+    /// A file of the pod (its /etc/hosts) could not be written.
+    #[error("{step}")]
+    Io {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ReconcileError {
@@ -276,7 +295,7 @@ impl ReconcileError {
             {
                 Some(Duration::from_millis(100))
             }
-            ReconcileError::Runtime { .. } => None,
+            ReconcileError::Runtime { .. } | ReconcileError::Io { .. } => None,
         }
     }
 }
@@ -315,6 +334,8 @@ struct Pass<'a> {
     sandbox_cfg: v1::PodSandboxConfig,
     existing: Vec<v1::Container>,
     grace: i64,
+    /// The kubelet-managed hosts file, bind-mounted at /etc/hosts.
+    hosts: Option<PathBuf>,
 }
 
 /// Whether a container that exited with `exit_code` is restarted under `policy`.
@@ -445,8 +466,12 @@ async fn reconcile_inner(
     let sandboxes = sandboxes_of(rt, &state.uid)
         .await
         .step(|| "list the pod's sandboxes".into())?;
+    let done = terminal::finished_sandbox(rt, pod, &sandboxes, &hash).await?;
     let mut current = None;
     for s in sandboxes {
+        if done.as_deref() == Some(s.id.as_str()) {
+            continue;
+        }
         let fresh = s.state == v1::PodSandboxState::SandboxReady as i32
             && s.labels.get(LABEL_SPEC_HASH) == Some(&hash);
         if fresh && current.is_none() {
@@ -471,6 +496,11 @@ async fn reconcile_inner(
         .step(|| format!("replace sandbox {}", s.id))?;
     }
 
+    // A done pod keeps its stopped sandbox and exited containers; nothing more to do.
+    if current.is_none() && done.is_some() {
+        return Ok(());
+    }
+
     // Admission (sysctls): a refused pod gets no sandbox; its status says why.
     if let Err(r) = state.shared.admit(&env.sysctls, pod, &hash) {
         state.event(true, r.reason, r.message);
@@ -478,28 +508,25 @@ async fn reconcile_inner(
     }
 
     // 2. Volumes (refreshed on every pass).
-    let vols = match volumes::prepare(pod, ns, &env.volumes, &world.snap) {
+    let vols = match volumes::prepare(pod, ns, &env.volumes, &world.snap, &env.allocatable) {
         Ok(v) => v,
         Err(ConfigError(msg)) => {
-            let containers = pod
-                .spec
-                .as_ref()
-                .map(|s| s.containers.clone())
-                .unwrap_or_default();
-            // A Warning event once per cause (not on every pass), as the kubelet's FailedMount.
-            let first = containers
-                .first()
-                .map(|c| c.name.clone())
-                .unwrap_or_default();
-            if state.waiting(&first).map(|w| w.message.as_str()) != Some(msg.as_str()) {
-                state.event(
-                    true,
-                    "FailedMount",
-                    format!("MountVolume.SetUp failed: {msg}"),
-                );
+            // The kubelet's FailedMount event, and the reason in every container's waiting
+            // state (never a silent ContainerCreating).
+            let msg = format!("MountVolume.SetUp failed: {msg}");
+            if !state.any_waiting_with(&msg) {
+                tracing::warn!(pod = %name, error = %msg, "volume setup failed");
+                state.event(true, "FailedMount", msg.clone());
             }
-            for c in &containers {
-                state.set_waiting(&c.name, "ContainerCreating", msg.clone());
+            let spec = pod.spec.clone().unwrap_or_default();
+            let inits = spec.init_containers.as_deref().unwrap_or_default();
+            let reason = if inits.is_empty() {
+                "ContainerCreating"
+            } else {
+                "PodInitializing"
+            };
+            for c in inits.iter().chain(&spec.containers) {
+                state.set_waiting(&c.name, reason, msg.clone());
             }
             return Ok(());
         }
@@ -542,6 +569,7 @@ async fn reconcile_inner(
     let existing = containers_of(rt, &sandbox)
         .await
         .step(|| "list the pod's containers".into())?;
+    let hosts = hosts_file(pod, &pod_ip, &sandbox_cfg.hostname, env).await?;
     let pass = Pass {
         pod,
         world,
@@ -551,17 +579,50 @@ async fn reconcile_inner(
             uid: &uid,
             pod_ip: &pod_ip,
             node_name: &env.node_name,
+            host_ip: &env.host_ip,
+            allocatable: env.allocatable,
         },
         vols,
         sandbox,
         sandbox_cfg,
         existing,
         grace,
+        hosts,
     };
     // 3. Containers.
     run_containers(&pass, state, env).await?;
     state.last_spec = Some(pod.clone());
     Ok(())
+}
+
+/// Write the pod's kubelet-managed hosts file (`crate::hosts`), when the pod has an address
+/// (or uses the node's network, as the kubelet's `shouldMountHostsFile`).
+async fn hosts_file(
+    pod: &Pod,
+    pod_ip: &str,
+    hostname: &str,
+    env: &PodEnv,
+) -> Result<Option<PathBuf>, ReconcileError> {
+    let host_net = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    if pod_ip.is_empty() && !host_net {
+        return Ok(None);
+    }
+    let node_hosts = host_net.then(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+    let text = hosts::content(pod, pod_ip, hostname, node_hosts.as_deref());
+    let dir = env.volumes.run.clone();
+    let path = tokio::task::spawn_blocking(move || hosts::write(&dir, &text))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|source| ReconcileError::Io {
+            step: "write the pod's /etc/hosts".into(),
+            source,
+        })?;
+    Ok(Some(path))
 }
 
 /// Init containers in order, each to success; native sidecars (restartPolicy: Always) only
@@ -599,7 +660,8 @@ async fn run_containers(
             .await
             .step(|| "stop the sidecars of a finished pod".into())?;
         }
-        return Ok(());
+        tracing::info!(pod = %pass.fields.name, "pod finished; releasing its sandbox");
+        return terminal::release(&*env.rt, &pass.sandbox).await;
     }
     let init_policy = if policy == "Never" {
         "Never"

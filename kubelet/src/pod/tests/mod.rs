@@ -61,6 +61,12 @@ impl Node {
                 disk: dir.path().join("disk"),
             },
             node_name: "node".into(),
+            host_ip: "192.168.1.5".into(),
+            allocatable: crate::downward::Allocatable {
+                cpu: 2.0,
+                memory: 1e9,
+                ephemeral_storage: 1e10,
+            },
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
             dns: None,
             book: Arc::new(crate::workers::BackoffBook::new(None, HashMap::new())),
@@ -670,9 +676,12 @@ async fn a_finished_pod_stops_its_sidecars_last_first() {
         .into_iter()
         .filter(|c| c.starts_with("stop "))
         .collect();
-    assert_eq!(stops, ["stop s2#0 30", "stop s1#0 30"]);
+    // Then, as the kubelet does for a terminal pod, its sandbox (network, address) goes.
+    assert_eq!(stops, ["stop s2#0 30", "stop s1#0 30", "stop sandbox"]);
+    n.pass().await;
     n.pass().await;
     assert_eq!(n.attempts("s1"), 1, "and they stay stopped");
+    assert_eq!(n.attempts("app"), 1, "the stopped sandbox is not replaced");
     assert_eq!(phase(&n.status().await), "Succeeded");
 }
 

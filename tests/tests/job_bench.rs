@@ -1,0 +1,113 @@
+//! Benchmark (run on demand, prints figures, asserts only that the Job completes): a Job of
+//! `KINGLET_JOB_BENCH_COMPLETIONS` completions (default 1000), parallelism 10, pods of `true`,
+//! through a real daemon. Prints completions per second and the daemon's RSS and CPU sampled
+//! once a second over the run.
+//!
+//! `cargo test -p kinglet-tests --test job_bench -- --ignored --nocapture`
+
+use std::time::{Duration, Instant};
+
+use kinglet_tests::*;
+
+/// The daemon's resident set (KiB) and CPU time (clock ticks) now.
+fn sample(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let cpu = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    (rss, cpu)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run on demand with --ignored --nocapture"]
+async fn job_of_many_completions() {
+    let completions: u32 = std::env::var("KINGLET_JOB_BENCH_COMPLETIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let f = write(
+        d.dir.path(),
+        "job.yaml",
+        &format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: many}}\nspec:\n  completions: {completions}\n  parallelism: 10\n  backoffLimit: 100\n  ttlSecondsAfterFinished: 0\n  template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 0\n      containers:\n      - {{name: t, image: {IMAGE}, imagePullPolicy: IfNotPresent, command: ['true']}}\n"
+        ),
+    );
+    let pid = d.pid();
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let (rss0, cpu0) = sample(pid);
+    let start = Instant::now();
+    d.cli_ok(&["apply", "-f", &f]);
+    let mut samples: Vec<(f64, u64, u64, i64)> = Vec::new();
+    let mut done = 0;
+    let limit = Duration::from_secs(u64::from(completions) * 3 + 120);
+    while start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let out = d.cli(&["get", "job", "many", "-o", "json"]);
+        let (rss, cpu) = sample(pid);
+        if !out.status.success() {
+            // ttlSecondsAfterFinished: 0 deleted the finished Job.
+            samples.push((
+                start.elapsed().as_secs_f64(),
+                rss,
+                cpu,
+                i64::from(completions),
+            ));
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        done = v["status"]["succeeded"].as_i64().unwrap_or(0);
+        samples.push((start.elapsed().as_secs_f64(), rss, cpu, done));
+        let complete = v["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Complete" && c["status"] == "True");
+        if complete {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (_, rss_end, cpu_end, last) = *samples.last().expect("samples");
+    println!(
+        "FIGURE job bench: {completions} completions, parallelism 10, pods of `true`: {:.1} s, {:.2} completions/s",
+        secs,
+        f64::from(completions) / secs
+    );
+    println!(
+        "FIGURE job bench: daemon RSS {} KiB before, max {} KiB, {} KiB at the end; CPU {:.1} s ({:.0}% of one core)",
+        rss0,
+        samples.iter().map(|s| s.1).max().unwrap_or(0),
+        rss_end,
+        (cpu_end - cpu0) as f64 / ticks,
+        100.0 * (cpu_end - cpu0) as f64 / ticks / secs
+    );
+    // RSS by tenths of the run, to show its trend.
+    let tenth = (samples.len() / 10).max(1);
+    let trend: Vec<String> = samples
+        .iter()
+        .step_by(tenth)
+        .map(|(t, rss, _, n)| format!("{t:.0}s:{n}:{}MiB", rss / 1024))
+        .collect();
+    println!("FIGURE job bench: time:succeeded:RSS {}", trend.join(" "));
+    assert_eq!(
+        last,
+        i64::from(completions),
+        "the Job completed ({done} seen)"
+    );
+    d.shutdown().await;
+}
