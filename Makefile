@@ -20,6 +20,8 @@ bench-net:
 	bash scripts/bench-net.sh
 bench-pull:
 	bash scripts/bench-pull.sh
+bench-cri:
+	bash scripts/bench-cri.sh
 # Install the binary, the systemd unit and /etc/kinglet/manifests (0700); `systemctl enable
 # --now kinglet` starts it. `make uninstall` stops it, runs `kinglet reset` and removes both.
 PREFIX ?= /usr/local
