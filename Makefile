@@ -22,6 +22,8 @@ bench-pull:
 	bash scripts/bench-pull.sh
 bench-cli:
 	bash scripts/bench-cli.sh
+bench-cri:
+	bash scripts/bench-cri.sh
 # Debian package (cargo-deb): target/debian/kinglet_*.deb.
 deb:
 	bash scripts/deb.sh

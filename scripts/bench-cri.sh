@@ -2,7 +2,8 @@
 # Benchmark, run on demand (not in CI): upstream `critest -benchmark` against Kinglet and, in the
 # same run and with the same parameters, against containerd (Debian's, with runc and the standard
 # CNI bridge plugin) as the reference. Prints each CRI operation's p50 and p90 for both and the
-# ratio Kinglet / containerd. Needs root; installs containerd from Debian when missing.
+# ratio Kinglet / containerd, and the exec round trip (scripts/bench-exec.sh: `crictl exec` of
+# `true`, EXEC_N=40 times) against each. Needs root; installs containerd from Debian when missing.
 #
 #   bash scripts/bench-cri.sh            N=40 PARALLEL=2 by default (samples per benchmark)
 #
@@ -55,7 +56,8 @@ EOF
 
 echo "== kinglet (scripts/conformance.sh -benchmark)"
 mkdir -p "$work/out/kinglet" "$work/out/containerd"
-REPORT_DIR=$work/report-kinglet bash scripts/conformance.sh -benchmark \
+EXEC_OUT=$work/k-exec.tsv AFTER_CRITEST="bash $repo/scripts/bench-exec.sh" \
+  REPORT_DIR=$work/report-kinglet bash scripts/conformance.sh -benchmark \
   -benchmarking-params-file "$work/params.yaml" -benchmarking-output-dir "$work/out/kinglet" >"$work/kinglet.log" 2>&1 ||
   { tail -20 "$work/kinglet.log"; echo "bench-cri.sh: the Kinglet run failed" >&2; exit 1; }
 
@@ -102,6 +104,8 @@ for _ in $(seq 100); do [ -S "$c/containerd.sock" ] && break; sleep 0.1; done
   echo "bench-cri.sh: the containerd run failed; reference figures missing. Its first error:"
   grep -m1 -oE 'err="[^"]*"' "$work/containerd.log" || tail -3 "$work/containerd.log"
 }
+EXEC_OUT=$work/c-exec.tsv bash scripts/bench-exec.sh "unix://$c/containerd.sock" ||
+  echo "bench-cri.sh: the containerd exec round trip failed"
 
 # p50/p90 of each operation, from the datapoints critest wrote (one JSON file per benchmark).
 stats() {
@@ -113,8 +117,8 @@ stats() {
     [.[0].op, ($v | length), $v[(($v | length) * 0.5 | floor)], $v[(($v | length) * 0.9 | floor)]] | @tsv' \
     "$1"/*.json
 }
-stats "$work/out/kinglet" | sort >"$work/k.tsv"
-stats "$work/out/containerd" | sort >"$work/c.tsv"
+{ stats "$work/out/kinglet"; cat "$work/k-exec.tsv" 2>/dev/null; } | sort >"$work/k.tsv"
+{ stats "$work/out/containerd"; cat "$work/c-exec.tsv" 2>/dev/null; } | sort >"$work/c.tsv"
 echo
 printf '%-26s %5s %12s %12s %12s %12s %8s\n' operation n kinglet_p50 kinglet_p90 ctrd_p50 ctrd_p90 p50_ratio
 join -t $'\t' -a 1 -e 0 -o 1.1,1.2,1.3,1.4,2.2,2.3,2.4 "$work/k.tsv" "$work/c.tsv" |

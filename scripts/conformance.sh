@@ -12,6 +12,7 @@
 #   REPORT_DIR     where critest's JUnit/JSON reports and the daemon log go
 #                  (default: target/conformance)
 #   KEEP=1         keep the temporary directory (daemon state, image build) for debugging
+#   AFTER_CRITEST  command run after critest with the daemon's endpoint as its argument
 #
 # Prints critest's own summary ("Ran N of M Specs ..." and "N Passed | N Failed | ...") and
 # fails when a spec fails, except the ones allowed below. Everything it starts (daemon,
@@ -149,6 +150,9 @@ set +e
   --ginkgo.json-report "$report_dir/critest.json" --ginkgo.junit-report "$report_dir/junit.xml" \
   "$@" 2>&1 | tee "$work/critest.log"
 set -e
+# AFTER_CRITEST: a command run with the daemon's endpoint while daemon and registries still run
+# (scripts/bench-cri.sh measures the exec round trip there).
+if [ -n "${AFTER_CRITEST:-}" ]; then $AFTER_CRITEST "unix://$sock"; fi
 
 # The suite's own totals, then our verdict from its JSON report.
 echo "== summary"

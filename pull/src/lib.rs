@@ -200,7 +200,13 @@ pub struct Puller {
     blob_downloads: AtomicU64,
     /// Layer bytes downloaded since the daemon started (for the metrics).
     layer_bytes: Arc<AtomicU64>,
+    /// Registry clients by endpoint, scheme and credential: a pull reuses the connections
+    /// and the bearer tokens of the last one, as containerd's resolver does. Bounded.
+    clients: Mutex<HashMap<String, Client>>,
 }
+
+/// At most this many cached registry clients; the cache starts over when full.
+const MAX_CLIENTS: usize = 64;
 
 impl Puller {
     pub fn new(images: Arc<ImageStore>, config: PullConfig) -> Arc<Puller> {
@@ -212,7 +218,42 @@ impl Puller {
             inflight: Mutex::new(HashMap::new()),
             blob_downloads: AtomicU64::new(0),
             layer_bytes: Arc::new(AtomicU64::new(0)),
+            clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The client for one endpoint, scheme and credential, made on first use. A client keeps
+    /// the first credential (and its tokens) it sees per registry, so each credential has its
+    /// own; the key holds a hash of the credential, never the secret.
+    fn client(
+        &self,
+        ep: &Endpoint,
+        scheme: Scheme,
+        cred: Option<&Credential>,
+    ) -> Result<Client, PullError> {
+        let mut h = Sha256::new();
+        h.update(
+            cred.map(Credential::fingerprint)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        let key = format!(
+            "{}\0{scheme:?}\0{}\0{:?}\0{}",
+            ep.host,
+            ep.skip_verify,
+            ep.ca_file,
+            hex::encode(h.finalize())
+        );
+        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = client_for(ep, scheme, &self.config)?;
+        if map.len() >= MAX_CLIENTS {
+            map.clear();
+        }
+        map.insert(key, c.clone());
+        Ok(c)
     }
 
     /// Blob downloads started since the daemon started.
@@ -333,9 +374,9 @@ impl Puller {
                 Scheme::Http => &[Scheme::Http],
             };
             'scheme: for &scheme in schemes {
-                let client = client_for(ep, scheme, &self.config)?;
                 let mut tried = Vec::new();
                 for cred in &creds {
+                    let client = self.client(ep, scheme, cred.as_ref())?;
                     tried.push(
                         cred.as_ref()
                             .map_or("anonymous".to_owned(), Credential::describe),
@@ -670,8 +711,7 @@ fn sha256_digest(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
-/// A registry client for one endpoint and scheme. A fresh client per attempt: the crate keeps
-/// the first credential it sees per registry, so clients are not shared between credentials.
+/// A new registry client for one endpoint and scheme (see [`Puller::client`]).
 fn client_for(ep: &Endpoint, scheme: Scheme, cfg: &PullConfig) -> Result<Client, PullError> {
     let mut extra = Vec::new();
     if let Some(path) = &ep.ca_file {

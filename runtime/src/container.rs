@@ -1,5 +1,6 @@
-//! Containers: CreateContainer, StartContainer, StopContainer, RemoveContainer,
-//! ContainerStatus, ListContainers, ReopenContainerLog, and the watcher that records exits.
+//! Containers: CreateContainer (which prepares; StartContainer is in `start.rs`),
+//! StopContainer, RemoveContainer, ContainerStatus, ListContainers, ReopenContainerLog, and the
+//! watcher that records exits.
 //!
 //! Layout of a container `<id>`:
 //! - `<root>/containers/<id>/{upper,work}`: its writable overlay layer (persistent);
@@ -13,11 +14,11 @@ use std::time::Duration;
 
 use kinglet_cri::CriError;
 use kinglet_proto::v1;
-use kinglet_shim::protocol::{read_record, ExitRecord, CMD_REOPEN_LOG, CMD_START, EXIT_RECORD};
+use kinglet_shim::protocol::{read_record, ExitRecord, CMD_REOPEN_LOG, EXIT_RECORD};
 use nix::sys::signal::Signal;
 
 use super::sandbox::to_map;
-use super::shim::{self, ShimLaunch};
+use super::shim;
 use super::spec::{self, SandboxFiles, SpecInput};
 use super::store::{ContainerEntry, ContainerRecord, ContainerState, Meta, MountRecord, NsMode};
 use super::{
@@ -201,20 +202,6 @@ impl Runtime {
                 Some(p)
             };
 
-            let state_dir = self.paths.shim_state(&id);
-            let runtime_root = self.paths.runtime_root();
-            let (init_pid, shim_pid) = shim::spawn(&ShimLaunch {
-                exe: &self.exe,
-                id: &id,
-                bundle: &bundle,
-                runtime_root: &runtime_root,
-                state_dir: &state_dir,
-                log_path: log_path.as_deref(),
-                stdin: config.stdin,
-                stdin_once: config.stdin_once,
-                systemd_cgroup: self.config.systemd_cgroup,
-            })
-            .await?;
             let sig = image
                 .config
                 .stop_signal
@@ -258,9 +245,10 @@ impl Runtime {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
                 stop_signal: sig as i32,
-                shim_pid,
-                init_pid,
-                init_start_ticks: kinglet_shim::process_start_ticks(init_pid).unwrap_or(0),
+                // No shim yet: StartContainer launches it (start.rs).
+                shim_pid: 0,
+                init_pid: 0,
+                init_start_ticks: 0,
                 config: encode_hex(&config),
                 resources: String::new(),
                 user,
@@ -270,9 +258,8 @@ impl Runtime {
         }
         .await;
         match result {
-            Ok(entry) => {
+            Ok(_entry) => {
                 rb.commit();
-                self.watch_exit(entry);
                 self.emit_event(
                     &id,
                     &sandbox.id,
@@ -283,22 +270,6 @@ impl Runtime {
                 Ok(v1::CreateContainerResponse { container_id: id })
             }
             Err(e) => {
-                // A shim that did start would hold the rootfs: make sure nothing is left running.
-                let _ = blocking("kill leftover", {
-                    let state_dir = self.paths.shim_state(&id);
-                    move || {
-                        if let Ok(Some(r)) = read_record::<kinglet_shim::protocol::ShimRecord>(
-                            &state_dir.join(kinglet_shim::protocol::SHIM_RECORD),
-                        ) {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(r.init_pid),
-                                Signal::SIGKILL,
-                            );
-                        }
-                        Ok(())
-                    }
-                })
-                .await;
                 rb.run().await;
                 Err(e)
             }
@@ -409,41 +380,6 @@ impl Runtime {
             .ok_or_else(|| CriError::not_found("container", id))
     }
 
-    pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
-        let entry = self.container_entry(id).await?;
-        let (cid, state, sandbox_id) = {
-            let r = entry.record.lock().await;
-            (r.id.clone(), r.state, r.sandbox_id.clone())
-        };
-        if state != ContainerState::Created {
-            return Err(CriError::FailedPrecondition {
-                kind: "container",
-                id: cid,
-                state: format!("{state:?}").to_lowercase(),
-                action: "StartContainer",
-                needed: "created",
-            });
-        }
-        let reply = shim::control(&self.paths.shim_state(&cid), CMD_START).await?;
-        let started_at = reply.parse::<i64>().unwrap_or_else(|_| now_nanos());
-        self.store
-            .update_container(&entry, |r| {
-                if r.state == ContainerState::Created {
-                    r.state = ContainerState::Running;
-                    r.started_at = started_at;
-                }
-            })
-            .await?;
-        self.emit_event(
-            &cid,
-            &sandbox_id,
-            v1::ContainerEventType::ContainerStartedEvent,
-        )
-        .await;
-        tracing::info!(container = %cid, "container started");
-        Ok(())
-    }
-
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), CriError> {
         if id.is_empty() {
             return Err(CriError::invalid("container_id", "must not be empty"));
@@ -462,12 +398,23 @@ impl Runtime {
         id: &str,
         timeout: i64,
     ) -> Result<(), CriError> {
-        let (state, init_pid, ticks, stop_signal) = {
+        // Not while a start is launching the shim: after it, the pids are known.
+        let _start = entry.start.lock().await;
+        let (state, init_pid, ticks, stop_signal, shim_pid) = {
             let r = entry.record.lock().await;
-            (r.state, r.init_pid, r.init_start_ticks, r.stop_signal)
+            (
+                r.state,
+                r.init_pid,
+                r.init_start_ticks,
+                r.stop_signal,
+                r.shim_pid,
+            )
         };
         if matches!(state, ContainerState::Exited | ContainerState::Unknown) {
             return Ok(());
+        }
+        if state == ContainerState::Created && shim_pid == 0 {
+            return self.stop_unstarted(entry).await;
         }
         let mut rx = entry.state_tx.subscribe();
         let alive =

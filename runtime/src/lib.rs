@@ -26,6 +26,7 @@ mod sandbox;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
+mod start;
 pub mod stats;
 mod stats_rpc;
 pub mod store;

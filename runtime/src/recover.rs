@@ -46,6 +46,14 @@ impl Runtime {
             container_ids.insert(c.id.clone());
             let state_dir = self.paths.shim_state(&c.id);
             let exited = state_dir.join(EXIT_RECORD).exists();
+            // A shim a start launched before the daemon could record it: adopt its pids.
+            if c.state == ContainerState::Created && c.shim_pid == 0 {
+                if let Ok(Some(r)) = read_record::<ShimRecord>(&state_dir.join(SHIM_RECORD)) {
+                    c.shim_pid = r.shim_pid;
+                    c.init_pid = r.init_pid;
+                    c.init_start_ticks = r.init_start_ticks;
+                }
+            }
             let shim_alive = c.shim_pid > 0 && shim::is_shim_of(c.shim_pid, &c.id);
             // A start the daemon did not live to record.
             if c.state == ContainerState::Created {
@@ -57,7 +65,9 @@ impl Runtime {
                 }
             }
             let id = c.id.clone();
-            let live = matches!(c.state, ContainerState::Created | ContainerState::Running);
+            // Created and never started: no shim to watch yet (StartContainer launches it).
+            let live = matches!(c.state, ContainerState::Created | ContainerState::Running)
+                && !(c.state == ContainerState::Created && c.shim_pid == 0);
             let entry = self.store.insert_container(c, false).await?;
             if live {
                 if exited || !shim_alive {

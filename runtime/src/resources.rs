@@ -150,6 +150,44 @@ pub fn cgroup_dir(root: &Path, proc_cgroup: &str, controller: &str) -> Option<Pa
     })
 }
 
+/// Write `r` into the cgroups of the process `pid` (a container's init), in runc's order.
+pub(super) fn write_resources(pid: i32, r: &v1::LinuxContainerResources) -> Result<(), CriError> {
+    let root = Path::new("/sys/fs/cgroup");
+    let v2 = super::stats::is_v2(root);
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|e| CriError::internal(format!("read /proc/{pid}/cgroup"), e))?;
+    let mem_dir = cgroup_dir(root, &text, if v2 { "" } else { "memory" });
+    let current = mem_dir
+        .as_ref()
+        .and_then(|d| {
+            let f = if v2 {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            };
+            std::fs::read_to_string(d.join(f)).ok()
+        })
+        .and_then(|t| t.trim().parse::<i64>().ok());
+    // "max" (no limit) does not parse: any new limit shrinks it.
+    let grows = current.is_some_and(|c| r.memory_limit_in_bytes > c);
+    for (controller, file, value) in cgroup_writes(v2, r, grows)? {
+        let dir = cgroup_dir(root, &text, controller).ok_or_else(|| {
+            CriError::invalid(
+                "linux",
+                format!("the container has no {controller} cgroup to set {file} in"),
+            )
+        })?;
+        let path = dir.join(&file);
+        std::fs::write(&path, &value).map_err(|e| {
+            CriError::invalid(
+                "linux",
+                format!("cannot set {} to {value:?}: {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 impl Runtime {
     pub async fn update_container_resources(
         &self,
@@ -163,6 +201,8 @@ impl Runtime {
             .find_container(&req.container_id)
             .await
             .ok_or_else(|| CriError::not_found("container", &req.container_id))?;
+        // A start in progress reads the recorded resources once it has a cgroup: wait for it.
+        let _start = e.start.lock().await;
         let (id, pid, state) = {
             let r = e.record.lock().await;
             (r.id.clone(), r.init_pid, r.state)
@@ -176,44 +216,21 @@ impl Runtime {
                 needed: "created or running",
             });
         }
-        let r = linux.clone();
-        blocking("update container resources", move || {
-            let root = Path::new("/sys/fs/cgroup");
-            let v2 = super::stats::is_v2(root);
-            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .map_err(|e| CriError::internal(format!("read /proc/{pid}/cgroup"), e))?;
-            let mem_dir = cgroup_dir(root, &text, if v2 { "" } else { "memory" });
-            let current = mem_dir
-                .as_ref()
-                .and_then(|d| {
-                    let f = if v2 {
-                        "memory.max"
-                    } else {
-                        "memory.limit_in_bytes"
-                    };
-                    std::fs::read_to_string(d.join(f)).ok()
-                })
-                .and_then(|t| t.trim().parse::<i64>().ok());
-            // "max" (no limit) does not parse: any new limit shrinks it.
-            let grows = current.is_some_and(|c| r.memory_limit_in_bytes > c);
-            for (controller, file, value) in cgroup_writes(v2, &r, grows)? {
-                let dir = cgroup_dir(root, &text, controller).ok_or_else(|| {
-                    CriError::invalid(
-                        "linux",
-                        format!("the container has no {controller} cgroup to set {file} in"),
-                    )
-                })?;
-                let path = dir.join(&file);
-                std::fs::write(&path, &value).map_err(|e| {
-                    CriError::invalid(
-                        "linux",
-                        format!("cannot set {} to {value:?}: {e}", path.display()),
-                    )
-                })?;
-            }
-            Ok(())
-        })
-        .await?;
+        // Not started yet (no shim, no cgroup): checked and recorded here, written into the
+        // cgroup by StartContainer.
+        if pid <= 0 {
+            cgroup_writes(
+                super::stats::is_v2(Path::new("/sys/fs/cgroup")),
+                &linux,
+                false,
+            )?;
+        } else {
+            let r = linux.clone();
+            blocking("update container resources", move || {
+                write_resources(pid, &r)
+            })
+            .await?;
+        }
         self.store
             .update_container(&e, |r| r.resources = encode_hex(&linux))
             .await?;

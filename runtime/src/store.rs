@@ -160,6 +160,9 @@ pub struct ContainerRecord {
 pub struct ContainerEntry {
     pub record: Mutex<ContainerRecord>,
     pub state_tx: watch::Sender<ContainerState>,
+    /// Held while StartContainer launches the container's shim, and by a stop: a stop waits
+    /// for a start in progress rather than racing it.
+    pub start: Mutex<()>,
 }
 
 pub struct SandboxEntry {
@@ -241,6 +244,7 @@ impl Store {
         let e = Arc::new(ContainerEntry {
             record: Mutex::new(rec),
             state_tx,
+            start: Mutex::new(()),
         });
         self.containers.write().await.insert(id, e.clone());
         Ok(e)
