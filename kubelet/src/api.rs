@@ -283,7 +283,9 @@ fn clear_status(o: &mut Object) {
         Object::Deployment(d) => d.status = None,
         Object::ReplicaSet(r) => r.status = None,
         Object::Job(j) => j.status = None,
-        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
+        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) | Object::IngressClass(_) => {
+        }
+        Object::Ingress(i) => i.status = None,
     }
 }
 

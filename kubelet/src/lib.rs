@@ -232,7 +232,7 @@ impl Supervisor {
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
                 Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
-                Object::Service(_) => {}
+                Object::Service(_) | Object::Ingress(_) | Object::IngressClass(_) => {}
             }
         }
         (pods, snap)

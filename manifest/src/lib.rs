@@ -10,7 +10,9 @@
 //!   path — found by comparing the document with the typed object serialized back;
 //! - a type mismatch is an error with its path;
 //! - Secrets: `data` must be base64, `stringData` is merged over it, and the types
-//!   `kubernetes.io/tls` / `kubernetes.io/dockerconfigjson` must carry their keys.
+//!   `kubernetes.io/tls` / `kubernetes.io/dockerconfigjson` must carry their keys, and a TLS
+//!   Secret's `tls.crt` / `tls.key` must be a PEM chain and its matching key (`ingress`);
+//! - networking.k8s.io/v1 `Ingress` and `IngressClass` are validated as the API server does.
 //!
 //! Objects without `metadata.namespace` land in `default`.
 
@@ -20,9 +22,12 @@ use std::fmt;
 pub use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 pub use k8s_openapi::api::batch::v1::Job;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+pub use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+mod ingress;
 mod service;
+pub use ingress::tls_pair_problem;
 mod workloads;
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,7 +51,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job; networking.k8s.io/v1 Ingress, IngressClass)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -78,6 +83,8 @@ pub enum Object {
     ReplicaSet(Box<ReplicaSet>),
     Job(Box<Job>),
     Service(Box<Service>),
+    Ingress(Box<Ingress>),
+    IngressClass(Box<IngressClass>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -105,6 +112,8 @@ impl Object {
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Job(_) => "Job",
             Object::Service(_) => "Service",
+            Object::Ingress(_) => "Ingress",
+            Object::IngressClass(_) => "IngressClass",
         }
     }
 
@@ -114,6 +123,7 @@ impl Object {
             Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
             Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
             Object::Job(_) => "batch/v1",
+            Object::Ingress(_) | Object::IngressClass(_) => "networking.k8s.io/v1",
         }
     }
 
@@ -126,6 +136,8 @@ impl Object {
             Object::ReplicaSet(r) => &r.metadata,
             Object::Job(j) => &j.metadata,
             Object::Service(s) => &s.metadata,
+            Object::Ingress(i) => &i.metadata,
+            Object::IngressClass(c) => &c.metadata,
         }
     }
 
@@ -138,6 +150,8 @@ impl Object {
             Object::ReplicaSet(r) => &mut r.metadata,
             Object::Job(j) => &mut j.metadata,
             Object::Service(s) => &mut s.metadata,
+            Object::Ingress(i) => &mut i.metadata,
+            Object::IngressClass(c) => &mut c.metadata,
         }
     }
 
@@ -151,6 +165,8 @@ impl Object {
             Object::ReplicaSet(r) => serde_json::to_value(r),
             Object::Job(j) => serde_json::to_value(j),
             Object::Service(s) => serde_json::to_value(s),
+            Object::Ingress(i) => serde_json::to_value(i),
+            Object::IngressClass(c) => serde_json::to_value(c),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -322,6 +338,16 @@ fn parse_value(
             let s: Service = typed(source_name, &label, &value)?;
             service::check_service(source_name, &label, &s)?;
             Object::Service(Box::new(s))
+        }
+        ("networking.k8s.io/v1", "Ingress") => {
+            let i: Ingress = typed(source_name, &label, &value)?;
+            ingress::check_ingress(source_name, &label, &i)?;
+            Object::Ingress(Box::new(i))
+        }
+        ("networking.k8s.io/v1", "IngressClass") => {
+            let c: IngressClass = typed(source_name, &label, &value)?;
+            ingress::check_ingress_class(source_name, &label, &c)?;
+            Object::IngressClass(Box::new(c))
         }
         _ => {
             return Err(ManifestError::Unsupported {
@@ -653,6 +679,16 @@ fn check_secret(source_name: &str, label: &str, s: &Secret) -> Result<(), Manife
                 object: label.to_owned(),
                 path: format!("data[{k:?}]"),
                 reason: format!("is required for type {}", s.type_.as_deref().unwrap_or("")),
+            });
+        }
+    }
+    if s.type_.as_deref() == Some("kubernetes.io/tls") {
+        if let Some(reason) = tls_pair_problem(&data["tls.crt"], &data["tls.key"]) {
+            return Err(ManifestError::Invalid {
+                source_name: source_name.to_owned(),
+                object: label.to_owned(),
+                path: if reason.starts_with("tls.crt") { "data[\"tls.crt\"]" } else { "data[\"tls.key\"]" }.into(),
+                reason: format!("{reason}; give a PEM certificate chain in tls.crt and its PEM private key in tls.key"),
             });
         }
     }
