@@ -71,6 +71,9 @@ pub struct Config {
     /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
     pub stream_address: std::net::IpAddr,
     pub stream_port: u16,
+    // --- ingress (issue 13) ---
+    /// The ingress proxy (`[ingress]`).
+    pub ingress: crate::ingress_cli::IngressSettings,
 }
 
 impl Default for Config {
@@ -104,6 +107,7 @@ impl Default for Config {
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
+            ingress: Default::default(),
         }
     }
 }
@@ -141,6 +145,8 @@ pub struct FileConfig {
     pub metrics_address: Option<String>,
     pub stream_address: Option<std::net::IpAddr>,
     pub stream_port: Option<u16>,
+    // --- ingress (issue 13) ---
+    pub ingress: Option<crate::ingress_cli::IngressSettings>,
 }
 
 /// Settings given on the command line (all optional).
@@ -242,6 +248,7 @@ impl Config {
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
             stream_address: file.stream_address.unwrap_or(d.stream_address),
             stream_port: file.stream_port.unwrap_or(d.stream_port),
+            ingress: file.ingress.unwrap_or(d.ingress),
         };
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)

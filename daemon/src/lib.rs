@@ -18,6 +18,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod ingress_cli;
 pub mod kubectl;
 pub mod metrics;
 pub mod notify;

@@ -148,5 +148,6 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
                 table: format!("{}_svc", c.nft_table),
             }
         }),
+        ingress: c.ingress.proxy_config(),
     }
 }

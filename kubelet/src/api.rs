@@ -254,6 +254,8 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "job" | "jobs" => Some("Job"),
         "service" | "services" | "svc" => Some("Service"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
+        "ingress" | "ingresses" | "ing" => Some("Ingress"),
+        "ingressclass" | "ingressclasses" => Some("IngressClass"),
         _ => None,
     }
 }
@@ -304,6 +306,7 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
         (Object::Deployment(d), Some(Object::Deployment(p))) => d.status = p.status.clone(),
         (Object::ReplicaSet(r), Some(Object::ReplicaSet(p))) => r.status = p.status.clone(),
         (Object::Job(j), Some(Object::Job(p))) => j.status = p.status.clone(),
+        (Object::Ingress(i), Some(Object::Ingress(p))) => i.status = p.status.clone(),
         _ => {}
     }
     let m = o.meta_mut();

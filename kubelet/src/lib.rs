@@ -27,6 +27,7 @@ pub mod error;
 mod fake;
 pub mod harness;
 mod hooks;
+mod ingress;
 mod objects;
 pub mod pod;
 pub mod podspec;
@@ -80,6 +81,8 @@ pub struct KubeletConfig {
     pub allowed_unsafe_sysctls: Vec<String>,
     /// Service addresses and proxy rules (None: Services get no address and no rules).
     pub services: Option<services::ServicesConfig>,
+    /// The ingress proxy's listeners (None: no ingress proxy).
+    pub ingress: Option<kinglet_ingress::IngressConfig>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -100,6 +103,8 @@ pub struct Supervisor {
     pods: Arc<Controller<PodReconciler>>,
     /// EndpointSlices and the proxy table.
     services: services::ServicesState,
+    /// The ingress proxy.
+    ingress: ingress::IngressState,
 }
 
 impl Supervisor {
@@ -146,6 +151,7 @@ impl Supervisor {
             world,
             pods: Controller::new(Arc::new(pods), RetryPolicy::default()),
             services: Default::default(),
+            ingress: Default::default(),
             cfg,
             rt,
         });
