@@ -28,6 +28,7 @@ pub mod reset;
 pub mod runtime;
 pub mod server;
 pub mod stream_cli;
+pub mod svc_forward;
 mod sys;
 pub mod workloads_cli;
 

@@ -103,13 +103,7 @@ impl CertMap {
     }
 }
 
-fn load(
-    id: &str,
-    ns: &str,
-    name: &str,
-    secrets: &[Secret],
-    prev: &CertMap,
-) -> Option<Parsed> {
+fn load(id: &str, ns: &str, name: &str, secrets: &[Secret], prev: &CertMap) -> Option<Parsed> {
     let Some(secret) = secrets.iter().find(|s| {
         s.metadata.namespace.as_deref().unwrap_or("default") == ns
             && s.metadata.name.as_deref() == Some(name)

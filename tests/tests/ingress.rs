@@ -72,6 +72,23 @@ spec:
       periodSeconds: 1
 "#;
 
+/// Ready (its probe always passes) but nothing listens on its port.
+const DEAD: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: dead, labels: {app: api}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, '3600']
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      exec: {command: ['true']}
+      periodSeconds: 1
+"#;
+
 const SERVICES: &str = r#"apiVersion: v1
 kind: Service
 metadata: {name: api}
@@ -403,6 +420,62 @@ async fn ingress_routes_terminates_tls_and_upgrades() {
         let mut back = [0u8; 11];
         s.read_exact(&mut back).unwrap();
         assert_eq!(back, frame);
+    }
+
+    // An endpoint that is Ready but refuses connections: every request still lands, on the
+    // other endpoint (the proxy retries another one on a connection failure).
+    let dead = write(d.dir.path(), "dead.yaml", DEAD);
+    d.cli_ok(&["apply", "-f", &dead]);
+    wait_for("two api endpoints", Duration::from_secs(30), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&d.cli_ok(&["get", "endpointslices", "-o", "json"])).unwrap();
+        let items = v["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![v.clone()]);
+        items
+            .iter()
+            .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "api")
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count()
+            == 2
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..10 {
+        assert_eq!(get(http, "a.example.test", "/api/who").1, "api");
+    }
+    assert!(
+        d.log().contains("endpoint refused; trying another"),
+        "the dead endpoint was never tried"
+    );
+
+    // port-forward svc/api: the Service port 80 is the oldest ready pod's targetPort http.
+    {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(kinglet_bin())
+            .arg("port-forward")
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["svc/api", "0:80"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.ends_with("-> 8080\n"), "{line}");
+        let port: u16 = line
+            .split(':')
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let (status, body) = get(port, "x", "/api/who");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(body, "api", "{status}");
     }
 
     // Status: the host's address.
