@@ -14,6 +14,7 @@ pkgs=(
   docker-registry apache2-utils openssl  # registry pull tests: registry, htpasswd, test CA
   qemu-system-x86 mmdebstrap e2fsprogs binutils  # VM tests (tests/vm): QEMU, guest root, mkfs.ext4 -d, objcopy
   gcc libc6-dev curl jq  # CRI conformance (scripts/conformance.sh): critest's look-alike images, report
+  wrk  # scripts/bench-ingress.sh
 )
 missing=()
 for p in "${pkgs[@]}"; do
