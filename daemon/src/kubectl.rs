@@ -619,7 +619,7 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         return crate::ingress_cli::describe(ch, name, ns).await;
     }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets, jobs and services");
+        bail!("describe supports pods, deployments, replicasets, jobs, services and ingresses");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {
