@@ -495,6 +495,20 @@ async fn ingress_routes_terminates_tls_and_upgrades() {
         "{table}"
     );
 
+    let classes = d.cli_ok(&["get", "ingressclass"]);
+    assert!(
+        classes.contains("CONTROLLER") && classes.contains("kinglet.io/ingress-controller"),
+        "{classes}"
+    );
+    let desc = d.cli_ok(&["describe", "ingress", "main"]);
+    for want in [
+        "a-tls terminates a.example.test",
+        "/api  api:http (",
+        ":8080",
+    ] {
+        assert!(desc.contains(want), "{want} in:\n{desc}");
+    }
+
     // Without a default backend, what matches no rule is 404.
     let without = write(d.dir.path(), "ing2.yaml", &INGRESS.replace("DEFAULT", ""));
     d.cli_ok(&["apply", "-f", &without]);
