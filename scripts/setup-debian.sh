@@ -25,6 +25,7 @@ test_pkgs=(
   qemu-system-x86 mmdebstrap e2fsprogs binutils  # VM tests (tests/vm): QEMU, guest root, mkfs.ext4 -d, objcopy
   tmux  # tests/tests/tty_tmux.rs: exec -it on a real terminal
   gcc libc6-dev curl jq  # CRI conformance (scripts/conformance.sh): critest's look-alike images, report
+  wrk  # scripts/bench-ingress.sh
 )
 apt_opts=(--no-install-recommends)
 if [ "$profile" = test ]; then

@@ -188,7 +188,8 @@ pub enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Forward a local port to a port of a pod (LOCAL:REMOTE, or PORT for both).
+    /// Forward a local port to a port of a pod, or of a Service (`svc/NAME`: a ready pod
+    /// behind it, the Service port mapped to its targetPort) (LOCAL:REMOTE, or PORT for both).
     PortForward {
         /// Name of the pod.
         pod: String,
@@ -536,7 +537,13 @@ pub fn main() -> ExitCode {
         Command::PortForward { pod, ports, client } => {
             let ns = client.namespace.clone();
             client_verb(&client, |ch| async move {
-                crate::stream_cli::port_forward(ch, &pod, &ns, &ports).await
+                match crate::svc_forward::service_target(&pod) {
+                    Some(svc) => crate::svc_forward::port_forward(ch, svc, &ns, &ports).await,
+                    None => {
+                        let pod = pod.strip_prefix("pod/").unwrap_or(&pod);
+                        crate::stream_cli::port_forward(ch, pod, &ns, &ports).await
+                    }
+                }
             })
         }
         Command::Version { socket } => {

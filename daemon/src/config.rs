@@ -101,6 +101,9 @@ pub struct Config {
     pub node_labels: std::collections::BTreeMap<String, String>,
     /// Taints, as the kubelet's `--register-with-taints`: `key[=value]:Effect`.
     pub node_taints: Vec<String>,
+    // --- ingress (issue 13) ---
+    /// The ingress proxy (`[ingress]`).
+    pub ingress: crate::ingress_cli::IngressSettings,
 }
 
 impl Default for Config {
@@ -142,6 +145,7 @@ impl Default for Config {
             node_name: None,
             node_labels: Default::default(),
             node_taints: Vec::new(),
+            ingress: Default::default(),
         }
     }
 }

@@ -337,7 +337,9 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
         "ServiceAccount" => vec!["NAME", "SECRETS", "AGE"],
         "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
         "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
-        k => crate::workloads_cli::header(k, wide).unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
+        k => crate::workloads_cli::header(k, wide)
+            .or_else(|| crate::ingress_cli::header(k))
+            .unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
     };
     if wide && kind == "Pod" {
         header.extend(["IP", "NODE"]);
@@ -397,6 +399,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
             "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" | "Namespace" => {
                 crate::workloads_cli::row(o, age(o), wide)
             }
+            "Ingress" | "IngressClass" => crate::ingress_cli::row(o, age(o)),
             "Service" => {
                 let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
                 let mut r = kinglet_services::columns::service_row(&s);
@@ -671,8 +674,11 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     if crate::describe_cli::handles(kind) {
         return crate::describe_cli::describe(ch, kind, name, ns).await;
     }
+    if matches!(kind, "ing" | "ingress" | "ingresses") {
+        return crate::ingress_cli::describe(ch, name, ns).await;
+    }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets, daemonsets, jobs, cronjobs, services, configmaps and secrets");
+        bail!("describe supports pods, deployments, replicasets, daemonsets, jobs, cronjobs, services, ingresses, configmaps and secrets");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {

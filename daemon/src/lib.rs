@@ -24,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod describe_cli;
+pub mod ingress_cli;
 pub mod kubectl;
 pub mod logs_cli;
 pub mod metrics;
@@ -36,6 +37,7 @@ pub mod podview;
 pub mod reset;
 pub mod server;
 pub mod stream_cli;
+pub mod svc_forward;
 pub mod workloads_cli;
 
 use std::path::PathBuf;

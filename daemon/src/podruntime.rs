@@ -149,6 +149,7 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
             }
         }),
         dns: cluster_dns(c),
+        ingress: c.ingress.proxy_config(),
     }
 }
 

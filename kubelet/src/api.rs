@@ -309,6 +309,8 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "serviceaccount" | "serviceaccounts" | "sa" => Some("ServiceAccount"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
         "endpoints" | "ep" => Some("Endpoints"),
+        "ingress" | "ingresses" | "ing" => Some("Ingress"),
+        "ingressclass" | "ingressclasses" => Some("IngressClass"),
         _ => None,
     }
 }
@@ -341,12 +343,14 @@ fn clear_status(o: &mut Object) {
         Object::DaemonSet(d) => d.status = None,
         Object::CronJob(c) => c.status = None,
         Object::Namespace(n) => n.status = None,
+        Object::Ingress(i) => i.status = None,
         Object::ConfigMap(_)
         | Object::Secret(_)
         | Object::Service(_)
         | Object::ServiceAccount(_)
         | Object::EndpointSlice(_)
-        | Object::Endpoints(_) => {}
+        | Object::Endpoints(_)
+        | Object::IngressClass(_) => {}
     }
 }
 
@@ -371,6 +375,7 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
             n.status = p.status.clone();
             n.metadata.deletion_timestamp = p.metadata.deletion_timestamp.clone();
         }
+        (Object::Ingress(i), Some(Object::Ingress(p))) => i.status = p.status.clone(),
         _ => {}
     }
     let m = o.meta_mut();

@@ -36,6 +36,7 @@ pub mod harness;
 mod hooks;
 pub mod namespaces;
 pub mod hosts;
+mod ingress;
 mod objects;
 pub mod pod;
 pub mod podspec;
@@ -94,6 +95,8 @@ pub struct KubeletConfig {
     /// The cluster DNS server and the pods' resolv.conf (None: off; ClusterFirst pods get
     /// the host's resolv.conf).
     pub dns: Option<dns::ClusterDns>,
+    /// The ingress proxy's listeners (None: no ingress proxy).
+    pub ingress: Option<kinglet_ingress::IngressConfig>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -114,6 +117,8 @@ pub struct Supervisor {
     pods: Arc<Controller<PodReconciler>>,
     /// EndpointSlices and the proxy table.
     services: services::ServicesState,
+    /// The ingress proxy.
+    ingress: ingress::IngressState,
 }
 
 impl Supervisor {
@@ -170,6 +175,7 @@ impl Supervisor {
             world,
             pods: Controller::new(Arc::new(pods), RetryPolicy::default()),
             services: Default::default(),
+            ingress: Default::default(),
             cfg,
             rt,
         });
@@ -287,7 +293,11 @@ impl Supervisor {
                 | Object::CronJob(_)
                 | Object::Namespace(_) => {}
                 Object::Service(s) => snap.services.push((**s).clone()),
-                Object::EndpointSlice(_) | Object::Endpoints(_) | Object::ServiceAccount(_) => {}
+                Object::EndpointSlice(_)
+                | Object::Endpoints(_)
+                | Object::ServiceAccount(_)
+                | Object::Ingress(_)
+                | Object::IngressClass(_) => {}
             }
         }
         (pods, snap)

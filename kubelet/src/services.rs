@@ -136,6 +136,7 @@ impl Supervisor {
         let _ = self.services.started.set(Instant::now());
         loop {
             self.sync_services().await;
+            self.sync_ingress().await;
             tokio::select! {
                 _ = READINESS_CHANGED.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -10,7 +10,9 @@
 //!   path — found by comparing the document with the typed object serialized back;
 //! - a type mismatch is an error with its path;
 //! - Secrets: `data` must be base64, `stringData` is merged over it, and the types
-//!   `kubernetes.io/tls` / `kubernetes.io/dockerconfigjson` must carry their keys.
+//!   `kubernetes.io/tls` / `kubernetes.io/dockerconfigjson` must carry their keys, and a TLS
+//!   Secret's `tls.crt` / `tls.key` must be a PEM chain and its matching key (`ingress`);
+//! - networking.k8s.io/v1 `Ingress` and `IngressClass` are validated as the API server does.
 //!
 //! Objects without `metadata.namespace` land in `default`.
 
@@ -20,11 +22,14 @@ use std::fmt;
 pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 pub use k8s_openapi::api::batch::v1::{CronJob, Job};
 pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+pub use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 mod endpointslice;
 pub mod cron;
+mod ingress;
 mod service;
+pub use ingress::tls_pair_problem;
 mod workloads;
 use serde::Deserialize;
 use serde_json::Value;
@@ -49,7 +54,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, ServiceAccount, Endpoints, Namespace, List; apps/v1 Deployment, ReplicaSet, DaemonSet; batch/v1 Job, CronJob; discovery.k8s.io/v1 EndpointSlice)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, ServiceAccount, Endpoints, Namespace, List; apps/v1 Deployment, ReplicaSet, DaemonSet; batch/v1 Job, CronJob; discovery.k8s.io/v1 EndpointSlice; networking.k8s.io/v1 Ingress, IngressClass)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -87,6 +92,8 @@ pub enum Object {
     CronJob(Box<CronJob>),
     Namespace(Box<Namespace>),
     ServiceAccount(Box<ServiceAccount>),
+    Ingress(Box<Ingress>),
+    IngressClass(Box<IngressClass>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -120,6 +127,8 @@ impl Object {
             Object::CronJob(_) => "CronJob",
             Object::Namespace(_) => "Namespace",
             Object::ServiceAccount(_) => "ServiceAccount",
+            Object::Ingress(_) => "Ingress",
+            Object::IngressClass(_) => "IngressClass",
         }
     }
 
@@ -136,6 +145,7 @@ impl Object {
             Object::Deployment(_) | Object::ReplicaSet(_) | Object::DaemonSet(_) => "apps/v1",
             Object::Job(_) | Object::CronJob(_) => "batch/v1",
             Object::EndpointSlice(_) => "discovery.k8s.io/v1",
+            Object::Ingress(_) | Object::IngressClass(_) => "networking.k8s.io/v1",
         }
     }
 
@@ -154,6 +164,8 @@ impl Object {
             Object::CronJob(c) => &c.metadata,
             Object::Namespace(n) => &n.metadata,
             Object::ServiceAccount(s) => &s.metadata,
+            Object::Ingress(i) => &i.metadata,
+            Object::IngressClass(c) => &c.metadata,
         }
     }
 
@@ -172,6 +184,8 @@ impl Object {
             Object::CronJob(c) => &mut c.metadata,
             Object::Namespace(n) => &mut n.metadata,
             Object::ServiceAccount(s) => &mut s.metadata,
+            Object::Ingress(i) => &mut i.metadata,
+            Object::IngressClass(c) => &mut c.metadata,
         }
     }
 
@@ -191,6 +205,8 @@ impl Object {
             Object::CronJob(c) => serde_json::to_value(c),
             Object::Namespace(n) => serde_json::to_value(n),
             Object::ServiceAccount(s) => serde_json::to_value(s),
+            Object::Ingress(i) => serde_json::to_value(i),
+            Object::IngressClass(c) => serde_json::to_value(c),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -414,6 +430,16 @@ fn parse_value(
         }
         ("v1", "ServiceAccount") => {
             Object::ServiceAccount(Box::new(typed(source_name, &label, &value)?))
+        }
+        ("networking.k8s.io/v1", "Ingress") => {
+            let i: Ingress = typed(source_name, &label, &value)?;
+            ingress::check_ingress(source_name, &label, &i)?;
+            Object::Ingress(Box::new(i))
+        }
+        ("networking.k8s.io/v1", "IngressClass") => {
+            let c: IngressClass = typed(source_name, &label, &value)?;
+            ingress::check_ingress_class(source_name, &label, &c)?;
+            Object::IngressClass(Box::new(c))
         }
         _ => {
             return Err(ManifestError::Unsupported {
@@ -755,6 +781,16 @@ fn check_secret(source_name: &str, label: &str, s: &Secret) -> Result<(), Manife
                 object: label.to_owned(),
                 path: format!("data[{k:?}]"),
                 reason: format!("is required for type {}", s.type_.as_deref().unwrap_or("")),
+            });
+        }
+    }
+    if s.type_.as_deref() == Some("kubernetes.io/tls") {
+        if let Some(reason) = tls_pair_problem(&data["tls.crt"], &data["tls.key"]) {
+            return Err(ManifestError::Invalid {
+                source_name: source_name.to_owned(),
+                object: label.to_owned(),
+                path: if reason.starts_with("tls.crt") { "data[\"tls.crt\"]" } else { "data[\"tls.key\"]" }.into(),
+                reason: format!("{reason}; give a PEM certificate chain in tls.crt and its PEM private key in tls.key"),
             });
         }
     }
