@@ -145,6 +145,7 @@ impl ImageStore {
     /// `latest` if none); without either, the image has no tags.
     pub fn import(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
         let found = read_source(path, name, &self.paths.tmp)?;
+        kinglet_fault::crash_point!("image.import.after-stage");
         let mut st = lock(&self.state);
         // Move the verified blobs into the content store (skipping those already there).
         let mut added: Vec<PathBuf> = Vec::new();
@@ -166,6 +167,7 @@ impl ImageStore {
                 fs::rename(&src, &dest).map_err(ImageError::io("rename into", &dest))?;
                 added.push(dest);
             }
+            kinglet_fault::crash_point!("image.import.after-blobs");
             metadata::sync_dir(&self.paths.blobs)?;
             self.commit_locked(&mut st, found.images.clone())
         })();
@@ -647,6 +649,7 @@ impl ImageStore {
         unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path())?;
         let root = sys::open_dir(tmp.path()).map_err(ImageError::io("open", tmp.path()))?;
         sys::syncfs(root.as_fd()).map_err(ImageError::io("sync file system of", tmp.path()))?;
+        kinglet_fault::crash_point!("image.unpack.after-extract");
         drop(root);
         {
             // Publish under the metadata lock, so a concurrent removal of the last image using
