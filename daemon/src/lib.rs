@@ -28,6 +28,7 @@ pub mod runtime;
 pub mod server;
 pub mod stream_cli;
 mod sys;
+pub mod trust;
 pub mod workloads_cli;
 
 use std::path::PathBuf;
