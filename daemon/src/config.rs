@@ -66,6 +66,8 @@ pub struct Config {
     /// fork bomb in one pod cannot take the host's pids (the kubelet's own default is unlimited).
     /// Only for sandboxes whose cgroup parent Kinglet chooses, with the cgroupfs driver.
     pub pod_pids_limit: i64,
+    /// Largest uncompressed size one image layer may unpack to (a gzip bomb stops there).
+    pub max_unpacked_layer_bytes: u64,
     /// Serve Prometheus metrics on `http://ADDR/metrics` (off when unset).
     pub metrics_address: Option<std::net::SocketAddr>,
     /// The CRI streaming server (Exec/Attach/PortForward URLs): address and port; port 0 picks
@@ -107,6 +109,7 @@ impl Default for Config {
             unpack_on_pull: true,
             allowed_unsafe_sysctls: Vec::new(),
             pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
+            max_unpacked_layer_bytes: kinglet_image::DEFAULT_MAX_UNPACKED_LAYER_BYTES,
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
@@ -144,6 +147,7 @@ pub struct FileConfig {
     pub unpack_on_pull: Option<bool>,
     pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub pod_pids_limit: Option<i64>,
+    pub max_unpacked_layer_bytes: Option<u64>,
     pub metrics_address: Option<String>,
     pub stream_address: Option<std::net::IpAddr>,
     pub stream_port: Option<u16>,
@@ -246,6 +250,9 @@ impl Config {
                 .allowed_unsafe_sysctls
                 .unwrap_or(d.allowed_unsafe_sysctls),
             pod_pids_limit: file.pod_pids_limit.unwrap_or(d.pod_pids_limit),
+            max_unpacked_layer_bytes: file
+                .max_unpacked_layer_bytes
+                .unwrap_or(d.max_unpacked_layer_bytes),
             stream_address: file.stream_address.unwrap_or(d.stream_address),
             stream_port: file.stream_port.unwrap_or(d.stream_port),
         };

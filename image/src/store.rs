@@ -61,6 +61,8 @@ pub struct ImageStore {
     /// One lock per layer being unpacked, by diff_id hex.
     unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     layers_unpacked: AtomicU64,
+    /// Bound on one layer's uncompressed size ([`ImageStore::set_max_unpacked_layer_bytes`]).
+    max_unpacked_layer: AtomicU64,
     _lock: Flock<File>,
 }
 
@@ -123,6 +125,7 @@ impl ImageStore {
             paths,
             unpacking: Mutex::new(HashMap::new()),
             layers_unpacked: AtomicU64::new(0),
+            max_unpacked_layer: AtomicU64::new(crate::DEFAULT_MAX_UNPACKED_LAYER_BYTES),
             _lock: lock,
         };
         // Only with metadata on disk is "unreferenced" known; never delete content otherwise.
@@ -182,6 +185,12 @@ impl ImageStore {
         drop(st);
         self.delete_trash(trash);
         Ok(records)
+    }
+
+    /// Refuse layers whose uncompressed tar is larger than `bytes` (unpacking stops there with
+    /// [`ImageError::LayerTooLarge`] and nothing of the layer is kept).
+    pub fn set_max_unpacked_layer_bytes(&self, bytes: u64) {
+        self.max_unpacked_layer.store(bytes, Ordering::Relaxed);
     }
 
     /// All images.
@@ -646,7 +655,8 @@ impl ImageStore {
             .tempdir_in(&self.paths.tmp)
             .map_err(ImageError::io("create temp directory in", &self.paths.tmp))?;
         let started = std::time::Instant::now();
-        unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path())?;
+        let max = self.max_unpacked_layer.load(Ordering::Relaxed);
+        unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path(), max)?;
         let root = sys::open_dir(tmp.path()).map_err(ImageError::io("open", tmp.path()))?;
         sys::syncfs(root.as_fd()).map_err(ImageError::io("sync file system of", tmp.path()))?;
         kinglet_fault::crash_point!("image.unpack.after-extract");

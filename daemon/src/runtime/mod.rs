@@ -196,6 +196,7 @@ impl Runtime {
             .await
             .map_err(|e| DaemonError::Startup(format!("image store task: {e}")))?
             .map_err(|source| DaemonError::Images { source })?;
+        images.set_max_unpacked_layer_bytes(config.max_unpacked_layer_bytes);
         let exe = std::env::current_exe().map_err(|source| DaemonError::Io {
             path: PathBuf::from("/proc/self/exe"),
             source,
