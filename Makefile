@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri install uninstall
+.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri install uninstall fuzz
 run:
 	bash scripts/main-job.sh
 test:
@@ -20,6 +20,10 @@ bench-net:
 	bash scripts/bench-net.sh
 bench-pull:
 	bash scripts/bench-pull.sh
+# Every fuzz target for FUZZ_SECONDS each (nightly + cargo-fuzz; scripts/fuzz.sh).
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 # Install the binary, the systemd unit and /etc/kinglet/manifests (0700); `systemctl enable
 # --now kinglet` starts it. `make uninstall` stops it, runs `kinglet reset` and removes both.
 PREFIX ?= /usr/local
