@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri bench-cli install uninstall man deb
+.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri bench-cli install uninstall man deb fuzz
 run:
 	bash scripts/main-job.sh
 test:
@@ -31,6 +31,10 @@ deb:
 man:
 	cargo build --release --bin kinglet
 	target/release/kinglet man target/man
+# Every fuzz target for FUZZ_SECONDS each (nightly + cargo-fuzz; scripts/fuzz.sh).
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 # Install the binary, its man pages and bash completion, the systemd unit and
 # /etc/kinglet/manifests (0700); `systemctl enable
 # --now kinglet` starts it. `make uninstall` stops it, runs `kinglet reset` and removes both.

@@ -676,7 +676,9 @@ async fn reset(flags: DaemonFlags, yes: bool) -> anyhow::Result<()> {
 }
 
 async fn daemon(flags: DaemonFlags, notify: crate::notify::Notifier) -> anyhow::Result<()> {
+    let config_file = flags.config.clone();
     let config = Config::load(&flags)?;
+    crate::trust::refuse_untrusted_inputs(&config, config_file.as_deref())?;
     crate::server::run(config, notify).await?;
     Ok(())
 }

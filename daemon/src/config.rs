@@ -67,9 +67,12 @@ pub struct Config {
     /// `kernel.msg*`), each of a namespace the pod owns (net or ipc); others are refused here.
     pub allowed_unsafe_sysctls: Vec<String>,
     /// The most processes (and threads) one pod may have, applied to its cgroup
-    /// `/kinglet/<pod>` (the kubelet's `podPidsLimit`); -1 or 0: unlimited (default).
+    /// `/kinglet/<pod>` (the kubelet's `podPidsLimit`); -1 or 0: unlimited. Default 4096, so a
+    /// fork bomb in one pod cannot take the host's pids (the kubelet's own default is unlimited).
     /// Only for sandboxes whose cgroup parent Kinglet chooses, with the cgroupfs driver.
     pub pod_pids_limit: i64,
+    /// Largest uncompressed size one image layer may unpack to (a gzip bomb stops there).
+    pub max_unpacked_layer_bytes: u64,
     /// Serve Prometheus metrics on `http://ADDR/metrics` (off when unset).
     #[serde(with = "metrics_address")]
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -106,6 +109,11 @@ pub struct Config {
     pub ingress: crate::ingress_cli::IngressSettings,
 }
 
+/// The default `pod-pids-limit`: far above what a pod needs (a busy JVM or web server runs
+/// hundreds of threads), far below the host's `pid_max` (4 194 304 on 64-bit; 32 768 on old
+/// defaults), so one pod cannot exhaust it.
+pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -133,7 +141,8 @@ impl Default for Config {
             image_gc_interval_secs: 300,
             unpack_on_pull: true,
             allowed_unsafe_sysctls: Vec::new(),
-            pod_pids_limit: -1,
+            pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
+            max_unpacked_layer_bytes: kinglet_image::DEFAULT_MAX_UNPACKED_LAYER_BYTES,
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
@@ -269,6 +278,7 @@ impl Config {
             image_gc_interval_secs: self.image_gc_interval_secs,
             unpack_on_pull: self.unpack_on_pull,
             pod_pids_limit: self.pod_pids_limit,
+            max_unpacked_layer_bytes: self.max_unpacked_layer_bytes,
             pull_progress_timeout_secs: self.pull_progress_timeout_secs,
             pull_connect_timeout_secs: self.pull_connect_timeout_secs,
         }

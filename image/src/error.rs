@@ -129,6 +129,10 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// A layer that unpacks to more than the store's limit (a decompression bomb, or an image
+    /// larger than this node accepts).
+    #[error("layer {layer} unpacks to more than {limit} bytes (max-unpacked-layer-bytes); unpacking stopped — raise the limit in the daemon config if the image is genuine")]
+    LayerTooLarge { layer: String, limit: u64 },
     /// A layer entry is refused for safety (path escape, symlink in a parent, bad hard link).
     #[error("layer {layer}: entry {entry:?}: {reason}")]
     UnsafeEntry {

@@ -33,3 +33,27 @@ pub use manifest::{
 pub use metadata::{ImageConfig, ImageRecord, LayerRef};
 pub use reference::{normalize_reference, Reference, DEFAULT_DOMAIN, DEFAULT_TAG};
 pub use store::{ImageStore, StoreStats, StoreUsage};
+
+/// The default bound on what one layer may unpack to (uncompressed tar bytes): 32 GiB, far
+/// above real layers, far below what a decompression bomb would write.
+pub const DEFAULT_MAX_UNPACKED_LAYER_BYTES: u64 = 32 << 30;
+
+/// Unpack one layer blob (tar, gzip- or zstd-compressed per `media_type`, else sniffed) into the
+/// existing directory `dest` with the store's extraction rules (see the `unpack` module), then
+/// check the uncompressed stream against `diff_id`. For tools and fuzzing; the store itself
+/// unpacks through [`ImageStore::layer_dirs`].
+pub fn unpack_layer_file(
+    blob: std::fs::File,
+    media_type: &str,
+    diff_id: &str,
+    dest: &std::path::Path,
+) -> Result<(), ImageError> {
+    unpack::unpack_layer(
+        blob,
+        media_type,
+        "layer",
+        diff_id,
+        dest,
+        DEFAULT_MAX_UNPACKED_LAYER_BYTES,
+    )
+}

@@ -60,6 +60,8 @@ pub struct ImageStore {
     /// One lock per layer being unpacked, by diff_id hex.
     unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     layers_unpacked: AtomicU64,
+    /// Bound on one layer's uncompressed size ([`ImageStore::set_max_unpacked_layer_bytes`]).
+    max_unpacked_layer: AtomicU64,
     _lock: Flock<File>,
 }
 
@@ -117,6 +119,7 @@ impl ImageStore {
             paths,
             unpacking: Mutex::new(HashMap::new()),
             layers_unpacked: AtomicU64::new(0),
+            max_unpacked_layer: AtomicU64::new(crate::DEFAULT_MAX_UNPACKED_LAYER_BYTES),
             _lock: lock,
         };
         // Only with metadata on disk is "unreferenced" known; never delete content otherwise.
@@ -139,6 +142,7 @@ impl ImageStore {
     /// `latest` if none); without either, the image has no tags.
     pub fn import(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
         let found = read_source(path, name, &self.paths.tmp)?;
+        kinglet_fault::crash_point!("image.import.after-stage");
         let mut st = lock(&self.state);
         // Move the verified blobs into the content store (skipping those already there).
         let mut added: Vec<PathBuf> = Vec::new();
@@ -160,6 +164,7 @@ impl ImageStore {
                 fs::rename(&src, &dest).map_err(ImageError::io("rename into", &dest))?;
                 added.push(dest);
             }
+            kinglet_fault::crash_point!("image.import.after-blobs");
             metadata::sync_dir(&self.paths.blobs)?;
             self.commit_locked(&mut st, found.images.clone())
         })();
@@ -174,6 +179,12 @@ impl ImageStore {
         drop(st);
         self.delete_trash(trash);
         Ok(records)
+    }
+
+    /// Refuse layers whose uncompressed tar is larger than `bytes` (unpacking stops there with
+    /// [`ImageError::LayerTooLarge`] and nothing of the layer is kept).
+    pub fn set_max_unpacked_layer_bytes(&self, bytes: u64) {
+        self.max_unpacked_layer.store(bytes, Ordering::Relaxed);
     }
 
     /// All images.
@@ -638,9 +649,11 @@ impl ImageStore {
             .tempdir_in(&self.paths.tmp)
             .map_err(ImageError::io("create temp directory in", &self.paths.tmp))?;
         let started = std::time::Instant::now();
-        unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path())?;
+        let max = self.max_unpacked_layer.load(Ordering::Relaxed);
+        unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path(), max)?;
         let root = sys::open_dir(tmp.path()).map_err(ImageError::io("open", tmp.path()))?;
         sys::syncfs(root.as_fd()).map_err(ImageError::io("sync file system of", tmp.path()))?;
+        kinglet_fault::crash_point!("image.unpack.after-extract");
         drop(root);
         {
             // Publish under the metadata lock, so a concurrent removal of the last image using

@@ -85,6 +85,7 @@ pub(crate) fn unpack_layer(
     layer: &str,
     diff_id: &str,
     dest: &Path,
+    max_unpacked: u64,
 ) -> Result<(), ImageError> {
     let archive_err = |source| ImageError::LayerArchive {
         layer: layer.to_owned(),
@@ -112,12 +113,34 @@ pub(crate) fn unpack_layer(
     // The layer root: 0755 unless the tar has an entry for "." that says otherwise.
     unpacker.dirs.insert(Vec::new(), (0o755, None));
 
-    let mut archive = tar::Archive::new(HashingReader::new(decoded));
-    for entry in archive.entries().map_err(archive_err)? {
-        let mut entry = entry.map_err(archive_err)?;
-        unpacker.entry(&mut entry)?;
+    let too_large = || ImageError::LayerTooLarge {
+        layer: layer.to_owned(),
+        limit: max_unpacked,
+    };
+    let limited = Limited {
+        inner: decoded,
+        left: max_unpacked,
+    };
+    let classify = |e: io::Error| {
+        if is_over_limit(&e) {
+            too_large()
+        } else {
+            archive_err(e)
+        }
+    };
+    let mut archive = tar::Archive::new(HashingReader::new(limited));
+    for entry in archive.entries().map_err(classify)? {
+        let mut entry = entry.map_err(classify)?;
+        unpacker.entry(&mut entry).map_err(|e| match e {
+            ImageError::LayerArchive { source, .. } | ImageError::LayerEntry { source, .. }
+                if is_over_limit(&source) =>
+            {
+                too_large()
+            }
+            other => other,
+        })?;
     }
-    let (actual, _) = archive.into_inner().finish().map_err(archive_err)?;
+    let (actual, _) = archive.into_inner().finish().map_err(classify)?;
     if actual != diff_id {
         return Err(ImageError::DiffIdMismatch {
             layer: layer.to_owned(),
@@ -126,6 +149,37 @@ pub(crate) fn unpack_layer(
         });
     }
     unpacker.finish_dirs()
+}
+
+/// The uncompressed stream, cut off with an error once more than `left` bytes were read.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+}
+
+const OVER_LIMIT: &str = "layer larger than the unpacked size limit";
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more tells "exactly the limit" from "over it".
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(OVER_LIMIT)),
+            };
+        }
+        let cap = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..cap])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn is_over_limit(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.to_string() == OVER_LIMIT) || e.to_string().contains(OVER_LIMIT)
 }
 
 /// Metadata of an entry, with PAX overrides applied.
@@ -553,6 +607,53 @@ fn xattr_allowed(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gzip bomb: 16 MiB of zeros in one file, compressed to ~16 KiB.
+    fn gzip_bomb() -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(16 << 20);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, "zeros", std::io::repeat(0).take(16 << 20))
+            .unwrap();
+        let raw = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_layer_larger_than_the_limit_stops_with_a_clear_error() {
+        let bomb = gzip_bomb();
+        assert!(bomb.len() < 1 << 20, "compressed {} bytes", bomb.len());
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        std::fs::write(&blob, &bomb).unwrap();
+        let dest = dir.path().join("layer");
+        std::fs::create_dir(&dest).unwrap();
+        let open = || File::open(&blob).unwrap();
+        let mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let e = unpack_layer(open(), mt, "sha256:bomb", "sha256:00", &dest, 2 << 20).unwrap_err();
+        assert!(
+            matches!(&e, ImageError::LayerTooLarge { limit, .. } if *limit == 2 << 20),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("sha256:bomb") && msg.contains("max-unpacked-layer-bytes"),
+            "{msg}"
+        );
+        // Under the limit the same layer unpacks (then fails only its diff_id check).
+        let dest2 = dir.path().join("layer2");
+        std::fs::create_dir(&dest2).unwrap();
+        let e = unpack_layer(open(), mt, "sha256:bomb", "sha256:00", &dest2, 17 << 20).unwrap_err();
+        assert!(matches!(e, ImageError::DiffIdMismatch { .. }), "{e:?}");
+    }
 
     #[test]
     fn paths_are_split_and_checked() {

@@ -120,6 +120,9 @@ impl Supervisor {
             let (objs, errors) = kinglet_manifest::parse_each(&f.display().to_string(), &text);
             let mut keys = BTreeSet::new();
             for o in objs {
+                if o.kind() == "Secret" {
+                    tracing::warn!(file = %f.display(), object = %o.key(), "a Secret in plain text on disk: anyone who can read this file, or a backup or copy of the disk, has it; keep Secrets out of the manifests directory (README, Trust model)");
+                }
                 for f in kinglet_manifest::ignored_fields(&o) {
                     tracing::warn!(file = %f.as_str(), object = %o.key(), field = %f, "field is not supported by kinglet and is ignored");
                 }

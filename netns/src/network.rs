@@ -341,6 +341,7 @@ impl Network {
         }
         // 2. Address, then the state file naming everything that follows.
         let ip = self.ipam.allocate(pod)?;
+        kinglet_fault::crash_point!("netns.setup.after-ipam");
         let rec = PodNetwork {
             pod: pod.to_owned(),
             ip,
@@ -350,14 +351,18 @@ impl Network {
             ports: ports.to_vec(),
         };
         let result = self.write_state(&rec).and_then(|()| {
+            kinglet_fault::crash_point!("netns.setup.after-state");
             // 3. veth pair into the pod, 4. address and route inside, 5. hostPorts.
             link::create_pod_veth(&rec.host_veth, netns, bridge_index)?;
+            kinglet_fault::crash_point!("netns.setup.after-veth");
             link::configure_pod_interface(netns, rec.ip, rec.prefix, rec.gateway)?;
             nft::apply(
                 &self.cfg.nft,
                 &self.cfg.table,
                 &nft::add_pod_script(&self.cfg.table, rec.ip, &rec.ports),
-            )
+            )?;
+            kinglet_fault::crash_point!("netns.setup.after-nft");
+            Ok(())
         });
         if let Err(err) = result {
             if let Err(undo) = self.teardown_locked(pod, true) {
@@ -387,11 +392,13 @@ impl Network {
                 )?;
             }
         }
+        kinglet_fault::crash_point!("netns.teardown.after-nft");
         let veth = rec
             .as_ref()
             .map(|r| r.host_veth.clone())
             .unwrap_or_else(|| host_veth_name(pod));
         link::delete_link(&veth)?;
+        kinglet_fault::crash_point!("netns.teardown.after-veth");
         self.ipam.release(pod)?;
         match fs::remove_file(&path) {
             Ok(()) => {}

@@ -280,8 +280,14 @@ pub async fn from_helper(
         let first: String = msg.lines().next().unwrap_or("").chars().take(200).collect();
         return Err(fail(format!("exited with {}: {first}", out.status)));
     }
-    let reply: HelperReply = serde_json::from_slice(&out.stdout)
-        .map_err(|_| fail("its output is not the expected JSON".into()))?;
+    parse_helper_reply(&out.stdout).map_err(fail)
+}
+
+/// A credential helper's `get` output: `None` when it holds no secret. The error never
+/// quotes the output (it may hold a secret).
+pub fn parse_helper_reply(stdout: &[u8]) -> Result<Option<Credential>, String> {
+    let reply: HelperReply = serde_json::from_slice(stdout)
+        .map_err(|_| "its output is not the expected JSON".to_owned())?;
     if reply.secret.is_empty() {
         return Ok(None);
     }

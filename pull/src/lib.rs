@@ -618,11 +618,13 @@ impl Puller {
         let md: kinglet_image::Digest = digest
             .parse()
             .map_err(|e: oci_spec::OciSpecError| bad("manifest", e.to_string()))?;
+        kinglet_fault::crash_point!("pull.after-blobs");
         self.ingest(&md, bytes.to_vec()).await?;
         let images = self.images.clone();
         let unpack = self.config.unpack_on_pull;
         tokio::task::spawn_blocking(move || {
             let record = images.commit_image(&md, &names)?;
+            kinglet_fault::crash_point!("pull.after-commit");
             if unpack {
                 // As containerd does: the first container starts without unpacking.
                 images.layer_dirs(&record)?;

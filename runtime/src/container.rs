@@ -142,6 +142,7 @@ impl Runtime {
                 })
                 .await?;
             }
+            kinglet_fault::crash_point!("container.after-rootfs");
 
             // Image volumes: mounted here, then bind-mounted like host paths.
             let (spec_config, volume_images) = self.mount_image_volumes(&config, &run_dir).await?;
@@ -185,6 +186,7 @@ impl Runtime {
             let cfg_path = bundle.join("config.json");
             spec.save(&cfg_path)
                 .map_err(|e| CriError::internal(format!("write {}", cfg_path.display()), e))?;
+            kinglet_fault::crash_point!("container.after-spec");
 
             // Log file.
             let log_path = if config.log_path.is_empty() {
@@ -254,6 +256,7 @@ impl Runtime {
                 user,
             };
             let entry = self.store.insert_container(rec, true).await?;
+            kinglet_fault::crash_point!("container.after-record");
             Ok::<_, CriError>(entry)
         }
         .await;
@@ -432,6 +435,7 @@ impl Runtime {
         };
         if timeout > 0 && state == ContainerState::Running {
             send(Signal::try_from(stop_signal).unwrap_or(Signal::SIGTERM));
+            kinglet_fault::crash_point!("container.stop.after-signal");
             let wait = async {
                 while !exited(&mut rx) {
                     if rx.changed().await.is_err() {
@@ -479,6 +483,7 @@ impl Runtime {
             (r.id.clone(), r.sandbox_id.clone())
         };
         self.stop_container_entry(&entry, &cid, 0).await?;
+        kinglet_fault::crash_point!("container.remove.after-shim");
         let (run_dir, root_dir) = (
             self.paths.container_run(&cid),
             self.paths.container_root(&cid),
@@ -490,6 +495,7 @@ impl Runtime {
             mounts::remove_tree(&runtime_state)
         })
         .await?;
+        kinglet_fault::crash_point!("container.remove.after-dirs");
         self.store.delete_container(&cid).await?;
         self.emit_event(
             &cid,

@@ -200,6 +200,7 @@ impl Runtime {
             .await
             .map_err(|e| RuntimeError::Startup(format!("image store task: {e}")))?
             .map_err(|source| RuntimeError::Images { source })?;
+        images.set_max_unpacked_layer_bytes(config.max_unpacked_layer_bytes);
         let exe = std::env::current_exe().map_err(|source| RuntimeError::Io {
             path: PathBuf::from("/proc/self/exe"),
             source,

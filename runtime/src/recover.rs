@@ -82,6 +82,9 @@ impl Runtime {
         let ctr_run = self.paths.run_root.join("containers");
         let ctr_root = self.paths.root.join("containers");
         let runtime_root = self.paths.runtime_root();
+        // A crash between creating a pod's cgroup and saving its record leaves the cgroup
+        // (`/kinglet/<pod>`, only ever made by Kinglet) next to a leftover pod directory.
+        let own_pod_cgroups = !self.config.systemd_cgroup;
         let leftovers = [
             (pods_dir.clone(), sandbox_ids),
             (ctr_run, container_ids.clone()),
@@ -102,6 +105,12 @@ impl Runtime {
                     let ns = p.join("ns");
                     if ns.exists() {
                         let _ = kinglet_netns::unpin_namespaces(&ns);
+                    }
+                    if own_pod_cgroups && dir == pods_dir {
+                        super::cgroups::remove_cgroup(
+                            std::path::Path::new("/sys/fs/cgroup"),
+                            &format!("/kinglet/{name}"),
+                        );
                     }
                     if let Err(e) = mounts::remove_tree(&p) {
                         tracing::warn!(path = %p.display(), err = %kinglet_cri::chain(&e), "leftover not removed");

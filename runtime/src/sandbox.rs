@@ -282,6 +282,7 @@ impl Runtime {
                         return Err(e);
                     }
                     tracing::debug!(pod = %id, limit, "pod pids limit set");
+                    kinglet_fault::crash_point!("sandbox.after-cgroup");
                 }
                 let rec = SandboxRecord {
                     id: id.clone(),
@@ -304,6 +305,7 @@ impl Runtime {
                     rb.run().await;
                     return Err(e);
                 }
+                kinglet_fault::crash_point!("sandbox.after-record");
                 rb.commit();
                 tracing::info!(pod = %id, name = %md.name, namespace = %md.namespace, "pod sandbox ready");
                 Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id })
@@ -334,6 +336,7 @@ impl Runtime {
                 let _ = blocking("remove pod dir", move || mounts::remove_tree(&d)).await;
             });
         }
+        kinglet_fault::crash_point!("sandbox.after-dir");
         let host_net = net == NsMode::Node;
         let hostname = sandbox_hostname(&config.hostname, host_net, host_hostname)?;
         let ns_dir = dir.join("ns");
@@ -361,6 +364,7 @@ impl Runtime {
         } else {
             PinnedNamespaces::default()
         };
+        kinglet_fault::crash_point!("sandbox.after-pin");
         // The pod's network: veth into the pinned namespace, address, route, hostPorts.
         let ip = match (&pinned.net, net) {
             (Some(netns), NsMode::Pod) => {
@@ -383,6 +387,7 @@ impl Runtime {
             }
             _ => None,
         };
+        kinglet_fault::crash_point!("sandbox.after-network");
         let mut namespaces = PodNamespaces {
             network: net,
             pid,
@@ -412,11 +417,13 @@ impl Runtime {
             });
             namespaces.pid_path = Some(pin_path);
             namespaces.pid_init = Some(init);
+            kinglet_fault::crash_point!("sandbox.after-pod-init");
         }
         let shm = if ipc != NsMode::Node {
             let shm = dir.join("shm");
             let s = shm.clone();
             blocking("mount shm", move || mounts::mount_shm(&s)).await?;
+            kinglet_fault::crash_point!("sandbox.after-shm");
             Some(shm)
         } else {
             None
@@ -469,7 +476,9 @@ impl Runtime {
                 self.stop_container_entry(&c, &cid, 0).await?;
             }
         }
+        kinglet_fault::crash_point!("sandbox.stop.after-containers");
         self.release_namespaces(&rec).await?;
+        kinglet_fault::crash_point!("sandbox.stop.after-release");
         self.store
             .update_sandbox(&entry, |r| {
                 r.state = SandboxState::NotReady;
@@ -524,9 +533,11 @@ impl Runtime {
                 self.remove_container(&cid).await?;
             }
         }
+        kinglet_fault::crash_point!("sandbox.remove.after-containers");
         self.release_namespaces(&rec).await?;
         let dir = self.paths.pod_run(&rec.id);
         blocking("remove pod dir", move || mounts::remove_tree(&dir)).await?;
+        kinglet_fault::crash_point!("sandbox.remove.after-dir");
         if rec.owns_cgroup_parent {
             let parent = rec.cgroup_parent.clone();
             blocking("remove pod cgroup", move || {
@@ -535,6 +546,7 @@ impl Runtime {
             })
             .await?;
         }
+        kinglet_fault::crash_point!("sandbox.remove.after-cgroup");
         self.store.delete_sandbox(&rec.id).await?;
         tracing::info!(pod = %rec.id, "pod sandbox removed");
         Ok(())

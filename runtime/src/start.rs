@@ -51,8 +51,10 @@ impl Runtime {
                 return Err(e);
             }
         }
+        kinglet_fault::crash_point!("container.start.before");
         let reply = shim::control(&self.paths.shim_state(&cid), CMD_START).await?;
         let started_at = reply.parse::<i64>().unwrap_or_else(|_| now_nanos());
+        kinglet_fault::crash_point!("container.start.after");
         self.store
             .update_container(&entry, |r| {
                 if r.state == ContainerState::Created {
@@ -102,6 +104,7 @@ impl Runtime {
                 return Err(e);
             }
         };
+        kinglet_fault::crash_point!("container.after-shim");
         let ticks = kinglet_shim::process_start_ticks(init_pid).unwrap_or(0);
         let saved = self
             .store
