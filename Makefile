@@ -5,7 +5,7 @@ run:
 test:
 	bash scripts/test.sh
 test-vm:
-	cargo build --bin kinglet
+	cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 	cargo test -p kinglet-tests --features vm --test vm_systemd -- --nocapture
 conformance:
 	bash scripts/conformance.sh
@@ -24,13 +24,15 @@ bench-pull:
 # --now kinglet` starts it. `make uninstall` stops it, runs `kinglet reset` and removes both.
 PREFIX ?= /usr/local
 install:
-	cargo build --release --bin kinglet
+	cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 	install -D -m 0755 target/release/kinglet $(DESTDIR)$(PREFIX)/bin/kinglet
+	install -D -m 0755 target/release/kinglet-shim $(DESTDIR)$(PREFIX)/bin/kinglet-shim
+	install -D -m 0755 target/release/kinglet-pod-init $(DESTDIR)$(PREFIX)/bin/kinglet-pod-init
 	install -D -m 0644 systemd/kinglet.service $(DESTDIR)/etc/systemd/system/kinglet.service
 	install -d -m 0700 $(DESTDIR)/etc/kinglet/manifests
 	if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload; fi
 uninstall:
 	-systemctl disable --now kinglet
 	$(PREFIX)/bin/kinglet reset --yes
-	rm -f $(PREFIX)/bin/kinglet /etc/systemd/system/kinglet.service
+	rm -f $(PREFIX)/bin/kinglet $(PREFIX)/bin/kinglet-shim $(PREFIX)/bin/kinglet-pod-init /etc/systemd/system/kinglet.service
 	-systemctl daemon-reload

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features kinglet-tests/vm -- -D warnings
-cargo build --bin kinglet
+cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 log=$(mktemp)
 conf_log=$(mktemp)
 before=$(mktemp)

@@ -204,7 +204,7 @@ impl Runtime {
             let state_dir = self.paths.shim_state(&id);
             let runtime_root = self.paths.runtime_root();
             let (init_pid, shim_pid) = shim::spawn(&ShimLaunch {
-                exe: &self.exe,
+                exe: &self.shim_exe,
                 id: &id,
                 bundle: &bundle,
                 runtime_root: &runtime_root,
