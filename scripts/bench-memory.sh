@@ -5,8 +5,9 @@
 # each shim and each pod init (/proc/PID/smaps_rollup), and pod start p50/p90 (wall time of one
 # `crictl run`: RunPodSandbox + CreateContainer + StartContainer).
 #
-# Two columns in the same run, same binary: "before" runs the daemon with no kinglet-pod-init
-# beside it (the pod init is the daemon re-executed, as before issue 10), "after" with it.
+# Two columns in the same run, same build: "before" runs the daemon with no helper binaries
+# beside it (shims and pod inits are the daemon re-executed, as before issue 10), "after" with
+# kinglet-shim and kinglet-pod-init beside it.
 #
 #   bash scripts/bench-memory.sh          N=30; BIN_DIR=target/release (built here)
 set -euo pipefail
@@ -29,11 +30,11 @@ cleanup() {
 }
 stop_daemon() {
   if [ -n "$dpid" ]; then
-    "$crictl" --config /dev/null -r "unix://${flags[1]}" rmp -fa >/dev/null 2>&1
-    kill "$dpid" 2>/dev/null
-    wait "$dpid" 2>/dev/null
+    "$crictl" --config /dev/null -r "unix://${flags[1]}" rmp -fa >/dev/null 2>&1 || true
+    kill "$dpid" 2>/dev/null || true
+    wait "$dpid" 2>/dev/null || true
     dpid=
-    "$work/bin/kinglet" reset --yes "${flags[@]}" >/dev/null 2>&1
+    "$work/bin/kinglet" reset --yes "${flags[@]}" >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
@@ -53,8 +54,10 @@ run() {
   local label=$1 d=$work/$1
   mkdir -p "$d/logs" "$work/bin"
   cp "$BIN_DIR/kinglet" "$work/bin/kinglet"
-  rm -f "$work/bin/kinglet-pod-init"
-  [ "$label" = after ] && cp "$BIN_DIR/kinglet-pod-init" "$work/bin/kinglet-pod-init"
+  rm -f "$work/bin/kinglet-shim" "$work/bin/kinglet-pod-init"
+  if [ "$label" = after ]; then
+    cp "$BIN_DIR/kinglet-shim" "$BIN_DIR/kinglet-pod-init" "$work/bin/"
+  fi
   flags=(--socket "$d/k.sock" --root "$d/root" --run-root "$d/run" --manifests "$d/manifests"
     --bridge kbmem0 --pod-cidr 10.233.0.0/16 --nft-table kbmem)
   "$work/bin/kinglet" daemon "${flags[@]}" >"$d/daemon.log" 2>&1 &
@@ -71,7 +74,7 @@ run() {
     printf '{"metadata":{"name":"m%s","namespace":"bench","uid":"u%s"},"log_directory":"%s/logs/m%s","linux":{"security_context":{"namespace_options":{"pid":0}}}}' \
       "$i" "$i" "$d" "$i" >"$d/pod.json"
     t0=$(date +%s%N)
-    "${c[@]}" run --no-pull "$d/ctr.json" "$d/pod.json" >/dev/null
+    "${c[@]}" run --no-pull "$d/ctr.json" "$d/pod.json" >/dev/null 2>"$d/crictl.err" || { cat "$d/crictl.err" >&2; exit 1; }
     t1=$(date +%s%N)
     times+=($(((t1 - t0) / 1000)))
   done
