@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth (README).
-.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri install uninstall
+.PHONY: run test test-vm conformance lint unit bench bench-net bench-pull bench-cri bench-cli install uninstall man deb
 run:
 	bash scripts/main-job.sh
 test:
@@ -20,19 +20,37 @@ bench-net:
 	bash scripts/bench-net.sh
 bench-pull:
 	bash scripts/bench-pull.sh
-# Install the binary, the systemd unit and /etc/kinglet/manifests (0700); `systemctl enable
+bench-cli:
+	bash scripts/bench-cli.sh
+# Debian package (cargo-deb): target/debian/kinglet_*.deb.
+deb:
+	bash scripts/deb.sh
+# Man pages (kinglet.1, kinglet-VERB.1) from the command line's own help.
+man:
+	cargo build --release --bin kinglet
+	target/release/kinglet man target/man
+# Install the binary, its man pages and bash completion, the systemd unit and
+# /etc/kinglet/manifests (0700); `systemctl enable
 # --now kinglet` starts it. `make uninstall` stops it, runs `kinglet reset` and removes both.
 PREFIX ?= /usr/local
-install:
-	cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
+install: man
+	cargo build --release --bin kinglet-shim --bin kinglet-pod-init
 	install -D -m 0755 target/release/kinglet $(DESTDIR)$(PREFIX)/bin/kinglet
 	install -D -m 0755 target/release/kinglet-shim $(DESTDIR)$(PREFIX)/bin/kinglet-shim
 	install -D -m 0755 target/release/kinglet-pod-init $(DESTDIR)$(PREFIX)/bin/kinglet-pod-init
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 target/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	target/release/kinglet completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kinglet
 	install -D -m 0644 systemd/kinglet.service $(DESTDIR)/etc/systemd/system/kinglet.service
+	install -D -m 0644 systemd/kinglet.socket $(DESTDIR)/etc/systemd/system/kinglet.socket
 	install -d -m 0700 $(DESTDIR)/etc/kinglet/manifests
 	if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload; fi
 uninstall:
 	-systemctl disable --now kinglet
 	$(PREFIX)/bin/kinglet reset --yes
-	rm -f $(PREFIX)/bin/kinglet $(PREFIX)/bin/kinglet-shim $(PREFIX)/bin/kinglet-pod-init /etc/systemd/system/kinglet.service
+	-systemctl disable --now kinglet.socket
+	rm -f $(PREFIX)/bin/kinglet $(PREFIX)/bin/kinglet-shim $(PREFIX)/bin/kinglet-pod-init /etc/systemd/system/kinglet.service /etc/systemd/system/kinglet.socket
+	rm -f $(PREFIX)/share/man/man1/kinglet.1 $(PREFIX)/share/man/man1/kinglet-*.1
+	rm -f $(PREFIX)/share/bash-completion/completions/kinglet
 	-systemctl daemon-reload

@@ -7,7 +7,7 @@
 # (containers keep running); remove everything with: target/release/kinglet reset
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-debian.sh
+bash scripts/setup-debian.sh run
 cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 bin=target/release/kinglet
 sock=/run/kinglet/kinglet.sock

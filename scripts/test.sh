@@ -3,7 +3,8 @@
 # install packages, check formatting and lints, build, run every test, print a total.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-debian.sh
+bash scripts/setup-debian.sh test
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked  # tests/tests/deb_package.rs
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features kinglet-tests/vm -- -D warnings
 cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init

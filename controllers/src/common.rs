@@ -142,3 +142,61 @@ pub async fn adopt<S: crate::Store + ?Sized>(
         )
         .await
 }
+
+/// The pods in `key`'s namespace that `owner` controls and `sel` selects, adopting matching
+/// orphans and releasing owned pods that no longer match (upstream's `PodControllerRefManager`).
+pub async fn claim_pods<S: crate::Store + ?Sized>(
+    store: &S,
+    key: &kinglet_manifest::ObjectKey,
+    owner: &OwnerReference,
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Result<Vec<Pod>, crate::ControllerError> {
+    use kinglet_manifest::Object;
+    let mut owned = Vec::new();
+    for o in store.list("Pod").await {
+        let Object::Pod(p) = o else { continue };
+        if p.metadata.namespace.as_deref() != Some(&key.namespace) {
+            continue;
+        }
+        let matches =
+            kinglet_manifest::selector_matches(sel, &labels_of(&p.metadata)).map_err(|reason| {
+                crate::ControllerError::Invalid {
+                    object: key.to_string(),
+                    reason,
+                }
+            })?;
+        let pk = kinglet_manifest::ObjectKey {
+            kind: "Pod",
+            namespace: key.namespace.clone(),
+            name: p.metadata.name.clone().unwrap_or_default(),
+        };
+        if owned_by(&p.metadata, &owner.uid) {
+            if matches {
+                owned.push(*p);
+                continue;
+            }
+            let uid = owner.uid.clone();
+            store
+                .modify(
+                    &pk,
+                    false,
+                    Box::new(move |o| {
+                        let m = o.meta_mut();
+                        let before = m.owner_references.as_ref().map(Vec::len);
+                        if let Some(refs) = &mut m.owner_references {
+                            refs.retain(|r| r.uid != uid);
+                        }
+                        before != m.owner_references.as_ref().map(Vec::len)
+                    }),
+                )
+                .await?;
+            tracing::info!(owner = %key, pod = %pk.name, "released pod (labels no longer match)");
+        } else if matches && controller_of(&p.metadata).is_none() {
+            if let Some(Object::Pod(p)) = adopt(store, &pk, owner.clone()).await? {
+                tracing::info!(owner = %key, pod = %pk.name, "adopted pod");
+                owned.push(*p);
+            }
+        }
+    }
+    Ok(owned)
+}

@@ -18,6 +18,8 @@ pub struct FakeStore {
     /// Pod statuses by pod name.
     pub statuses: Mutex<HashMap<String, PodStatus>>,
     pub clock: Mutex<i64>,
+    /// Events recorded: (object name, type, reason, message).
+    pub events: Mutex<Vec<(String, String, String, String)>>,
     next_uid: Mutex<u64>,
 }
 
@@ -150,5 +152,11 @@ impl Store for FakeStore {
     }
     fn now(&self) -> Timestamp {
         Timestamp::from_second(*self.clock.lock().unwrap()).unwrap()
+    }
+    fn event(&self, key: &ObjectKey, type_: &str, reason: &str, message: String) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((key.name.clone(), type_.into(), reason.into(), message));
     }
 }

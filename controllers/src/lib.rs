@@ -7,6 +7,11 @@
 //!   maxSurge/maxUnavailable, Recreate, revisions, revisionHistoryLimit, conditions);
 //! - [`job`]: a Job's Pods (completions, parallelism, backoffLimit with back-off,
 //!   activeDeadlineSeconds, Indexed, suspend, ttlSecondsAfterFinished);
+//! - [`cronjob`]: a CronJob's Jobs at its scheduled times (time zone, concurrencyPolicy,
+//!   startingDeadlineSeconds, missed schedules, history limits);
+//! - [`daemonset`]: a DaemonSet's one pod on this [`node`] (nodeSelector, node affinity,
+//!   taints and tolerations; RollingUpdate with maxUnavailable/maxSurge, OnDelete);
+//! - [`namespace`]: the built-in namespaces, phases, and emptying a deleted namespace;
 //! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
 //!
 //! Controllers see the store through [`Store`] (the daemon's [`Supervisor`], or an in-memory
@@ -15,10 +20,14 @@
 //! second and at once after any change) and runs the garbage collector.
 
 pub mod common;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod error;
 pub mod gc;
 pub mod job;
+pub mod namespace;
+pub mod node;
 pub mod replicaset;
 mod supervisor;
 
@@ -59,6 +68,14 @@ pub trait Store: Send + Sync + 'static {
     async fn pod_status(&self, pod: &Pod) -> PodStatus;
     /// Wall-clock now (status times, minReadySeconds).
     fn now(&self) -> Timestamp;
+    /// An event about `key` (`type_` Normal or Warning, upstream's reason): logged.
+    fn event(&self, key: &ObjectKey, type_: &str, reason: &str, message: String) {
+        if type_ == "Warning" {
+            tracing::warn!(object = %key, reason, "{message}");
+        } else {
+            tracing::info!(object = %key, reason, "{message}");
+        }
+    }
 }
 
 /// The running controllers.
@@ -66,11 +83,13 @@ pub struct Controllers<S: Store> {
     pub replica_sets: Arc<Controller<replicaset::ReplicaSetReconciler<S>>>,
     pub deployments: Arc<Controller<deployment::DeploymentReconciler<S>>>,
     pub jobs: Arc<Controller<job::JobReconciler<S>>>,
+    pub daemon_sets: Arc<Controller<daemonset::DaemonSetReconciler<S>>>,
+    pub cron_jobs: Arc<Controller<cronjob::CronJobReconciler<S>>>,
     store: Arc<S>,
 }
 
 impl<S: Store> Controllers<S> {
-    pub fn new(store: Arc<S>) -> Arc<Self> {
+    pub fn new(store: Arc<S>, node: Arc<node::Node>) -> Arc<Self> {
         Arc::new(Controllers {
             replica_sets: Controller::new(
                 Arc::new(replicaset::ReplicaSetReconciler::new(store.clone())),
@@ -84,6 +103,14 @@ impl<S: Store> Controllers<S> {
                 Arc::new(job::JobReconciler::new(store.clone())),
                 RetryPolicy::default(),
             ),
+            daemon_sets: Controller::new(
+                Arc::new(daemonset::DaemonSetReconciler::new(store.clone(), node)),
+                RetryPolicy::default(),
+            ),
+            cron_jobs: Controller::new(
+                Arc::new(cronjob::CronJobReconciler::new(store.clone())),
+                RetryPolicy::default(),
+            ),
             store,
         })
     }
@@ -91,6 +118,9 @@ impl<S: Store> Controllers<S> {
     /// One round: collect garbage, then trigger every workload (and every worker, so those
     /// whose object is gone end).
     pub async fn tick(&self) {
+        if let Err(e) = namespace::sync(&*self.store).await {
+            tracing::warn!(err = %e, "namespace controller");
+        }
         gc::collect(&*self.store).await;
         let rs: Vec<ObjectKey> = self
             .store
@@ -122,15 +152,35 @@ impl<S: Store> Controllers<S> {
         for k in jobs.iter().chain(&self.jobs.keys()) {
             self.jobs.trigger(k);
         }
+        let dss: Vec<ObjectKey> = self
+            .store
+            .list("DaemonSet")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in dss.iter().chain(&self.daemon_sets.keys()) {
+            self.daemon_sets.trigger(k);
+        }
+        let cjs: Vec<ObjectKey> = self
+            .store
+            .list("CronJob")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in cjs.iter().chain(&self.cron_jobs.keys()) {
+            self.cron_jobs.trigger(k);
+        }
     }
 }
 
 /// Run the controllers over the daemon's store for the daemon's lifetime: a round each time
-/// the objects are published.
-pub fn run(sup: Arc<kinglet_kubelet::Supervisor>) {
+/// the objects are published. `node` is this node as DaemonSets see it.
+pub fn run(sup: Arc<kinglet_kubelet::Supervisor>, node: node::Node) {
     let mut changes = sup.subscribe();
     let store = Arc::new(supervisor::SupervisorStore(sup));
-    let c = Controllers::new(store);
+    let c = Controllers::new(store, Arc::new(node));
     tokio::spawn(async move {
         loop {
             c.tick().await;

@@ -53,6 +53,7 @@ pub enum Command {
     },
     /// Create or update the objects of manifests (YAML/JSON files, directories, or - for stdin).
     Apply {
+        /// Manifest files, directories (their .yaml/.yml/.json files) or - for stdin.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
         #[command(flatten)]
@@ -60,16 +61,32 @@ pub enum Command {
     },
     /// Delete the objects of manifests, or one object: `delete pod NAME`.
     Delete {
+        /// Delete the objects of these manifest files or directories (- for stdin).
         #[arg(short = 'f', long = "filename")]
         files: Vec<PathBuf>,
+        /// Kind of the object (pod, configmap, secret, deploy, rs, job, svc), or KIND/NAME.
         kind: Option<String>,
+        /// Name of the object.
         name: Option<String>,
+        /// Every object of the kind in the namespace.
+        #[arg(long)]
+        all: bool,
+        /// The objects of the kind whose labels match (`app=web,tier!=db`).
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// What happens to owned objects: background (deleted after) or orphan (kept,
+        /// ownerReferences removed).
+        #[arg(long, default_value = "background")]
+        cascade: String,
         #[command(flatten)]
         client: ClientFlags,
     },
     /// List objects: pods, configmaps, secrets, deploy, rs, job (several: `deploy,rs`).
     Get {
+        /// Kind: pods, configmaps, secrets, deploy, rs, job, svc, endpointslices, all (pods,
+        /// svc, deploy, rs, job); several as `deploy,rs`; or KIND/NAME.
         kind: String,
+        /// Only the object of this name.
         name: Option<String>,
         /// Label selector (`app=web,tier!=db`).
         #[arg(short = 'l', long = "selector")]
@@ -77,7 +94,8 @@ pub enum Command {
         /// Every namespace.
         #[arg(short = 'A', long = "all-namespaces")]
         all_namespaces: bool,
-        /// wide, yaml or json.
+        /// Output: wide, yaml, json, name, or jsonpath=TEMPLATE (kubectl's templates, e.g.
+        /// `jsonpath={.items[*].metadata.name}`).
         #[arg(short = 'o', long)]
         output: Option<String>,
         /// Show Secret data instead of redacting it.
@@ -88,20 +106,27 @@ pub enum Command {
     },
     /// Set the replicas of a Deployment or ReplicaSet: `scale deploy/NAME --replicas N`.
     Scale {
+        /// deploy/NAME or rs/NAME (or KIND, then NAME).
         target: String,
+        /// Name, when TARGET is a kind alone.
         name: Option<String>,
+        /// The number of replicas wanted.
         #[arg(long)]
         replicas: i32,
         #[command(flatten)]
         client: ClientFlags,
     },
-    /// A Deployment's rollout: `rollout status|restart|undo deploy/NAME`.
+    /// A Deployment's rollout: `rollout status|restart|undo|pause|resume|history deploy/NAME`.
     Rollout {
+        /// status, restart or undo.
         verb: String,
+        /// deploy/NAME (or deploy, then NAME).
         target: String,
+        /// Name, when TARGET is a kind alone.
         name: Option<String>,
-        /// undo: the revision to go back to (default: the previous one).
-        #[arg(long)]
+        /// undo: the revision to go back to (default: the previous one); history
+        /// (`--revision`): the revision to show.
+        #[arg(long, visible_alias = "revision")]
         to_revision: Option<i64>,
         /// status: how long to wait.
         #[arg(long, default_value = "600")]
@@ -111,18 +136,33 @@ pub enum Command {
     },
     /// Show a pod in detail, with its recent events.
     Describe {
+        /// Kind: pod, deploy, rs, job, svc, configmap, secret.
         kind: String,
+        /// Name of the object.
         name: String,
         #[command(flatten)]
         client: ClientFlags,
     },
     /// Print a container's log.
     Logs {
+        /// Name of the pod.
         pod: String,
+        /// Container (default: the pod's kubectl.kubernetes.io/default-container annotation,
+        /// else its first container).
         #[arg(short = 'c', long)]
         container: Option<String>,
+        /// Keep printing new lines until the container exits.
         #[arg(short = 'f', long)]
         follow: bool,
+        /// Only the last N lines (-1: all).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        tail: i64,
+        /// Only lines newer than this duration, e.g. 30s, 5m, 1h.
+        #[arg(long, value_parser = crate::logs_cli::parse_since)]
+        since: Option<Duration>,
+        /// Prefix each line with its RFC 3339 timestamp.
+        #[arg(long)]
+        timestamps: bool,
         /// The previous run of the container.
         #[arg(short = 'p', long)]
         previous: bool,
@@ -131,7 +171,9 @@ pub enum Command {
     },
     /// Run a command in a container of a pod.
     Exec {
+        /// Name of the pod.
         pod: String,
+        /// Container (default: as for logs).
         #[arg(short = 'c', long)]
         container: Option<String>,
         /// Pass stdin to the command.
@@ -142,15 +184,35 @@ pub enum Command {
         tty: bool,
         #[command(flatten)]
         client: ClientFlags,
+        /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
     /// Forward a local port to a port of a pod (LOCAL:REMOTE, or PORT for both).
     PortForward {
+        /// Name of the pod.
         pod: String,
+        /// LOCAL:REMOTE, or PORT for both (LOCAL 0: any free port).
         ports: String,
         #[command(flatten)]
         client: ClientFlags,
+    },
+    /// Print the client's version and the daemon's.
+    Version {
+        /// Socket of the daemon.
+        #[arg(long, default_value = "/run/kinglet/kinglet.sock")]
+        socket: PathBuf,
+    },
+    /// Print a shell completion script: `source <(kinglet completion bash)`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (kinglet.1 and one per verb) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Directory to write the pages into.
+        dir: PathBuf,
     },
     /// (internal) Monitor processes the daemon starts for each container.
     #[command(hide = true)]
@@ -172,6 +234,7 @@ pub struct ClientFlags {
     /// Socket of the daemon.
     #[arg(long, default_value = "/run/kinglet/kinglet.sock")]
     pub socket: PathBuf,
+    /// Namespace of the objects.
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
 }
@@ -180,6 +243,7 @@ pub struct ClientFlags {
 pub enum ImageCommand {
     /// Import an OCI image layout directory or oci-archive tar into the daemon's store.
     Import {
+        /// OCI image layout directory or oci-archive tar file.
         path: PathBuf,
         /// Name to tag the image with when the archive carries only a tag.
         #[arg(long)]
@@ -228,6 +292,7 @@ pub fn main() -> ExitCode {
             init_tracing("info");
             // Before the async runtime starts threads: this edits the environment.
             let notify = crate::notify::Notifier::from_env();
+            crate::activation::init_from_env();
             report(run_async(daemon(flags, notify)))
         }
         Command::Check(flags) => {
@@ -249,11 +314,22 @@ pub fn main() -> ExitCode {
             files,
             kind,
             name,
+            all,
+            selector,
+            cascade,
             client,
         } => {
             let ns = client.namespace.clone();
             client_verb(&client, |ch| async move {
-                crate::kubectl::delete(ch, &files, kind.as_deref(), name.as_deref(), &ns).await
+                let target = crate::kubectl::DeleteTarget {
+                    files: &files,
+                    kind: kind.as_deref(),
+                    name: name.as_deref(),
+                    all,
+                    selector: selector.as_deref(),
+                    cascade: &cascade,
+                };
+                crate::kubectl::delete(ch, target, &ns).await
             })
         }
         Command::Scale {
@@ -320,12 +396,22 @@ pub fn main() -> ExitCode {
             pod,
             container,
             follow,
+            tail,
+            since,
+            timestamps,
             previous,
             client,
         } => {
             let ns = client.namespace.clone();
+            let opts = crate::logs_cli::LogOptions {
+                tail: Some(tail),
+                since,
+                timestamps,
+                follow,
+                previous,
+            };
             client_verb(&client, |ch| async move {
-                crate::kubectl::logs(ch, &pod, &ns, container.as_deref(), follow, previous).await
+                crate::logs_cli::logs(ch, &pod, &ns, container.as_deref(), &opts).await
             })
         }
         Command::Exec {
@@ -338,7 +424,7 @@ pub fn main() -> ExitCode {
         } => {
             init_tracing("warn");
             let ns = client.namespace.clone();
-            let r = run_async(async move {
+            let r = run_client(async move {
                 let ch = connect_to(&client.socket).await?;
                 let c = container.as_deref();
                 let code = if stdin || tty {
@@ -356,14 +442,28 @@ pub fn main() -> ExitCode {
                 crate::stream_cli::port_forward(ch, &pod, &ns, &ports).await
             })
         }
+        Command::Version { socket } => {
+            init_tracing("warn");
+            report(run_client(
+                async move { crate::ops_cli::version(&socket).await },
+            ))
+        }
+        Command::Completion { shell } => report(crate::ops_cli::completion(shell)),
+        Command::Man { dir } => report(crate::ops_cli::man_pages(&dir).map(|files| {
+            for f in files {
+                println!("{}", f.display());
+            }
+        })),
         Command::Image { socket, command } => {
             init_tracing("warn");
-            report(run_async(image(socket, command)))
+            report(run_client(image(socket, command)))
         }
     }
 }
 
-async fn connect_to(socket: &std::path::Path) -> anyhow::Result<tonic::transport::Channel> {
+pub(crate) async fn connect_to(
+    socket: &std::path::Path,
+) -> anyhow::Result<tonic::transport::Channel> {
     crate::client::connect(socket)
         .await
         .map_err(|e| anyhow::anyhow!(crate::client::explain_connect_error(socket, &e)))
@@ -377,7 +477,7 @@ where
 {
     init_tracing("warn");
     let socket = client.socket.clone();
-    report(run_async(
+    report(run_client(
         async move { f(connect_to(&socket).await?).await },
     ))
 }
@@ -385,11 +485,25 @@ where
 fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        // kubectl's own words, as kubectl prints them.
+        Err(e) if e.is::<crate::podref::NotFound>() => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("kinglet: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A client verb's runtime: one thread (no worker pool to start for one or two calls).
+fn run_client<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(f)
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
@@ -484,7 +598,7 @@ async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {
             }
         }
         ImageCommand::Pull { reference, creds } => {
-            pull(channel, &reference, creds.as_deref()).await?;
+            crate::ops_cli::pull(channel, &reference, creds.as_deref()).await?;
         }
         ImageCommand::Rm { reference } => {
             let mut client = ImageServiceClient::new(channel);
@@ -512,127 +626,7 @@ async fn image(socket: PathBuf, command: ImageCommand) -> anyhow::Result<()> {
                 .map_err(|s| anyhow::anyhow!("remove {reference}: {}", s.message()))?;
             println!("{}", found.id);
         }
-        ImageCommand::Ls => {
-            let resp = ImageServiceClient::new(channel)
-                .list_images(kinglet_proto::v1::ListImagesRequest::default())
-                .await
-                .map_err(|s| anyhow::anyhow!("list images: {}", s.message()))?
-                .into_inner();
-            println!("{:<50} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
-            for i in resp.images {
-                let id = i.id.trim_start_matches("sha256:");
-                let tag = i
-                    .repo_tags
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "<none>".into());
-                println!("{:<50} {:<20} {:>10}", tag, &id[..id.len().min(13)], i.size);
-            }
-        }
+        ImageCommand::Ls => crate::ops_cli::image_ls(channel).await?,
     }
     Ok(())
-}
-
-/// `kinglet image pull`: PullImage over the CRI while polling the daemon for progress; a live
-/// line on a terminal, plain lines (at most one a second, when something changed) otherwise.
-async fn pull(
-    channel: tonic::transport::Channel,
-    reference: &str,
-    creds: Option<&str>,
-) -> anyhow::Result<()> {
-    use std::io::{IsTerminal, Write};
-
-    use kinglet_proto::admin::admin_client::AdminClient;
-    use kinglet_proto::v1;
-    use kinglet_proto::v1::image_service_client::ImageServiceClient;
-
-    let auth = match creds {
-        Some(c) => {
-            let (user, pass) = c.split_once(':').context("--creds must be USER:PASSWORD")?;
-            Some(v1::AuthConfig {
-                username: user.to_owned(),
-                password: pass.to_owned(),
-                ..Default::default()
-            })
-        }
-        None => None,
-    };
-    let mut images = ImageServiceClient::new(channel.clone());
-    let req = v1::PullImageRequest {
-        image: Some(v1::ImageSpec {
-            image: reference.to_owned(),
-            ..Default::default()
-        }),
-        auth,
-        sandbox_config: None,
-    };
-    let started = std::time::Instant::now();
-    let call = images.pull_image(req);
-    tokio::pin!(call);
-    let mut admin = AdminClient::new(channel);
-    let tty = std::io::stdout().is_terminal();
-    let mut last_line = String::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(if tty { 200 } else { 1000 }));
-    let result = loop {
-        tokio::select! {
-            r = &mut call => break r,
-            _ = tick.tick() => {
-                let Ok(p) = admin
-                    .pull_progress(kinglet_proto::admin::PullProgressRequest {
-                        image: reference.to_owned(),
-                    })
-                    .await
-                    .map(|r| r.into_inner())
-                else {
-                    continue;
-                };
-                if !p.running || p.layers_total == 0 {
-                    continue;
-                }
-                let line = format!(
-                    "{reference}: layers {}/{}, {} / {}",
-                    p.layers_done,
-                    p.layers_total,
-                    human_bytes(p.bytes_done),
-                    human_bytes(p.bytes_total)
-                );
-                if line != last_line {
-                    if tty {
-                        print!("\r\x1b[2K{line}");
-                        let _ = std::io::stdout().flush();
-                    } else {
-                        println!("{line}");
-                    }
-                    last_line = line;
-                }
-            }
-        }
-    };
-    if tty && !last_line.is_empty() {
-        println!();
-    }
-    let id = result
-        .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?
-        .into_inner()
-        .image_ref;
-    println!(
-        "{reference}: pulled {id} in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -77,6 +77,30 @@ pub struct Config {
     /// a free one at each start (containerd's defaults: 127.0.0.1, 0).
     pub stream_address: std::net::IpAddr,
     pub stream_port: u16,
+    // -- pull deadlines (ops) --
+    /// Cancel a pull that made no progress for this long (containerd's
+    /// `image_pull_progress_timeout`, 5 minutes).
+    pub pull_progress_timeout_secs: u64,
+    /// Give up connecting to one registry endpoint after this long.
+    pub pull_connect_timeout_secs: u64,
+
+    // --- Cluster DNS (issue 13) ---
+    /// Serve cluster DNS on the pod bridge's address, port 53, and point ClusterFirst pods
+    /// at it (built-in network only; in CNI mode pods get the host's resolv.conf).
+    pub cluster_dns: bool,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// Resolvers for names outside the cluster domain, `IP` or `IP:PORT` (default: the
+    /// host's resolv.conf, systemd-resolved's upstream list when it points at the stub).
+    #[serde(with = "dns_upstreams")]
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
+    // -- This node as workload controllers (DaemonSets) see it --
+    /// The node's name (default: the host name, lower-cased, as the kubelet's).
+    pub node_name: Option<String>,
+    /// Labels besides `kubernetes.io/hostname`, `/os` and `/arch` (which they may override).
+    pub node_labels: std::collections::BTreeMap<String, String>,
+    /// Taints, as the kubelet's `--register-with-taints`: `key[=value]:Effect`.
+    pub node_taints: Vec<String>,
 }
 
 impl Default for Config {
@@ -110,6 +134,14 @@ impl Default for Config {
             metrics_address: None,
             stream_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             stream_port: 0,
+            pull_progress_timeout_secs: 300,
+            pull_connect_timeout_secs: 15,
+            cluster_dns: true,
+            cluster_domain: kinglet_services::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            dns_upstreams: Vec::new(),
+            node_name: None,
+            node_labels: Default::default(),
+            node_taints: Vec::new(),
         }
     }
 }
@@ -169,6 +201,21 @@ pub struct DaemonFlags {
     pub metrics_address: Option<String>,
 }
 
+/// `dns-upstreams`: each `IP` (port 53) or `IP:PORT`.
+mod dns_upstreams {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[SocketAddr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|a| a.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        super::parse_upstreams(Vec::<String>::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `metrics-address`: `IP:PORT`, or empty (or absent) for off.
 mod metrics_address {
     use std::net::SocketAddr;
@@ -218,6 +265,8 @@ impl Config {
             image_gc_interval_secs: self.image_gc_interval_secs,
             unpack_on_pull: self.unpack_on_pull,
             pod_pids_limit: self.pod_pids_limit,
+            pull_progress_timeout_secs: self.pull_progress_timeout_secs,
+            pull_connect_timeout_secs: self.pull_connect_timeout_secs,
         }
     }
 
@@ -228,16 +277,35 @@ impl Config {
             Some(p) => parse_file(p)?,
             None => Config::default(),
         };
-        let cfg = with_flags(file, flags).map_err(|reason| DaemonError::Config {
+        let mut cfg = with_flags(file, flags).map_err(|reason| DaemonError::Config {
             path: path.clone(),
             reason,
         })?;
+        cfg.cluster_domain = cfg
+            .cluster_domain
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         cfg.check(&path)?;
         Ok(cfg)
     }
 
     fn check(&self, path: &Path) -> Result<(), DaemonError> {
         let (cfg, path) = (self, path.to_owned());
+        if let Err(reason) = cfg.node() {
+            return Err(DaemonError::Config {
+                path: path.clone(),
+                reason: format!("node-taints: {reason}"),
+            });
+        }
+        if !valid_domain(&cfg.cluster_domain) {
+            return Err(DaemonError::Config {
+                path: path.clone(),
+                reason: format!(
+                    "cluster-domain {:?} is not a DNS name (labels of a-z, 0-9 and '-', e.g. cluster.local)",
+                    cfg.cluster_domain
+                ),
+            });
+        }
         if let Err(reason) =
             kinglet_kubelet::sysctl::SysctlAllowlist::new(&cfg.allowed_unsafe_sysctls)
         {
@@ -317,6 +385,20 @@ fn with_flags(file: Config, flags: &DaemonFlags) -> Result<Config, String> {
     serde_json::from_value(merged).map_err(|e| e.to_string())
 }
 
+impl Config {
+    /// This node (name, labels, taints) as the workload controllers see it.
+    pub fn node(&self) -> Result<kinglet_controllers::node::Node, String> {
+        let name = self.node_name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+                .to_lowercase()
+        });
+        kinglet_controllers::node::Node::new(&name, &self.node_labels, &self.node_taints)
+    }
+}
+
 fn parse_file(path: &Path) -> Result<Config, DaemonError> {
     let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
         path: path.to_owned(),
@@ -326,6 +408,31 @@ fn parse_file(path: &Path) -> Result<Config, DaemonError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// `dns-upstreams` entries as socket addresses.
+fn parse_upstreams(list: Vec<String>) -> Result<Vec<std::net::SocketAddr>, String> {
+    list.iter()
+        .map(|s| {
+            kinglet_services::dns::resolvconf::parse_upstream(s).ok_or_else(|| {
+                format!(
+                    "dns-upstreams: {s:?} is not IP or IP:PORT (e.g. 192.0.2.53 or 127.0.0.1:5353)"
+                )
+            })
+        })
+        .collect()
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]
@@ -350,6 +457,43 @@ mod tests {
             (c.bridge.as_str(), c.pod_cidr.as_str(), c.nft_table.as_str()),
             ("kinglet0", "10.85.0.0/16", "kinglet")
         );
+    }
+
+    #[test]
+    fn cluster_dns_settings() {
+        let d = Config::default();
+        assert!(d.cluster_dns);
+        assert_eq!(d.cluster_domain, "cluster.local");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.toml");
+        let load = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            Config::load(&DaemonFlags {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+        };
+        let c = load("cluster-domain = \"K8s.Test.\"\ndns-upstreams = [\"127.0.0.1:5353\", \"192.0.2.1\"]\ncluster-dns = false\n").unwrap();
+        assert_eq!(c.cluster_domain, "k8s.test");
+        assert!(!c.cluster_dns);
+        assert_eq!(
+            c.dns_upstreams,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "192.0.2.1:53".parse().unwrap()
+            ]
+        );
+        let e = load("dns-upstreams = [\"resolver\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dns-upstreams") && e.contains("\"resolver\""),
+            "{e}"
+        );
+        let e = load("cluster-domain = \"bad_domain\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster-domain"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use k8s_openapi::api::core::v1::Pod;
@@ -82,34 +81,72 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn delete(
-    ch: Channel,
-    files: &[PathBuf],
-    kind: Option<&str>,
-    name: Option<&str>,
-    ns: &str,
-) -> anyhow::Result<()> {
+/// What `delete` removes: files, or one object (KIND NAME / KIND/NAME), or every object of a
+/// kind (`--all`), or those whose labels match (`-l`); and `--cascade`.
+pub struct DeleteTarget<'a> {
+    pub files: &'a [PathBuf],
+    pub kind: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub all: bool,
+    pub selector: Option<&'a str>,
+    pub cascade: &'a str,
+}
+
+pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::Result<()> {
+    let (files, cascade) = (target.files, target.cascade);
     let mut c = ObjectsClient::new(ch);
+    let by_request = |kind: String, name: String| admin::DeleteRequest {
+        kind,
+        name,
+        namespace: ns.into(),
+        propagation_policy: cascade.into(),
+        ..Default::default()
+    };
     let reqs: Vec<admin::DeleteRequest> = if !files.is_empty() {
         read_manifests(files)?
             .into_iter()
             .map(|(source, content)| admin::DeleteRequest {
                 source,
                 content,
+                propagation_policy: cascade.into(),
                 ..Default::default()
             })
             .collect()
-    } else {
-        let Some(kind) = kind else {
-            bail!("give -f FILE, or KIND NAME, or KIND/NAME")
+    } else if target.all || target.selector.is_some() {
+        let (Some(kind), None) = (target.kind, target.name) else {
+            bail!("--all and -l take a KIND and no NAME, e.g. `delete pods --all`");
         };
-        let (kind, name) = crate::workloads_cli::split_ref(kind, name)?;
-        vec![admin::DeleteRequest {
-            kind,
-            name,
-            namespace: ns.into(),
-            ..Default::default()
-        }]
+        let names = c
+            .get(admin::GetRequest {
+                kind: kind.into(),
+                namespace: ns.into(),
+                all_namespaces: false,
+                name: String::new(),
+                label_selector: target.selector.unwrap_or_default().into(),
+            })
+            .await
+            .map_err(status_err("delete"))?
+            .into_inner()
+            .objects;
+        let mut reqs = Vec::new();
+        for o in names {
+            let v: serde_json::Value = serde_json::from_str(&o)?;
+            let name = v.pointer("/metadata/name").and_then(|n| n.as_str());
+            reqs.push(by_request(
+                kind.to_owned(),
+                name.unwrap_or_default().to_owned(),
+            ));
+        }
+        if reqs.is_empty() {
+            eprintln!("No resources found");
+        }
+        reqs
+    } else {
+        let Some(kind) = target.kind else {
+            bail!("give -f FILE, or KIND NAME, or KIND/NAME, or KIND --all, or KIND -l SELECTOR")
+        };
+        let (kind, name) = crate::workloads_cli::split_ref(kind, target.name)?;
+        vec![by_request(kind, name)]
     };
     for r in reqs {
         for line in c
@@ -197,6 +234,12 @@ pub async fn get_many(
         Some((k, n)) if q.name.is_none() => (k.to_owned(), Some(n.to_owned())),
         _ => (q.kinds.to_owned(), q.name.map(str::to_owned)),
     };
+    // kubectl's `all`: the workload kinds and Services.
+    let kinds = if kinds == "all" {
+        "pods,svc,deploy,rs,job".to_owned()
+    } else {
+        kinds
+    };
     let list: Vec<&str> = kinds.split(',').filter(|k| !k.is_empty()).collect();
     for (i, kind) in list.iter().enumerate() {
         if i > 0 && output.is_none_or(|o| o == "wide") {
@@ -258,7 +301,17 @@ pub async fn get(
         Some("json") => println!("{}", serde_json::to_string_pretty(&doc)?),
         Some("yaml") => print!("{}", serde_yaml_ng::to_string(&doc)?),
         Some("wide") | None => print_table(&objs, all, output == Some("wide"))?,
-        Some(o) => bail!("unknown output format {o:?} (wide, yaml, json)"),
+        Some("name") => objs
+            .iter()
+            .for_each(|o| println!("{}", crate::output::name_of(o))),
+        Some(o) if o.starts_with("jsonpath=") => {
+            print!(
+                "{}",
+                crate::output::jsonpath(&o["jsonpath=".len()..], &doc)?
+            );
+            std::io::stdout().flush()?;
+        }
+        Some(o) => bail!("unknown output format {o:?} (wide, yaml, json, name, jsonpath=TEMPLATE)"),
     }
     Ok(())
 }
@@ -269,6 +322,7 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
+        "Event" => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
         "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
         k => crate::workloads_cli::header(k, wide).unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
@@ -331,7 +385,19 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
                     age(o),
                 ]
             }
-            "Deployment" | "ReplicaSet" | "Job" => crate::workloads_cli::row(o, age(o), wide),
+            "Event" => vec![
+                since(o["lastTimestamp"].as_str()),
+                o["type"].as_str().unwrap_or_default().into(),
+                o["reason"].as_str().unwrap_or_default().into(),
+                format!(
+                    "pod/{}",
+                    o["involvedObject"]["name"].as_str().unwrap_or_default()
+                ),
+                o["message"].as_str().unwrap_or_default().into(),
+            ],
+            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" | "Namespace" => {
+                crate::workloads_cli::row(o, age(o), wide)
+            }
             "Service" => {
                 let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
                 let mut r = kinglet_services::columns::service_row(&s);
@@ -392,14 +458,22 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     Ok(())
 }
 
-/// The CRI container of `pod`/`container` (newest attempt, or the one before with `previous`).
+/// The CRI container of `pod`/`container` (newest attempt, or the one before with
+/// `previous`). Without `container`: kubectl's default container of the pod object
+/// ([`crate::podref`]); for a pod made through the CRI alone, its one running container.
 pub(crate) async fn find_container(
+    ch: Channel,
     rt: &mut RuntimeServiceClient<Channel>,
     pod: &str,
     ns: &str,
     container: Option<&str>,
     previous: bool,
 ) -> anyhow::Result<v1::Container> {
+    let object = crate::podref::pod_object(ch, pod, ns).await;
+    let chosen = container
+        .map(str::to_owned)
+        .or_else(|| object.as_ref().and_then(crate::podref::default_container));
+    let container = chosen.as_deref();
     let mut sel: std::collections::HashMap<String, String> = [
         (LABEL_POD_NAME.to_string(), pod.to_string()),
         (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
@@ -421,10 +495,20 @@ pub(crate) async fn find_container(
         .into_inner()
         .containers;
     if cs.is_empty() {
-        bail!(
-            "pod {ns}/{pod} has no container{}",
-            container.map(|c| format!(" named {c}")).unwrap_or_default()
-        );
+        return Err(match (container, &object) {
+            (None, None) => crate::podref::NotFound {
+                resource: "pods",
+                name: pod.to_owned(),
+            }
+            .into(),
+            (Some(_), None) if !pod_has_containers(rt, pod, ns).await => crate::podref::NotFound {
+                resource: "pods",
+                name: pod.to_owned(),
+            }
+            .into(),
+            (Some(c), o) => crate::podref::no_container(o.as_ref(), pod, c),
+            (None, Some(_)) => anyhow!("pod {ns}/{pod} has no container yet"),
+        });
     }
     let names: std::collections::BTreeSet<String> = cs
         .iter()
@@ -457,56 +541,22 @@ pub(crate) async fn find_container(
     Ok(cs.swap_remove(idx))
 }
 
-/// The content of CRI log lines, partial lines joined.
-fn log_content(text: &str, out: &mut String) {
-    for l in text.lines() {
-        let mut it = l.splitn(4, ' ');
-        let (_ts, _stream, tag, content) =
-            (it.next(), it.next(), it.next(), it.next().unwrap_or(""));
-        out.push_str(content);
-        if tag != Some("P") {
-            out.push('\n');
-        }
-    }
-}
-
-pub async fn logs(
-    ch: Channel,
-    pod: &str,
-    ns: &str,
-    container: Option<&str>,
-    follow: bool,
-    previous: bool,
-) -> anyhow::Result<()> {
-    let mut rt = RuntimeServiceClient::new(ch);
-    let c = find_container(&mut rt, pod, ns, container, previous).await?;
-    let mut offset = 0usize;
-    loop {
-        let st = rt
-            .container_status(v1::ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: false,
-            })
-            .await
-            .map_err(status_err("container status"))?
-            .into_inner()
-            .status
-            .unwrap_or_default();
-        let text = std::fs::read_to_string(&st.log_path).unwrap_or_default();
-        // Only whole lines: a line still being written is printed on the next round.
-        let end = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        if end > offset {
-            let mut out = String::new();
-            log_content(&text[offset..end], &mut out);
-            print!("{out}");
-            std::io::stdout().flush()?;
-            offset = end;
-        }
-        if !follow || st.state == v1::ContainerState::ContainerExited as i32 {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// Whether the CRI knows any container of pod `ns/name`.
+async fn pod_has_containers(rt: &mut RuntimeServiceClient<Channel>, pod: &str, ns: &str) -> bool {
+    let sel = [
+        (LABEL_POD_NAME.to_string(), pod.to_string()),
+        (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    rt.list_containers(v1::ListContainersRequest {
+        filter: Some(v1::ContainerFilter {
+            label_selector: sel,
+            ..Default::default()
+        }),
+    })
+    .await
+    .is_ok_and(|r| !r.into_inner().containers.is_empty())
 }
 
 pub async fn exec(
@@ -516,8 +566,8 @@ pub async fn exec(
     container: Option<&str>,
     cmd: Vec<String>,
 ) -> anyhow::Result<i32> {
-    let mut rt = RuntimeServiceClient::new(ch);
-    let c = find_container(&mut rt, pod, ns, container, false).await?;
+    let mut rt = RuntimeServiceClient::new(ch.clone());
+    let c = find_container(ch, &mut rt, pod, ns, container, false).await?;
     let r = rt
         .exec_sync(v1::ExecSyncRequest {
             container_id: c.id,
@@ -609,11 +659,17 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     ) {
         return crate::workloads_cli::describe(ch, kind, name, ns).await;
     }
+    if crate::apps_cli::describes(kind) {
+        return crate::apps_cli::describe(ch, kind, name, ns).await;
+    }
     if matches!(kind, "svc" | "service" | "services") {
         return describe_service(ch, name, ns).await;
     }
+    if crate::describe_cli::handles(kind) {
+        return crate::describe_cli::describe(ch, kind, name, ns).await;
+    }
     if !matches!(kind, "pod" | "pods" | "po") {
-        bail!("describe supports pods, deployments, replicasets, jobs and services");
+        bail!("describe supports pods, deployments, replicasets, daemonsets, jobs, cronjobs, services, configmaps and secrets");
     }
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {
@@ -767,16 +823,4 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     }
     print!("{out}");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partial_log_lines_are_joined() {
-        let mut out = String::new();
-        log_content("2026-01-01T00:00:00Z stdout P ab\n2026-01-01T00:00:00Z stdout F cd\n2026-01-01T00:00:00Z stderr F \n", &mut out);
-        assert_eq!(out, "abcd\n\n");
-    }
 }

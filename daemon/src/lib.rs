@@ -8,20 +8,29 @@
 //! - [`reset`]: `kinglet reset`, removing every trace of an installation;
 //! - [`metrics`]: the Prometheus endpoint (off by default);
 //! - [`server`]: the gRPC server on the unix socket;
+//! - [`activation`]: systemd socket activation of the CRI socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
+//! - [`kubectl`], [`describe_cli`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`]: client verbs;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
 //!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
 //!
 //! See ARCHITECTURE.md for the process model.
 
+pub mod activation;
+pub mod apps_cli;
 pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod describe_cli;
 pub mod kubectl;
+pub mod logs_cli;
 pub mod metrics;
 pub mod notify;
+pub mod ops_cli;
+pub mod output;
+pub mod podref;
 pub mod podruntime;
 pub mod reset;
 pub mod server;

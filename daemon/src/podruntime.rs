@@ -148,5 +148,19 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
                 table: format!("{}_svc", c.nft_table),
             }
         }),
+        dns: cluster_dns(c),
     }
+}
+
+/// The cluster DNS: on the built-in pod network's gateway address, port 53.
+fn cluster_dns(c: &Config) -> Option<kinglet_kubelet::dns::ClusterDns> {
+    if !c.cluster_dns || c.cni_conf_dir.is_some() {
+        return None;
+    }
+    let cidr = c.pod_cidr.parse::<kinglet_netns::Ipv4Cidr>().ok()?;
+    Some(kinglet_kubelet::dns::ClusterDns {
+        listen: std::net::SocketAddr::new(cidr.gateway().into(), 53),
+        domain: c.cluster_domain.clone(),
+        upstreams: c.dns_upstreams.clone(),
+    })
 }

@@ -46,7 +46,16 @@ pub async fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
 /// pinged while [`health`] passes.
 pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     let notify = Arc::new(notify);
-    let listener = bind(&config.socket).await?;
+    // Socket activation (systemd/kinglet.socket): systemd's socket, else our own.
+    let activated = crate::activation::take();
+    let by_systemd = activated.is_some();
+    let listener = match activated {
+        Some(l) => {
+            tracing::info!(socket = %config.socket.display(), "serving the socket systemd passed (LISTEN_FDS)");
+            l
+        }
+        None => bind(&config.socket).await?,
+    };
     let socket = config.socket.clone();
     notify.status("recovering pods and containers");
     let metrics_listener = match config.metrics_address {
@@ -69,7 +78,8 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     )
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
-    kinglet_controllers::run(supervisor.clone());
+    let node = config.node().map_err(DaemonError::Startup)?;
+    kinglet_controllers::run(supervisor.clone(), node);
     let stream_addr = std::net::SocketAddr::new(config.stream_address, config.stream_port);
     let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
         .await
@@ -126,7 +136,9 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
         }
     };
     ready.abort();
-    let _ = std::fs::remove_file(&socket);
+    if !by_systemd {
+        let _ = std::fs::remove_file(&socket);
+    }
     let res = res.map_err(|e| DaemonError::Startup(format!("server task: {e}")))?;
     res.map_err(|e| DaemonError::Serve {
         path: socket,

@@ -54,8 +54,8 @@ pub async fn exec(
     stdin: bool,
     tty: bool,
 ) -> anyhow::Result<i32> {
-    let mut rt = RuntimeServiceClient::new(ch);
-    let c = find_container(&mut rt, pod, ns, container, false).await?;
+    let mut rt = RuntimeServiceClient::new(ch.clone());
+    let c = find_container(ch, &mut rt, pod, ns, container, false).await?;
     let url = rt
         .exec(v1::ExecRequest {
             container_id: c.id,

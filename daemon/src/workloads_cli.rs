@@ -20,6 +20,9 @@ pub fn header(kind: &str, wide: bool) -> Option<Vec<&'static str>> {
         "Deployment" => vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
         "ReplicaSet" => vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
         "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "DaemonSet" => crate::apps_cli::DS_HEADER.to_vec(),
+        "CronJob" => crate::apps_cli::CJ_HEADER.to_vec(),
+        "Namespace" => return Some(vec!["NAME", "STATUS", "AGE"]),
         _ => return None,
     };
     if wide {
@@ -58,6 +61,12 @@ pub fn row(o: &Value, age: String, wide: bool) -> Vec<String> {
             num(o, "/status/readyReplicas").to_string(),
             age,
         ],
+        "DaemonSet" => crate::apps_cli::ds_row(o, name, age),
+        "CronJob" => crate::apps_cli::cj_row(o, name, age),
+        "Namespace" => {
+            let phase = o.pointer("/status/phase").and_then(Value::as_str);
+            return vec![name, phase.unwrap_or("Active").into(), age];
+        }
         _ => {
             let conds = o
                 .pointer("/status/conditions")
@@ -151,7 +160,7 @@ pub fn split_ref(kind: &str, name: Option<&str>) -> anyhow::Result<(String, Stri
     }
 }
 
-async fn get_one(
+pub(crate) async fn get_one(
     c: &mut ObjectsClient<Channel>,
     kind: &str,
     name: &str,
@@ -174,7 +183,11 @@ async fn get_one(
     Ok(serde_json::from_str(raw)?)
 }
 
-async fn list(c: &mut ObjectsClient<Channel>, kind: &str, ns: &str) -> anyhow::Result<Vec<Value>> {
+pub(crate) async fn list(
+    c: &mut ObjectsClient<Channel>,
+    kind: &str,
+    ns: &str,
+) -> anyhow::Result<Vec<Value>> {
     let r = c
         .get(admin::GetRequest {
             kind: kind.into(),
@@ -191,7 +204,7 @@ async fn list(c: &mut ObjectsClient<Channel>, kind: &str, ns: &str) -> anyhow::R
 }
 
 /// Apply `v` back (without its status, as a user's apply).
-async fn put(c: &mut ObjectsClient<Channel>, mut v: Value) -> anyhow::Result<()> {
+pub(crate) async fn put(c: &mut ObjectsClient<Channel>, mut v: Value) -> anyhow::Result<()> {
     if let Some(m) = v.as_object_mut() {
         m.remove("status");
     }
@@ -238,7 +251,7 @@ pub async fn scale(
     Ok(())
 }
 
-/// `kinglet rollout status|restart|undo deploy/NAME`.
+/// `kinglet rollout status|restart|undo|pause|resume|history deploy/NAME`.
 pub async fn rollout(
     ch: Channel,
     verb: &str,
@@ -255,8 +268,13 @@ pub async fn rollout(
     let mut c = ObjectsClient::new(ch);
     match verb {
         "status" => rollout_status(&mut c, &name, ns, timeout).await,
+        "pause" | "resume" => crate::apps_cli::pause(&mut c, &name, ns, verb == "pause").await,
+        "history" => crate::apps_cli::history(&mut c, &name, ns, to_revision).await,
         "restart" => {
             let mut v = get_one(&mut c, "deployment", &name, ns).await?;
+            if v.pointer("/spec/paused") == Some(&Value::Bool(true)) {
+                bail!("can't restart paused deployment (run rollout resume first)");
+            }
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let t = &mut v["spec"]["template"]["metadata"];
             if !t.is_object() {
@@ -268,7 +286,7 @@ pub async fn rollout(
             Ok(())
         }
         "undo" => undo(&mut c, &name, ns, to_revision).await,
-        v => bail!("unknown rollout verb {v:?} (status, restart, undo)"),
+        v => bail!("unknown rollout verb {v:?} (status, restart, undo, pause, resume, history)"),
     }
 }
 
@@ -330,6 +348,9 @@ async fn undo(
     to: Option<i64>,
 ) -> anyhow::Result<()> {
     let mut d = get_one(c, "deployment", name, ns).await?;
+    if d.pointer("/spec/paused") == Some(&Value::Bool(true)) {
+        bail!("you cannot rollback a paused deployment; resume it first with 'kinglet rollout resume' and try again");
+    }
     let uid = d
         .pointer("/metadata/uid")
         .and_then(Value::as_str)

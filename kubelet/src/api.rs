@@ -53,6 +53,9 @@ impl Supervisor {
             for mut o in objs {
                 let k = o.key();
                 let prev = store.map.get(&k).cloned();
+                if prev.is_none() {
+                    crate::namespaces::admit(&store.map, &k)?;
+                }
                 // Compared with what the controllers added carried over (status, owner,
                 // revision), so re-applying an unchanged workload is "unchanged".
                 carry_identity(&mut o, prev.as_ref());
@@ -113,7 +116,9 @@ impl Supervisor {
                 kind: kind_of(&req.kind).ok_or_else(|| {
                     KubeletError::invalid("kind", format!("unknown kind {:?}", req.kind))
                 })?,
-                namespace: if req.namespace.is_empty() {
+                namespace: if kind_of(&req.kind) == Some("Namespace") {
+                    String::new()
+                } else if req.namespace.is_empty() {
                     "default".into()
                 } else {
                     req.namespace.clone()
@@ -121,10 +126,26 @@ impl Supervisor {
                 name: req.name.clone(),
             }]
         };
+        let policy = crate::cascade::parse(&req.propagation_policy)?;
         let mut results = Vec::new();
         {
             let mut store = self.store.lock().await;
             for k in keys {
+                if policy == crate::cascade::Propagation::Orphan {
+                    let uid = store.map.get(&k).and_then(|o| o.meta().uid.clone());
+                    if let Some(uid) = uid {
+                        crate::cascade::orphan_dependents(&mut store, &uid)?;
+                    }
+                }
+                // A Namespace is marked Terminating; the namespace controller removes it.
+                if k.kind == "Namespace" {
+                    if let Some(mut o) = store.map.get(&k).cloned() {
+                        crate::namespaces::mark_terminating(&mut o, status::now_time())?;
+                        store.put(o)?;
+                        results.push(format!("namespace/{} deleted", k.name));
+                        continue;
+                    }
+                }
                 match store.remove(&k)? {
                     Some(_) => {
                         results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name))
@@ -145,6 +166,9 @@ impl Supervisor {
 
     /// `kinglet get`: objects as Kubernetes JSON, Pods with their current status.
     pub async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, KubeletError> {
+        if crate::events_api::is_events(&req.kind) {
+            return self.get_events(&req).await;
+        }
         let kind = kind_of(&req.kind)
             .ok_or_else(|| KubeletError::invalid("kind", format!("unknown kind {:?}", req.kind)))?;
         let ns = if req.namespace.is_empty() {
@@ -184,7 +208,8 @@ impl Supervisor {
                 .map
                 .iter()
                 .filter(|(k, _)| k.kind == kind)
-                .filter(|(k, _)| req.all_namespaces || k.namespace == ns)
+                // Namespaces are cluster-scoped.
+                .filter(|(k, _)| req.all_namespaces || k.namespace == ns || kind == "Namespace")
                 .filter(|(k, _)| req.name.is_empty() || k.name == req.name)
                 .filter(|(_, o)| {
                     selector.as_ref().is_none_or(|sel| {
@@ -202,10 +227,24 @@ impl Supervisor {
             ));
         }
         let mut objects = Vec::new();
+        // Several pods: one listing of the runtime for all of them.
+        let view = if picked
+            .iter()
+            .filter(|o| matches!(o, Object::Pod(_)))
+            .count()
+            > 1
+        {
+            crate::status_batch::RuntimeView::take(&*self.rt).await
+        } else {
+            None
+        };
         for o in picked {
             let v = match o {
                 Object::Pod(mut p) => {
-                    p.status = Some(self.pod_status(&p).await);
+                    p.status = Some(match &view {
+                        Some(view) => self.pod_status_in(view, &p).await,
+                        None => self.pod_status(&p).await,
+                    });
                     Object::Pod(p).to_json()
                 }
                 o => o.to_json(),
@@ -252,8 +291,12 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "deployment" | "deployments" | "deploy" => Some("Deployment"),
         "replicaset" | "replicasets" | "rs" => Some("ReplicaSet"),
         "job" | "jobs" => Some("Job"),
+        "daemonset" | "daemonsets" | "ds" => Some("DaemonSet"),
+        "cronjob" | "cronjobs" | "cj" => Some("CronJob"),
+        "namespace" | "namespaces" | "ns" => Some("Namespace"),
         "service" | "services" | "svc" => Some("Service"),
         "endpointslice" | "endpointslices" => Some("EndpointSlice"),
+        "endpoints" | "ep" => Some("Endpoints"),
         _ => None,
     }
 }
@@ -283,7 +326,14 @@ fn clear_status(o: &mut Object) {
         Object::Deployment(d) => d.status = None,
         Object::ReplicaSet(r) => r.status = None,
         Object::Job(j) => j.status = None,
-        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => {}
+        Object::DaemonSet(d) => d.status = None,
+        Object::CronJob(c) => c.status = None,
+        Object::Namespace(n) => n.status = None,
+        Object::ConfigMap(_)
+        | Object::Secret(_)
+        | Object::Service(_)
+        | Object::EndpointSlice(_)
+        | Object::Endpoints(_) => {}
     }
 }
 
@@ -302,6 +352,12 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
         (Object::Deployment(d), Some(Object::Deployment(p))) => d.status = p.status.clone(),
         (Object::ReplicaSet(r), Some(Object::ReplicaSet(p))) => r.status = p.status.clone(),
         (Object::Job(j), Some(Object::Job(p))) => j.status = p.status.clone(),
+        (Object::DaemonSet(d), Some(Object::DaemonSet(p))) => d.status = p.status.clone(),
+        (Object::CronJob(c), Some(Object::CronJob(p))) => c.status = p.status.clone(),
+        (Object::Namespace(n), Some(Object::Namespace(p))) => {
+            n.status = p.status.clone();
+            n.metadata.deletion_timestamp = p.metadata.deletion_timestamp.clone();
+        }
         _ => {}
     }
     let m = o.meta_mut();

@@ -22,11 +22,16 @@
 mod actions;
 mod api;
 pub mod backoff;
+mod cascade;
+mod cluster_dns;
+pub mod dns;
 pub mod error;
+mod events_api;
 #[cfg(test)]
 mod fake;
 pub mod harness;
 mod hooks;
+pub mod namespaces;
 mod objects;
 pub mod pod;
 pub mod podspec;
@@ -35,6 +40,7 @@ pub mod runtime;
 mod security;
 pub mod services;
 mod status;
+mod status_batch;
 mod stop;
 mod store_api;
 pub mod sysctl;
@@ -80,6 +86,9 @@ pub struct KubeletConfig {
     pub allowed_unsafe_sysctls: Vec<String>,
     /// Service addresses and proxy rules (None: Services get no address and no rules).
     pub services: Option<services::ServicesConfig>,
+    /// The cluster DNS server and the pods' resolv.conf (None: off; ClusterFirst pods get
+    /// the host's resolv.conf).
+    pub dns: Option<dns::ClusterDns>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -135,6 +144,7 @@ impl Supervisor {
             run_root: cfg.run_root.clone(),
             node_name,
             sysctls: Arc::new(sysctls),
+            dns: cfg.dns.clone(),
             world: world.subscribe(),
             saved_backoff: std::sync::Mutex::new(saved),
             book,
@@ -231,8 +241,13 @@ impl Supervisor {
                     snap.secrets.insert(key, kinglet_manifest::secret_data(s));
                 }
                 // Workloads are the controllers' (`kinglet-controllers`), through `store_api`.
-                Object::Deployment(_) | Object::ReplicaSet(_) | Object::Job(_) => {}
-                Object::Service(_) => {}
+                Object::Deployment(_)
+                | Object::ReplicaSet(_)
+                | Object::Job(_)
+                | Object::DaemonSet(_)
+                | Object::CronJob(_)
+                | Object::Namespace(_) => {}
+                Object::Service(_) | Object::EndpointSlice(_) | Object::Endpoints(_) => {}
             }
         }
         (pods, snap)
@@ -243,6 +258,15 @@ impl Supervisor {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let shared = self.pods.handle(&uid);
         pod::pod_status(&*self.rt, pod, shared.as_deref()).await
+    }
+
+    /// Pod `pod`'s status from a view of the runtime taken for many pods.
+    async fn pod_status_in(&self, view: &status_batch::RuntimeView, pod: &Pod) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let shared = self.pods.handle(&uid);
+        let snap = shared.as_deref().map(pod::PodShared::snapshot);
+        view.pod_status(&*self.rt, pod, snap.unwrap_or_default())
+            .await
     }
 
     /// Recent events of pod `uid`, oldest first.

@@ -67,7 +67,6 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
     labels.insert(LABEL_POD_UID.into(), uid.into());
     labels.insert(LABEL_SPEC_HASH.into(), hash.into());
     let port_mappings = port_mappings(&spec);
-    let dns_config = dns_config(&spec);
     let pid_mode = if spec.share_process_namespace.unwrap_or(false) {
         v1::NamespaceMode::Pod
     } else {
@@ -89,7 +88,8 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
         }),
         hostname: pod_hostname(spec.hostname.as_deref(), &name),
         log_directory: log_dir.into(),
-        dns_config,
+        // Chosen by dnsPolicy when the sandbox is made (`crate::dns`).
+        dns_config: None,
         port_mappings,
         labels,
         annotations: {
@@ -154,23 +154,6 @@ fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<v1::PortMapp
         }
     }
     port_mappings
-}
-
-/// The pod's dnsConfig in CRI terms.
-fn dns_config(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<v1::DnsConfig> {
-    spec.dns_config.as_ref().map(|d| v1::DnsConfig {
-        servers: d.nameservers.clone().unwrap_or_default(),
-        searches: d.searches.clone().unwrap_or_default(),
-        options: d
-            .options
-            .iter()
-            .flatten()
-            .map(|o| match &o.value {
-                Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
-                None => o.name.clone().unwrap_or_default(),
-            })
-            .collect(),
-    })
 }
 
 /// Expand `$(VAR)` references as Kubernetes does: `$$` escapes, unknown names stay as written.

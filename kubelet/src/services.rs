@@ -46,6 +46,8 @@ pub(crate) struct ServicesState {
     started: std::sync::OnceLock<Instant>,
     /// The Service ports the table holds (None until the first pass applied it).
     last_applied: std::sync::Mutex<Option<Vec<proxy::ProxyPort>>>,
+    /// The cluster DNS server.
+    pub dns: crate::cluster_dns::DnsState,
 }
 
 fn invalid(e: kinglet_services::ServicesError) -> KubeletError {
@@ -142,18 +144,21 @@ impl Supervisor {
     }
 
     async fn sync_services(&self) {
-        let (services, pods): (Vec<Service>, Vec<k8s_openapi::api::core::v1::Pod>) = {
+        let (services, pods, manual) = {
             let store = self.store.lock().await;
-            let mut s = Vec::new();
-            let mut p = Vec::new();
+            let mut s: Vec<Service> = Vec::new();
+            let mut p: Vec<k8s_openapi::api::core::v1::Pod> = Vec::new();
+            let mut m: Vec<EndpointSlice> = Vec::new();
             for o in store.map.values() {
                 match o {
                     Object::Service(svc) => s.push((**svc).clone()),
                     Object::Pod(pod) => p.push((**pod).clone()),
+                    Object::EndpointSlice(e) => m.push((**e).clone()),
+                    Object::Endpoints(e) => m.extend(endpoints::mirror(e)),
                     _ => {}
                 }
             }
-            (s, p)
+            (s, p, m)
         };
         let mut with_status = Vec::with_capacity(pods.len());
         if !services.is_empty() {
@@ -165,9 +170,26 @@ impl Supervisor {
         let mut all_slices = Vec::new();
         let mut ports = Vec::new();
         for svc in &services {
-            let slices = endpoints::slices(svc, &with_status);
+            let mut slices = endpoints::slices(svc, &with_status);
+            slices.extend(endpoints::manual(svc, &manual));
             ports.extend(proxy::proxy_ports(svc, &slices));
             all_slices.extend(slices);
+        }
+        // Hand-applied slices of no (selector-less) Service are listed as they are.
+        for m in &manual {
+            let owner = m
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(endpoints::LABEL_SERVICE_NAME));
+            let taken = services.iter().any(|s| {
+                s.metadata.namespace == m.metadata.namespace
+                    && s.metadata.name.as_ref() == owner
+                    && !endpoints::manual(s, std::slice::from_ref(m)).is_empty()
+            });
+            if !taken {
+                all_slices.push(m.clone());
+            }
         }
         // After a restart the probers have not reported yet, so pods with readiness probes look
         // unready for a moment: the table the previous daemon left keeps serving until every
@@ -180,6 +202,7 @@ impl Supervisor {
             ready += usize::from(e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false));
         }
         let all_ready = endpoints > 0 && ready == endpoints;
+        self.sync_dns(&services, &all_slices).await;
         *self
             .services
             .slices

@@ -80,15 +80,8 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 
 /// The pod's status, from the runtime's records and the pod's shared fields.
 pub(crate) async fn pod_status(rt: &dyn PodRuntime, pod: &Pod, shared: Shared) -> PodStatus {
-    // Refused at admission: Failed, with the kubelet's reason and message.
-    if let Some(r) = shared.verdict.rejection(&podspec::spec_hash(pod)) {
-        return PodStatus {
-            phase: Some("Failed".into()),
-            reason: Some(r.reason.into()),
-            message: Some(format!("Pod was rejected: {}", r.message)),
-            qos_class: Some(qos_class(pod).into()),
-            ..Default::default()
-        };
+    if let Some(s) = rejected(pod, &shared) {
+        return s;
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let sandbox = crate::pod::sandboxes_of(rt, &uid).await.ok().and_then(|l| {
@@ -109,6 +102,18 @@ pub(crate) async fn pod_status(rt: &dyn PodRuntime, pod: &Pod, shared: Shared) -
         pod_ip = crate::pod::sandbox_ip(rt, &s.id).await;
     }
     compose(pod, sandbox.as_ref(), &statuses, &pod_ip, &shared)
+}
+
+/// A pod refused at admission: Failed, with the kubelet's reason and message.
+pub(crate) fn rejected(pod: &Pod, shared: &Shared) -> Option<PodStatus> {
+    let r = shared.verdict.rejection(&podspec::spec_hash(pod))?;
+    Some(PodStatus {
+        phase: Some("Failed".into()),
+        reason: Some(r.reason.into()),
+        message: Some(format!("Pod was rejected: {}", r.message)),
+        qos_class: Some(qos_class(pod).into()),
+        ..Default::default()
+    })
 }
 
 /// How many app containers are in which state.

@@ -40,11 +40,14 @@ impl Supervisor {
                     format!("{k} already exists"),
                 ));
             }
+            crate::namespaces::admit(&store.map, &k)?;
             let m = obj.meta_mut();
             m.uid = Some(crate::api::new_uid());
             m.creation_timestamp = Some(status::now_time());
             m.generation = Some(1);
-            m.namespace = Some(k.namespace.clone());
+            if k.kind != "Namespace" {
+                m.namespace = Some(k.namespace.clone());
+            }
             store.put(obj.clone())?;
         }
         self.wake.notify_one();

@@ -37,6 +37,8 @@ pub(crate) struct PodReconciler {
     pub run_root: PathBuf,
     pub node_name: String,
     pub sysctls: Arc<SysctlAllowlist>,
+    /// The cluster DNS pods' resolv.conf points at.
+    pub dns: Option<crate::dns::ClusterDns>,
     /// The objects as the dispatcher last published them.
     pub world: watch::Receiver<Arc<World>>,
     /// Crash-loop back-off an earlier daemon saved, until each pod's worker takes its own.
@@ -77,6 +79,7 @@ impl Reconciler for PodReconciler {
             },
             node_name: self.node_name.clone(),
             sysctls: self.sysctls.clone(),
+            dns: self.dns.clone(),
             book: self.book.clone(),
             wake,
         };

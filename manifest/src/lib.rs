@@ -17,15 +17,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-pub use k8s_openapi::api::batch::v1::Job;
-pub use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+pub use k8s_openapi::api::batch::v1::{CronJob, Job};
+pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub mod cron;
+mod endpointslice;
 mod service;
 mod workloads;
 use serde::Deserialize;
 use serde_json::Value;
+pub use workloads::cronjob::time_zone;
 pub use workloads::{parse_selector, selector_matches};
 
 /// The namespace of objects that name none.
@@ -46,7 +49,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, Endpoints, List; apps/v1 Deployment, ReplicaSet; batch/v1 Job; discovery.k8s.io/v1 EndpointSlice)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -78,6 +81,11 @@ pub enum Object {
     ReplicaSet(Box<ReplicaSet>),
     Job(Box<Job>),
     Service(Box<Service>),
+    EndpointSlice(Box<k8s_openapi::api::discovery::v1::EndpointSlice>),
+    Endpoints(Box<k8s_openapi::api::core::v1::Endpoints>),
+    DaemonSet(Box<DaemonSet>),
+    CronJob(Box<CronJob>),
+    Namespace(Box<Namespace>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -105,15 +113,26 @@ impl Object {
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Job(_) => "Job",
             Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Endpoints(_) => "Endpoints",
+            Object::DaemonSet(_) => "DaemonSet",
+            Object::CronJob(_) => "CronJob",
+            Object::Namespace(_) => "Namespace",
         }
     }
 
     /// The object's apiVersion.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
-            Object::Deployment(_) | Object::ReplicaSet(_) => "apps/v1",
-            Object::Job(_) => "batch/v1",
+            Object::Pod(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::Service(_)
+            | Object::Endpoints(_)
+            | Object::Namespace(_) => "v1",
+            Object::Deployment(_) | Object::ReplicaSet(_) | Object::DaemonSet(_) => "apps/v1",
+            Object::Job(_) | Object::CronJob(_) => "batch/v1",
+            Object::EndpointSlice(_) => "discovery.k8s.io/v1",
         }
     }
 
@@ -126,6 +145,11 @@ impl Object {
             Object::ReplicaSet(r) => &r.metadata,
             Object::Job(j) => &j.metadata,
             Object::Service(s) => &s.metadata,
+            Object::EndpointSlice(e) => &e.metadata,
+            Object::Endpoints(e) => &e.metadata,
+            Object::DaemonSet(d) => &d.metadata,
+            Object::CronJob(c) => &c.metadata,
+            Object::Namespace(n) => &n.metadata,
         }
     }
 
@@ -138,6 +162,11 @@ impl Object {
             Object::ReplicaSet(r) => &mut r.metadata,
             Object::Job(j) => &mut j.metadata,
             Object::Service(s) => &mut s.metadata,
+            Object::EndpointSlice(e) => &mut e.metadata,
+            Object::Endpoints(e) => &mut e.metadata,
+            Object::DaemonSet(d) => &mut d.metadata,
+            Object::CronJob(c) => &mut c.metadata,
+            Object::Namespace(n) => &mut n.metadata,
         }
     }
 
@@ -151,6 +180,11 @@ impl Object {
             Object::ReplicaSet(r) => serde_json::to_value(r),
             Object::Job(j) => serde_json::to_value(j),
             Object::Service(s) => serde_json::to_value(s),
+            Object::EndpointSlice(e) => serde_json::to_value(e),
+            Object::Endpoints(e) => serde_json::to_value(e),
+            Object::DaemonSet(d) => serde_json::to_value(d),
+            Object::CronJob(c) => serde_json::to_value(c),
+            Object::Namespace(n) => serde_json::to_value(n),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -161,13 +195,36 @@ impl Object {
         let (kind, meta) = (self.kind(), self.meta());
         ObjectKey {
             kind,
-            namespace: meta
-                .namespace
-                .clone()
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            // Namespaces are cluster-scoped: no namespace of their own.
+            namespace: match self {
+                Object::Namespace(_) => String::new(),
+                _ => meta
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            },
             name: meta.name.clone().unwrap_or_default(),
         }
     }
+}
+
+/// A Namespace's name: a DNS-1123 label (lower-case alphanumerics and '-', at most 63).
+fn check_namespace_name(source_name: &str, label: &str, name: &str) -> Result<(), ManifestError> {
+    let ok = name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        return Ok(());
+    }
+    Err(ManifestError::Invalid {
+        source_name: source_name.to_owned(),
+        object: label.to_owned(),
+        path: "metadata.name".into(),
+        reason: format!("{name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (at most 63)"),
+    })
 }
 
 /// Parse every document of `text` (YAML or JSON). `source_name` names the file in errors.
@@ -307,6 +364,21 @@ fn parse_value(
             workloads::check_replica_set(source_name, &label, &r)?;
             Object::ReplicaSet(Box::new(r))
         }
+        ("apps/v1", "DaemonSet") => {
+            let d: DaemonSet = typed(source_name, &label, &value)?;
+            workloads::daemonset::check_daemon_set(source_name, &label, &d)?;
+            Object::DaemonSet(Box::new(d))
+        }
+        ("v1", "Namespace") => {
+            let n: Namespace = typed(source_name, &label, &value)?;
+            check_namespace_name(source_name, &label, &name)?;
+            Object::Namespace(Box::new(n))
+        }
+        ("batch/v1", "CronJob") => {
+            let mut c: CronJob = typed(source_name, &label, &value)?;
+            workloads::cronjob::check_cron_job(source_name, &label, &mut c)?;
+            Object::CronJob(Box::new(c))
+        }
         ("batch/v1", "Job") => {
             let mut j: Job = typed(source_name, &label, &value)?;
             workloads::check_job(source_name, &label, &mut j)?;
@@ -322,6 +394,17 @@ fn parse_value(
             let s: Service = typed(source_name, &label, &value)?;
             service::check_service(source_name, &label, &s)?;
             Object::Service(Box::new(s))
+        }
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            let e: k8s_openapi::api::discovery::v1::EndpointSlice =
+                typed(source_name, &label, &value)?;
+            endpointslice::check_endpoint_slice(source_name, &label, &e)?;
+            Object::EndpointSlice(Box::new(e))
+        }
+        ("v1", "Endpoints") => {
+            let e: k8s_openapi::api::core::v1::Endpoints = typed(source_name, &label, &value)?;
+            endpointslice::check_endpoints(source_name, &label, &e)?;
+            Object::Endpoints(Box::new(e))
         }
         _ => {
             return Err(ManifestError::Unsupported {
@@ -483,6 +566,8 @@ const POD_SPEC_FIELDS: &[&str] = &[
     "hostIPC",
     "shareProcessNamespace",
     "hostname",
+    "subdomain",
+    "dnsPolicy",
     "dnsConfig",
     "imagePullSecrets",
     "securityContext",
@@ -847,12 +932,12 @@ spec:
         assert!(e.contains("document 1") && e.contains("apiVersion"), "{e}");
         let e = parse(
             "x.yaml",
-            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\n",
+            "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: d}\n",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("DaemonSet") && e.contains("not supported"),
+            e.contains("ReplicationController") && e.contains("not supported"),
             "{e}"
         );
         let e = parse("x.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {}\n")

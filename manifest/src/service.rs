@@ -81,6 +81,24 @@ pub(crate) fn check_service(
             "may not be \"None\" for type NodePort".into(),
         ));
     }
+    // On one node every endpoint is local: Local and Cluster pick the same endpoints.
+    for (field, v) in [
+        ("spec.internalTrafficPolicy", &spec.internal_traffic_policy),
+        ("spec.externalTrafficPolicy", &spec.external_traffic_policy),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !matches!(*v, "Cluster" | "Local")) {
+            return Err(bad(
+                field.into(),
+                format!("{v:?} is not one of Cluster, Local"),
+            ));
+        }
+    }
+    if spec.external_traffic_policy.is_some() && ty != "NodePort" {
+        return Err(bad(
+            "spec.externalTrafficPolicy".into(),
+            "may only be set for externally-accessible services (type NodePort)".into(),
+        ));
+    }
     let ports = spec.ports.clone().unwrap_or_default();
     if ports.is_empty() && ty != "ExternalName" && cluster_ip != "None" {
         return Err(bad(
@@ -187,6 +205,7 @@ mod tests {
         assert_eq!(o[0].key().to_string(), "Service default/web");
         assert_eq!(s.spec.as_ref().unwrap().ports.as_ref().unwrap().len(), 2);
         assert!(svc("  clusterIP: None\n  selector: {app: web}\n").is_ok());
+        assert!(svc("  type: NodePort\n  externalTrafficPolicy: Local\n  internalTrafficPolicy: Local\n  ports: [{port: 80}]\n").is_ok());
         assert!(svc("  type: ExternalName\n  externalName: example.org\n").is_ok());
     }
 
@@ -201,6 +220,14 @@ mod tests {
             (
                 "  ports: [{port: 80, protocol: SCTP}]\n",
                 "spec.ports[0].protocol",
+            ),
+            (
+                "  internalTrafficPolicy: Nearby\n  ports: [{port: 80}]\n",
+                "spec.internalTrafficPolicy",
+            ),
+            (
+                "  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n",
+                "spec.externalTrafficPolicy",
             ),
             (
                 "  ports: [{port: 80, targetPort: Not_A_Name}]\n",

@@ -428,5 +428,7 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
     })
 }
 
+pub(crate) mod cronjob;
+pub(crate) mod daemonset;
 #[cfg(test)]
 mod tests;

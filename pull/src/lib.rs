@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod hosts;
 pub mod keyring;
+mod stall;
 mod token;
 
 use std::collections::HashMap;
@@ -123,6 +124,10 @@ pub enum PullError {
         #[source]
         source: ImageError,
     },
+    #[error(
+        "pull of {image} made no progress for {secs} s (pull-progress-timeout-secs), cancelled"
+    )]
+    Stalled { image: String, secs: f64 },
     #[error("pull task of {image} ended unexpectedly: {reason}")]
     Task { image: String, reason: String },
 }
@@ -140,6 +145,8 @@ pub struct Progress {
     pub layers_done: AtomicU64,
     pub bytes_total: AtomicU64,
     pub bytes_done: AtomicU64,
+    /// Steps done besides bytes (a manifest, a config fetched), for the progress deadline.
+    pub steps: AtomicU64,
 }
 
 type PullResult = Result<ImageRecord, Arc<PullError>>;
@@ -155,6 +162,33 @@ pub struct PullConfig {
     pub credential_helpers_dir: Option<PathBuf>,
     /// Unpack the layers as part of the pull (else at the first container creation).
     pub unpack_on_pull: bool,
+    /// Cancel a pull that made no progress for this long (zero: the default, 5 minutes).
+    pub progress_timeout: std::time::Duration,
+    /// Give up connecting to a registry endpoint after this long (zero: the default, 15 s).
+    pub connect_timeout: std::time::Duration,
+}
+
+/// containerd's `image_pull_progress_timeout` default.
+pub const DEFAULT_PROGRESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Connecting to a registry endpoint.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl PullConfig {
+    fn progress_timeout(&self) -> std::time::Duration {
+        if self.progress_timeout.is_zero() {
+            DEFAULT_PROGRESS_TIMEOUT
+        } else {
+            self.progress_timeout
+        }
+    }
+
+    fn connect_timeout(&self) -> std::time::Duration {
+        if self.connect_timeout.is_zero() {
+            DEFAULT_CONNECT_TIMEOUT
+        } else {
+            self.connect_timeout
+        }
+    }
 }
 
 /// Pulls images into a store. Share behind an `Arc`.
@@ -225,7 +259,12 @@ impl Puller {
                 let this = self.clone();
                 let (k, p) = (key.clone(), progress.clone());
                 let task = tokio::spawn(async move {
-                    let res = this.pull_uncached(&r, explicit, &p).await.map_err(Arc::new);
+                    let limit = this.config.progress_timeout();
+                    let image = r.to_string();
+                    let pull = this.pull_uncached(&r, explicit, &p);
+                    let res = stall::within_progress_deadline(pull, &p, limit, &image)
+                        .await
+                        .map_err(Arc::new);
                     this.inflight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -294,7 +333,7 @@ impl Puller {
                 Scheme::Http => &[Scheme::Http],
             };
             'scheme: for &scheme in schemes {
-                let client = client_for(ep, scheme)?;
+                let client = client_for(ep, scheme, &self.config)?;
                 let mut tried = Vec::new();
                 for cred in &creds {
                     tried.push(
@@ -414,6 +453,7 @@ impl Puller {
             .pull_manifest_raw(&oref, auth, ACCEPT)
             .await
             .map_err(err)?;
+        progress.steps.fetch_add(1, Ordering::Relaxed);
         let mut digest = sha256_digest(&bytes);
         if let Some(want) = &r.digest {
             if *want != digest {
@@ -459,6 +499,7 @@ impl Puller {
                         .pull_manifest_raw(&mref, auth, ACCEPT)
                         .await
                         .map_err(err)?;
+                    progress.steps.fetch_add(1, Ordering::Relaxed);
                     let got = sha256_digest(&b);
                     if got != chosen.to_string() {
                         return Err(bad(
@@ -502,6 +543,7 @@ impl Puller {
             kinglet_image::check_config_json_platform(&buf, &format!("{image} on {}", ep.host))
                 .map_err(PullError::store)?;
             self.ingest(&cfg_digest, buf).await?;
+            progress.steps.fetch_add(1, Ordering::Relaxed);
         }
         // Layers, in parallel, streamed to disk.
         let missing: Vec<_> = manifest
@@ -630,7 +672,7 @@ fn sha256_digest(b: &[u8]) -> String {
 
 /// A registry client for one endpoint and scheme. A fresh client per attempt: the crate keeps
 /// the first credential it sees per registry, so clients are not shared between credentials.
-fn client_for(ep: &Endpoint, scheme: Scheme) -> Result<Client, PullError> {
+fn client_for(ep: &Endpoint, scheme: Scheme, cfg: &PullConfig) -> Result<Client, PullError> {
     let mut extra = Vec::new();
     if let Some(path) = &ep.ca_file {
         let data = std::fs::read(path).map_err(|source| PullError::Ca {
@@ -651,8 +693,12 @@ fn client_for(ep: &Endpoint, scheme: Scheme) -> Result<Client, PullError> {
         accept_invalid_certificates: ep.skip_verify,
         extra_root_certificates: extra,
         platform_resolver: None,
-        connect_timeout: Some(std::time::Duration::from_secs(15)),
-        read_timeout: Some(std::time::Duration::from_secs(60)),
+        connect_timeout: Some(cfg.connect_timeout()),
+        // One silent read never outlasts the pull's progress deadline.
+        read_timeout: Some(
+            cfg.progress_timeout()
+                .min(std::time::Duration::from_secs(60)),
+        ),
         user_agent: concat!("kinglet/", env!("CARGO_PKG_VERSION")),
         ..Default::default()
     };

@@ -27,4 +27,6 @@ pub struct RuntimeConfig {
     pub image_gc_interval_secs: u64,
     pub unpack_on_pull: bool,
     pub pod_pids_limit: i64,
+    pub pull_progress_timeout_secs: u64,
+    pub pull_connect_timeout_secs: u64,
 }

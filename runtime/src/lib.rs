@@ -256,6 +256,8 @@ impl Runtime {
                 docker_config: config.docker_config.clone(),
                 credential_helpers_dir: config.credential_helpers_dir.clone(),
                 unpack_on_pull: config.unpack_on_pull,
+                progress_timeout: std::time::Duration::from_secs(config.pull_progress_timeout_secs),
+                connect_timeout: std::time::Duration::from_secs(config.pull_connect_timeout_secs),
             },
         );
         let rt = Arc::new(Runtime {

@@ -100,7 +100,13 @@ pub fn slices(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
                 uid: pod.metadata.uid.clone(),
                 ..Default::default()
             }),
-            hostname: pod.spec.as_ref().and_then(|s| s.hostname.clone()),
+            // Only for the Service the pod names as its subdomain (the controller's rule).
+            hostname: pod
+                .spec
+                .as_ref()
+                .filter(|s| s.subdomain.is_some() && s.subdomain == svc.metadata.name)
+                .and_then(|s| s.hostname.clone())
+                .filter(|h| !h.is_empty()),
             ..Default::default()
         });
     }
@@ -139,6 +145,97 @@ pub fn slices(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
                 endpoints,
                 ports: Some(ports),
             }
+        })
+        .collect()
+}
+
+/// The EndpointSlices the endpointslicemirroring controller makes of v1 Endpoints (same
+/// namespace, labelled with the Endpoints' name, which is their Service's): one per subset,
+/// `addresses` ready, `notReadyAddresses` not.
+pub fn mirror(e: &k8s_openapi::api::core::v1::Endpoints) -> Vec<EndpointSlice> {
+    let name = e.metadata.name.clone().unwrap_or_default();
+    e.subsets
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut endpoints = Vec::new();
+            for (list, ready) in [(&s.addresses, true), (&s.not_ready_addresses, false)] {
+                for a in list.iter().flatten() {
+                    endpoints.push(Endpoint {
+                        addresses: vec![a.ip.clone()],
+                        conditions: Some(EndpointConditions {
+                            ready: Some(ready),
+                            serving: Some(ready),
+                            terminating: Some(false),
+                        }),
+                        hostname: a.hostname.clone(),
+                        ..Default::default()
+                    });
+                }
+            }
+            let ports = s
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| EndpointPort {
+                    name: Some(p.name.clone().unwrap_or_default()),
+                    port: Some(p.port),
+                    protocol: Some(p.protocol.clone().unwrap_or_else(|| "TCP".into())),
+                    app_protocol: p.app_protocol.clone(),
+                })
+                .collect();
+            EndpointSlice {
+                metadata: ObjectMeta {
+                    name: Some(format!("{name}-mirror-{i}")),
+                    namespace: e.metadata.namespace.clone(),
+                    labels: Some(BTreeMap::from([
+                        (LABEL_SERVICE_NAME.to_owned(), name.clone()),
+                        (
+                            LABEL_MANAGED_BY.to_owned(),
+                            "endpointslicemirroring-controller.k8s.io".to_owned(),
+                        ),
+                    ])),
+                    ..Default::default()
+                },
+                address_type: "IPv4".into(),
+                endpoints,
+                ports: Some(ports),
+            }
+        })
+        .collect()
+}
+
+/// The slices of a Service without a selector: the hand-applied ones (`stored`) of its
+/// namespace labelled `kubernetes.io/service-name: <its name>`. An endpoint without a `ready`
+/// condition counts as ready, as consumers of the API read a missing one.
+pub fn manual(svc: &Service, stored: &[EndpointSlice]) -> Vec<EndpointSlice> {
+    let spec = svc.spec.clone().unwrap_or_default();
+    if spec.selector.as_ref().is_some_and(|s| !s.is_empty())
+        || spec.type_.as_deref() == Some("ExternalName")
+    {
+        return Vec::new();
+    }
+    stored
+        .iter()
+        .filter(|s| {
+            s.metadata.namespace.as_deref().unwrap_or("default")
+                == svc.metadata.namespace.as_deref().unwrap_or("default")
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_SERVICE_NAME))
+                    == svc.metadata.name.as_ref()
+        })
+        .map(|s| {
+            let mut s = s.clone();
+            for e in &mut s.endpoints {
+                let c = e.conditions.get_or_insert_with(Default::default);
+                c.ready = Some(c.ready.unwrap_or(true));
+                c.serving = Some(c.serving.unwrap_or(c.ready == Some(true)));
+                c.terminating = Some(c.terminating.unwrap_or(false));
+            }
+            s
         })
         .collect()
 }
@@ -293,5 +390,85 @@ mod tests {
         let mut s = svc(IntOrString::Int(80), false);
         s.spec.as_mut().unwrap().selector = None;
         assert!(slices(&s, &[pod("a", "web", "10.85.0.2", true, ("web", 80))]).is_empty());
+    }
+
+    #[test]
+    fn selectorless_service_takes_its_hand_applied_slices() {
+        let mut plain = svc(IntOrString::Int(8080), false);
+        plain.spec.as_mut().unwrap().selector = None;
+        let slice = |name: &str, svc_name: &str, ready: Option<bool>| EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                labels: Some(BTreeMap::from([(
+                    LABEL_SERVICE_NAME.to_owned(),
+                    svc_name.to_owned(),
+                )])),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: vec![Endpoint {
+                addresses: vec!["192.0.2.9".into()],
+                conditions: ready.map(|r| EndpointConditions {
+                    ready: Some(r),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ports: None,
+        };
+        let stored = [
+            slice("mine", "web", None),
+            slice("unready", "web", Some(false)),
+            slice("other", "db", None),
+        ];
+        let got = manual(&plain, &stored);
+        let names: Vec<_> = got
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["mine", "unready"]);
+        // No ready condition reads as ready; a stated one is kept.
+        let c = got[0].endpoints[0].conditions.clone().unwrap();
+        assert_eq!(
+            (c.ready, c.serving, c.terminating),
+            (Some(true), Some(true), Some(false))
+        );
+        assert_eq!(
+            got[1].endpoints[0].conditions.clone().unwrap().ready,
+            Some(false)
+        );
+        // A Service with a selector ignores hand-applied slices.
+        assert!(manual(&svc(IntOrString::Int(8080), false), &stored).is_empty());
+    }
+
+    #[test]
+    fn endpoints_are_mirrored_one_slice_per_subset() {
+        let e: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "subsets": [
+                {"addresses": [{"ip": "192.0.2.1", "hostname": "a"}],
+                 "notReadyAddresses": [{"ip": "192.0.2.2"}],
+                 "ports": [{"name": "http", "port": 8080}]},
+                {"addresses": [{"ip": "192.0.2.3"}], "ports": [{"name": "http", "port": 9090}]}
+            ]
+        }))
+        .unwrap();
+        let m = mirror(&e);
+        assert_eq!(m.len(), 2);
+        let ready: Vec<_> = m[0]
+            .endpoints
+            .iter()
+            .map(|e| (e.addresses[0].as_str(), e.conditions.clone().unwrap().ready))
+            .collect();
+        assert_eq!(
+            ready,
+            [("192.0.2.1", Some(true)), ("192.0.2.2", Some(false))]
+        );
+        assert_eq!(m[0].endpoints[0].hostname.as_deref(), Some("a"));
+        assert_eq!(m[1].ports.as_ref().unwrap()[0].port, Some(9090));
+        let mut plain = svc(IntOrString::Int(8080), false);
+        plain.spec.as_mut().unwrap().selector = None;
+        assert_eq!(manual(&plain, &m).len(), 2);
     }
 }

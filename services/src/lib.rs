@@ -12,6 +12,7 @@
 
 pub mod alloc;
 pub mod columns;
+pub mod dns;
 pub mod endpoints;
 pub mod proxy;
 

@@ -86,9 +86,9 @@ async fn deployment_scales_rolls_out_undoes_and_is_collected() {
     let d = Daemon::start().await;
     d.import_test_image().await;
     let dir = d.dir.path().to_owned();
-    // A DaemonSet (unsupported) between two good documents: reported, the others applied.
+    // A ReplicationController (unsupported) between two good documents: reported, the others applied.
     let text = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: b}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: ds}}\n---\n{}",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: b}}\n---\napiVersion: v1\nkind: ReplicationController\nmetadata: {{name: rc}}\n---\n{}",
         deployment(3, "1")
     );
     let f = write(&dir, "web.yaml", &text);
@@ -100,7 +100,7 @@ async fn deployment_scales_rolls_out_undoes_and_is_collected() {
     assert!(!out.status.success(), "a bad document makes apply fail");
     assert_eq!(stdout, "configmap/cfg created\ndeployment/web created\n");
     assert!(
-        stderr.contains("document 2") && stderr.contains("DaemonSet"),
+        stderr.contains("document 2") && stderr.contains("ReplicationController"),
         "{stderr}"
     );
 

@@ -1,8 +1,11 @@
 //! Decision tests of the controllers against [`FakeStore`](crate::fake::FakeStore): no root,
 //! no containers, a clock the test moves.
 
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod job;
+mod namespace;
 mod replicaset;
 
 use kinglet_manifest::Object;
@@ -36,6 +39,8 @@ pub fn apply(store: &FakeStore, yaml: &str) -> Object {
                 }
                 (Object::ReplicaSet(r), Object::ReplicaSet(p)) => r.status = p.status,
                 (Object::Job(j), Object::Job(p)) => j.status = p.status,
+                (Object::DaemonSet(d), Object::DaemonSet(p)) => d.status = p.status,
+                (Object::CronJob(c), Object::CronJob(p)) => c.status = p.status,
                 _ => {}
             }
             store.objects.lock().unwrap().insert(o.key(), o.clone());

@@ -190,6 +190,16 @@ pub(crate) fn pull_policy(c: &Container) -> String {
     }
 }
 
+/// What a failed pull of an image that is in the store adds: imagePullPolicy defaults to
+/// Always for `:latest` or no tag (as in Kubernetes), so the local copy is not used.
+pub(crate) fn local_image_hint(image: &str) -> String {
+    format!(
+        " (image {image:?} is present locally, but imagePullPolicy defaults to Always for \
+         \":latest\" or no tag: set imagePullPolicy: IfNotPresent or Never on the container to \
+         use the local image, or give the image another tag)"
+    )
+}
+
 /// Whether `c`'s image may be used now (Some, with its status when present), else why not
 /// (the waiting reason is set, a pull may have started).
 async fn image_ready(
@@ -220,6 +230,7 @@ async fn image_ready(
         _ => !present,
     };
     if must_pull {
+        state.memo(&c.name).pull.present_locally = present && c.image_pull_policy.is_none();
         start_pull(pass, state, env, c, &image);
         return None;
     }
@@ -235,11 +246,7 @@ fn start_pull(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Container
         .not_before
         .is_some_and(|nb| Instant::now() < nb)
     {
-        let reason = state
-            .waiting(&c.name)
-            .map(|w| w.message.clone())
-            .unwrap_or_default();
-        let msg = format!("Back-off pulling image {image:?}: {reason}");
+        let msg = format!("Back-off pulling image {image:?}: {}", pull.last_error);
         state.set_waiting(&c.name, "ImagePullBackOff", msg);
         return;
     }

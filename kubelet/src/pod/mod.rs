@@ -56,6 +56,12 @@ pub struct PullState {
     pub backoff: Backoff,
     /// Images pulled for it since the daemon started (for pull policy Always).
     pub pulled: HashSet<String>,
+    /// Why the last pull failed: the ImagePullBackOff message quotes it (never itself, so the
+    /// message does not grow with retries).
+    pub last_error: String,
+    /// The image was in the store although the defaulted policy (Always, for `:latest` or
+    /// no tag) wants a pull: a failed pull says how to use the local image.
+    pub present_locally: bool,
 }
 
 /// Everything the kubelet keeps about one pod, owned by the pod's worker.
@@ -175,12 +181,17 @@ impl PodState {
                     }
                     Err(e) => {
                         pull.backoff.restarted(Instant::now(), policy);
+                        let mut message = e.message;
+                        if pull.present_locally {
+                            message.push_str(&container::local_image_hint(&image));
+                        }
+                        pull.last_error = message.clone();
                         self.event(
                             true,
                             "Failed",
-                            format!("Failed to pull image {image:?}: {e}"),
+                            format!("Failed to pull image {image:?}: {message}"),
                         );
-                        self.set_waiting(&container, "ErrImagePull", e.message);
+                        self.set_waiting(&container, "ErrImagePull", message);
                     }
                 }
             }
@@ -234,6 +245,8 @@ pub struct PodEnv {
     /// For the downward API's `spec.nodeName`.
     pub node_name: String,
     pub sysctls: Arc<SysctlAllowlist>,
+    /// The cluster DNS (for the sandbox's resolv.conf).
+    pub dns: Option<crate::dns::ClusterDns>,
     /// Where the pod's crash-loop back-off is kept for the next daemon.
     pub book: Arc<crate::workers::BackoffBook>,
     /// Wakes the pod's worker (after a task's report).
@@ -468,12 +481,24 @@ async fn reconcile_inner(
     let vols = match volumes::prepare(pod, ns, &env.volumes, &world.snap) {
         Ok(v) => v,
         Err(ConfigError(msg)) => {
-            for c in &pod
+            let containers = pod
                 .spec
                 .as_ref()
                 .map(|s| s.containers.clone())
-                .unwrap_or_default()
-            {
+                .unwrap_or_default();
+            // A Warning event once per cause (not on every pass), as the kubelet's FailedMount.
+            let first = containers
+                .first()
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            if state.waiting(&first).map(|w| w.message.as_str()) != Some(msg.as_str()) {
+                state.event(
+                    true,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed: {msg}"),
+                );
+            }
+            for c in &containers {
                 state.set_waiting(&c.name, "ContainerCreating", msg.clone());
             }
             return Ok(());
@@ -481,10 +506,19 @@ async fn reconcile_inner(
     };
     let uid = state.uid.clone();
     let log_dir = env.pod_logs.join(format!("{ns}_{name}_{uid}"));
-    let sandbox_cfg = podspec::sandbox_config(pod, &uid, &log_dir.display().to_string(), &hash);
+    let mut sandbox_cfg = podspec::sandbox_config(pod, &uid, &log_dir.display().to_string(), &hash);
     let sandbox = match current {
         Some(id) => id,
         None => {
+            // resolv.conf by dnsPolicy, from the host's file as it is now.
+            let host = tokio::task::spawn_blocking(kinglet_services::dns::resolvconf::host)
+                .await
+                .unwrap_or_default();
+            let (dns, warnings) = crate::dns::pod_dns_config(pod, env.dns.as_ref(), &host);
+            for (reason, msg) in warnings {
+                state.event(true, reason, msg);
+            }
+            sandbox_cfg.dns_config = Some(dns);
             let req = v1::RunPodSandboxRequest {
                 config: Some(sandbox_cfg.clone()),
                 ..Default::default()

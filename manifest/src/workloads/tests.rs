@@ -131,7 +131,7 @@ fn job_needs_never_or_on_failure() {
 #[test]
 fn a_bad_document_does_not_stop_the_others() {
     let text = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: ds}}\n---\n{}",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n---\napiVersion: v1\nkind: ReplicationController\nmetadata: {{name: rc}}\n---\n{}",
         deploy("", "{app: web}")
     );
     let (objs, errs) = parse_each("f.yaml", &text);

@@ -275,6 +275,27 @@ async fn a_missing_config_map_is_a_config_error_until_it_appears() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_missing_config_map_volume_is_one_failed_mount_event() {
+    let mut n = Node::new(pod(
+        "  containers:\n  - {name: app, image: 'img:1'}\n  volumes:\n  - {name: v, configMap: {name: absent}}\n",
+    ));
+    for _ in 0..5 {
+        n.pass().await;
+    }
+    let mounts: Vec<(String, String)> = n
+        .events()
+        .into_iter()
+        .filter(|(r, _)| r == "FailedMount")
+        .collect();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert!(
+        mounts[0].1.contains("configmap default/absent not found"),
+        "{mounts:?}"
+    );
+    assert_eq!(n.attempts("app"), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn run_as_non_root_refuses_user_zero() {
     let mut n = Node::new(pod(
         "  securityContext: {runAsNonRoot: true, runAsUser: 0}\n  containers:\n  - {name: app, image: 'img:1'}\n",

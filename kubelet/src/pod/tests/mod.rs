@@ -62,6 +62,7 @@ impl Node {
             },
             node_name: "node".into(),
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
+            dns: None,
             book: Arc::new(crate::workers::BackoffBook::new(None, HashMap::new())),
             wake: Wake::default(),
         };
@@ -466,6 +467,82 @@ async fn failed_pulls_back_off_and_are_retried() {
     n.pass().await;
     assert_eq!(n.fake.count("pull"), 2);
     assert!(n.running("app"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_back_off_message_does_not_grow_over_minutes_of_failed_pulls() {
+    let mut n = Node::new(with_image("bad:1", None));
+    n.fake.fail_pulls("bad:1", "manifest unknown");
+    let want = Some((
+        "ImagePullBackOff".to_string(),
+        "Back-off pulling image \"bad:1\": manifest unknown".to_string(),
+    ));
+    // Ten minutes of passes, a few seconds apart: retries after each back-off, and the
+    // passes in between re-state the same waiting message.
+    for _ in 0..200 {
+        n.pass().await;
+        tokio::time::sleep(secs(3)).await;
+        let w = n.waiting("app");
+        assert!(
+            w == want || w.as_ref().is_some_and(|(r, _)| r != "ImagePullBackOff"),
+            "{w:?}"
+        );
+    }
+    n.pass().await;
+    assert_eq!(n.waiting("app"), want);
+    assert!(
+        n.fake.count("pull") >= 3,
+        "retried: {}",
+        n.fake.count("pull")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_pull_of_a_local_latest_image_says_how_to_use_it() {
+    let mut n = Node::new(with_image("local:latest", None));
+    n.fake.add_image("local:latest");
+    n.fake.fail_pulls("local:latest", "registry unreachable");
+    n.pass().await;
+    n.pass().await;
+    let (reason, msg) = n.waiting("app").expect("waiting");
+    assert_eq!(reason, "ImagePullBackOff");
+    assert!(msg.starts_with("Back-off pulling image \"local:latest\": registry unreachable (image \"local:latest\" is present locally"), "{msg}");
+    assert!(
+        msg.contains("imagePullPolicy: IfNotPresent or Never"),
+        "{msg}"
+    );
+    assert!(n.has_event("Failed", "imagePullPolicy defaults to Always"));
+    // An explicit Always is what the user asked for: no hint.
+    let mut n = Node::new(with_image("local:latest", Some("Always")));
+    n.fake.add_image("local:latest");
+    n.fake.fail_pulls("local:latest", "registry unreachable");
+    n.pass().await;
+    n.pass().await;
+    let (_, msg) = n.waiting("app").expect("waiting");
+    assert!(!msg.contains("present locally"), "{msg}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_batched_status_of_get_pods_is_the_per_pod_status() {
+    let mut n = Node::new(pod(
+        "  containers:\n  - {name: a, image: 'img:1'}\n  - {name: b, image: 'bad:1'}\n",
+    ));
+    n.fake.fail_pulls("bad:1", "manifest unknown");
+    for _ in 0..4 {
+        n.pass().await;
+    }
+    let view = crate::status_batch::RuntimeView::take(&*n.fake)
+        .await
+        .expect("view");
+    let batched = view
+        .pod_status(&*n.fake, &n.pod, n.state.shared.snapshot())
+        .await;
+    let single = n.status().await;
+    assert!(single.pod_ip.is_some(), "{single:?}");
+    assert_eq!(
+        serde_json::to_value(&batched).unwrap(),
+        serde_json::to_value(&single).unwrap()
+    );
 }
 
 // ---- init containers ------------------------------------------------------------------
