@@ -5,7 +5,7 @@ run:
 test:
 	bash scripts/test.sh
 test-vm:
-	cargo build --bin kinglet
+	cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 	cargo test -p kinglet-tests --features vm --test vm_systemd -- --nocapture
 conformance:
 	bash scripts/conformance.sh
@@ -40,7 +40,10 @@ fuzz:
 # --now kinglet` starts it. `make uninstall` stops it, runs `kinglet reset` and removes both.
 PREFIX ?= /usr/local
 install: man
+	cargo build --release --bin kinglet-shim --bin kinglet-pod-init
 	install -D -m 0755 target/release/kinglet $(DESTDIR)$(PREFIX)/bin/kinglet
+	install -D -m 0755 target/release/kinglet-shim $(DESTDIR)$(PREFIX)/bin/kinglet-shim
+	install -D -m 0755 target/release/kinglet-pod-init $(DESTDIR)$(PREFIX)/bin/kinglet-pod-init
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0644 target/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
@@ -53,7 +56,7 @@ uninstall:
 	-systemctl disable --now kinglet
 	$(PREFIX)/bin/kinglet reset --yes
 	-systemctl disable --now kinglet.socket
-	rm -f $(PREFIX)/bin/kinglet /etc/systemd/system/kinglet.service /etc/systemd/system/kinglet.socket
+	rm -f $(PREFIX)/bin/kinglet $(PREFIX)/bin/kinglet-shim $(PREFIX)/bin/kinglet-pod-init /etc/systemd/system/kinglet.service /etc/systemd/system/kinglet.socket
 	rm -f $(PREFIX)/share/man/man1/kinglet.1 $(PREFIX)/share/man/man1/kinglet-*.1
 	rm -f $(PREFIX)/share/bash-completion/completions/kinglet
 	-systemctl daemon-reload

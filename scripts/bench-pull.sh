@@ -15,7 +15,7 @@ LAYERS=${LAYERS:-5}
 LAYER_MB=${LAYER_MB:-20}
 bash scripts/setup-debian.sh
 command -v containerd >/dev/null || apt-get install -y -qq containerd
-cargo build --release --bin kinglet --example bench_pull -p kinglet -p kinglet-tests
+cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init --example bench_pull -p kinglet -p kinglet-shim -p kinglet-pod-init -p kinglet-tests
 bin=${CARGO_TARGET_DIR:-target}/release/kinglet
 client=${CARGO_TARGET_DIR:-target}/release/examples/bench_pull
 work=$(mktemp -d /tmp/kinglet-bench-pull.XXXXXX)

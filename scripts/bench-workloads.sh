@@ -7,5 +7,5 @@
 # Usage: scripts/bench-workloads.sh   (as root; a debug build of the daemon)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --bin kinglet
+cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 cargo test -p kinglet-tests --test cronjob -- --ignored --nocapture bench_ 2>&1 | grep MEASURE

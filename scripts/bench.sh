@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 N=${N:-20}
 bash scripts/setup-debian.sh
 command -v runc >/dev/null || { apt-get install -y -qq runc; }
-cargo build --release --bin kinglet --example bench_start --example bench_restart -p kinglet -p kinglet-tests
+cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init --example bench_start --example bench_restart -p kinglet -p kinglet-shim -p kinglet-pod-init -p kinglet-tests
 work=$(mktemp -d /tmp/kinglet-bench.XXXXXX)
 cleanup() {
   [ -n "${dpid:-}" ] && kill "$dpid" 2>/dev/null || true

@@ -54,7 +54,7 @@ images_src=$cri_tools/images
   exit 1
 }
 kinglet=${KINGLET_BIN:-$repo/target/debug/kinglet}
-if [ -z "${KINGLET_BIN:-}" ]; then cargo build --bin kinglet; fi
+if [ -z "${KINGLET_BIN:-}" ]; then cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init; fi
 report_dir=${REPORT_DIR:-$repo/target/conformance}
 rm -rf "$report_dir"
 mkdir -p "$report_dir"

@@ -24,7 +24,7 @@ for a in "$@"; do
 	esac
 done
 if [ "$build" = 1 ]; then
-	cargo build "${profile[@]:0:2}" --bin kinglet
+	cargo build "${profile[@]:0:2}" --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 fi
 bin=target/$dir/kinglet
 out=target/deb-assets

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh run
-cargo build --release --bin kinglet
+cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 bin=target/release/kinglet
 sock=/run/kinglet/kinglet.sock
 mkdir -p /run/kinglet /var/log

@@ -12,7 +12,7 @@ INTERVAL=${INTERVAL:-60}
 INITIAL_MS=${INITIAL_MS:-1000}
 MAX_MS=${MAX_MS:-10000}
 bash scripts/setup-debian.sh >/dev/null
-cargo build --release --bin kinglet
+cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 k=target/release/kinglet
 work=$(mktemp -d /tmp/kinglet-soak.XXXXXX)
 cleanup() {

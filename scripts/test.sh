@@ -7,7 +7,7 @@ bash scripts/setup-debian.sh test
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked  # tests/tests/deb_package.rs
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features kinglet-tests/vm -- -D warnings
-cargo build --bin kinglet
+cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
 log=$(mktemp)
 conf_log=$(mktemp)
 before=$(mktemp)

@@ -26,9 +26,9 @@ pub mod deployment;
 pub mod error;
 pub mod gc;
 pub mod job;
+pub mod job_policy;
 pub mod namespace;
 pub mod node;
-pub mod job_policy;
 pub mod replicaset;
 mod supervisor;
 

@@ -219,7 +219,7 @@ pub enum Command {
     #[command(hide = true)]
     Shim {
         #[command(subcommand)]
-        command: ShimCommand,
+        command: kinglet_shim::cli::ShimCommand,
     },
     /// (internal) PID 1 of a pod's shared PID namespace.
     #[command(hide = true, name = "pod-init")]
@@ -268,64 +268,6 @@ pub enum ImageCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ShimCommand {
-    Run {
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        bundle: PathBuf,
-        #[arg(long)]
-        runtime_root: PathBuf,
-        #[arg(long)]
-        state_dir: PathBuf,
-        #[arg(long)]
-        log_path: Option<PathBuf>,
-        #[arg(long)]
-        systemd_cgroup: bool,
-        /// Keep the container's stdin open for attach clients.
-        #[arg(long)]
-        stdin: bool,
-        /// Close the container's stdin when the first attach client's input ends.
-        #[arg(long)]
-        stdin_once: bool,
-    },
-    Exec {
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        runtime_root: PathBuf,
-        #[arg(long)]
-        result: PathBuf,
-        /// Seconds; 0 = no limit.
-        #[arg(long, default_value_t = 0)]
-        timeout: u64,
-        /// Pass this process's stdin to the command (streaming exec).
-        #[arg(long)]
-        stdin: bool,
-        /// Run the command on a terminal; its master goes to this unix socket.
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        /// The terminal's size from the start, COLUMNSxROWS.
-        #[arg(long, value_parser = parse_console_size)]
-        console_size: Option<(u16, u16)>,
-        #[arg(last = true, required = true)]
-        cmd: Vec<String>,
-    },
-}
-
-/// `COLUMNSxROWS`, e.g. `80x24`.
-fn parse_console_size(s: &str) -> Result<(u16, u16), String> {
-    let (c, r) = s
-        .split_once('x')
-        .ok_or_else(|| format!("console size {s:?} is not COLUMNSxROWS"))?;
-    let n = |v: &str| {
-        v.parse::<u16>()
-            .map_err(|e| format!("console size {s:?}: {e}"))
-    };
-    Ok((n(c)?, n(r)?))
-}
-
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -342,47 +284,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         // Single-threaded helpers first: no runtime, no threads.
         Command::Shim { command } => {
-            init_tracing("warn");
-            let code = match command {
-                ShimCommand::Run {
-                    id,
-                    bundle,
-                    runtime_root,
-                    state_dir,
-                    log_path,
-                    systemd_cgroup,
-                    stdin,
-                    stdin_once,
-                } => kinglet_shim::run::main(&kinglet_shim::run::RunArgs {
-                    id,
-                    bundle,
-                    runtime_root,
-                    state_dir,
-                    log_path,
-                    systemd_cgroup,
-                    stdin,
-                    stdin_once,
-                }),
-                ShimCommand::Exec {
-                    id,
-                    runtime_root,
-                    result,
-                    timeout,
-                    stdin,
-                    console_socket,
-                    console_size,
-                    cmd,
-                } => kinglet_shim::exec::main(&kinglet_shim::exec::ExecArgs {
-                    id,
-                    runtime_root,
-                    result,
-                    timeout: Duration::from_secs(timeout),
-                    cmd,
-                    stdin,
-                    console_socket,
-                    console_size,
-                }),
-            };
+            kinglet_shim::cli::init_logging();
+            let code = kinglet_shim::cli::main(command);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Command::PodInit { pin } => kinglet_netns::pod_init_main(&pin),

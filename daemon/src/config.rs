@@ -295,7 +295,10 @@ impl Config {
             path: path.clone(),
             reason,
         })?;
-        cfg.cluster_domain = cfg.cluster_domain.trim_end_matches('.').to_ascii_lowercase();
+        cfg.cluster_domain = cfg
+            .cluster_domain
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         cfg.check(&path)?;
         Ok(cfg)
     }

@@ -173,7 +173,15 @@ pub fn helper_processes(proc_root: &Path, run_root: &Path, socket: &Path) -> Vec
 /// The decision of [`helper_processes`] for one command line.
 pub fn classify(args: &[String], run_root: &Path, socket: &Path) -> Option<String> {
     let exe = Path::new(args.first()?);
-    if exe.file_name()? != "kinglet" {
+    let name = exe.file_name()?;
+    if ![
+        "kinglet",
+        kinglet_runtime::SHIM_BIN,
+        kinglet_runtime::POD_INIT_BIN,
+    ]
+    .iter()
+    .any(|n| name == *n)
+    {
         return None;
     }
     let verb = args.get(1)?.as_str();
@@ -347,6 +355,13 @@ mod tests {
         assert_eq!(classify(&other, run, sock), None);
         let init = a(&["kinglet", "pod-init", "--pin", "/tmp/k1/run/pods/p/pidns"]);
         assert_eq!(classify(&init, run, sock).as_deref(), Some("pod-init"));
+        let slim = a(&[
+            "/usr/local/bin/kinglet-pod-init",
+            "pod-init",
+            "--pin",
+            "/tmp/k1/run/pods/p/pidns",
+        ]);
+        assert_eq!(classify(&slim, run, sock).as_deref(), Some("pod-init"));
         let d = a(&["/x/kinglet", "daemon", "--socket", "/tmp/k1/kinglet.sock"]);
         assert_eq!(classify(&d, run, sock).as_deref(), Some("daemon"));
         let d2 = a(&["/x/kinglet", "daemon", "--run-root", "/tmp/k2/run"]);

@@ -16,15 +16,15 @@
 //!   volumes on disk, admission.
 //!
 //! Dependencies point one way: this crate needs `kinglet-proto` (CRI types), `kinglet-manifest`,
-//! `kinglet-volumes` and `kinglet-shim` (for its helpers: atomic writes, the clock, error
-//! chains), never the daemon.
+//! `kinglet-volumes`, `kinglet-services`, `kinglet-ingress` and `kinglet-util` (atomic writes,
+//! the clock, error chains), never the daemon.
 
 mod actions;
 mod api;
 pub mod backoff;
+mod cascade;
 mod cluster_dns;
 pub mod dns;
-mod cascade;
 pub mod downward;
 mod envvars;
 pub mod error;
@@ -34,9 +34,9 @@ mod fake;
 mod graceful;
 pub mod harness;
 mod hooks;
-pub mod namespaces;
 pub mod hosts;
 mod ingress;
+pub mod namespaces;
 mod objects;
 pub mod pod;
 pub mod podspec;

@@ -25,8 +25,8 @@ pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service,
 pub use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-mod endpointslice;
 pub mod cron;
+mod endpointslice;
 mod ingress;
 mod service;
 pub use ingress::tls_pair_problem;

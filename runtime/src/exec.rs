@@ -37,7 +37,7 @@ impl Runtime {
         id: &str,
         result: &std::path::Path,
     ) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.exe);
+        let mut cmd = tokio::process::Command::new(&self.shim_exe);
         cmd.arg("shim")
             .arg("exec")
             .arg("--id")
@@ -71,7 +71,7 @@ impl Runtime {
             .env("RUST_LOG", "off")
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| {
-            CriError::internal(format!("start exec helper {}", self.exe.display()), e)
+            CriError::internal(format!("start exec helper {}", self.shim_exe.display()), e)
         })?;
         let out = tokio::spawn(read_capped(child.stdout.take().expect("piped")));
         let err = tokio::spawn(read_capped(child.stderr.take().expect("piped")));

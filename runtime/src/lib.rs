@@ -129,8 +129,11 @@ pub struct Runtime {
     pub puller: Arc<kinglet_pull::Puller>,
     /// Last use (unix ns) of images since the daemon started, for GC (else their creation).
     pub(crate) image_last_used: std::sync::Mutex<HashMap<String, i64>>,
-    /// This binary, re-executed as shim and pod init.
-    pub exe: PathBuf,
+    /// The shim binary (`kinglet-shim`, run as shim and exec helper) and the pod init binary
+    /// (`kinglet-pod-init`), each beside the daemon's; when one is missing, the daemon's own
+    /// binary, which has both as hidden subcommands.
+    pub shim_exe: PathBuf,
+    pub pod_init_exe: PathBuf,
     /// The daemon's oom_score_adj (a floor for containers').
     pub min_oom_score_adj: i32,
     /// The capabilities of the daemon's bounding set: what "all capabilities" means for a
@@ -205,6 +208,8 @@ impl Runtime {
             path: PathBuf::from("/proc/self/exe"),
             source,
         })?;
+        let shim_exe = helper_exe(&exe, SHIM_BIN);
+        let pod_init_exe = helper_exe(&exe, POD_INIT_BIN);
         let min_oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -265,7 +270,8 @@ impl Runtime {
             images,
             puller,
             image_last_used: std::sync::Mutex::new(HashMap::new()),
-            exe,
+            shim_exe,
+            pod_init_exe,
             min_oom_score_adj,
             host_caps,
             reserved: Arc::default(),
@@ -281,6 +287,24 @@ impl Runtime {
         tokio::spawn(rt.clone().image_gc_loop());
         Ok(rt)
     }
+}
+
+/// The names of the helper binaries installed beside the daemon's.
+pub const SHIM_BIN: &str = "kinglet-shim";
+pub const POD_INIT_BIN: &str = "kinglet-pod-init";
+
+/// The helper binary `name` beside `exe`; when it is missing, `exe` itself (its hidden
+/// subcommands work the same, but each helper then maps the whole daemon binary).
+fn helper_exe(exe: &Path, name: &str) -> PathBuf {
+    let beside = exe.with_file_name(name);
+    if beside.is_file() {
+        return beside;
+    }
+    tracing::warn!(
+        missing = %beside.display(),
+        "helpers re-execute the daemon binary (more memory per pod); install {name} beside it"
+    );
+    exe.to_owned()
 }
 
 /// A fresh 64-hex-digit object id.

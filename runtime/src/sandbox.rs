@@ -401,7 +401,7 @@ impl Runtime {
         if pid == NsMode::Pod {
             mkdir(&ns_dir)?;
             let pin_path = ns_dir.join("pid");
-            let exe = self.exe.clone();
+            let exe = self.pod_init_exe.clone();
             let pp = pin_path.clone();
             let init = blocking("start pod init", move || {
                 kinglet_netns::spawn_pod_init(&exe, &pp)

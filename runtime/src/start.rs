@@ -86,7 +86,7 @@ impl Runtime {
         let runtime_root = self.paths.runtime_root();
         let log_path = (!rec.log_path.is_empty()).then(|| std::path::PathBuf::from(&rec.log_path));
         let spawned = shim::spawn(&ShimLaunch {
-            exe: &self.exe,
+            exe: &self.shim_exe,
             id: &rec.id,
             bundle: &bundle,
             runtime_root: &runtime_root,

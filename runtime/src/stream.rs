@@ -194,9 +194,12 @@ impl Runtime {
             .stdout(piped(!tty))
             .stderr(piped(!tty))
             .env("RUST_LOG", "off");
-        let mut child = c
-            .spawn()
-            .map_err(|e| runtime_err(format!("start exec helper {}: {e}", self.exe.display())))?;
+        let mut child = c.spawn().map_err(|e| {
+            runtime_err(format!(
+                "start exec helper {}: {e}",
+                self.shim_exe.display()
+            ))
+        })?;
         let mut process = Process {
             stdin: child.stdin.take().map(|s| Box::pin(s) as _),
             stdout: child.stdout.take().map(|s| Box::pin(s) as _),

@@ -19,6 +19,7 @@
 //! Files in the state directory are the contract with the daemon: see [`protocol`].
 
 mod attach;
+pub mod cli;
 pub mod exec;
 mod executor;
 pub mod log;

@@ -46,7 +46,7 @@ pub fn kinglet_bin() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/debug/kinglet"));
     assert!(
         p.exists(),
-        "kinglet binary not found at {} (build it first: cargo build --bin kinglet, or set KINGLET_BIN)",
+        "kinglet binary not found at {} (build it first: cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init, or set KINGLET_BIN)",
         p.display()
     );
     p

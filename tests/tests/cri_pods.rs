@@ -316,6 +316,26 @@ async fn shared_pid_namespace_and_read_only_rootfs() {
     );
     let (ap, bp) = (init_pid(&mut rt, &a).await, init_pid(&mut rt, &b).await);
     assert_eq!(ns_inode(ap, "pid"), ns_inode(bp, "pid"));
+    // The pod's PID 1 runs the small `kinglet-pod-init` binary, not a copy of the daemon.
+    let run = d.run_root.to_string_lossy().into_owned();
+    let inits: Vec<std::path::PathBuf> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).into_owned();
+            if !(cmd.contains("pod-init") && cmd.contains(&run)) {
+                return None;
+            }
+            std::fs::read_link(e.path().join("exe")).ok()
+        })
+        .collect();
+    assert_eq!(inits.len(), 1, "one pod init expected: {inits:?}");
+    assert_eq!(
+        inits[0].file_name().unwrap(),
+        "kinglet-pod-init",
+        "{inits:?}"
+    );
     // Read-only root filesystem: writes fail, /tmp as well (not a volume).
     let (_, err, code) = exec(&mut rt, &a, &["touch", "/newfile"]).await;
     assert_ne!(code, 0);

@@ -120,6 +120,16 @@ fn stage_payload(dir: &Path) {
         "objcopy --strip-debug {} failed",
         bin.display()
     );
+    // The helper binaries, installed beside it as `make install` does.
+    for name in ["kinglet-shim", "kinglet-pod-init"] {
+        let helper = bin.with_file_name(name);
+        assert!(
+            helper.is_file(),
+            "{} not found (cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init)",
+            helper.display()
+        );
+        copy(&helper, &root.join("usr/local/bin").join(name));
+    }
 
     // Enabled as `systemctl enable` would: a link from the target's wants directory.
     copy(

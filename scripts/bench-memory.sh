@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Benchmark, run on demand (not in CI): memory per pod (issue 10). Starts N one-container pods
+# (busybox `sleep`, a shared PID namespace so each pod has a pod init) with crictl against a
+# private daemon and prints the daemon's RSS idle and after, its growth per pod, the mean PSS of
+# each shim and each pod init (/proc/PID/smaps_rollup), and pod start p50/p90 (wall time of one
+# `crictl run`: RunPodSandbox + CreateContainer + StartContainer).
+#
+# Two columns in the same run, same build: "before" runs the daemon with no helper binaries
+# beside it (shims and pod inits are the daemon re-executed, as before issue 10), "after" with
+# kinglet-shim and kinglet-pod-init beside it.
+#
+#   bash scripts/bench-memory.sh          N=30; BIN_DIR=target/release (built here)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+N=${N:-30}
+BIN_DIR=${BIN_DIR:-target/release}
+crictl=${CRICTL:-$(command -v crictl || echo "${SHARED_DIR:-$repo/../shared}/cri-tools/crictl")}
+if [ "$(id -u)" != 0 ]; then echo "bench-memory.sh: run as root" >&2; exit 1; fi
+if [ -z "${NO_BUILD:-}" ]; then
+  cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
+fi
+work=$(mktemp -d /tmp/kinglet-bench-mem.XXXXXX)
+dpid=
+flags=()
+cleanup() {
+  set +e
+  stop_daemon
+  rm -rf "$work"
+}
+stop_daemon() {
+  if [ -n "$dpid" ]; then
+    "$crictl" --config /dev/null -r "unix://${flags[1]}" rmp -fa >/dev/null 2>&1 || true
+    kill "$dpid" 2>/dev/null || true
+    wait "$dpid" 2>/dev/null || true
+    dpid=
+    "$work/bin/kinglet" reset --yes "${flags[@]}" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+bash tests/images/build-busybox-image.sh "$work/img" >/dev/null
+
+kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# Mean PSS (KiB) of the processes whose command line has $1 and the run root $2; and their count.
+mean_pss() {
+  local sum=0 n=0 p
+  for p in $(pgrep -f -- "$1.*$2"); do
+    sum=$((sum + $(kb "$p" Pss))); n=$((n + 1))
+  done
+  echo "$n $((n ? sum / n : 0))"
+}
+
+run() {
+  local label=$1 d=$work/$1
+  mkdir -p "$d/logs" "$work/bin"
+  cp "$BIN_DIR/kinglet" "$work/bin/kinglet"
+  rm -f "$work/bin/kinglet-shim" "$work/bin/kinglet-pod-init"
+  if [ "$label" = after ]; then
+    cp "$BIN_DIR/kinglet-shim" "$BIN_DIR/kinglet-pod-init" "$work/bin/"
+  fi
+  flags=(--socket "$d/k.sock" --root "$d/root" --run-root "$d/run" --manifests "$d/manifests"
+    --bridge kbmem0 --pod-cidr 10.233.0.0/16 --nft-table kbmem)
+  "$work/bin/kinglet" daemon "${flags[@]}" >"$d/daemon.log" 2>&1 &
+  dpid=$!
+  local c=("$crictl" --config /dev/null -r "unix://$d/k.sock" -i "unix://$d/k.sock" --timeout 60s)
+  for _ in $(seq 100); do "${c[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
+  "$work/bin/kinglet" image import --socket "$d/k.sock" "$work/img/busybox.tar" >/dev/null
+  sleep 3
+  local idle
+  idle=$(kb "$dpid" Rss)
+  printf '{"metadata":{"name":"sleep"},"image":{"image":"kinglet.test/busybox:latest"},"command":["sleep","3600"],"log_path":"sleep.log"}' >"$d/ctr.json"
+  local times=() i t0 t1
+  for i in $(seq "$N"); do
+    printf '{"metadata":{"name":"m%s","namespace":"bench","uid":"u%s"},"log_directory":"%s/logs/m%s","linux":{"security_context":{"namespace_options":{"pid":0}}}}' \
+      "$i" "$i" "$d" "$i" >"$d/pod.json"
+    t0=$(date +%s%N)
+    "${c[@]}" run --no-pull "$d/ctr.json" "$d/pod.json" >/dev/null 2>"$d/crictl.err" || { cat "$d/crictl.err" >&2; exit 1; }
+    t1=$(date +%s%N)
+    times+=($(((t1 - t0) / 1000)))
+  done
+  sleep 3
+  local busy shims inits
+  busy=$(kb "$dpid" Rss)
+  shims=$(mean_pss "shim run" "$d/run")
+  inits=$(mean_pss "pod-init" "$d/run")
+  local p50 p90
+  p50=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int(NR*0.5+0.5)]/1000}')
+  p90=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int(NR*0.9+0.5)]/1000}')
+  read -r ns shim_pss <<<"$shims"
+  read -r ni init_pss <<<"$inits"
+  awk -v l="$label" -v n="$N" -v idle="$idle" -v busy="$busy" -v ns="$ns" -v sp="$shim_pss" \
+    -v ni="$ni" -v ip="$init_pss" -v p50="$p50" -v p90="$p90" 'BEGIN {
+      growth = (busy - idle) / n / 1024
+      printf "%-6s daemon RSS idle %.1f MiB, after %d pods %.1f MiB (+%.2f MiB/pod); ", l, idle/1024, n, busy/1024, growth
+      printf "shim PSS %.2f MiB (x%d); pod init PSS %.2f MiB (x%d); ", sp/1024, ns, ip/1024, ni
+      printf "per pod %.2f MiB; pod start p50 %s ms p90 %s ms\n", growth + sp/1024 + ip/1024, p50, p90
+    }'
+  stop_daemon
+}
+run before
+run after
