@@ -84,18 +84,10 @@ pub(crate) async fn pod_status(rt: &dyn PodRuntime, pod: &Pod, shared: Shared) -
         return s;
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    // The ready sandbox, else the stopped one of this spec (a finished pod keeps it).
-    let hash = podspec::spec_hash(pod);
-    let sandbox = crate::pod::sandboxes_of(rt, &uid).await.ok().and_then(|l| {
-        let stopped = l
-            .iter()
-            .filter(|s| s.labels.get(podspec::LABEL_SPEC_HASH) == Some(&hash))
-            .max_by_key(|s| s.created_at)
-            .cloned();
-        l.into_iter()
-            .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
-            .or(stopped)
-    });
+    let sandbox = crate::pod::sandboxes_of(rt, &uid)
+        .await
+        .ok()
+        .and_then(|l| status_sandbox(pod, &l));
     let mut statuses: Vec<v1::ContainerStatus> = Vec::new();
     let mut pod_ip = String::new();
     if let Some(s) = &sandbox {
@@ -110,6 +102,21 @@ pub(crate) async fn pod_status(rt: &dyn PodRuntime, pod: &Pod, shared: Shared) -
         pod_ip = crate::pod::sandbox_ip(rt, &s.id).await;
     }
     compose(pod, sandbox.as_ref(), &statuses, &pod_ip, &shared)
+}
+
+/// The sandbox a pod's status comes from, of the pod's sandboxes: the ready one, else the
+/// newest stopped one of this spec (a finished pod keeps it, its network released).
+pub(crate) fn status_sandbox(pod: &Pod, sandboxes: &[v1::PodSandbox]) -> Option<v1::PodSandbox> {
+    let hash = podspec::spec_hash(pod);
+    let stopped = sandboxes
+        .iter()
+        .filter(|s| s.labels.get(podspec::LABEL_SPEC_HASH) == Some(&hash))
+        .max_by_key(|s| s.created_at);
+    sandboxes
+        .iter()
+        .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+        .or(stopped)
+        .cloned()
 }
 
 /// A pod refused at admission: Failed, with the kubelet's reason and message.

@@ -1,7 +1,8 @@
 //! Statuses of many pods at once, for `get pods`: one ListPodSandbox and one ListContainers
 //! for all of them, instead of one of each per pod (each a scan of every sandbox or
 //! container), so listing N pods costs O(N) runtime work rather than O(N²). The status of
-//! each pod is composed exactly as [`crate::status::pod_status`] composes it.
+//! each pod is composed exactly as [`crate::status::pod_status`] composes it (same sandbox
+//! choice: [`crate::status::status_sandbox`]).
 
 use std::collections::HashMap;
 
@@ -60,11 +61,10 @@ impl RuntimeView {
             return s;
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let sandbox = self.sandboxes.get(&uid).and_then(|l| {
-            l.iter()
-                .find(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
-                .cloned()
-        });
+        let sandbox = self
+            .sandboxes
+            .get(&uid)
+            .and_then(|l| crate::status::status_sandbox(pod, l));
         let mut statuses: Vec<v1::ContainerStatus> = Vec::new();
         let mut pod_ip = String::new();
         if let Some(s) = &sandbox {
