@@ -200,3 +200,32 @@ pub async fn claim_pods<S: crate::Store + ?Sized>(
     }
     Ok(owned)
 }
+
+/// Store `status` as the status of the object at `key` when it differs from the stored one
+/// (no write, so no wake-up, when unchanged). `field` picks the status field of the kind, None
+/// for another kind.
+pub async fn store_status<S, T>(
+    store: &S,
+    key: &kinglet_manifest::ObjectKey,
+    status: T,
+    field: fn(&mut kinglet_manifest::Object) -> Option<&mut Option<T>>,
+) -> Result<(), crate::ControllerError>
+where
+    S: crate::Store + ?Sized,
+    T: PartialEq + Send + 'static,
+{
+    store
+        .modify(
+            key,
+            false,
+            Box::new(move |o| match field(o) {
+                Some(s) if s.as_ref() != Some(&status) => {
+                    *s = Some(status);
+                    true
+                }
+                _ => false,
+            }),
+        )
+        .await?;
+    Ok(())
+}

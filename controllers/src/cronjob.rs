@@ -393,18 +393,9 @@ async fn write_status<S: Store + ?Sized>(
     key: &ObjectKey,
     status: CronJobStatus,
 ) -> Result<(), ControllerError> {
-    store
-        .modify(
-            key,
-            false,
-            Box::new(move |o| match o {
-                Object::CronJob(c) if c.status.as_ref() != Some(&status) => {
-                    c.status = Some(status);
-                    true
-                }
-                _ => false,
-            }),
-        )
-        .await?;
-    Ok(())
+    crate::common::store_status(store, key, status, |o| match o {
+        Object::CronJob(c) => Some(&mut c.status),
+        _ => None,
+    })
+    .await
 }

@@ -415,18 +415,9 @@ async fn write_status<S: Store + ?Sized>(
     key: &ObjectKey,
     status: DaemonSetStatus,
 ) -> Result<(), ControllerError> {
-    store
-        .modify(
-            key,
-            false,
-            Box::new(move |o| match o {
-                Object::DaemonSet(d) if d.status.as_ref() != Some(&status) => {
-                    d.status = Some(status);
-                    true
-                }
-                _ => false,
-            }),
-        )
-        .await?;
-    Ok(())
+    crate::common::store_status(store, key, status, |o| match o {
+        Object::DaemonSet(d) => Some(&mut d.status),
+        _ => None,
+    })
+    .await
 }

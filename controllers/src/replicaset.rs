@@ -346,18 +346,9 @@ async fn write_status<S: Store + ?Sized>(
     key: &ObjectKey,
     status: ReplicaSetStatus,
 ) -> Result<(), ControllerError> {
-    store
-        .modify(
-            key,
-            false,
-            Box::new(move |o| match o {
-                Object::ReplicaSet(r) if r.status.as_ref() != Some(&status) => {
-                    r.status = Some(status);
-                    true
-                }
-                _ => false,
-            }),
-        )
-        .await?;
-    Ok(())
+    crate::common::store_status(store, key, status, |o| match o {
+        Object::ReplicaSet(r) => Some(&mut r.status),
+        _ => None,
+    })
+    .await
 }
