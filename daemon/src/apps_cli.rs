@@ -3,10 +3,12 @@
 //! and `describe cronjob` (schedule, policies, active jobs).
 
 use anyhow::anyhow;
-use kinglet_proto::admin;
 use kinglet_proto::admin::objects_client::ObjectsClient;
 use serde_json::Value;
 use tonic::transport::Channel;
+
+use crate::fields::{num, opt, pairs};
+use crate::workloads_cli::{get_one, list};
 
 /// `kubectl get ds` columns (wide adds CONTAINERS, IMAGES, SELECTOR).
 pub const DS_HEADER: &[&str] = &[
@@ -31,22 +33,6 @@ pub const CJ_HEADER: &[&str] = &[
     "AGE",
 ];
 
-/// kubectl's short duration since an RFC 3339 time (`<none>` without one).
-fn ago(ts: Option<&str>) -> String {
-    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
-        return "<none>".into();
-    };
-    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
 /// One `get cronjob` row (without the wide columns).
 pub fn cj_row(o: &Value, name: String, age: String) -> Vec<String> {
     let s = |p: &str| o.pointer(p).and_then(Value::as_str);
@@ -59,26 +45,9 @@ pub fn cj_row(o: &Value, name: String, age: String) -> Vec<String> {
             .and_then(Value::as_array)
             .map_or(0, Vec::len)
             .to_string(),
-        ago(s("/status/lastScheduleTime")),
+        crate::fields::since(s("/status/lastScheduleTime")).unwrap_or_else(|| "<none>".into()),
         age,
     ]
-}
-
-fn num(v: &Value, ptr: &str) -> i64 {
-    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
-}
-
-/// `k=v,...` of a JSON map, or `<none>`.
-fn pairs(v: Option<&Value>) -> String {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "<none>".into())
 }
 
 /// One `get ds` row (without the wide columns).
@@ -103,46 +72,12 @@ pub fn describes(kind: &str) -> bool {
     )
 }
 
-async fn get(
-    c: &mut ObjectsClient<Channel>,
-    kind: &str,
-    name: &str,
-    ns: &str,
-) -> anyhow::Result<Vec<Value>> {
-    let r = c
-        .get(admin::GetRequest {
-            kind: kind.into(),
-            namespace: ns.into(),
-            all_namespaces: false,
-            name: name.into(),
-            label_selector: String::new(),
-        })
-        .await
-        .map_err(crate::kubectl::status_err("get"))?
-        .into_inner();
-    r.objects
-        .iter()
-        .map(|o| serde_json::from_str(o).map_err(Into::into))
-        .collect()
-}
-
 /// `describe cronjob NAME`.
 async fn describe_cron_job(ch: Channel, name: &str, ns: &str) -> anyhow::Result<()> {
     let mut c = ObjectsClient::new(ch);
-    let v = get(&mut c, "cronjob", name, ns)
-        .await?
-        .pop()
-        .ok_or_else(|| anyhow!("cronjobs.batch {name:?} not found in namespace {ns:?}"))?;
+    let v = get_one(&mut c, "cronjob", name, ns).await?;
     let s = |p: &str| v.pointer(p).and_then(Value::as_str);
-    let opt = |p: &str| {
-        v.pointer(p)
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| x.to_string())
-            })
-            .unwrap_or_else(|| "<unset>".into())
-    };
+    let opt = |p: &str| opt(&v, p);
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{:<32}{v}\n", format!("{k}:")));
     kv("Name", name.into());
@@ -198,16 +133,13 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         return describe_cron_job(ch, name, ns).await;
     }
     let mut c = ObjectsClient::new(ch);
-    let v = get(&mut c, "daemonset", name, ns)
-        .await?
-        .pop()
-        .ok_or_else(|| anyhow!("daemonsets.apps {name:?} not found in namespace {ns:?}"))?;
+    let v = get_one(&mut c, "daemonset", name, ns).await?;
     let uid = v
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or("");
     let mut phases = std::collections::BTreeMap::<String, usize>::new();
-    for p in get(&mut c, "pod", "", ns).await? {
+    for p in list(&mut c, "pod", ns).await? {
         let owned = p["metadata"]["ownerReferences"]
             .as_array()
             .is_some_and(|r| r.iter().any(|r| r["uid"] == uid));

@@ -82,28 +82,7 @@ pub enum Command {
         client: ClientFlags,
     },
     /// List objects: pods, configmaps, secrets, deploy, rs, job (several: `deploy,rs`).
-    Get {
-        /// Kind: pods, configmaps, secrets, deploy, rs, job, svc, endpointslices, all (pods,
-        /// svc, deploy, rs, job); several as `deploy,rs`; or KIND/NAME.
-        kind: String,
-        /// Only the object of this name.
-        name: Option<String>,
-        /// Label selector (`app=web,tier!=db`).
-        #[arg(short = 'l', long = "selector")]
-        selector: Option<String>,
-        /// Every namespace.
-        #[arg(short = 'A', long = "all-namespaces")]
-        all_namespaces: bool,
-        /// Output: wide, yaml, json, name, or jsonpath=TEMPLATE (kubectl's templates, e.g.
-        /// `jsonpath={.items[*].metadata.name}`).
-        #[arg(short = 'o', long)]
-        output: Option<String>,
-        /// Show Secret data instead of redacting it.
-        #[arg(long)]
-        reveal: bool,
-        #[command(flatten)]
-        client: ClientFlags,
-    },
+    Get(GetArgs),
     /// Set the replicas of a Deployment or ReplicaSet: `scale deploy/NAME --replicas N`.
     Scale {
         /// deploy/NAME or rs/NAME (or KIND, then NAME).
@@ -229,6 +208,31 @@ pub enum Command {
     },
 }
 
+/// `kinglet get`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// Kind: pods, configmaps, secrets, deploy, rs, job, svc, endpointslices, all (pods,
+    /// svc, deploy, rs, job); several as `deploy,rs`; or KIND/NAME.
+    pub kind: String,
+    /// Only the object of this name.
+    pub name: Option<String>,
+    /// Label selector (`app=web,tier!=db`).
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Output: wide, yaml, json, name, or jsonpath=TEMPLATE (kubectl's templates, e.g.
+    /// `jsonpath={.items[*].metadata.name}`).
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Show Secret data instead of redacting it.
+    #[arg(long)]
+    pub reveal: bool,
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
 /// Where the daemon is, and which namespace.
 #[derive(Debug, clap::Args, Clone)]
 pub struct ClientFlags {
@@ -308,6 +312,29 @@ pub fn main() -> ExitCode {
             init_tracing("warn");
             report(run_async(reset(flags, yes)))
         }
+        Command::Version { socket } => {
+            init_tracing("warn");
+            report(run_client(
+                async move { crate::ops_cli::version(&socket).await },
+            ))
+        }
+        Command::Completion { shell } => report(crate::ops_cli::completion(shell)),
+        Command::Man { dir } => report(crate::ops_cli::man_pages(&dir).map(|files| {
+            for f in files {
+                println!("{}", f.display());
+            }
+        })),
+        Command::Image { socket, command } => {
+            init_tracing("warn");
+            report(run_client(image(socket, command)))
+        }
+        verb => kubectl_verb(verb),
+    }
+}
+
+/// The kubectl-shaped verbs against a running daemon.
+fn kubectl_verb(command: Command) -> ExitCode {
+    match command {
         Command::Apply { files, client } => client_verb(&client, |ch| async move {
             crate::kubectl::apply(ch, &files).await
         }),
@@ -353,40 +380,14 @@ pub fn main() -> ExitCode {
             client,
         } => {
             let ns = client.namespace.clone();
+            let timeout = Duration::from_secs(timeout_secs);
             client_verb(&client, |ch| async move {
-                let timeout = std::time::Duration::from_secs(timeout_secs);
-                crate::workloads_cli::rollout(
-                    ch,
-                    &verb,
-                    &target,
-                    name.as_deref(),
-                    to_revision,
-                    timeout,
-                    &ns,
-                )
-                .await
+                let name = name.as_deref();
+                let rollout = crate::workloads_cli::rollout;
+                rollout(ch, &verb, &target, name, to_revision, timeout, &ns).await
             })
         }
-        Command::Get {
-            kind,
-            name,
-            selector,
-            all_namespaces,
-            output,
-            reveal,
-            client,
-        } => {
-            let ns = client.namespace.clone();
-            client_verb(&client, |ch| async move {
-                let q = crate::kubectl::GetQuery {
-                    kinds: &kind,
-                    name: name.as_deref(),
-                    selector: selector.as_deref(),
-                };
-                crate::kubectl::get_many(ch, q, &ns, all_namespaces, output.as_deref(), reveal)
-                    .await
-            })
-        }
+        Command::Get(args) => get_verb(args),
         Command::Describe { kind, name, client } => {
             let ns = client.namespace.clone();
             client_verb(&client, |ch| async move {
@@ -422,50 +423,61 @@ pub fn main() -> ExitCode {
             tty,
             client,
             cmd,
-        } => {
-            init_tracing("warn");
-            let ns = client.namespace.clone();
-            let r = run_client(async move {
-                let ch = connect_to(&client.socket).await?;
-                let c = container.as_deref();
-                let code = if stdin || tty {
-                    crate::stream_cli::exec(ch, &pod, &ns, c, cmd, stdin, tty).await?
-                } else {
-                    crate::kubectl::exec(ch, &pod, &ns, c, cmd).await?
-                };
-                std::process::exit(code)
-            });
-            report(r)
-        }
-        Command::PortForward { pod, ports, client } => {
-            let ns = client.namespace.clone();
-            client_verb(&client, |ch| async move {
-                match crate::svc_forward::service_target(&pod) {
-                    Some(svc) => crate::svc_forward::port_forward(ch, svc, &ns, &ports).await,
-                    None => {
-                        let pod = pod.strip_prefix("pod/").unwrap_or(&pod);
-                        crate::stream_cli::port_forward(ch, pod, &ns, &ports).await
-                    }
-                }
-            })
-        }
-        Command::Version { socket } => {
-            init_tracing("warn");
-            report(run_client(
-                async move { crate::ops_cli::version(&socket).await },
-            ))
-        }
-        Command::Completion { shell } => report(crate::ops_cli::completion(shell)),
-        Command::Man { dir } => report(crate::ops_cli::man_pages(&dir).map(|files| {
-            for f in files {
-                println!("{}", f.display());
-            }
-        })),
-        Command::Image { socket, command } => {
-            init_tracing("warn");
-            report(run_client(image(socket, command)))
-        }
+        } => exec_verb(pod, container, (stdin, tty), client, cmd),
+        Command::PortForward { pod, ports, client } => port_forward_verb(pod, ports, client),
+        other => unreachable!("not a kubectl verb: {other:?}"),
     }
+}
+
+/// `kinglet port-forward POD|svc/NAME PORTS`.
+fn port_forward_verb(pod: String, ports: String, client: ClientFlags) -> ExitCode {
+    let ns = client.namespace.clone();
+    client_verb(&client, |ch| async move {
+        match crate::svc_forward::service_target(&pod) {
+            Some(svc) => crate::svc_forward::port_forward(ch, svc, &ns, &ports).await,
+            None => {
+                let pod = pod.strip_prefix("pod/").unwrap_or(&pod);
+                crate::stream_cli::port_forward(ch, pod, &ns, &ports).await
+            }
+        }
+    })
+}
+
+/// `kinglet get`.
+fn get_verb(args: GetArgs) -> ExitCode {
+    let ns = args.client.namespace.clone();
+    client_verb(&args.client, |ch| async move {
+        let q = crate::kubectl::GetQuery {
+            kinds: &args.kind,
+            name: args.name.as_deref(),
+            selector: args.selector.as_deref(),
+        };
+        let output = args.output.as_deref();
+        crate::kubectl::get_many(ch, q, &ns, args.all_namespaces, output, args.reveal).await
+    })
+}
+
+/// `kinglet exec`: through the streaming server with `-i`/`-t`, else ExecSync.
+fn exec_verb(
+    pod: String,
+    container: Option<String>,
+    (stdin, tty): (bool, bool),
+    client: ClientFlags,
+    cmd: Vec<String>,
+) -> ExitCode {
+    init_tracing("warn");
+    let ns = client.namespace.clone();
+    let r = run_client(async move {
+        let ch = connect_to(&client.socket).await?;
+        let c = container.as_deref();
+        let code = if stdin || tty {
+            crate::stream_cli::exec(ch, &pod, &ns, c, cmd, stdin, tty).await?
+        } else {
+            crate::kubectl::exec(ch, &pod, &ns, c, cmd).await?
+        };
+        std::process::exit(code)
+    });
+    report(r)
 }
 
 pub(crate) async fn connect_to(

@@ -190,27 +190,6 @@ async fn wait_pod_gone(c: &mut ObjectsClient<Channel>, name: &str, ns: &str) -> 
     bail!("pod {ns}/{name} is still terminating after 10 minutes")
 }
 
-fn age(v: &serde_json::Value) -> String {
-    let Some(ts) = v
-        .pointer("/metadata/creationTimestamp")
-        .and_then(|t| t.as_str())
-    else {
-        return "<unknown>".into();
-    };
-    let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
-        return "<unknown>".into();
-    };
-    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
 /// kubectl's STATUS column: a waiting or terminated reason when there is one, else the phase.
 pub fn pod_status_column(p: &Pod) -> String {
     crate::podview::columns(p).status
@@ -328,8 +307,26 @@ pub async fn get(
 }
 
 fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Result<()> {
-    let mut rows: Vec<Vec<String>> = Vec::new();
     let kind = objs.first().and_then(|o| o["kind"].as_str()).unwrap_or("");
+    let header = table_header(kind, wide, all);
+    let rows = objs
+        .iter()
+        .map(|o| table_row(o, kind, wide, all))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if rows.is_empty() {
+        eprintln!("No resources found.");
+        return Ok(());
+    }
+    let widths = column_widths(&header, &rows);
+    println!("{}", table_line(&widths, &header));
+    for r in rows {
+        println!("{}", table_line(&widths, &r));
+    }
+    Ok(())
+}
+
+/// kubectl's columns for objects of `kind` (`wide`: `-o wide`; `all`: with NAMESPACE).
+pub(crate) fn table_header(kind: &str, wide: bool, all: bool) -> Vec<&'static str> {
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
@@ -350,118 +347,128 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     if all {
         header.insert(0, "NAMESPACE");
     }
-    for o in objs {
-        let name = o
-            .pointer("/metadata/name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("")
-            .to_string();
-        let mut row = match kind {
-            "Pod" => {
-                let p: Pod = serde_json::from_value(o.clone())?;
-                let c = crate::podview::columns(&p);
-                let mut r = vec![name, c.ready, c.status, c.restarts.to_string(), age(o)];
-                if wide {
-                    r.push(
-                        p.status
-                            .as_ref()
-                            .and_then(|s| s.pod_ip.clone())
-                            .unwrap_or_else(|| "<none>".into()),
-                    );
-                    r.push(
-                        nix::unistd::gethostname()
-                            .ok()
-                            .and_then(|h| h.into_string().ok())
-                            .unwrap_or_default(),
-                    );
-                }
-                r
-            }
-            "Secret" => {
-                let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0);
-                vec![
-                    name,
-                    o["type"].as_str().unwrap_or("Opaque").into(),
-                    n.to_string(),
-                    age(o),
-                ]
-            }
-            "Event" => vec![
-                since(o["lastTimestamp"].as_str()),
-                o["type"].as_str().unwrap_or_default().into(),
-                o["reason"].as_str().unwrap_or_default().into(),
-                format!(
-                    "pod/{}",
-                    o["involvedObject"]["name"].as_str().unwrap_or_default()
-                ),
-                o["message"].as_str().unwrap_or_default().into(),
-            ],
-            "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" | "Namespace" => {
-                crate::workloads_cli::row(o, age(o), wide)
-            }
-            "Ingress" | "IngressClass" => crate::ingress_cli::row(o, age(o)),
-            "Service" => {
-                let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
-                let mut r = kinglet_services::columns::service_row(&s);
-                r.push(age(o));
-                if wide {
-                    r.push(kinglet_services::columns::service_selector(&s));
-                }
-                r
-            }
-            "EndpointSlice" => {
-                let s: k8s_openapi::api::discovery::v1::EndpointSlice =
-                    serde_json::from_value(o.clone())?;
-                let mut r = kinglet_services::columns::slice_row(&s);
-                r.push(age(o));
-                r
-            }
-            "ServiceAccount" => {
-                let n = o["secrets"].as_array().map(Vec::len).unwrap_or(0);
-                vec![name, n.to_string(), age(o)]
-            }
-            _ => {
-                let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
-                    + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
-                vec![name, n.to_string(), age(o)]
-            }
-        };
-        if all {
-            row.insert(
-                0,
-                o.pointer("/metadata/namespace")
-                    .and_then(|n| n.as_str())
-                    .unwrap_or("")
-                    .into(),
-            );
+    header
+}
+
+/// One object's row under [`table_header`].
+pub(crate) fn table_row(
+    o: &serde_json::Value,
+    kind: &str,
+    wide: bool,
+    all: bool,
+) -> anyhow::Result<Vec<String>> {
+    let name = o
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("")
+        .to_string();
+    let age = crate::fields::age(o);
+    let mut row = match kind {
+        "Pod" => pod_row(o, name, age, wide)?,
+        "Secret" => {
+            let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0);
+            let kind = o["type"].as_str().unwrap_or("Opaque").into();
+            vec![name, kind, n.to_string(), age]
         }
-        rows.push(row);
-    }
-    if rows.is_empty() {
-        eprintln!("No resources found.");
-        return Ok(());
-    }
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
+        "Event" => vec![
+            crate::fields::since(o["lastTimestamp"].as_str()).unwrap_or_else(|| "<unknown>".into()),
+            o["type"].as_str().unwrap_or_default().into(),
+            o["reason"].as_str().unwrap_or_default().into(),
+            format!(
+                "pod/{}",
+                o["involvedObject"]["name"].as_str().unwrap_or_default()
+            ),
+            o["message"].as_str().unwrap_or_default().into(),
+        ],
+        "Deployment" | "ReplicaSet" | "Job" | "DaemonSet" | "CronJob" | "Namespace" => {
+            crate::workloads_cli::row(o, age, wide)
         }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("   ")
-            .trim_end()
-            .to_string()
+        "Ingress" | "IngressClass" => crate::ingress_cli::row(o, age),
+        "Service" => {
+            let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
+            let mut r = kinglet_services::columns::service_row(&s);
+            r.push(age);
+            if wide {
+                r.push(kinglet_services::columns::service_selector(&s));
+            }
+            r
+        }
+        "EndpointSlice" => {
+            let s: k8s_openapi::api::discovery::v1::EndpointSlice =
+                serde_json::from_value(o.clone())?;
+            let mut r = kinglet_services::columns::slice_row(&s);
+            r.push(age);
+            r
+        }
+        "ServiceAccount" => {
+            let n = o["secrets"].as_array().map(Vec::len).unwrap_or(0);
+            vec![name, n.to_string(), age]
+        }
+        _ => {
+            let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
+            vec![name, n.to_string(), age]
+        }
     };
-    println!("{}", line(header.iter().map(|s| s.to_string()).collect()));
-    for r in rows {
-        println!("{}", line(r));
+    if all {
+        let ns = o.pointer("/metadata/namespace").and_then(|n| n.as_str());
+        row.insert(0, ns.unwrap_or("").into());
     }
-    Ok(())
+    Ok(row)
+}
+
+fn pod_row(
+    o: &serde_json::Value,
+    name: String,
+    age: String,
+    wide: bool,
+) -> anyhow::Result<Vec<String>> {
+    let p: Pod = serde_json::from_value(o.clone())?;
+    let c = crate::podview::columns(&p);
+    let mut r = vec![name, c.ready, c.status, c.restarts.to_string(), age];
+    if wide {
+        let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+        r.push(ip.unwrap_or_else(|| "<none>".into()));
+        r.push(node_name());
+    }
+    Ok(r)
+}
+
+/// This node's name as `-o wide` and `describe` show it: the host name.
+fn node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// Each column's width: its widest cell.
+pub(crate) fn column_widths<S: AsRef<str>>(header: &[&str], rows: &[Vec<S>]) -> Vec<usize> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.as_ref().len());
+        }
+    }
+    widths
+}
+
+/// One line of a table: cells padded to `widths`, three spaces apart.
+pub(crate) fn table_line<S: AsRef<str>>(widths: &[usize], cells: &[S]) -> String {
+    cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{:<w$}",
+                c.as_ref(),
+                w = widths.get(i).copied().unwrap_or(0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("   ")
+        .trim_end()
+        .to_string()
 }
 
 /// The CRI container of `pod`/`container` (newest attempt, or the one before with
@@ -588,23 +595,6 @@ pub async fn exec(
     Ok(r.exit_code)
 }
 
-fn since(ts: Option<&str>) -> String {
-    ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| {
-            let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-                .num_seconds()
-                .max(0);
-            if s < 120 {
-                format!("{s}s")
-            } else if s < 7200 {
-                format!("{}m", s / 60)
-            } else {
-                format!("{}h", s / 3600)
-            }
-        })
-        .unwrap_or_else(|| "<unknown>".into())
-}
-
 /// `kinglet describe svc NAME`: the Service and its ready endpoints.
 async fn describe_service(ch: Channel, name: &str, ns: &str) -> anyhow::Result<()> {
     let get = |kind: &str, name: &str| admin::GetRequest {
@@ -680,6 +670,11 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     if !matches!(kind, "pod" | "pods" | "po") {
         bail!("describe supports pods, deployments, replicasets, daemonsets, jobs, cronjobs, services, ingresses, configmaps and secrets");
     }
+    describe_pod(ch, name, ns).await
+}
+
+/// `kinglet describe pod NAME`.
+async fn describe_pod(ch: Channel, name: &str, ns: &str) -> anyhow::Result<()> {
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {
             kind: "pods".into(),
@@ -696,19 +691,19 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         .first()
         .ok_or_else(|| anyhow!("pod {ns}/{name} not found"))?;
     let p: Pod = serde_json::from_str(raw)?;
+    print!("{}", pod_text(&p, name, ns, &r.events)?);
+    Ok(())
+}
+
+/// `describe pod`'s text: the pod, its containers, conditions, volumes and `events`.
+fn pod_text(p: &Pod, name: &str, ns: &str, events: &[String]) -> anyhow::Result<String> {
     let st = p.status.clone().unwrap_or_default();
     let spec = p.spec.clone().unwrap_or_default();
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{:<14}{v}\n", format!("{k}:")));
     kv("Name", name.into());
     kv("Namespace", ns.into());
-    kv(
-        "Node",
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default(),
-    );
+    kv("Node", node_name());
     kv(
         "Start Time",
         st.start_time
@@ -729,7 +724,7 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
                 .join(",")
         },
     );
-    kv("Status", pod_status_column(&p));
+    kv("Status", pod_status_column(p));
     kv("IP", st.pod_ip.clone().unwrap_or_else(|| "<none>".into()));
     kv("QoS Class", st.qos_class.clone().unwrap_or_default());
     if let Some(inits) = spec.init_containers.as_deref().filter(|i| !i.is_empty()) {
@@ -742,6 +737,16 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     for c in st.conditions.iter().flatten() {
         out.push_str(&format!("  {:<18}{}\n", c.type_, c.status));
     }
+    volumes_and_events(&spec, events, &mut out)?;
+    Ok(out)
+}
+
+/// `describe pod`'s Volumes and Events sections.
+fn volumes_and_events(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    events: &[String],
+    out: &mut String,
+) -> anyhow::Result<()> {
     out.push_str("Volumes:\n");
     for v in spec.volumes.iter().flatten() {
         let what = if let Some(c) = &v.config_map {
@@ -758,24 +763,24 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         out.push_str(&format!("  {}: {what}\n", v.name));
     }
     out.push_str("Events:\n");
-    if r.events.is_empty() {
+    if events.is_empty() {
         out.push_str("  <none>\n");
     } else {
         out.push_str(&format!(
             "  {:<8}{:<20}{:<8}{}\n",
             "Type", "Reason", "Age", "Message"
         ));
-        for e in &r.events {
+        for e in events {
             let e: serde_json::Value = serde_json::from_str(e)?;
             out.push_str(&format!(
                 "  {:<8}{:<20}{:<8}{}\n",
                 e["type"].as_str().unwrap_or(""),
                 e["reason"].as_str().unwrap_or(""),
-                since(e["lastTimestamp"].as_str()),
+                crate::fields::since(e["lastTimestamp"].as_str())
+                    .unwrap_or_else(|| "<unknown>".into()),
                 e["message"].as_str().unwrap_or("")
             ));
         }
     }
-    print!("{out}");
     Ok(())
 }

@@ -10,7 +10,8 @@
 //! - [`server`]: the gRPC server on the unix socket;
 //! - [`activation`]: systemd socket activation of the CRI socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
-//! - [`kubectl`], [`describe_cli`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`]: client verbs;
+//! - [`kubectl`], [`describe_cli`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`], [`fields`]:
+//!   client verbs;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
 //!   subcommands `shim` and `pod-init` that the daemon re-executes itself as).
 //!
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod describe_cli;
+pub mod fields;
 pub mod ingress_cli;
 pub mod kubectl;
 pub mod logs_cli;

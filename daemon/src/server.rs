@@ -69,27 +69,13 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
         ),
         None => None,
     };
-    let runtime = Runtime::start(config.runtime()).await?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let puller = runtime.puller.clone();
-    let supervisor = kinglet_kubelet::Supervisor::start(
-        Arc::new(crate::podruntime::CoreRuntime(runtime.clone())),
-        crate::podruntime::kubelet_config(&config),
-    )
-    .await
-    .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
-    let node = config.node().map_err(DaemonError::Startup)?;
-    kinglet_controllers::run(supervisor.clone(), node);
-    let stream_addr = std::net::SocketAddr::new(config.stream_address, config.stream_port);
-    let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
-        .await
-        .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
-    let cri = CriServer::new(Arc::new(Backend(runtime, supervisor, streaming)));
+    let (cri, puller) = start_core(&config).await?;
     tracing::info!(socket = %socket.display(), "serving CRI");
     // Before READY=1 can be sent: a SIGTERM from then on is a clean stop.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(io(&socket))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(crate::metrics::layer::CriMetricsLayer(metrics.clone()))
@@ -144,6 +130,31 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
         path: socket,
         source: Box::new(e),
     })
+}
+
+/// Start the core: the runtime (recovering its pods and containers), the supervisor of
+/// Kubernetes objects, the controllers and the streaming server, as one CRI server.
+async fn start_core(
+    config: &Config,
+) -> Result<(CriServer<Backend>, Arc<kinglet_pull::Puller>), DaemonError> {
+    let runtime = Runtime::start(config.runtime()).await?;
+    let puller = runtime.puller.clone();
+    let supervisor = kinglet_kubelet::Supervisor::start(
+        Arc::new(crate::podruntime::CoreRuntime(runtime.clone())),
+        crate::podruntime::kubelet_config(config),
+    )
+    .await
+    .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
+    let node = config.node().map_err(DaemonError::Startup)?;
+    kinglet_controllers::run(supervisor.clone(), node);
+    let stream_addr = std::net::SocketAddr::new(config.stream_address, config.stream_port);
+    let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
+        .await
+        .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
+    Ok((
+        CriServer::new(Arc::new(Backend(runtime, supervisor, streaming))),
+        puller,
+    ))
 }
 
 /// Wait until the socket answers a CRI `Version` call, then tell systemd READY=1.

@@ -12,6 +12,8 @@ use kinglet_proto::admin::objects_client::ObjectsClient;
 use serde_json::Value;
 use tonic::transport::Channel;
 
+use crate::fields::{num, opt, pairs};
+
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
 /// kubectl's columns for a workload kind (None: not a workload).
@@ -29,10 +31,6 @@ pub fn header(kind: &str, wide: bool) -> Option<Vec<&'static str>> {
         h.extend(["CONTAINERS", "IMAGES", "SELECTOR"]);
     }
     Some(h)
-}
-
-fn num(v: &Value, ptr: &str) -> i64 {
-    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// One table row of a workload (the AGE is `age`).
@@ -117,16 +115,11 @@ pub fn row(o: &Value, age: String, wide: bool) -> Vec<String> {
             .iter()
             .filter_map(|c| c["image"].as_str())
             .collect();
-        let sel: Vec<String> = o
-            .pointer("/spec/selector/matchLabels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect()
-            })
-            .unwrap_or_default();
-        r.extend([names.join(","), images.join(","), sel.join(",")]);
+        let sel = match pairs(o.pointer("/spec/selector/matchLabels")) {
+            none if none == "<none>" => String::new(),
+            sel => sel,
+        };
+        r.extend([names.join(","), images.join(","), sel]);
     }
     r
 }
@@ -143,12 +136,7 @@ fn duration(o: &Value) -> String {
         return String::new();
     };
     let end = time("/status/completionTime").unwrap_or_else(chrono::Utc::now);
-    let s = (end - start).num_seconds().max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        _ => format!("{}h", s / 3600),
-    }
+    crate::fields::short_duration((end - start).num_seconds())
 }
 
 /// `kind/name` or `kind name`.
@@ -412,15 +400,7 @@ async fn undo(
 
 /// The lines of `describe job` kubectl shows between the selector and the template.
 fn job_fields(v: &Value, kv: &mut dyn FnMut(&str, String)) {
-    let opt = |p: &str| {
-        v.pointer(p)
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| x.to_string())
-            })
-            .unwrap_or_else(|| "<unset>".into())
-    };
+    let opt = |p: &str| opt(v, p);
     kv("Parallelism", opt("/spec/parallelism"));
     kv("Completions", opt("/spec/completions"));
     kv(
@@ -452,6 +432,32 @@ fn job_fields(v: &Value, kv: &mut dyn FnMut(&str, String)) {
     }
 }
 
+/// The lines of `describe deploy` about its strategy.
+fn deployment_fields(v: &Value, kv: &mut dyn FnMut(&str, String)) {
+    let strategy = v
+        .pointer("/spec/strategy/type")
+        .and_then(Value::as_str)
+        .unwrap_or("RollingUpdate");
+    kv("StrategyType", strategy.into());
+    kv(
+        "MinReadySeconds",
+        num(v, "/spec/minReadySeconds").to_string(),
+    );
+    if strategy == "RollingUpdate" {
+        let p = |f: &str| {
+            opt(v, &format!("/spec/strategy/rollingUpdate/{f}")).replace("<unset>", "25%")
+        };
+        kv(
+            "RollingUpdateStrategy",
+            format!(
+                "{} max unavailable, {} max surge",
+                p("maxUnavailable"),
+                p("maxSurge")
+            ),
+        );
+    }
+}
+
 /// `describe deploy|rs|job NAME`: the object's main fields and its conditions.
 pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<()> {
     let kind = match kind {
@@ -464,18 +470,7 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     let mut kv = |k: &str, v: String| out.push_str(&format!("{:<24}{v}\n", format!("{k}:")));
     kv("Name", name.into());
     kv("Namespace", ns.into());
-    let map = |p: &str| {
-        v.pointer(p)
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "<none>".into())
-    };
+    let map = |p: &str| pairs(v.pointer(p));
     kv("Labels", map("/metadata/labels"));
     kv("Annotations", map("/metadata/annotations"));
     kv("Selector", map("/spec/selector/matchLabels"));
@@ -497,34 +492,7 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         );
     }
     if kind == "deployment" {
-        let strategy = v
-            .pointer("/spec/strategy/type")
-            .and_then(Value::as_str)
-            .unwrap_or("RollingUpdate");
-        kv("StrategyType", strategy.into());
-        kv(
-            "MinReadySeconds",
-            num(&v, "/spec/minReadySeconds").to_string(),
-        );
-        if strategy == "RollingUpdate" {
-            let p = |f: &str| {
-                v.pointer(&format!("/spec/strategy/rollingUpdate/{f}"))
-                    .map(|x| {
-                        x.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| x.to_string())
-                    })
-                    .unwrap_or_else(|| "25%".into())
-            };
-            kv(
-                "RollingUpdateStrategy",
-                format!(
-                    "{} max unavailable, {} max surge",
-                    p("maxUnavailable"),
-                    p("maxSurge")
-                ),
-            );
-        }
+        deployment_fields(&v, &mut kv);
     }
     let images: Vec<String> = v
         .pointer("/spec/template/spec/containers")
