@@ -167,11 +167,18 @@ pub trait CriBackend: Send + Sync + 'static {
     async fn get(&self, _req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
         Err(CriError::Unimplemented { rpc: "Get" })
     }
+    /// The changes of the objects `req` selects, ending when the receiver is dropped.
+    async fn watch(&self, _req: admin::GetRequest) -> Result<WatchEvents, CriError> {
+        Err(CriError::Unimplemented { rpc: "Watch" })
+    }
     async fn pull_progress(
         &self,
         req: admin::PullProgressRequest,
     ) -> Result<admin::PullProgressResponse, CriError>;
 }
+
+/// A watch's events (`Objects/Watch`); an error ends the stream.
+pub type WatchEvents = tokio::sync::mpsc::Receiver<Result<admin::WatchEvent, CriError>>;
 
 /// Serves the CRI and admin services over one backend.
 pub struct CriServer<B> {
@@ -617,5 +624,15 @@ impl<B: CriBackend> admin::objects_server::Objects for CriServer<B> {
         r: Request<admin::GetRequest>,
     ) -> Result<Response<admin::GetResponse>, Status> {
         rpc!("Get", self.backend.get(r.into_inner()))
+    }
+    async fn watch(
+        &self,
+        r: Request<admin::GetRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<admin::WatchEvent>>, Status> {
+        use tokio_stream::StreamExt;
+        let rx = rpc!("Watch", self.backend.watch(r.into_inner()))?.into_inner();
+        let events = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|item| item.map_err(|e| fail("Watch", e)));
+        Ok(Response::new(Box::pin(events)))
     }
 }

@@ -305,4 +305,7 @@ impl CriBackend for Backend {
     async fn get(&self, req: admin::GetRequest) -> Result<admin::GetResponse, CriError> {
         self.1.get(req).await.map_err(cri_error)
     }
+    async fn watch(&self, req: admin::GetRequest) -> Result<kinglet_cri::WatchEvents, CriError> {
+        crate::watch_api::watch(self.1.clone(), self.0.events.subscribe(), req).await
+    }
 }

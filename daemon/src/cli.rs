@@ -229,6 +229,12 @@ pub struct GetArgs {
     /// Show Secret data instead of redacting it.
     #[arg(long)]
     pub reveal: bool,
+    /// After listing, print a row for each change (added, changed, deleted) until interrupted.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Print only the changes, without listing first.
+    #[arg(long)]
+    pub watch_only: bool,
     #[command(flatten)]
     pub client: ClientFlags,
 }
@@ -453,6 +459,15 @@ fn get_verb(args: GetArgs) -> ExitCode {
             selector: args.selector.as_deref(),
         };
         let output = args.output.as_deref();
+        if args.watch || args.watch_only {
+            let opts = crate::watch_cli::WatchOptions {
+                output,
+                all_namespaces: args.all_namespaces,
+                reveal: args.reveal,
+                watch_only: args.watch_only,
+            };
+            return crate::watch_cli::watch(ch, q, &ns, &opts).await;
+        }
         crate::kubectl::get_many(ch, q, &ns, args.all_namespaces, output, args.reveal).await
     })
 }

@@ -195,7 +195,7 @@ pub fn pod_status_column(p: &Pod) -> String {
     crate::podview::columns(p).status
 }
 
-fn redact(v: &mut serde_json::Value) {
+pub(crate) fn redact(v: &mut serde_json::Value) {
     for key in ["data", "stringData"] {
         if let Some(m) = v.get_mut(key).and_then(|d| d.as_object_mut()) {
             for val in m.values_mut() {

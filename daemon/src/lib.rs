@@ -7,7 +7,7 @@
 //! - [`check`]: `kinglet check`, the host self-check;
 //! - [`reset`]: `kinglet reset`, removing every trace of an installation;
 //! - [`metrics`]: the Prometheus endpoint (off by default);
-//! - [`server`]: the gRPC server on the unix socket;
+//! - [`server`]: the gRPC server on the unix socket; [`watch_api`]: its `Objects/Watch`;
 //! - [`activation`]: systemd socket activation of the CRI socket;
 //! - [`notify`]: systemd readiness, status and watchdog notifications;
 //! - [`kubectl`], [`describe_cli`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`], [`fields`]:
@@ -41,6 +41,8 @@ pub mod server;
 pub mod stream_cli;
 pub mod svc_forward;
 pub mod trust;
+pub mod watch_api;
+pub mod watch_cli;
 pub mod workloads_cli;
 
 use std::path::PathBuf;
