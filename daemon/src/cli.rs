@@ -27,7 +27,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: serve the CRI on a unix socket.
-    Daemon(DaemonFlags),
+    Daemon {
+        #[command(flatten)]
+        flags: DaemonFlags,
+        /// Log as text on stderr, or to journald with fields (POD, CONTAINER, ...); auto:
+        /// journald when stderr is the journal (JOURNAL_STREAM).
+        #[arg(long, value_enum, default_value = "auto")]
+        log_format: crate::logging::LogFormat,
+    },
     /// Check the host: kernel, overlayfs, cgroups, seccomp, namespaces, network, disk, clock,
     /// and who can reach Kinglet's directories; prints pass/WARN/FAIL lines with a fix each and
     /// exits non-zero on any FAIL. Takes the daemon's flags and config.
@@ -299,8 +306,8 @@ pub fn main() -> ExitCode {
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Command::PodInit { pin } => kinglet_netns::pod_init_main(&pin),
-        Command::Daemon(flags) => {
-            init_tracing("info");
+        Command::Daemon { flags, log_format } => {
+            crate::logging::init(log_format, "info");
             // Before the async runtime starts threads: this edits the environment.
             let notify = crate::notify::Notifier::from_env();
             crate::activation::init_from_env();

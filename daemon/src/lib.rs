@@ -9,7 +9,8 @@
 //! - [`metrics`]: the Prometheus endpoint (off by default);
 //! - [`server`]: the gRPC server on the unix socket; [`watch_api`]: its `Objects/Watch`;
 //! - [`activation`]: systemd socket activation of the CRI socket;
-//! - [`notify`]: systemd readiness, status and watchdog notifications;
+//! - [`notify`]: systemd readiness, status and watchdog notifications; [`logging`]: text or
+//!   journald with fields;
 //! - [`kubectl`], [`describe_cli`], [`logs_cli`], [`output`], [`podref`], [`ops_cli`], [`fields`]:
 //!   client verbs;
 //! - [`cli`]: the `kinglet` command line (daemon, client verbs, and the hidden helper
@@ -28,6 +29,7 @@ pub mod describe_cli;
 pub mod fields;
 pub mod ingress_cli;
 pub mod kubectl;
+pub mod logging;
 pub mod logs_cli;
 pub mod metrics;
 pub mod notify;
