@@ -145,12 +145,31 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
             kinglet_kubelet::services::ServicesConfig {
                 cidr,
                 nft: "nft".into(),
-                table: format!("{}_svc", c.nft_table),
+                table: service_table(c),
             }
         }),
         dns: cluster_dns(c),
         ingress: c.ingress.proxy_config(),
     }
+}
+
+/// The Service proxy's table: on the built-in pod network, pod → ClusterIP traffic keeps its
+/// source when bridged replies pass conntrack (`net.bridge.bridge-nf-call-iptables = 1`, as
+/// kube-proxy requires); else, or with CNI, every ClusterIP packet is masqueraded.
+fn service_table(c: &Config) -> kinglet_services::proxy::Table {
+    let mut t = kinglet_services::proxy::Table::named(&format!("{}_svc", c.nft_table));
+    if c.cni_conf_dir.is_none() {
+        t.pod_cidr = c
+            .pod_cidr
+            .parse::<kinglet_netns::Ipv4Cidr>()
+            .ok()
+            .map(|cidr| (cidr.network(), cidr.prefix()));
+        t.bridge_conntrack =
+            std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+                .is_ok_and(|v| v.trim() == "1");
+    }
+    tracing::info!(pod_cidr = ?t.pod_cidr, bridge_conntrack = t.bridge_conntrack, "service proxy");
+    t
 }
 
 /// The cluster DNS: on the built-in pod network's gateway address, port 53.

@@ -34,8 +34,8 @@ pub struct ServicesConfig {
     pub cidr: ServiceCidr,
     /// The `nft` binary.
     pub nft: PathBuf,
-    /// The proxy's own nftables table (family `ip`).
-    pub table: String,
+    /// The proxy's own nftables table (family `ip`) and what it knows of the pod network.
+    pub table: proxy::Table,
 }
 
 /// The loop's state: the current slices and the last table applied.
@@ -236,13 +236,13 @@ impl Supervisor {
         let full = proxy::table_script(&cfg.table, &ports);
         let incremental = last.is_some();
         let res = tokio::task::spawn_blocking(move || {
-            proxy::apply(&cfg.nft, &cfg.table, &script).or_else(|e| {
+            proxy::apply(&cfg.nft, &cfg.table.name, &script).or_else(|e| {
                 if !incremental {
                     return Err(e);
                 }
                 // Whatever went wrong, the whole table is the answer.
                 tracing::warn!(err = %e, "incremental service rules failed; replacing the table");
-                proxy::apply(&cfg.nft, &cfg.table, &full)
+                proxy::apply(&cfg.nft, &cfg.table.name, &full)
             })
         })
         .await;
@@ -308,7 +308,7 @@ mod tests {
         let cfg = ServicesConfig {
             cidr: "10.96.0.0/16".parse().unwrap(),
             nft: "nft".into(),
-            table: "t".into(),
+            table: proxy::Table::named("t"),
         };
         let mut store = std::collections::BTreeMap::new();
         let mut a = svc("a", "  type: NodePort\n  ports: [{port: 80}]\n");

@@ -12,7 +12,8 @@
 //!   DNATs through the maps (the more specific map first);
 //! - `postrouting` masquerades traffic from the pod network leaving it, DNATed traffic that
 //!   came from 127.0.0.0/8 (hostPort on localhost; needs `route_localnet` on the bridge) and
-//!   hairpin traffic (a pod reaching a hostPort that leads back into the pod network). The
+//!   hairpin traffic (a pod reaching a hostPort that leads back into the pod network; marked
+//!   `0x2000` by `hostports`, so pod → Service traffic the Service proxy DNATs is not). The
 //!   hairpin rule matches addresses, not the output interface: with `br_netfilter` loaded such
 //!   traffic is bridged and leaves through a bridge port, not the bridge device.
 //! - `localnet_guard` (filter, input) drops packets to 127.0.0.0/8 that arrive on any interface
@@ -123,6 +124,10 @@ fn element(pod_ip: Ipv4Addr, m: &PortMapping) -> (&'static str, String) {
     }
 }
 
+/// Marks a packet a hostPort mapping DNATs, so that only those (not Service traffic DNATed by
+/// the Service proxy's table) are masqueraded as hairpin traffic.
+const HOSTPORT_MARK: &str = "meta mark set meta mark | 0x2000";
+
 /// The whole table, holding the port mappings of `pods` (pod ip, its mappings).
 pub fn table_script(spec: &TableSpec, pods: &[(Ipv4Addr, Vec<PortMapping>)]) -> String {
     let TableSpec {
@@ -139,11 +144,13 @@ pub fn table_script(spec: &TableSpec, pods: &[(Ipv4Addr, Vec<PortMapping>)]) -> 
          \tchain output {{ type nat hook output priority -100; policy accept;\n\
          \t\tfib daddr type local jump hostports\n\t}}\n\
          \tchain hostports {{\n\
+         \t\tmeta l4proto {{ tcp, udp }} ip daddr . meta l4proto . th dport @hostports_ip {HOSTPORT_MARK}\n\
+         \t\tmeta l4proto {{ tcp, udp }} meta l4proto . th dport @hostports {HOSTPORT_MARK}\n\
          \t\tmeta l4proto {{ tcp, udp }} dnat to ip daddr . meta l4proto . th dport map @hostports_ip\n\
          \t\tmeta l4proto {{ tcp, udp }} dnat to meta l4proto . th dport map @hostports\n\t}}\n\
          \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
          \t\toifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade\n\
-         \t\tip saddr {cidr} ip daddr {cidr} ct status dnat masquerade\n\
+         \t\tip saddr {cidr} ip daddr {cidr} ct status dnat meta mark & 0x2000 == 0x2000 masquerade\n\
          \t\tip saddr {cidr} ip daddr != {cidr} masquerade\n\t}}\n\
          {LOCALNET_GUARD}}}\n"
     );
@@ -282,7 +289,8 @@ mod tests {
         );
         assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr != 10.85.0.0/16 masquerade"));
         assert!(s.contains("oifname \"kinglet0\" ip saddr 127.0.0.0/8 masquerade"));
-        assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr 10.85.0.0/16 ct status dnat masquerade"));
+        assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr 10.85.0.0/16 ct status dnat meta mark & 0x2000 == 0x2000 masquerade"));
+        assert!(s.contains("meta l4proto . th dport @hostports meta mark set meta mark | 0x2000"));
         assert!(s.contains("add element ip kinglet hostports { tcp . 8080 : 10.85.0.2 . 80 }"));
         assert!(s.contains(
             "iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat != dnat counter drop"

@@ -5,15 +5,21 @@
 //! - verdict maps `service_ips` (`cluster ip . proto . port`) and `service_nodeports`
 //!   (`proto . port`, any local address, 127.0.0.1 included) jump to one chain per Service
 //!   port, `svc-<ns>/<name>/<proto>/<port>`;
-//! - a Service port's chain marks the packet for masquerade and picks an endpoint chain with
+//! - a Service port's chain marks ClusterIP traffic for masquerade when its source is outside
+//!   the pod network (or, when replies bridged between pods miss conntrack — no
+//!   `br_netfilter` — all of it), then picks an endpoint chain with
 //!   `numgen random mod N vmap` (ready endpoints; with none ready, the serving terminating ones
 //!   as kube-proxy falls back); with `sessionAffinity: ClientIP` a client found in an
 //!   endpoint's dynamic set (entries time out after `timeoutSeconds`) goes to that endpoint;
-//! - an endpoint chain `ep-<svc chain suffix>/<ip>/<port>` records the client in its affinity
-//!   set (if any) and DNATs;
-//! - `postrouting` masquerades marked packets: a pod reaching a Service on the same bridge
-//!   (its own included — hairpin) would otherwise get a reply bridged around conntrack, and
-//!   NodePort traffic on 127.0.0.1 needs a routable source;
+//! - a NodePort's chain `ext-<id>` (kube-proxy's external chain): `externalTrafficPolicy:
+//!   Cluster` marks everything for masquerade; `Local` keeps the client's address, marking
+//!   only host-originated traffic (127.0.0.1 and the host's own addresses need a routable
+//!   source), and sends pods' traffic the cluster way; both then go to the Service port's
+//!   chain (on one node every endpoint is local);
+//! - an endpoint chain `ep-<svc chain suffix>/<ip>/<port>` marks hairpin traffic (the endpoint
+//!   reaching itself, whose reply would otherwise never leave the pod), records the client in
+//!   its affinity set (if any) and DNATs;
+//! - `postrouting` masquerades marked packets;
 //! - a Service port without endpoints is in `no_endpoint_services` / `no_endpoint_nodeports`,
 //!   whose filter chains (forward, input, output) reject new connections (ICMP port
 //!   unreachable, which TCP clients see as "connection refused"), as kube-proxy does.
@@ -35,6 +41,34 @@ use crate::ServicesError;
 /// The packet mark bit that asks `postrouting` to masquerade (kube-proxy's bit).
 const MASQ_MARK: &str = "0x4000";
 
+/// The proxy's table and what it knows of the pod network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The nftables table (family `ip`).
+    pub name: String,
+    /// The pod network (address, prefix length), when known (the built-in bridge).
+    pub pod_cidr: Option<(Ipv4Addr, u8)>,
+    /// Whether frames bridged between pods pass netfilter's IP hooks (`br_netfilter` with
+    /// `net.bridge.bridge-nf-call-iptables = 1`): then a pod's reply to another pod's DNATed
+    /// connection meets conntrack and pod → ClusterIP traffic needs no masquerade.
+    pub bridge_conntrack: bool,
+}
+
+impl Table {
+    /// A table that masquerades all ClusterIP traffic (nothing known of the pod network).
+    pub fn named(name: &str) -> Table {
+        Table {
+            name: name.to_owned(),
+            pod_cidr: None,
+            bridge_conntrack: false,
+        }
+    }
+
+    fn pods(&self) -> Option<String> {
+        self.pod_cidr.map(|(ip, len)| format!("{ip}/{len}"))
+    }
+}
+
 /// One port of one Service, with the endpoints traffic to it may go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyPort {
@@ -49,6 +83,8 @@ pub struct ProxyPort {
     pub endpoints: Vec<(Ipv4Addr, u16)>,
     /// ClientIP session affinity timeout, in seconds.
     pub affinity_secs: Option<i32>,
+    /// `externalTrafficPolicy: Local`: NodePort traffic keeps the client's address.
+    pub external_local: bool,
 }
 
 /// The proxy's view of `svc` given its slices.
@@ -64,6 +100,7 @@ pub fn proxy_ports(svc: &Service, slices: &[EndpointSlice]) -> Vec<ProxyPort> {
             .and_then(|c| c.timeout_seconds)
             .unwrap_or(10800)
     });
+    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let ns = svc
         .metadata
         .namespace
@@ -124,6 +161,7 @@ pub fn proxy_ports(svc: &Service, slices: &[EndpointSlice]) -> Vec<ProxyPort> {
             node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
             endpoints,
             affinity_secs,
+            external_local,
         });
     }
     out
@@ -137,9 +175,20 @@ fn affinity_set(p: &ProxyPort, ip: Ipv4Addr, port: u16) -> String {
     format!("aff-{}/{ip}/{port}", p.id)
 }
 
+const MARK: &str = "meta mark set meta mark | 0x4000";
+
 /// The rules of a Service port's chain (it must have endpoints).
-fn svc_rules(p: &ProxyPort) -> Vec<String> {
-    let mut r = vec![format!("meta mark set meta mark | {MASQ_MARK}")];
+fn svc_rules(t: &Table, p: &ProxyPort) -> Vec<String> {
+    let mut r = Vec::new();
+    if let Some(cip) = p.cluster_ip {
+        // kube-proxy's rule: ClusterIP traffic from outside the pod network is masqueraded
+        // (the host's own, routed from elsewhere); pods keep their address when their replies
+        // meet conntrack on the bridge.
+        match t.pods().filter(|_| t.bridge_conntrack) {
+            Some(pods) => r.push(format!("ip daddr {cip} ip saddr != {pods} {MARK}")),
+            None => r.push(format!("ip daddr {cip} {MARK}")),
+        }
+    }
     if p.affinity_secs.is_some() {
         for &(ip, port) in &p.endpoints {
             r.push(format!(
@@ -163,9 +212,32 @@ fn svc_rules(p: &ProxyPort) -> Vec<String> {
     r
 }
 
+/// The rules of a NodePort's external chain (it must have endpoints): kube-proxy's
+/// `external-*` chain for one node, where every endpoint is local.
+fn ext_rules(t: &Table, p: &ProxyPort) -> Vec<String> {
+    let svc = format!("svc-{}", p.id);
+    if !p.external_local {
+        return vec![MARK.to_owned(), format!("goto {svc}")];
+    }
+    let mut r = Vec::new();
+    if let Some(pods) = t.pods() {
+        // Pods reaching a NodePort get the cluster behaviour (masqueraded when their replies
+        // would be bridged around conntrack).
+        if !t.bridge_conntrack {
+            r.push(format!("ip saddr {pods} {MARK}"));
+        }
+        r.push(format!("ip saddr {pods} goto {svc}"));
+    }
+    // The host's own connections (127.0.0.1 included) need a source the pod can answer.
+    r.push(format!("fib saddr type local {MARK}"));
+    r.push(format!("goto {svc}"));
+    r
+}
+
 /// The rules of an endpoint chain.
 fn ep_rules(p: &ProxyPort, ip: Ipv4Addr, port: u16) -> Vec<String> {
-    let mut r = Vec::new();
+    // Hairpin: the endpoint reaching itself through the Service.
+    let mut r = vec![format!("ip saddr {ip} {MARK}")];
     if p.affinity_secs.is_some() {
         r.push(format!(
             "update @{} {{ ip saddr }}",
@@ -182,10 +254,11 @@ fn affinity_set_body(t: i32) -> String {
 
 /// The map elements of a Service port (`add`/`delete` lines without the verb).
 fn elements(table: &str, p: &ProxyPort) -> Vec<String> {
-    let (ips, nodeports, verdict) = if p.endpoints.is_empty() {
+    let (ips, nodeports, verdict, ext) = if p.endpoints.is_empty() {
         (
             "no_endpoint_services",
             "no_endpoint_nodeports",
+            "goto reject_chain".to_owned(),
             "goto reject_chain".to_owned(),
         )
     } else {
@@ -193,6 +266,7 @@ fn elements(table: &str, p: &ProxyPort) -> Vec<String> {
             "service_ips",
             "service_nodeports",
             format!("goto svc-{}", p.id),
+            format!("goto ext-{}", p.id),
         )
     };
     let mut out = Vec::new();
@@ -204,7 +278,7 @@ fn elements(table: &str, p: &ProxyPort) -> Vec<String> {
     }
     if let Some(np) = p.node_port {
         out.push(format!(
-            "element ip {table} {nodeports} {{ {} . {np} : {verdict} }}",
+            "element ip {table} {nodeports} {{ {} . {np} : {ext} }}",
             p.protocol
         ));
     }
@@ -212,7 +286,8 @@ fn elements(table: &str, p: &ProxyPort) -> Vec<String> {
 }
 
 /// The whole table for `ports`, recreated atomically.
-pub fn table_script(table: &str, ports: &[ProxyPort]) -> String {
+pub fn table_script(t: &Table, ports: &[ProxyPort]) -> String {
+    let table = &t.name;
     let mut s = format!(
         "table ip {table} {{\n}}\ndelete table ip {table}\ntable ip {table} {{\n\
          \tmap service_ips {{ type ipv4_addr . inet_proto . inet_service : verdict; }}\n\
@@ -222,7 +297,7 @@ pub fn table_script(table: &str, ports: &[ProxyPort]) -> String {
          \tchain nat_prerouting {{ type nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}}\n\
          \tchain nat_output {{ type nat hook output priority -100; policy accept;\n\t\tjump services\n\t}}\n\
          \tchain nat_postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tmeta mark & {MASQ_MARK} == {MASQ_MARK} masquerade\n\t}}\n\
+         \t\tmeta mark & {MASQ_MARK} == {MASQ_MARK} masquerade fully-random\n\t}}\n\
          \tchain services {{\n\
          \t\tip daddr . meta l4proto . th dport vmap @service_ips\n\
          \t\tfib daddr type local meta l4proto . th dport vmap @service_nodeports\n\t}}\n\
@@ -236,14 +311,15 @@ pub fn table_script(table: &str, ports: &[ProxyPort]) -> String {
          }}\n"
     );
     for p in ports {
-        write_port(&mut s, table, p);
+        write_port(&mut s, t, p);
     }
     s
 }
 
 /// Chains, sets and elements of one Service port, added (its chains flushed first, so this
 /// also rewrites a port whose chains exist).
-fn write_port(s: &mut String, table: &str, p: &ProxyPort) {
+fn write_port(s: &mut String, t: &Table, p: &ProxyPort) {
+    let table = &t.name;
     if !p.endpoints.is_empty() {
         for &(ip, port) in &p.endpoints {
             if let Some(t) = p.affinity_secs {
@@ -262,8 +338,15 @@ fn write_port(s: &mut String, table: &str, p: &ProxyPort) {
         }
         let c = format!("svc-{}", p.id);
         let _ = writeln!(s, "add chain ip {table} {c}\nflush chain ip {table} {c}");
-        for r in svc_rules(p) {
+        for r in svc_rules(t, p) {
             let _ = writeln!(s, "add rule ip {table} {c} {r}");
+        }
+        if p.node_port.is_some() {
+            let c = format!("ext-{}", p.id);
+            let _ = writeln!(s, "add chain ip {table} {c}\nflush chain ip {table} {c}");
+            for r in ext_rules(t, p) {
+                let _ = writeln!(s, "add rule ip {table} {c} {r}");
+            }
         }
     }
     for e in elements(table, p) {
@@ -275,8 +358,9 @@ fn write_port(s: &mut String, table: &str, p: &ProxyPort) {
 /// only the Service ports that differ are touched (their map elements swapped, their chains
 /// rewritten, the chains and affinity sets of endpoints gone deleted); the affinity sets of
 /// endpoints that stay keep their clients. Empty when nothing changed.
-pub fn update_script(table: &str, old: &[ProxyPort], new: &[ProxyPort]) -> String {
+pub fn update_script(t: &Table, old: &[ProxyPort], new: &[ProxyPort]) -> String {
     use std::collections::BTreeMap;
+    let table = &t.name;
     let old: BTreeMap<&str, &ProxyPort> = old.iter().map(|p| (p.id.as_str(), p)).collect();
     let new: BTreeMap<&str, &ProxyPort> = new.iter().map(|p| (p.id.as_str(), p)).collect();
     let changed_old: Vec<&ProxyPort> = old
@@ -299,7 +383,7 @@ pub fn update_script(table: &str, old: &[ProxyPort], new: &[ProxyPort]) -> Strin
     // 2. Write the new versions (chains flushed and refilled; the svc chain no longer jumps to
     //    endpoints that are gone).
     for p in &changed_new {
-        write_port(&mut s, table, p);
+        write_port(&mut s, t, p);
     }
     // 3. Delete what the old versions had and the new ones do not.
     for p in &changed_old {
@@ -309,7 +393,18 @@ pub fn update_script(table: &str, old: &[ProxyPort], new: &[ProxyPort]) -> Strin
                 n.endpoints.contains(&(ip, port)) && n.affinity_secs == p.affinity_secs
             })
         };
-        if !p.endpoints.is_empty() && next.is_none_or(|n| n.endpoints.is_empty()) {
+        let svc_goes = !p.endpoints.is_empty() && next.is_none_or(|n| n.endpoints.is_empty());
+        let ext_goes = !p.endpoints.is_empty()
+            && p.node_port.is_some()
+            && next.is_none_or(|n| n.endpoints.is_empty() || n.node_port.is_none());
+        if ext_goes {
+            let _ = writeln!(
+                s,
+                "flush chain ip {table} ext-{0}\ndelete chain ip {table} ext-{0}",
+                p.id
+            );
+        }
+        if svc_goes {
             let _ = writeln!(s, "flush chain ip {table} svc-{}", p.id);
         }
         for &(ip, port) in &p.endpoints {
@@ -323,7 +418,7 @@ pub fn update_script(table: &str, old: &[ProxyPort], new: &[ProxyPort]) -> Strin
                 }
             }
         }
-        if !p.endpoints.is_empty() && next.is_none_or(|n| n.endpoints.is_empty()) {
+        if svc_goes {
             let _ = writeln!(s, "delete chain ip {table} svc-{}", p.id);
         }
     }
@@ -376,6 +471,7 @@ mod tests {
             node_port: Some(30080),
             endpoints: eps.to_vec(),
             affinity_secs: affinity,
+            external_local: false,
         }
     }
 
@@ -383,14 +479,14 @@ mod tests {
     fn random_choice_over_endpoints() {
         let a = (Ipv4Addr::new(10, 85, 0, 2), 8080);
         let b = (Ipv4Addr::new(10, 85, 0, 3), 8080);
-        let s = table_script("t", &[port(&[a, b], None)]);
+        let s = table_script(&Table::named("t"), &[port(&[a, b], None)]);
         assert!(s.contains("add rule ip t svc-default/web/tcp/http numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http/10.85.0.2/8080, 1 : goto ep-default/web/tcp/http/10.85.0.3/8080 }"), "{s}");
         assert!(s.contains("add rule ip t ep-default/web/tcp/http/10.85.0.3/8080 meta l4proto tcp dnat to 10.85.0.3:8080"));
         assert!(s.contains(
             "add element ip t service_ips { 10.96.0.2 . tcp . 80 : goto svc-default/web/tcp/http }"
         ));
         assert!(s.contains(
-            "add element ip t service_nodeports { tcp . 30080 : goto svc-default/web/tcp/http }"
+            "add element ip t service_nodeports { tcp . 30080 : goto ext-default/web/tcp/http }"
         ));
         assert!(!s.contains("add element ip t no_endpoint"));
         assert!(!s.contains("update @"));
@@ -398,7 +494,7 @@ mod tests {
 
     #[test]
     fn no_endpoints_reject() {
-        let s = table_script("t", &[port(&[], None)]);
+        let s = table_script(&Table::named("t"), &[port(&[], None)]);
         assert!(s.contains("add element ip t no_endpoint_services { 10.96.0.2 . tcp . 80 : goto reject_chain }"), "{s}");
         assert!(s.contains(
             "add element ip t no_endpoint_nodeports { tcp . 30080 : goto reject_chain }"
@@ -409,7 +505,7 @@ mod tests {
     #[test]
     fn client_ip_affinity() {
         let a = (Ipv4Addr::new(10, 85, 0, 2), 8080);
-        let s = table_script("t", &[port(&[a], Some(60))]);
+        let s = table_script(&Table::named("t"), &[port(&[a], Some(60))]);
         assert!(s.contains("add set ip t aff-default/web/tcp/http/10.85.0.2/8080 { type ipv4_addr; flags dynamic,timeout; timeout 60s; }"), "{s}");
         assert!(s.contains("add rule ip t svc-default/web/tcp/http ip saddr @aff-default/web/tcp/http/10.85.0.2/8080 goto ep-default/web/tcp/http/10.85.0.2/8080"));
         assert!(s.contains("add rule ip t ep-default/web/tcp/http/10.85.0.2/8080 update @aff-default/web/tcp/http/10.85.0.2/8080 { ip saddr }"));
@@ -424,11 +520,11 @@ mod tests {
         other.cluster_ip = Some(Ipv4Addr::new(10, 96, 0, 9));
         other.node_port = None;
         let before = [port(&[a, b], Some(60)), other.clone()];
-        assert_eq!(update_script("t", &before, &before), "");
+        assert_eq!(update_script(&Table::named("t"), &before, &before), "");
         // b leaves: its chain and set go, a's set stays (its clients keep their endpoint),
         // the other Service is untouched.
         let after = [port(&[a], Some(60)), other.clone()];
-        let s = update_script("t", &before, &after);
+        let s = update_script(&Table::named("t"), &before, &after);
         assert!(
             !s.contains("delete table") && !s.contains("default/other"),
             "{s}"
@@ -445,11 +541,11 @@ mod tests {
             !s.contains("delete set ip t aff-default/web/tcp/http/10.85.0.2/8080"),
             "{s}"
         );
-        assert!(s.contains("flush chain ip t svc-default/web/tcp/http\nadd rule ip t svc-default/web/tcp/http meta mark"), "{s}");
+        assert!(s.contains("flush chain ip t svc-default/web/tcp/http\nadd rule ip t svc-default/web/tcp/http ip daddr 10.96.0.2 meta mark set meta mark | 0x4000\n"), "{s}");
         assert!(s.contains("numgen random mod 1 vmap"), "{s}");
         // No endpoints left: the svc chain goes, the address rejects.
         let none = [port(&[], Some(60)), other.clone()];
-        let s = update_script("t", &after, &none);
+        let s = update_script(&Table::named("t"), &after, &none);
         assert!(s.contains("delete element ip t service_ips { 10.96.0.2 . tcp . 80 : goto svc-default/web/tcp/http }"), "{s}");
         assert!(s.contains("add element ip t no_endpoint_services { 10.96.0.2 . tcp . 80 : goto reject_chain }"), "{s}");
         assert!(
@@ -457,7 +553,7 @@ mod tests {
             "{s}"
         );
         // The Service is deleted: its elements go.
-        let s = update_script("t", &none, &[other]);
+        let s = update_script(&Table::named("t"), &none, &[other]);
         assert!(
             s.contains("delete element ip t no_endpoint_services"),
             "{s}"
@@ -465,9 +561,93 @@ mod tests {
         assert!(!s.contains("add "), "{s}");
     }
 
+    fn rules_of(s: &str, chain: &str) -> Vec<String> {
+        let prefix = format!("add rule ip t {chain} ");
+        s.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn masquerade_only_what_needs_it() {
+        let a = (Ipv4Addr::new(10, 85, 0, 2), 8080);
+        let t = Table {
+            name: "t".into(),
+            pod_cidr: Some((Ipv4Addr::new(10, 85, 0, 0), 16)),
+            bridge_conntrack: true,
+        };
+        let mut local = port(&[a], None);
+        local.external_local = true;
+        let s = table_script(&t, &[local.clone()]);
+        const M: &str = "meta mark set meta mark | 0x4000";
+        // ClusterIP: only sources outside the pod network (the host, routed traffic).
+        assert_eq!(
+            rules_of(&s, "svc-default/web/tcp/http")[0],
+            format!("ip daddr 10.96.0.2 ip saddr != 10.85.0.0/16 {M}")
+        );
+        // Hairpin: the endpoint reaching itself.
+        assert_eq!(
+            rules_of(&s, "ep-default/web/tcp/http/10.85.0.2/8080"),
+            [
+                format!("ip saddr 10.85.0.2 {M}"),
+                "meta l4proto tcp dnat to 10.85.0.2:8080".into()
+            ]
+        );
+        // Local: pods the cluster way, the host masqueraded, the rest keeps its source.
+        assert_eq!(
+            rules_of(&s, "ext-default/web/tcp/http"),
+            [
+                "ip saddr 10.85.0.0/16 goto svc-default/web/tcp/http".to_owned(),
+                format!("fib saddr type local {M}"),
+                "goto svc-default/web/tcp/http".into()
+            ]
+        );
+        // Cluster: everything from outside masqueraded, as kube-proxy does.
+        let cluster = port(&[a], None);
+        let s2 = table_script(&t, std::slice::from_ref(&cluster));
+        assert_eq!(
+            rules_of(&s2, "ext-default/web/tcp/http"),
+            [M.to_owned(), "goto svc-default/web/tcp/http".into()]
+        );
+        // Without conntrack on the bridge every ClusterIP packet, and pods' NodePort traffic,
+        // is masqueraded.
+        let bare = Table {
+            bridge_conntrack: false,
+            ..t.clone()
+        };
+        let s3 = table_script(&bare, std::slice::from_ref(&local));
+        assert_eq!(
+            rules_of(&s3, "svc-default/web/tcp/http")[0],
+            format!("ip daddr 10.96.0.2 {M}")
+        );
+        assert_eq!(
+            rules_of(&s3, "ext-default/web/tcp/http")[0],
+            format!("ip saddr 10.85.0.0/16 {M}")
+        );
+        // A policy change rewrites the external chain; dropping the NodePort deletes it.
+        let u = update_script(
+            &t,
+            std::slice::from_ref(&cluster),
+            std::slice::from_ref(&local),
+        );
+        assert!(u.contains("flush chain ip t ext-default/web/tcp/http\nadd rule ip t ext-default/web/tcp/http ip saddr 10.85.0.0/16 goto"), "{u}");
+        assert!(!u.contains("delete chain"), "{u}");
+        let no_np = ProxyPort {
+            node_port: None,
+            ..local.clone()
+        };
+        let u = update_script(&t, &[local], &[no_np]);
+        assert!(
+            u.contains("delete chain ip t ext-default/web/tcp/http")
+                && !u.contains("delete chain ip t svc-"),
+            "{u}"
+        );
+    }
+
     #[test]
     fn no_services_is_an_empty_table() {
-        let s = table_script("t", &[]);
+        let s = table_script(&Table::named("t"), &[]);
         assert!(s.starts_with("table ip t {\n}\ndelete table ip t\n"));
         assert!(!s.contains("add element"));
     }
@@ -489,7 +669,17 @@ mod nft_check {
             ..with.clone()
         };
         with.cluster_ip = Some(Ipv4Addr::new(10, 96, 0, 3));
-        let s = table_script("kinglet_svc_check", &[with, empty]);
+        let mut local = with.clone();
+        local.id = "default/local/tcp/80".into();
+        local.external_local = true;
+        local.node_port = Some(30081);
+        local.cluster_ip = Some(Ipv4Addr::new(10, 96, 0, 4));
+        let t = Table {
+            name: "kinglet_svc_check".into(),
+            pod_cidr: Some((Ipv4Addr::new(10, 85, 0, 0), 16)),
+            bridge_conntrack: false,
+        };
+        let s = table_script(&t, &[with, empty, local]);
         let out = Command::new("nft")
             .args(["-c", "-f", "-"])
             .stdin(Stdio::piped())
@@ -514,6 +704,7 @@ mod nft_check {
             node_port: Some(30080),
             endpoints: eps.to_vec(),
             affinity_secs: affinity,
+            external_local: false,
         }
     }
 }

@@ -386,7 +386,7 @@ async fn service_traffic_survives_kill9_and_the_table_is_rebuilt_at_start() {
 #[test]
 fn hundred_services_table_update_time() {
     use kinglet_services::proxy::{
-        apply, delete_table_script, table_script, update_script, ProxyPort,
+        apply, delete_table_script, table_script, update_script, ProxyPort, Table,
     };
     use std::net::Ipv4Addr;
     require_root();
@@ -403,13 +403,15 @@ fn hundred_services_table_update_time() {
                     .map(|e| (Ipv4Addr::new(10, 222, i, e + 2 + shift), 8080))
                     .collect(),
                 affinity_secs: None,
+                external_local: false,
             })
             .collect()
     };
+    let tb = Table::named(&table);
     let nft = std::path::Path::new("nft");
     let mut times = Vec::new();
     for round in 0..10u8 {
-        let script = table_script(&table, &ports(round % 2));
+        let script = table_script(&tb, &ports(round % 2));
         let t = Instant::now();
         apply(nft, &table, &script).unwrap();
         times.push(t.elapsed());
@@ -420,7 +422,7 @@ fn hundred_services_table_update_time() {
     for round in 0..10u8 {
         let mut next = cur.clone();
         next[7].endpoints[0].0 = Ipv4Addr::new(10, 222, 250, round + 2);
-        let script = update_script(&table, &cur, &next);
+        let script = update_script(&tb, &cur, &next);
         let t = Instant::now();
         apply(nft, &table, &script).unwrap();
         inc_times.push(t.elapsed());
@@ -456,7 +458,7 @@ fn hundred_services_table_update_time() {
 #[test]
 fn incremental_updates_match_a_full_rebuild() {
     use kinglet_services::proxy::{
-        apply, delete_table_script, table_script, update_script, ProxyPort,
+        apply, delete_table_script, table_script, update_script, ProxyPort, Table,
     };
     use std::net::Ipv4Addr;
     require_root();
@@ -475,8 +477,26 @@ fn incremental_updates_match_a_full_rebuild() {
                 node_port: np,
                 endpoints: eps,
                 affinity_secs: aff,
+                external_local: false,
             }
         };
+    let local = |mut p: ProxyPort| {
+        p.external_local = true;
+        p
+    };
+    let pods = Some((Ipv4Addr::new(10, 223, 0, 0), 16));
+    let (inc_t, full_t) = (
+        Table {
+            name: inc.clone(),
+            pod_cidr: pods,
+            bridge_conntrack: true,
+        },
+        Table {
+            name: full.clone(),
+            pod_cidr: pods,
+            bridge_conntrack: true,
+        },
+    );
     let states = [
         vec![
             port("a", 2, vec![ep(2), ep(3)], Some(30), None),
@@ -498,6 +518,14 @@ fn incremental_updates_match_a_full_rebuild() {
             port("b", 3, vec![ep(5)], None, None),
             port("c", 4, vec![ep(7), ep(8)], None, Some(32123)),
         ],
+        vec![
+            port("b", 3, vec![ep(5)], None, None),
+            local(port("c", 4, vec![ep(7), ep(8)], None, Some(32123))),
+        ],
+        vec![
+            port("b", 3, vec![ep(5)], None, None),
+            local(port("c", 4, vec![ep(7)], None, None)),
+        ],
         vec![],
     ];
     let nft = std::path::Path::new("nft");
@@ -511,15 +539,15 @@ fn incremental_updates_match_a_full_rebuild() {
         v.sort();
         v
     };
-    apply(nft, &inc, &table_script(&inc, &states[0])).unwrap();
+    apply(nft, &inc, &table_script(&inc_t, &states[0])).unwrap();
     let mut result = Ok(());
     for (i, w) in states.windows(2).enumerate() {
-        let script = update_script(&inc, &w[0], &w[1]);
+        let script = update_script(&inc_t, &w[0], &w[1]);
         if let Err(e) = apply(nft, &inc, &script) {
             result = Err(format!("step {i}: {e}\n{script}"));
             break;
         }
-        apply(nft, &full, &table_script(&full, &w[1])).unwrap();
+        apply(nft, &full, &table_script(&full_t, &w[1])).unwrap();
         let (a, b) = (normalized(&inc), normalized(&full));
         if a != b {
             result = Err(format!(

@@ -7,14 +7,19 @@
 //! - `_port._proto.svc.ns.svc.<domain>`: SRV for each named port, targets the Service name
 //!   (ClusterIP) or each endpoint's name (headless), whose A records go in the additional
 //!   section.
-//! - `host.svc.ns.svc.<domain>` for headless endpoints: `host` is the endpoint's hostname
-//!   (a Pod with `spec.hostname` and `spec.subdomain` = the Service) or its dashed address.
+//! - `host.svc.ns.svc.<domain>` for the ready endpoints of every Service (CoreDNS answers
+//!   endpoint names for ClusterIP Services too): `host` is the endpoint's hostname (a Pod with
+//!   `spec.hostname` and `spec.subdomain` = the Service) or its dashed address.
 //! - `a-b-c-d.ns.pod.<domain>`: A → a.b.c.d (the plugin's `pods insecure` mode).
-//! - PTR for ClusterIPs and headless endpoint addresses.
+//! - PTR: a ClusterIP → the Service's name; else a ready endpoint's address → its endpoint
+//!   name under each Service it serves. CoreDNS has no reverse records for `pod.<domain>`
+//!   names: the PTR of a pod serving no Service falls through to the upstream resolvers
+//!   (`fallthrough in-addr.arpa` in the default Corefile), as here.
 //!
 //! Names in the domain that hold nothing are NXDOMAIN, other types of names that exist (AAAA,
-//! say) NOERROR with no answer; both carry the zone's SOA. Names outside the domain, and PTR
-//! queries for addresses the zone does not know, are forwarded.
+//! say) NOERROR with no answer; both carry the zone's SOA. A headless Service without ready
+//! endpoints has no name: NXDOMAIN (CoreDNS's `findServices` finds no record for it); its
+//! namespace's name still exists. Names outside the domain are forwarded.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -43,7 +48,10 @@ pub struct Zone {
     /// `cluster.local.`
     domain: String,
     names: HashMap<String, Node>,
-    ptr: HashMap<Ipv4Addr, String>,
+    /// ClusterIP → the Service's name (CoreDNS looks these up first).
+    svc_ptr: HashMap<Ipv4Addr, String>,
+    /// Ready endpoint address → its names under every Service it serves.
+    ep_ptr: HashMap<Ipv4Addr, Vec<String>>,
 }
 
 /// How a query is answered (one per query, so the size difference does not matter).
@@ -112,73 +120,92 @@ impl Zone {
         }
         let srv_name =
             |port: &str, proto: &str| format!("_{}._{}.{base}", port, proto.to_ascii_lowercase());
-        match spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
-            Some(Ok(ip)) => {
-                self.node(&base).a.push(ip);
-                self.ptr.insert(ip, base.clone());
-                for p in spec.ports.iter().flatten() {
-                    let Some(pname) = p.name.as_deref().filter(|n| !n.is_empty()) else {
-                        continue;
-                    };
-                    let proto = p.protocol.as_deref().unwrap_or("TCP");
-                    let port = u16::try_from(p.port).unwrap_or(0);
-                    self.node(&srv_name(pname, proto))
-                        .srv
-                        .push((port, base.clone()));
-                }
+        let ns_name = fqdn(&format!("{ns}.svc.{}", self.domain));
+        self.node(&ns_name);
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        if let Some(Ok(ip)) = spec.cluster_ip.as_deref().map(str::parse::<Ipv4Addr>) {
+            self.node(&base).a.push(ip);
+            self.svc_ptr.insert(ip, base.clone());
+            for p in spec.ports.iter().flatten() {
+                let Some(pname) = p.name.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let proto = p.protocol.as_deref().unwrap_or("TCP");
+                let port = u16::try_from(p.port).unwrap_or(0);
+                self.node(&srv_name(pname, proto))
+                    .srv
+                    .push((port, base.clone()));
             }
-            Some(Err(_)) if spec.cluster_ip.as_deref() == Some("None") => {
-                self.node(&base);
-                let mine = slices.iter().filter(|s| {
-                    s.metadata.namespace.as_deref().unwrap_or("default") == ns
-                        && s.metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(LABEL_SERVICE_NAME))
-                            .map(String::as_str)
-                            == Some(name)
-                });
-                for slice in mine {
-                    for e in &slice.endpoints {
-                        if !e
-                            .conditions
-                            .as_ref()
-                            .is_none_or(|c| c.ready.unwrap_or(true))
-                        {
+        } else if !headless {
+            // No address yet (or none this zone understands): the name exists, empty.
+            self.node(&base);
+        }
+        self.add_endpoints(&base, ns, name, slices, headless);
+    }
+
+    /// The ready endpoints of Service `ns/name` (CoreDNS's endpoint records, for every kind of
+    /// Service): `host.<base>` A and PTR, and for a headless Service also the Service's own A
+    /// records and SRV per named port. A headless Service without ready endpoints has no
+    /// name (NXDOMAIN, as CoreDNS answers).
+    fn add_endpoints(
+        &mut self,
+        base: &str,
+        ns: &str,
+        name: &str,
+        slices: &[EndpointSlice],
+        headless: bool,
+    ) {
+        let mine = slices.iter().filter(|s| {
+            s.metadata.namespace.as_deref().unwrap_or("default") == ns
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_SERVICE_NAME))
+                    .map(String::as_str)
+                    == Some(name)
+        });
+        let srv_name =
+            |port: &str, proto: &str| format!("_{}._{}.{base}", port, proto.to_ascii_lowercase());
+        for slice in mine {
+            let ready = slice.endpoints.iter().filter(|e| {
+                e.conditions
+                    .as_ref()
+                    .is_none_or(|c| c.ready.unwrap_or(true))
+            });
+            for e in ready {
+                for ip in e
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+                {
+                    let host = e
+                        .hostname
+                        .clone()
+                        .unwrap_or_else(|| ip.to_string().replace('.', "-"));
+                    let target = fqdn(&format!("{host}.{base}"));
+                    self.node(&target).a.push(ip);
+                    let ptrs = self.ep_ptr.entry(ip).or_default();
+                    if !ptrs.contains(&target) {
+                        ptrs.push(target.clone());
+                        ptrs.sort();
+                    }
+                    if !headless {
+                        continue;
+                    }
+                    self.node(base).a.push(ip);
+                    for p in slice.ports.iter().flatten() {
+                        let (Some(pname), Some(port)) =
+                            (p.name.as_deref().filter(|n| !n.is_empty()), p.port)
+                        else {
                             continue;
-                        }
-                        for ip in e
-                            .addresses
-                            .iter()
-                            .filter_map(|a| a.parse::<Ipv4Addr>().ok())
-                        {
-                            let host = e
-                                .hostname
-                                .clone()
-                                .unwrap_or_else(|| ip.to_string().replace('.', "-"));
-                            let target = fqdn(&format!("{host}.{base}"));
-                            self.node(&base).a.push(ip);
-                            self.node(&target).a.push(ip);
-                            self.ptr.entry(ip).or_insert_with(|| target.clone());
-                            for p in slice.ports.iter().flatten() {
-                                let (Some(pname), Some(port)) =
-                                    (p.name.as_deref().filter(|n| !n.is_empty()), p.port)
-                                else {
-                                    continue;
-                                };
-                                let proto = p.protocol.as_deref().unwrap_or("TCP");
-                                let port = u16::try_from(port).unwrap_or(0);
-                                self.node(&srv_name(pname, proto))
-                                    .srv
-                                    .push((port, target.clone()));
-                            }
-                        }
+                        };
+                        let proto = p.protocol.as_deref().unwrap_or("TCP");
+                        let port = u16::try_from(port).unwrap_or(0);
+                        self.node(&srv_name(pname, proto))
+                            .srv
+                            .push((port, target.clone()));
                     }
                 }
-            }
-            // No address yet (or none this zone understands): the name exists, empty.
-            _ => {
-                self.node(&base);
             }
         }
     }
@@ -227,15 +254,22 @@ impl Zone {
         let qtype = q.query_type();
         let name = q.name().clone();
         if qtype == RecordType::PTR {
-            return match reverse_v4(&qname).and_then(|ip| self.ptr.get(&ip)) {
-                Some(target) => {
-                    let t = Name::from_ascii(target).unwrap_or_default();
-                    msg.metadata.authoritative = true;
-                    msg.add_answer(Record::from_rdata(name, TTL, RData::PTR(PTR(t))));
-                    Answer::Local { msg, chase: None }
-                }
-                None => Answer::Forward,
+            let Some(ip) = reverse_v4(&qname) else {
+                return Answer::Forward;
             };
+            let targets = match (self.svc_ptr.get(&ip), self.ep_ptr.get(&ip)) {
+                (Some(svc), _) => std::slice::from_ref(svc),
+                (None, Some(eps)) => eps.as_slice(),
+                // Not a Service's (a pod serving none, say): CoreDNS falls through to the
+                // upstream resolvers (`fallthrough in-addr.arpa`).
+                (None, None) => return Answer::Forward,
+            };
+            msg.metadata.authoritative = true;
+            for target in targets {
+                let t = Name::from_ascii(target).unwrap_or_default();
+                msg.add_answer(Record::from_rdata(name.clone(), TTL, RData::PTR(PTR(t))));
+            }
+            return Answer::Local { msg, chase: None };
         }
         if !self.in_zone(&qname) {
             return Answer::Forward;

@@ -258,3 +258,87 @@ fn other_cluster_domain() {
     );
     assert!(matches!(z.answer(&q), Answer::Forward));
 }
+
+#[test]
+fn headless_without_ready_endpoints_is_nxdomain() {
+    let empty = service(
+        r#"{"metadata": {"name": "quiet", "namespace": "solo"},
+            "spec": {"clusterIP": "None", "selector": {"app": "db"},
+                     "ports": [{"name": "pg", "port": 5432}]}}"#,
+    );
+    let slices = crate::endpoints::slices(&empty, &[pod("db-2", "10.85.0.7", false, None)]);
+    let z = Zone::build("cluster.local", &[empty], &slices);
+    for (name, t) in [
+        ("quiet.solo.svc.cluster.local.", RecordType::A),
+        ("quiet.solo.svc.cluster.local.", RecordType::AAAA),
+        ("_pg._tcp.quiet.solo.svc.cluster.local.", RecordType::SRV),
+    ] {
+        let m = ask(&z, name, t);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(matches!(m.authorities[0].data, RData::SOA(_)), "{name}");
+    }
+    // The namespace's name exists (NODATA).
+    let m = ask(&z, "solo.svc.cluster.local.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+}
+
+#[test]
+fn ptr_for_cluster_ips_and_endpoints_of_every_service() {
+    // One pod behind a ClusterIP Service and a headless one: both endpoint names resolve and
+    // its PTR lists both; the ClusterIP's PTR is the Service.
+    let web = service(
+        r#"{"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "db"},
+                     "ports": [{"name": "pg", "port": 5432}]}}"#,
+    );
+    let db = service(
+        r#"{"metadata": {"name": "db", "namespace": "default"},
+            "spec": {"clusterIP": "None", "selector": {"app": "db"},
+                     "ports": [{"name": "pg", "port": 5432}]}}"#,
+    );
+    let pods = [pod("db-1", "10.85.0.6", true, None)];
+    let mut slices = crate::endpoints::slices(&web, &pods);
+    slices.extend(crate::endpoints::slices(&db, &pods));
+    let z = Zone::build("cluster.local", &[web, db], &slices);
+    assert_eq!(
+        addrs(&ask(
+            &z,
+            "10-85-0-6.web.default.svc.cluster.local.",
+            RecordType::A
+        )),
+        ["10.85.0.6"]
+    );
+    // The ClusterIP Service's own name keeps its one address.
+    assert_eq!(
+        addrs(&ask(&z, "web.default.svc.cluster.local.", RecordType::A)),
+        ["10.96.0.10"]
+    );
+    let ptrs = |name: &str| -> Vec<String> {
+        ask(&z, name, RecordType::PTR)
+            .answers
+            .iter()
+            .map(|r| match &r.data {
+                RData::PTR(p) => p.0.to_ascii(),
+                o => panic!("{o:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        ptrs("6.0.85.10.in-addr.arpa."),
+        [
+            "10-85-0-6.db.default.svc.cluster.local.",
+            "10-85-0-6.web.default.svc.cluster.local."
+        ]
+    );
+    assert_eq!(
+        ptrs("10.0.96.10.in-addr.arpa."),
+        ["web.default.svc.cluster.local."]
+    );
+    // A pod serving no Service: forwarded, as CoreDNS falls through.
+    let q = query(
+        Name::from_ascii("9.0.85.10.in-addr.arpa.").unwrap(),
+        RecordType::PTR,
+    );
+    assert!(matches!(z.answer(&q), Answer::Forward));
+}
