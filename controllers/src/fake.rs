@@ -86,6 +86,18 @@ impl FakeStore {
         o
     }
 
+    /// Remove the pods being deleted (their containers stopped).
+    pub fn reap(&self) {
+        let mut statuses = self.statuses.lock().unwrap();
+        self.objects.lock().unwrap().retain(|k, o| {
+            let gone = matches!(o, Object::Pod(p) if p.metadata.deletion_timestamp.is_some());
+            if gone {
+                statuses.remove(&k.name);
+            }
+            !gone
+        });
+    }
+
     pub fn obj(&self, kind: &'static str, name: &str) -> Option<Object> {
         let k = ObjectKey {
             kind,
@@ -140,6 +152,19 @@ impl Store for FakeStore {
     async fn delete(&self, key: &ObjectKey) -> Result<bool, ControllerError> {
         self.statuses.lock().unwrap().remove(&key.name);
         Ok(self.objects.lock().unwrap().remove(key).is_some())
+    }
+    async fn delete_gracefully(&self, key: &ObjectKey) -> Result<bool, ControllerError> {
+        let mut objs = self.objects.lock().unwrap();
+        match objs.get_mut(key) {
+            Some(Object::Pod(p)) => {
+                p.metadata.deletion_timestamp = Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(self.now()),
+                );
+                Ok(true)
+            }
+            Some(_) => Ok(objs.remove(key).is_some()),
+            None => Ok(false),
+        }
     }
     async fn pod_status(&self, pod: &Pod) -> PodStatus {
         let name = pod.metadata.name.clone().unwrap_or_default();

@@ -8,8 +8,21 @@ use crate::common::controller_of;
 use crate::Store;
 
 /// Kinds that own objects, and kinds that are owned.
-const OWNERS: &[&str] = &["Deployment", "ReplicaSet", "Job", "DaemonSet", "CronJob"];
-const DEPENDENTS: &[&str] = &["ReplicaSet", "Pod", "Job"];
+const OWNERS: &[&str] = &[
+    "Deployment",
+    "ReplicaSet",
+    "Job",
+    "DaemonSet",
+    "CronJob",
+    "StatefulSet",
+];
+const DEPENDENTS: &[&str] = &[
+    "ReplicaSet",
+    "Pod",
+    "Job",
+    "PersistentVolumeClaim",
+    "ControllerRevision",
+];
 
 /// One round: delete every dependent whose controller owner is gone.
 pub async fn collect<S: Store + ?Sized>(store: &S) {

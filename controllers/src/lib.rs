@@ -11,6 +11,8 @@
 //!   startingDeadlineSeconds, missed schedules, history limits);
 //! - [`daemonset`]: a DaemonSet's one pod on this [`node`] (nodeSelector, node affinity,
 //!   taints and tolerations; RollingUpdate with maxUnavailable/maxSurge, OnDelete);
+//! - [`statefulset`]: a StatefulSet's ordinal Pods and their PersistentVolumeClaims
+//!   (OrderedReady/Parallel, RollingUpdate with partition, OnDelete, retention policy);
 //! - [`namespace`]: the built-in namespaces, phases, and emptying a deleted namespace;
 //! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
 //!
@@ -30,6 +32,7 @@ pub mod job_policy;
 pub mod namespace;
 pub mod node;
 pub mod replicaset;
+pub mod statefulset;
 mod supervisor;
 
 #[cfg(test)]
@@ -65,6 +68,11 @@ pub trait Store: Send + Sync + 'static {
         f: Modify,
     ) -> Result<Option<Object>, ControllerError>;
     async fn delete(&self, key: &ObjectKey) -> Result<bool, ControllerError>;
+    /// Delete as `kinglet delete` does: a Pod is marked (deletionTimestamp) and stays until
+    /// its containers are stopped; anything else goes at once.
+    async fn delete_gracefully(&self, key: &ObjectKey) -> Result<bool, ControllerError> {
+        self.delete(key).await
+    }
     /// A stored pod's current status.
     async fn pod_status(&self, pod: &Pod) -> PodStatus;
     /// Wall-clock now (status times, minReadySeconds).
@@ -86,6 +94,7 @@ pub struct Controllers<S: Store> {
     pub jobs: Arc<Controller<job::JobReconciler<S>>>,
     pub daemon_sets: Arc<Controller<daemonset::DaemonSetReconciler<S>>>,
     pub cron_jobs: Arc<Controller<cronjob::CronJobReconciler<S>>>,
+    pub stateful_sets: Arc<Controller<statefulset::StatefulSetReconciler<S>>>,
     store: Arc<S>,
 }
 
@@ -110,6 +119,10 @@ impl<S: Store> Controllers<S> {
             ),
             cron_jobs: Controller::new(
                 Arc::new(cronjob::CronJobReconciler::new(store.clone())),
+                RetryPolicy::default(),
+            ),
+            stateful_sets: Controller::new(
+                Arc::new(statefulset::StatefulSetReconciler::new(store.clone())),
                 RetryPolicy::default(),
             ),
             store,
@@ -172,6 +185,16 @@ impl<S: Store> Controllers<S> {
             .collect();
         for k in cjs.iter().chain(&self.cron_jobs.keys()) {
             self.cron_jobs.trigger(k);
+        }
+        let sts: Vec<ObjectKey> = self
+            .store
+            .list("StatefulSet")
+            .await
+            .iter()
+            .map(Object::key)
+            .collect();
+        for k in sts.iter().chain(&self.stateful_sets.keys()) {
+            self.stateful_sets.trigger(k);
         }
     }
 }

@@ -311,6 +311,9 @@ fn kind_of(s: &str) -> Option<&'static str> {
         "endpoints" | "ep" => Some("Endpoints"),
         "ingress" | "ingresses" | "ing" => Some("Ingress"),
         "ingressclass" | "ingressclasses" => Some("IngressClass"),
+        "statefulset" | "statefulsets" | "sts" => Some("StatefulSet"),
+        "persistentvolumeclaim" | "persistentvolumeclaims" | "pvc" => Some("PersistentVolumeClaim"),
+        "controllerrevision" | "controllerrevisions" => Some("ControllerRevision"),
         _ => None,
     }
 }
@@ -344,7 +347,10 @@ fn clear_status(o: &mut Object) {
         Object::CronJob(c) => c.status = None,
         Object::Namespace(n) => n.status = None,
         Object::Ingress(i) => i.status = None,
-        Object::ConfigMap(_)
+        Object::StatefulSet(s) => s.status = None,
+        Object::PersistentVolumeClaim(c) => c.status = None,
+        Object::ControllerRevision(_)
+        | Object::ConfigMap(_)
         | Object::Secret(_)
         | Object::Service(_)
         | Object::ServiceAccount(_)
@@ -376,6 +382,16 @@ fn carry_identity(o: &mut Object, prev: Option<&Object>) {
             n.metadata.deletion_timestamp = p.metadata.deletion_timestamp.clone();
         }
         (Object::Ingress(i), Some(Object::Ingress(p))) => i.status = p.status.clone(),
+        (Object::StatefulSet(s), Some(Object::StatefulSet(p))) => s.status = p.status.clone(),
+        (Object::PersistentVolumeClaim(c), Some(Object::PersistentVolumeClaim(p))) => {
+            c.status = p.status.clone();
+            // The provisioner's binding is kept across applies that name no volume.
+            if let (Some(s), Some(ps)) = (&mut c.spec, &p.spec) {
+                if s.volume_name.is_none() {
+                    s.volume_name = ps.volume_name.clone();
+                }
+            }
+        }
         _ => {}
     }
     let m = o.meta_mut();

@@ -41,6 +41,7 @@ mod objects;
 pub mod pod;
 pub mod podspec;
 mod probe;
+pub mod pvc;
 pub mod runtime;
 mod security;
 pub mod serviceaccounts;
@@ -208,6 +209,7 @@ impl Supervisor {
     /// Publish the current objects and trigger the worker of every pod that is applied or
     /// has a sandbox left (starting workers as needed).
     async fn dispatch(&self) {
+        self.provision().await;
         let (pods, snap) = self.snapshot().await;
         let pods: HashMap<String, Pod> = pods
             .into_iter()
@@ -297,7 +299,24 @@ impl Supervisor {
                 | Object::Endpoints(_)
                 | Object::ServiceAccount(_)
                 | Object::Ingress(_)
-                | Object::IngressClass(_) => {}
+                | Object::IngressClass(_)
+                | Object::StatefulSet(_)
+                | Object::ControllerRevision(_) => {}
+                Object::PersistentVolumeClaim(c) => {
+                    let bound = c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+                    let uid = c.metadata.uid.as_deref().unwrap_or_default();
+                    let claim = if bound {
+                        pvc::Claim::Bound(pvc::claim_dir(
+                            &self.cfg.root,
+                            &k.namespace,
+                            &k.name,
+                            uid,
+                        ))
+                    } else {
+                        pvc::Claim::Pending
+                    };
+                    snap.claims.insert(key, claim);
+                }
             }
         }
         (pods, snap)

@@ -27,6 +27,10 @@ pub trait Sources {
     fn services(&self) -> Vec<&k8s_openapi::api::core::v1::Service> {
         Vec::new()
     }
+    /// A PersistentVolumeClaim of `namespace` and where it is bound.
+    fn claim(&self, _namespace: &str, _name: &str) -> crate::pvc::Claim {
+        crate::pvc::Claim::Missing
+    }
 }
 
 /// Why a container cannot be configured (the kubelet's CreateContainerConfigError).

@@ -91,6 +91,15 @@ impl Supervisor {
         Ok(gone)
     }
 
+    /// Remove `key` as `kinglet delete` does: a Pod is marked and goes once its containers
+    /// are stopped (absent: false).
+    pub async fn delete_gracefully(&self, key: &ObjectKey) -> Result<bool, KubeletError> {
+        Ok(!self
+            .delete_keys(std::slice::from_ref(key))
+            .await?
+            .is_empty())
+    }
+
     /// A stored pod's current status (phase, conditions, container states).
     pub async fn status_of_pod(&self, pod: &Pod) -> PodStatus {
         self.pod_status(pod).await

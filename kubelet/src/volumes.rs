@@ -1,6 +1,7 @@
 //! Volumes of pods from manifests, prepared on the host and handed to containers as CRI mounts:
 //! `configMap` and `secret` (AtomicWriter layout; secrets on a tmpfs of their own), `emptyDir`
-//! (disk, or `medium: Memory` on tmpfs), `hostPath` (with its `type` checks).
+//! (disk, or `medium: Memory` on tmpfs), `hostPath` (with its `type` checks), and
+//! `persistentVolumeClaim` (the claim's directory from the local provisioner, `crate::pvc`).
 //!
 //! ConfigMap and Secret volumes are rewritten on every reconcile pass; the AtomicWriter makes
 //! that a no-op when nothing changed and an atomic swap when something did.
@@ -209,19 +210,35 @@ pub fn prepare(
             dir
         } else if let Some(pr) = &v.projected {
             projected(pod, ns, (roots, node), src, &v, pr, fs_group)?
+        } else if let Some(c) = &v.persistent_volume_claim {
+            claim_volume(ns, src, &c.claim_name)?
         } else if let Some(h) = &v.host_path {
             host_path(&h.path, h.type_.as_deref().unwrap_or(""))
                 .map_err(|m| ConfigError(format!("hostPath volume {}: {m}", v.name)))?;
             PathBuf::from(&h.path)
         } else {
             return Err(ConfigError(format!(
-                "volume {}: only configMap, secret, emptyDir and hostPath volumes are supported",
+                "volume {}: only configMap, secret, emptyDir, hostPath, projected, downwardAPI and persistentVolumeClaim volumes are supported",
                 v.name
             )));
         };
         out.insert(v.name.clone(), path);
     }
     Ok(out)
+}
+
+/// A persistentVolumeClaim volume: the claim's bound directory, bind-mounted; a claim that is
+/// missing or not bound yet makes the pod wait (its event names the claim), as the kubelet does.
+fn claim_volume(ns: &str, src: &dyn Sources, claim: &str) -> Result<PathBuf, ConfigError> {
+    match src.claim(ns, claim) {
+        crate::pvc::Claim::Bound(dir) if dir.is_dir() => Ok(dir),
+        crate::pvc::Claim::Missing => Err(ConfigError(format!(
+            "error processing PVC {ns}/{claim}: persistentvolumeclaim {claim:?} not found (apply it, or the StatefulSet that makes it)"
+        ))),
+        _ => Err(ConfigError(format!(
+            "error processing PVC {ns}/{claim}: PVC is not bound"
+        ))),
+    }
 }
 
 /// An emptyDir: on disk, or a tmpfs for `medium: Memory`; made world-writable when new, and

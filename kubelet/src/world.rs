@@ -15,6 +15,8 @@ pub struct Snapshot {
     pub secrets: HashMap<(String, String), BTreeMap<String, Vec<u8>>>,
     /// Every Service (service link variables).
     pub services: Vec<Service>,
+    /// PersistentVolumeClaims and their bound directories (`crate::pvc`).
+    pub claims: HashMap<(String, String), crate::pvc::Claim>,
 }
 
 impl Sources for Snapshot {
@@ -28,6 +30,12 @@ impl Sources for Snapshot {
     }
     fn services(&self) -> Vec<&Service> {
         self.services.iter().collect()
+    }
+    fn claim(&self, ns: &str, name: &str) -> crate::pvc::Claim {
+        self.claims
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
+            .unwrap_or(crate::pvc::Claim::Missing)
     }
 }
 

@@ -12,15 +12,19 @@
 //! - Secrets: `data` must be base64, `stringData` is merged over it, and the types
 //!   `kubernetes.io/tls` / `kubernetes.io/dockerconfigjson` must carry their keys, and a TLS
 //!   Secret's `tls.crt` / `tls.key` must be a PEM chain and its matching key (`ingress`);
-//! - networking.k8s.io/v1 `Ingress` and `IngressClass` are validated as the API server does.
+//! - networking.k8s.io/v1 `Ingress` and `IngressClass` are validated as the API server does;
+//! - apps/v1 `StatefulSet` (`workloads::statefulset`) and v1 `PersistentVolumeClaim` (`pvc`) too.
 //!
 //! Objects without `metadata.namespace` land in `default`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+pub use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 pub use k8s_openapi::api::batch::v1::{CronJob, Job};
+pub use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 pub use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -28,6 +32,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub mod cron;
 mod endpointslice;
 mod ingress;
+mod pvc;
+pub use pvc::storage_bytes;
 mod service;
 pub use ingress::tls_pair_problem;
 mod workloads;
@@ -54,7 +60,7 @@ pub enum ManifestError {
         doc: usize,
         field: &'static str,
     },
-    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, ServiceAccount, Endpoints, Namespace, List; apps/v1 Deployment, ReplicaSet, DaemonSet; batch/v1 Job, CronJob; discovery.k8s.io/v1 EndpointSlice; networking.k8s.io/v1 Ingress, IngressClass)")]
+    #[error("{source_name}: document {doc}: kind {kind:?} of apiVersion {api_version:?} is not supported (supported: v1 Pod, ConfigMap, Secret, Service, ServiceAccount, Endpoints, Namespace, List; PersistentVolumeClaim; apps/v1 Deployment, ReplicaSet, DaemonSet, StatefulSet, ControllerRevision; batch/v1 Job, CronJob; discovery.k8s.io/v1 EndpointSlice; networking.k8s.io/v1 Ingress, IngressClass)")]
     Unsupported {
         source_name: String,
         doc: usize,
@@ -94,6 +100,9 @@ pub enum Object {
     ServiceAccount(Box<ServiceAccount>),
     Ingress(Box<Ingress>),
     IngressClass(Box<IngressClass>),
+    StatefulSet(Box<StatefulSet>),
+    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
+    ControllerRevision(Box<ControllerRevision>),
 }
 
 /// Kind, namespace and name: what identifies an object.
@@ -129,6 +138,9 @@ impl Object {
             Object::ServiceAccount(_) => "ServiceAccount",
             Object::Ingress(_) => "Ingress",
             Object::IngressClass(_) => "IngressClass",
+            Object::StatefulSet(_) => "StatefulSet",
+            Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
+            Object::ControllerRevision(_) => "ControllerRevision",
         }
     }
 
@@ -141,8 +153,13 @@ impl Object {
             | Object::Service(_)
             | Object::Endpoints(_)
             | Object::ServiceAccount(_)
-            | Object::Namespace(_) => "v1",
-            Object::Deployment(_) | Object::ReplicaSet(_) | Object::DaemonSet(_) => "apps/v1",
+            | Object::Namespace(_)
+            | Object::PersistentVolumeClaim(_) => "v1",
+            Object::Deployment(_)
+            | Object::ReplicaSet(_)
+            | Object::DaemonSet(_)
+            | Object::StatefulSet(_)
+            | Object::ControllerRevision(_) => "apps/v1",
             Object::Job(_) | Object::CronJob(_) => "batch/v1",
             Object::EndpointSlice(_) => "discovery.k8s.io/v1",
             Object::Ingress(_) | Object::IngressClass(_) => "networking.k8s.io/v1",
@@ -166,6 +183,9 @@ impl Object {
             Object::ServiceAccount(s) => &s.metadata,
             Object::Ingress(i) => &i.metadata,
             Object::IngressClass(c) => &c.metadata,
+            Object::StatefulSet(s) => &s.metadata,
+            Object::PersistentVolumeClaim(c) => &c.metadata,
+            Object::ControllerRevision(r) => &r.metadata,
         }
     }
 
@@ -186,6 +206,9 @@ impl Object {
             Object::ServiceAccount(s) => &mut s.metadata,
             Object::Ingress(i) => &mut i.metadata,
             Object::IngressClass(c) => &mut c.metadata,
+            Object::StatefulSet(s) => &mut s.metadata,
+            Object::PersistentVolumeClaim(c) => &mut c.metadata,
+            Object::ControllerRevision(r) => &mut r.metadata,
         }
     }
 
@@ -207,6 +230,9 @@ impl Object {
             Object::ServiceAccount(s) => serde_json::to_value(s),
             Object::Ingress(i) => serde_json::to_value(i),
             Object::IngressClass(c) => serde_json::to_value(c),
+            Object::StatefulSet(s) => serde_json::to_value(s),
+            Object::PersistentVolumeClaim(c) => serde_json::to_value(c),
+            Object::ControllerRevision(r) => serde_json::to_value(r),
         }?;
         v["apiVersion"] = self.api_version().into();
         v["kind"] = self.kind().into();
@@ -390,6 +416,19 @@ fn parse_value(
             let d: DaemonSet = typed(source_name, &label, &value)?;
             workloads::daemonset::check_daemon_set(source_name, &label, &d)?;
             Object::DaemonSet(Box::new(d))
+        }
+        ("apps/v1", "StatefulSet") => {
+            let s: StatefulSet = typed(source_name, &label, &value)?;
+            workloads::statefulset::check_stateful_set(source_name, &label, &s)?;
+            Object::StatefulSet(Box::new(s))
+        }
+        ("apps/v1", "ControllerRevision") => {
+            Object::ControllerRevision(Box::new(typed(source_name, &label, &value)?))
+        }
+        ("v1", "PersistentVolumeClaim") => {
+            let c: PersistentVolumeClaim = typed(source_name, &label, &value)?;
+            pvc::check_pvc(source_name, &label, &c)?;
+            Object::PersistentVolumeClaim(Box::new(c))
         }
         ("v1", "Namespace") => {
             let n: Namespace = typed(source_name, &label, &value)?;
@@ -713,9 +752,10 @@ fn unsupported(p: &Pod) -> Option<String> {
             || v.empty_dir.is_some()
             || v.host_path.is_some()
             || v.projected.is_some()
-            || v.downward_api.is_some();
+            || v.downward_api.is_some()
+            || v.persistent_volume_claim.is_some();
         if !known {
-            return Some(format!("spec.volumes[{i}] (only configMap, secret, emptyDir, hostPath, projected and downwardAPI volumes are supported)"));
+            return Some(format!("spec.volumes[{i}] (only configMap, secret, emptyDir, hostPath, projected, downwardAPI and persistentVolumeClaim volumes are supported)"));
         }
     }
     None

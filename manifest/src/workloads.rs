@@ -487,5 +487,6 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
 
 pub(crate) mod cronjob;
 pub(crate) mod daemonset;
+pub(crate) mod statefulset;
 #[cfg(test)]
 mod tests;

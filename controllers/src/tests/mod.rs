@@ -7,6 +7,7 @@ mod deployment;
 mod job;
 mod namespace;
 mod replicaset;
+mod statefulset;
 
 use kinglet_manifest::Object;
 
@@ -41,6 +42,7 @@ pub fn apply(store: &FakeStore, yaml: &str) -> Object {
                 (Object::Job(j), Object::Job(p)) => j.status = p.status,
                 (Object::DaemonSet(d), Object::DaemonSet(p)) => d.status = p.status,
                 (Object::CronJob(c), Object::CronJob(p)) => c.status = p.status,
+                (Object::StatefulSet(s), Object::StatefulSet(p)) => s.status = p.status,
                 _ => {}
             }
             store.objects.lock().unwrap().insert(o.key(), o.clone());
