@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Soak, run on demand (not in CI): PODS pods whose container exits at once, for MINUTES
 # minutes, under the configured CrashLoopBackOff (short constants by default so that the loop
-# is busy: 1 s doubling to 10 s). Samples the daemon's memory (RSS, PSS), CPU and open file
-# descriptors every INTERVAL seconds, and the total restarts; prints a table and the end/start
-# ratios. With the back-off holding, memory and CPU stay flat however long it runs.
+# is busy: 1 s doubling to 10 s). Samples the daemon's memory (RSS, PSS), CPU, open file
+# descriptors and tasks (threads) every INTERVAL seconds, and the total restarts; prints a
+# table and the end/start ratios. With the back-off holding, memory and CPU stay flat however
+# long it runs.
+#
+# CYCLES=N (default 0) also runs N pod create/remove cycles beside the crash loops, one after
+# the other through crictl (CRICTL, default ../shared/cri-tools/crictl, else crictl on PATH):
+# RunPodSandbox, CreateContainer + StartContainer (busybox sleep), then `rmp -f`; the table
+# gets the cycles done so far, and it stops when the cycles are done or MINUTES are up.
+#   CYCLES=1000 MINUTES=30 PODS=100 bash scripts/soak-crashloop.sh   (the issue's soak)
+# PROFILE=debug uses a debug build (quicker to build; memory figures are then larger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-60}
@@ -11,12 +19,22 @@ PODS=${PODS:-10}
 INTERVAL=${INTERVAL:-60}
 INITIAL_MS=${INITIAL_MS:-1000}
 MAX_MS=${MAX_MS:-10000}
+CYCLES=${CYCLES:-0}
+PROFILE=${PROFILE:-release}
 bash scripts/setup-debian.sh >/dev/null
-cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
-k=target/release/kinglet
+if [ "$PROFILE" = release ]; then
+  cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
+else
+  cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
+fi
+k=target/$PROFILE/kinglet
 work=$(mktemp -d /tmp/kinglet-soak.XXXXXX)
 cleanup() {
+  if [ -n "${cpid:-}" ]; then kill "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true; fi
   if [ -n "${dpid:-}" ]; then
+    if [ -n "${crictl:-}" ]; then
+      for id in $("${crictl[@]}" pods -q 2>/dev/null); do "${crictl[@]}" rmp -f "$id" >/dev/null 2>&1 || true; done
+    fi
     $k delete -f "$work/pods.yaml" --socket "$work/k.sock" >/dev/null 2>&1 || true
     sleep 3
     kill "$dpid" 2>/dev/null || true
@@ -41,6 +59,29 @@ for i in $(seq "$PODS"); do
   printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: soak-%s}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: kinglet.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, "exit 1"]\n' "$i"
 done >"$work/pods.yaml"
 $k apply -f "$work/pods.yaml" --socket "$work/k.sock" >/dev/null
+crictl=("${CRICTL:-$(pwd)/../shared/cri-tools/crictl}" --config /dev/null -r "unix://$work/k.sock" -i "unix://$work/k.sock" --timeout 60s)
+[ -x "${crictl[0]}" ] || crictl[0]=crictl
+# One create/remove cycle after the other, counted in $work/cycles; a failed cycle stops it.
+cycles() {
+  cat >"$work/cpod.json" <<JSON
+{"metadata": {"name": "cycle", "namespace": "default", "uid": "soak-cycle"}, "log_directory": "$work/clogs", "linux": {}}
+JSON
+  cat >"$work/cctr.json" <<JSON
+{"metadata": {"name": "c"}, "image": {"image": "kinglet.test/busybox:latest"}, "command": ["sleep", "3600"], "log_path": "c.log", "linux": {}}
+JSON
+  for i in $(seq "$CYCLES"); do
+    pod=$("${crictl[@]}" runp "$work/cpod.json") &&
+      ctr=$("${crictl[@]}" create "$pod" "$work/cctr.json" "$work/cpod.json") &&
+      "${crictl[@]}" start "$ctr" >/dev/null &&
+      "${crictl[@]}" rmp -f "$pod" >/dev/null || { echo "soak: cycle $i failed" >&2; return 1; }
+    echo "$i" >"$work/cycles"
+  done
+}
+echo 0 >"$work/cycles"
+if [ "$CYCLES" -gt 0 ]; then
+  cycles &
+  cpid=$!
+fi
 tck=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$dpid/stat"; }
 mem() { awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {printf "%.1f %.1f\n", r/1024, p/1024}' "/proc/$dpid/smaps_rollup"; }
@@ -48,8 +89,8 @@ restarts() {
   $k get pods -o json --socket "$work/k.sock" |
     python3 -c 'import json,sys; print(sum(p["status"]["containerStatuses"][0].get("restartCount",0) for p in json.load(sys.stdin)["items"]))'
 }
-echo "soak: $PODS pods exiting at once, back-off ${INITIAL_MS} ms doubling to ${MAX_MS} ms, $MINUTES min, sample every ${INTERVAL} s"
-printf '%8s %10s %10s %8s %6s %10s\n' minute rss_mib pss_mib cpu_% fds restarts
+echo "soak: $PODS pods exiting at once, back-off ${INITIAL_MS} ms doubling to ${MAX_MS} ms, $CYCLES create/remove cycles, $MINUTES min, sample every ${INTERVAL} s ($PROFILE build)"
+printf '%8s %10s %10s %8s %6s %6s %10s %7s\n' minute rss_mib pss_mib cpu_% fds tasks restarts cycles
 end=$(( $(date +%s) + MINUTES * 60 ))
 c0=$(cpu); t0=$(date +%s)
 first_rss=""; first_cpu=""
@@ -59,10 +100,18 @@ while [ "$(date +%s)" -lt "$end" ]; do
   pct=$(awk -v a="$c0" -v b="$c1" -v t="$tck" -v d=$((t1 - t0)) 'BEGIN {printf "%.2f", (b-a)/t/d*100}')
   read -r rss pss < <(mem)
   fds=$(ls "/proc/$dpid/fd" | wc -l)
-  printf '%8.1f %10s %10s %8s %6s %10s\n' "$(awk -v s=$((t1 - end + MINUTES * 60)) 'BEGIN{print s/60}')" "$rss" "$pss" "$pct" "$fds" "$(restarts)"
-  [ -z "$first_rss" ] && { first_rss=$rss; first_cpu=$pct; }
-  last_rss=$rss; last_cpu=$pct
+  tasks=$(ls "/proc/$dpid/task" | wc -l)
+  printf '%8.1f %10s %10s %8s %6s %6s %10s %7s\n' "$(awk -v s=$((t1 - end + MINUTES * 60)) 'BEGIN{print s/60}')" \
+    "$rss" "$pss" "$pct" "$fds" "$tasks" "$(restarts)" "$(cat "$work/cycles")"
+  [ -z "$first_rss" ] && { first_rss=$rss; first_cpu=$pct; first_fds=$fds; first_tasks=$tasks; }
+  last_rss=$rss; last_cpu=$pct; last_fds=$fds; last_tasks=$tasks
   c0=$c1; t0=$t1
+  if [ "$CYCLES" -gt 0 ] && ! kill -0 "$cpid" 2>/dev/null; then
+    wait "$cpid" || { echo "soak: the create/remove cycles failed" >&2; exit 1; }
+    cpid=
+    break
+  fi
 done
 awk -v a="$first_rss" -v b="$last_rss" 'BEGIN {printf "ratio RSS last/first sample: %.2f (%s -> %s MiB)\n", b/a, a, b}'
 awk -v a="$first_cpu" -v b="$last_cpu" 'BEGIN {printf "CPU first/last interval: %s%% / %s%% of one core\n", a, b}'
+echo "fds first/last sample: $first_fds / $last_fds; tasks: $first_tasks / $last_tasks"

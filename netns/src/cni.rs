@@ -321,17 +321,24 @@ impl Cni {
                 )));
             }
         };
-        let stdout: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if !out.status.success() {
-            let msg = match (stdout["msg"].as_str(), stdout["details"].as_str()) {
-                (Some(m), Some(d)) if !d.is_empty() => format!("{m}: {d}"),
-                (Some(m), _) => m.to_owned(),
-                _ => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            };
-            return Err(fail(format!("{msg} ({})", out.status)));
-        }
-        Ok(stdout)
+        read_reply(&out.stdout, &out.stderr, out.status.success())
+            .map_err(|msg| fail(format!("{msg} ({})", out.status)))
     }
+}
+
+/// What a plugin printed, read as [`Cni`] reads it: its result (JSON; `null` when stdout is not
+/// JSON) when it succeeded, else its error message (`msg: details` of the error object on
+/// stdout, else stderr).
+pub fn read_reply(stdout: &[u8], stderr: &[u8], success: bool) -> Result<Value, String> {
+    let stdout: Value = serde_json::from_slice(stdout).unwrap_or(Value::Null);
+    if !success {
+        return Err(match (stdout["msg"].as_str(), stdout["details"].as_str()) {
+            (Some(m), Some(d)) if !d.is_empty() => format!("{m}: {d}"),
+            (Some(m), _) => m.to_owned(),
+            _ => String::from_utf8_lossy(stderr).trim().to_owned(),
+        });
+    }
+    Ok(stdout)
 }
 
 /// (name, cniVersion, plugins) of a conflist, or what is wrong with it.
@@ -387,7 +394,7 @@ fn port_mappings_json(ports: &[PortMapping]) -> Value {
 }
 
 /// The first IPv4 address of a CNI result (`ips[].address`, CIDR notation).
-fn first_ipv4(result: &Value) -> Option<Ipv4Addr> {
+pub fn first_ipv4(result: &Value) -> Option<Ipv4Addr> {
     result["ips"].as_array()?.iter().find_map(|ip| {
         ip["address"]
             .as_str()?
@@ -412,6 +419,20 @@ mod tests {
                 {"type": "portmap", "capabilities": {"portMappings": true}}
             ]
         })
+    }
+
+    #[test]
+    fn plugin_replies_are_read_as_the_spec_says() {
+        let ok = br#"{"ips": [{"address": "fd00::2/64"}, {"address": "10.88.0.5/16"}]}"#;
+        let r = read_reply(ok, b"", true).unwrap();
+        assert_eq!(first_ipv4(&r), Some(Ipv4Addr::new(10, 88, 0, 5)));
+        assert_eq!(read_reply(b"not json", b"", true).unwrap(), Value::Null);
+        let err = br#"{"code": 11, "msg": "no IP", "details": "range full"}"#;
+        assert_eq!(
+            read_reply(err, b"ignored", false).unwrap_err(),
+            "no IP: range full"
+        );
+        assert_eq!(read_reply(b"", b" boom\n", false).unwrap_err(), "boom");
     }
 
     #[test]

@@ -82,6 +82,20 @@ impl DnsServer {
         self.addr
     }
 
+    /// What the listeners send back for the query `bytes`: over TCP (`tcp`) what a framed
+    /// query gets, else what a datagram gets (answered in line from the zone, or after the
+    /// upstreams, as the UDP loop does). None: no answer is sent.
+    pub async fn answer(&self, bytes: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        if tcp {
+            return self.shared.handle(bytes, true).await;
+        }
+        match self.shared.try_local(bytes) {
+            Step::Reply(out) => Some(out),
+            Step::Upstream => self.shared.handle(bytes, false).await,
+            Step::Ignore => None,
+        }
+    }
+
     /// Answer from `zone` from now on; returns whether it differed from the current one.
     pub fn set_zone(&self, zone: Zone) -> bool {
         let mut cur = self.shared.zone.write().unwrap_or_else(|e| e.into_inner());

@@ -192,3 +192,36 @@ async fn big_answers_are_truncated_over_udp_and_whole_over_tcp() {
     assert!(!tcp.metadata.truncation);
     assert_eq!(tcp.answers.len(), 100);
 }
+
+#[tokio::test]
+async fn answer_is_what_the_listeners_send() {
+    let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), zone_with_web(), vec![])
+        .await
+        .unwrap();
+    let q = zone::query(
+        Name::from_ascii("web.default.svc.cluster.local.").unwrap(),
+        RecordType::A,
+    );
+    let bytes = q.to_vec().unwrap();
+    for tcp in [false, true] {
+        let m = Message::from_vec(&server.answer(&bytes, tcp).await.unwrap()).unwrap();
+        assert_eq!(m.metadata.id, q.metadata.id);
+        assert_eq!(first_a(&m), Some(Ipv4Addr::new(10, 96, 0, 10)));
+        let name = "web.default.svc.cluster.local.";
+        let heard = if tcp {
+            ask_tcp(server.local_addr(), name).await
+        } else {
+            ask_udp(server.local_addr(), name).await
+        };
+        assert_eq!(m.answers, heard.answers);
+    }
+    // Not DNS: FORMERR with the id when there is one, else no answer.
+    let formerr = Message::from_vec(&server.answer(b"\x12\x34\xff", false).await.unwrap()).unwrap();
+    assert_eq!(formerr.metadata.id, 0x1234);
+    assert_eq!(formerr.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(server.answer(b"\x12", false).await, None);
+    // No upstream: a forwarded name gets SERVFAIL.
+    let q = zone::query(Name::from_ascii("example.com.").unwrap(), RecordType::A);
+    let m = Message::from_vec(&server.answer(&q.to_vec().unwrap(), false).await.unwrap()).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
