@@ -215,36 +215,8 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     kv("Namespace", ns.into());
     kv("CreationTimestamp", s(&v, "/metadata/creationTimestamp"));
     if pvc {
-        kv("StorageClass", s(&v, "/spec/storageClassName"));
-        kv("Status", or_pending(s(&v, "/status/phase")));
-        kv("Volume", s(&v, "/spec/volumeName"));
-        kv("Labels", pairs(v.pointer("/metadata/labels")));
-        kv("Capacity", s(&v, "/status/capacity/storage"));
-        kv("Access Modes", modes(&v, "/status/accessModes"));
-        kv("VolumeMode", "Filesystem".into());
-        let users: Vec<String> = list(&mut c, "pod", ns)
-            .await?
-            .iter()
-            .filter(|p| {
-                p.pointer("/spec/volumes")
-                    .and_then(Value::as_array)
-                    .is_some_and(|vs| {
-                        vs.iter().any(|x| {
-                            x.pointer("/persistentVolumeClaim/claimName")
-                                == Some(&Value::from(name))
-                        })
-                    })
-            })
-            .map(|p| s(p, "/metadata/name"))
-            .collect();
-        kv(
-            "Used By",
-            if users.is_empty() {
-                "<none>".into()
-            } else {
-                users.join(",")
-            },
-        );
+        let users = claim_users(&mut c, name, ns).await?;
+        describe_claim(&v, &mut kv, users);
         print!("{out}");
         return Ok(());
     }
@@ -322,6 +294,46 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
     }
     print!("{out}");
     Ok(())
+}
+
+/// The pods of `ns` whose volumes name claim `name`.
+async fn claim_users(
+    c: &mut ObjectsClient<Channel>,
+    name: &str,
+    ns: &str,
+) -> anyhow::Result<Vec<String>> {
+    let uses = |p: &Value| {
+        p.pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .is_some_and(|vs| {
+                vs.iter().any(|x| {
+                    x.pointer("/persistentVolumeClaim/claimName") == Some(&Value::from(name))
+                })
+            })
+    };
+    Ok(list(c, "pod", ns)
+        .await?
+        .iter()
+        .filter(|p| uses(p))
+        .map(|p| s(p, "/metadata/name"))
+        .collect())
+}
+
+/// `describe pvc`'s fields after the name.
+fn describe_claim(v: &Value, kv: &mut impl FnMut(&str, String), users: Vec<String>) {
+    kv("StorageClass", s(v, "/spec/storageClassName"));
+    kv("Status", or_pending(s(v, "/status/phase")));
+    kv("Volume", s(v, "/spec/volumeName"));
+    kv("Labels", pairs(v.pointer("/metadata/labels")));
+    kv("Capacity", s(v, "/status/capacity/storage"));
+    kv("Access Modes", modes(v, "/status/accessModes"));
+    kv("VolumeMode", "Filesystem".into());
+    let users = if users.is_empty() {
+        "<none>".into()
+    } else {
+        users.join(",")
+    };
+    kv("Used By", users);
 }
 
 fn or_default(x: String, d: &str) -> String {
@@ -414,5 +426,83 @@ pub async fn rollout_status(
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(status: Value, strategy: Value) -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 3, "selector": {}, "serviceName": "nginx", "updateStrategy": strategy,
+                     "template": {}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rollout_status_messages_are_kubectls() {
+        let rolling = serde_json::json!({"type": "RollingUpdate"});
+        let st = |ready: i32, cur: &str, upd: &str| {
+            serde_json::json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": ready,
+                "currentReplicas": 3, "updatedReplicas": 1, "currentRevision": cur, "updateRevision": upd})
+        };
+        let m = status_message(&set(st(2, "a", "b"), rolling.clone())).unwrap();
+        assert_eq!(m, (false, "Waiting for 1 pods to be ready...".into()));
+        let m = status_message(&set(st(3, "a", "b"), rolling.clone())).unwrap();
+        assert_eq!(
+            m,
+            (
+                false,
+                "waiting for statefulset rolling update to complete 3 pods at revision b...".into()
+            )
+        );
+        let m = status_message(&set(st(3, "b", "b"), rolling)).unwrap();
+        assert_eq!(
+            m,
+            (
+                true,
+                "statefulset rolling update complete 3 pods at revision b...".into()
+            )
+        );
+        let part = serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
+        let m = status_message(&set(st(3, "a", "b"), part)).unwrap();
+        assert_eq!(
+            m,
+            (
+                true,
+                "partitioned roll out complete: 1 new pods have been updated...".into()
+            )
+        );
+        let stale = serde_json::json!({"observedGeneration": 1});
+        let m = status_message(&set(stale, serde_json::json!({}))).unwrap();
+        assert!(!m.0 && m.1.contains("spec update to be observed"));
+        let e = status_message(&set(
+            st(3, "a", "a"),
+            serde_json::json!({"type": "OnDelete"}),
+        ));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("only available for RollingUpdate"));
+    }
+
+    #[test]
+    fn claim_rows() {
+        let c = serde_json::json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"volumeName": "pvc-1", "storageClassName": "local"},
+            "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce", "ReadOnlyMany"]}});
+        assert_eq!(
+            row(&c, "5s".into(), false),
+            ["data", "Bound", "pvc-1", "1Gi", "RWO,ROX", "local", "<unset>", "5s"]
+        );
+        let pending = serde_json::json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "x"}, "spec": {"volumeName": "v"}});
+        assert_eq!(row(&pending, "1s".into(), true)[..3], ["x", "Pending", ""]);
+        let s = serde_json::json!({"kind": "StatefulSet", "metadata": {"name": "web"}, "spec": {"replicas": 3},
+            "status": {"readyReplicas": 2}});
+        assert_eq!(row(&s, "1m".into(), false), ["web", "2/3", "1m"]);
     }
 }
