@@ -151,38 +151,7 @@ pub async fn sync<S: Store + ?Sized>(
         .into_iter()
         .filter(|p| ordinal_of(&key.name, p.metadata.name.as_deref().unwrap_or("")).is_some())
         .collect();
-    let first = !st.seen_once;
-    st.seen_once = true;
-    let mut views = Vec::new();
-    for p in &pods {
-        let status = store.pod_status(p).await;
-        let uid = p.metadata.uid.clone().unwrap_or_default();
-        let running_ready = status.phase.as_deref() == Some("Running") && common::is_ready(&status);
-        let since = if running_ready {
-            let at = if first {
-                common::running_since(&status).unwrap_or(now)
-            } else {
-                now
-            };
-            Some(*st.ready_since.entry(uid).or_insert(at))
-        } else {
-            st.ready_since.remove(&uid);
-            None
-        };
-        let name = p.metadata.name.clone().unwrap_or_default();
-        views.push(SetPod {
-            ordinal: ordinal_of(&key.name, &name).unwrap_or_default(),
-            revision: common::labels_of(&p.metadata)
-                .get(REVISION_LABEL)
-                .cloned()
-                .unwrap_or_default(),
-            name,
-            running_ready,
-            available: running_ready && common::is_available(since, min_ready, now),
-            terminal: common::is_terminal(&status),
-            terminating: p.metadata.deletion_timestamp.is_some(),
-        });
-    }
+    let views = observe(store, key, &pods, st, now, min_ready).await;
     let params = Params {
         start: spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0),
         replicas: spec.replicas.unwrap_or(1),
@@ -234,6 +203,50 @@ pub async fn sync<S: Store + ?Sized>(
         })
         .min();
     Ok(due.map(Action::Requeue).unwrap_or(Action::AwaitChange))
+}
+
+/// The set's pods as the decisions see them; remembers when each became Ready.
+async fn observe<S: Store + ?Sized>(
+    store: &S,
+    key: &ObjectKey,
+    pods: &[Pod],
+    st: &mut StsState,
+    now: Timestamp,
+    min_ready: i32,
+) -> Vec<SetPod> {
+    let first = !st.seen_once;
+    st.seen_once = true;
+    let mut views = Vec::new();
+    for p in pods {
+        let status = store.pod_status(p).await;
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let running_ready = status.phase.as_deref() == Some("Running") && common::is_ready(&status);
+        let since = if running_ready {
+            let at = if first {
+                common::running_since(&status).unwrap_or(now)
+            } else {
+                now
+            };
+            Some(*st.ready_since.entry(uid).or_insert(at))
+        } else {
+            st.ready_since.remove(&uid);
+            None
+        };
+        let name = p.metadata.name.clone().unwrap_or_default();
+        views.push(SetPod {
+            ordinal: ordinal_of(&key.name, &name).unwrap_or_default(),
+            revision: common::labels_of(&p.metadata)
+                .get(REVISION_LABEL)
+                .cloned()
+                .unwrap_or_default(),
+            name,
+            running_ready,
+            available: running_ready && common::is_available(since, min_ready, now),
+            terminal: common::is_terminal(&status),
+            terminating: p.metadata.deletion_timestamp.is_some(),
+        });
+    }
+    views
 }
 
 /// Upstream's `computeReplicaStatus`, from the pods after this pass's steps.

@@ -103,6 +103,7 @@ pub enum Command {
         client: ClientFlags,
     },
     /// A Deployment's rollout: `rollout status|restart|undo|pause|resume|history deploy/NAME`.
+    /// (A StatefulSet's: `rollout status sts/NAME`.)
     Rollout {
         /// status, restart or undo.
         verb: String,

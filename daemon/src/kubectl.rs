@@ -169,7 +169,8 @@ pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::
     Ok(())
 }
 
-/// Wait until pod `name` is gone (its containers stopped and the object removed).
+/// Wait until pod `name` is gone (its containers stopped and the object removed), or replaced
+/// by a pod of the same name that is not terminating (a StatefulSet's), as kubectl waits by uid.
 async fn wait_pod_gone(c: &mut ObjectsClient<Channel>, name: &str, ns: &str) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     while std::time::Instant::now() < deadline {
@@ -184,7 +185,16 @@ async fn wait_pod_gone(c: &mut ObjectsClient<Channel>, name: &str, ns: &str) -> 
         match r {
             Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
             Err(s) => return Err(status_err("delete")(s)),
-            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Ok(r) => {
+                let terminating = r.into_inner().objects.first().is_some_and(|o| {
+                    serde_json::from_str::<serde_json::Value>(o)
+                        .is_ok_and(|v| !v["metadata"]["deletionTimestamp"].is_null())
+                });
+                if !terminating {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
         }
     }
     bail!("pod {ns}/{name} is still terminating after 10 minutes")
@@ -226,7 +236,7 @@ pub async fn get_many(
     };
     // kubectl's `all`: the workload kinds and Services.
     let kinds = if kinds == "all" {
-        "pods,svc,deploy,rs,job".to_owned()
+        "pods,svc,deploy,rs,sts,job".to_owned()
     } else {
         kinds
     };
@@ -335,6 +345,7 @@ pub(crate) fn table_header(kind: &str, wide: bool, all: bool) -> Vec<&'static st
         "Service" => [kinglet_services::columns::SERVICE_HEADER, &["AGE"]].concat(),
         "EndpointSlice" => [kinglet_services::columns::SLICE_HEADER, &["AGE"]].concat(),
         k => crate::workloads_cli::header(k, wide)
+            .or_else(|| crate::sts_cli::header(k, wide))
             .or_else(|| crate::ingress_cli::header(k))
             .unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
     };
@@ -384,6 +395,9 @@ pub(crate) fn table_row(
             crate::workloads_cli::row(o, age, wide)
         }
         "Ingress" | "IngressClass" => crate::ingress_cli::row(o, age),
+        "StatefulSet" | "PersistentVolumeClaim" | "ControllerRevision" => {
+            crate::sts_cli::row(o, age, wide)
+        }
         "Service" => {
             let s: k8s_openapi::api::core::v1::Service = serde_json::from_value(o.clone())?;
             let mut r = kinglet_services::columns::service_row(&s);
@@ -654,6 +668,9 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
             | "jobs"
     ) {
         return crate::workloads_cli::describe(ch, kind, name, ns).await;
+    }
+    if crate::sts_cli::describes(kind) {
+        return crate::sts_cli::describe(ch, kind, name, ns).await;
     }
     if crate::apps_cli::describes(kind) {
         return crate::apps_cli::describe(ch, kind, name, ns).await;

@@ -41,6 +41,7 @@ pub mod podview;
 pub mod reset;
 pub mod server;
 pub mod stream_cli;
+pub mod sts_cli;
 pub mod svc_forward;
 pub mod trust;
 pub mod watch_api;

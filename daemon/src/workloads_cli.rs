@@ -214,7 +214,8 @@ fn kind_word(kind: &str) -> anyhow::Result<&'static str> {
     match kind {
         "deploy" | "deployment" | "deployments" => Ok("deployment"),
         "rs" | "replicaset" | "replicasets" => Ok("replicaset"),
-        k => bail!("cannot scale or roll out {k:?} (deployment, replicaset)"),
+        "sts" | "statefulset" | "statefulsets" => Ok("statefulset"),
+        k => bail!("cannot scale or roll out {k:?} (deployment, replicaset, statefulset)"),
     }
 }
 
@@ -250,6 +251,9 @@ pub async fn rollout(
     ns: &str,
 ) -> anyhow::Result<()> {
     let (kind, name) = split_ref(target, name)?;
+    if kind_word(&kind)? == "statefulset" && verb == "status" {
+        return crate::sts_cli::rollout_status(ch, &name, ns, timeout).await;
+    }
     if kind_word(&kind)? != "deployment" {
         bail!("rollout supports deployments");
     }

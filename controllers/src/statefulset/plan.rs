@@ -132,13 +132,18 @@ pub fn plan(p: &Params, pods: &[SetPod]) -> Vec<Step> {
             return steps;
         }
     }
-    // Rolling update, highest ordinal first, down to the partition.
+    rolling_update(p, &replicas, &mut steps);
+    steps
+}
+
+/// The rolling update, highest ordinal first, down to the partition (after the other steps).
+fn rolling_update(p: &Params, replicas: &[&SetPod], steps: &mut Vec<Step>) {
     let Strategy::Rolling {
         partition,
         max_unavailable,
     } = p.strategy
     else {
-        return steps;
+        return;
     };
     let deleting: Vec<i32> = steps
         .iter()
@@ -158,19 +163,19 @@ pub fn plan(p: &Params, pods: &[SetPod]) -> Vec<Step> {
     if max_unavailable <= 1 {
         // Upstream's default: one pod at a time, waiting for each to be healthy again.
         for o in targets {
-            let Some(x) = pod(o) else { return steps };
+            let Some(x) = pod(o) else { return };
             if outdated(x) {
                 steps.push(Step::Delete {
                     name: x.name.clone(),
                     ordinal: o,
                 });
-                return steps;
+                return;
             }
             if !x.healthy() {
-                return steps;
+                return;
             }
         }
-        return steps;
+        return;
     }
     // maxUnavailable: delete outdated pods while fewer than that many are unavailable.
     let unavailable = (p.start..end)
@@ -191,5 +196,4 @@ pub fn plan(p: &Params, pods: &[SetPod]) -> Vec<Step> {
             }
         }
     }
-    steps
 }

@@ -88,32 +88,7 @@ pub async fn sync<S: Store + ?Sized>(
                 .await?;
         }
         Some(_) => {}
-        None => {
-            let mut labels = spec
-                .template
-                .metadata
-                .clone()
-                .and_then(|m| m.labels)
-                .unwrap_or_default();
-            labels.insert(super::REVISION_LABEL.into(), update.clone());
-            let mut t = serde_json::to_value(&spec.template).unwrap_or_default();
-            t["$patch"] = "replace".into();
-            let r = ControllerRevision {
-                metadata: ObjectMeta {
-                    name: Some(update.clone()),
-                    namespace: Some(key.namespace.clone()),
-                    labels: Some(labels),
-                    owner_references: Some(vec![owner.clone()]),
-                    ..Default::default()
-                },
-                data: Some(RawExtension(serde_json::json!({"spec": {"template": t}}))),
-                revision: newest + 1,
-            };
-            store
-                .create(Object::ControllerRevision(Box::new(r.clone())))
-                .await?;
-            owned.push(r);
-        }
+        None => owned.push(create(store, key, &spec.template, owner, &update, newest + 1).await?),
     }
     let current = set
         .status
@@ -125,25 +100,77 @@ pub async fn sync<S: Store + ?Sized>(
         .iter()
         .find(|r| r.metadata.name.as_deref() == Some(&current))
         .and_then(template_in);
-    // History: the oldest of the others beyond the limit go.
-    let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
-    let mut old: Vec<&ControllerRevision> = owned
-        .iter()
-        .filter(|r| {
-            let n = r.metadata.name.as_deref();
-            n != Some(&current) && n != Some(&update)
-        })
-        .collect();
-    old.sort_by_key(|r| r.revision);
-    let extra = old.len().saturating_sub(limit);
-    for r in &old[..extra] {
-        store
-            .delete(&rkey(r.metadata.name.as_deref().unwrap_or_default()))
-            .await?;
-    }
+    trim_history(
+        store,
+        key,
+        &owned,
+        &[&current, &update],
+        spec.revision_history_limit,
+    )
+    .await?;
     Ok(Revisions {
         current,
         update,
         current_template,
     })
+}
+
+/// Delete the oldest revisions other than `keep` beyond `limit` (default 10).
+async fn trim_history<S: Store + ?Sized>(
+    store: &S,
+    key: &ObjectKey,
+    owned: &[ControllerRevision],
+    keep: &[&String],
+    limit: Option<i32>,
+) -> Result<(), ControllerError> {
+    let limit = limit.unwrap_or(10).max(0) as usize;
+    let mut old: Vec<&ControllerRevision> = owned
+        .iter()
+        .filter(|r| !keep.iter().any(|k| r.metadata.name.as_ref() == Some(*k)))
+        .collect();
+    old.sort_by_key(|r| r.revision);
+    let extra = old.len().saturating_sub(limit);
+    for r in &old[..extra] {
+        let k = ObjectKey {
+            kind: "ControllerRevision",
+            namespace: key.namespace.clone(),
+            name: r.metadata.name.clone().unwrap_or_default(),
+        };
+        store.delete(&k).await?;
+    }
+    Ok(())
+}
+
+/// A new revision `name` of `template`, numbered `revision`.
+async fn create<S: Store + ?Sized>(
+    store: &S,
+    key: &ObjectKey,
+    template: &PodTemplateSpec,
+    owner: &OwnerReference,
+    name: &str,
+    revision: i64,
+) -> Result<ControllerRevision, ControllerError> {
+    let mut labels = template
+        .metadata
+        .clone()
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
+    labels.insert(super::REVISION_LABEL.into(), name.to_owned());
+    let mut t = serde_json::to_value(template).unwrap_or_default();
+    t["$patch"] = "replace".into();
+    let r = ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(key.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        data: Some(RawExtension(serde_json::json!({"spec": {"template": t}}))),
+        revision,
+    };
+    store
+        .create(Object::ControllerRevision(Box::new(r.clone())))
+        .await?;
+    Ok(r)
 }

@@ -329,3 +329,61 @@ async fn failed_pods_are_replaced() {
     assert_eq!(pods(&store), ["web-0", "web-1"]);
     assert!(!terminating(&store, "web-1"));
 }
+
+#[test]
+fn max_unavailable_deletes_several_outdated_pods_at_once() {
+    use crate::statefulset::plan::{plan, Params, SetPod, Step, Strategy};
+    let pod = |o: i32, rev: &str| SetPod {
+        ordinal: o,
+        name: format!("web-{o}"),
+        revision: rev.into(),
+        running_ready: true,
+        available: true,
+        terminal: false,
+        terminating: false,
+    };
+    let mut p = Params {
+        start: 0,
+        replicas: 4,
+        parallel: false,
+        strategy: Strategy::Rolling {
+            partition: 0,
+            max_unavailable: 2,
+        },
+        current_revision: "a".into(),
+        update_revision: "b".into(),
+    };
+    let pods: Vec<SetPod> = (0..4).map(|o| pod(o, "a")).collect();
+    let deleted = |steps: Vec<Step>| -> Vec<i32> {
+        steps
+            .into_iter()
+            .filter_map(|s| match s {
+                Step::Delete { ordinal, .. } => Some(ordinal),
+                Step::Create { .. } => None,
+            })
+            .collect()
+    };
+    assert_eq!(deleted(plan(&p, &pods)), [3, 2]);
+    // One already unavailable: one more.
+    let mut one_down = pods.clone();
+    one_down[3].revision = "b".into();
+    one_down[3].available = false;
+    one_down[3].running_ready = false;
+    p.parallel = true;
+    assert_eq!(deleted(plan(&p, &one_down)), [2]);
+    // maxUnavailable 1 (the default): one at a time, the highest first.
+    p.strategy = Strategy::Rolling {
+        partition: 0,
+        max_unavailable: 1,
+    };
+    p.parallel = false;
+    assert_eq!(deleted(plan(&p, &pods)), [3]);
+    // Partition 3: ordinals below it are left alone.
+    p.strategy = Strategy::Rolling {
+        partition: 3,
+        max_unavailable: 1,
+    };
+    let mut done = pods.clone();
+    done[3].revision = "b".into();
+    assert!(deleted(plan(&p, &done)).is_empty());
+}

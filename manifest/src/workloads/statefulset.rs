@@ -69,7 +69,16 @@ pub(crate) fn check_stateful_set(
     }
     check_selector(source, label, &spec.selector, &spec.template)?;
     check_template(source, label, &spec.template, &["Always"])?;
-    if let Some(u) = &spec.update_strategy {
+    check_update_strategy(source, label, spec.update_strategy.as_ref())?;
+    check_claim_templates(source, label, spec.volume_claim_templates.as_deref())
+}
+
+fn check_update_strategy(
+    source: &str,
+    label: &str,
+    u: Option<&k8s_openapi::api::apps::v1::StatefulSetUpdateStrategy>,
+) -> Result<(), ManifestError> {
+    if let Some(u) = u {
         let t = u.type_.as_deref().unwrap_or("RollingUpdate");
         one_of(
             source,
@@ -108,8 +117,16 @@ pub(crate) fn check_stateful_set(
             }
         }
     }
+    Ok(())
+}
+
+fn check_claim_templates(
+    source: &str,
+    label: &str,
+    templates: Option<&[k8s_openapi::api::core::v1::PersistentVolumeClaim]>,
+) -> Result<(), ManifestError> {
     let mut names = std::collections::BTreeSet::new();
-    for (i, t) in spec.volume_claim_templates.iter().flatten().enumerate() {
+    for (i, t) in templates.unwrap_or_default().iter().enumerate() {
         let prefix = format!("spec.volumeClaimTemplates[{i}]");
         let name = t.metadata.name.clone().unwrap_or_default();
         if name.is_empty() {
