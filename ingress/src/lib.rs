@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod tls;
+mod upstream;
 
 pub use routes::{is_ours, Routes, CLASS_NAME, CONTROLLER};
 pub use server::{IngressConfig, IngressProxy};
@@ -25,6 +26,9 @@ pub enum IngressError {
         #[source]
         source: std::io::Error,
     },
+    /// No endpoint of a backend accepted a connection.
+    #[error("no endpoint of {service} accepted a connection")]
+    NoEndpoint { service: String },
     /// A certificate or key cannot be used.
     #[error("TLS certificate: {reason}")]
     Certificate { reason: String },

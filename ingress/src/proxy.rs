@@ -1,11 +1,9 @@
-//! One proxied request: route it, pick a ready endpoint (another one when the connection
-//! fails), forward it over HTTP/1.1 without hop-by-hop headers and with X-Forwarded-For,
+//! One proxied request: route it, send it through the backend's pooled connections
+//! (`upstream`: a ready endpoint, another one when a connection fails), forward it over HTTP/1.1 without hop-by-hop headers and with X-Forwarded-For,
 //! -Proto, -Host and -Port, and stream the answer back; a `101 Switching Protocols` answer
 //! (WebSocket) joins the two upgraded connections byte for byte.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -18,9 +16,6 @@ use crate::routes::{Backend, Route};
 use crate::server::Shared;
 
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
-
-/// How long one connection attempt to an endpoint may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -109,7 +104,7 @@ pub(crate) async fn handle(
     local_port: u16,
 ) -> Response<Body> {
     let host = host_of(&req);
-    let routes = shared.routes();
+    let (routes, upstreams) = shared.routes_and_upstreams();
     let backend: Backend = match routes.route(&host, req.uri().path()) {
         Route::Backend(b) => b.clone(),
         Route::NotFound => return text(StatusCode::NOT_FOUND, "404 page not found"),
@@ -125,11 +120,68 @@ pub(crate) async fn handle(
             ),
         );
     }
+    let client_upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let forwarded = Forwarded {
+        client,
+        scheme,
+        host,
+        port: local_port,
+    };
+    let upstream_req = upstream_request(req, &forwarded);
+    let mut resp = match upstreams.send(&backend, upstream_req).await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "502 Bad Gateway: no endpoint of {} accepted a connection",
+                    backend.service
+                ),
+            );
+        }
+        Err(e) => {
+            tracing::warn!(service = %backend.service, err = %e, "upstream request failed");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the backend failed",
+            );
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let backend_upgrade = hyper::upgrade::on(&mut resp);
+            let service = backend.service.clone();
+            shared.spawn_upstream(async move {
+                match tokio::try_join!(client_upgrade, backend_upgrade) {
+                    Ok((c, b)) => {
+                        let (mut c, mut b) = (TokioIo::new(c), TokioIo::new(b));
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+                    }
+                    Err(e) => tracing::debug!(service, err = %e, "upgrade failed"),
+                }
+            });
+        }
+        let (parts, body) = resp.into_parts();
+        return Response::from_parts(parts, body.boxed());
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
+}
+
+/// Who asked, as the X-Forwarded-* headers tell the backend.
+struct Forwarded {
+    client: SocketAddr,
+    scheme: &'static str,
+    host: String,
+    port: u16,
+}
+
+/// The request as the backend sees it: origin-form URI, HTTP/1.1, end-to-end headers only
+/// (plus the upgrade the client asked for), X-Forwarded-* from what the proxy saw.
+fn upstream_request(req: Request<Incoming>, f: &Forwarded) -> Request<Incoming> {
     let upgrade = wants_upgrade(req.headers());
     let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-
-    // The request as the backend sees it: origin-form URI, HTTP/1.1, end-to-end headers only.
     let (mut parts, body) = req.into_parts();
     let authority_host = parts.uri.authority().map(|a| a.as_str().to_owned());
     let path_q = parts
@@ -157,96 +209,12 @@ pub(crate) async fn handle(
             h.insert(name, v);
         }
     };
-    set(h, "x-forwarded-for", client.ip().to_string());
-    set(h, "x-real-ip", client.ip().to_string());
-    set(h, "x-forwarded-proto", scheme.to_owned());
-    set(h, "x-forwarded-host", host.clone());
-    set(h, "x-forwarded-port", local_port.to_string());
-    let upstream_req = Request::from_parts(parts, body);
-
-    let Some((ep, mut sender)) = connect(shared, &backend).await else {
-        return text(
-            StatusCode::BAD_GATEWAY,
-            &format!(
-                "502 Bad Gateway: no endpoint of {} accepted a connection",
-                backend.service
-            ),
-        );
-    };
-    let mut resp = match sender.send_request(upstream_req).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(endpoint = %ep, service = %backend.service, err = %e, "upstream request failed");
-            return text(
-                StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: the backend failed",
-            );
-        }
-    };
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let backend_upgrade = hyper::upgrade::on(&mut resp);
-            shared.spawn_upstream(async move {
-                match tokio::try_join!(client_upgrade, backend_upgrade) {
-                    Ok((c, b)) => {
-                        let (mut c, mut b) = (TokioIo::new(c), TokioIo::new(b));
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
-                    }
-                    Err(e) => tracing::debug!(endpoint = %ep, err = %e, "upgrade failed"),
-                }
-            });
-        }
-        let (parts, body) = resp.into_parts();
-        return Response::from_parts(parts, body.boxed());
-    }
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, body.boxed())
-}
-
-/// A connection to one of `b`'s endpoints: round robin from a shared counter, the next one
-/// when a connection fails or times out.
-async fn connect(
-    shared: &Shared,
-    b: &Backend,
-) -> Option<(
-    SocketAddr,
-    hyper::client::conn::http1::SendRequest<Incoming>,
-)> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let start = NEXT.fetch_add(1, Ordering::Relaxed);
-    let n = b.endpoints.len();
-    for i in 0..n {
-        let ep = b.endpoints[(start + i) % n];
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(ep))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::info!(endpoint = %ep, service = %b.service, err = %e, "endpoint refused; trying another");
-                continue;
-            }
-            Err(_) => {
-                tracing::info!(endpoint = %ep, service = %b.service, "endpoint connect timed out; trying another");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-            Ok((sender, conn)) => {
-                shared.spawn_upstream(async move {
-                    if let Err(e) = conn.with_upgrades().await {
-                        tracing::debug!(endpoint = %ep, err = %e, "upstream connection ended");
-                    }
-                });
-                return Some((ep, sender));
-            }
-            Err(e) => {
-                tracing::info!(endpoint = %ep, err = %e, "upstream handshake failed; trying another")
-            }
-        }
-    }
-    None
+    set(h, "x-forwarded-for", f.client.ip().to_string());
+    set(h, "x-real-ip", f.client.ip().to_string());
+    set(h, "x-forwarded-proto", f.scheme.to_owned());
+    set(h, "x-forwarded-host", f.host.clone());
+    set(h, "x-forwarded-port", f.port.to_string());
+    Request::from_parts(parts, body)
 }
 
 #[cfg(test)]

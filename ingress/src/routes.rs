@@ -177,6 +177,17 @@ impl Routes {
     /// Where a request for `host` (without port, any case) and `path` goes. A host with rules
     /// of its own (exact, else a wildcard) is matched against those; other hosts against the
     /// rules without a host; no path matching means the default backend, else 404.
+    /// Every backend the table routes to (some more than once).
+    pub(crate) fn backends(&self) -> impl Iterator<Item = &Backend> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .flatten()
+            .chain(&self.any_host)
+            .map(|r| &*r.backend)
+            .chain(self.default_backend.as_deref())
+    }
+
     pub fn route(&self, host: &str, path: &str) -> Route<'_> {
         let host = host.to_ascii_lowercase();
         let rules = self.exact.get(&host).or_else(|| {

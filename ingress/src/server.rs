@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::routes::Routes;
 use crate::tls::{CertMap, CertResolver};
+use crate::upstream::Upstreams;
 use crate::IngressError;
 
 /// Where the proxy listens; None leaves that listener off.
@@ -34,19 +35,30 @@ impl Default for IngressConfig {
     }
 }
 
-/// What the request handlers share: the current routes, the certificates, and the tasks
-/// driving upstream connections (aborted with the listeners).
+/// What the request handlers share: the current routes with their pool of upstream
+/// connections, and the WebSocket tunnels' tasks (aborted with the listeners).
 pub(crate) struct Shared {
-    routes: RwLock<Arc<Routes>>,
+    /// The routes and the pooled connections to their endpoints, swapped together.
+    routes: RwLock<(Arc<Routes>, Arc<Upstreams>)>,
     upstream: Mutex<JoinSet<()>>,
 }
 
 impl Shared {
-    pub(crate) fn routes(&self) -> Arc<Routes> {
+    pub(crate) fn routes_and_upstreams(&self) -> (Arc<Routes>, Arc<Upstreams>) {
         self.routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Swap in `routes`; a new connection pool (the old one's idle connections closed) when
+    /// their endpoints differ — so also when the last Ingress goes.
+    fn set_routes(&self, routes: Routes) {
+        let mut cur = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        if !cur.1.serves(&routes) {
+            cur.1 = Arc::new(Upstreams::new(&routes));
+        }
+        cur.0 = Arc::new(routes);
     }
 
     pub(crate) fn spawn_upstream(&self, f: impl Future<Output = ()> + Send + 'static) {
@@ -122,11 +134,7 @@ impl IngressProxy {
         certs: CertMap,
         active: bool,
     ) -> Result<(), IngressError> {
-        *self
-            .shared
-            .routes
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+        self.shared.set_routes(routes);
         self.certs.set(certs);
         if !active {
             if let Some(mut set) = self
@@ -237,13 +245,17 @@ mod tests {
 
     use super::*;
 
-    /// A backend answering every request with its request headers, one per line.
-    async fn backend() -> SocketAddr {
+    /// A backend answering every request with its request headers, one per line (keeping
+    /// connections alive); the number of connections it accepted.
+    async fn backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let (s, _) = l.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                         let mut out = format!("path={}\n", req.uri().path());
@@ -260,7 +272,7 @@ mod tests {
                 });
             }
         });
-        addr
+        (addr, accepted)
     }
 
     fn routes(endpoints: &[SocketAddr]) -> Routes {
@@ -314,7 +326,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn proxies_with_forwarded_headers_retries_and_closes() {
-        let live = backend().await;
+        let (live, _) = backend().await;
         let dead = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
@@ -394,5 +406,47 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(closed, "listener still accepting");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn upstream_connections_are_reused_until_the_endpoints_change() {
+        let (live, accepted) = backend().await;
+        let p = IngressProxy::new(IngressConfig {
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: None,
+        })
+        .unwrap();
+        p.update(routes(&[live]), CertMap::default(), true)
+            .await
+            .unwrap();
+        let addr = p.local_addrs()[0];
+        let get = move || {
+            tokio::task::spawn_blocking(move || {
+                request(
+                    addr,
+                    "GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+                )
+            })
+        };
+        for _ in 0..5 {
+            assert!(get().await.unwrap().starts_with("HTTP/1.1 200"));
+        }
+        // Five client connections, one upstream connection.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The same endpoints again: the pool stays.
+        p.update(routes(&[live]), CertMap::default(), true)
+            .await
+            .unwrap();
+        assert!(get().await.unwrap().starts_with("HTTP/1.1 200"));
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The endpoints change: a new pool, a new connection.
+        let (other, _) = backend().await;
+        p.update(routes(&[live, other]), CertMap::default(), true)
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            assert!(get().await.unwrap().starts_with("HTTP/1.1 200"));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
