@@ -22,6 +22,7 @@ mod metadata;
 mod reference;
 mod store;
 mod sys;
+mod trash;
 mod unpack;
 
 pub use digest::Digest;

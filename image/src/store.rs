@@ -6,9 +6,13 @@
 //!   change, written before the in-memory state is updated;
 //! - each unpacked layer (`layers/<diff_id hex>`) is complete: it is unpacked into `tmp/` and
 //!   renamed into place, under a per-layer lock so it is unpacked once;
+//! - every change (import, commit, removal, publishing an unpacked layer, garbage collection)
+//!   runs under the writer lock; readers (list, resolve, status) only take the short lock that
+//!   guards the published snapshot, so they never wait for a writer's fsync;
 //! - garbage collection removes exactly the blobs and layers no record references; it runs
-//!   under the metadata lock, after the metadata change that freed them is on disk, and
-//!   deletes layer trees outside that lock (renamed into `tmp/` first);
+//!   under the writer lock, after the metadata change that freed them is on disk, and layer
+//!   trees are renamed into `tmp/` there and deleted afterwards on a background thread
+//!   ([`crate::trash`]);
 //! - leftovers of a crash (temp files, unreferenced blobs and layers) are removed by
 //!   [`ImageStore::open`].
 
@@ -33,6 +37,7 @@ use crate::manifest::{
 };
 use crate::metadata::{self, ImageRecord, StoredImage};
 use crate::reference::Reference;
+use crate::trash::{self, Trash};
 use crate::{sys, unpack, ImageError};
 
 /// Disk use of the store, for CRI `ImageFsInfo`.
@@ -56,7 +61,12 @@ pub struct StoreStats {
 /// The image store. `Send + Sync`; share it behind an `Arc`.
 pub struct ImageStore {
     paths: Paths,
-    state: Mutex<Vec<StoredImage>>,
+    /// The published records: replaced whole, after the metadata file has them.
+    state: Mutex<Arc<Vec<StoredImage>>>,
+    /// Held by every change, across its metadata write (see the module's invariants).
+    writer: Mutex<()>,
+    /// Removed layer trees being deleted in the background.
+    trash: Arc<Trash>,
     /// One lock per layer being unpacked, by diff_id hex.
     unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     layers_unpacked: AtomicU64,
@@ -115,7 +125,9 @@ impl ImageStore {
         clean_tmp(&paths)?;
         let loaded = metadata::load(&paths.metadata)?;
         let store = ImageStore {
-            state: Mutex::new(loaded.clone().unwrap_or_default()),
+            state: Mutex::new(Arc::new(loaded.clone().unwrap_or_default())),
+            writer: Mutex::new(()),
+            trash: Arc::default(),
             paths,
             unpacking: Mutex::new(HashMap::new()),
             layers_unpacked: AtomicU64::new(0),
@@ -143,7 +155,7 @@ impl ImageStore {
     pub fn import(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
         let found = read_source(path, name, &self.paths.tmp)?;
         kinglet_fault::crash_point!("image.import.after-stage");
-        let mut st = lock(&self.state);
+        let writer = lock(&self.writer);
         // Move the verified blobs into the content store (skipping those already there).
         let mut added: Vec<PathBuf> = Vec::new();
         let result = (|| {
@@ -166,7 +178,7 @@ impl ImageStore {
             }
             kinglet_fault::crash_point!("image.import.after-blobs");
             metadata::sync_dir(&self.paths.blobs)?;
-            self.commit_locked(&mut st, found.images.clone())
+            self.commit_locked(&writer, found.images.clone())
         })();
         if result.is_err() {
             for p in &added {
@@ -176,8 +188,8 @@ impl ImageStore {
             }
         }
         let (records, trash) = result?;
-        drop(st);
-        self.delete_trash(trash);
+        drop(writer);
+        self.trash.delete_later(trash);
         Ok(records)
     }
 
@@ -187,34 +199,53 @@ impl ImageStore {
         self.max_unpacked_layer.store(bytes, Ordering::Relaxed);
     }
 
+    /// The published records (a snapshot: the lock is held only to clone the `Arc`).
+    fn snapshot(&self) -> Arc<Vec<StoredImage>> {
+        lock(&self.state).clone()
+    }
+
+    /// Make `next` the records readers see (its metadata is already on disk).
+    fn publish(&self, next: Vec<StoredImage>) {
+        *lock(&self.state) = Arc::new(next);
+    }
+
     /// All images.
     pub fn list(&self) -> Vec<ImageRecord> {
-        lock(&self.state).iter().map(|i| i.record.clone()).collect()
+        self.snapshot().iter().map(|i| i.record.clone()).collect()
+    }
+
+    /// Wait until the layer trees of earlier removals are deleted from disk (they are deleted
+    /// in the background, after the removal returned).
+    pub fn wait_for_deletions(&self) {
+        self.trash.wait_idle();
     }
 
     /// Find an image by id (`sha256:<hex>`, bare hex, or an unambiguous prefix of at least 12
     /// hex characters), by name (normalized), or by `name@sha256:<digest>`.
     pub fn resolve(&self, reference: &str) -> Option<ImageRecord> {
-        let st = lock(&self.state);
+        let st = self.snapshot();
         resolve_in(&st, reference).map(|i| st[i].record.clone())
     }
 
     /// Remove the image `reference` resolves to, with all its names, and garbage-collect the
-    /// blobs and layers no other image uses. `Ok(None)` when nothing matched.
+    /// blobs and layers no other image uses. `Ok(None)` when nothing matched. Returns once the
+    /// removal is on disk and the blobs and layers are gone from the store; the layer trees are
+    /// deleted in the background ([`ImageStore::wait_for_deletions`]).
     pub fn remove(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
-        let mut st = lock(&self.state);
+        let writer = lock(&self.writer);
+        let st = self.snapshot();
         let Some(i) = resolve_in(&st, reference) else {
             return Ok(None);
         };
-        let mut next = st.clone();
+        let mut next = (*st).clone();
         let removed = next.remove(i);
         metadata::save(&self.paths.metadata, &next)?;
-        *st = next;
+        self.publish(next);
         let mut gc = GcCandidates::default();
         gc.add(&removed);
-        let trash = self.gc_locked(&st, gc);
-        drop(st);
-        self.delete_trash(trash);
+        let trash = self.gc_locked(&self.snapshot(), gc);
+        drop(writer);
+        self.trash.delete_later(trash);
         Ok(Some(removed.record))
     }
 
@@ -223,7 +254,7 @@ impl ImageStore {
     pub fn layer_dirs(&self, image: &ImageRecord) -> Result<Vec<PathBuf>, ImageError> {
         // Use the stored layers, not the caller's copy: their digests become paths.
         let layers = {
-            let st = lock(&self.state);
+            let st = self.snapshot();
             let img = st.iter().find(|i| i.record.id == image.id).ok_or_else(|| {
                 ImageError::ImageGone {
                     id: image.id.clone(),
@@ -367,7 +398,7 @@ impl ImageStore {
             refs.push(r);
         }
         apply_names(&mut image, &refs)?;
-        let mut st = lock(&self.state);
+        let writer = lock(&self.writer);
         // Re-check under the lock: a concurrent removal may have collected shared blobs.
         for d in image.blobs() {
             let is_index = image.index_digests.iter().any(|i| i == d);
@@ -379,9 +410,9 @@ impl ImageStore {
                 });
             }
         }
-        let (mut records, trash) = self.commit_locked(&mut st, vec![image])?;
-        drop(st);
-        self.delete_trash(trash);
+        let (mut records, trash) = self.commit_locked(&writer, vec![image])?;
+        drop(writer);
+        self.trash.delete_later(trash);
         Ok(records.remove(0))
     }
 
@@ -445,14 +476,14 @@ impl ImageStore {
 
     /// Add or merge `new` images: a tag moves to the image that now has it; an image already
     /// stored (same id) keeps its creation time and gains the new names. Writes the metadata,
-    /// then updates `st`, then collects what the merge freed. Returns the records and the
-    /// layer trees to delete once the lock is released.
+    /// then publishes it, then collects what the merge freed. Returns the records and the
+    /// layer trees to delete once the writer lock is released.
     fn commit_locked(
         &self,
-        st: &mut Vec<StoredImage>,
+        _writer: &MutexGuard<'_, ()>,
         new: Vec<StoredImage>,
     ) -> Result<(Vec<ImageRecord>, Vec<PathBuf>), ImageError> {
-        let mut next = st.clone();
+        let mut next = (*self.snapshot()).clone();
         let mut gc = GcCandidates::default();
         let mut ids = Vec::new();
         let now = now_nanos();
@@ -497,8 +528,9 @@ impl ImageStore {
             push_unique(&mut ids, img.record.id.clone());
         }
         metadata::save(&self.paths.metadata, &next)?;
-        *st = next;
-        let trash = self.gc_locked(st, gc);
+        self.publish(next);
+        let st = self.snapshot();
+        let trash = self.gc_locked(&st, gc);
         let records = ids
             .iter()
             .filter_map(|id| st.iter().find(|i| &i.record.id == id))
@@ -558,18 +590,10 @@ impl ImageStore {
         }
     }
 
-    fn delete_trash(&self, trash: Vec<PathBuf>) {
-        for t in trash {
-            if let Err(err) = fs::remove_dir_all(&t) {
-                tracing::warn!(path = %t.display(), %err, "cannot delete removed layer; it goes at the next start");
-            }
-        }
-    }
-
     /// Remove blobs and layers that no record references (left by a crash between renaming
     /// content into place and writing the metadata, or during a removal).
     fn remove_orphans(&self) -> Result<(), ImageError> {
-        let st = lock(&self.state);
+        let writer = lock(&self.writer);
         let mut gc = GcCandidates::default();
         for entry in fs::read_dir(&self.paths.blobs)
             .map_err(ImageError::io("read directory", &self.paths.blobs))?
@@ -585,15 +609,15 @@ impl ImageStore {
             gc.diff_ids
                 .insert(format!("sha256:{}", entry.file_name().to_string_lossy()));
         }
-        let trash = self.gc_locked(&st, gc);
-        drop(st);
+        let trash = self.gc_locked(&self.snapshot(), gc);
+        drop(writer);
         if !trash.is_empty() {
             tracing::info!(
                 layers = trash.len(),
                 "removing unreferenced layers left by an earlier run"
             );
         }
-        self.delete_trash(trash);
+        trash::delete_now(trash);
         Ok(())
     }
 
@@ -656,10 +680,11 @@ impl ImageStore {
         kinglet_fault::crash_point!("image.unpack.after-extract");
         drop(root);
         {
-            // Publish under the metadata lock, so a concurrent removal of the last image using
+            // Publish under the writer lock, so a concurrent removal of the last image using
             // this layer either runs before (and we drop the unpacked tree) or after (and
             // collects it).
-            let st = lock(&self.state);
+            let _writer = lock(&self.writer);
+            let st = self.snapshot();
             if !st.iter().any(|i| i.diff_ids().any(|d| d == l.diff_id)) {
                 return Err(ImageError::ImageGone {
                     id: image_id.to_owned(),
@@ -765,6 +790,28 @@ mod tests {
     fn store_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<ImageStore>();
+    }
+
+    #[test]
+    fn readers_do_not_wait_for_a_writer() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Arc::new(ImageStore::open(t.path()).unwrap());
+        // A writer in the middle of a change (e.g. fsyncing the metadata file).
+        let writer = lock(&s.writer);
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || (s.list().len(), s.resolve("busybox").is_none()))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !reader.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "list/resolve waited for the writer lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(writer);
+        assert_eq!(reader.join().unwrap(), (0, true));
     }
 
     #[test]

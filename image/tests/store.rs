@@ -320,6 +320,8 @@ fn remove_collects_blobs_and_layers_only_when_unused() {
     assert!(s.remove(&b.id).unwrap().is_some());
     assert!(blob_names(&root).is_empty());
     assert!(names(&root.join("layers")).is_empty());
+    // The layer trees are deleted in the background, after remove returned.
+    s.wait_for_deletions();
     assert!(names(&root.join("tmp")).is_empty());
     assert!(s.remove("img/b:1").unwrap().is_none());
     drop(s);

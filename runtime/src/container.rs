@@ -1,4 +1,4 @@
-//! Containers: CreateContainer (which prepares; StartContainer is in `start.rs`),
+//! Containers: CreateContainer (in `container_create.rs`; StartContainer in `start.rs`),
 //! StopContainer, RemoveContainer, ContainerStatus, ListContainers, ReopenContainerLog, and the
 //! watcher that records exits.
 //!
@@ -8,7 +8,7 @@
 //!   the overlay mount;
 //! - `<run-root>/containers/<id>/shim/`: the shim's records and control socket.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +19,8 @@ use nix::sys::signal::Signal;
 
 use super::sandbox::to_map;
 use super::shim;
-use super::spec::{self, SandboxFiles, SpecInput};
-use super::store::{ContainerEntry, ContainerRecord, ContainerState, Meta, MountRecord, NsMode};
-use super::{
-    blocking, encode_hex, labels_match, mkdir, mounts, new_id, now_nanos, Rollback, Runtime,
-};
+use super::store::{ContainerEntry, ContainerRecord, ContainerState, NsMode};
+use super::{blocking, labels_match, now_nanos, removal, Runtime};
 
 /// Parse a signal name (`SIGTERM`, `TERM`, `15`) as images and CRI configs give them.
 pub fn parse_signal(s: &str) -> Option<Signal> {
@@ -40,246 +37,7 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 }
 
 impl Runtime {
-    pub async fn create_container(
-        self: &Arc<Self>,
-        req: v1::CreateContainerRequest,
-    ) -> Result<v1::CreateContainerResponse, CriError> {
-        if req.pod_sandbox_id.is_empty() {
-            return Err(CriError::invalid("pod_sandbox_id", "must not be empty"));
-        }
-        let config = req
-            .config
-            .ok_or_else(|| CriError::invalid("config", "is required"))?;
-        let md = config
-            .metadata
-            .clone()
-            .ok_or_else(|| CriError::invalid("config.metadata", "is required"))?;
-        if md.name.is_empty() {
-            return Err(CriError::invalid(
-                "config.metadata.name",
-                "must not be empty",
-            ));
-        }
-        let image_name = config
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        if image_name.is_empty() {
-            return Err(CriError::invalid("config.image.image", "must not be empty"));
-        }
-        let sandbox_entry = self.ready_sandbox(&req.pod_sandbox_id).await?;
-        let sandbox = sandbox_entry.record.lock().await.clone();
-        let images = self.images.clone();
-        let lookup = image_name.clone();
-        let image = blocking("resolve image", move || Ok(images.resolve(&lookup)))
-            .await?
-            .ok_or_else(|| CriError::not_found("image", &image_name))?;
-        self.touch_image(&image.id);
-
-        let meta = Meta {
-            name: md.name.clone(),
-            uid: sandbox.meta.uid.clone(),
-            namespace: sandbox.meta.namespace.clone(),
-            attempt: md.attempt,
-        };
-        let key = format!(
-            "{}_{}_{}_{}_{}",
-            meta.name, sandbox.meta.name, sandbox.meta.namespace, sandbox.meta.uid, meta.attempt
-        );
-        let id = new_id();
-        let taken = |other: String| CriError::AlreadyExists {
-            kind: "container",
-            name: key.clone(),
-            id: other,
-        };
-        let _reservation = {
-            let _names = self.names.lock().await;
-            for c in self.store.all_containers().await {
-                let r = c.record.lock().await;
-                if r.sandbox_id == sandbox.id
-                    && r.meta.name == meta.name
-                    && r.meta.attempt == meta.attempt
-                {
-                    return Err(taken(r.id.clone()));
-                }
-            }
-            self.reserve(&format!("container/{}/{key}", sandbox.id), &id)
-                .map_err(taken)?
-        };
-
-        let mut rb = Rollback::default();
-        let run_dir = self.paths.container_run(&id);
-        let root_dir = self.paths.container_root(&id);
-        {
-            let (a, b) = (run_dir.clone(), root_dir.clone());
-            rb.push("remove container dirs", move || async move {
-                let _ = blocking("remove container dirs", move || {
-                    mounts::remove_tree(&a)?;
-                    mounts::remove_tree(&b)
-                })
-                .await;
-            });
-        }
-        let result = async {
-            // Root filesystem: the image's layers under a fresh writable layer.
-            let images = self.images.clone();
-            let img = image.clone();
-            let mut lower = blocking("unpack image layers", move || {
-                images.layer_dirs(&img).map_err(|e| {
-                    CriError::internal(format!("prepare layers of image {}", img.id), e)
-                })
-            })
-            .await?;
-            lower.reverse();
-            let bundle = self.paths.bundle(&id);
-            let rootfs = bundle.join("rootfs");
-            let (upper, work) = (root_dir.join("upper"), root_dir.join("work"));
-            {
-                let (l, u, w, r) = (lower.clone(), upper.clone(), work.clone(), rootfs.clone());
-                blocking("mount rootfs", move || {
-                    mounts::mount_overlay(&l, &u, &w, &r)
-                })
-                .await?;
-            }
-            kinglet_fault::crash_point!("container.after-rootfs");
-
-            // Image volumes: mounted here, then bind-mounted like host paths.
-            let (spec_config, volume_images) = self.mount_image_volumes(&config, &run_dir).await?;
-
-            // The OCI spec.
-            let pod_dir = self.paths.pod_run(&sandbox.id);
-            let files = SandboxFiles {
-                hostname: pod_dir.join("hostname"),
-                hosts: pod_dir.join("hosts"),
-                resolv_conf: pod_dir.join("resolv.conf"),
-            };
-            let target_pid_ns = self.target_pid_ns(&config).await;
-            let cgroups_path = format!("{}/{}", sandbox.cgroup_parent.trim_end_matches('/'), id);
-            let spec = spec::build_spec(&SpecInput {
-                config: &spec_config,
-                sandbox: &sandbox,
-                image: &image.config,
-                rootfs: &rootfs,
-                files: &files,
-                cgroups_path: &cgroups_path,
-                min_oom_score_adj: self.min_oom_score_adj,
-                host_caps: &self.host_caps,
-                target_pid_ns,
-                cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
-            })?;
-            // CRI mounts whose host path is missing: create it as a directory, as containerd does.
-            for m in &spec_config.mounts {
-                let p = Path::new(&m.host_path);
-                if std::fs::symlink_metadata(p).is_err() {
-                    mkdir(p)?;
-                }
-            }
-            let user = spec.process().as_ref().map(|p| {
-                let u = p.user();
-                (
-                    u.uid(),
-                    u.gid(),
-                    u.additional_gids().clone().unwrap_or_default(),
-                )
-            });
-            let cfg_path = bundle.join("config.json");
-            spec.save(&cfg_path)
-                .map_err(|e| CriError::internal(format!("write {}", cfg_path.display()), e))?;
-            kinglet_fault::crash_point!("container.after-spec");
-
-            // Log file.
-            let log_path = if config.log_path.is_empty() {
-                None
-            } else if sandbox.log_directory.is_empty() {
-                return Err(CriError::invalid(
-                    "config.log_path",
-                    "is set but the pod sandbox has no log_directory",
-                ));
-            } else {
-                let p = Path::new(&sandbox.log_directory).join(&config.log_path);
-                if let Some(parent) = p.parent() {
-                    mkdir(parent)?;
-                }
-                Some(p)
-            };
-
-            let sig = image
-                .config
-                .stop_signal
-                .as_deref()
-                .and_then(parse_signal)
-                .unwrap_or(Signal::SIGTERM);
-            let rec = ContainerRecord {
-                id: id.clone(),
-                sandbox_id: sandbox.id.clone(),
-                meta,
-                state: ContainerState::Created,
-                image: image_name.clone(),
-                image_id: image.id.clone(),
-                image_ref: image
-                    .repo_digests
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| image.id.clone()),
-                created_at: now_nanos(),
-                started_at: 0,
-                finished_at: 0,
-                exit_code: 0,
-                reason: String::new(),
-                message: String::new(),
-                labels: config.labels.clone().into_iter().collect(),
-                annotations: config.annotations.clone().into_iter().collect(),
-                mounts: config
-                    .mounts
-                    .iter()
-                    .zip(volume_images)
-                    .map(|(m, img)| MountRecord {
-                        container_path: m.container_path.clone(),
-                        host_path: m.host_path.clone(),
-                        readonly: m.readonly,
-                        propagation: m.propagation,
-                        image: img.map(|i| (i.image, i.image_id)),
-                        image_sub_path: m.image_sub_path.clone(),
-                    })
-                    .collect(),
-                log_path: log_path
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                stop_signal: sig as i32,
-                // No shim yet: StartContainer launches it (start.rs).
-                shim_pid: 0,
-                init_pid: 0,
-                init_start_ticks: 0,
-                config: encode_hex(&config),
-                resources: String::new(),
-                user,
-            };
-            let entry = self.store.insert_container(rec, true).await?;
-            kinglet_fault::crash_point!("container.after-record");
-            Ok::<_, CriError>(entry)
-        }
-        .await;
-        match result {
-            Ok(_entry) => {
-                rb.commit();
-                self.emit_event(
-                    &id,
-                    &sandbox.id,
-                    v1::ContainerEventType::ContainerCreatedEvent,
-                )
-                .await;
-                tracing::info!(pod = %sandbox.id, container = %id, name = %md.name, "container created");
-                Ok(v1::CreateContainerResponse { container_id: id })
-            }
-            Err(e) => {
-                rb.run().await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn target_pid_ns(&self, config: &v1::ContainerConfig) -> Option<PathBuf> {
+    pub(crate) async fn target_pid_ns(&self, config: &v1::ContainerConfig) -> Option<PathBuf> {
         let nso = config
             .linux
             .as_ref()?
@@ -484,15 +242,18 @@ impl Runtime {
         };
         self.stop_container_entry(&entry, &cid, 0).await?;
         kinglet_fault::crash_point!("container.remove.after-shim");
-        let (run_dir, root_dir) = (
-            self.paths.container_run(&cid),
-            self.paths.container_root(&cid),
+        let (run_trash, root_trash) = (
+            self.paths.run_root.join(removal::TRASH_DIR),
+            self.paths.root.join(removal::TRASH_DIR),
         );
-        let runtime_state = self.paths.runtime_root().join(&cid);
-        blocking("remove container files", move || {
-            mounts::remove_tree(&run_dir)?;
-            mounts::remove_tree(&root_dir)?;
-            mounts::remove_tree(&runtime_state)
+        let dirs = [
+            (self.paths.container_run(&cid), run_trash.clone()),
+            (self.paths.container_root(&cid), root_trash),
+            (self.paths.runtime_root().join(&cid), run_trash),
+        ];
+        // Unmounted and out of place now; deleted once the answer is sent.
+        let trash = blocking("remove container files", move || {
+            removal::unmount_and_trash(&dirs)
         })
         .await?;
         kinglet_fault::crash_point!("container.remove.after-dirs");
@@ -503,6 +264,7 @@ impl Runtime {
             v1::ContainerEventType::ContainerDeletedEvent,
         )
         .await;
+        removal::delete_in_background(trash);
         tracing::info!(container = %cid, "container removed");
         Ok(())
     }

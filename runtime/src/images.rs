@@ -54,23 +54,22 @@ impl Runtime {
         &self,
         req: v1::ListImagesRequest,
     ) -> Result<v1::ListImagesResponse, CriError> {
-        let images = self.images.clone();
+        let images = &self.images;
         let want = req
             .filter
             .and_then(|f| f.image)
             .map(|i| i.image)
             .unwrap_or_default();
-        blocking("list images", move || {
-            let list = if want.is_empty() {
-                images.list()
-            } else {
-                images.resolve(&want).into_iter().collect()
-            };
-            Ok(v1::ListImagesResponse {
-                images: list.iter().map(cri_image).collect(),
-            })
+        // No blocking hop: the store's readers take only the short snapshot lock, never one
+        // held across I/O (see kinglet_image's store invariants).
+        let list = if want.is_empty() {
+            images.list()
+        } else {
+            images.resolve(&want).into_iter().collect()
+        };
+        Ok(v1::ListImagesResponse {
+            images: list.iter().map(cri_image).collect(),
         })
-        .await
     }
 
     pub async fn image_status(
@@ -81,8 +80,7 @@ impl Runtime {
         if name.is_empty() {
             return Err(CriError::invalid("image.image", "must not be empty"));
         }
-        let images = self.images.clone();
-        let found = blocking("image status", move || Ok(images.resolve(&name))).await?;
+        let found = self.images.resolve(&name);
         let mut info = std::collections::HashMap::new();
         if req.verbose {
             if let Some(r) = &found {
@@ -104,9 +102,7 @@ impl Runtime {
         if name.is_empty() {
             return Err(CriError::invalid("image.image", "must not be empty"));
         }
-        let images = self.images.clone();
-        let n = name.clone();
-        let Some(found) = blocking("resolve image", move || Ok(images.resolve(&n))).await? else {
+        let Some(found) = self.images.resolve(&name) else {
             return Ok(());
         };
         for c in self.store.all_containers().await {

@@ -132,25 +132,60 @@ pub fn unmount_all(path: &Path) -> Result<(), CriError> {
     Ok(())
 }
 
-/// Remove a directory tree, unmounting any mount found inside it first (deepest first).
-pub fn remove_tree(path: &Path) -> Result<(), CriError> {
-    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-        let prefix = format!("{}/", path.display());
-        let mut inside: Vec<String> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(unescape_octal))
-            .filter(|m| m.starts_with(&prefix) || *m == path.to_string_lossy())
-            .collect();
-        inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in inside {
-            unmount_all(Path::new(&m))?;
+/// The mount points at or below any of `paths`, deepest first, from one read of
+/// `/proc/self/mountinfo` (a stacked mount point is listed once per mount).
+fn mounts_under(paths: &[&Path]) -> Vec<String> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let prefixes: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| {
+            (
+                p.to_string_lossy().into_owned(),
+                format!("{}/", p.display()),
+            )
+        })
+        .collect();
+    let mut inside: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape_octal))
+        .filter(|m| prefixes.iter().any(|(p, dir)| m == p || m.starts_with(dir)))
+        .collect();
+    inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    inside
+}
+
+/// Unmount (detached) everything mounted at or below any of `paths`, deepest first, reading
+/// the mount table once.
+pub fn unmount_under(paths: &[&Path]) -> Result<(), CriError> {
+    for m in mounts_under(paths) {
+        match umount2(Path::new(&m), MntFlags::MNT_DETACH) {
+            // Gone meanwhile, or one of a stack already taken down with its parent.
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => return Err(CriError::internal(format!("unmount {m}"), e)),
         }
     }
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CriError::internal(format!("remove {}", path.display()), e)),
+    Ok(())
+}
+
+/// Remove a directory tree, unmounting any mount found inside it first (deepest first).
+pub fn remove_tree(path: &Path) -> Result<(), CriError> {
+    remove_trees(&[path])
+}
+
+/// Remove directory trees, unmounting any mount found inside them first (deepest first); the
+/// mount table is read once for all of them.
+pub fn remove_trees(paths: &[&Path]) -> Result<(), CriError> {
+    unmount_under(paths)?;
+    for path in paths {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CriError::internal(format!("remove {}", path.display()), e)),
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

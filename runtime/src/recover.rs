@@ -90,6 +90,19 @@ impl Runtime {
             (ctr_run, container_ids.clone()),
             (ctr_root, container_ids.clone()),
             (runtime_root, container_ids),
+            // Removed containers' files not yet deleted when the daemon stopped.
+            (
+                self.paths.run_root.join(super::removal::TRASH_DIR),
+                HashSet::new(),
+            ),
+            (
+                self.paths.root.join(super::removal::TRASH_DIR),
+                HashSet::new(),
+            ),
+        ];
+        let trash_dirs = [
+            self.paths.run_root.join(super::removal::TRASH_DIR),
+            self.paths.root.join(super::removal::TRASH_DIR),
         ];
         tokio::task::spawn_blocking(move || {
             end_orphan_pod_inits(&pods_dir, &pod_inits);
@@ -116,6 +129,10 @@ impl Runtime {
                         tracing::warn!(path = %p.display(), err = %kinglet_cri::chain(&e), "leftover not removed");
                     }
                 }
+            }
+            // Present from the start, closed like the other directories of the roots.
+            for t in trash_dirs {
+                super::removal::create_trash_dir(&t);
             }
         })
         .await

@@ -15,21 +15,25 @@
 //!   holds (its bounding set), `ALL` in `drop` = none; then the named `add`s, then the named
 //!   `drop`s; privileged = every capability the daemon holds and no masked paths.
 
-use std::collections::{BTreeSet, HashSet};
-use std::path::{Component, Path, PathBuf};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use kinglet_cri::CriError;
 use kinglet_image::ImageConfig;
 use kinglet_proto::v1;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    Capability, LinuxCapabilitiesBuilder, Process, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
     UserBuilder,
 };
 
 use super::store::{NsMode, SandboxRecord};
+
+mod linux;
+mod mounts;
+mod user;
+
+pub use user::{read_in_root, resolve_user, Identity};
 
 /// PATH given to containers whose image sets none (the same default as containerd's).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -163,168 +167,6 @@ pub fn merge_env(hostname: &str, image_env: &[String], cri: &[v1::KeyValue]) -> 
     out
 }
 
-/// A resolved process identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-    pub username: Option<String>,
-}
-
-/// One parsed line of /etc/passwd or /etc/group.
-struct Entry {
-    name: String,
-    id: u32,
-    gid_or_members: String,
-}
-
-fn parse_db(text: &str) -> Vec<Entry> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 4 {
-                return None;
-            }
-            Some(Entry {
-                name: f[0].to_owned(),
-                id: f[2].parse().ok()?,
-                // passwd: the primary gid; group: the member list.
-                gid_or_members: f[3].to_owned(),
-            })
-        })
-        .collect()
-}
-
-/// Read `rel` below `rootfs` refusing symlinks in any component (they could point anywhere on
-/// the host). Missing file → empty.
-pub fn read_in_root(rootfs: &Path, rel: &str) -> String {
-    let mut p = rootfs.to_path_buf();
-    for c in Path::new(rel).components() {
-        let Component::Normal(c) = c else {
-            return String::new();
-        };
-        p.push(c);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => return String::new(),
-            Ok(_) => {}
-            Err(_) => return String::new(),
-        }
-    }
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// Resolve the container's identity.
-pub fn resolve_user(
-    rootfs: &Path,
-    sc: Option<&v1::LinuxContainerSecurityContext>,
-    image_user: &str,
-) -> Result<Identity, CriError> {
-    // As containerd: a group without a user is refused (the kubelet always names the user).
-    if let Some(s) = sc.filter(|s| s.run_as_group.is_some()) {
-        if s.run_as_user.is_none() && s.run_as_username.is_empty() {
-            return Err(CriError::invalid(
-                "linux.security_context.run_as_group",
-                "is set without run_as_user or run_as_username: set one of them too",
-            ));
-        }
-    }
-    let passwd = parse_db(&read_in_root(rootfs, "etc/passwd"));
-    let groups = parse_db(&read_in_root(rootfs, "etc/group"));
-    let lookup_user =
-        |spec: &str, field: &str| -> Result<(u32, Option<u32>, Option<String>), CriError> {
-            if let Ok(uid) = spec.parse::<u32>() {
-                let e = passwd.iter().find(|e| e.id == uid);
-                return Ok((
-                    uid,
-                    e.and_then(|e| e.gid_or_members.parse().ok()),
-                    e.map(|e| e.name.clone()),
-                ));
-            }
-            match passwd.iter().find(|e| e.name == spec) {
-                Some(e) => Ok((e.id, e.gid_or_members.parse().ok(), Some(e.name.clone()))),
-                None => Err(CriError::invalid(
-                    field,
-                    format!("user {spec:?} not found in the container's /etc/passwd"),
-                )),
-            }
-        };
-    let lookup_group = |spec: &str, field: &str| -> Result<u32, CriError> {
-        if let Ok(gid) = spec.parse::<u32>() {
-            return Ok(gid);
-        }
-        groups
-            .iter()
-            .find(|g| g.name == spec)
-            .map(|g| g.id)
-            .ok_or_else(|| {
-                CriError::invalid(
-                    field,
-                    format!("group {spec:?} not found in the container's /etc/group"),
-                )
-            })
-    };
-
-    let (uid, mut gid, username) = if let Some(u) = sc.and_then(|s| s.run_as_user.as_ref()) {
-        let uid = u32::try_from(u.value)
-            .map_err(|_| CriError::invalid("linux.security_context.run_as_user", "out of range"))?;
-        let (uid, gid, name) = lookup_user(&uid.to_string(), "linux.security_context.run_as_user")?;
-        (uid, gid, name)
-    } else if let Some(name) = sc
-        .map(|s| s.run_as_username.as_str())
-        .filter(|n| !n.is_empty())
-    {
-        lookup_user(name, "linux.security_context.run_as_username")?
-    } else if !image_user.is_empty() {
-        let (u, g) = match image_user.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (image_user, None),
-        };
-        let (uid, gid, name) = lookup_user(u, "image config User")?;
-        let gid = match g {
-            Some(g) => Some(lookup_group(g, "image config User")?),
-            None => gid,
-        };
-        (uid, gid, name)
-    } else {
-        (0, Some(0), Some("root".to_owned()))
-    };
-    if let Some(g) = sc.and_then(|s| s.run_as_group.as_ref()) {
-        gid = Some(u32::try_from(g.value).map_err(|_| {
-            CriError::invalid("linux.security_context.run_as_group", "out of range")
-        })?);
-    }
-    let gid = gid.unwrap_or(0);
-    let mut extra: BTreeSet<u32> = BTreeSet::new();
-    // SupplementalGroupsPolicy Strict: only the requested groups, none from the image.
-    let strict = sc.is_some_and(|s| {
-        s.supplemental_groups_policy == v1::SupplementalGroupsPolicy::Strict as i32
-    });
-    if let Some(name) = username.as_ref().filter(|_| !strict) {
-        for g in &groups {
-            if g.gid_or_members.split(',').any(|m| m == name) && g.id != gid {
-                extra.insert(g.id);
-            }
-        }
-    }
-    for g in sc.map(|s| s.supplemental_groups.as_slice()).unwrap_or(&[]) {
-        let g = u32::try_from(*g).map_err(|_| {
-            CriError::invalid("linux.security_context.supplemental_groups", "out of range")
-        })?;
-        extra.insert(g);
-    }
-    // containerd's ensureAdditionalGids: the primary group is always among the supplementary
-    // ones (Kubernetes shows `groups=` with runAsGroup in it), under either policy.
-    extra.insert(gid);
-    Ok(Identity {
-        uid,
-        gid,
-        additional_gids: extra.into_iter().collect(),
-        username,
-    })
-}
-
 fn cap_name(c: &str) -> String {
     let up = c.to_ascii_uppercase();
     if up.starts_with("CAP_") {
@@ -455,36 +297,14 @@ pub fn resolve_caps(
     Ok(caps)
 }
 
-fn mount(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Result<Mount, CriError> {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(source)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .map_err(spec_err("mounts"))
-}
-
-fn propagation(p: i32) -> &'static str {
-    match p {
-        1 => "rslave",
-        2 => "rshared",
-        _ => "rprivate",
-    }
-}
-
-/// Build the OCI spec of one container.
-pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
+/// The container's process: arguments, environment, working directory, identity,
+/// capabilities, terminal, oom_score_adj and no_new_privs. Returns the resolved capability
+/// names too (the seccomp profile depends on them).
+fn process(
+    input: &SpecInput<'_>,
+    sc: Option<&v1::LinuxContainerSecurityContext>,
+) -> Result<(Process, Vec<String>), CriError> {
     let cfg = input.config;
-    let linux_cfg = cfg.linux.as_ref();
-    let sc = linux_cfg.and_then(|l| l.security_context.as_ref());
-    let privileged = sc.is_some_and(|s| s.privileged);
-    let ns = &input.sandbox.namespaces;
-    let pid_mode = sc
-        .and_then(|s| s.namespace_options.as_ref())
-        .map(|n| NsMode::from_cri(n.pid))
-        .unwrap_or(ns.pid);
-
     let args = resolve_args(cfg, input.image)?;
     let env = merge_env(&input.sandbox.hostname, &input.image.env, &cfg.envs);
     let cwd = if !cfg.working_dir.is_empty() {
@@ -519,8 +339,10 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
         .additional_gids(id.additional_gids.clone())
         .build()
         .map_err(spec_err("user"))?;
-    let resources = linux_cfg.and_then(|l| l.resources.as_ref());
-    let oom = resources
+    let oom = cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.as_ref())
         .map(|r| r.oom_score_adj as i32)
         .unwrap_or(0)
         .max(input.min_oom_score_adj);
@@ -539,282 +361,23 @@ pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
     // no_new_privs. oci-spec's builder defaults to `true`, so "off" must be cleared here
     // (else a setuid binary never gains its owner's uid: allowPrivilegeEscalation).
     process.set_no_new_privileges(sc.is_some_and(|s| s.no_new_privs).then_some(true));
+    Ok((process, caps))
+}
 
-    // Mounts: the runtime's defaults, then the sandbox files, then the client's (which win).
-    let cri_dests: HashSet<&str> = cfg
-        .mounts
-        .iter()
-        .map(|m| m.container_path.as_str())
-        .collect();
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        )?,
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        )?,
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &[
-                "nosuid",
-                "noexec",
-                "nodev",
-                if privileged { "rw" } else { "ro" },
-            ],
-        )?,
-    ];
-    // cgroup v1 with a joined (pod-wide) PID namespace: libcontainer resolves the container's
-    // cgroups through a pid that only exists inside that namespace and fails, so such
-    // containers get no /sys/fs/cgroup (v2 hosts and own-namespace containers do).
-    if input.cgroup_v2 || pid_mode == NsMode::Container {
-        mounts.push(mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &[
-                "nosuid",
-                "noexec",
-                "nodev",
-                "relatime",
-                if privileged { "rw" } else { "ro" },
-            ],
-        )?);
-    }
-    if ns.ipc != NsMode::Node {
-        mounts.push(mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        )?);
-    }
-    let shm_source = input
-        .sandbox
-        .shm
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/dev/shm"));
-    let rw = |ro: bool| if ro { "ro" } else { "rw" };
+/// Build the OCI spec of one container.
+pub fn build_spec(input: &SpecInput<'_>) -> Result<Spec, CriError> {
+    let cfg = input.config;
+    let sc = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref());
+    let privileged = sc.is_some_and(|s| s.privileged);
     let ro_root = sc.is_some_and(|s| s.readonly_rootfs);
-    let defaults: [(&str, &Path, &[&str]); 4] = [
-        (
-            "/dev/shm",
-            &shm_source,
-            &["rbind", "nosuid", "nodev", "noexec"],
-        ),
-        (
-            "/etc/hostname",
-            &input.files.hostname,
-            &["rbind", "rprivate"],
-        ),
-        ("/etc/hosts", &input.files.hosts, &["rbind", "rprivate"]),
-        (
-            "/etc/resolv.conf",
-            &input.files.resolv_conf,
-            &["rbind", "rprivate"],
-        ),
-    ];
-    for (dest, src, opts) in defaults {
-        if cri_dests.contains(dest) {
-            continue;
-        }
-        let mut o: Vec<&str> = opts.to_vec();
-        if dest != "/dev/shm" {
-            o.push(rw(ro_root));
-        }
-        mounts.push(mount(dest, "bind", &src.to_string_lossy(), &o)?);
-    }
-    let mut cri_mounts: Vec<&v1::Mount> = cfg.mounts.iter().collect();
-    // Parents before children, so a mount is never hidden by one over its parent.
-    cri_mounts.sort_by_key(|m| Path::new(&m.container_path).components().count());
-    for (i, m) in cri_mounts.iter().enumerate() {
-        let field = format!("config.mounts[{i}]");
-        if !m.container_path.starts_with('/') {
-            return Err(CriError::invalid(
-                format!("{field}.container_path"),
-                format!("{:?} is not absolute", m.container_path),
-            ));
-        }
-        if !m.host_path.starts_with('/') {
-            return Err(CriError::invalid(
-                format!("{field}.host_path"),
-                format!("{:?} is not absolute", m.host_path),
-            ));
-        }
-        let mut opts = vec!["rbind", propagation(m.propagation), rw(m.readonly)];
-        if m.recursive_read_only {
-            // As containerd: read-only all the way down (mount_setattr AT_RECURSIVE), which
-            // only makes sense for a read-only mount that receives no new submounts.
-            if !m.readonly {
-                return Err(CriError::invalid(
-                    format!("{field}.recursive_read_only"),
-                    "needs readonly: true",
-                ));
-            }
-            if m.propagation != v1::MountPropagation::PropagationPrivate as i32 {
-                return Err(CriError::invalid(
-                    format!("{field}.recursive_read_only"),
-                    "needs propagation PROPAGATION_PRIVATE",
-                ));
-            }
-            opts.push("rro");
-        }
-        mounts.push(mount(&m.container_path, "bind", &m.host_path, &opts)?);
-    }
+    let pid_mode = sc
+        .and_then(|s| s.namespace_options.as_ref())
+        .map(|n| NsMode::from_cri(n.pid))
+        .unwrap_or(input.sandbox.namespaces.pid);
 
-    // Namespaces.
-    let mut namespaces = Vec::new();
-    let mut add_ns = |typ: LinuxNamespaceType, path: Option<&Path>| -> Result<(), CriError> {
-        let mut b = LinuxNamespaceBuilder::default().typ(typ);
-        if let Some(p) = path {
-            b = b.path(p);
-        }
-        namespaces.push(b.build().map_err(spec_err("namespaces"))?);
-        Ok(())
-    };
-    add_ns(LinuxNamespaceType::Mount, None)?;
-    match pid_mode {
-        NsMode::Node => {}
-        NsMode::Pod => match &ns.pid_path {
-            Some(p) => add_ns(LinuxNamespaceType::Pid, Some(p))?,
-            None => add_ns(LinuxNamespaceType::Pid, None)?,
-        },
-        NsMode::Container => add_ns(LinuxNamespaceType::Pid, None)?,
-        NsMode::Target => match &input.target_pid_ns {
-            Some(p) => add_ns(LinuxNamespaceType::Pid, Some(p))?,
-            None => {
-                return Err(CriError::invalid(
-                    "linux.security_context.namespace_options.target_id",
-                    "target container is not running",
-                ))
-            }
-        },
-    }
-    if let Some(p) = &ns.net_path {
-        add_ns(LinuxNamespaceType::Network, Some(p))?;
-    }
-    if let Some(p) = &ns.ipc_path {
-        add_ns(LinuxNamespaceType::Ipc, Some(p))?;
-    }
-    if let Some(p) = &ns.uts_path {
-        add_ns(LinuxNamespaceType::Uts, Some(p))?;
-    }
-
-    // Resources.
-    let mut rb = LinuxResourcesBuilder::default();
-    let mut devices = vec![LinuxDeviceCgroupBuilder::default()
-        .allow(privileged)
-        .access("rwm")
-        .build()
-        .map_err(spec_err("devices"))?];
-    if !privileged {
-        for (typ, major, minor) in [
-            (LinuxDeviceType::C, Some(1), Some(3)),
-            (LinuxDeviceType::C, Some(1), Some(5)),
-            (LinuxDeviceType::C, Some(1), Some(7)),
-            (LinuxDeviceType::C, Some(1), Some(8)),
-            (LinuxDeviceType::C, Some(1), Some(9)),
-            (LinuxDeviceType::C, Some(5), Some(0)),
-            (LinuxDeviceType::C, Some(5), Some(1)),
-            (LinuxDeviceType::C, Some(5), Some(2)),
-            (LinuxDeviceType::C, Some(136), None),
-        ] {
-            let mut b = LinuxDeviceCgroupBuilder::default()
-                .allow(true)
-                .typ(typ)
-                .access("rwm");
-            if let Some(m) = major {
-                b = b.major(m);
-            }
-            if let Some(m) = minor {
-                b = b.minor(m);
-            }
-            devices.push(b.build().map_err(spec_err("devices"))?);
-        }
-    }
-    rb = rb.devices(devices);
-    if let Some(r) = resources {
-        if r.memory_limit_in_bytes > 0 {
-            rb = rb.memory(
-                LinuxMemoryBuilder::default()
-                    .limit(r.memory_limit_in_bytes)
-                    .build()
-                    .map_err(spec_err("linux.resources.memory_limit_in_bytes"))?,
-            );
-        }
-        let mut cpu = LinuxCpuBuilder::default();
-        let mut any_cpu = false;
-        if r.cpu_shares > 0 {
-            cpu = cpu.shares(r.cpu_shares as u64);
-            any_cpu = true;
-        }
-        if r.cpu_quota > 0 {
-            cpu = cpu.quota(r.cpu_quota);
-            any_cpu = true;
-        }
-        if r.cpu_period > 0 {
-            cpu = cpu.period(r.cpu_period as u64);
-            any_cpu = true;
-        }
-        if !r.cpuset_cpus.is_empty() {
-            cpu = cpu.cpus(r.cpuset_cpus.clone());
-            any_cpu = true;
-        }
-        if !r.cpuset_mems.is_empty() {
-            cpu = cpu.mems(r.cpuset_mems.clone());
-            any_cpu = true;
-        }
-        if any_cpu {
-            rb = rb.cpu(cpu.build().map_err(spec_err("linux.resources.cpu"))?);
-        }
-    }
-    // As containerd: a bidirectional mount needs the container's mount namespace to stay a
-    // peer of the host's (rshared); else libcontainer's default, recursive slave, which a
-    // host-to-container mount needs (libcontainer spells these without the `r`).
-    let bidirectional = v1::MountPropagation::PropagationBidirectional as i32;
-    let rootfs_propagation = cfg
-        .mounts
-        .iter()
-        .any(|m| m.propagation == bidirectional)
-        .then_some("shared");
-    let mut lb = LinuxBuilder::default()
-        .namespaces(namespaces)
-        .cgroups_path(PathBuf::from(input.cgroups_path))
-        .resources(rb.build().map_err(spec_err("linux.resources"))?);
-    if !privileged {
-        let masked: Vec<String> = match sc.map(|s| &s.masked_paths).filter(|m| !m.is_empty()) {
-            Some(m) => m.clone(),
-            None => DEFAULT_MASKED.iter().map(|s| s.to_string()).collect(),
-        };
-        let readonly: Vec<String> = match sc.map(|s| &s.readonly_paths).filter(|m| !m.is_empty()) {
-            Some(m) => m.clone(),
-            None => DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
-        };
-        lb = lb.masked_paths(masked).readonly_paths(readonly);
-    }
-    if let Some(filter) = super::seccomp::for_container(sc, &caps)? {
-        lb = lb.seccomp(filter);
-    }
-    if let Some(p) = rootfs_propagation {
-        lb = lb.rootfs_propagation(p);
-    }
-    let linux = lb.build().map_err(spec_err("linux"))?;
-
+    let (process, caps) = process(input, sc)?;
+    let mounts = mounts::all(input, privileged, ro_root, pid_mode)?;
+    let linux = linux::build(input, sc, pid_mode, &caps)?;
     let root = RootBuilder::default()
         .path(input.rootfs)
         .readonly(ro_root)
