@@ -38,6 +38,7 @@ pub mod reset;
 pub mod server;
 pub mod stream_cli;
 pub mod svc_forward;
+pub mod trim;
 pub mod trust;
 pub mod workloads_cli;
 
