@@ -86,6 +86,9 @@ pub struct Config {
     pub pull_progress_timeout_secs: u64,
     /// Give up connecting to one registry endpoint after this long.
     pub pull_connect_timeout_secs: u64,
+    /// Once ready, drop the page mappings only startup used and trim the heap (see
+    /// `trim.rs`); false keeps them (to compare).
+    pub trim_startup_memory: bool,
 
     // --- Cluster DNS (issue 13) ---
     /// Serve cluster DNS on the pod bridge's address, port 53, and point ClusterFirst pods
@@ -148,6 +151,7 @@ impl Default for Config {
             stream_port: 0,
             pull_progress_timeout_secs: 300,
             pull_connect_timeout_secs: 15,
+            trim_startup_memory: true,
             cluster_dns: true,
             cluster_domain: kinglet_services::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             dns_upstreams: Vec::new(),

@@ -43,6 +43,7 @@ pub mod server;
 pub mod stream_cli;
 pub mod sts_cli;
 pub mod svc_forward;
+pub mod trim;
 pub mod trust;
 pub mod watch_api;
 pub mod watch_cli;

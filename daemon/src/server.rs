@@ -90,8 +90,14 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     // READY=1 once the socket answers, then (under WatchdogSec=) the health-driven pings.
     let ready = {
         let (notify, socket) = (notify.clone(), socket.clone());
+        let trim = config.trim_startup_memory;
         tokio::spawn(async move {
             announce_ready(&socket, &notify).await;
+            if trim {
+                // Once the first reconcile passes have settled (see `trim`).
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let _ = tokio::task::spawn_blocking(crate::trim::release_startup_memory).await;
+            }
             if let Some(every) = notify.watchdog() {
                 notify
                     .watchdog_loop(every, || health(socket.clone(), every))

@@ -35,10 +35,13 @@ mod ingress;
 mod pvc;
 pub use pvc::storage_bytes;
 mod service;
+mod typed;
 pub use ingress::tls_pair_problem;
 mod workloads;
 use serde::Deserialize;
 use serde_json::Value;
+pub use typed::ignored_fields;
+use typed::{octal_modes, typed};
 pub use workloads::cronjob::time_zone;
 pub use workloads::{parse_selector, selector_matches};
 
@@ -353,12 +356,14 @@ fn parse_all(source_name: &str, text: &str) -> Result<Vec<Object>, ManifestError
     Ok(out)
 }
 
-fn parse_value(
+/// The apiVersion, kind and name of one document, checked; `None` for a `v1 List`, whose
+/// items are parsed into `out` here.
+fn header(
     source_name: &str,
     doc: usize,
     mut value: Value,
     out: &mut Vec<Object>,
-) -> Result<(), ManifestError> {
+) -> Result<Option<(String, String, String, Value)>, ManifestError> {
     let field = |v: &Value, f: &'static str| -> Result<String, ManifestError> {
         v.get(f)
             .and_then(Value::as_str)
@@ -379,22 +384,34 @@ fn parse_value(
         for item in items.as_array().cloned().unwrap_or_default() {
             parse_value(source_name, doc, item, out)?;
         }
-        return Ok(());
+        return Ok(None);
     }
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let label = format!("{kind} {name:?} (document {doc})");
     if name.is_empty() {
         return Err(ManifestError::Invalid {
             source_name: source_name.to_owned(),
-            object: label,
+            object: format!("{kind} {name:?} (document {doc})"),
             path: "metadata.name".into(),
             reason: "is required".into(),
         });
     }
+    Ok(Some((api_version, kind, name, value)))
+}
+
+fn parse_value(
+    source_name: &str,
+    doc: usize,
+    value: Value,
+    out: &mut Vec<Object>,
+) -> Result<(), ManifestError> {
+    let Some((api_version, kind, name, value)) = header(source_name, doc, value, out)? else {
+        return Ok(());
+    };
+    let label = format!("{kind} {name:?} (document {doc})");
     let obj = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Pod") => {
             let p: Pod = typed(source_name, &label, &value)?;
@@ -535,212 +552,6 @@ fn check_secret_data(source_name: &str, label: &str, value: &Value) -> Result<()
         }
     }
     Ok(())
-}
-
-/// File modes as Kubernetes users write them (`defaultMode: 0400`) are YAML 1.1 octal
-/// integers; a YAML 1.2 parser reads them as strings. Convert them in the mode fields only.
-fn octal_modes(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, val) in m.iter_mut() {
-                if k == "defaultMode" || k == "mode" {
-                    let octal = val.as_str().and_then(|s| {
-                        let digits = s.strip_prefix("0o").or_else(|| s.strip_prefix('0'))?;
-                        i64::from_str_radix(digits, 8).ok()
-                    });
-                    if let Some(n) = octal {
-                        *val = Value::from(n);
-                    }
-                } else {
-                    octal_modes(val);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(octal_modes),
-        _ => {}
-    }
-}
-
-/// Deserialize with the failing path in the error, then refuse fields the schema lacks.
-fn typed<T>(source_name: &str, label: &str, value: &Value) -> Result<T, ManifestError>
-where
-    T: for<'de> Deserialize<'de> + serde::Serialize,
-{
-    let t: T =
-        serde_path_to_error::deserialize(value.clone()).map_err(|e| ManifestError::Invalid {
-            source_name: source_name.to_owned(),
-            object: label.to_owned(),
-            path: e.path().to_string(),
-            reason: e.inner().to_string(),
-        })?;
-    let back = serde_json::to_value(&t).map_err(|e| ManifestError::Invalid {
-        source_name: source_name.to_owned(),
-        object: label.to_owned(),
-        path: ".".into(),
-        reason: e.to_string(),
-    })?;
-    let mut unknown = Vec::new();
-    missing_paths(value, &back, String::new(), &mut unknown);
-    // apiVersion and kind are consumed by the dispatch, not by the type's fields.
-    unknown.retain(|p| p != "apiVersion" && p != "kind");
-    if unknown.is_empty() {
-        Ok(t)
-    } else {
-        Err(ManifestError::UnknownFields {
-            source_name: source_name.to_owned(),
-            object: label.to_owned(),
-            paths: unknown,
-        })
-    }
-}
-
-/// Paths of `orig` (non-null) that `back` does not have.
-fn missing_paths(orig: &Value, back: &Value, path: String, out: &mut Vec<String>) {
-    match (orig, back) {
-        (Value::Object(o), Value::Object(b)) => {
-            for (k, v) in o {
-                if v.is_null() {
-                    continue;
-                }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match b.get(k) {
-                    Some(bv) => missing_paths(v, bv, p, out),
-                    None if is_empty(v) => {}
-                    None => out.push(p),
-                }
-            }
-        }
-        (Value::Array(o), Value::Array(b)) => {
-            for (i, (ov, bv)) in o.iter().zip(b).enumerate() {
-                missing_paths(ov, bv, format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `{}` and `[]` that a typed round trip may drop.
-fn is_empty(v: &Value) -> bool {
-    matches!(v, Value::Object(m) if m.is_empty()) || matches!(v, Value::Array(a) if a.is_empty())
-}
-
-/// Pod fields Kinglet acts on; any other field that is set is reported by [`ignored_fields`].
-const POD_SPEC_FIELDS: &[&str] = &[
-    "containers",
-    "initContainers",
-    "volumes",
-    "restartPolicy",
-    "terminationGracePeriodSeconds",
-    "hostNetwork",
-    "hostPID",
-    "hostIPC",
-    "shareProcessNamespace",
-    "hostname",
-    "subdomain",
-    "dnsPolicy",
-    "dnsConfig",
-    // Read by the DNS setup (`dns`); listed so it is not reported as ignored.
-    "dnsPolicy",
-    "imagePullSecrets",
-    "securityContext",
-    "hostAliases",
-    "subdomain",
-    "enableServiceLinks",
-    "serviceAccountName",
-    "serviceAccount",
-    "automountServiceAccountToken",
-];
-const CONTAINER_FIELDS: &[&str] = &[
-    "name",
-    "image",
-    "command",
-    "args",
-    "workingDir",
-    "ports",
-    "env",
-    "envFrom",
-    "resources",
-    "volumeMounts",
-    "livenessProbe",
-    "readinessProbe",
-    "startupProbe",
-    "lifecycle",
-    "securityContext",
-    "imagePullPolicy",
-    "restartPolicy",
-    "terminationMessagePath",
-    "terminationMessagePolicy",
-];
-const POD_SECURITY_FIELDS: &[&str] = &[
-    "runAsUser",
-    "runAsGroup",
-    "runAsNonRoot",
-    "supplementalGroups",
-    "supplementalGroupsPolicy",
-    "fsGroup",
-    "fsGroupChangePolicy",
-    "sysctls",
-    "seccompProfile",
-];
-const CONTAINER_SECURITY_FIELDS: &[&str] = &[
-    "privileged",
-    "readOnlyRootFilesystem",
-    "runAsUser",
-    "runAsGroup",
-    "runAsNonRoot",
-    "allowPrivilegeEscalation",
-    "capabilities",
-    "seccompProfile",
-];
-
-fn set_keys(v: &Value) -> Vec<String> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, _)| k.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Valid fields of an object that Kinglet does not act on (so they are reported to the user,
-/// as warnings, never silently dropped): paths like `spec.affinity`.
-pub fn ignored_fields(o: &Object) -> Vec<String> {
-    let Object::Pod(p) = o else { return Vec::new() };
-    let Ok(spec) = serde_json::to_value(&p.spec) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for k in set_keys(&spec) {
-        if !POD_SPEC_FIELDS.contains(&k.as_str()) {
-            out.push(format!("spec.{k}"));
-        }
-    }
-    for k in set_keys(&spec["securityContext"]) {
-        if !POD_SECURITY_FIELDS.contains(&k.as_str()) {
-            out.push(format!("spec.securityContext.{k}"));
-        }
-    }
-    for list in ["initContainers", "containers"] {
-        for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
-            for k in set_keys(c) {
-                if !CONTAINER_FIELDS.contains(&k.as_str()) {
-                    out.push(format!("spec.{list}[{i}].{k}"));
-                }
-            }
-            for k in set_keys(&c["securityContext"]) {
-                if !CONTAINER_SECURITY_FIELDS.contains(&k.as_str()) {
-                    out.push(format!("spec.{list}[{i}].securityContext.{k}"));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Valid Kubernetes fields Kinglet does not implement yet: refused by path, never ignored.

@@ -15,7 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::log::Stream;
 use crate::protocol::{
-    push_frame, take_frame, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF, FRAME_STDOUT,
+    next_frame, push_frame, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_EOF, FRAME_STDOUT,
 };
 
 /// Output queued for one client before it is dropped.
@@ -114,7 +114,13 @@ impl Attach {
                     eof = true;
                     break;
                 }
-                Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    // Handle frames as they complete, so the buffer holds at most one.
+                    if !self.handle_frames(i) {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -123,11 +129,31 @@ impl Attach {
                 }
             }
         }
-        while let Some((ty, payload)) = take_frame(&mut self.clients[i].inbuf) {
-            match ty {
-                FRAME_STDIN => self.write_input(&payload),
-                FRAME_STDIN_EOF => self.stdin_ended(i, true),
-                FRAME_RESIZE if payload.len() == 4 => {
+        // Frames that came before the end are handled first.
+        if eof {
+            self.clients[i].read_closed = true;
+            let had_stdin = self.clients[i].stdin;
+            self.stdin_ended(i, had_stdin);
+        }
+    }
+
+    /// Act on the complete frames in client `i`'s buffer; false (and the client dropped)
+    /// when one announces more than [`MAX_FRAME`] bytes.
+    fn handle_frames(&mut self, i: usize) -> bool {
+        loop {
+            let frame = match next_frame(&mut self.clients[i].inbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "attach client dropped");
+                    self.clients[i].dead = true;
+                    return false;
+                }
+            };
+            match frame {
+                (FRAME_STDIN, payload) => self.write_input(&payload),
+                (FRAME_STDIN_EOF, _) => self.stdin_ended(i, true),
+                (FRAME_RESIZE, payload) if payload.len() == 4 => {
                     let cols = u16::from_be_bytes([payload[0], payload[1]]);
                     let rows = u16::from_be_bytes([payload[2], payload[3]]);
                     if let Some(t) = &self.tty {
@@ -138,12 +164,6 @@ impl Attach {
                 }
                 _ => {}
             }
-        }
-        // Frames that came before the end are handled first.
-        if eof {
-            self.clients[i].read_closed = true;
-            let had_stdin = self.clients[i].stdin;
-            self.stdin_ended(i, had_stdin);
         }
     }
 

@@ -60,6 +60,8 @@ pub enum ShimError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("attach frame of {len} bytes refused: the most is {max}")]
+    FrameTooLarge { len: usize, max: usize },
 }
 
 impl ShimError {

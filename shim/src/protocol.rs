@@ -47,19 +47,36 @@ pub fn push_frame(out: &mut Vec<u8>, ty: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Take the first complete frame off `buf`, if there is one.
-pub fn take_frame(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
+/// The largest attach frame payload accepted. Writers send at most a read buffer (32 or
+/// 64 KiB) per frame; a length prefix above this is refused before anything is buffered
+/// towards it.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// Take the first complete frame off `buf`, if there is one; a frame announcing more than
+/// [`MAX_FRAME`] bytes is an error (the connection is to be dropped).
+pub fn next_frame(buf: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, ShimError> {
     if buf.len() < 5 {
-        return None;
+        return Ok(None);
     }
     let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(ShimError::FrameTooLarge {
+            len,
+            max: MAX_FRAME,
+        });
+    }
     if buf.len() < 5 + len {
-        return None;
+        return Ok(None);
     }
     let ty = buf[0];
     let payload = buf[5..5 + len].to_vec();
     buf.drain(..5 + len);
-    Some((ty, payload))
+    Ok(Some((ty, payload)))
+}
+
+/// [`next_frame`] for a trusted peer: an oversized frame reads as never complete.
+pub fn take_frame(buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
+    next_frame(buf).ok().flatten()
 }
 
 /// What the shim knows about the container it monitors.
@@ -175,6 +192,27 @@ mod tests {
             Some((FRAME_RESIZE, vec![0, 80, 0, 24]))
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn an_oversized_frame_length_is_refused_before_its_payload() {
+        let mut buf = vec![FRAME_STDIN];
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        let err = next_frame(&mut buf).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "attach frame of {} bytes refused: the most is {MAX_FRAME}",
+                u32::MAX
+            )
+        );
+        assert_eq!(take_frame(&mut buf), None);
+        // The largest allowed frame still passes whole.
+        let mut wire = Vec::new();
+        push_frame(&mut wire, FRAME_STDIN, &vec![7u8; MAX_FRAME]);
+        let (ty, payload) = next_frame(&mut wire).unwrap().unwrap();
+        assert_eq!((ty, payload.len()), (FRAME_STDIN, MAX_FRAME));
+        assert!(wire.is_empty());
     }
 
     #[test]
