@@ -5,10 +5,14 @@
 # examples/web-pod.yaml (a ConfigMap volume, a Secret volume on tmpfs, env from both).
 # Run as root on Debian 12 with Rust installed. Stop it with: kill $(cat /run/kinglet/daemon.pid)
 # (containers keep running); remove everything with: target/release/kinglet reset
+# At the end it prints its wall time split into package install, build and run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t0=$EPOCHREALTIME
 bash scripts/setup-debian.sh run
+t1=$EPOCHREALTIME
 cargo build --release --bin kinglet --bin kinglet-shim --bin kinglet-pod-init
+t2=$EPOCHREALTIME
 bin=target/release/kinglet
 sock=/run/kinglet/kinglet.sock
 mkdir -p /run/kinglet /var/log
@@ -34,3 +38,7 @@ echo "--- kinglet logs web -c client"
 echo "--- kinglet exec web -c client -- ls -l /etc/credentials/"
 "$bin" exec web -c client --socket "$sock" -- ls -l /etc/credentials/
 echo "the pod keeps running; remove it with: $bin delete --socket $sock -f examples/web-pod.yaml"
+t3=$EPOCHREALTIME
+# Seconds between two $EPOCHREALTIME readings, to 0.1 s.
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+echo "main job: $(secs "$t0" "$t3") s = package install $(secs "$t0" "$t1") s + build $(secs "$t1" "$t2") s + run $(secs "$t2" "$t3") s"
