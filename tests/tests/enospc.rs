@@ -1,6 +1,7 @@
 //! A full disk under the daemon's root (a small tmpfs mounted at `--root`, filled by a file):
-//! importing an image (blob ingest and unpack) fails with a clear error and leaves no image
-//! visible, and works once space is back; a pod whose records cannot be written is refused
+//! pulling from a registry (full, or with less space than the image needs) and importing an
+//! image (blob ingest and unpack) fail with a clear error and leave no image visible, and work
+//! once space is back; a pod whose records cannot be written is refused
 //! and leaves no record, and a daemon restarted afterwards recovers; a container whose log
 //! cannot be written keeps running, its shim logs the failure once, and its log resumes.
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kinglet_proto::v1;
+use kinglet_tests::registry::{Mode, Registry};
 use kinglet_tests::*;
 
 /// Fill the file system holding `dir` with one file, until ENOSPC.
@@ -179,6 +181,79 @@ async fn a_full_disk_fails_imports_pods_and_logs_cleanly_and_recovers() {
     );
     let again = run_pod(&mut rt, &pod_config("nospace", &logs)).await;
     remove_pod(&mut rt, &again).await;
+    remove_pod(&mut rt, &pod).await;
+    d.shutdown().await;
+}
+
+async fn pull(d: &Daemon, image: &str) -> Result<String, tonic::Status> {
+    d.images()
+        .await
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+async fn images(d: &Daemon) -> usize {
+    d.images()
+        .await
+        .list_images(v1::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_on_a_full_disk_fails_clearly_and_works_once_space_is_back() {
+    let reg = Registry::start(Mode::Open);
+    reg.push(&test_image().0, IMAGE, "team/busybox:latest");
+    let image = format!("{}/team/busybox:latest", reg.host);
+    let mut d = Daemon::unstarted("", |_| Vec::new());
+    let _root_fs = mount_tmpfs(&d.root, "48m");
+    d.spawn().await;
+
+    // No space at all, then 512 KiB: less than the image's layer and its unpacked files.
+    let filler = fill(&d.root);
+    for free in [0u64, 512 * 1024] {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&filler)
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        f.set_len(len - free).unwrap();
+        let e = pull(&d, &image).await.expect_err("a pull on a full disk");
+        assert!(
+            e.message().contains("No space left on device"),
+            "{free} bytes free: {e:?}"
+        );
+        assert_eq!(
+            images(&d).await,
+            0,
+            "no image is visible after a failed pull"
+        );
+    }
+    std::fs::remove_file(&filler).unwrap();
+    let id = pull(&d, &image).await.expect("the pull once space is back");
+    assert!(id.starts_with("sha256:"), "{id}");
+    // The image is whole: a container runs from it.
+    let mut rt = d.runtime().await;
+    let cfg = pod_config("afterfull", &d.dir.path().join("logs"));
+    let pod = run_pod(&mut rt, &cfg).await;
+    let mut c = sh_container("c", "echo ok");
+    c.image = Some(v1::ImageSpec {
+        image: image.clone(),
+        ..Default::default()
+    });
+    let c = run_container(&mut rt, &pod, &cfg, c).await;
+    let st = wait_exited(&mut rt, &c, Duration::from_secs(30)).await;
+    assert_eq!(st.exit_code, 0, "{st:?}");
     remove_pod(&mut rt, &pod).await;
     d.shutdown().await;
 }
