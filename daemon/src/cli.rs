@@ -58,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Sealed (age-encrypted) manifests: keygen, recipient, seal.
+    Secret {
+        #[command(subcommand)]
+        command: crate::secret_cli::SecretCommand,
+    },
     /// Create or update the objects of manifests (YAML/JSON files, directories, or - for stdin).
     Apply {
         /// Manifest files, directories (their .yaml/.yml/.json files) or - for stdin.
@@ -342,6 +347,7 @@ pub fn main() -> ExitCode {
             init_tracing("warn");
             report(run_client(image(socket, command)))
         }
+        Command::Secret { command } => report(crate::secret_cli::run(command)),
         verb => kubectl_verb(verb),
     }
 }

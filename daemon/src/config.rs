@@ -18,6 +18,8 @@ use crate::DaemonError;
 pub struct Config {
     /// CRI gRPC unix socket (mode 0660).
     pub socket: PathBuf,
+    /// Group given the socket (root-equivalent: its members can run anything as root).
+    pub socket_group: Option<String>,
     /// Persistent state: images, pod and container records, writable layers.
     pub root: PathBuf,
     /// Runtime state (tmpfs on most hosts): shim state, namespace pins, bundles, mounts.
@@ -71,6 +73,12 @@ pub struct Config {
     /// fork bomb in one pod cannot take the host's pids (the kubelet's own default is unlimited).
     /// Only for sandboxes whose cgroup parent Kinglet chooses, with the cgroupfs driver.
     pub pod_pids_limit: i64,
+    /// The shim rotates a container's CRI log file at this many bytes (0: never), keeping
+    /// `container-log-max-files` files in all (the kubelet's containerLogMaxSize/MaxFiles).
+    pub container_log_max_size: u64,
+    pub container_log_max_files: u32,
+    /// The age identity that opens sealed manifests (`kinglet secret keygen`); root's, 0600.
+    pub age_identity_file: PathBuf,
     /// Largest uncompressed size one image layer may unpack to (a gzip bomb stops there).
     pub max_unpacked_layer_bytes: u64,
     /// Serve Prometheus metrics on `http://ADDR/metrics` (off when unset).
@@ -121,6 +129,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             socket: PathBuf::from("/run/kinglet/kinglet.sock"),
+            socket_group: None,
             root: PathBuf::from("/var/lib/kinglet"),
             run_root: PathBuf::from("/run/kinglet"),
             systemd_cgroup: false,
@@ -128,6 +137,9 @@ impl Default for Config {
             crash_loop_backoff_initial_ms: 10_000,
             crash_loop_backoff_max_ms: 300_000,
             manifests: PathBuf::from("/etc/kinglet/manifests"),
+            age_identity_file: PathBuf::from("/etc/kinglet/age.key"),
+            container_log_max_size: 10 * 1024 * 1024,
+            container_log_max_files: 5,
             bridge: kinglet_netns::network::DEFAULT_BRIDGE.to_owned(),
             pod_cidr: kinglet_netns::network::DEFAULT_POD_CIDR.to_owned(),
             nft_table: kinglet_netns::network::DEFAULT_NFT_TABLE.to_owned(),
@@ -283,6 +295,8 @@ impl Config {
             unpack_on_pull: self.unpack_on_pull,
             pod_pids_limit: self.pod_pids_limit,
             max_unpacked_layer_bytes: self.max_unpacked_layer_bytes,
+            container_log_max_size: self.container_log_max_size,
+            container_log_max_files: self.container_log_max_files,
             pull_progress_timeout_secs: self.pull_progress_timeout_secs,
             pull_connect_timeout_secs: self.pull_connect_timeout_secs,
         }

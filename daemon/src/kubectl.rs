@@ -18,7 +18,8 @@ pub(crate) fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Er
     move |s| anyhow!("{what}: {}", s.message())
 }
 
-/// Manifests named by `-f`: files, every `.yaml`/`.yml`/`.json` of a directory, or `-` (stdin).
+/// Manifests named by `-f`: files, every `.yaml`/`.yml`/`.json`/`.age` of a directory, or `-`
+/// (stdin). Sealed files go as they are (armored); the daemon opens them.
 fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for p in paths {
@@ -34,17 +35,19 @@ fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
                 .filter(|f| {
                     matches!(
                         f.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml" | "json")
+                        Some("yaml" | "yml" | "json" | "age")
                     )
                 })
                 .collect();
             files.sort();
             for f in files {
-                out.push((f.display().to_string(), std::fs::read_to_string(&f)?));
+                out.push((
+                    f.display().to_string(),
+                    crate::secret_cli::manifest_text(&f)?,
+                ));
             }
         } else {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            let text = crate::secret_cli::manifest_text(p)?;
             out.push((p.display().to_string(), text));
         }
     }

@@ -150,6 +150,11 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
         }),
         dns: cluster_dns(c),
         ingress: c.ingress.proxy_config(),
+        keys: kinglet_kubelet::sealed::Keys {
+            identity_file: c.age_identity_file.clone(),
+            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY")
+                .map(std::path::PathBuf::from),
+        },
     }
 }
 

@@ -54,7 +54,11 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
             tracing::info!(socket = %config.socket.display(), "serving the socket systemd passed (LISTEN_FDS)");
             l
         }
-        None => bind(&config.socket).await?,
+        None => {
+            let l = bind(&config.socket).await?;
+            crate::socket_group::apply(&config.socket, config.socket_group.as_deref())?;
+            l
+        }
     };
     let socket = config.socket.clone();
     notify.status("recovering pods and containers");

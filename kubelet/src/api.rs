@@ -13,9 +13,15 @@ impl Supervisor {
         &self,
         req: admin::ApplyRequest,
     ) -> Result<admin::ApplyResponse, KubeletError> {
+        // A sealed manifest is opened here, in memory, with the daemon's age identity.
+        let (content, _) = self
+            .cfg
+            .keys
+            .text_of(&req.source, req.content.into_bytes())
+            .map_err(|e| KubeletError::invalid("manifest", crate::error::chain(&e)))?;
         // Document by document, as kubectl applies: a bad document is an `error:` line and
         // does not stop the others.
-        let (objs, errors) = kinglet_manifest::parse_each(&req.source, &req.content);
+        let (objs, errors) = kinglet_manifest::parse_each(&req.source, &content);
         if objs.is_empty() {
             if let Some(e) = errors.first() {
                 return Err(KubeletError::invalid("manifest", e.to_string()));
@@ -117,7 +123,12 @@ impl Supervisor {
         req: admin::DeleteRequest,
     ) -> Result<admin::DeleteResponse, KubeletError> {
         let keys: Vec<ObjectKey> = if !req.content.is_empty() {
-            kinglet_manifest::parse_each(&req.source, &req.content)
+            let (content, _) = self
+                .cfg
+                .keys
+                .text_of(&req.source, req.content.into_bytes())
+                .map_err(|e| KubeletError::invalid("manifest", crate::error::chain(&e)))?;
+            kinglet_manifest::parse_each(&req.source, &content)
                 .0
                 .iter()
                 .map(Object::key)

@@ -43,6 +43,7 @@ pub mod podspec;
 mod probe;
 pub mod pvc;
 pub mod runtime;
+pub mod sealed;
 mod security;
 pub mod serviceaccounts;
 pub mod services;
@@ -98,6 +99,8 @@ pub struct KubeletConfig {
     pub dns: Option<dns::ClusterDns>,
     /// The ingress proxy's listeners (None: no ingress proxy).
     pub ingress: Option<kinglet_ingress::IngressConfig>,
+    /// The age identities that open sealed manifests (and the systemd credentials directory).
+    pub keys: sealed::Keys,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.

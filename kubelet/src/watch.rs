@@ -1,5 +1,9 @@
 //! The manifests directory (`--manifests`, default /etc/kinglet/manifests): every `.yaml`,
-//! `.yml` and `.json` file in it is kept applied. inotify wakes a re-read of the directory;
+//! `.yml`, `.json` and `.age` file in it is kept applied, and so are the manifests among the
+//! daemon's systemd credentials (`$CREDENTIALS_DIRECTORY`, same extensions). A sealed file
+//! (age, [`crate::sealed`]) is decrypted in memory; one that cannot be is reported by name and
+//! its previous objects are kept, like a file that does not parse. A plain-text Secret is
+//! warned about once per file. inotify wakes a re-read of the directory;
 //! objects a file defines are created or updated, objects a file no longer defines (or whose
 //! file is gone) are deleted. A file that does not parse is reported (file, object, field) and
 //! its previous objects are left as they were — the other files' objects keep running.
@@ -30,6 +34,8 @@ struct StoredKey {
 pub struct Sources {
     path: PathBuf,
     map: BTreeMap<PathBuf, BTreeSet<StoredKey>>,
+    /// Files already warned about for a plain-text Secret (not persisted: once per start).
+    warned: BTreeSet<PathBuf>,
 }
 
 impl Sources {
@@ -41,6 +47,7 @@ impl Sources {
         Sources {
             path: path.to_owned(),
             map,
+            warned: BTreeSet::new(),
         }
     }
 
@@ -93,7 +100,7 @@ fn manifest_files(dir: &Path) -> Vec<PathBuf> {
             !hidden
                 && matches!(
                     p.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
+                    Some("yaml" | "yml" | "json" | "age")
                 )
         })
         .collect();
@@ -102,26 +109,43 @@ fn manifest_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl Supervisor {
+    /// A manifest file's text, opened in memory when sealed; and whether it was.
+    fn read_manifest(&self, f: &Path) -> Result<(String, bool), String> {
+        let bytes = std::fs::read(f).map_err(|e| e.to_string())?;
+        let opened = self.cfg.keys.text_of(&f.display().to_string(), bytes);
+        opened.map_err(|e| crate::error::chain(&e))
+    }
+
     /// Make the stored objects match the directory's files.
     pub(super) async fn sync_dir(&self, dir: &Path) {
         let mut sources = self.sources.lock().await;
         let mut next: BTreeMap<PathBuf, BTreeSet<StoredKey>> = BTreeMap::new();
         let mut to_apply: Vec<Object> = Vec::new();
         let mut claimed: BTreeMap<StoredKey, PathBuf> = BTreeMap::new();
-        for f in manifest_files(dir) {
-            let text = match std::fs::read_to_string(&f) {
-                Ok(t) => t,
+        let creds = self.cfg.keys.credentials_dir.as_deref();
+        let mut plain_secrets = BTreeSet::new();
+        for f in manifest_files(dir)
+            .into_iter()
+            .chain(creds.map(manifest_files).unwrap_or_default())
+        {
+            // A file that cannot be read or opened keeps its objects, as one that does not parse.
+            let (text, sealed, failed) = match self.read_manifest(&f) {
+                Ok((text, sealed)) => (text, sealed, false),
                 Err(e) => {
-                    tracing::error!(file = %f.display(), err = %e, "manifest unreadable");
-                    continue;
+                    tracing::error!(file = %f.display(), err = %e, "manifest not applied; the objects it defined are kept as they were");
+                    (String::new(), false, true)
                 }
             };
+            let from_credential = creds.is_some_and(|c| f.starts_with(c));
             // Document by document, as kubectl applies: a bad document does not stop the others.
             let (objs, errors) = kinglet_manifest::parse_each(&f.display().to_string(), &text);
             let mut keys = BTreeSet::new();
             for o in objs {
-                if o.kind() == "Secret" {
-                    tracing::warn!(file = %f.display(), object = %o.key(), "a Secret in plain text on disk: anyone who can read this file, or a backup or copy of the disk, has it; keep Secrets out of the manifests directory (README, Trust model)");
+                if o.kind() == "Secret" && !sealed && !from_credential {
+                    plain_secrets.insert(f.clone());
+                    if !sources.warned.contains(&f) {
+                        tracing::warn!(file = %f.display(), object = %o.key(), "a Secret in plain text on disk: anyone who can read this file, or a backup or copy of the disk, has it; seal it (`kinglet secret seal`) or keep it out of the manifests directory (README, Trust model)");
+                    }
                 }
                 for f in kinglet_manifest::ignored_fields(&o) {
                     tracing::warn!(file = %f.as_str(), object = %o.key(), field = %f, "field is not supported by kinglet and is ignored");
@@ -135,7 +159,7 @@ impl Supervisor {
                 keys.insert(k);
                 to_apply.push(o);
             }
-            if !errors.is_empty() {
+            if failed || !errors.is_empty() {
                 for e in &errors {
                     tracing::error!(err = %e, "manifest document not applied; the objects it defined are kept as they were");
                 }
@@ -149,6 +173,7 @@ impl Supervisor {
             }
             next.insert(f, keys);
         }
+        sources.warned = plain_secrets;
         match self.apply_objects(to_apply).await {
             Ok(lines) => {
                 for l in lines.iter().filter(|l| !l.ends_with("unchanged")) {

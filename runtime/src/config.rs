@@ -27,6 +27,8 @@ pub struct RuntimeConfig {
     pub image_gc_interval_secs: u64,
     pub unpack_on_pull: bool,
     pub pod_pids_limit: i64,
+    pub container_log_max_size: u64,
+    pub container_log_max_files: u32,
     pub max_unpacked_layer_bytes: u64,
     pub pull_progress_timeout_secs: u64,
     pub pull_connect_timeout_secs: u64,

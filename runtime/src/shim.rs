@@ -22,6 +22,9 @@ pub struct ShimLaunch<'a> {
     pub runtime_root: &'a Path,
     pub state_dir: &'a Path,
     pub log_path: Option<&'a Path>,
+    /// Rotate the log at this many bytes (0: never), keeping this many files.
+    pub log_max_size: u64,
+    pub log_max_files: u32,
     pub systemd_cgroup: bool,
     /// CRI `stdin` / `stdin_once`: keep a stdin for attach clients.
     pub stdin: bool,
@@ -47,6 +50,12 @@ pub async fn spawn(l: &ShimLaunch<'_>) -> Result<(i32, i32), CriError> {
         .arg(l.state_dir);
     if let Some(p) = l.log_path {
         cmd.arg("--log-path").arg(p);
+        if l.log_max_size > 0 {
+            cmd.arg("--log-max-size")
+                .arg(l.log_max_size.to_string())
+                .arg("--log-max-files")
+                .arg(l.log_max_files.to_string());
+        }
     }
     if l.systemd_cgroup {
         cmd.arg("--systemd-cgroup");

@@ -92,6 +92,8 @@ impl Runtime {
             runtime_root: &runtime_root,
             state_dir: &state_dir,
             log_path: log_path.as_deref(),
+            log_max_size: self.config.container_log_max_size,
+            log_max_files: self.config.container_log_max_files,
             stdin: config.stdin,
             stdin_once: config.stdin_once,
             systemd_cgroup: self.config.systemd_cgroup,

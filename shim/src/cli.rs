@@ -19,6 +19,12 @@ pub enum ShimCommand {
         state_dir: PathBuf,
         #[arg(long)]
         log_path: Option<PathBuf>,
+        /// Rotate the log file at this many bytes (0: never).
+        #[arg(long, default_value_t = 0)]
+        log_max_size: u64,
+        /// Log files kept in all when rotating, the current one included.
+        #[arg(long, default_value_t = 5)]
+        log_max_files: usize,
         #[arg(long)]
         systemd_cgroup: bool,
         /// Keep the container's stdin open for attach clients.
@@ -87,6 +93,8 @@ pub fn main(command: ShimCommand) -> i32 {
             runtime_root,
             state_dir,
             log_path,
+            log_max_size,
+            log_max_files,
             systemd_cgroup,
             stdin,
             stdin_once,
@@ -96,6 +104,7 @@ pub fn main(command: ShimCommand) -> i32 {
             runtime_root,
             state_dir,
             log_path,
+            log_rotation: crate::log_rotate::LogRotation::new(log_max_size, log_max_files),
             systemd_cgroup,
             stdin,
             stdin_once,

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod exec;
 mod executor;
 pub mod log;
+pub mod log_rotate;
 pub mod protocol;
 pub mod run;
 mod sys;

@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, FixedOffset, Offset, TimeZone, Timelike};
 
+use crate::log_rotate::LogRotation;
+
 /// Default maximum content length of one log entry (containerd's `max_container_log_line_size`).
 pub const DEFAULT_MAX_LINE_SIZE: NonZeroUsize = NonZeroUsize::new(16 * 1024).unwrap();
 
@@ -215,18 +217,31 @@ pub struct CriLogWriter {
     framer: LineFramer,
     /// Framed entries of the current call, written with one `write` where possible.
     out: Vec<u8>,
+    /// Rotate the file itself at a size ([`crate::log_rotate`]); `None`: never.
+    rotation: Option<LogRotation>,
+    /// Bytes in the current file.
+    size: u64,
 }
 
 impl CriLogWriter {
     /// Open (create, or append to) the log file at `path`, splitting lines longer than
     /// [`DEFAULT_MAX_LINE_SIZE`].
     pub fn open(path: &Path) -> io::Result<Self> {
+        let file = open_log_file(path)?;
         Ok(CriLogWriter {
             path: path.to_owned(),
-            file: open_log_file(path)?,
+            size: file.metadata()?.len(),
+            file,
             framer: LineFramer::new(Some(DEFAULT_MAX_LINE_SIZE)),
             out: Vec::new(),
+            rotation: None,
         })
+    }
+
+    /// Rotate the file when it reaches a size, keeping a number of files.
+    pub fn with_rotation(mut self, rotation: Option<LogRotation>) -> Self {
+        self.rotation = rotation;
+        self
     }
 
     /// Split lines longer than `max` bytes of content; `None` never splits. Call before the
@@ -276,7 +291,9 @@ impl CriLogWriter {
     /// the log by renaming it). Unfinished lines are kept. If the path cannot be opened, the old
     /// file stays in use and the error is returned.
     pub fn reopen(&mut self) -> io::Result<()> {
-        self.file = open_log_file(&self.path)?;
+        let file = open_log_file(&self.path)?;
+        self.size = file.metadata()?.len();
+        self.file = file;
         Ok(())
     }
 
@@ -284,7 +301,21 @@ impl CriLogWriter {
         if self.out.is_empty() {
             return Ok(());
         }
+        // Rotate before a write that would take the file past its size, so that no file is
+        // larger than the limit (unless one write alone is).
+        if let Some(r) = self.rotation {
+            if self.size > 0 && self.size + self.out.len() as u64 > r.max_size {
+                let rotated = crate::log_rotate::rotate(&self.path, r).and_then(|()| self.reopen());
+                if let Err(e) = rotated {
+                    self.out.clear();
+                    return Err(e);
+                }
+            }
+        }
         let res = self.file.write_all(&self.out);
+        if res.is_ok() {
+            self.size += self.out.len() as u64;
+        }
         self.out.clear();
         res
     }
@@ -542,6 +573,27 @@ mod tests {
 
     fn read_entries(path: &Path) -> Vec<(Stream, bool, String)> {
         entries(&std::fs::read_to_string(path).unwrap())
+    }
+
+    #[test]
+    fn writer_rotates_at_its_size_and_keeps_its_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut w = CriLogWriter::open(&path)
+            .unwrap()
+            .with_rotation(LogRotation::new(200, 3));
+        for i in 0..100 {
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        let rotated = crate::log_rotate::rotated_files(&path).unwrap();
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        for p in rotated.iter().chain([&path]) {
+            assert!(std::fs::metadata(p).unwrap().len() <= 200, "{p:?}");
+        }
+        // The newest lines are in the current file, whole entries in every file.
+        assert_eq!(read_entries(&path).last().unwrap(), &full("line 99"));
+        assert!(rotated.iter().all(|p| !read_entries(p).is_empty()));
     }
 
     #[test]

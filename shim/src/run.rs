@@ -46,6 +46,8 @@ pub struct RunArgs {
     pub state_dir: PathBuf,
     /// CRI log file; output is discarded when absent.
     pub log_path: Option<PathBuf>,
+    /// Rotate the log file at a size (`None`: never).
+    pub log_rotation: Option<crate::log_rotate::LogRotation>,
     /// Let systemd manage the container's cgroup.
     pub systemd_cgroup: bool,
     /// Keep the container's stdin open for attach clients (CRI `stdin`).
@@ -124,23 +126,9 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
     let record_path = args.state_dir.join(SHIM_RECORD);
     write_record(&record_path, &record)?;
     report(&format!("ok {} {}", record.init_pid, record.shim_pid));
-    // The daemon reads until EOF: close our end of its pipe.
-    let devnull = File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| ShimError::io("/dev/null", e))?;
-    sys::redirect_fd(&devnull, 1)?;
-    sys::redirect_fd(&devnull, 0)?;
+    close_daemon_pipe()?;
 
-    let log = match &args.log_path {
-        Some(p) => Some(CriLogWriter::open(p).map_err(|e| ShimError::io(p, e))?),
-        None => None,
-    };
-    let mut sinks = Sinks {
-        log,
-        attach: Attach::new(input, tty, args.stdin_once),
-    };
+    let mut sinks = Sinks::open(args, input, tty)?;
     let init_fd = sys::pidfd_open(init_pid)?;
     let mut pipes = Pipes::new(stdout, stderr)?;
 
@@ -176,34 +164,12 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
         }
     }
 
-    let status = loop {
-        match waitpid(init_pid, None) {
-            Ok(s) => break s,
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(ShimError::sys("waitpid", e)),
-        }
-    };
+    let (exit_code, signal) = reap(args, init_pid)?;
     let finished_at = now_nanos();
-    let (exit_code, signal) = match status {
-        WaitStatus::Exited(_, code) => (code, None),
-        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
-        other => {
-            tracing::warn!(container = %args.id, ?other, "unexpected wait status");
-            (255, None)
-        }
-    };
     let oom_killed = cgroups_path(&args.bundle)
         .map(|p| oom_kill_seen(&p))
         .unwrap_or(false);
-    // Kill whatever else is left in the container's cgroup and drop libcontainer's state.
-    match Container::load(args.runtime_root.join(&args.id)) {
-        Ok(mut c) => {
-            if let Err(e) = c.delete(true) {
-                tracing::warn!(container = %args.id, err = %error_chain(&e), "delete failed");
-            }
-        }
-        Err(e) => tracing::warn!(container = %args.id, err = %error_chain(&e), "load failed"),
-    }
+    delete_container(args);
     pipes.drain(Duration::from_secs(2), &mut sinks);
     sinks.attach.finish();
     if let Some(l) = sinks.log.as_mut() {
@@ -223,17 +189,92 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
     Ok(())
 }
 
+/// The daemon reads the report until EOF: close our end of its pipe (stdout), and stdin.
+fn close_daemon_pipe() -> Result<(), ShimError> {
+    let devnull = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| ShimError::io("/dev/null", e))?;
+    sys::redirect_fd(&devnull, 1)?;
+    sys::redirect_fd(&devnull, 0)
+}
+
+/// Wait for the container's init; its exit code (128 + signal when killed) and signal.
+fn reap(args: &RunArgs, init_pid: Pid) -> Result<(i32, Option<i32>), ShimError> {
+    let status = loop {
+        match waitpid(init_pid, None) {
+            Ok(s) => break s,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(ShimError::sys("waitpid", e)),
+        }
+    };
+    Ok(match status {
+        WaitStatus::Exited(_, code) => (code, None),
+        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
+        other => {
+            tracing::warn!(container = %args.id, ?other, "unexpected wait status");
+            (255, None)
+        }
+    })
+}
+
+/// Kill whatever else is left in the container's cgroup and drop libcontainer's state.
+fn delete_container(args: &RunArgs) {
+    match Container::load(args.runtime_root.join(&args.id)) {
+        Ok(mut c) => {
+            if let Err(e) = c.delete(true) {
+                tracing::warn!(container = %args.id, err = %error_chain(&e), "delete failed");
+            }
+        }
+        Err(e) => tracing::warn!(container = %args.id, err = %error_chain(&e), "load failed"),
+    }
+}
+
 /// Where container output goes: the CRI log and the attached clients.
 struct Sinks {
     log: Option<CriLogWriter>,
     attach: Attach,
+    /// Output bytes dropped since writing the log began failing (a full disk): the failure is
+    /// logged once when it starts and once when it ends, never per write.
+    dropped: u64,
 }
 
 impl Sinks {
+    fn open(
+        args: &RunArgs,
+        input: Option<OwnedFd>,
+        tty: Option<OwnedFd>,
+    ) -> Result<Sinks, ShimError> {
+        let log = match &args.log_path {
+            Some(p) => Some(
+                CriLogWriter::open(p)
+                    .map_err(|e| ShimError::io(p, e))?
+                    .with_rotation(args.log_rotation),
+            ),
+            None => None,
+        };
+        Ok(Sinks {
+            log,
+            attach: Attach::new(input, tty, args.stdin_once),
+            dropped: 0,
+        })
+    }
+
     fn write(&mut self, stream: Stream, data: &[u8]) {
         if let Some(l) = self.log.as_mut() {
-            if let Err(e) = l.write(stream, data) {
-                tracing::warn!(err = %e, "writing container log failed");
+            match l.write(stream, data) {
+                Err(e) => {
+                    if self.dropped == 0 {
+                        tracing::warn!(err = %e, "writing container log failed; output is dropped until it works again");
+                    }
+                    self.dropped += data.len().max(1) as u64;
+                }
+                Ok(()) if self.dropped > 0 => {
+                    tracing::warn!(dropped_bytes = self.dropped, "container log written again");
+                    self.dropped = 0;
+                }
+                Ok(()) => {}
             }
         }
         self.attach.broadcast(stream, data);
