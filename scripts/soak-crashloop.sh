@@ -69,11 +69,13 @@ JSON
   cat >"$work/cctr.json" <<JSON
 {"metadata": {"name": "c"}, "image": {"image": "kinglet.test/busybox:latest"}, "command": ["sleep", "3600"], "log_path": "c.log", "linux": {}}
 JSON
+  # crictl's stderr (a warning per create) is shown only when a cycle fails.
   for i in $(seq "$CYCLES"); do
-    pod=$("${crictl[@]}" runp "$work/cpod.json") &&
-      ctr=$("${crictl[@]}" create "$pod" "$work/cctr.json" "$work/cpod.json") &&
-      "${crictl[@]}" start "$ctr" >/dev/null &&
-      "${crictl[@]}" rmp -f "$pod" >/dev/null || { echo "soak: cycle $i failed" >&2; return 1; }
+    pod=$("${crictl[@]}" runp "$work/cpod.json" 2>"$work/cycle.err") &&
+      ctr=$("${crictl[@]}" create "$pod" "$work/cctr.json" "$work/cpod.json" 2>"$work/cycle.err") &&
+      "${crictl[@]}" start "$ctr" >/dev/null 2>"$work/cycle.err" &&
+      "${crictl[@]}" rmp -f "$pod" >/dev/null 2>"$work/cycle.err" ||
+      { echo "soak: cycle $i failed: $(cat "$work/cycle.err")" >&2; return 1; }
     echo "$i" >"$work/cycles"
   done
 }
