@@ -346,7 +346,22 @@ pub fn container_config(
 ) -> Result<v1::ContainerConfig, ConfigError> {
     let env = container_env(pod, c, ns, fields, src)?;
     let vars: HashMap<String, String> = env.iter().cloned().collect();
-    let mounts = mounts(c, volumes)?;
+    let mut mounts = mounts(c, volumes)?;
+    // A claim mounted `readOnly` is read-only in every container (the kubelet's mounter).
+    let read_only_claims: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.read_only == Some(true))
+        })
+        .map(|v| v.name.as_str())
+        .collect();
+    for (m, vm) in mounts.iter_mut().zip(c.volume_mounts.iter().flatten()) {
+        m.readonly |= read_only_claims.contains(&vm.name.as_str());
+    }
     Ok(v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata {
             name: c.name.clone(),
@@ -648,6 +663,22 @@ spec:
         let c = &p.spec.as_ref().unwrap().containers[0];
         let e = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap_err();
         assert!(e.0.contains("nokey") && e.0.contains("cm"), "{e:?}");
+    }
+
+    #[test]
+    fn a_read_only_claim_is_mounted_read_only() {
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: c\n    image: b\n    volumeMounts: [{name: ro, mountPath: /ro}, {name: rw, mountPath: /rw}]\n  volumes:\n  - {name: ro, persistentVolumeClaim: {claimName: a, readOnly: true}}\n  - {name: rw, persistentVolumeClaim: {claimName: b}}\n");
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let vols: HashMap<String, PathBuf> = [("ro", "/x/a"), ("rw", "/x/b")]
+            .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
+            .into();
+        let cfg = container_config(&p, c, 0, "default", &FIELDS, &Src, &vols).unwrap();
+        let ro: Vec<(&str, bool)> = cfg
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.readonly))
+            .collect();
+        assert_eq!(ro, [("/ro", true), ("/rw", false)]);
     }
 
     #[test]

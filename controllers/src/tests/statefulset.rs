@@ -387,3 +387,20 @@ fn max_unavailable_deletes_several_outdated_pods_at_once() {
     done[3].revision = "b".into();
     assert!(deleted(plan(&p, &done)).is_empty());
 }
+
+#[tokio::test]
+async fn min_ready_seconds_holds_the_next_ordinal_until_available() {
+    let store = FakeStore::new();
+    apply(&store, &sts(2, "  minReadySeconds: 10", "1"));
+    let mut st = StsState::default();
+    pass(&store, &mut st).await;
+    store.set_status("web-0", "Running", true);
+    pass(&store, &mut st).await;
+    assert_eq!(pods(&store), ["web-0"], "Ready, not yet available");
+    let s = status(&store);
+    assert_eq!((s.ready_replicas, s.available_replicas), (Some(1), Some(0)));
+    store.advance(10);
+    pass(&store, &mut st).await;
+    assert_eq!(pods(&store), ["web-0", "web-1"]);
+    assert_eq!(status(&store).available_replicas, Some(1));
+}
