@@ -178,7 +178,7 @@ fn read_key(path: &Path) -> Result<String, SealError> {
 }
 
 /// Why a key file with this owner and mode could be read or changed by others.
-fn key_mode_problem(uid: u32, mode: u32) -> Option<String> {
+pub fn key_mode_problem(uid: u32, mode: u32) -> Option<String> {
     if uid != 0 {
         return Some(format!("owned by uid {uid}, not root"));
     }
