@@ -66,12 +66,17 @@ pub enum SealError {
     Io(#[source] std::io::Error),
 }
 
-/// Whether `bytes` is an age file (armored or binary), not a plain manifest.
-pub fn is_sealed(bytes: &[u8]) -> bool {
-    let start = bytes
+/// `bytes` without leading whitespace (an editor's or a heredoc's blank line before the armor).
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    bytes
         .iter()
         .position(|b| !b.is_ascii_whitespace())
-        .map_or(&[][..], |i| &bytes[i..]);
+        .map_or(&[][..], |i| &bytes[i..])
+}
+
+/// Whether `bytes` is an age file (armored or binary), not a plain manifest.
+pub fn is_sealed(bytes: &[u8]) -> bool {
+    let start = trim_start(bytes);
     start.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
         || start.starts_with(b"age-encryption.org/v1\n")
 }
@@ -178,7 +183,7 @@ fn read_key(path: &Path) -> Result<String, SealError> {
 }
 
 /// Why a key file with this owner and mode could be read or changed by others.
-fn key_mode_problem(uid: u32, mode: u32) -> Option<String> {
+pub fn key_mode_problem(uid: u32, mode: u32) -> Option<String> {
     if uid != 0 {
         return Some(format!("owned by uid {uid}, not root"));
     }
@@ -216,7 +221,7 @@ impl Keys {
             file: file.to_owned(),
             reason,
         };
-        let dec = age::Decryptor::new_buffered(ArmoredReader::new(bytes))
+        let dec = age::Decryptor::new_buffered(ArmoredReader::new(trim_start(bytes)))
             .map_err(|e| corrupt(e.to_string()))?;
         let mut reader = match dec.decrypt(ids.iter().map(|i| i as &dyn age::Identity)) {
             Ok(r) => r,
@@ -287,6 +292,8 @@ mod tests {
         assert!(!is_sealed(SECRET.as_bytes()));
         assert!(!sealed.contains("hunter2") && !sealed.contains("Secret"));
         assert_eq!(keys.open("s.yaml", sealed.as_bytes()).unwrap(), SECRET);
+        let padded = format!("\n  {sealed}");
+        assert_eq!(keys.open("s.yaml", padded.as_bytes()).unwrap(), SECRET);
         // The binary form (`age` without -a) opens too, and armors back to text.
         let mut binary = Vec::new();
         ArmoredReader::new(sealed.as_bytes())

@@ -137,6 +137,11 @@ async fn a_full_disk_fails_imports_pods_and_logs_cleanly_and_recovers() {
         .into_inner()
         .items;
     assert_eq!(after.len(), before, "{after:?}");
+    // What it had set up before the failing write is rolled back: one address, one pod dir.
+    let count = |d: PathBuf| std::fs::read_dir(d).map_or(0, |r| r.count());
+    assert_eq!(count(d.run_root.join("network/ipam")), 1);
+    assert_eq!(count(d.run_root.join("network/pods")), 1);
+    assert_eq!(count(d.run_root.join("pods")), 1);
 
     let n = lines_of(&log);
     std::fs::remove_file(&filler).unwrap();

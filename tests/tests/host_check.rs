@@ -50,6 +50,7 @@ async fn check_passes_a_running_daemon_and_fails_open_manifests_and_a_missing_gu
         "root dir",
         "run-root dir",
         "manifests dir",
+        "age identity",
         "localnet guard",
     ] {
         line(&report, c);

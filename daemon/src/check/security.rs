@@ -16,6 +16,7 @@ pub fn check(host: &Host, cfg: &Config, path_var: &str) -> Vec<Finding> {
         root_dir(&cfg.root),
         run_root_dir(&cfg.run_root),
         manifests_dir(&cfg.manifests),
+        age_key(&cfg.age_identity_file),
     ];
     let route_localnet = host.read(&format!(
         "proc/sys/net/ipv4/conf/{}/route_localnet",
@@ -200,6 +201,28 @@ pub fn manifests_dir(path: &Path) -> Finding {
         );
     }
     Finding::pass(C, format!("{} only root's", path.display()))
+}
+
+/// The age identity that opens sealed manifests: root's and 0600/0400, or the daemon refuses it.
+pub fn age_key(path: &Path) -> Finding {
+    const C: &str = "age identity";
+    let Ok(m) = std::fs::metadata(path) else {
+        return Finding::pass(
+            C,
+            format!(
+                "{}: none (sealed manifests need one: kinglet secret keygen)",
+                path.display()
+            ),
+        );
+    };
+    match kinglet_kubelet::sealed::key_mode_problem(m.uid(), m.mode()) {
+        Some(why) => Finding::fail(
+            C,
+            format!("{}: {why}; sealed manifests are refused", path.display()),
+            format!("chown root:root {0} && chmod 0600 {0}", path.display()),
+        ),
+        None => Finding::pass(C, format!("{} only root's", path.display())),
+    }
 }
 
 fn reach(mode: u32) -> String {

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::security::{localnet_verdict, manifests_dir, root_dir, run_root_dir};
+use super::security::{age_key, localnet_verdict, manifests_dir, root_dir, run_root_dir};
 use super::*;
 
 fn host(files: &[(&str, &str)]) -> (Host, tempfile::TempDir) {
@@ -322,9 +322,25 @@ fn run_all_on_a_fake_v2_host() {
             "root dir",
             "run-root dir",
             "manifests dir",
+            "age identity",
             "localnet guard"
         ]
     );
     let nft = all.iter().find(|f| f.check == "nftables").unwrap();
     assert_eq!(nft.level, Level::Fail, "empty PATH: no nft");
+}
+
+#[test]
+fn the_age_identity_must_be_roots_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("age.key");
+    assert_eq!(age_key(&key).level, Level::Pass);
+    std::fs::write(&key, "AGE-SECRET-KEY-1...").unwrap();
+    chmod(&key, 0o644);
+    let f = age_key(&key);
+    assert_eq!(f.level, Level::Fail);
+    assert!(f.fix.unwrap().contains("chmod 0600"));
+    chmod(&key, 0o600);
+    let ok = age_key(&key);
+    assert_eq!(ok.level, Level::Pass, "{}", ok.detail);
 }
