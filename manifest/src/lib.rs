@@ -28,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub mod cron;
 mod endpointslice;
 mod ingress;
+mod names;
 mod service;
 pub use ingress::tls_pair_problem;
 mod workloads;
