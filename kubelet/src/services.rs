@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kinglet_manifest::{Object, ObjectKey};
 use kinglet_services::alloc::{self, ServiceCidr};
@@ -129,6 +129,40 @@ pub(crate) fn admit(
     Ok(())
 }
 
+/// Every Service's slices (computed from the pods, or the hand-applied ones of a
+/// selector-less Service) plus the hand-applied slices of no Service, and the proxy's ports.
+fn slices_and_ports(
+    services: &[Service],
+    pods: &[Pod],
+    manual: &[EndpointSlice],
+) -> (Vec<EndpointSlice>, Vec<proxy::ProxyPort>) {
+    let mut all_slices = Vec::new();
+    let mut ports = Vec::new();
+    for svc in services {
+        let mut slices = endpoints::slices(svc, pods);
+        slices.extend(endpoints::manual(svc, manual));
+        ports.extend(proxy::proxy_ports(svc, &slices));
+        all_slices.extend(slices);
+    }
+    // Hand-applied slices of no (selector-less) Service are listed as they are.
+    for m in manual {
+        let owner = m
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(endpoints::LABEL_SERVICE_NAME));
+        let taken = services.iter().any(|s| {
+            s.metadata.namespace == m.metadata.namespace
+                && s.metadata.name.as_ref() == owner
+                && !endpoints::manual(s, std::slice::from_ref(m)).is_empty()
+        });
+        if !taken {
+            all_slices.push(m.clone());
+        }
+    }
+    (all_slices, ports)
+}
+
 impl Supervisor {
     /// Recompute the slices and the proxy table every half second, and at once when a
     /// container's readiness changes or objects are applied or deleted.
@@ -145,22 +179,7 @@ impl Supervisor {
     }
 
     async fn sync_services(&self) {
-        let (services, pods, manual) = {
-            let store = self.store.lock().await;
-            let mut s: Vec<Service> = Vec::new();
-            let mut p: Vec<k8s_openapi::api::core::v1::Pod> = Vec::new();
-            let mut m: Vec<EndpointSlice> = Vec::new();
-            for o in store.map.values() {
-                match o {
-                    Object::Service(svc) => s.push((**svc).clone()),
-                    Object::Pod(pod) => p.push((**pod).clone()),
-                    Object::EndpointSlice(e) => m.push((**e).clone()),
-                    Object::Endpoints(e) => m.extend(endpoints::mirror(e)),
-                    _ => {}
-                }
-            }
-            (s, p, m)
-        };
+        let (services, pods, manual) = self.services_world().await;
         let mut with_status = Vec::with_capacity(pods.len());
         if !services.is_empty() {
             for mut p in pods {
@@ -168,30 +187,7 @@ impl Supervisor {
                 with_status.push(p);
             }
         }
-        let mut all_slices = Vec::new();
-        let mut ports = Vec::new();
-        for svc in &services {
-            let mut slices = endpoints::slices(svc, &with_status);
-            slices.extend(endpoints::manual(svc, &manual));
-            ports.extend(proxy::proxy_ports(svc, &slices));
-            all_slices.extend(slices);
-        }
-        // Hand-applied slices of no (selector-less) Service are listed as they are.
-        for m in &manual {
-            let owner = m
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(endpoints::LABEL_SERVICE_NAME));
-            let taken = services.iter().any(|s| {
-                s.metadata.namespace == m.metadata.namespace
-                    && s.metadata.name.as_ref() == owner
-                    && !endpoints::manual(s, std::slice::from_ref(m)).is_empty()
-            });
-            if !taken {
-                all_slices.push(m.clone());
-            }
-        }
+        let (all_slices, ports) = slices_and_ports(&services, &with_status, &manual);
         // After a restart the probers have not reported yet, so pods with readiness probes look
         // unready for a moment: the table the previous daemon left keeps serving until every
         // selected pod is ready again, or WARM_UP has passed, before the first rebuild.
@@ -209,6 +205,35 @@ impl Supervisor {
             .slices
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = all_slices;
+        self.apply_service_rules(services.len(), ports, all_ready)
+            .await;
+    }
+
+    /// The Services, Pods and hand-applied EndpointSlices (v1 Endpoints mirrored) in the store.
+    async fn services_world(&self) -> (Vec<Service>, Vec<Pod>, Vec<EndpointSlice>) {
+        let store = self.store.lock().await;
+        let (mut s, mut p, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        for o in store.map.values() {
+            match o {
+                Object::Service(svc) => s.push((**svc).clone()),
+                Object::Pod(pod) => p.push((**pod).clone()),
+                Object::EndpointSlice(e) => m.push((**e).clone()),
+                Object::Endpoints(e) => m.extend(endpoints::mirror(e)),
+                _ => {}
+            }
+        }
+        (s, p, m)
+    }
+
+    /// Apply the table for `ports`: whole at the first pass (a start; once every endpoint is
+    /// ready or `WARM_UP` has passed), else only the Service ports that changed, the whole
+    /// table when that fails.
+    async fn apply_service_rules(
+        &self,
+        services: usize,
+        ports: Vec<proxy::ProxyPort>,
+        all_ready: bool,
+    ) {
         let Some(cfg) = self.cfg.services.clone() else {
             return;
         };
@@ -226,7 +251,6 @@ impl Supervisor {
         if last.is_none() && !all_ready && warming {
             return;
         }
-        // The whole table at the first pass (a start), else only the Service ports that changed.
         let script = match &last {
             Some(old) if *old == ports => return,
             Some(old) => proxy::update_script(&cfg.table, old, &ports),
@@ -249,7 +273,7 @@ impl Supervisor {
         match res {
             Ok(Ok(())) => {
                 tracing::info!(
-                    services = services.len(),
+                    services,
                     ports = ports.len(),
                     incremental,
                     elapsed_ms = started.elapsed().as_millis() as u64,

@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::names::dns_1035_label;
 use crate::ManifestError;
 
 /// The label that ties a slice to its Service.
@@ -33,6 +34,12 @@ pub(crate) fn check_endpoint_slice(
         return Err(bad(
             format!("metadata.labels[{SERVICE_NAME}]"),
             "is required: name the Service (without a selector) these endpoints belong to".into(),
+        ));
+    }
+    if !dns_1035_label(svc) {
+        return Err(bad(
+            format!("metadata.labels[{SERVICE_NAME}]"),
+            format!("{svc:?} must be a Service name (a DNS-1035 label)"),
         ));
     }
     if s.address_type != "IPv4" {
@@ -140,6 +147,10 @@ mod tests {
         for (body, field) in [
             (
                 "addressType: IPv4\nendpoints: []\n",
+                "metadata.labels[kubernetes.io/service-name]",
+            ),
+            (
+                "  labels: {kubernetes.io/service-name: Ext_1}\naddressType: IPv4\nendpoints: []\n",
                 "metadata.labels[kubernetes.io/service-name]",
             ),
             (

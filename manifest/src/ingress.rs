@@ -4,42 +4,12 @@
 //! `kubernetes.io/tls` Secret (a PEM chain and a private key that belong together). Every
 //! error names the object and the field.
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressClass};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::names::{dns_1035_label, dns_subdomain, iana_name, Bad};
 use crate::ManifestError;
-
-/// A DNS-1123 subdomain: dot-separated labels of lowercase letters, digits and `-`.
-fn dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
-
-/// A DNS-1035 label (a Service name): lowercase letters, digits and `-`, starting with a letter.
-fn dns_1035_label(s: &str) -> bool {
-    dns_subdomain(s)
-        && !s.contains('.')
-        && s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-}
-
-/// An IANA service name (a named port).
-fn iana_name(s: &str) -> bool {
-    dns_subdomain(s)
-        && !s.contains('.')
-        && s.len() <= 15
-        && s.bytes().any(|b| b.is_ascii_lowercase())
-        && !s.contains("--")
-}
 
 /// A rule or TLS host: a DNS subdomain, optionally `*.` and a subdomain; never an IP address.
 fn host_problem(h: &str) -> Option<String> {
@@ -58,8 +28,6 @@ fn host_problem(h: &str) -> Option<String> {
 /// Path sequences the API server refuses for Exact and Prefix paths.
 const INVALID_SEQUENCES: &[&str] = &["//", "/./", "/../", "%2f", "%2F"];
 const INVALID_SUFFIXES: &[&str] = &["/..", "/."];
-
-type Bad<'a> = &'a dyn Fn(String, String) -> ManifestError;
 
 fn check_backend(at: &str, b: &IngressBackend, bad: Bad<'_>) -> Result<(), ManifestError> {
     match (&b.service, &b.resource) {
@@ -108,6 +76,48 @@ fn check_backend(at: &str, b: &IngressBackend, bad: Bad<'_>) -> Result<(), Manif
     }
 }
 
+/// One HTTP path of a rule: pathType, the path's form, its backend.
+fn check_path(at: &str, p: &HTTPIngressPath, bad: Bad<'_>) -> Result<(), ManifestError> {
+    let ty = p.path_type.as_str();
+    let path = p.path.as_deref().unwrap_or("");
+    match ty {
+        "Exact" | "Prefix" | "ImplementationSpecific" => {}
+        "" => {
+            return Err(bad(
+                format!("{at}.pathType"),
+                "is required (Exact, Prefix or ImplementationSpecific)".into(),
+            ))
+        }
+        other => {
+            return Err(bad(
+                format!("{at}.pathType"),
+                format!("{other:?} is not one of Exact, Prefix, ImplementationSpecific"),
+            ))
+        }
+    }
+    if !path.starts_with('/') && (ty != "ImplementationSpecific" || !path.is_empty()) {
+        return Err(bad(
+            format!("{at}.path"),
+            format!("{path:?} must be an absolute path (starting with '/')"),
+        ));
+    }
+    if ty != "ImplementationSpecific" {
+        if let Some(s) = INVALID_SEQUENCES.iter().find(|s| path.contains(**s)) {
+            return Err(bad(
+                format!("{at}.path"),
+                format!("{path:?} must not contain {s:?}"),
+            ));
+        }
+        if let Some(s) = INVALID_SUFFIXES.iter().find(|s| path.ends_with(**s)) {
+            return Err(bad(
+                format!("{at}.path"),
+                format!("{path:?} must not end with {s:?}"),
+            ));
+        }
+    }
+    check_backend(&format!("{at}.backend"), &p.backend, bad)
+}
+
 pub(crate) fn check_ingress(
     source_name: &str,
     label: &str,
@@ -152,45 +162,7 @@ pub(crate) fn check_ingress(
             ));
         }
         for (j, p) in http.paths.iter().enumerate() {
-            let at = format!("spec.rules[{i}].http.paths[{j}]");
-            let ty = p.path_type.as_str();
-            let path = p.path.as_deref().unwrap_or("");
-            match ty {
-                "Exact" | "Prefix" | "ImplementationSpecific" => {}
-                "" => {
-                    return Err(bad(
-                        format!("{at}.pathType"),
-                        "is required (Exact, Prefix or ImplementationSpecific)".into(),
-                    ))
-                }
-                other => {
-                    return Err(bad(
-                        format!("{at}.pathType"),
-                        format!("{other:?} is not one of Exact, Prefix, ImplementationSpecific"),
-                    ))
-                }
-            }
-            if !path.starts_with('/') && (ty != "ImplementationSpecific" || !path.is_empty()) {
-                return Err(bad(
-                    format!("{at}.path"),
-                    format!("{path:?} must be an absolute path (starting with '/')"),
-                ));
-            }
-            if ty != "ImplementationSpecific" {
-                if let Some(s) = INVALID_SEQUENCES.iter().find(|s| path.contains(**s)) {
-                    return Err(bad(
-                        format!("{at}.path"),
-                        format!("{path:?} must not contain {s:?}"),
-                    ));
-                }
-                if let Some(s) = INVALID_SUFFIXES.iter().find(|s| path.ends_with(**s)) {
-                    return Err(bad(
-                        format!("{at}.path"),
-                        format!("{path:?} must not end with {s:?}"),
-                    ));
-                }
-            }
-            check_backend(&format!("{at}.backend"), &p.backend, &bad)?;
+            check_path(&format!("spec.rules[{i}].http.paths[{j}]"), p, &bad)?;
         }
     }
     for (i, t) in spec.tls.iter().flatten().enumerate() {

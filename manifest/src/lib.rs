@@ -34,6 +34,7 @@ mod endpointslice;
 mod ingress;
 mod pvc;
 pub use pvc::storage_bytes;
+mod names;
 mod service;
 mod typed;
 pub use ingress::tls_pair_problem;

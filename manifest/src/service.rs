@@ -4,25 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::names::{dns_label, iana_name, Bad};
 use crate::ManifestError;
-
-fn dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// An IANA service name as a port name: at most 15 lowercase letters, digits and `-`, with a
-/// letter, no `--`, not starting or ending with `-`.
-fn iana_name(s: &str) -> bool {
-    dns_label(s) && s.len() <= 15 && s.bytes().any(|b| b.is_ascii_lowercase()) && !s.contains("--")
-}
 
 pub(crate) fn check_service(
     source_name: &str,
@@ -37,6 +23,22 @@ pub(crate) fn check_service(
     };
     let spec = s.spec.clone().unwrap_or_default();
     let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
+    check_type_and_address(&spec, ty, &bad)?;
+    check_traffic_policies(&spec, ty, &bad)?;
+    let ports = spec.ports.clone().unwrap_or_default();
+    let cluster_ip = spec.cluster_ip.as_deref().unwrap_or("");
+    if ports.is_empty() && ty != "ExternalName" && cluster_ip != "None" {
+        return Err(bad(
+            "spec.ports".into(),
+            "at least one port is required".into(),
+        ));
+    }
+    check_ports(&ports, ty, &bad)?;
+    check_affinity(&spec, &bad)
+}
+
+/// `spec.type`, `spec.clusterIP` and `spec.externalName` together.
+fn check_type_and_address(spec: &ServiceSpec, ty: &str, bad: Bad<'_>) -> Result<(), ManifestError> {
     match ty {
         "ClusterIP" | "NodePort" | "ExternalName" => {}
         "LoadBalancer" => {
@@ -81,7 +83,13 @@ pub(crate) fn check_service(
             "may not be \"None\" for type NodePort".into(),
         ));
     }
-    // On one node every endpoint is local: Local and Cluster pick the same endpoints.
+    Ok(())
+}
+
+/// `internalTrafficPolicy` / `externalTrafficPolicy`: Cluster or Local (on one node every
+/// endpoint is local: both pick the same endpoints; `Local` keeps a NodePort client's
+/// address); the external one only for NodePort.
+fn check_traffic_policies(spec: &ServiceSpec, ty: &str, bad: Bad<'_>) -> Result<(), ManifestError> {
     for (field, v) in [
         ("spec.internalTrafficPolicy", &spec.internal_traffic_policy),
         ("spec.externalTrafficPolicy", &spec.external_traffic_policy),
@@ -99,13 +107,11 @@ pub(crate) fn check_service(
             "may only be set for externally-accessible services (type NodePort)".into(),
         ));
     }
-    let ports = spec.ports.clone().unwrap_or_default();
-    if ports.is_empty() && ty != "ExternalName" && cluster_ip != "None" {
-        return Err(bad(
-            "spec.ports".into(),
-            "at least one port is required".into(),
-        ));
-    }
+    Ok(())
+}
+
+/// Each port: name (required with several, unique), number, protocol, targetPort, nodePort.
+fn check_ports(ports: &[ServicePort], ty: &str, bad: Bad<'_>) -> Result<(), ManifestError> {
     let (mut names, mut seen) = (BTreeSet::new(), BTreeSet::new());
     for (i, p) in ports.iter().enumerate() {
         let at = |f: &str| format!("spec.ports[{i}].{f}");
@@ -141,30 +147,45 @@ pub(crate) fn check_service(
                 format!("{}/{proto} is listed twice", p.port),
             ));
         }
-        match &p.target_port {
-            Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => {
-                return Err(bad(at("targetPort"), format!("{n} must be 1 to 65535")))
-            }
-            Some(IntOrString::String(n)) if !iana_name(n) => {
-                return Err(bad(at("targetPort"), format!("{n:?} must be a port number or a container port name (at most 15 lowercase letters, digits, '-')")))
-            }
-            _ => {}
+        check_target_and_node_port(p, ty, &at, bad)?;
+    }
+    Ok(())
+}
+
+fn check_target_and_node_port(
+    p: &ServicePort,
+    ty: &str,
+    at: &dyn Fn(&str) -> String,
+    bad: Bad<'_>,
+) -> Result<(), ManifestError> {
+    match &p.target_port {
+        Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => {
+            return Err(bad(at("targetPort"), format!("{n} must be 1 to 65535")))
         }
-        if let Some(np) = p.node_port.filter(|n| *n != 0) {
-            if ty != "NodePort" {
-                return Err(bad(
-                    at("nodePort"),
-                    format!("may only be set for type NodePort, not {ty}"),
-                ));
-            }
-            if !(30000..=32767).contains(&np) {
-                return Err(bad(
-                    at("nodePort"),
-                    format!("{np} is outside the node port range 30000-32767"),
-                ));
-            }
+        Some(IntOrString::String(n)) if !iana_name(n) => {
+            return Err(bad(at("targetPort"), format!("{n:?} must be a port number or a container port name (at most 15 lowercase letters, digits, '-')")))
+        }
+        _ => {}
+    }
+    if let Some(np) = p.node_port.filter(|n| *n != 0) {
+        if ty != "NodePort" {
+            return Err(bad(
+                at("nodePort"),
+                format!("may only be set for type NodePort, not {ty}"),
+            ));
+        }
+        if !(30000..=32767).contains(&np) {
+            return Err(bad(
+                at("nodePort"),
+                format!("{np} is outside the node port range 30000-32767"),
+            ));
         }
     }
+    Ok(())
+}
+
+/// `sessionAffinity` and its ClientIP timeout.
+fn check_affinity(spec: &ServiceSpec, bad: Bad<'_>) -> Result<(), ManifestError> {
     match spec.session_affinity.as_deref().unwrap_or("None") {
         "None" | "ClientIP" => {}
         other => {
@@ -176,7 +197,8 @@ pub(crate) fn check_service(
     }
     let timeout = spec
         .session_affinity_config
-        .and_then(|c| c.client_ip)
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
         .and_then(|c| c.timeout_seconds);
     if let Some(t) = timeout.filter(|t| !(1..=86400).contains(t)) {
         return Err(bad(
