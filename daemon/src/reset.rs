@@ -74,6 +74,15 @@ pub async fn reset(cfg: &Config, mut say: impl FnMut(String)) -> Result<(), Rese
         }
     }
     kill_containers(&cfg.run_root, &mut say).await;
+    for cg in cgroups::of_pods(&cfg.run_root, Path::new("/sys/fs/cgroup")) {
+        let n = cgroups::kill_all(&cg);
+        let gone = cgroups::remove(&cg).await;
+        say(match (gone, n) {
+            (false, _) => format!("could not remove cgroup {}", cg.display()),
+            (true, 0) => format!("removed cgroup {}", cg.display()),
+            (true, n) => format!("removed cgroup {} ({n} processes killed)", cg.display()),
+        });
+    }
     for dir in [&cfg.run_root, &cfg.root] {
         for m in unmount_all(dir) {
             say(format!("unmounted {m}"));
@@ -244,7 +253,7 @@ async fn kill_containers(run_root: &Path, say: &mut impl FnMut(String)) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for cg in &all_cgroups {
-        cgroups::remove(cg).await;
+        let _ = cgroups::remove(cg).await;
     }
 }
 

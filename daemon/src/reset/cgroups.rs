@@ -46,6 +46,40 @@ pub fn parse(text: &str, mount: &Path, id: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The cgroups Kinglet made for this installation's pods, `/kinglet/<sandbox id>` (the
+/// containers' cgroups, exited ones too, are below them), for each pod directory under
+/// `run_root/pods`: under the cgroup v2 `mount`, or under each v1 hierarchy in it. Other
+/// installations' pods (their own run roots) are not touched.
+pub fn of_pods(run_root: &Path, mount: &Path) -> Vec<PathBuf> {
+    let bases: Vec<PathBuf> = if mount.join("cgroup.controllers").exists() {
+        vec![mount.to_owned()]
+    } else {
+        std::fs::read_dir(mount)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for pod in std::fs::read_dir(run_root.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = pod.file_name();
+        out.extend(
+            bases
+                .iter()
+                .map(|b| b.join("kinglet").join(&id))
+                .filter(|p| p.is_dir()),
+        );
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// SIGKILL every process in `dir` (and its child cgroups); returns how many.
 pub fn kill_all(dir: &Path) -> usize {
     let mut n = 0;
@@ -64,8 +98,9 @@ pub fn kill_all(dir: &Path) -> usize {
     n
 }
 
-/// Remove `dir` and its child cgroups once their processes are gone (a few tries).
-pub async fn remove(dir: &Path) {
+/// Remove `dir` and its child cgroups once their processes are gone (a few tries); whether
+/// it is gone.
+pub async fn remove(dir: &Path) -> bool {
     for _ in 0..20 {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -73,16 +108,42 @@ pub async fn remove(dir: &Path) {
             }
         }
         if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tracing::warn!(cgroup = %dir.display(), "could not remove the container's cgroup");
+    tracing::warn!(cgroup = %dir.display(), "could not remove the cgroup");
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_cgroups_of_this_run_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let (run, v2, v1) = (
+            t.path().join("run"),
+            t.path().join("v2"),
+            t.path().join("v1"),
+        );
+        for d in ["pods/p1", "pods/p2"] {
+            std::fs::create_dir_all(run.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(v2.join("kinglet/p1/c1")).unwrap();
+        std::fs::create_dir_all(v2.join("kinglet/other")).unwrap();
+        std::fs::write(v2.join("cgroup.controllers"), "cpu memory").unwrap();
+        std::fs::create_dir_all(v1.join("memory/kinglet/p2")).unwrap();
+        std::fs::create_dir_all(v1.join("pids/kinglet/p1")).unwrap();
+        std::fs::create_dir_all(v1.join("pids/kinglet/other")).unwrap();
+        assert_eq!(of_pods(&run, &v2), vec![v2.join("kinglet/p1")]);
+        assert_eq!(
+            of_pods(&run, &v1),
+            vec![v1.join("memory/kinglet/p2"), v1.join("pids/kinglet/p1")]
+        );
+        assert!(of_pods(&t.path().join("none"), &v2).is_empty());
+    }
 
     #[test]
     fn only_the_containers_own_cgroups() {
