@@ -250,6 +250,9 @@ impl<S: Store> Reconciler for DaemonSetReconciler<S> {
         let Some(Object::DaemonSet(ds)) = self.store.get(key).await else {
             return Ok(Action::Done);
         };
+        if crate::foreground::being_deleted(&ds.metadata) {
+            return Ok(Action::AwaitChange);
+        }
         sync(&*self.store, &self.node, key, &ds, st).await
     }
 }
@@ -284,7 +287,11 @@ pub async fn sync<S: Store + ?Sized>(
     let first = !st.seen_once;
     st.seen_once = true;
     let mut views = Vec::new();
-    for p in &pods {
+    // A pod being deleted is no longer the node's daemon pod (upstream skips it too).
+    for p in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         let status = store.pod_status(p).await;
         let uid = p.metadata.uid.clone().unwrap_or_default();
         let ready = common::is_ready(&status);
