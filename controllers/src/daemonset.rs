@@ -265,29 +265,19 @@ fn pod_key(ns: &str, name: &str) -> ObjectKey {
     }
 }
 
-/// One pass over DaemonSet `ds` on `node`.
-pub async fn sync<S: Store + ?Sized>(
+/// The DaemonSet's pods as `plan` sees them. A pod being deleted is no longer the node's
+/// daemon pod (upstream skips it too).
+async fn view_pods<S: Store + ?Sized>(
     store: &S,
-    node: &Node,
-    key: &ObjectKey,
-    ds: &DaemonSet,
+    pods: &[k8s_openapi::api::core::v1::Pod],
     st: &mut DsState,
-) -> Result<Action, ControllerError> {
-    let invalid = |reason: String| ControllerError::Invalid {
-        object: key.to_string(),
-        reason,
-    };
-    let spec = ds.spec.clone().ok_or_else(|| invalid("no spec".into()))?;
-    let now = store.now();
-    let owner = common::controller_ref("apps/v1", "DaemonSet", &ds.metadata);
-    let collision = ds.status.as_ref().and_then(|s| s.collision_count);
-    let hash = template_hash(&spec.template, collision);
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let pods = common::claim_pods(store, key, &owner, &spec.selector).await?;
+    hash: &str,
+    min_ready: i32,
+    now: Timestamp,
+) -> Vec<DsPod> {
     let first = !st.seen_once;
     st.seen_once = true;
     let mut views = Vec::new();
-    // A pod being deleted is no longer the node's daemon pod (upstream skips it too).
     for p in pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -308,13 +298,39 @@ pub async fn sync<S: Store + ?Sized>(
         };
         views.push(DsPod {
             name: p.metadata.name.clone().unwrap_or_default(),
-            updated: common::labels_of(&p.metadata).get(REVISION_LABEL) == Some(&hash),
+            updated: common::labels_of(&p.metadata)
+                .get(REVISION_LABEL)
+                .map(String::as_str)
+                == Some(hash),
             ready,
             available: ready && common::is_available(since, min_ready, now),
             terminal: common::is_terminal(&status),
             created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
         });
     }
+    views
+}
+
+/// One pass over DaemonSet `ds` on `node`.
+pub async fn sync<S: Store + ?Sized>(
+    store: &S,
+    node: &Node,
+    key: &ObjectKey,
+    ds: &DaemonSet,
+    st: &mut DsState,
+) -> Result<Action, ControllerError> {
+    let invalid = |reason: String| ControllerError::Invalid {
+        object: key.to_string(),
+        reason,
+    };
+    let spec = ds.spec.clone().ok_or_else(|| invalid("no spec".into()))?;
+    let now = store.now();
+    let owner = common::controller_ref("apps/v1", "DaemonSet", &ds.metadata);
+    let collision = ds.status.as_ref().and_then(|s| s.collision_count);
+    let hash = template_hash(&spec.template, collision);
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let pods = common::claim_pods(store, key, &owner, &spec.selector).await?;
+    let mut views = view_pods(store, &pods, st, &hash, min_ready, now).await;
     let template_spec = spec.template.spec.clone().unwrap_or_default();
     let (run, keep) = node::should_run(&daemon_pod_spec(&template_spec, &node.name), node);
     let strat = strategy(ds, run as i32).map_err(invalid)?;
