@@ -145,6 +145,9 @@ impl<S: Store> Reconciler for CronJobReconciler<S> {
         let Some(Object::CronJob(cj)) = self.store.get(key).await else {
             return Ok(Action::Done);
         };
+        if crate::foreground::being_deleted(&cj.metadata) {
+            return Ok(Action::AwaitChange);
+        }
         sync(&*self.store, key, &cj, st).await
     }
 }
@@ -250,10 +253,8 @@ pub async fn sync<S: Store + ?Sized>(
         .map(kinglet_manifest::time_zone)
         .transpose()
         .map_err(invalid)?;
-    let c = Cron {
-        schedule: cron::parse(&spec.schedule).map_err(invalid)?,
-        tz,
-    };
+    let schedule = cron::parse(&spec.schedule).map_err(invalid)?;
+    let c = Cron { schedule, tz };
     let wait_next = |now: DateTime<Utc>| {
         c.next_after(now).map(|n| {
             let ms = (n - now).num_milliseconds().max(0) as u64;
@@ -310,37 +311,68 @@ pub async fn sync<S: Store + ?Sized>(
             store.event(key, "Normal", "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid".into());
         }
     } else {
-        if policy == "Replace" {
-            for j in active.drain(..) {
-                let n = j.metadata.name.clone().unwrap_or_default();
-                tracing::info!(cronjob = %key, job = %n, "deleting active job (concurrencyPolicy Replace)");
-                store.delete(&job_key(&key.namespace, &n)).await?;
-                store.event(
-                    key,
-                    "Normal",
-                    "SuccessfulDelete",
-                    format!("Deleted job {n}"),
-                );
-            }
-        }
-        let job = create_job(store, key, cj, &name, scheduled, &c).await?;
-        let late_ms = (now - scheduled).num_milliseconds();
-        tracing::info!(cronjob = %key, job = %name, scheduled = %scheduled.to_rfc3339(), late_ms, "created job");
-        store.event(
-            key,
-            "Normal",
-            "SuccessfulCreate",
-            format!("Created job {name}"),
-        );
-        active.push(job);
-        status.active = Some(active.iter().map(|j| job_ref(&j.metadata)).collect());
-        status.last_schedule_time = Some(Time(to_jiff(scheduled)));
+        let run = Run {
+            c: &c,
+            name: &name,
+            scheduled,
+            now,
+            replace: policy == "Replace",
+        };
+        start_job(store, key, cj, &run, &mut active, &mut status).await?;
     }
     if warn_once && (too_late || missed > MAX_MISSED || policy == "Forbid") {
         st.warned = Some(scheduled);
     }
     write_status(store, key, status).await?;
     Ok(wait_next(now).unwrap_or(Action::AwaitChange))
+}
+
+/// One scheduled run to start.
+struct Run<'a> {
+    c: &'a Cron,
+    name: &'a str,
+    scheduled: DateTime<Utc>,
+    now: DateTime<Utc>,
+    /// concurrencyPolicy Replace: the active Jobs are deleted first.
+    replace: bool,
+}
+
+/// Start the Job of `run` (after deleting the active ones with Replace), recorded in `status`.
+async fn start_job<S: Store + ?Sized>(
+    store: &S,
+    key: &ObjectKey,
+    cj: &CronJob,
+    run: &Run<'_>,
+    active: &mut Vec<Job>,
+    status: &mut CronJobStatus,
+) -> Result<(), ControllerError> {
+    let (name, scheduled) = (run.name, run.scheduled);
+    if run.replace {
+        for j in active.drain(..) {
+            let n = j.metadata.name.clone().unwrap_or_default();
+            tracing::info!(cronjob = %key, job = %n, "deleting active job (concurrencyPolicy Replace)");
+            store.delete(&job_key(&key.namespace, &n)).await?;
+            store.event(
+                key,
+                "Normal",
+                "SuccessfulDelete",
+                format!("Deleted job {n}"),
+            );
+        }
+    }
+    let job = create_job(store, key, cj, name, scheduled, run.c).await?;
+    let late_ms = (run.now - scheduled).num_milliseconds();
+    tracing::info!(cronjob = %key, job = %name, scheduled = %scheduled.to_rfc3339(), late_ms, "created job");
+    store.event(
+        key,
+        "Normal",
+        "SuccessfulCreate",
+        format!("Created job {name}"),
+    );
+    active.push(job);
+    status.active = Some(active.iter().map(|j| job_ref(&j.metadata)).collect());
+    status.last_schedule_time = Some(Time(to_jiff(scheduled)));
+    Ok(())
 }
 
 async fn create_job<S: Store + ?Sized>(

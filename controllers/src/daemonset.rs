@@ -250,6 +250,9 @@ impl<S: Store> Reconciler for DaemonSetReconciler<S> {
         let Some(Object::DaemonSet(ds)) = self.store.get(key).await else {
             return Ok(Action::Done);
         };
+        if crate::foreground::being_deleted(&ds.metadata) {
+            return Ok(Action::AwaitChange);
+        }
         sync(&*self.store, &self.node, key, &ds, st).await
     }
 }
@@ -260,6 +263,52 @@ fn pod_key(ns: &str, name: &str) -> ObjectKey {
         namespace: ns.to_owned(),
         name: name.to_owned(),
     }
+}
+
+/// The DaemonSet's pods as `plan` sees them. A pod being deleted is no longer the node's
+/// daemon pod (upstream skips it too).
+async fn view_pods<S: Store + ?Sized>(
+    store: &S,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    st: &mut DsState,
+    hash: &str,
+    min_ready: i32,
+    now: Timestamp,
+) -> Vec<DsPod> {
+    let first = !st.seen_once;
+    st.seen_once = true;
+    let mut views = Vec::new();
+    for p in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        let status = store.pod_status(p).await;
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let ready = common::is_ready(&status);
+        let since = if ready {
+            let at = if first {
+                common::running_since(&status).unwrap_or(now)
+            } else {
+                now
+            };
+            Some(*st.ready_since.entry(uid).or_insert(at))
+        } else {
+            st.ready_since.remove(&uid);
+            None
+        };
+        views.push(DsPod {
+            name: p.metadata.name.clone().unwrap_or_default(),
+            updated: common::labels_of(&p.metadata)
+                .get(REVISION_LABEL)
+                .map(String::as_str)
+                == Some(hash),
+            ready,
+            available: ready && common::is_available(since, min_ready, now),
+            terminal: common::is_terminal(&status),
+            created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        });
+    }
+    views
 }
 
 /// One pass over DaemonSet `ds` on `node`.
@@ -281,33 +330,7 @@ pub async fn sync<S: Store + ?Sized>(
     let hash = template_hash(&spec.template, collision);
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let pods = common::claim_pods(store, key, &owner, &spec.selector).await?;
-    let first = !st.seen_once;
-    st.seen_once = true;
-    let mut views = Vec::new();
-    for p in &pods {
-        let status = store.pod_status(p).await;
-        let uid = p.metadata.uid.clone().unwrap_or_default();
-        let ready = common::is_ready(&status);
-        let since = if ready {
-            let at = if first {
-                common::running_since(&status).unwrap_or(now)
-            } else {
-                now
-            };
-            Some(*st.ready_since.entry(uid).or_insert(at))
-        } else {
-            st.ready_since.remove(&uid);
-            None
-        };
-        views.push(DsPod {
-            name: p.metadata.name.clone().unwrap_or_default(),
-            updated: common::labels_of(&p.metadata).get(REVISION_LABEL) == Some(&hash),
-            ready,
-            available: ready && common::is_available(since, min_ready, now),
-            terminal: common::is_terminal(&status),
-            created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        });
-    }
+    let mut views = view_pods(store, &pods, st, &hash, min_ready, now).await;
     let template_spec = spec.template.spec.clone().unwrap_or_default();
     let (run, keep) = node::should_run(&daemon_pod_spec(&template_spec, &node.name), node);
     let strat = strategy(ds, run as i32).map_err(invalid)?;

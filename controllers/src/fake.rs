@@ -21,6 +21,8 @@ pub struct FakeStore {
     /// Events recorded: (object name, type, reason, message).
     pub events: Mutex<Vec<(String, String, String, String)>>,
     next_uid: Mutex<u64>,
+    /// How many times a pod's status was read.
+    pub status_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeStore {
@@ -131,6 +133,16 @@ impl Store for FakeStore {
                 KubeletError::invalid("object", "exists"),
             ));
         }
+        // The daemon's admission of a Pod: its ServiceAccount must exist.
+        let mut obj = obj;
+        let stored = self.objects.lock().unwrap().clone();
+        kinglet_kubelet::serviceaccounts::admit_pod(&stored, &mut obj).map_err(|e| {
+            ControllerError::store(
+                k.to_string(),
+                "create",
+                KubeletError::invalid("spec.serviceAccountName", e),
+            )
+        })?;
         Ok(self.put(obj))
     }
     async fn modify(
@@ -167,6 +179,8 @@ impl Store for FakeStore {
         }
     }
     async fn pod_status(&self, pod: &Pod) -> PodStatus {
+        self.status_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = pod.metadata.name.clone().unwrap_or_default();
         self.statuses
             .lock()

@@ -42,6 +42,10 @@ pub async fn collect<S: Store + ?Sized>(store: &S) {
             let Some(r) = controller_of(o.meta()) else {
                 continue;
             };
+            // Being deleted already (a Pod within its grace period).
+            if o.meta().deletion_timestamp.is_some() {
+                continue;
+            }
             if !OWNERS.contains(&r.kind.as_str()) {
                 continue;
             }

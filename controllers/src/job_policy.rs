@@ -6,11 +6,12 @@
 //!   in `status.failed`), `FailIndex` fails the pod's index (with backoffLimitPerIndex),
 //!   `Count` (and no match) counts it as usual.
 //! - `backoffLimitPerIndex` / `maxFailedIndexes` (Indexed Jobs): an index whose failures
-//!   exceed the limit (or that a FailIndex rule hit) is failed and gets no more pods.
+//!   exceed the limit (or that a FailIndex rule hit) is failed and gets no more pods (counted
+//!   in [`crate::job_tracking`]).
 //! - `successPolicy` (Indexed Jobs): the Job succeeds as soon as one rule is met
 //!   (`succeededIndexes` all succeeded, or `succeededCount` of them / of all indexes).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::batch::v1::JobSpec;
 
@@ -78,11 +79,6 @@ pub fn classify(spec: &JobSpec, ns: &str, p: &JobPod) -> FailureAction {
     FailureAction::Count
 }
 
-/// Drop the failed pods an Ignore rule matches: they count nowhere.
-pub fn drop_ignored(spec: &JobSpec, ns: &str, pods: &mut Vec<JobPod>) {
-    pods.retain(|p| p.state != "Failed" || classify(spec, ns, p) != FailureAction::Ignore);
-}
-
 /// The first FailJob match among the failed pods: the Job's failure message.
 pub fn fail_job(spec: &JobSpec, ns: &str, pods: &[JobPod]) -> Option<String> {
     pods.iter()
@@ -91,28 +87,6 @@ pub fn fail_job(spec: &JobSpec, ns: &str, pods: &[JobPod]) -> Option<String> {
             FailureAction::FailJob(m) => Some(m),
             _ => None,
         })
-}
-
-/// The failed indexes under `backoffLimitPerIndex` (None: not set): an index fails when its
-/// failed pods exceed the limit, or a FailIndex rule matched one of them.
-pub fn failed_indexes(spec: &JobSpec, ns: &str, pods: &[JobPod]) -> Option<BTreeSet<i32>> {
-    let limit = spec.backoff_limit_per_index?;
-    let mut failures: BTreeMap<i32, i32> = BTreeMap::new();
-    let mut out = BTreeSet::new();
-    for p in pods.iter().filter(|p| p.state == "Failed") {
-        let Some(i) = p.index else { continue };
-        if classify(spec, ns, p) == FailureAction::FailIndex {
-            out.insert(i);
-        }
-        *failures.entry(i).or_default() += 1;
-    }
-    out.extend(
-        failures
-            .into_iter()
-            .filter(|(_, n)| *n > limit)
-            .map(|(i, _)| i),
-    );
-    Some(out)
 }
 
 /// Indexes as in `succeededIndexes`: `0-2,4` → {0, 1, 2, 4}.
@@ -166,7 +140,9 @@ mod tests {
     fn failed(name: &str, index: Option<i32>, codes: &[(&str, i32)]) -> JobPod {
         JobPod {
             name: name.into(),
+            uid: name.into(),
             index,
+            index_failures: 0,
             state: "Failed",
             ready: false,
             restarts: 0,
@@ -211,7 +187,7 @@ mod tests {
             failed("a", None, &[("main", 3)]),
             failed("b", None, &[("main", 1)]),
         ];
-        drop_ignored(&s, "ns", &mut pods);
+        pods.retain(|p| classify(&s, "ns", p) != FailureAction::Ignore);
         assert_eq!(pods.len(), 1);
         assert_eq!(fail_job(&s, "ns", &pods), None);
         pods.push(failed("c", None, &[("main", 42)]));
@@ -233,18 +209,28 @@ mod tests {
                 {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [7]}},
             ]}}),
         );
+        // b replaced a: its annotation carries index 0's one failure before it.
+        let mut b = failed("b", Some(0), &[("c", 1)]);
+        b.index_failures = 1;
         let pods = vec![
             failed("a", Some(0), &[("c", 1)]),
-            failed("b", Some(0), &[("c", 1)]),
+            b,
             failed("c", Some(1), &[("c", 1)]),
             failed("d", Some(2), &[("c", 7)]),
         ];
-        assert_eq!(
-            failed_indexes(&s, "ns", &pods).unwrap(),
-            BTreeSet::from([0, 2])
-        );
+        let t = crate::job_tracking::Tracked {
+            new_failed: pods,
+            ..Default::default()
+        };
+        let mut mem = crate::job_tracking::JobMemory::default();
+        crate::job_tracking::remember(&mut mem, &t);
+        let prev = k8s_openapi::api::batch::v1::JobStatus::default();
+        let c = crate::job_tracking::counts(&s, "ns", &prev, &t, &mem);
+        assert_eq!(c.failed_indexes.unwrap(), BTreeSet::from([0, 2]));
+        assert_eq!(c.failed, 4);
         let none = spec(serde_json::json!({}));
-        assert!(failed_indexes(&none, "ns", &pods).is_none());
+        let c = crate::job_tracking::counts(&none, "ns", &prev, &t, &mem);
+        assert!(c.failed_indexes.is_none());
     }
 
     #[test]

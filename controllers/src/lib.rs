@@ -14,7 +14,9 @@
 //! - [`statefulset`]: a StatefulSet's ordinal Pods and their PersistentVolumeClaims
 //!   (OrderedReady/Parallel, RollingUpdate with partition, OnDelete, retention policy);
 //! - [`namespace`]: the built-in namespaces, phases, and emptying a deleted namespace;
-//! - [`gc`]: background cascading deletion — objects whose controller owner is gone.
+//! - [`gc`]: background cascading deletion — objects whose controller owner is gone;
+//! - [`foreground`]: foreground cascading deletion — an owner kept until its dependents are
+//!   gone.
 //!
 //! Controllers see the store through [`Store`] (the daemon's [`Supervisor`], or an in-memory
 //! fake in tests) so that each decision is tested without root on a fake clock.
@@ -26,9 +28,11 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod error;
+pub mod foreground;
 pub mod gc;
 pub mod job;
 pub mod job_policy;
+pub mod job_tracking;
 pub mod namespace;
 pub mod node;
 pub mod replicaset;
@@ -136,6 +140,7 @@ impl<S: Store> Controllers<S> {
             tracing::warn!(err = %e, "namespace controller");
         }
         gc::collect(&*self.store).await;
+        foreground::collect(&*self.store).await;
         let rs: Vec<ObjectKey> = self
             .store
             .list("ReplicaSet")

@@ -5,15 +5,18 @@
 //! ready, ready for less time first, more restarts first, newest first). Status: replicas,
 //! fullyLabeledReplicas, readyReplicas, availableReplicas (Ready for minReadySeconds),
 //! observedGeneration. The worker remembers when it saw each pod become Ready; a fresh worker
-//! (a restarted daemon) takes the containers' start time for pods already Ready.
+//! (a restarted daemon) takes the containers' start time for pods already Ready. A pod that
+//! cannot be created (refused at admission: a missing ServiceAccount) is a Warning event
+//! FailedCreate and the ReplicaFailure condition, retried with back-off.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kinglet_kubelet::harness::{Action, Reconciler, Wake};
 use kinglet_manifest::{Object, ObjectKey};
@@ -133,6 +136,9 @@ impl<S: Store> Reconciler for ReplicaSetReconciler<S> {
         let Some(Object::ReplicaSet(rs)) = self.store.get(key).await else {
             return Ok(Action::Done);
         };
+        if crate::foreground::being_deleted(&rs.metadata) {
+            return Ok(Action::AwaitChange);
+        }
         sync(&*self.store, key, &rs, st).await
     }
 }
@@ -205,20 +211,79 @@ pub async fn sync<S: Store + ?Sized>(
     let spec = rs.spec.clone().unwrap_or_default();
     let now = store.now();
     let pods = claim_pods(store, key, rs).await?;
+    let (mut views, mut fully_labeled) = view_pods(store, rs, &pods, st, now).await;
+    let desired = spec.replicas.unwrap_or(1);
+    let mut failure = None;
+    match plan(desired, &views) {
+        Diff::Create(n) => {
+            let (created, err) = create_pods(store, key, rs, n, &views).await;
+            fully_labeled += created.len() as i32;
+            views.extend(created);
+            failure = err;
+        }
+        Diff::Delete(names) => {
+            for name in names {
+                tracing::info!(replicaset = %key, pod = %name, "deleting surplus pod");
+                store.delete(&pod_key(&key.namespace, &name)).await?;
+                views.retain(|v| v.name != name);
+            }
+        }
+        Diff::None => {}
+    }
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let available = views
+        .iter()
+        .filter(|v| common::is_available(v.ready_since, min_ready, now))
+        .count() as i32;
+    let status = ReplicaSetStatus {
+        replicas: views.len() as i32,
+        fully_labeled_replicas: Some(fully_labeled),
+        ready_replicas: Some(views.iter().filter(|v| v.ready).count() as i32),
+        available_replicas: Some(available),
+        observed_generation: rs.metadata.generation,
+        conditions: replica_failure(rs, failure.as_ref(), now),
+        terminating_replicas: None,
+    };
+    write_status(store, key, status).await?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    // A Ready pod that is not yet available becomes so at a known time.
+    let next = views
+        .iter()
+        .filter(|v| v.ready && !common::is_available(v.ready_since, min_ready, now))
+        .filter_map(|v| v.ready_since)
+        .map(|s| {
+            let due = s.as_second() + min_ready as i64 - now.as_second();
+            Duration::from_secs(due.max(0) as u64) + Duration::from_millis(100)
+        })
+        .min();
+    Ok(next.map(Action::Requeue).unwrap_or(Action::AwaitChange))
+}
+
+/// The active pods as the controller ranks them (finished pods and pods being deleted left
+/// out, as upstream's FilterActivePods), and how many carry all the template's labels.
+async fn view_pods<S: Store + ?Sized>(
+    store: &S,
+    rs: &ReplicaSet,
+    pods: &[Pod],
+    st: &mut RsState,
+    now: Timestamp,
+) -> (Vec<PodView>, i32) {
     let first = !st.seen_once;
     st.seen_once = true;
     let mut views = Vec::new();
     let mut live = HashSet::new();
-    let template_labels = spec
-        .template
+    let template_labels = rs
+        .spec
         .as_ref()
+        .and_then(|s| s.template.as_ref())
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     let mut fully_labeled = 0;
-    for p in &pods {
+    for p in pods {
         let status = store.pod_status(p).await;
-        // Not active: finished, or being deleted (upstream's FilterActivePods).
         if common::is_terminal(&status) || p.metadata.deletion_timestamp.is_some() {
             continue;
         }
@@ -254,59 +319,43 @@ pub async fn sync<S: Store + ?Sized>(
         });
     }
     st.ready_since.retain(|uid, _| live.contains(uid));
-    let desired = spec.replicas.unwrap_or(1);
-    match plan(desired, &views) {
-        Diff::Create(n) => {
-            let created = create_pods(store, key, rs, n, &views).await?;
-            fully_labeled += created.len() as i32;
-            views.extend(created);
-        }
-        Diff::Delete(names) => {
-            for name in names {
-                tracing::info!(replicaset = %key, pod = %name, "deleting surplus pod");
-                store.delete(&pod_key(&key.namespace, &name)).await?;
-                views.retain(|v| v.name != name);
-            }
-        }
-        Diff::None => {}
-    }
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let available = views
-        .iter()
-        .filter(|v| common::is_available(v.ready_since, min_ready, now))
-        .count() as i32;
-    let status = ReplicaSetStatus {
-        replicas: views.len() as i32,
-        fully_labeled_replicas: Some(fully_labeled),
-        ready_replicas: Some(views.iter().filter(|v| v.ready).count() as i32),
-        available_replicas: Some(available),
-        observed_generation: rs.metadata.generation,
-        conditions: None,
-        terminating_replicas: None,
-    };
-    write_status(store, key, status).await?;
-    // A Ready pod that is not yet available becomes so at a known time.
-    let next = views
-        .iter()
-        .filter(|v| v.ready && !common::is_available(v.ready_since, min_ready, now))
-        .filter_map(|v| v.ready_since)
-        .map(|s| {
-            let due = s.as_second() + min_ready as i64 - now.as_second();
-            Duration::from_secs(due.max(0) as u64) + Duration::from_millis(100)
-        })
-        .min();
-    Ok(next.map(Action::Requeue).unwrap_or(Action::AwaitChange))
+    (views, fully_labeled)
 }
 
+/// Upstream's ReplicaFailure condition: True (reason FailedCreate) while pods cannot be
+/// created, gone once they can.
+fn replica_failure(
+    rs: &ReplicaSet,
+    failure: Option<&ControllerError>,
+    now: Timestamp,
+) -> Option<Vec<ReplicaSetCondition>> {
+    let message = kinglet_util::chain(failure?);
+    let prev = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "ReplicaFailure"))
+        .filter(|c| c.message.as_deref() == Some(message.as_str()));
+    Some(vec![prev.cloned().unwrap_or(ReplicaSetCondition {
+        type_: "ReplicaFailure".into(),
+        status: "True".into(),
+        reason: Some("FailedCreate".into()),
+        message: Some(message),
+        last_transition_time: Some(Time(now)),
+    })])
+}
+
+/// Create `n` pods; those created, and the error that stopped the creation (also a Warning
+/// event FailedCreate, as upstream's).
 async fn create_pods<S: Store + ?Sized>(
     store: &S,
     key: &ObjectKey,
     rs: &ReplicaSet,
     n: usize,
     views: &[PodView],
-) -> Result<Vec<PodView>, ControllerError> {
+) -> (Vec<PodView>, Option<ControllerError>) {
     let Some(t) = rs.spec.as_ref().and_then(|s| s.template.clone()) else {
-        return Ok(vec![]);
+        return (vec![], None);
     };
     let mut created = Vec::new();
     let taken: HashSet<String> = store
@@ -326,7 +375,14 @@ async fn create_pods<S: Store + ?Sized>(
             }
         };
         let pod = common::pod_from_template(&t, name.clone(), &key.namespace, owner.clone());
-        let stored = store.create(Object::Pod(Box::new(pod))).await?;
+        let stored = match store.create(Object::Pod(Box::new(pod))).await {
+            Ok(s) => s,
+            Err(e) => {
+                let message = format!("Error creating: {}", kinglet_util::chain(&e));
+                store.event(key, "Warning", "FailedCreate", message);
+                return (created, Some(e));
+            }
+        };
         tracing::info!(replicaset = %key, pod = %name, "created pod");
         created.push(PodView {
             name,
@@ -338,7 +394,7 @@ async fn create_pods<S: Store + ?Sized>(
             created: stored.meta().creation_timestamp.as_ref().map(|t| t.0),
         });
     }
-    Ok(created)
+    (created, None)
 }
 
 async fn write_status<S: Store + ?Sized>(

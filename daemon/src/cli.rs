@@ -86,8 +86,8 @@ pub enum Command {
         /// The objects of the kind whose labels match (`app=web,tier!=db`).
         #[arg(short = 'l', long = "selector")]
         selector: Option<String>,
-        /// What happens to owned objects: background (deleted after) or orphan (kept,
-        /// ownerReferences removed).
+        /// What happens to owned objects: background (deleted after), orphan (kept,
+        /// ownerReferences removed) or foreground (deleted first; waits until the owner is gone).
         #[arg(long, default_value = "background")]
         cascade: String,
         #[command(flatten)]

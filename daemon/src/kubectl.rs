@@ -160,26 +160,35 @@ pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::
             .results
         {
             println!("{line}");
-            // As kubectl (--wait): a deleted pod is waited for through its grace period.
-            if let Some(pod) = line
-                .strip_prefix("pod/")
-                .and_then(|l| l.strip_suffix(" deleted"))
+            // As kubectl (--wait): a deleted pod is waited for through its grace period, an
+            // owner deleted in foreground until its dependents are gone.
+            let foreground = cascade.eq_ignore_ascii_case("foreground");
+            if let Some((kind, name)) = line
+                .strip_suffix(" deleted")
+                .and_then(|l| l.split_once('/'))
+                .filter(|(kind, _)| *kind == "pod" || (foreground && *kind != "namespace"))
             {
-                wait_pod_gone(&mut c, pod, ns).await?;
+                wait_gone(&mut c, kind, name, ns).await?;
             }
         }
     }
     Ok(())
 }
 
-/// Wait until pod `name` is gone (its containers stopped and the object removed), or replaced
-/// by a pod of the same name that is not terminating (a StatefulSet's), as kubectl waits by uid.
-async fn wait_pod_gone(c: &mut ObjectsClient<Channel>, name: &str, ns: &str) -> anyhow::Result<()> {
+/// Wait until `kind` `name` is gone (a pod: its containers stopped and the object removed), or
+/// replaced by an object of the same name that is not being deleted (a StatefulSet's pod), as
+/// kubectl waits by uid.
+async fn wait_gone(
+    c: &mut ObjectsClient<Channel>,
+    kind: &str,
+    name: &str,
+    ns: &str,
+) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     while std::time::Instant::now() < deadline {
         let r = c
             .get(admin::GetRequest {
-                kind: "pods".into(),
+                kind: kind.into(),
                 namespace: ns.into(),
                 name: name.into(),
                 ..Default::default()
@@ -200,7 +209,7 @@ async fn wait_pod_gone(c: &mut ObjectsClient<Channel>, name: &str, ns: &str) -> 
             }
         }
     }
-    bail!("pod {ns}/{name} is still terminating after 10 minutes")
+    bail!("{kind} {ns}/{name} is still being deleted after 10 minutes")
 }
 
 /// kubectl's STATUS column: a waiting or terminated reason when there is one, else the phase.

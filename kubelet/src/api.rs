@@ -159,6 +159,12 @@ impl Supervisor {
                         crate::cascade::orphan_dependents(&mut store, &uid)?;
                     }
                 }
+                if policy == crate::cascade::Propagation::Foreground
+                    && crate::cascade::delete_foreground(&mut store, &k)?
+                {
+                    results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name));
+                    continue;
+                }
                 // A Namespace is marked Terminating; the namespace controller removes it.
                 if k.kind == "Namespace" {
                     if let Some(mut o) = store.map.get(&k).cloned() {

@@ -2,8 +2,8 @@
 //! delete`, or its file leaving the manifests directory) sets its `deletionTimestamp` and
 //! `deletionGracePeriodSeconds` and keeps it; its worker stops its containers within the grace
 //! period; the dispatcher removes the object once no sandbox of the pod is left. Meanwhile
-//! `get` shows it (kubectl's `Terminating`). Other kinds are removed at once. (Pods that
-//! controllers delete are removed at once: the controllers count only live pods.)
+//! `get` shows it (kubectl's `Terminating`). Other kinds are removed at once. Pods that
+//! controllers delete go the same way; the controllers no longer count them as live.
 
 use kinglet_manifest::{Object, ObjectKey};
 

@@ -22,7 +22,7 @@
 mod actions;
 mod api;
 pub mod backoff;
-mod cascade;
+pub mod cascade;
 mod cluster_dns;
 pub mod dns;
 pub mod downward;

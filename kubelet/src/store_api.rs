@@ -1,7 +1,9 @@
 //! The object store as the workload controllers (crate `kinglet-controllers`) see it: list
 //! objects of a kind, create one (with a fresh uid), modify one in place under the store's
 //! lock (so a controller's status write never undoes a user's apply made meanwhile), delete,
-//! read a pod's status, and a signal after every publication of the objects.
+//! read a pod's status, and a signal after every publication of the objects. Pods created and
+//! deleted here go through the same admission (ServiceAccount) and graceful deletion as
+//! applied and `kinglet delete`d ones.
 
 use std::sync::Arc;
 
@@ -41,6 +43,12 @@ impl Supervisor {
                 ));
             }
             crate::namespaces::admit(&store.map, &k)?;
+            // The same admission as an applied Pod: its ServiceAccount must exist.
+            crate::serviceaccounts::admit_pod(&store.map, &mut obj)
+                .map_err(|e| KubeletError::invalid("spec.serviceAccountName", e))?;
+            if let Some(sa) = crate::serviceaccounts::default_if_missing(&store.map, &k.namespace) {
+                store.put(sa)?;
+            }
             let m = obj.meta_mut();
             m.uid = Some(crate::api::new_uid());
             m.creation_timestamp = Some(status::now_time());
@@ -82,9 +90,11 @@ impl Supervisor {
         Ok(Some(out))
     }
 
-    /// Remove `key` (absent: false).
+    /// Delete `key` as `kinglet delete` does (absent: false): a Pod gracefully (kept, marked
+    /// with deletionTimestamp, until its containers stopped within its grace period), anything
+    /// else removed.
     pub async fn delete_object(&self, key: &ObjectKey) -> Result<bool, KubeletError> {
-        let gone = self.store.lock().await.remove(key)?.is_some();
+        let gone = crate::graceful::delete(&mut *self.store.lock().await, key)?;
         if gone {
             self.wake.notify_one();
         }

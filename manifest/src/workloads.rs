@@ -161,6 +161,68 @@ fn is_zero(v: Option<&IntOrString>) -> bool {
     }
 }
 
+/// A Deployment's `strategy` or a DaemonSet's `updateStrategy` as the API server validates it.
+pub(crate) struct UpdateStrategy<'a> {
+    /// `spec.strategy` or `spec.updateStrategy`.
+    pub field: &'a str,
+    pub type_: Option<&'a str>,
+    /// The other type: Recreate or OnDelete.
+    pub other: &'a str,
+    /// rollingUpdate's (maxSurge, maxUnavailable), when given.
+    pub rolling: Option<(Option<&'a IntOrString>, Option<&'a IntOrString>)>,
+    /// maxSurge defaults to 0 (DaemonSet) rather than 25% (Deployment).
+    pub surge_default_zero: bool,
+}
+
+/// RollingUpdate with maxSurge/maxUnavailable integers or percentages, not both 0; or the
+/// other type without rollingUpdate.
+pub(crate) fn check_update_strategy(
+    source: &str,
+    label: &str,
+    s: &UpdateStrategy,
+) -> Result<(), ManifestError> {
+    let last = s.field.rsplit('.').next().unwrap_or(s.field);
+    match s.type_.unwrap_or("RollingUpdate") {
+        "RollingUpdate" => {
+            let (surge, unavailable) = s.rolling.unwrap_or_default();
+            let surge_path = format!("{}.rollingUpdate.maxSurge", s.field);
+            let unavail_path = format!("{}.rollingUpdate.maxUnavailable", s.field);
+            check_int_or_percent(source, label, &surge_path, surge)?;
+            check_int_or_percent(source, label, &unavail_path, unavailable)?;
+            let surge_zero = if surge.is_none() {
+                s.surge_default_zero
+            } else {
+                is_zero(surge)
+            };
+            if surge_zero && is_zero(unavailable) {
+                return Err(invalid(
+                    source,
+                    label,
+                    &unavail_path,
+                    "may not be 0 when maxSurge is 0",
+                ));
+            }
+            Ok(())
+        }
+        t if t == s.other && s.rolling.is_some() => Err(invalid(
+            source,
+            label,
+            &format!("{}.rollingUpdate", s.field),
+            format!("may not be specified when {last} `type` is '{}'", s.other),
+        )),
+        t if t == s.other => Ok(()),
+        other => Err(invalid(
+            source,
+            label,
+            &format!("{}.type", s.field),
+            format!(
+                "Unsupported value {other:?}: supported values: \"{}\", \"RollingUpdate\"",
+                s.other
+            ),
+        )),
+    }
+}
+
 pub(crate) fn check_deployment(
     source: &str,
     label: &str,
@@ -195,40 +257,15 @@ pub(crate) fn check_deployment(
     check_selector(source, label, &spec.selector, &spec.template)?;
     check_template(source, label, &spec.template, &["Always"])?;
     if let Some(s) = &spec.strategy {
-        match s.type_.as_deref().unwrap_or("RollingUpdate") {
-            "RollingUpdate" => {
-                let ru = s.rolling_update.clone().unwrap_or_default();
-                let surge = "spec.strategy.rollingUpdate.maxSurge";
-                let unavail = "spec.strategy.rollingUpdate.maxUnavailable";
-                check_int_or_percent(source, label, surge, ru.max_surge.as_ref())?;
-                check_int_or_percent(source, label, unavail, ru.max_unavailable.as_ref())?;
-                if is_zero(ru.max_surge.as_ref()) && is_zero(ru.max_unavailable.as_ref()) {
-                    return Err(invalid(
-                        source,
-                        label,
-                        unavail,
-                        "may not be 0 when maxSurge is 0",
-                    ));
-                }
-            }
-            "Recreate" if s.rolling_update.is_some() => {
-                return Err(invalid(
-                    source,
-                    label,
-                    "spec.strategy.rollingUpdate",
-                    "may not be specified when strategy `type` is 'Recreate'",
-                ))
-            }
-            "Recreate" => {}
-            other => {
-                return Err(invalid(
-                    source,
-                    label,
-                    "spec.strategy.type",
-                    format!("Unsupported value {other:?}: supported values: \"Recreate\", \"RollingUpdate\""),
-                ))
-            }
-        }
+        let ru = s.rolling_update.as_ref();
+        let strategy = UpdateStrategy {
+            field: "spec.strategy",
+            type_: s.type_.as_deref(),
+            other: "Recreate",
+            rolling: ru.map(|r| (r.max_surge.as_ref(), r.max_unavailable.as_ref())),
+            surge_default_zero: false,
+        };
+        check_update_strategy(source, label, &strategy)?;
     }
     Ok(())
 }

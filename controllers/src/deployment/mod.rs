@@ -53,6 +53,9 @@ impl<S: Store> Reconciler for DeploymentReconciler<S> {
         let Some(Object::Deployment(d)) = self.store.get(key).await else {
             return Ok(Action::Done);
         };
+        if crate::foreground::being_deleted(&d.metadata) {
+            return Ok(Action::AwaitChange);
+        }
         sync(&*self.store, key, &d).await?;
         Ok(Action::AwaitChange)
     }

@@ -9,9 +9,10 @@ use kinglet_manifest::{Object, ObjectKey};
 use super::apply;
 use crate::fake::FakeStore;
 use crate::job::{failure_backoff, format_indexes, sync, INDEX_ANNOTATION};
+use crate::job_tracking::JobMemory;
 use crate::Store;
 
-fn job(spec: &str) -> String {
+pub(super) fn job(spec: &str) -> String {
     format!(
         r#"
 apiVersion: batch/v1
@@ -27,7 +28,7 @@ spec:
     )
 }
 
-fn key() -> ObjectKey {
+pub(super) fn key() -> ObjectKey {
     ObjectKey {
         kind: "Job",
         namespace: "default".into(),
@@ -35,21 +36,27 @@ fn key() -> ObjectKey {
     }
 }
 
-async fn pass(store: &FakeStore) -> Action {
+pub(super) async fn pass(store: &FakeStore) -> Action {
     let Some(Object::Job(j)) = store.obj("Job", "pi") else {
         panic!("no job")
     };
-    sync(store, &key(), &j).await.unwrap()
+    thread_local! {
+        static MEMORY: std::cell::RefCell<JobMemory> = Default::default();
+    }
+    let mut mem = MEMORY.with(|m| m.borrow().clone());
+    let a = sync(store, &key(), &j, &mut mem).await.unwrap();
+    MEMORY.with(|m| *m.borrow_mut() = mem);
+    a
 }
 
-fn status(store: &FakeStore) -> k8s_openapi::api::batch::v1::JobStatus {
+pub(super) fn status(store: &FakeStore) -> k8s_openapi::api::batch::v1::JobStatus {
     let Some(Object::Job(j)) = store.obj("Job", "pi") else {
         panic!()
     };
     j.status.unwrap_or_default()
 }
 
-fn condition(store: &FakeStore, t: &str) -> Option<(String, String)> {
+pub(super) fn condition(store: &FakeStore, t: &str) -> Option<(String, String)> {
     status(store)
         .conditions
         .into_iter()
@@ -59,7 +66,7 @@ fn condition(store: &FakeStore, t: &str) -> Option<(String, String)> {
 }
 
 /// The pod finished now with `phase` (its container terminated now).
-fn finish(store: &FakeStore, pod: &str, phase: &str) {
+pub(super) fn finish(store: &FakeStore, pod: &str, phase: &str) {
     let mut st = FakeStore::status(phase, false);
     st.container_statuses = Some(vec![ContainerStatus {
         name: "c".into(),
@@ -76,7 +83,7 @@ fn finish(store: &FakeStore, pod: &str, phase: &str) {
     store.statuses.lock().unwrap().insert(pod.into(), st);
 }
 
-fn active_pods(store: &FakeStore) -> Vec<String> {
+pub(super) fn active_pods(store: &FakeStore) -> Vec<String> {
     let st = store.statuses.lock().unwrap();
     store
         .names("Pod")

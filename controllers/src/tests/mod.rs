@@ -4,7 +4,9 @@
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod foreground;
 mod job;
+mod job_tracking;
 mod namespace;
 mod replicaset;
 mod statefulset;

@@ -252,3 +252,48 @@ async fn deleting_the_replica_set_deletes_its_pods() {
     crate::gc::collect(&store).await;
     assert_eq!(store.names("Pod"), ["bare"]);
 }
+
+#[tokio::test]
+async fn pods_naming_a_missing_service_account_are_refused_as_failed_create() {
+    let store = FakeStore::new();
+    let yaml = rs_yaml(2, 0).replace(
+        "spec: {containers:",
+        "spec: {serviceAccountName: robot, containers:",
+    );
+    apply(&store, &yaml);
+    let mut st = RsState::default();
+    let Some(Object::ReplicaSet(rs)) = store.obj("ReplicaSet", "web") else {
+        panic!()
+    };
+    let e = sync(&store, &key(), &rs, &mut st).await.unwrap_err();
+    let e = kinglet_util::chain(&e);
+    assert!(e.contains("serviceaccount \"robot\" not found"), "{e}");
+    assert!(store.names("Pod").is_empty());
+    let events = store.events.lock().unwrap().clone();
+    assert!(
+        events.iter().any(|(n, t, r, m)| n == "web"
+            && t == "Warning"
+            && r == "FailedCreate"
+            && m.contains("robot")),
+        "{events:?}"
+    );
+    let Some(Object::ReplicaSet(rs)) = store.obj("ReplicaSet", "web") else {
+        panic!()
+    };
+    let c = rs.status.unwrap().conditions.unwrap();
+    assert_eq!(
+        (c[0].type_.as_str(), c[0].reason.as_deref()),
+        ("ReplicaFailure", Some("FailedCreate"))
+    );
+    // Once the ServiceAccount exists, the pods are created and the condition goes.
+    apply(
+        &store,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: robot}\n",
+    );
+    pass(&store, &mut st).await;
+    assert_eq!(store.names("Pod").len(), 2);
+    let Some(Object::ReplicaSet(rs)) = store.obj("ReplicaSet", "web") else {
+        panic!()
+    };
+    assert_eq!(rs.status.unwrap().conditions, None);
+}

@@ -5,7 +5,9 @@
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, PodSpec};
 
-use super::{check_int_or_percent, check_selector, check_template, invalid, is_zero, non_negative};
+use super::{
+    check_selector, check_template, check_update_strategy, invalid, non_negative, UpdateStrategy,
+};
 use crate::ManifestError;
 
 pub(crate) fn check_daemon_set(
@@ -31,42 +33,16 @@ pub(crate) fn check_daemon_set(
     check_selector(source, label, &spec.selector, &spec.template)?;
     check_template(source, label, &spec.template, &["Always"])?;
     if let Some(s) = &spec.update_strategy {
-        match s.type_.as_deref().unwrap_or("RollingUpdate") {
-            "RollingUpdate" => {
-                let ru = s.rolling_update.clone().unwrap_or_default();
-                let surge = "spec.updateStrategy.rollingUpdate.maxSurge";
-                let unavail = "spec.updateStrategy.rollingUpdate.maxUnavailable";
-                check_int_or_percent(source, label, surge, ru.max_surge.as_ref())?;
-                check_int_or_percent(source, label, unavail, ru.max_unavailable.as_ref())?;
-                // Defaults: maxUnavailable 1, maxSurge 0.
-                let surge_zero = ru.max_surge.is_none() || is_zero(ru.max_surge.as_ref());
-                if surge_zero && is_zero(ru.max_unavailable.as_ref()) {
-                    return Err(invalid(
-                        source,
-                        label,
-                        unavail,
-                        "may not be 0 when maxSurge is 0",
-                    ));
-                }
-            }
-            "OnDelete" if s.rolling_update.is_some() => {
-                return Err(invalid(
-                    source,
-                    label,
-                    "spec.updateStrategy.rollingUpdate",
-                    "may not be specified when updateStrategy `type` is 'OnDelete'",
-                ))
-            }
-            "OnDelete" => {}
-            other => {
-                return Err(invalid(
-                    source,
-                    label,
-                    "spec.updateStrategy.type",
-                    format!("Unsupported value {other:?}: supported values: \"OnDelete\", \"RollingUpdate\""),
-                ))
-            }
-        }
+        let ru = s.rolling_update.as_ref();
+        let strategy = UpdateStrategy {
+            field: "spec.updateStrategy",
+            type_: s.type_.as_deref(),
+            other: "OnDelete",
+            rolling: ru.map(|r| (r.max_surge.as_ref(), r.max_unavailable.as_ref())),
+            // Defaults: maxUnavailable 1, maxSurge 0.
+            surge_default_zero: true,
+        };
+        check_update_strategy(source, label, &strategy)?;
     }
     if let Some(ps) = &spec.template.spec {
         check_scheduling(source, label, ps)?;
