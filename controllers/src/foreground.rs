@@ -19,7 +19,10 @@ const KINDS: &[&str] = &[
     "Job",
     "DaemonSet",
     "CronJob",
+    "StatefulSet",
     "Pod",
+    "PersistentVolumeClaim",
+    "ControllerRevision",
 ];
 
 /// Whether the object is being deleted (a controller then leaves it alone).

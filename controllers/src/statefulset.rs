@@ -73,6 +73,9 @@ impl<S: Store> Reconciler for StatefulSetReconciler<S> {
         let Some(Object::StatefulSet(set)) = self.store.get(key).await else {
             return Ok(Action::Done);
         };
+        if crate::foreground::being_deleted(&set.metadata) {
+            return Ok(Action::AwaitChange);
+        }
         sync(&*self.store, key, &set, st).await
     }
 }
