@@ -31,10 +31,18 @@ fn reply_to(query: &[u8]) -> Vec<u8> {
     r
 }
 
+/// UDP and TCP on one port: the UDP port the kernel picks may be taken for TCP, so try again.
 async fn upstream() -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = 'bind: {
+        for _ in 0..100 {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+                break 'bind (udp, tcp);
+            }
+        }
+        panic!("no loopback port free for both UDP and TCP");
+    };
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
         while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
@@ -99,9 +107,14 @@ fn server() -> &'static (Runtime, DnsServer) {
             .unwrap();
         let server = rt.block_on(async {
             let up = upstream().await;
-            DnsServer::bind("127.0.0.1:0".parse().unwrap(), zone(), vec![up])
-                .await
-                .unwrap()
+            // Port 0 picks a UDP port that may be taken for TCP: try again, as upstream() does.
+            for _ in 0..100 {
+                let addr = "127.0.0.1:0".parse().unwrap();
+                if let Ok(s) = DnsServer::bind(addr, zone(), vec![up]).await {
+                    return s;
+                }
+            }
+            panic!("no loopback port free for both UDP and TCP")
         });
         (rt, server)
     })
