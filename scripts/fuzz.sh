@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz every parser of outside input with cargo-fuzz (libFuzzer; fuzz/ is its own workspace,
-# built with the nightly toolchain). Each target starts from its seed corpus in
+# Fuzz every parser of outside input with cargo-fuzz (libFuzzer; fuzz/ is its own workspace).
+# Each target starts from its seed corpus in
 # fuzz/seeds/<target> (kept in the repo) plus what earlier runs found (fuzz/corpus/<target>,
 # not kept), runs for SECONDS, and the closing table lists executions and findings per target.
 # A finding (crash, panic, leak, timeout) is saved under fuzz/artifacts/<target>/ and makes the
@@ -9,19 +9,22 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   (default 60 s, every target)
 #   FUZZ_BUILD_ONLY=1 scripts/fuzz.sh       only build the targets
 #
-# Needs `rustup toolchain install nightly` and `cargo install cargo-fuzz`.
+# Needs `cargo install cargo-fuzz --locked` and a C++ compiler (libFuzzer is built from source).
+# The stable toolchain does: without a sanitizer, cargo-fuzz passes rustc only stable flags
+# (-Cpasses=sancov-module, -Cllvm-args=...). FUZZ_TOOLCHAIN=+nightly picks another toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
+tc=${FUZZ_TOOLCHAIN:-}
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo +nightly fuzz list)
+  mapfile -t targets < <(cargo $tc fuzz list)
 fi
 # Unoptimized-but-quick builds (the fuzz workspace's dev profile is opt-level 1), no sanitizer:
 # the code is safe Rust; overflow and debug assertions are on.
 flags=(--dev --sanitizer none)
-nice cargo +nightly fuzz build "${flags[@]}"
+nice cargo $tc fuzz build "${flags[@]}"
 if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then
   echo "fuzz: ${#targets[@]} targets built"
   exit 0
@@ -32,7 +35,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   log=$(mktemp)
   set +e
-  nice cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
+  nice cargo $tc fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1
   code=$?
   set -e

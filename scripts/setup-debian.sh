@@ -26,6 +26,7 @@ test_pkgs=(
   tmux  # tests/tests/tty_tmux.rs: exec -it on a real terminal
   gcc libc6-dev curl jq  # CRI conformance (scripts/conformance.sh): critest's look-alike images, report
   wrk  # scripts/bench-ingress.sh
+  g++  # scripts/fuzz.sh: libfuzzer-sys builds libFuzzer (C++)
 )
 apt_opts=(--no-install-recommends)
 if [ "$profile" = test ]; then

@@ -76,7 +76,7 @@ JSON
       "${crictl[@]}" start "$ctr" >/dev/null 2>"$work/cycle.err" &&
       "${crictl[@]}" rmp -f "$pod" >/dev/null 2>"$work/cycle.err" ||
       { echo "soak: cycle $i failed: $(cat "$work/cycle.err")" >&2; return 1; }
-    echo "$i" >"$work/cycles"
+    echo "$i" >"$work/cycles.tmp" && mv "$work/cycles.tmp" "$work/cycles"
   done
 }
 echo 0 >"$work/cycles"

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use kinglet_runtime::spec::{build_spec, SandboxFiles, SpecInput};
-use kinglet_runtime::store::SandboxRecord;
 use kinglet_image::ImageConfig;
 use kinglet_proto::v1;
+use kinglet_runtime::spec::{build_spec, SandboxFiles, SpecInput};
+use kinglet_runtime::store::SandboxRecord;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -63,10 +63,15 @@ fuzz_target!(|data: &[u8]| {
         hosts: PathBuf::from("/run/kinglet/pods/p/hosts"),
         resolv_conf: PathBuf::from("/run/kinglet/pods/p/resolv.conf"),
     };
-    let caps: Vec<String> = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let caps: Vec<String> = [
+        "CAP_CHOWN",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_ADMIN",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     for cgroup_v2 in [false, true] {
         let input = SpecInput {
             config: &config,

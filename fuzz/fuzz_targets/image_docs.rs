@@ -41,7 +41,8 @@ fuzz_target!(|data: &[u8]| {
     let md = digest(manifest.as_bytes());
     let (dir, s) = store();
     s.ingest_blob(&cd, config).expect("ingest config");
-    s.ingest_blob(&md, manifest.as_bytes()).expect("ingest manifest");
+    s.ingest_blob(&md, manifest.as_bytes())
+        .expect("ingest manifest");
     if let Ok(rec) = s.commit_image(&md, &["fuzz.example/image:latest".to_owned()]) {
         let _ = s.resolve(&rec.id);
         s.remove(&rec.id).expect("remove the image");

@@ -38,11 +38,22 @@ fuzz_target!(|data: &[u8]| {
         &root,
     );
 
-    assert_eq!(listing(tmp.path()), before, "something was created beside the layer");
+    assert_eq!(
+        listing(tmp.path()),
+        before,
+        "something was created beside the layer"
+    );
     assert_eq!(listing(&outside), vec!["sentinel".to_owned()]);
     let meta = std::fs::symlink_metadata(&sentinel).unwrap();
     assert!(meta.file_type().is_file(), "the sentinel was replaced");
-    assert_eq!(std::fs::read(&sentinel).unwrap(), SENTINEL, "the sentinel was written");
+    assert_eq!(
+        std::fs::read(&sentinel).unwrap(),
+        SENTINEL,
+        "the sentinel was written"
+    );
     assert_eq!(std::fs::read(outside.join("sentinel")).unwrap(), SENTINEL);
-    assert!(std::fs::symlink_metadata(&root).unwrap().is_dir(), "the layer root was replaced");
+    assert!(
+        std::fs::symlink_metadata(&root).unwrap().is_dir(),
+        "the layer root was replaced"
+    );
 });
