@@ -54,30 +54,68 @@ imagesNumberParallel: $PARALLEL
 imageBenchmarkTimeoutSeconds: 120
 EOF
 
-echo "== kinglet (scripts/conformance.sh -benchmark)"
-mkdir -p "$work/out/kinglet" "$work/out/containerd"
-EXEC_OUT=$work/k-exec.tsv AFTER_CRITEST="bash $repo/scripts/bench-exec.sh" \
-  REPORT_DIR=$work/report-kinglet bash scripts/conformance.sh -benchmark \
-  -benchmarking-params-file "$work/params.yaml" -benchmarking-output-dir "$work/out/kinglet" >"$work/kinglet.log" 2>&1 ||
-  { tail -20 "$work/kinglet.log"; echo "bench-cri.sh: the Kinglet run failed" >&2; exit 1; }
+# One Kinglet run: conformance.sh -benchmark with binary $2 (its shim and pod init beside it),
+# figures into $work/out/$1, the exec round trip into $work/$1-exec.tsv.
+run_kinglet() {
+  local label=$1 bin=$2
+  echo "== kinglet $label ($bin)"
+  mkdir -p "$work/out/$label"
+  EXEC_OUT=$work/$label-exec.tsv AFTER_CRITEST="bash $repo/scripts/bench-exec.sh" KINGLET_BIN=$bin \
+    REPORT_DIR=$work/report-$label bash scripts/conformance.sh -benchmark \
+    -benchmarking-params-file "$work/params.yaml" -benchmarking-output-dir "$work/out/$label" \
+    >"$work/$label.log" 2>&1 ||
+    { tail -20 "$work/$label.log"; echo "bench-cri.sh: the Kinglet run ($label) failed" >&2; exit 1; }
+  missing_figures "$work/out/$label" "kinglet $label" || true
+}
 
-echo "== containerd $(containerd --version | awk '{print $3}') + runc"
-export CRI_IMAGES_DIR=$work/cri-images
-bash "$cri_tools/images/registry.sh" start >/dev/null
-bash "$cri_tools/images/build.sh" >"$work/images.log" 2>&1
-c=$work/ctd
-mkdir -p "$c/cni"
-for reg in registry.k8s.io gcr.io k8s.gcr.io public.ecr.aws docker.io; do
-  mkdir -p "$c/certs.d/$reg"
-  printf '[host."http://127.0.0.1:5000"]\n  capabilities = ["pull", "resolve"]\n' >"$c/certs.d/$reg/hosts.toml"
-done
-cat >"$c/cni/10-bench.conflist" <<'EOF'
+# The benchmark specs whose JSON file is missing from $1 (critest writes one per benchmark
+# that ran to its end: a failed sample leaves its file out).
+missing_figures() {
+  local f n=0
+  for f in pod_benchmark_data container_benchmark_data image_lifecycle_benchmark_data \
+    image_listing_benchmark_data; do
+    [ -s "$1/$f.json" ] || { echo "bench-cri.sh: $2: no $f.json"; n=$((n + 1)); }
+  done
+  return "$n"
+}
+
+# The benchmark spec (ginkgo focus) behind each figures file.
+declare -A bench_spec=(
+  [pod_benchmark_data]='benchmark about lifecycle of PodSandbox'
+  [container_benchmark_data]='benchmark about basic operations on Container'
+  [image_lifecycle_benchmark_data]='benchmark about basic operations on Image'
+  [image_listing_benchmark_data]='benchmark about listing Image'
+)
+
+# critest -benchmark against endpoint $1, figures into $2, only the specs matching $3 if set.
+bench_critest() {
+  local focus=()
+  [ -z "$3" ] || focus=(--ginkgo.focus "$3")
+  "$critest" --runtime-endpoint "$1" --image-endpoint "$1" --config /dev/null --ginkgo.no-color \
+    -benchmark -benchmarking-params-file "$work/params.yaml" -benchmarking-output-dir "$2" \
+    "${focus[@]}"
+}
+
+run_containerd() {
+  echo "== containerd $(containerd --version | awk '{print $3}') + runc"
+  # conformance.sh stopped the registries it started: start them again (same look-alikes).
+  export CRI_IMAGES_DIR=$work/cri-images
+  bash "$cri_tools/images/registry.sh" start >/dev/null
+  bash "$cri_tools/images/build.sh" >"$work/images.log" 2>&1 ||
+    { tail -5 "$work/images.log"; echo "bench-cri.sh: building the look-alike images failed" >&2; exit 1; }
+  c=$work/ctd
+  mkdir -p "$c/cni"
+  for reg in registry.k8s.io gcr.io k8s.gcr.io public.ecr.aws docker.io; do
+    mkdir -p "$c/certs.d/$reg"
+    printf '[host."http://127.0.0.1:5000"]\n  capabilities = ["pull", "resolve"]\n' >"$c/certs.d/$reg/hosts.toml"
+  done
+  cat >"$c/cni/10-bench.conflist" <<'JSON'
 {"cniVersion": "1.0.0", "name": "bench", "plugins": [
   {"type": "bridge", "bridge": "kbenchctd0", "isGateway": true, "ipMasq": true,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.216.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
-EOF
-cat >"$c/config.toml" <<EOF
+JSON
+  cat >"$c/config.toml" <<TOML
 version = 2
 root = "$c/root"
 state = "$c/state"
@@ -93,19 +131,35 @@ state = "$c/state"
     conf_dir = "$c/cni"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$c/certs.d"
-EOF
-containerd --config "$c/config.toml" >"$c/containerd.log" 2>&1 &
-ctd_pid=$!
-for _ in $(seq 100); do [ -S "$c/containerd.sock" ] && break; sleep 0.1; done
-"$critest" --runtime-endpoint "unix://$c/containerd.sock" --image-endpoint "unix://$c/containerd.sock" \
-  --config /dev/null --ginkgo.no-color -benchmark -benchmarking-params-file "$work/params.yaml" \
-  -benchmarking-output-dir "$work/out/containerd" >"$work/containerd.log" 2>&1 || {
-  # The reference column is then missing, and the reason printed.
-  echo "bench-cri.sh: the containerd run failed; reference figures missing. Its first error:"
-  grep -m1 -oE 'err="[^"]*"' "$work/containerd.log" || tail -3 "$work/containerd.log"
+TOML
+  containerd --config "$c/config.toml" >"$c/containerd.log" 2>&1 &
+  ctd_pid=$!
+  for _ in $(seq 100); do [ -S "$c/containerd.sock" ] && break; sleep 0.1; done
+  local ep=unix://$c/containerd.sock try
+  # The sandbox image first, as a node has it (else the first RunPodSandbox pulls it).
+  "$cri_tools/crictl" --config /dev/null -r "$ep" -i "$ep" pull registry.k8s.io/pause:3.9 >/dev/null ||
+    echo "bench-cri.sh: containerd could not pull its sandbox image"
+  mkdir -p "$work/out/containerd"
+  # All benchmarks, then each one that wrote no figures (a failed sample loses its whole file)
+  # again on its own, twice at most; the reason is printed from critest's log.
+  bench_critest "$ep" "$work/out/containerd" '' >"$work/containerd.log" 2>&1 || true
+  for try in 1 2; do
+    missing=$(missing_figures "$work/out/containerd" containerd | sed -n 's/.*no \(.*\)\.json/\1/p' || true)
+    [ -n "$missing" ] || break
+    for f in $missing; do
+      echo "bench-cri.sh: containerd wrote no $f.json (try $try):" \
+        "$(grep -m1 -oE '(\[FAILED\].*|rpc error: .*)' "$work/containerd.log" || echo '?')"
+      bench_critest "$ep" "$work/out/containerd" "${bench_spec[$f]}" >>"$work/containerd.log" 2>&1 || true
+    done
+  done
+  missing_figures "$work/out/containerd" containerd || true
+  EXEC_OUT=$work/containerd-exec.tsv bash scripts/bench-exec.sh "$ep" ||
+    echo "bench-cri.sh: the containerd exec round trip failed"
 }
-EXEC_OUT=$work/c-exec.tsv bash scripts/bench-exec.sh "unix://$c/containerd.sock" ||
-  echo "bench-cri.sh: the containerd exec round trip failed"
+
+[ "${SKIP_KINGLET:-}" = 1 ] || run_kinglet kinglet "${KINGLET_BIN:-$repo/target/release/kinglet}"
+[ -z "${BEFORE_BIN:-}" ] || run_kinglet before "$BEFORE_BIN"
+run_containerd
 
 # p50/p90 of each operation, from the datapoints critest wrote (one JSON file per benchmark).
 stats() {
@@ -117,9 +171,23 @@ stats() {
     [.[0].op, ($v | length), $v[(($v | length) * 0.5 | floor)], $v[(($v | length) * 0.9 | floor)]] | @tsv' \
     "$1"/*.json
 }
-{ stats "$work/out/kinglet"; cat "$work/k-exec.tsv" 2>/dev/null; } | sort >"$work/k.tsv"
-{ stats "$work/out/containerd"; cat "$work/c-exec.tsv" 2>/dev/null; } | sort >"$work/c.tsv"
+table() { # label: its figures, one TSV line per operation, sorted
+  { stats "$work/out/$1"; cat "$work/$1-exec.tsv" 2>/dev/null || true; } | sort
+}
+table kinglet >"$work/k.tsv"
+table containerd >"$work/c.tsv"
+table before >"$work/b.tsv"
 echo
 printf '%-26s %5s %12s %12s %12s %12s %8s\n' operation n kinglet_p50 kinglet_p90 ctrd_p50 ctrd_p90 p50_ratio
-join -t $'\t' -a 1 -e 0 -o 1.1,1.2,1.3,1.4,2.2,2.3,2.4 "$work/k.tsv" "$work/c.tsv" |
-  awk -F'\t' '{ printf "%-26s %5d %10.2fms %10.2fms %10.2fms %10.2fms %8.2f\n", $1, $2, $3/1e6, $4/1e6, $6/1e6, $7/1e6, ($6 > 0 ? $3/$6 : 0) }'
+# Every operation either side measured; a missing figure shows as "-".
+join -t $'\t' -a 1 -a 2 -e - -o 0,1.2,1.3,1.4,2.3,2.4 "$work/k.tsv" "$work/c.tsv" |
+  awk -F'\t' 'function ms(v) { return v == "-" ? sprintf("%12s", "-") : sprintf("%10.2fms", v / 1e6) }
+    { printf "%-26s %5s %s %s %s %s %8s\n", $1, $2, ms($3), ms($4), ms($5), ms($6),
+        ($3 != "-" && $5 != "-" && $5 > 0) ? sprintf("%.2f", $3 / $5) : "-" }'
+if [ -s "$work/b.tsv" ]; then
+  echo
+  printf '%-26s %12s %12s %8s   (before: %s)\n' operation before_p50 after_p50 ratio "$BEFORE_BIN"
+  join -t $'\t' -a 1 -e - -o 0,1.3,2.3 "$work/b.tsv" "$work/k.tsv" |
+    awk -F'\t' '{ printf "%-26s %10.2fms %10.2fms %8s\n", $1, $2 / 1e6, $3 / 1e6,
+        ($2 > 0 && $3 != "-") ? sprintf("%.2f", $3 / $2) : "-" }'
+fi

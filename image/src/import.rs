@@ -100,6 +100,55 @@ pub(crate) struct Found {
     pub staged: Staged,
 }
 
+/// The `index.json` of an image layout directory (bounded in size).
+fn read_layout_index(path: &Path) -> Result<Vec<u8>, ImageError> {
+    let index_path = path.join("index.json");
+    match fs::metadata(&index_path) {
+        Ok(m) if m.len() > MAX_JSON => Err(ImageError::TooLarge {
+            what: "index.json",
+            digest: "(none)".to_owned(),
+            size: m.len(),
+            limit: MAX_JSON,
+            location: index_path.display().to_string(),
+        }),
+        Ok(_) => fs::read(&index_path).map_err(ImageError::io("read", &index_path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ImageError::NotAnImage {
+            path: path.to_owned(),
+            reason: "directory has no index.json",
+        }),
+        Err(e) => Err(ImageError::io("stat", &index_path)(e)),
+    }
+}
+
+/// What `path` is (a layout directory or an archive, whose blobs are staged while it is
+/// scanned), its `index.json`, and the stem the tag rules use.
+fn open_source(
+    path: &Path,
+    meta: &fs::Metadata,
+    staged: &mut Staged,
+) -> Result<(Source, Vec<u8>, String), ImageError> {
+    if meta.is_dir() {
+        let bytes = read_layout_index(path)?;
+        let stem = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((Source::Layout(path.to_owned()), bytes, stem))
+    } else if meta.is_file() {
+        let bytes = scan_archive(path, staged)?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((Source::Archive(path.to_owned()), bytes, stem))
+    } else {
+        Err(ImageError::NotAnImage {
+            path: path.to_owned(),
+            reason: "neither a directory nor a regular file",
+        })
+    }
+}
+
 /// Read the image layout or oci-archive at `path` and stage every blob its images need.
 /// `name` and the file or directory stem feed the tag rules of [`names_for`].
 pub(crate) fn read_source(
@@ -109,45 +158,7 @@ pub(crate) fn read_source(
 ) -> Result<Found, ImageError> {
     let meta = fs::metadata(path).map_err(ImageError::io("stat", path))?;
     let mut staged = Staged::new(tmp)?;
-    let (source, index_json, stem) = if meta.is_dir() {
-        let index_path = path.join("index.json");
-        let bytes = match fs::metadata(&index_path) {
-            Ok(m) if m.len() > MAX_JSON => {
-                return Err(ImageError::TooLarge {
-                    what: "index.json",
-                    digest: "(none)".to_owned(),
-                    size: m.len(),
-                    limit: MAX_JSON,
-                    location: index_path.display().to_string(),
-                })
-            }
-            Ok(_) => fs::read(&index_path).map_err(ImageError::io("read", &index_path))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ImageError::NotAnImage {
-                    path: path.to_owned(),
-                    reason: "directory has no index.json",
-                })
-            }
-            Err(e) => return Err(ImageError::io("stat", &index_path)(e)),
-        };
-        let stem = path
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (Source::Layout(path.to_owned()), bytes, stem)
-    } else if meta.is_file() {
-        let bytes = scan_archive(path, &mut staged)?;
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (Source::Archive(path.to_owned()), bytes, stem)
-    } else {
-        return Err(ImageError::NotAnImage {
-            path: path.to_owned(),
-            reason: "neither a directory nor a regular file",
-        });
-    };
+    let (source, index_json, stem) = open_source(path, &meta, &mut staged)?;
     let index_location = match &source {
         Source::Layout(p) => p.join("index.json").display().to_string(),
         Source::Archive(p) => format!("{}:index.json", p.display()),

@@ -389,19 +389,7 @@ impl Unpacker<'_> {
 
         if name_bytes.starts_with(WHITEOUT_PREFIX) {
             let parent = self.parent_of(parents, &shown)?;
-            if name_bytes == WHITEOUT_OPAQUE {
-                return sys::fsetxattr(parent.as_fd(), OPAQUE_XATTR, b"y")
-                    .map_err(self.entry_err(&shown, "mark directory opaque"));
-            }
-            if name_bytes.starts_with(WHITEOUT_META_PREFIX) {
-                tracing::debug!(layer = self.layer, entry = %shown, "ignoring whiteout metadata entry");
-                return Ok(());
-            }
-            let target = &name_bytes[WHITEOUT_PREFIX.len()..];
-            if matches!(target, b"" | b"." | b"..") {
-                return Err(self.unsafe_entry(&shown, "whiteout target lies outside the layer"));
-            }
-            return self.whiteout(parent.as_fd(), OsStr::from_bytes(target), &shown);
+            return self.whiteout_entry(parent.as_fd(), name_bytes, &shown);
         }
 
         let parent = self.parent_of(parents, &shown)?;
@@ -416,42 +404,10 @@ impl Unpacker<'_> {
                 sys::set_mtime(file.as_fd(), meta.mtime)
                     .map_err(self.entry_err(&shown, "set mtime"))
             }
-            EntryType::Directory => {
-                match sys::kind_at(pfd, name).map_err(self.entry_err(&shown, "stat"))? {
-                    Some(Kind::Dir) => {}
-                    Some(_) => {
-                        self.clear(pfd, name, &shown)?;
-                        sys::mkdir_at(pfd, name, 0o700)
-                            .map_err(self.entry_err(&shown, "create directory"))?;
-                    }
-                    None => sys::mkdir_at(pfd, name, 0o700)
-                        .map_err(self.entry_err(&shown, "create directory"))?,
-                }
-                let dir = sys::open_dir_at(pfd, name)
-                    .map_err(self.entry_err(&shown, "open directory"))?;
-                self.apply_owner_and_xattrs(dir.as_fd(), true, &meta, &shown)?;
-                self.dirs
-                    .insert(comps.clone(), (meta.mode, Some(meta.mtime)));
-                Ok(())
-            }
+            EntryType::Directory => self.dir_entry(pfd, name, &comps, &meta, &shown),
             EntryType::Symlink => {
-                let target = e
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| self.unsafe_entry(&shown, "symlink without a target"))?;
-                if target.contains(&0) {
-                    return Err(self.unsafe_entry(&shown, "NUL byte in symlink target"));
-                }
-                self.clear(pfd, name, &shown)?;
-                sys::symlink_at(OsStr::from_bytes(&target), pfd, name)
-                    .map_err(self.entry_err(&shown, "create symlink"))?;
-                if self.chown {
-                    sys::lchown_at(pfd, name, meta.uid, meta.gid)
-                        .map_err(self.entry_err(&shown, "chown symlink"))?;
-                }
-                sys::set_mtime_at(pfd, name, meta.mtime)
-                    .map_err(self.entry_err(&shown, "set mtime"))
+                let target = e.link_name_bytes().map(|t| t.into_owned());
+                self.symlink_entry(pfd, name, target, &meta, &shown)
             }
             EntryType::Link => self.hard_link(e, pfd, name, &shown),
             EntryType::Char
@@ -469,6 +425,81 @@ impl Unpacker<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// A `.wh.` entry: the opaque-directory marker, ignored whiteout metadata, or a whiteout of
+    /// the named sibling.
+    fn whiteout_entry(
+        &self,
+        parent: BorrowedFd<'_>,
+        name_bytes: &[u8],
+        shown: &str,
+    ) -> Result<(), ImageError> {
+        if name_bytes == WHITEOUT_OPAQUE {
+            return sys::fsetxattr(parent, OPAQUE_XATTR, b"y")
+                .map_err(self.entry_err(shown, "mark directory opaque"));
+        }
+        if name_bytes.starts_with(WHITEOUT_META_PREFIX) {
+            tracing::debug!(layer = self.layer, entry = %shown, "ignoring whiteout metadata entry");
+            return Ok(());
+        }
+        let target = &name_bytes[WHITEOUT_PREFIX.len()..];
+        if matches!(target, b"" | b"." | b"..") {
+            return Err(self.unsafe_entry(shown, "whiteout target lies outside the layer"));
+        }
+        self.whiteout(parent, OsStr::from_bytes(target), shown)
+    }
+
+    /// A directory entry: made (replacing a non-directory) or kept, owner and xattrs applied;
+    /// its mode and mtime are set once the whole layer is unpacked.
+    fn dir_entry(
+        &mut self,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        comps: &[OsString],
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<(), ImageError> {
+        match sys::kind_at(pfd, name).map_err(self.entry_err(shown, "stat"))? {
+            Some(Kind::Dir) => {}
+            Some(_) => {
+                self.clear(pfd, name, shown)?;
+                sys::mkdir_at(pfd, name, 0o700)
+                    .map_err(self.entry_err(shown, "create directory"))?;
+            }
+            None => sys::mkdir_at(pfd, name, 0o700)
+                .map_err(self.entry_err(shown, "create directory"))?,
+        }
+        let dir = sys::open_dir_at(pfd, name).map_err(self.entry_err(shown, "open directory"))?;
+        self.apply_owner_and_xattrs(dir.as_fd(), true, meta, shown)?;
+        self.dirs
+            .insert(comps.to_vec(), (meta.mode, Some(meta.mtime)));
+        Ok(())
+    }
+
+    /// A symlink entry (its target never followed), owner and mtime set on the link itself.
+    fn symlink_entry(
+        &self,
+        pfd: BorrowedFd<'_>,
+        name: &OsStr,
+        target: Option<Vec<u8>>,
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<(), ImageError> {
+        let target = target
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| self.unsafe_entry(shown, "symlink without a target"))?;
+        if target.contains(&0) {
+            return Err(self.unsafe_entry(shown, "NUL byte in symlink target"));
+        }
+        self.clear(pfd, name, shown)?;
+        sys::symlink_at(OsStr::from_bytes(&target), pfd, name)
+            .map_err(self.entry_err(shown, "create symlink"))?;
+        if self.chown {
+            sys::lchown_at(pfd, name, meta.uid, meta.gid)
+                .map_err(self.entry_err(shown, "chown symlink"))?;
+        }
+        sys::set_mtime_at(pfd, name, meta.mtime).map_err(self.entry_err(shown, "set mtime"))
     }
 
     fn copy_data(

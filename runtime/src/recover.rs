@@ -77,57 +77,51 @@ impl Runtime {
                 }
             }
         }
-        // Leftovers of operations a crash interrupted: directories without a record.
+        self.remove_leftovers(sandbox_ids, container_ids, pod_inits)
+            .await
+    }
+
+    /// Leftovers of operations a crash interrupted: directories without a record (and a pod
+    /// directory's pins, pod init and cgroup), removed containers' files not yet deleted; the
+    /// trash directories are (re)created empty.
+    async fn remove_leftovers(
+        &self,
+        sandbox_ids: HashSet<String>,
+        container_ids: HashSet<String>,
+        pod_inits: HashSet<(String, u32)>,
+    ) -> Result<(), CriError> {
         let pods_dir = self.paths.run_root.join("pods");
-        let ctr_run = self.paths.run_root.join("containers");
-        let ctr_root = self.paths.root.join("containers");
-        let runtime_root = self.paths.runtime_root();
+        let trash_dirs = [
+            self.paths.run_root.join(super::removal::TRASH_DIR),
+            self.paths.root.join(super::removal::TRASH_DIR),
+        ];
         // A crash between creating a pod's cgroup and saving its record leaves the cgroup
         // (`/kinglet/<pod>`, only ever made by Kinglet) next to a leftover pod directory.
         let own_pod_cgroups = !self.config.systemd_cgroup;
         let leftovers = [
             (pods_dir.clone(), sandbox_ids),
-            (ctr_run, container_ids.clone()),
-            (ctr_root, container_ids.clone()),
-            (runtime_root, container_ids),
-            // Removed containers' files not yet deleted when the daemon stopped.
             (
-                self.paths.run_root.join(super::removal::TRASH_DIR),
-                HashSet::new(),
+                self.paths.run_root.join("containers"),
+                container_ids.clone(),
             ),
-            (
-                self.paths.root.join(super::removal::TRASH_DIR),
-                HashSet::new(),
-            ),
-        ];
-        let trash_dirs = [
-            self.paths.run_root.join(super::removal::TRASH_DIR),
-            self.paths.root.join(super::removal::TRASH_DIR),
+            (self.paths.root.join("containers"), container_ids.clone()),
+            (self.paths.runtime_root(), container_ids),
+            (trash_dirs[0].clone(), HashSet::new()),
+            (trash_dirs[1].clone(), HashSet::new()),
         ];
         tokio::task::spawn_blocking(move || {
             end_orphan_pod_inits(&pods_dir, &pod_inits);
             for (dir, known) in leftovers {
-                let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
                     if known.contains(&name) {
                         continue;
                     }
-                    let p = e.path();
-                    tracing::info!(path = %p.display(), "removing leftover of an interrupted operation");
-                    let ns = p.join("ns");
-                    if ns.exists() {
-                        let _ = kinglet_netns::unpin_namespaces(&ns);
-                    }
-                    if own_pod_cgroups && dir == pods_dir {
-                        super::cgroups::remove_cgroup(
-                            std::path::Path::new("/sys/fs/cgroup"),
-                            &format!("/kinglet/{name}"),
-                        );
-                    }
-                    if let Err(e) = mounts::remove_tree(&p) {
-                        tracing::warn!(path = %p.display(), err = %kinglet_cri::chain(&e), "leftover not removed");
-                    }
+                    let own_cgroup = own_pod_cgroups && dir == pods_dir;
+                    remove_leftover(&e.path(), &name, own_cgroup);
                 }
             }
             // Present from the start, closed like the other directories of the roots.
@@ -136,8 +130,26 @@ impl Runtime {
             }
         })
         .await
-        .map_err(|e| CriError::internal("leftover cleanup task", e))?;
-        Ok(())
+        .map_err(|e| CriError::internal("leftover cleanup task", e))
+    }
+}
+
+/// Remove one leftover directory `p` (named `name`): its namespace pins, its pod cgroup when
+/// `own_cgroup`, its mounts and files.
+fn remove_leftover(p: &std::path::Path, name: &str, own_cgroup: bool) {
+    tracing::info!(path = %p.display(), "removing leftover of an interrupted operation");
+    let ns = p.join("ns");
+    if ns.exists() {
+        let _ = kinglet_netns::unpin_namespaces(&ns);
+    }
+    if own_cgroup {
+        super::cgroups::remove_cgroup(
+            std::path::Path::new("/sys/fs/cgroup"),
+            &format!("/kinglet/{name}"),
+        );
+    }
+    if let Err(e) = mounts::remove_tree(p) {
+        tracing::warn!(path = %p.display(), err = %kinglet_cri::chain(&e), "leftover not removed");
     }
 }
 

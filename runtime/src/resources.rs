@@ -18,14 +18,8 @@ use super::{blocking, encode_hex, Runtime};
 /// One cgroup file write: controller (v1; empty on v2), file, value.
 pub type Write = (&'static str, String, String);
 
-/// The writes that apply `r`. `grows`: whether the new memory limit is above the current one.
-pub fn cgroup_writes(
-    v2: bool,
-    r: &v1::LinuxContainerResources,
-    grows: bool,
-) -> Result<Vec<Write>, CriError> {
-    let mut out: Vec<Write> = Vec::new();
-    let mut w = |c: &'static str, f: &str, v: String| out.push((c, f.to_owned(), v));
+/// Refuse negative values (but a quota of -1, "no limit") and memory+swap below memory.
+fn check(r: &v1::LinuxContainerResources) -> Result<(), CriError> {
     for (field, v) in [
         ("cpu_period", r.cpu_period),
         ("cpu_quota", r.cpu_quota),
@@ -47,83 +41,108 @@ pub fn cgroup_writes(
             "is memory plus swap: it must not be below memory_limit_in_bytes",
         ));
     }
-    if v2 {
-        if r.cpu_shares > 0 {
-            // The kubelet's shares → weight conversion.
-            let weight = 1 + ((r.cpu_shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
-            w("", "cpu.weight", weight.to_string());
-        }
-        if r.cpu_quota != 0 || r.cpu_period > 0 {
-            let quota = if r.cpu_quota > 0 {
-                r.cpu_quota.to_string()
-            } else {
-                "max".into()
-            };
-            let period = if r.cpu_period > 0 {
-                r.cpu_period
-            } else {
-                100_000
-            };
-            w("", "cpu.max", format!("{quota} {period}"));
-        }
-        if mem > 0 {
-            w("", "memory.max", mem.to_string());
-        }
-        if swap > 0 {
-            // v2 limits swap alone; the CRI gives memory + swap.
-            w("", "memory.swap.max", (swap - mem.max(0)).to_string());
-        }
-        let mut unified: Vec<(&String, &String)> = r.unified.iter().collect();
-        unified.sort();
-        for (k, v) in unified {
-            if k.contains('/') || k.starts_with('.') {
-                return Err(CriError::invalid(
-                    format!("linux.unified[{k:?}]"),
-                    "is not a cgroup file name",
-                ));
-            }
-            w("", k, v.clone());
-        }
-    } else {
-        if r.cpu_shares > 0 {
-            w("cpu", "cpu.shares", r.cpu_shares.to_string());
-        }
-        if r.cpu_period > 0 {
-            w("cpu", "cpu.cfs_period_us", r.cpu_period.to_string());
-        }
-        if r.cpu_quota != 0 {
-            w("cpu", "cpu.cfs_quota_us", r.cpu_quota.to_string());
-        }
-        let memory = (mem > 0).then(|| ("memory", "memory.limit_in_bytes", mem.to_string()));
-        let memsw = (swap > 0).then(|| ("memory", "memory.memsw.limit_in_bytes", swap.to_string()));
-        let order = if grows {
-            [memsw, memory]
+    Ok(())
+}
+
+/// cgroup v2: cpu.weight, cpu.max, memory.max, memory.swap.max and the `unified` files.
+fn v2_writes(r: &v1::LinuxContainerResources, out: &mut Vec<Write>) -> Result<(), CriError> {
+    let mut w = |f: &str, v: String| out.push(("", f.to_owned(), v));
+    let (mem, swap) = (r.memory_limit_in_bytes, r.memory_swap_limit_in_bytes);
+    if r.cpu_shares > 0 {
+        // The kubelet's shares → weight conversion.
+        let weight = 1 + ((r.cpu_shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
+        w("cpu.weight", weight.to_string());
+    }
+    if r.cpu_quota != 0 || r.cpu_period > 0 {
+        let quota = if r.cpu_quota > 0 {
+            r.cpu_quota.to_string()
         } else {
-            [memory, memsw]
+            "max".into()
         };
-        for (c, f, v) in order.into_iter().flatten() {
-            w(c, f, v);
-        }
-        if !r.unified.is_empty() {
+        let period = if r.cpu_period > 0 {
+            r.cpu_period
+        } else {
+            100_000
+        };
+        w("cpu.max", format!("{quota} {period}"));
+    }
+    if mem > 0 {
+        w("memory.max", mem.to_string());
+    }
+    if swap > 0 {
+        // v2 limits swap alone; the CRI gives memory + swap.
+        w("memory.swap.max", (swap - mem.max(0)).to_string());
+    }
+    let mut unified: Vec<(&String, &String)> = r.unified.iter().collect();
+    unified.sort();
+    for (k, v) in unified {
+        if k.contains('/') || k.starts_with('.') {
             return Err(CriError::invalid(
-                "linux.unified",
-                "is for cgroup v2; this host runs cgroup v1",
+                format!("linux.unified[{k:?}]"),
+                "is not a cgroup file name",
             ));
         }
+        w(k, v.clone());
     }
+    Ok(())
+}
+
+/// cgroup v1: cpu shares, CFS period and quota, memory and memory+swap limits (in the order a
+/// growing or shrinking limit needs).
+fn v1_writes(
+    r: &v1::LinuxContainerResources,
+    grows: bool,
+    out: &mut Vec<Write>,
+) -> Result<(), CriError> {
+    let mut w = |c: &'static str, f: &str, v: String| out.push((c, f.to_owned(), v));
+    let (mem, swap) = (r.memory_limit_in_bytes, r.memory_swap_limit_in_bytes);
+    if r.cpu_shares > 0 {
+        w("cpu", "cpu.shares", r.cpu_shares.to_string());
+    }
+    if r.cpu_period > 0 {
+        w("cpu", "cpu.cfs_period_us", r.cpu_period.to_string());
+    }
+    if r.cpu_quota != 0 {
+        w("cpu", "cpu.cfs_quota_us", r.cpu_quota.to_string());
+    }
+    let memory = (mem > 0).then(|| ("memory", "memory.limit_in_bytes", mem.to_string()));
+    let memsw = (swap > 0).then(|| ("memory", "memory.memsw.limit_in_bytes", swap.to_string()));
+    let order = if grows {
+        [memsw, memory]
+    } else {
+        [memory, memsw]
+    };
+    for (c, f, v) in order.into_iter().flatten() {
+        w(c, f, v);
+    }
+    if !r.unified.is_empty() {
+        return Err(CriError::invalid(
+            "linux.unified",
+            "is for cgroup v2; this host runs cgroup v1",
+        ));
+    }
+    Ok(())
+}
+
+/// The writes that apply `r`. `grows`: whether the new memory limit is above the current one.
+pub fn cgroup_writes(
+    v2: bool,
+    r: &v1::LinuxContainerResources,
+    grows: bool,
+) -> Result<Vec<Write>, CriError> {
+    check(r)?;
+    let mut out: Vec<Write> = Vec::new();
+    if v2 {
+        v2_writes(r, &mut out)?;
+    } else {
+        v1_writes(r, grows, &mut out)?;
+    }
+    let cpuset = if v2 { "" } else { "cpuset" };
     if !r.cpuset_cpus.is_empty() {
-        w(
-            if v2 { "" } else { "cpuset" },
-            "cpuset.cpus",
-            r.cpuset_cpus.clone(),
-        );
+        out.push((cpuset, "cpuset.cpus".to_owned(), r.cpuset_cpus.clone()));
     }
     if !r.cpuset_mems.is_empty() {
-        w(
-            if v2 { "" } else { "cpuset" },
-            "cpuset.mems",
-            r.cpuset_mems.clone(),
-        );
+        out.push((cpuset, "cpuset.mems".to_owned(), r.cpuset_mems.clone()));
     }
     Ok(out)
 }

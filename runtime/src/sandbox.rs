@@ -18,8 +18,8 @@ use kinglet_proto::v1;
 
 use super::store::{ContainerState, Meta, NsMode, PodNamespaces, SandboxRecord, SandboxState};
 use super::{
-    blocking, cgroups, encode_hex, labels_match, mkdir, mounts, new_id, now_nanos, Rollback,
-    Runtime,
+    blocking, cgroups, encode_hex, labels_match, mkdir, mounts, new_id, now_nanos, Reservation,
+    Rollback, Runtime,
 };
 
 const HOSTS_HEADER: &str = "# Kubernetes-style hosts file, managed by kinglet.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
@@ -176,6 +176,84 @@ fn sandbox_hostname(
     Ok(configured.to_owned())
 }
 
+/// The pod's network, PID and IPC namespace modes (TARGET is refused: containers only).
+fn namespace_modes(
+    linux: &v1::LinuxPodSandboxConfig,
+) -> Result<(NsMode, NsMode, NsMode), CriError> {
+    let nsopt = linux
+        .security_context
+        .as_ref()
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    let net = NsMode::from_cri(nsopt.network);
+    let pid = NsMode::from_cri(nsopt.pid);
+    let ipc = NsMode::from_cri(nsopt.ipc);
+    if net == NsMode::Target || ipc == NsMode::Target {
+        return Err(CriError::invalid(
+            "config.linux.security_context.namespace_options",
+            "TARGET mode is only valid for the pid namespace of a container",
+        ));
+    }
+    Ok((net, pid, ipc))
+}
+
+/// Pin the pod's own namespaces `pin` asks for (none: nothing pinned), unpinned by `rb`.
+async fn pin_pod_namespaces(
+    pin: PinRequest,
+    rb: &mut Rollback,
+) -> Result<PinnedNamespaces, CriError> {
+    if !(pin.net || pin.ipc || pin.uts) {
+        return Ok(PinnedNamespaces::default());
+    }
+    let ns_dir = pin.dir.clone();
+    let p = blocking("pin namespaces", move || {
+        kinglet_netns::pin_namespaces(&pin).map_err(pin_err)
+    })
+    .await?;
+    rb.push("unpin namespaces", move || async move {
+        let _ = blocking("unpin", move || {
+            kinglet_netns::unpin_namespaces(&ns_dir).map_err(netns_err("unpin"))
+        })
+        .await;
+    });
+    Ok(p)
+}
+
+/// The files every container of the pod bind-mounts: hostname, hosts (the host's for
+/// host-network pods, else the pod's address and name) and resolv.conf (from the DNS config,
+/// else the host's).
+fn write_pod_files(
+    dir: &Path,
+    config: &v1::PodSandboxConfig,
+    host_net: bool,
+    hostname: &str,
+    ip: Option<Ipv4Addr>,
+) -> Result<(), CriError> {
+    let hosts = if host_net {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_owned())
+    } else {
+        let mut h = HOSTS_HEADER.to_owned();
+        if let Some(ip) = ip {
+            h.push_str(&format!("{ip}\t{hostname}\n"));
+        }
+        h
+    };
+    let resolv = match resolv_conf(config.dns_config.as_ref()) {
+        Some(r) => r,
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    for (name, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, content)
+            .map_err(|e| CriError::internal(format!("write {}", p.display()), e))?;
+    }
+    Ok(())
+}
+
 impl Runtime {
     pub async fn run_pod_sandbox(
         &self,
@@ -211,43 +289,11 @@ impl Runtime {
         };
         let ports = port_mappings(&config)?;
         let linux = config.linux.clone().unwrap_or_default();
-        let nsopt = linux
-            .security_context
-            .as_ref()
-            .and_then(|s| s.namespace_options.clone())
-            .unwrap_or_default();
-        let net = NsMode::from_cri(nsopt.network);
-        let pid = NsMode::from_cri(nsopt.pid);
-        let ipc = NsMode::from_cri(nsopt.ipc);
-        if net == NsMode::Target || ipc == NsMode::Target {
-            return Err(CriError::invalid(
-                "config.linux.security_context.namespace_options",
-                "TARGET mode is only valid for the pid namespace of a container",
-            ));
-        }
+        let (net, pid, ipc) = namespace_modes(&linux)?;
         check_sysctls(&config, net, ipc)?;
 
-        // Reserve the name: check records and reservations, then reserve, under one lock.
-        let key = format!(
-            "{}_{}_{}_{}",
-            meta.name, meta.namespace, meta.uid, meta.attempt
-        );
         let id = new_id();
-        let taken = |other: String| CriError::AlreadyExists {
-            kind: "pod sandbox",
-            name: key.clone(),
-            id: other,
-        };
-        let _reservation = {
-            let _names = self.names.lock().await;
-            for s in self.store.all_sandboxes().await {
-                let r = s.record.lock().await;
-                if r.meta == meta {
-                    return Err(taken(r.id.clone()));
-                }
-            }
-            self.reserve(&format!("pod/{key}"), &id).map_err(taken)?
-        };
+        let _reservation = self.reserve_sandbox_name(&meta, &id).await?;
         let dir = self.paths.pod_run(&id);
         let mut rb = Rollback::default();
         match self
@@ -261,28 +307,11 @@ impl Runtime {
                 } else {
                     (linux.cgroup_parent.clone(), false)
                 };
-                // The node's pod pids limit, on the pod cgroup Kinglet owns (a client that
-                // gives its own cgroup parent manages that cgroup itself, as a kubelet does).
-                let limit = self.config.pod_pids_limit;
-                if owns_cgroup_parent && limit > 0 && !self.config.systemd_cgroup {
-                    let parent = cgroup_parent.clone();
-                    let set = blocking("set the pod pids limit", move || {
-                        cgroups::set_pids_limit(Path::new("/sys/fs/cgroup"), &parent, limit)
-                            .map_err(|e| CriError::internal("set the pod's pids limit", e))
-                    })
-                    .await;
-                    if let Err(e) = set {
-                        let parent = cgroup_parent.clone();
-                        let _ = blocking("remove pod cgroup", move || {
-                            cgroups::remove_cgroup(Path::new("/sys/fs/cgroup"), &parent);
-                            Ok(())
-                        })
-                        .await;
+                if owns_cgroup_parent {
+                    if let Err(e) = self.set_pod_pids_limit(&id, &cgroup_parent).await {
                         rb.run().await;
                         return Err(e);
                     }
-                    tracing::debug!(pod = %id, limit, "pod pids limit set");
-                    kinglet_fault::crash_point!("sandbox.after-cgroup");
                 }
                 let rec = SandboxRecord {
                     id: id.clone(),
@@ -317,6 +346,57 @@ impl Runtime {
         }
     }
 
+    /// Reserve `<name>_<namespace>_<uid>_<attempt>` for `id`: AlreadyExists when a sandbox has
+    /// that metadata or a RunPodSandbox of it is under way (records and reservations are
+    /// checked, then the name reserved, under one lock).
+    async fn reserve_sandbox_name(&self, meta: &Meta, id: &str) -> Result<Reservation, CriError> {
+        let key = format!(
+            "{}_{}_{}_{}",
+            meta.name, meta.namespace, meta.uid, meta.attempt
+        );
+        let taken = |other: String| CriError::AlreadyExists {
+            kind: "pod sandbox",
+            name: key.clone(),
+            id: other,
+        };
+        let _names = self.names.lock().await;
+        for s in self.store.all_sandboxes().await {
+            let r = s.record.lock().await;
+            if r.meta == *meta {
+                return Err(taken(r.id.clone()));
+            }
+        }
+        self.reserve(&format!("pod/{key}"), id).map_err(taken)
+    }
+
+    /// The node's pod pids limit, on the pod cgroup `cgroup_parent` Kinglet owns (a client that
+    /// gives its own cgroup parent manages that cgroup itself, as a kubelet does). On failure
+    /// the cgroup is removed.
+    async fn set_pod_pids_limit(&self, id: &str, cgroup_parent: &str) -> Result<(), CriError> {
+        let limit = self.config.pod_pids_limit;
+        if limit <= 0 || self.config.systemd_cgroup {
+            return Ok(());
+        }
+        let parent = cgroup_parent.to_owned();
+        let set = blocking("set the pod pids limit", move || {
+            cgroups::set_pids_limit(Path::new("/sys/fs/cgroup"), &parent, limit)
+                .map_err(|e| CriError::internal("set the pod's pids limit", e))
+        })
+        .await;
+        if let Err(e) = set {
+            let parent = cgroup_parent.to_owned();
+            let _ = blocking("remove pod cgroup", move || {
+                cgroups::remove_cgroup(Path::new("/sys/fs/cgroup"), &parent);
+                Ok(())
+            })
+            .await;
+            return Err(e);
+        }
+        tracing::debug!(pod = %id, limit, "pod pids limit set");
+        kinglet_fault::crash_point!("sandbox.after-cgroup");
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn setup_sandbox(
         &self,
@@ -348,43 +428,11 @@ impl Runtime {
             hostname: (!host_net).then(|| hostname.clone()),
             sysctls: sysctls(config),
         };
-        let pinned = if pin.net || pin.ipc || pin.uts {
-            let p = blocking("pin namespaces", move || {
-                kinglet_netns::pin_namespaces(&pin).map_err(pin_err)
-            })
-            .await?;
-            let d = ns_dir.clone();
-            rb.push("unpin namespaces", move || async move {
-                let _ = blocking("unpin", move || {
-                    kinglet_netns::unpin_namespaces(&d).map_err(netns_err("unpin"))
-                })
-                .await;
-            });
-            p
-        } else {
-            PinnedNamespaces::default()
-        };
+        let pinned = pin_pod_namespaces(pin, rb).await?;
         kinglet_fault::crash_point!("sandbox.after-pin");
         // The pod's network: veth into the pinned namespace, address, route, hostPorts.
         let ip = match (&pinned.net, net) {
-            (Some(netns), NsMode::Pod) => {
-                let network = self.network.clone();
-                let (pod, ns, ports) = (id.to_owned(), netns.clone(), ports.to_vec());
-                let made = blocking("set up pod network", move || {
-                    network.setup(&pod, &ns, &ports).map_err(network_err)
-                })
-                .await?;
-                let (network, pod) = (self.network.clone(), id.to_owned());
-                rb.push("tear down pod network", move || async move {
-                    let _ = blocking("tear down pod network", move || {
-                        network
-                            .teardown(&pod)
-                            .map_err(netns_err("tear down pod network"))
-                    })
-                    .await;
-                });
-                Some(made)
-            }
+            (Some(netns), NsMode::Pod) => Some(self.setup_pod_network(id, netns, ports, rb).await?),
             _ => None,
         };
         kinglet_fault::crash_point!("sandbox.after-network");
@@ -399,22 +447,7 @@ impl Runtime {
             pid_init: None,
         };
         if pid == NsMode::Pod {
-            mkdir(&ns_dir)?;
-            let pin_path = ns_dir.join("pid");
-            let exe = self.pod_init_exe.clone();
-            let pp = pin_path.clone();
-            let init = blocking("start pod init", move || {
-                kinglet_netns::spawn_pod_init(&exe, &pp)
-                    .map_err(netns_err("start the pod's pid namespace init"))
-            })
-            .await?;
-            let pp = pin_path.clone();
-            rb.push("stop pod init", move || async move {
-                let _ = blocking("stop pod init", move || {
-                    kinglet_netns::stop_pod_init(init, &pp).map_err(netns_err("stop pod init"))
-                })
-                .await;
-            });
+            let (pin_path, init) = self.start_pod_init(&ns_dir, rb).await?;
             namespaces.pid_path = Some(pin_path);
             namespaces.pid_init = Some(init);
             kinglet_fault::crash_point!("sandbox.after-pod-init");
@@ -428,34 +461,65 @@ impl Runtime {
         } else {
             None
         };
-        // Files every container of the pod bind-mounts.
-        let hosts = if host_net {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_owned())
-        } else {
-            let mut h = HOSTS_HEADER.to_owned();
-            if let Some(ip) = ip {
-                h.push_str(&format!("{ip}\t{hostname}\n"));
-            }
-            h
-        };
-        let resolv = match resolv_conf(config.dns_config.as_ref()) {
-            Some(r) => r,
-            None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        };
-        for (name, content) in [
-            ("hostname", format!("{hostname}\n")),
-            ("hosts", hosts),
-            ("resolv.conf", resolv),
-        ] {
-            let p = dir.join(name);
-            std::fs::write(&p, content)
-                .map_err(|e| CriError::internal(format!("write {}", p.display()), e))?;
-        }
+        write_pod_files(dir, config, host_net, &hostname, ip)?;
         if !config.log_directory.is_empty() {
             mkdir(Path::new(&config.log_directory))?;
         }
         tracing::debug!(pod = %id, ?ip, "sandbox namespaces, network and files ready");
         Ok((namespaces, shm, hostname, ip))
+    }
+
+    /// The pod's network in its pinned namespace `netns` (veth, address, route, hostPorts),
+    /// torn down by `rb`. Returns the pod's address.
+    async fn setup_pod_network(
+        &self,
+        id: &str,
+        netns: &Path,
+        ports: &[PortMapping],
+        rb: &mut Rollback,
+    ) -> Result<Ipv4Addr, CriError> {
+        let network = self.network.clone();
+        let (pod, ns, ports) = (id.to_owned(), netns.to_owned(), ports.to_vec());
+        let made = blocking("set up pod network", move || {
+            network.setup(&pod, &ns, &ports).map_err(network_err)
+        })
+        .await?;
+        let (network, pod) = (self.network.clone(), id.to_owned());
+        rb.push("tear down pod network", move || async move {
+            let _ = blocking("tear down pod network", move || {
+                network
+                    .teardown(&pod)
+                    .map_err(netns_err("tear down pod network"))
+            })
+            .await;
+        });
+        Ok(made)
+    }
+
+    /// Start the init of the pod's shared PID namespace, pinned at `<ns_dir>/pid`, stopped by
+    /// `rb`. Returns the pin and the init's pid.
+    async fn start_pod_init(
+        &self,
+        ns_dir: &Path,
+        rb: &mut Rollback,
+    ) -> Result<(PathBuf, u32), CriError> {
+        mkdir(ns_dir)?;
+        let pin_path = ns_dir.join("pid");
+        let exe = self.pod_init_exe.clone();
+        let pp = pin_path.clone();
+        let init = blocking("start pod init", move || {
+            kinglet_netns::spawn_pod_init(&exe, &pp)
+                .map_err(netns_err("start the pod's pid namespace init"))
+        })
+        .await?;
+        let pp = pin_path.clone();
+        rb.push("stop pod init", move || async move {
+            let _ = blocking("stop pod init", move || {
+                kinglet_netns::stop_pod_init(init, &pp).map_err(netns_err("stop pod init"))
+            })
+            .await;
+        });
+        Ok((pin_path, init))
     }
 
     /// Stop every container of the sandbox and release its namespaces. Idempotent.

@@ -223,6 +223,24 @@ struct Inventory {
     nft: String,
 }
 
+/// The inventory once removed files are deleted: removed image layers (`images/tmp/trash-*`)
+/// and removed containers' files (`trash/`) go in the background after the removal answered.
+async fn settled_inventory(d: &Daemon) -> Inventory {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let inv = inventory(d);
+        let deleting = inv
+            .root
+            .iter()
+            .chain(&inv.run_root)
+            .any(|p| p.starts_with("images/tmp/") || p.starts_with("trash/"));
+        if !deleting || Instant::now() > deadline {
+            return inv;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn inventory(d: &Daemon) -> Inventory {
     let veths = sh("ip", &["-o", "link", "show", "master", &d.net.bridge]);
     let nft = std::process::Command::new("nft")
@@ -364,7 +382,7 @@ async fn no_leak_after_a_crash_at_any_point() {
     .life()
     .await
     .expect("a life without crash");
-    let baseline = inventory(&d);
+    let baseline = settled_inventory(&d).await;
     let mut seen = ids_on_disk(&d);
     assert!(
         processes(&d, &marker).is_empty(),
