@@ -9,6 +9,10 @@
 # beside it (shims and pod inits are the daemon re-executed, as before issue 10), "after" with
 # kinglet-shim and kinglet-pod-init beside it.
 #
+# MODE=trim instead compares, with the helpers beside it, "keep" (trim-startup-memory =
+# false) and "trim" (the default: the daemon drops the mappings only startup used, see
+# daemon/src/trim.rs).
+#
 #   bash scripts/bench-memory.sh          N=30; BIN_DIR=target/release (built here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,19 +59,24 @@ run() {
   mkdir -p "$d/logs" "$work/bin"
   cp "$BIN_DIR/kinglet" "$work/bin/kinglet"
   rm -f "$work/bin/kinglet-shim" "$work/bin/kinglet-pod-init"
-  if [ "$label" = after ]; then
+  if [ "$label" != before ]; then
     cp "$BIN_DIR/kinglet-shim" "$BIN_DIR/kinglet-pod-init" "$work/bin/"
   fi
   flags=(--socket "$d/k.sock" --root "$d/root" --run-root "$d/run" --manifests "$d/manifests"
     --bridge kbmem0 --pod-cidr 10.233.0.0/16 --nft-table kbmem)
+  if [ "$label" = keep ]; then
+    echo 'trim-startup-memory = false' >"$d/config.toml"
+    flags+=(--config "$d/config.toml")
+  fi
   "$work/bin/kinglet" daemon "${flags[@]}" >"$d/daemon.log" 2>&1 &
   dpid=$!
   local c=("$crictl" --config /dev/null -r "unix://$d/k.sock" -i "unix://$d/k.sock" --timeout 60s)
   for _ in $(seq 100); do "${c[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
   "$work/bin/kinglet" image import --socket "$d/k.sock" "$work/img/busybox.tar" >/dev/null
-  sleep 3
-  local idle
+  sleep 5
+  local idle idle_anon
   idle=$(kb "$dpid" Rss)
+  idle_anon=$(kb "$dpid" Anonymous)
   printf '{"metadata":{"name":"sleep"},"image":{"image":"kinglet.test/busybox:latest"},"command":["sleep","3600"],"log_path":"sleep.log"}' >"$d/ctr.json"
   local times=() i t0 t1
   for i in $(seq "$N"); do
@@ -88,14 +97,19 @@ run() {
   p90=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int(NR*0.9+0.5)]/1000}')
   read -r ns shim_pss <<<"$shims"
   read -r ni init_pss <<<"$inits"
-  awk -v l="$label" -v n="$N" -v idle="$idle" -v busy="$busy" -v ns="$ns" -v sp="$shim_pss" \
+  awk -v l="$label" -v n="$N" -v idle="$idle" -v anon="$idle_anon" -v busy="$busy" -v ns="$ns" -v sp="$shim_pss" \
     -v ni="$ni" -v ip="$init_pss" -v p50="$p50" -v p90="$p90" 'BEGIN {
       growth = (busy - idle) / n / 1024
-      printf "%-6s daemon RSS idle %.1f MiB, after %d pods %.1f MiB (+%.2f MiB/pod); ", l, idle/1024, n, busy/1024, growth
+      printf "%-6s daemon RSS idle %.1f MiB (anon %.1f), after %d pods %.1f MiB (+%.2f MiB/pod); ", l, idle/1024, anon/1024, n, busy/1024, growth
       printf "shim PSS %.2f MiB (x%d); pod init PSS %.2f MiB (x%d); ", sp/1024, ns, ip/1024, ni
       printf "per pod %.2f MiB; pod start p50 %s ms p90 %s ms\n", growth + sp/1024 + ip/1024, p50, p90
     }'
   stop_daemon
 }
-run before
-run after
+if [ "${MODE:-}" = trim ]; then
+  run keep
+  run trim
+else
+  run before
+  run after
+fi

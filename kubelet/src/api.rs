@@ -230,30 +230,50 @@ impl Supervisor {
                 events: Vec::new(),
             });
         }
-        let picked: Vec<Object> = {
-            let store = self.store.lock().await;
-            store
-                .map
-                .iter()
-                .filter(|(k, _)| k.kind == kind)
-                // Namespaces are cluster-scoped.
-                .filter(|(k, _)| req.all_namespaces || k.namespace == ns || kind == "Namespace")
-                .filter(|(k, _)| req.name.is_empty() || k.name == req.name)
-                .filter(|(_, o)| {
-                    selector.as_ref().is_none_or(|sel| {
-                        let labels = o.meta().labels.clone().unwrap_or_default();
-                        kinglet_manifest::selector_matches(sel, &labels).unwrap_or(false)
-                    })
-                })
-                .map(|(_, o)| o.clone())
-                .collect()
-        };
+        let picked = self.pick(kind, ns, &req, selector.as_ref()).await;
         if !req.name.is_empty() && picked.is_empty() {
             return Err(KubeletError::not_found(
                 "object",
                 format!("{kind} {ns}/{}", req.name),
             ));
         }
+        let objects = self.encode_with_status(picked).await?;
+        let events = if kind == "Pod" && !req.name.is_empty() {
+            self.pod_events(objects.first())
+        } else {
+            Vec::new()
+        };
+        Ok(admin::GetResponse { objects, events })
+    }
+
+    /// The stored objects of `kind` a get request selects.
+    async fn pick(
+        &self,
+        kind: &str,
+        ns: &str,
+        req: &admin::GetRequest,
+        selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    ) -> Vec<Object> {
+        let store = self.store.lock().await;
+        store
+            .map
+            .iter()
+            .filter(|(k, _)| k.kind == kind)
+            // Namespaces are cluster-scoped.
+            .filter(|(k, _)| req.all_namespaces || k.namespace == ns || kind == "Namespace")
+            .filter(|(k, _)| req.name.is_empty() || k.name == req.name)
+            .filter(|(_, o)| {
+                selector.is_none_or(|sel| {
+                    let labels = o.meta().labels.clone().unwrap_or_default();
+                    kinglet_manifest::selector_matches(sel, &labels).unwrap_or(false)
+                })
+            })
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// The objects as JSON, pods with their status from the runtime.
+    async fn encode_with_status(&self, picked: Vec<Object>) -> Result<Vec<String>, KubeletError> {
         let mut objects = Vec::new();
         // Several pods: one listing of the runtime for all of them.
         let view = if picked
@@ -280,34 +300,36 @@ impl Supervisor {
             .map_err(|e| KubeletError::internal("encode object", e))?;
             objects.push(v.to_string());
         }
+        Ok(objects)
+    }
+
+    /// The events of the pod encoded in `pod` (JSON), as Event objects.
+    fn pod_events(&self, pod: Option<&String>) -> Vec<String> {
         let mut events = Vec::new();
-        if kind == "Pod" && !req.name.is_empty() {
-            if let Some(uid) = objects
-                .first()
-                .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-                .and_then(|v| {
-                    v.pointer("/metadata/uid")
-                        .and_then(|u| u.as_str())
-                        .map(str::to_owned)
-                })
-            {
-                for e in self.events_of(&uid) {
-                    let t = status::time_of(e.at);
-                    events.push(
-                        serde_json::json!({
-                            "apiVersion": "v1",
-                            "kind": "Event",
-                            "type": if e.warning { "Warning" } else { "Normal" },
-                            "reason": e.reason,
-                            "message": e.message,
-                            "lastTimestamp": t,
-                        })
-                        .to_string(),
-                    );
-                }
+        if let Some(uid) = pod
+            .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+            .and_then(|v| {
+                v.pointer("/metadata/uid")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_owned)
+            })
+        {
+            for e in self.events_of(&uid) {
+                let t = status::time_of(e.at);
+                events.push(
+                    serde_json::json!({
+                        "apiVersion": "v1",
+                        "kind": "Event",
+                        "type": if e.warning { "Warning" } else { "Normal" },
+                        "reason": e.reason,
+                        "message": e.message,
+                        "lastTimestamp": t,
+                    })
+                    .to_string(),
+                );
             }
         }
-        Ok(admin::GetResponse { objects, events })
+        events
     }
 }
 

@@ -158,8 +158,24 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
         .build()
         .map_err(lc("exec in"))?;
 
+    let (status, timed_out) = wait(pid, args.timeout)?;
+    let exit_code = match status {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        _ => -1,
+    };
+    Ok(ExecResult {
+        exit_code,
+        timed_out,
+        error: None,
+    })
+}
+
+/// Wait for the command to end, killing it once `timeout` (zero: none) has passed; its wait
+/// status, and whether it was killed for the timeout.
+fn wait(pid: nix::unistd::Pid, timeout: Duration) -> Result<(WaitStatus, bool), ShimError> {
     let pidfd = sys::pidfd_open(pid)?;
-    let deadline = (!args.timeout.is_zero()).then(|| Instant::now() + args.timeout);
+    let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
     let mut timed_out = false;
     loop {
         let timeout = match deadline {
@@ -188,14 +204,5 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
             Err(e) => return Err(ShimError::sys("waitpid", e)),
         }
     };
-    let exit_code = match status {
-        WaitStatus::Exited(_, c) => c,
-        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-        _ => -1,
-    };
-    Ok(ExecResult {
-        exit_code,
-        timed_out,
-        error: None,
-    })
+    Ok((status, timed_out))
 }

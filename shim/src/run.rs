@@ -132,11 +132,35 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
     let init_fd = sys::pidfd_open(init_pid)?;
     let mut pipes = Pipes::new(stdout, stderr)?;
 
-    // Event loop: container output, control commands, attach clients, and the init's exit.
+    let mut ctl = Control {
+        listener: &listener,
+        args,
+        record: &mut record,
+        record_path: &record_path,
+    };
+    event_loop(&init_fd, &mut ctl, &mut pipes, &mut sinks)?;
+    finish(args, init_pid, pipes, sinks)
+}
+
+/// The control socket and what its commands change.
+struct Control<'a> {
+    listener: &'a UnixListener,
+    args: &'a RunArgs,
+    record: &'a mut ShimRecord,
+    record_path: &'a Path,
+}
+
+/// Serve container output, control commands and attach clients until the init exits.
+fn event_loop(
+    init_fd: &OwnedFd,
+    ctl: &mut Control<'_>,
+    pipes: &mut Pipes,
+    sinks: &mut Sinks,
+) -> Result<(), ShimError> {
     loop {
         let mut fds = vec![
             PollFd::new(init_fd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(ctl.listener.as_fd(), PollFlags::POLLIN),
         ];
         let out_idx = pipes.push_pollfds(&mut fds);
         let client_idx = sinks.attach.push_pollfds(&mut fds);
@@ -154,16 +178,25 @@ fn monitor(args: &RunArgs) -> Result<(), ShimError> {
             .collect();
         let client_ready: Vec<bool> = client_idx.iter().map(|&i| ready(i)).collect();
         drop(fds);
-        pipes.pump(&out_ready, &mut sinks);
+        pipes.pump(&out_ready, sinks);
         sinks.attach.serve(&client_ready);
         if control {
-            serve_control(&listener, args, &mut record, &record_path, &mut sinks);
+            serve_control(ctl.listener, ctl.args, ctl.record, ctl.record_path, sinks);
         }
         if init_exited {
-            break;
+            return Ok(());
         }
     }
+}
 
+/// The init exited: reap it, clean its cgroup and libcontainer state, drain its output, and
+/// write the exit record.
+fn finish(
+    args: &RunArgs,
+    init_pid: Pid,
+    mut pipes: Pipes,
+    mut sinks: Sinks,
+) -> Result<(), ShimError> {
     let (exit_code, signal) = reap(args, init_pid)?;
     let finished_at = now_nanos();
     let oom_killed = cgroups_path(&args.bundle)
