@@ -10,7 +10,7 @@
 # kinglet-shim and kinglet-pod-init beside it.
 #
 # MODE=trim instead compares, with the helpers beside it, "keep" (trim-startup-memory =
-# false) and "trim" (the default: the daemon drops the mappings only startup used, see
+# false, the default) and "trim" (true: the daemon drops the mappings only startup used, see
 # daemon/src/trim.rs).
 #
 #   bash scripts/bench-memory.sh          N=30; BIN_DIR=target/release (built here)
@@ -64,8 +64,8 @@ run() {
   fi
   flags=(--socket "$d/k.sock" --root "$d/root" --run-root "$d/run" --manifests "$d/manifests"
     --bridge kbmem0 --pod-cidr 10.233.0.0/16 --nft-table kbmem)
-  if [ "$label" = keep ]; then
-    echo 'trim-startup-memory = false' >"$d/config.toml"
+  if [ "$label" = keep ] || [ "$label" = trim ]; then
+    echo "trim-startup-memory = $([ "$label" = trim ] && echo true || echo false)" >"$d/config.toml"
     flags+=(--config "$d/config.toml")
   fi
   "$work/bin/kinglet" daemon "${flags[@]}" >"$d/daemon.log" 2>&1 &
