@@ -26,6 +26,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod describe_cli;
+mod describe_pod;
 pub mod fields;
 pub mod ingress_cli;
 pub mod kubectl;

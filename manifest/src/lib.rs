@@ -420,28 +420,18 @@ fn parse_value(
             Object::Pod(Box::new(p))
         }
         ("v1", "ConfigMap") => Object::ConfigMap(typed(source_name, &label, &value)?),
-        ("apps/v1", "Deployment") => {
-            let d: Deployment = typed(source_name, &label, &value)?;
-            workloads::check_deployment(source_name, &label, &d)?;
-            Object::Deployment(Box::new(d))
-        }
-        ("apps/v1", "ReplicaSet") => {
-            let r: ReplicaSet = typed(source_name, &label, &value)?;
-            workloads::check_replica_set(source_name, &label, &r)?;
-            Object::ReplicaSet(Box::new(r))
-        }
-        ("apps/v1", "DaemonSet") => {
-            let d: DaemonSet = typed(source_name, &label, &value)?;
-            workloads::daemonset::check_daemon_set(source_name, &label, &d)?;
-            Object::DaemonSet(Box::new(d))
-        }
-        ("apps/v1", "StatefulSet") => {
-            let s: StatefulSet = typed(source_name, &label, &value)?;
-            workloads::statefulset::check_stateful_set(source_name, &label, &s)?;
-            Object::StatefulSet(Box::new(s))
-        }
-        ("apps/v1", "ControllerRevision") => {
-            Object::ControllerRevision(Box::new(typed(source_name, &label, &value)?))
+        ("apps/v1" | "batch/v1", _) => {
+            match workload_object(source_name, &label, &api_version, &kind, &value)? {
+                Some(o) => o,
+                None => {
+                    return Err(ManifestError::Unsupported {
+                        source_name: source_name.to_owned(),
+                        doc,
+                        kind,
+                        api_version,
+                    })
+                }
+            }
         }
         ("v1", "PersistentVolumeClaim") => {
             let c: PersistentVolumeClaim = typed(source_name, &label, &value)?;
@@ -452,16 +442,6 @@ fn parse_value(
             let n: Namespace = typed(source_name, &label, &value)?;
             check_namespace_name(source_name, &label, &name)?;
             Object::Namespace(Box::new(n))
-        }
-        ("batch/v1", "CronJob") => {
-            let mut c: CronJob = typed(source_name, &label, &value)?;
-            workloads::cronjob::check_cron_job(source_name, &label, &mut c)?;
-            Object::CronJob(Box::new(c))
-        }
-        ("batch/v1", "Job") => {
-            let mut j: Job = typed(source_name, &label, &value)?;
-            workloads::check_job(source_name, &label, &mut j)?;
-            Object::Job(Box::new(j))
         }
         ("v1", "Secret") => {
             check_secret_data(source_name, &label, &value)?;
@@ -509,6 +489,52 @@ fn parse_value(
     };
     out.push(obj);
     Ok(())
+}
+
+/// The apps/v1 and batch/v1 kinds, typed and validated; None for a kind of neither.
+fn workload_object(
+    source_name: &str,
+    label: &str,
+    api_version: &str,
+    kind: &str,
+    value: &Value,
+) -> Result<Option<Object>, ManifestError> {
+    Ok(Some(match (api_version, kind) {
+        ("apps/v1", "Deployment") => {
+            let d: Deployment = typed(source_name, label, value)?;
+            workloads::check_deployment(source_name, label, &d)?;
+            Object::Deployment(Box::new(d))
+        }
+        ("apps/v1", "ReplicaSet") => {
+            let r: ReplicaSet = typed(source_name, label, value)?;
+            workloads::check_replica_set(source_name, label, &r)?;
+            Object::ReplicaSet(Box::new(r))
+        }
+        ("apps/v1", "DaemonSet") => {
+            let d: DaemonSet = typed(source_name, label, value)?;
+            workloads::daemonset::check_daemon_set(source_name, label, &d)?;
+            Object::DaemonSet(Box::new(d))
+        }
+        ("apps/v1", "StatefulSet") => {
+            let s: StatefulSet = typed(source_name, label, value)?;
+            workloads::statefulset::check_stateful_set(source_name, label, &s)?;
+            Object::StatefulSet(Box::new(s))
+        }
+        ("apps/v1", "ControllerRevision") => {
+            Object::ControllerRevision(Box::new(typed(source_name, label, value)?))
+        }
+        ("batch/v1", "CronJob") => {
+            let mut c: CronJob = typed(source_name, label, value)?;
+            workloads::cronjob::check_cron_job(source_name, label, &mut c)?;
+            Object::CronJob(Box::new(c))
+        }
+        ("batch/v1", "Job") => {
+            let mut j: Job = typed(source_name, label, value)?;
+            workloads::check_job(source_name, label, &mut j)?;
+            Object::Job(Box::new(j))
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Each `data` value of a Secret must be standard base64 (with padding), as the API server
