@@ -227,18 +227,16 @@ async fn stateful_set_runs_in_order_keeps_data_and_survives_a_kill_mid_rollout()
         );
         assert_eq!(p["spec"]["subdomain"], "nginx");
     }
+    // The set's status follows its pods at the controller's next pass.
+    let ready_column = |table: &str| -> Vec<String> {
+        let row = table.lines().nth(1).unwrap_or_default();
+        row.split_whitespace().take(2).map(str::to_owned).collect()
+    };
+    wait_for("the set's status at 3/3", Duration::from_secs(30), || {
+        ready_column(&d.cli_ok(&["get", "sts"])) == ["web", "3/3"]
+    });
     let table = d.cli_ok(&["get", "sts"]);
-    assert_eq!(
-        table
-            .lines()
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>(),
-        ["web", "3/3"],
-        "{table}"
-    );
+    assert_eq!(ready_column(&table), ["web", "3/3"], "{table}");
     let all = d.cli_ok(&["get", "all"]);
     assert!(
         all.contains("statefulset.apps/web") || all.contains("\nweb "),
