@@ -110,18 +110,31 @@ pub fn valid_table_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
-fn element(pod_ip: Ipv4Addr, m: &PortMapping) -> (&'static str, String) {
+/// A mapping's map, its key and its value. Each map has a set of its keys beside it
+/// (`<map>_keys`): the mark rule looks keys up there, since kernels before 6.4 refuse a lookup
+/// in a map that does not load its value.
+fn element(pod_ip: Ipv4Addr, m: &PortMapping) -> (&'static str, String, String) {
     let value = format!("{pod_ip} . {}", m.container_port);
     match m.host_ip {
         Some(h) => (
             "hostports_ip",
-            format!("{h} . {} . {} : {value}", m.protocol, m.host_port),
+            format!("{h} . {} . {}", m.protocol, m.host_port),
+            value,
         ),
         None => (
             "hostports",
-            format!("{} . {} : {value}", m.protocol, m.host_port),
+            format!("{} . {}", m.protocol, m.host_port),
+            value,
         ),
     }
+}
+
+/// `verb element` lines for a mapping: its map entry and its key.
+fn element_lines(s: &mut String, verb: &str, table: &str, pod_ip: Ipv4Addr, m: &PortMapping) {
+    let (map, key, value) = element(pod_ip, m);
+    let _ = writeln!(s, "{verb} element ip {table} {map} {{ {key} : {value} }}");
+    let key_verb = if verb == "create" { "add" } else { verb };
+    let _ = writeln!(s, "{key_verb} element ip {table} {map}_keys {{ {key} }}");
 }
 
 /// Marks a packet a hostPort mapping DNATs, so that only those (not Service traffic DNATed by
@@ -139,13 +152,15 @@ pub fn table_script(spec: &TableSpec, pods: &[(Ipv4Addr, Vec<PortMapping>)]) -> 
         "table ip {table} {{\n}}\ndelete table ip {table}\ntable ip {table} {{\n\
          \tmap hostports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
          \tmap hostports_ip {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
+         \tset hostports_keys {{ type inet_proto . inet_service; }}\n\
+         \tset hostports_ip_keys {{ type ipv4_addr . inet_proto . inet_service; }}\n\
          \tchain prerouting {{ type nat hook prerouting priority dstnat; policy accept;\n\
          \t\tfib daddr type local jump hostports\n\t}}\n\
          \tchain output {{ type nat hook output priority -100; policy accept;\n\
          \t\tfib daddr type local jump hostports\n\t}}\n\
          \tchain hostports {{\n\
-         \t\tmeta l4proto {{ tcp, udp }} ip daddr . meta l4proto . th dport @hostports_ip {HOSTPORT_MARK}\n\
-         \t\tmeta l4proto {{ tcp, udp }} meta l4proto . th dport @hostports {HOSTPORT_MARK}\n\
+         \t\tmeta l4proto {{ tcp, udp }} ip daddr . meta l4proto . th dport @hostports_ip_keys {HOSTPORT_MARK}\n\
+         \t\tmeta l4proto {{ tcp, udp }} meta l4proto . th dport @hostports_keys {HOSTPORT_MARK}\n\
          \t\tmeta l4proto {{ tcp, udp }} dnat to ip daddr . meta l4proto . th dport map @hostports_ip\n\
          \t\tmeta l4proto {{ tcp, udp }} dnat to meta l4proto . th dport map @hostports\n\t}}\n\
          \tchain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
@@ -156,8 +171,7 @@ pub fn table_script(spec: &TableSpec, pods: &[(Ipv4Addr, Vec<PortMapping>)]) -> 
     );
     for (ip, ports) in pods {
         for m in ports {
-            let (map, el) = element(*ip, m);
-            let _ = writeln!(s, "add element ip {table} {map} {{ {el} }}");
+            element_lines(&mut s, "add", table, *ip, m);
         }
     }
     s
@@ -179,8 +193,7 @@ pub fn guard_table_script(table: &str) -> String {
 pub fn add_pod_script(table: &str, pod_ip: Ipv4Addr, ports: &[PortMapping]) -> String {
     let mut s = String::new();
     for m in ports {
-        let (map, el) = element(pod_ip, m);
-        let _ = writeln!(s, "create element ip {table} {map} {{ {el} }}");
+        element_lines(&mut s, "create", table, pod_ip, m);
     }
     s
 }
@@ -189,9 +202,8 @@ pub fn add_pod_script(table: &str, pod_ip: Ipv4Addr, ports: &[PortMapping]) -> S
 pub fn remove_pod_script(table: &str, pod_ip: Ipv4Addr, ports: &[PortMapping]) -> String {
     let mut s = String::new();
     for m in ports {
-        let (map, el) = element(pod_ip, m);
-        let _ = writeln!(s, "add element ip {table} {map} {{ {el} }}");
-        let _ = writeln!(s, "delete element ip {table} {map} {{ {el} }}");
+        element_lines(&mut s, "add", table, pod_ip, m);
+        element_lines(&mut s, "delete", table, pod_ip, m);
     }
     s
 }
@@ -290,7 +302,10 @@ mod tests {
         assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr != 10.85.0.0/16 masquerade"));
         assert!(s.contains("oifname \"kinglet0\" ip saddr 127.0.0.0/8 masquerade"));
         assert!(s.contains("ip saddr 10.85.0.0/16 ip daddr 10.85.0.0/16 ct status dnat meta mark & 0x2000 == 0x2000 masquerade"));
-        assert!(s.contains("meta l4proto . th dport @hostports meta mark set meta mark | 0x2000"));
+        assert!(
+            s.contains("meta l4proto . th dport @hostports_keys meta mark set meta mark | 0x2000")
+        );
+        assert!(s.contains("add element ip kinglet hostports_keys { tcp . 8080 }"));
         assert!(s.contains("add element ip kinglet hostports { tcp . 8080 : 10.85.0.2 . 80 }"));
         assert!(s.contains(
             "iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat != dnat counter drop"
@@ -314,12 +329,15 @@ mod tests {
         let ip = Ipv4Addr::new(10, 85, 0, 9);
         assert_eq!(
             add_pod_script("k", ip, &[tcp(80, 8080)]),
-            "create element ip k hostports { tcp . 80 : 10.85.0.9 . 8080 }\n"
+            "create element ip k hostports { tcp . 80 : 10.85.0.9 . 8080 }\n\
+             add element ip k hostports_keys { tcp . 80 }\n"
         );
         assert_eq!(
             remove_pod_script("k", ip, &[tcp(80, 8080)]),
             "add element ip k hostports { tcp . 80 : 10.85.0.9 . 8080 }\n\
-             delete element ip k hostports { tcp . 80 : 10.85.0.9 . 8080 }\n"
+             add element ip k hostports_keys { tcp . 80 }\n\
+             delete element ip k hostports { tcp . 80 : 10.85.0.9 . 8080 }\n\
+             delete element ip k hostports_keys { tcp . 80 }\n"
         );
         assert_eq!(add_pod_script("k", ip, &[]), "");
     }
