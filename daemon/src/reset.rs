@@ -313,8 +313,17 @@ async fn remove_network(cfg: &Config, say: &mut impl FnMut(String)) {
             ));
         }
     }
+    // The pod network's table and the Service proxy's (`<table>_svc`, daemon/src/podruntime.rs).
+    let svc_table = format!("{}_svc", cfg.nft_table);
+    for table in [cfg.nft_table.as_str(), svc_table.as_str()] {
+        remove_nft_table(table, say).await;
+    }
+}
+
+/// Delete nftables table `ip <table>` if it exists, and say so.
+async fn remove_nft_table(table: &str, say: &mut impl FnMut(String)) {
     let listed = tokio::process::Command::new("nft")
-        .args(["list", "table", "ip", &cfg.nft_table])
+        .args(["list", "table", "ip", table])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
@@ -322,12 +331,12 @@ async fn remove_network(cfg: &Config, say: &mut impl FnMut(String)) {
         .is_ok_and(|s| s.success());
     if listed {
         let ok = tokio::process::Command::new("nft")
-            .args(["delete", "table", "ip", &cfg.nft_table])
+            .args(["delete", "table", "ip", table])
             .status()
             .await
             .is_ok_and(|s| s.success());
         if ok {
-            say(format!("removed nftables table ip {}", cfg.nft_table));
+            say(format!("removed nftables table ip {table}"));
         }
     }
 }

@@ -101,6 +101,13 @@ async fn reset_removes_every_trace_of_a_stopped_daemon() {
     assert!(!all_mounts_under(d.dir.path()).is_empty());
     assert!(Path::new("/sys/class/net").join(&d.net.bridge).exists());
     assert!(nft_table_exists(&d.net.table));
+    let svc_table = format!("{}_svc", d.net.table);
+    // The Service proxy makes its table once a Service exists; stand in for one.
+    let made = Command::new("nft")
+        .args(["add", "table", "ip", &svc_table])
+        .status()
+        .expect("nft");
+    assert!(made.success() && nft_table_exists(&svc_table));
 
     // Refused while the daemon answers, with how to stop it; nothing removed.
     let out = reset(&d);
@@ -148,6 +155,10 @@ async fn reset_removes_every_trace_of_a_stopped_daemon() {
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
     assert!(!Path::new("/sys/class/net").join(&d.net.bridge).exists());
     assert!(!nft_table_exists(&d.net.table));
+    assert!(
+        !nft_table_exists(&svc_table),
+        "reset leaves the Service proxy's table"
+    );
     assert!(!d.root.exists() && !d.run_root.exists() && !d.socket.exists());
     let still = Command::new("pgrep")
         .args(["-f", "sleep 100[01]"])
