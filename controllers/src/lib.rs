@@ -71,9 +71,11 @@ pub trait Store: Send + Sync + 'static {
         bump: bool,
         f: Modify,
     ) -> Result<Option<Object>, ControllerError>;
-    async fn delete(&self, key: &ObjectKey) -> Result<bool, ControllerError>;
     /// Delete as `kinglet delete` does: a Pod is marked (deletionTimestamp) and stays until
     /// its containers are stopped; anything else goes at once.
+    async fn delete(&self, key: &ObjectKey) -> Result<bool, ControllerError>;
+    /// [`Store::delete`], for callers that rely on a Pod staying until it is stopped (the
+    /// test store's `delete` removes at once; the daemon's store is graceful either way).
     async fn delete_gracefully(&self, key: &ObjectKey) -> Result<bool, ControllerError> {
         self.delete(key).await
     }

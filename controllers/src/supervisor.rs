@@ -44,12 +44,6 @@ impl Store for SupervisorStore {
             .await
             .map_err(|e| ControllerError::store(key.to_string(), "delete", e))
     }
-    async fn delete_gracefully(&self, key: &ObjectKey) -> Result<bool, ControllerError> {
-        self.0
-            .delete_gracefully(key)
-            .await
-            .map_err(|e| ControllerError::store(key.to_string(), "delete", e))
-    }
     async fn pod_status(&self, pod: &Pod) -> PodStatus {
         self.0.status_of_pod(pod).await
     }

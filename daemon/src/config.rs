@@ -273,6 +273,11 @@ mod metrics_address {
 }
 
 impl Config {
+    /// The Service proxy's nftables table, beside the pod network's `nft_table`.
+    pub fn service_table_name(&self) -> String {
+        format!("{}_svc", self.nft_table)
+    }
+
     /// The runtime core's part of these settings.
     pub fn runtime(&self) -> kinglet_runtime::RuntimeConfig {
         kinglet_runtime::RuntimeConfig {

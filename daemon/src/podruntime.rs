@@ -162,7 +162,7 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
 /// source when bridged replies pass conntrack (`net.bridge.bridge-nf-call-iptables = 1`, as
 /// kube-proxy requires); else, or with CNI, every ClusterIP packet is masqueraded.
 fn service_table(c: &Config) -> kinglet_services::proxy::Table {
-    let mut t = kinglet_services::proxy::Table::named(&format!("{}_svc", c.nft_table));
+    let mut t = kinglet_services::proxy::Table::named(&c.service_table_name());
     if c.cni_conf_dir.is_none() {
         t.pod_cidr = c
             .pod_cidr

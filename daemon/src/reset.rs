@@ -313,8 +313,8 @@ async fn remove_network(cfg: &Config, say: &mut impl FnMut(String)) {
             ));
         }
     }
-    // The pod network's table and the Service proxy's (`<table>_svc`, daemon/src/podruntime.rs).
-    let svc_table = format!("{}_svc", cfg.nft_table);
+    // The pod network's table and the Service proxy's.
+    let svc_table = cfg.service_table_name();
     for table in [cfg.nft_table.as_str(), svc_table.as_str()] {
         remove_nft_table(table, say).await;
     }

@@ -97,17 +97,9 @@ impl Supervisor {
         let gone = crate::graceful::delete(&mut *self.store.lock().await, key)?;
         if gone {
             self.wake.notify_one();
+            crate::services::READINESS_CHANGED.notify_one();
         }
         Ok(gone)
-    }
-
-    /// Remove `key` as `kinglet delete` does: a Pod is marked and goes once its containers
-    /// are stopped (absent: false).
-    pub async fn delete_gracefully(&self, key: &ObjectKey) -> Result<bool, KubeletError> {
-        Ok(!self
-            .delete_keys(std::slice::from_ref(key))
-            .await?
-            .is_empty())
     }
 
     /// A stored pod's current status (phase, conditions, container states).

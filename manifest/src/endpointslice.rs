@@ -17,12 +17,7 @@ pub(crate) fn check_endpoint_slice(
     label: &str,
     s: &EndpointSlice,
 ) -> Result<(), ManifestError> {
-    let bad = |path: String, reason: String| ManifestError::Invalid {
-        source_name: source_name.to_owned(),
-        object: label.to_owned(),
-        path,
-        reason,
-    };
+    let bad = crate::names::invalid_at(source_name, label);
     let svc = s
         .metadata
         .labels
@@ -95,12 +90,7 @@ pub(crate) fn check_endpoints(
     label: &str,
     e: &k8s_openapi::api::core::v1::Endpoints,
 ) -> Result<(), ManifestError> {
-    let bad = |path: String, reason: String| ManifestError::Invalid {
-        source_name: source_name.to_owned(),
-        object: label.to_owned(),
-        path,
-        reason,
-    };
+    let bad = crate::names::invalid_at(source_name, label);
     for (i, s) in e.subsets.iter().flatten().enumerate() {
         for (field, list) in [
             ("addresses", &s.addresses),

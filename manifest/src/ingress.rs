@@ -123,12 +123,7 @@ pub(crate) fn check_ingress(
     label: &str,
     ing: &Ingress,
 ) -> Result<(), ManifestError> {
-    let bad = |path: String, reason: String| ManifestError::Invalid {
-        source_name: source_name.to_owned(),
-        object: label.to_owned(),
-        path,
-        reason,
-    };
+    let bad = crate::names::invalid_at(source_name, label);
     let spec = ing.spec.clone().unwrap_or_default();
     let rules = spec.rules.clone().unwrap_or_default();
     if spec.default_backend.is_none() && rules.is_empty() {
@@ -188,12 +183,7 @@ pub(crate) fn check_ingress_class(
     label: &str,
     c: &IngressClass,
 ) -> Result<(), ManifestError> {
-    let bad = |path: String, reason: String| ManifestError::Invalid {
-        source_name: source_name.to_owned(),
-        object: label.to_owned(),
-        path,
-        reason,
-    };
+    let bad = crate::names::invalid_at(source_name, label);
     let controller = c
         .spec
         .as_ref()

@@ -7,6 +7,19 @@ use crate::ManifestError;
 /// How a validator reports a problem: (field path, reason) → the error naming its object.
 pub(crate) type Bad<'a> = &'a dyn Fn(String, String) -> ManifestError;
 
+/// The error maker of one object's checks: `bad(path, reason)` names the file and the object.
+pub(crate) fn invalid_at<'a>(
+    source_name: &'a str,
+    label: &'a str,
+) -> impl Fn(String, String) -> ManifestError + 'a {
+    move |path, reason| ManifestError::Invalid {
+        source_name: source_name.to_owned(),
+        object: label.to_owned(),
+        path,
+        reason,
+    }
+}
+
 /// A DNS-1123 label: at most 63 lowercase letters, digits and `-`, not starting or ending
 /// with `-`.
 pub(crate) fn dns_label(s: &str) -> bool {

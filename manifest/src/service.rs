@@ -15,12 +15,7 @@ pub(crate) fn check_service(
     label: &str,
     s: &Service,
 ) -> Result<(), ManifestError> {
-    let bad = |path: String, reason: String| ManifestError::Invalid {
-        source_name: source_name.to_owned(),
-        object: label.to_owned(),
-        path,
-        reason,
-    };
+    let bad = crate::names::invalid_at(source_name, label);
     let spec = s.spec.clone().unwrap_or_default();
     let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
     check_type_and_address(&spec, ty, &bad)?;

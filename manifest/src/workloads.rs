@@ -21,6 +21,23 @@ fn invalid(source: &str, label: &str, path: &str, reason: impl Into<String>) -> 
     }
 }
 
+/// `spec.minReadySeconds` and `spec.revisionHistoryLimit` of a Deployment, DaemonSet or
+/// StatefulSet: not negative.
+fn rollout_counts(
+    source: &str,
+    label: &str,
+    min_ready_seconds: Option<i32>,
+    revision_history_limit: Option<i32>,
+) -> Result<(), ManifestError> {
+    non_negative(source, label, "spec.minReadySeconds", min_ready_seconds)?;
+    non_negative(
+        source,
+        label,
+        "spec.revisionHistoryLimit",
+        revision_history_limit,
+    )
+}
+
 fn non_negative(
     source: &str,
     label: &str,
@@ -232,16 +249,10 @@ pub(crate) fn check_deployment(
         return Err(invalid(source, label, "spec", "is required"));
     };
     non_negative(source, label, "spec.replicas", spec.replicas)?;
-    non_negative(
+    rollout_counts(
         source,
         label,
-        "spec.minReadySeconds",
         spec.min_ready_seconds,
-    )?;
-    non_negative(
-        source,
-        label,
-        "spec.revisionHistoryLimit",
         spec.revision_history_limit,
     )?;
     if let Some(p) = spec.progress_deadline_seconds {

@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, PodSpec};
 
 use super::{
-    check_selector, check_template, check_update_strategy, invalid, non_negative, UpdateStrategy,
+    check_selector, check_template, check_update_strategy, invalid, rollout_counts, UpdateStrategy,
 };
 use crate::ManifestError;
 
@@ -18,16 +18,10 @@ pub(crate) fn check_daemon_set(
     let Some(spec) = &d.spec else {
         return Err(invalid(source, label, "spec", "is required"));
     };
-    non_negative(
+    rollout_counts(
         source,
         label,
-        "spec.minReadySeconds",
         spec.min_ready_seconds,
-    )?;
-    non_negative(
-        source,
-        label,
-        "spec.revisionHistoryLimit",
         spec.revision_history_limit,
     )?;
     check_selector(source, label, &spec.selector, &spec.template)?;

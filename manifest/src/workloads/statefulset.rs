@@ -6,7 +6,10 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{check_int_or_percent, check_selector, check_template, invalid, is_zero, non_negative};
+use super::{
+    check_int_or_percent, check_selector, check_template, invalid, is_zero, non_negative,
+    rollout_counts,
+};
 use crate::ManifestError;
 
 fn one_of(
@@ -36,16 +39,10 @@ pub(crate) fn check_stateful_set(
         return Err(invalid(source, label, "spec", "is required"));
     };
     non_negative(source, label, "spec.replicas", spec.replicas)?;
-    non_negative(
+    rollout_counts(
         source,
         label,
-        "spec.minReadySeconds",
         spec.min_ready_seconds,
-    )?;
-    non_negative(
-        source,
-        label,
-        "spec.revisionHistoryLimit",
         spec.revision_history_limit,
     )?;
     if let Some(o) = &spec.ordinals {
