@@ -5,12 +5,11 @@
 use std::path::Path;
 
 use kinglet_shim::protocol::{
-    push_frame, take_frame, CMD_ATTACH, CONTROL_SOCKET, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN,
+    next_frame, push_frame, CMD_ATTACH, CONTROL_SOCKET, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN,
     FRAME_STDIN_EOF, FRAME_STDOUT,
 };
 use kinglet_streaming::{Process, TermSize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::net::unix::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,9 +50,11 @@ async fn handshake(state_dir: &Path, stdin: bool) -> std::io::Result<UnixStream>
 }
 
 /// Shim → client: demultiplex stdout and stderr frames into two pipes; `done` fires when the
-/// shim closes the connection.
+/// shim closes the connection, or when a frame announces more than
+/// [`kinglet_shim::protocol::MAX_FRAME`] bytes (the connection is then dropped, never buffered
+/// towards it).
 fn spawn_demux(
-    mut rd: OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin + Send + 'static,
     mut out_w: DuplexStream,
     mut err_w: DuplexStream,
     done: oneshot::Sender<()>,
@@ -66,7 +67,15 @@ fn spawn_demux(
                 Ok(0) | Err(_) => break,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
-            while let Some((ty, payload)) = take_frame(&mut buf) {
+            loop {
+                let (ty, payload) = match next_frame(&mut buf) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(%err, "attach: the shim sent an oversized frame; session dropped");
+                        break 'read;
+                    }
+                };
                 let res = match ty {
                     FRAME_STDOUT => out_w.write_all(&payload).await,
                     FRAME_STDERR => err_w.write_all(&payload).await,
@@ -154,4 +163,38 @@ pub async fn attach(state_dir: &Path, tty: bool, stdin: bool) -> std::io::Result
             Ok(0)
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames to stdout and stderr, then a frame announcing more than MAX_FRAME: the demux
+    /// delivers the first two and ends the session at the third without waiting for its bytes.
+    #[tokio::test]
+    async fn an_oversized_frame_ends_the_session() {
+        let (mut shim, rd) = tokio::io::duplex(PIPE);
+        let (out_w, mut out_r) = tokio::io::duplex(PIPE);
+        let (err_w, mut err_r) = tokio::io::duplex(PIPE);
+        let (done_tx, done_rx) = oneshot::channel();
+        spawn_demux(rd, out_w, err_w, done_tx);
+        let mut wire = Vec::new();
+        push_frame(&mut wire, FRAME_STDOUT, b"out");
+        push_frame(&mut wire, FRAME_STDERR, b"err");
+        let huge = u32::try_from(kinglet_shim::protocol::MAX_FRAME + 1).unwrap();
+        wire.push(FRAME_STDOUT);
+        wire.extend_from_slice(&huge.to_be_bytes());
+        wire.extend_from_slice(&[0u8; 100]);
+        shim.write_all(&wire).await.unwrap();
+        // The shim side stays open: only the size check can end the session.
+        tokio::time::timeout(std::time::Duration::from_secs(30), done_rx)
+            .await
+            .expect("the demux kept reading after an oversized frame")
+            .unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        out_r.read_to_end(&mut out).await.unwrap();
+        err_r.read_to_end(&mut err).await.unwrap();
+        assert_eq!((out.as_slice(), err.as_slice()), (&b"out"[..], &b"err"[..]));
+        drop(shim);
+    }
 }
