@@ -7,7 +7,8 @@
 //! - `layers/<diff_id hex>/`: unpacked layers, shared by every image that has the layer;
 //! - `tmp/`: blobs being written, imports being staged, layers being unpacked and layers being
 //!   deleted; emptied when the store is opened;
-//! - `images.json`: the image records (see [`crate::metadata`]);
+//! - `images.slots`: the image records (see [`crate::metadata`]; `images.json` in stores
+//!   written before it);
 //! - `lock`: `flock`ed by the process that has the store open.
 //!
 //! `layers/` and `tmp/` are mode 0700: unpacked layers can hold setuid binaries and device-less
@@ -32,6 +33,8 @@ pub(crate) struct Paths {
     pub layers: PathBuf,
     pub tmp: PathBuf,
     pub metadata: PathBuf,
+    /// Where stores written before `images.slots` keep their records.
+    pub legacy_metadata: PathBuf,
     pub lock: PathBuf,
 }
 
@@ -42,7 +45,8 @@ impl Paths {
             blobs: root.join("blobs").join("sha256"),
             layers: root.join("layers"),
             tmp: root.join("tmp"),
-            metadata: root.join("images.json"),
+            metadata: root.join("images.slots"),
+            legacy_metadata: root.join("images.json"),
             lock: root.join("lock"),
         }
     }

@@ -15,11 +15,13 @@
 
 mod content;
 mod digest;
+mod durable;
 mod error;
 mod import;
 mod manifest;
 mod metadata;
 mod reference;
+mod slots;
 mod store;
 mod sys;
 mod trash;

@@ -1,16 +1,19 @@
 //! Image records and their on-disk form.
 //!
-//! All records live in one JSON file (`images.json` under the store root). It is only ever
-//! replaced whole, atomically: written to a temp file, fsynced, renamed over the old one, and
-//! the directory fsynced, so a crash leaves either the old or the new set of images, never a
-//! mix. The in-memory copy is updated only after the file is on disk.
+//! All records live in one JSON document, kept in `images.slots` under the store root: a
+//! two-slot file ([`crate::slots`]) whose older slot each change overwrites in place with one
+//! `fdatasync`, so a crash leaves either the old or the new set of images, never a mix. The
+//! in-memory copy is updated only after the file is on disk. Stores written before it have
+//! `images.json` (replaced whole by temp file and rename): it is read when there is no slot
+//! file, and removed once the first change has made one.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::slots::SlotFile;
 use crate::ImageError;
 
 /// Version of the metadata file format.
@@ -94,7 +97,7 @@ impl ImageConfig {
 }
 
 /// A record plus what the store needs to keep about it internally.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredImage {
     #[serde(flatten)]
     pub record: ImageRecord,
@@ -126,36 +129,83 @@ struct MetadataFile {
     images: Vec<StoredImage>,
 }
 
-/// Load the records from `path`; `Ok(None)` when the file does not exist yet.
-pub(crate) fn load(path: &Path) -> Result<Option<Vec<StoredImage>>, ImageError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ImageError::io("read", path)(e)),
+/// [`MetadataFile`] to write, borrowing the records.
+#[derive(Serialize)]
+struct MetadataRef<'a> {
+    version: u32,
+    images: &'a [StoredImage],
+}
+
+/// The records' file: where it is, and the open slot file once there is one.
+#[derive(Debug)]
+pub(crate) struct MetaFile {
+    path: PathBuf,
+    legacy: PathBuf,
+    file: Option<SlotFile>,
+}
+
+/// Load the records: from the slot file `path`, else from the older whole-file form `legacy`;
+/// `None` when neither exists yet.
+pub(crate) fn load(
+    path: &Path,
+    legacy: &Path,
+) -> Result<(MetaFile, Option<Vec<StoredImage>>), ImageError> {
+    let mut meta = MetaFile {
+        path: path.to_owned(),
+        legacy: legacy.to_owned(),
+        file: None,
     };
+    if let Some((file, bytes)) = SlotFile::open(path).map_err(ImageError::io("read", path))? {
+        meta.file = Some(file);
+        return Ok((meta, Some(parse(path, &bytes)?)));
+    }
+    let bytes = match fs::read(legacy) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((meta, None)),
+        Err(e) => return Err(ImageError::io("read", legacy)(e)),
+    };
+    let images = parse(legacy, &bytes)?;
+    Ok((meta, Some(images)))
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<StoredImage>, ImageError> {
     let file: MetadataFile =
-        serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
+        serde_json::from_slice(bytes).map_err(|source| ImageError::CorruptMetadata {
             path: path.to_owned(),
             source,
         })?;
-    Ok(Some(file.images))
+    Ok(file.images)
 }
 
-/// Replace `path` with `images`, atomically (temp file in the same directory, fsync, rename,
-/// fsync of the directory).
-pub(crate) fn save(path: &Path, images: &[StoredImage]) -> Result<(), ImageError> {
-    let file = MetadataFile {
-        version: FORMAT_VERSION,
-        images: images.to_vec(),
-    };
-    let bytes = serde_json::to_vec_pretty(&file)
-        .map_err(|source| ImageError::SerializeMetadata { source })?;
-    write_atomic(path, &bytes)
-}
-
-/// Write `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    kinglet_util::write_atomic(path, bytes).map_err(ImageError::io("write", path))
+impl MetaFile {
+    /// Make `images` the stored records, durably (one `fdatasync` once the slot file exists).
+    pub(crate) fn save(&mut self, images: &[StoredImage]) -> Result<(), ImageError> {
+        let file = MetadataRef {
+            version: FORMAT_VERSION,
+            images,
+        };
+        let bytes =
+            serde_json::to_vec(&file).map_err(|source| ImageError::SerializeMetadata { source })?;
+        let path = &self.path;
+        match &mut self.file {
+            Some(f) => f.write(&bytes).map_err(ImageError::io("write", path))?,
+            None => {
+                let f = SlotFile::create(path, &bytes, 1).map_err(ImageError::io("write", path))?;
+                self.file = Some(f);
+                // The slot file is read first from now on: the old file is only clutter.
+                match fs::remove_file(&self.legacy) {
+                    Ok(()) => {
+                        tracing::info!(path = %self.legacy.display(), "image records moved to {}", path.display())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        tracing::warn!(path = %self.legacy.display(), %err, "cannot remove the old image records file")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// fsync a directory, making renames and creations in it durable.

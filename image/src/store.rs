@@ -1,11 +1,16 @@
 //! [`ImageStore`]: the images the daemon has, their blobs and their unpacked layers.
 //!
 //! Invariants:
-//! - a blob is visible under `blobs/` only once verified; a record is visible (on disk and in
-//!   memory) only once all its blobs are; the metadata file is the commit point of every
-//!   change, written before the in-memory state is updated;
-//! - each unpacked layer (`layers/<diff_id hex>`) is complete: it is unpacked into `tmp/` and
-//!   renamed into place, under a per-layer lock so it is unpacked once;
+//! - a blob is visible under `blobs/` only once verified and fsynced; a record is visible (on
+//!   disk and in memory) only once all its blobs are, and the `blobs/` directory is fsynced
+//!   before a record naming new blobs is written (once per change, not once per blob); the
+//!   metadata file is the commit point of every change, written before the in-memory state is
+//!   updated, and not rewritten when a change changes nothing (a pull of an image already
+//!   stored under that name);
+//! - each unpacked layer (`layers/<diff_id hex>`) is complete: it is unpacked into `tmp/`, its
+//!   files and directories fsynced ([`crate::durable`]), and renamed into place, under a
+//!   per-layer lock so it is unpacked once. The rename itself need not be durable: a layer
+//!   lost by a crash is unpacked again at its next use;
 //! - every change (import, commit, removal, publishing an unpacked layer, garbage collection)
 //!   runs under the writer lock; readers (list, resolve, status) only take the short lock that
 //!   guards the published snapshot, so they never wait for a writer's fsync;
@@ -19,10 +24,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -35,10 +39,10 @@ use crate::manifest::{
     apply_names, build_record, check_config_descriptor, check_config_platform, doc_kind,
     parse_json, push_unique, DocKind, MAX_INDEX_DEPTH, MAX_JSON,
 };
-use crate::metadata::{self, ImageRecord, StoredImage};
+use crate::metadata::{self, ImageRecord, MetaFile, StoredImage};
 use crate::reference::Reference;
 use crate::trash::{self, Trash};
-use crate::{sys, unpack, ImageError};
+use crate::{durable, unpack, ImageError};
 
 /// Disk use of the store, for CRI `ImageFsInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +67,11 @@ pub struct ImageStore {
     paths: Paths,
     /// The published records: replaced whole, after the metadata file has them.
     state: Mutex<Arc<Vec<StoredImage>>>,
-    /// Held by every change, across its metadata write (see the module's invariants).
-    writer: Mutex<()>,
+    /// Held by every change, across its metadata write (see the module's invariants); it owns
+    /// the records' file.
+    writer: Mutex<MetaFile>,
+    /// A blob was renamed into `blobs/` since the directory was last fsynced.
+    blobs_dirty: AtomicBool,
     /// Removed layer trees being deleted in the background.
     trash: Arc<Trash>,
     /// One lock per layer being unpacked, by diff_id hex.
@@ -123,10 +130,11 @@ impl ImageStore {
             }
         })?;
         clean_tmp(&paths)?;
-        let loaded = metadata::load(&paths.metadata)?;
+        let (meta, loaded) = metadata::load(&paths.metadata, &paths.legacy_metadata)?;
         let store = ImageStore {
             state: Mutex::new(Arc::new(loaded.clone().unwrap_or_default())),
-            writer: Mutex::new(()),
+            writer: Mutex::new(meta),
+            blobs_dirty: AtomicBool::new(false),
             trash: Arc::default(),
             paths,
             unpacking: Mutex::new(HashMap::new()),
@@ -155,7 +163,7 @@ impl ImageStore {
     pub fn import(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImageError> {
         let found = read_source(path, name, &self.paths.tmp)?;
         kinglet_fault::crash_point!("image.import.after-stage");
-        let writer = lock(&self.writer);
+        let mut writer = lock(&self.writer);
         // Move the verified blobs into the content store (skipping those already there).
         let mut added: Vec<PathBuf> = Vec::new();
         let result = (|| {
@@ -178,7 +186,7 @@ impl ImageStore {
             }
             kinglet_fault::crash_point!("image.import.after-blobs");
             metadata::sync_dir(&self.paths.blobs)?;
-            self.commit_locked(&writer, found.images.clone())
+            self.commit_locked(&mut writer, found.images.clone())
         })();
         if result.is_err() {
             for p in &added {
@@ -232,14 +240,14 @@ impl ImageStore {
     /// removal is on disk and the blobs and layers are gone from the store; the layer trees are
     /// deleted in the background ([`ImageStore::wait_for_deletions`]).
     pub fn remove(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
-        let writer = lock(&self.writer);
+        let mut writer = lock(&self.writer);
         let st = self.snapshot();
         let Some(i) = resolve_in(&st, reference) else {
             return Ok(None);
         };
         let mut next = (*st).clone();
         let removed = next.remove(i);
-        metadata::save(&self.paths.metadata, &next)?;
+        writer.save(&next)?;
         self.publish(next);
         let mut gc = GcCandidates::default();
         gc.add(&removed);
@@ -332,7 +340,8 @@ impl ImageStore {
         )?;
         tmp.persist(&dest)
             .map_err(|e| ImageError::io("rename into", &dest)(e.error))?;
-        metadata::sync_dir(&self.paths.blobs)?;
+        // Durable with the record that names it (commit_image fsyncs the directory once).
+        self.blobs_dirty.store(true, Ordering::SeqCst);
         Ok(size)
     }
 
@@ -398,7 +407,7 @@ impl ImageStore {
             refs.push(r);
         }
         apply_names(&mut image, &refs)?;
-        let writer = lock(&self.writer);
+        let mut writer = lock(&self.writer);
         // Re-check under the lock: a concurrent removal may have collected shared blobs.
         for d in image.blobs() {
             let is_index = image.index_digests.iter().any(|i| i == d);
@@ -410,10 +419,23 @@ impl ImageStore {
                 });
             }
         }
-        let (mut records, trash) = self.commit_locked(&writer, vec![image])?;
+        self.sync_blobs_dir()?;
+        let (mut records, trash) = self.commit_locked(&mut writer, vec![image])?;
         drop(writer);
         self.trash.delete_later(trash);
         Ok(records.remove(0))
+    }
+
+    /// fsync `blobs/` if a blob was renamed into it since the last time, making every blob
+    /// ingested so far durable under its name.
+    fn sync_blobs_dir(&self) -> Result<(), ImageError> {
+        if self.blobs_dirty.swap(false, Ordering::SeqCst) {
+            if let Err(e) = metadata::sync_dir(&self.paths.blobs) {
+                self.blobs_dirty.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Counters since the store was opened.
@@ -480,10 +502,11 @@ impl ImageStore {
     /// layer trees to delete once the writer lock is released.
     fn commit_locked(
         &self,
-        _writer: &MutexGuard<'_, ()>,
+        writer: &mut MutexGuard<'_, MetaFile>,
         new: Vec<StoredImage>,
     ) -> Result<(Vec<ImageRecord>, Vec<PathBuf>), ImageError> {
-        let mut next = (*self.snapshot()).clone();
+        let current = self.snapshot();
+        let mut next = (*current).clone();
         let mut gc = GcCandidates::default();
         let mut ids = Vec::new();
         let now = now_nanos();
@@ -527,8 +550,10 @@ impl ImageStore {
             }
             push_unique(&mut ids, img.record.id.clone());
         }
-        metadata::save(&self.paths.metadata, &next)?;
-        self.publish(next);
+        if next != *current {
+            writer.save(&next)?;
+            self.publish(next);
+        }
         let st = self.snapshot();
         let trash = self.gc_locked(&st, gc);
         let records = ids
@@ -675,10 +700,8 @@ impl ImageStore {
         let started = std::time::Instant::now();
         let max = self.max_unpacked_layer.load(Ordering::Relaxed);
         unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path(), max)?;
-        let root = sys::open_dir(tmp.path()).map_err(ImageError::io("open", tmp.path()))?;
-        sys::syncfs(root.as_fd()).map_err(ImageError::io("sync file system of", tmp.path()))?;
+        durable::sync_tree(tmp.path()).map_err(ImageError::io("fsync", tmp.path()))?;
         kinglet_fault::crash_point!("image.unpack.after-extract");
-        drop(root);
         {
             // Publish under the writer lock, so a concurrent removal of the last image using
             // this layer either runs before (and we drop the unpacked tree) or after (and
@@ -691,7 +714,6 @@ impl ImageStore {
                 });
             }
             fs::rename(tmp.path(), dir).map_err(ImageError::io("rename into", dir))?;
-            metadata::sync_dir(&self.paths.layers)?;
         }
         self.layers_unpacked.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(layer = %l.digest, diff_id = %l.diff_id, elapsed = ?started.elapsed(), "layer unpacked");

@@ -657,11 +657,67 @@ fn corrupt_metadata_is_an_error_not_an_empty_store() {
     let layout = t.path().join("layout");
     one_image_layout(&layout, "meta", Some("meta:1"));
     store(&root).import(&layout, None).unwrap();
+    // Neither slot of the records' file intact (a damaged disk, not a crash: a crash tears
+    // one slot at most).
+    let len = fs::metadata(root.join("images.slots")).unwrap().len();
+    fs::write(root.join("images.slots"), vec![0xa5; len as usize]).unwrap();
+    let err = ImageStore::open(&root).err().expect("damaged metadata");
+    assert!(format!("{:?}", err).contains("no intact copy"), "{err:?}");
+    assert_eq!(blob_names(&root).len(), 4);
+    // The older whole-file form, corrupt.
+    fs::remove_file(root.join("images.slots")).unwrap();
     fs::write(root.join("images.json"), b"{ not json").unwrap();
     let err = ImageStore::open(&root).err().expect("corrupt metadata");
     assert!(matches!(err, ImageError::CorruptMetadata { .. }), "{err:?}");
     // Content was not collected.
     assert_eq!(blob_names(&root).len(), 4);
+}
+
+#[test]
+fn records_move_from_images_json_and_an_unchanged_pull_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("store");
+    let layout = t.path().join("layout");
+    let w = one_image_layout(&layout, "old", Some("old:1"));
+    let before = {
+        let s = store(&root);
+        s.import(&layout, None).unwrap();
+        s.list()
+    };
+    // A store written before the slot file: its records in images.json.
+    let images: Vec<serde_json::Value> = before
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap();
+            v["index_digests"] = json!([]);
+            v
+        })
+        .collect();
+    fs::remove_file(root.join("images.slots")).unwrap();
+    fs::write(
+        root.join("images.json"),
+        serde_json::to_vec(&json!({"version": 1, "images": images})).unwrap(),
+    )
+    .unwrap();
+    let s = store(&root);
+    assert_eq!(s.list(), before, "read from images.json");
+    assert_eq!(blob_names(&root).len(), 4, "nothing collected");
+    // The first change writes the slot file and drops images.json.
+    let md: Digest = w.manifest_digest.parse().unwrap();
+    s.commit_image(&md, &["new:2".into()]).unwrap();
+    assert!(!root.join("images.json").exists());
+    let slots = fs::read(root.join("images.slots")).unwrap();
+    // Committing the same names again changes nothing, and writes nothing.
+    let again = s.commit_image(&md, &["new:2".into()]).unwrap();
+    assert_eq!(
+        again.repo_tags,
+        ["docker.io/library/old:1", "docker.io/library/new:2"]
+    );
+    assert_eq!(fs::read(root.join("images.slots")).unwrap(), slots);
+    drop(s);
+    let s = store(&root);
+    assert_eq!(s.resolve("new:2").unwrap().id, w.config_digest);
+    assert_eq!(s.list().len(), 1);
 }
 
 #[test]
