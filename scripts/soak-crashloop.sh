@@ -9,8 +9,11 @@
 # CYCLES=N (default 0) also runs N pod create/remove cycles beside the crash loops, one after
 # the other through crictl (CRICTL, default ../shared/cri-tools/crictl, else crictl on PATH):
 # RunPodSandbox, CreateContainer + StartContainer (busybox sleep), then `rmp -f`; the table
-# gets the cycles done so far, and it stops when the cycles are done or MINUTES are up.
+# gets the cycles done so far. It runs MINUTES minutes, longer if the cycles are not done by
+# then (at most twice MINUTES); the crash loops go on after the cycles are done.
 #   CYCLES=1000 MINUTES=30 PODS=100 bash scripts/soak-crashloop.sh   (the issue's soak)
+# At the end it compares the means of the first and last 10 samples (RSS, fds, tasks) and
+# prints, after the daemon is stopped, any kinglet-shim/kinglet-pod-init left behind.
 # PROFILE=debug uses a debug build (quicker to build; memory figures are then larger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +41,18 @@ cleanup() {
     $k delete -f "$work/pods.yaml" --socket "$work/k.sock" >/dev/null 2>&1 || true
     sleep 3
     kill "$dpid" 2>/dev/null || true
+    # Every pod is removed and the daemon stopped: no shim or pod init of this run may be left.
+    sleep 2
+    left=""
+    for f in /proc/[0-9]*/cmdline; do # expanded once: later readers are not in the list
+      line=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+      case "$line" in *"$work"*) left+="  ${f%/cmdline}: $line"$'\n' ;; esac
+    done
+    if [ -n "$left" ]; then
+      printf 'soak: LEFT BEHIND after cleanup:\n%s' "$left" >&2
+    else
+      echo "soak: no shim or pod init left after cleanup"
+    fi
   fi
   sleep 0.5
   awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
@@ -96,7 +111,9 @@ printf '%8s %10s %10s %8s %6s %6s %10s %7s\n' minute rss_mib pss_mib cpu_% fds t
 end=$(( $(date +%s) + MINUTES * 60 ))
 c0=$(cpu); t0=$(date +%s)
 first_rss=""; first_cpu=""
-while [ "$(date +%s)" -lt "$end" ]; do
+hard_end=$(( end + MINUTES * 60 ))
+: >"$work/samples"
+while [ "$(date +%s)" -lt "$end" ] || { [ -n "${cpid:-}" ] && [ "$(date +%s)" -lt "$hard_end" ]; }; do
   sleep "$INTERVAL"
   c1=$(cpu); t1=$(date +%s)
   pct=$(awk -v a="$c0" -v b="$c1" -v t="$tck" -v d=$((t1 - t0)) 'BEGIN {printf "%.2f", (b-a)/t/d*100}')
@@ -105,15 +122,22 @@ while [ "$(date +%s)" -lt "$end" ]; do
   tasks=$(ls "/proc/$dpid/task" | wc -l)
   printf '%8.1f %10s %10s %8s %6s %6s %10s %7s\n' "$(awk -v s=$((t1 - end + MINUTES * 60)) 'BEGIN{print s/60}')" \
     "$rss" "$pss" "$pct" "$fds" "$tasks" "$(restarts)" "$(cat "$work/cycles")"
+  echo "$rss $fds $tasks" >>"$work/samples"
   [ -z "$first_rss" ] && { first_rss=$rss; first_cpu=$pct; first_fds=$fds; first_tasks=$tasks; }
   last_rss=$rss; last_cpu=$pct; last_fds=$fds; last_tasks=$tasks
   c0=$c1; t0=$t1
-  if [ "$CYCLES" -gt 0 ] && ! kill -0 "$cpid" 2>/dev/null; then
+  if [ -n "${cpid:-}" ] && ! kill -0 "$cpid" 2>/dev/null; then
     wait "$cpid" || { echo "soak: the create/remove cycles failed" >&2; exit 1; }
     cpid=
-    break
   fi
 done
 awk -v a="$first_rss" -v b="$last_rss" 'BEGIN {printf "ratio RSS last/first sample: %.2f (%s -> %s MiB)\n", b/a, a, b}'
 awk -v a="$first_cpu" -v b="$last_cpu" 'BEGIN {printf "CPU first/last interval: %s%% / %s%% of one core\n", a, b}'
 echo "fds first/last sample: $first_fds / $last_fds; tasks: $first_tasks / $last_tasks"
+echo "cycles done: $(cat "$work/cycles") of $CYCLES"
+# Flat: the mean of the last 10 samples against the mean of the first 10.
+awk '{r[NR]=$1; f[NR]=$2; t[NR]=$3} END {
+  n = NR < 10 ? NR : 10
+  for (i = 1; i <= n; i++) { r0 += r[i]; f0 += f[i]; t0 += t[i]; r1 += r[NR-n+i]; f1 += f[NR-n+i]; t1 += t[NR-n+i] }
+  printf "first/last %d samples, mean: RSS %.1f -> %.1f MiB (x%.2f), fds %.1f -> %.1f, tasks %.1f -> %.1f\n",
+    n, r0/n, r1/n, r1/r0, f0/n, f1/n, t0/n, t1/n }' "$work/samples"

@@ -148,6 +148,17 @@ pub enum NetnsError {
         source: io::Error,
     },
 
+    /// Releasing the pod init's tie failed: it had exited already (its pid namespace is gone).
+    #[error(
+        "failed to release pod init {pid} (pin {pin}): it exited before its sandbox was recorded"
+    )]
+    ReleasePodInit {
+        pid: u32,
+        pin: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// Signalling the pod init failed.
     #[error("failed to kill pod init {pid} (pin {pin})")]
     KillPodInit {

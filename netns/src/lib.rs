@@ -44,7 +44,7 @@ pub use nft::{PortMapping, Protocol};
 pub use ns::{NsId, NsKind};
 pub use pidns::{
     find_pod_inits, kill_orphan_pod_init, pod_init_args, pod_init_main, spawn_pod_init,
-    stop_pod_init, POD_INIT_SUBCOMMAND,
+    spawn_tied_pod_init, stop_pod_init, PodInitTie, POD_INIT_SUBCOMMAND,
 };
 pub use pin::{pin_namespaces, unpin_namespaces, PinRequest, PinnedNamespaces};
 

@@ -20,6 +20,10 @@
 //!   the fork) and handles them synchronously: SIGTERM/SIGINT/SIGHUP make it exit 0, SIGCHLD makes
 //!   it reap orphans that were reparented to it, anything else is ignored. It holds no inherited
 //!   file descriptor and no cwd.
+//! - A pod init started by [`spawn_tied_pod_init`] has a pipe as stdin, kept as its tie: it exits
+//!   at end of file (every copy of the write end, [`PodInitTie`], closed: the daemon died or gave
+//!   up) and detaches when [`PodInitTie::release`] writes a byte. The daemon releases it once
+//!   the sandbox record that names the pod init is saved, so a crash before never leaks it.
 //! - The pin file at PATH is owned by this module: the helper creates it with `O_EXCL` (and removes
 //!   it if a later step fails), [`stop_pod_init`] unmounts and removes it.
 //! - [`stop_pod_init`] only signals a process whose `/proc/<pid>/ns/pid` is the pinned namespace,
@@ -135,12 +139,65 @@ fn start_pod_init(pin: &Path) -> Result<u32, NetnsError> {
 /// Returns the host pid of the pod init. Blocking (one fork+exec and a wait for the helper,
 /// a few milliseconds); async callers use `spawn_blocking`. The pin's parent directory must
 /// exist and `pin` must not; on error the helper has already removed what it created.
+///
+/// The pod init is not tied: it lives until stopped (see [`spawn_tied_pod_init`]).
 pub fn spawn_pod_init(exe: &Path, pin: &Path) -> Result<u32, NetnsError> {
+    spawn(exe, pin, Stdio::null())
+}
+
+/// [`spawn_pod_init`], with the pod init tied to the returned [`PodInitTie`]: if the tie is
+/// dropped (the caller failed, its future was cancelled, the daemon died) before
+/// [`PodInitTie::release`], the pod init exits by itself. The daemon releases it once the
+/// sandbox record naming the pod init is saved, so that a pod init never outlives a crash
+/// between its start and that record, even when the daemon is not started again.
+pub fn spawn_tied_pod_init(exe: &Path, pin: &Path) -> Result<(u32, PodInitTie), NetnsError> {
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| NetnsError::SpawnPodInit {
+            exe: exe.to_path_buf(),
+            pin: pin.to_path_buf(),
+            source: e.into(),
+        })?;
+    // The read end becomes the helper's stdin (and so the pod init's); ours is closed on return.
+    let pid = spawn(exe, pin, Stdio::from(read))?;
+    Ok((
+        pid,
+        PodInitTie {
+            pid,
+            pin: pin.to_path_buf(),
+            write,
+        },
+    ))
+}
+
+/// The daemon's end of a pod init's tie (the write end of a pipe that is the pod init's stdin).
+/// Dropping it unreleased makes the pod init exit.
+#[derive(Debug)]
+pub struct PodInitTie {
+    pid: u32,
+    pin: PathBuf,
+    write: std::os::fd::OwnedFd,
+}
+
+impl PodInitTie {
+    /// Release the pod init: it no longer exits with the tie, and lives until stopped.
+    /// An error means the pod init had already exited (its pipe has no reader).
+    pub fn release(self) -> Result<(), NetnsError> {
+        let mut pipe = std::fs::File::from(self.write);
+        pipe.write_all(b"r")
+            .map_err(|source| NetnsError::ReleasePodInit {
+                pid: self.pid,
+                pin: self.pin,
+                source,
+            })
+    }
+}
+
+fn spawn(exe: &Path, pin: &Path, stdin: Stdio) -> Result<u32, NetnsError> {
     let output = Command::new(exe)
         .arg(POD_INIT_SUBCOMMAND)
         .arg("--pin")
         .arg(pin)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .output()

@@ -208,6 +208,11 @@ pub fn kill_and_reap_child(pid: u32) -> io::Result<()> {
 /// itself `name`, and waits for signals synchronously: a signal in `exit_on` makes it exit with status 0,
 /// `SIGCHLD` makes it reap every exited child with `waitpid(-1, WNOHANG)`, others are dropped.
 ///
+/// A tie: if stdin is a pipe, it is kept (as descriptor [`TIE_FD`]) as the tie to whoever holds
+/// the pipe's write end. A byte read from it releases the tie (the descriptor is closed and the
+/// process lives on); end of file before that byte (every writer gone) makes it exit with status
+/// 0 at once. The pipe is watched through `SIGIO` (`O_ASYNC`), so the wait stays synchronous.
+///
 /// Exits with status 1 at once if the process has more than one thread (closing descriptors
 /// that other threads own would break them); in practice it runs right after
 /// [`fork_single_threaded`] in the child.
@@ -216,17 +221,59 @@ pub fn run_pause_process(name: &CStr, exit_on: &[Signal]) -> ! {
         std::process::exit(1);
     }
     // Best effort from here on: there is nobody left to report an error to.
+    let tie = stdin_is_pipe() && nix::unistd::dup2(0, TIE_FD).is_ok();
     let _ = redirect_stdio_to_dev_null();
-    close_fds_from(3);
+    close_fds_from(if tie { TIE_FD as libc::c_uint + 1 } else { 3 });
     let _ = nix::unistd::chdir("/");
     let _ = nix::sys::prctl::set_name(name);
+    // Armed before the first look, so that a byte or end of file arriving after it raises SIGIO.
+    let mut tied = tie && arm_tie() && read_tie();
     let waited = SigSet::all();
     loop {
         match waited.wait() {
             Ok(sig) if exit_on.contains(&sig) => std::process::exit(0),
             Ok(Signal::SIGCHLD) => reap_exited_children(),
+            Ok(Signal::SIGIO) if tied => tied = read_tie(),
             // Other signals (and real-time ones nix cannot name) are consumed and ignored.
             Ok(_) | Err(_) => {}
+        }
+    }
+}
+
+/// The descriptor a pause process keeps its tie on (see [`run_pause_process`]).
+const TIE_FD: libc::c_int = 3;
+
+fn stdin_is_pipe() -> bool {
+    nix::sys::stat::fstat(0).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+}
+
+/// Make [`TIE_FD`] non-blocking and have it raise `SIGIO` at this process when it becomes
+/// readable (a byte, or end of file). False if the kernel refused: the tie is then ignored.
+fn arm_tie() -> bool {
+    // SAFETY: fcntl on a descriptor number with integer arguments; it touches no memory of ours.
+    // TIE_FD is owned by the single-threaded pause process (dup'ed there, never closed before).
+    unsafe {
+        libc::fcntl(TIE_FD, libc::F_SETFL, libc::O_NONBLOCK | libc::O_ASYNC) == 0
+            && libc::fcntl(TIE_FD, libc::F_SETOWN, libc::getpid()) == 0
+    }
+}
+
+/// Read the tie: nothing yet (true: still tied), the release byte (the descriptor is closed;
+/// false), or end of file (the holder is gone before releasing: exit at once).
+fn read_tie() -> bool {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into a live local; TIE_FD is open (see `arm_tie`).
+        let n = unsafe { libc::read(TIE_FD, (&raw mut byte).cast(), 1) };
+        match n {
+            0 => std::process::exit(0),
+            1 => {
+                // SAFETY: closes the pause process's own TIE_FD, never used again (tied = false).
+                unsafe { libc::close(TIE_FD) };
+                return false;
+            }
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => return true,
         }
     }
 }

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::{mounts_under, ns_id, ns_link_text, own_ns, require_root, run};
 use kinglet_netns::{
-    pod_init_args, pod_init_main, spawn_pod_init, stop_pod_init, unpin_namespaces, NetnsError,
-    NsKind,
+    pod_init_args, pod_init_main, spawn_pod_init, spawn_tied_pod_init, stop_pod_init,
+    unpin_namespaces, NetnsError, NsKind,
 };
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -53,6 +53,11 @@ const TESTS: &[(&str, fn())] = &[
         "helper_failures_are_reported_and_leave_nothing_behind",
         helper_failures_are_reported_and_leave_nothing_behind,
     ),
+    (
+        "a_tied_pod_init_exits_when_its_tie_is_dropped",
+        a_tied_pod_init_exits_when_its_tie_is_dropped,
+    ),
+    ("a_released_pod_init_lives_on", a_released_pod_init_lives_on),
 ];
 
 fn main() -> ExitCode {
@@ -244,7 +249,73 @@ fn helper_failures_are_reported_and_leave_nothing_behind() {
     );
 }
 
+fn a_tied_pod_init_exits_when_its_tie_is_dropped() {
+    require_root();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Dropped at once: the pod init may not even have armed its tie yet (the helper replies
+    // right after the fork), and must exit all the same.
+    let pin = tmp.path().join("pid");
+    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin).expect("spawn tied pod init");
+    let mut init = PodInit::adopt(pid, pin.clone());
+    drop(tie);
+    assert_eq!(
+        init.reap_within(Duration::from_secs(5)),
+        WaitStatus::Exited(init.nix_pid(), 0),
+        "the pod init must exit when its tie is cut"
+    );
+
+    // Dropped after it settled (holding stdio and the tie only), while it waits in sigwait.
+    stop_pod_init(pid, &pin).expect("unpin");
+    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin).expect("spawn tied pod init");
+    let mut init = PodInit::adopt(pid, pin.clone());
+    wait_for_fds(pid, 4);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(init.try_reap(), WaitStatus::StillAlive, "exited while tied");
+    drop(tie);
+    assert_eq!(
+        init.reap_within(Duration::from_secs(5)),
+        WaitStatus::Exited(init.nix_pid(), 0)
+    );
+}
+
+fn a_released_pod_init_lives_on() {
+    require_root();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pin = tmp.path().join("pid");
+    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin).expect("spawn tied pod init");
+    let mut init = PodInit::adopt(pid, pin.clone());
+    tie.release().expect("release");
+    // The tie is closed once read: only stdio on /dev/null is left.
+    let fds = wait_for_fds(pid, 3);
+    assert!(fds.iter().all(|t| t == Path::new("/dev/null")), "{fds:?}");
+    // A stray SIGIO after the release changes nothing.
+    kill(init.nix_pid(), Signal::SIGIO).expect("SIGIO");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        init.try_reap(),
+        WaitStatus::StillAlive,
+        "released init exited"
+    );
+    stop_pod_init(pid, &pin).expect("stop");
+    assert_eq!(
+        init.reap(),
+        WaitStatus::Signaled(init.nix_pid(), Signal::SIGKILL, false)
+    );
+}
+
 // --- helpers ---------------------------------------------------------------------------------
+
+/// Wait (up to 5 s) until `pid` holds exactly `n` descriptors; returns their targets.
+fn wait_for_fds(pid: u32, n: usize) -> Vec<PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut fds = open_fds(pid);
+    while fds.len() != n && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+        fds = open_fds(pid);
+    }
+    assert_eq!(fds.len(), n, "pod init {pid} holds {fds:?}");
+    fds
+}
 
 /// A pod init started for a test, at `<dir>/pid`. It is our child (we are a subreaper), so its
 /// pid cannot be reused before we reap it: on drop, an unreaped init is SIGKILLed and reaped and
@@ -259,10 +330,26 @@ impl PodInit {
     fn spawn(dir: &Path) -> Self {
         let pin = dir.join("pid");
         let pid = spawn_pod_init(&self_exe(), &pin).expect("spawn pod init");
+        Self::adopt(pid, pin)
+    }
+
+    fn adopt(pid: u32, pin: PathBuf) -> Self {
         PodInit {
             pid,
             pin,
             reaped: false,
+        }
+    }
+
+    /// Wait up to `within` for the pod init to exit and reap it; `StillAlive` if it did not.
+    fn reap_within(&mut self, within: Duration) -> WaitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.try_reap();
+            if status != WaitStatus::StillAlive || Instant::now() > deadline {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(20));
         }
     }
 

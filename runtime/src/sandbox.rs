@@ -24,6 +24,15 @@ use super::{
 
 const HOSTS_HEADER: &str = "# Kubernetes-style hosts file, managed by kinglet.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
+/// What `setup_sandbox` made: namespaces, /dev/shm, hostname, address, the pod init's tie.
+type SetUp = (
+    PodNamespaces,
+    Option<PathBuf>,
+    String,
+    Option<Ipv4Addr>,
+    Option<kinglet_netns::PodInitTie>,
+);
+
 fn netns_err(what: &'static str) -> impl FnOnce(kinglet_netns::NetnsError) -> CriError {
     move |e| CriError::internal(what, e)
 }
@@ -301,7 +310,7 @@ impl Runtime {
             .await
         {
             Ok(made) => {
-                let (namespaces, shm, hostname, ip) = made;
+                let (namespaces, shm, hostname, ip, pod_init_tie) = made;
                 let (cgroup_parent, owns_cgroup_parent) = if linux.cgroup_parent.is_empty() {
                     (format!("/kinglet/{id}"), true)
                 } else {
@@ -333,6 +342,10 @@ impl Runtime {
                 if let Err(e) = self.store.insert_sandbox(rec).await {
                     rb.run().await;
                     return Err(e);
+                }
+                // The record names the pod init now: it may outlive the daemon.
+                if let Some(Err(e)) = pod_init_tie.map(kinglet_netns::PodInitTie::release) {
+                    tracing::warn!(pod = %id, err = %kinglet_cri::chain(&e), "pod init gone");
                 }
                 kinglet_fault::crash_point!("sandbox.after-record");
                 rb.commit();
@@ -408,7 +421,7 @@ impl Runtime {
         pid: NsMode,
         ipc: NsMode,
         rb: &mut Rollback,
-    ) -> Result<(PodNamespaces, Option<PathBuf>, String, Option<Ipv4Addr>), CriError> {
+    ) -> Result<SetUp, CriError> {
         mkdir(dir)?;
         {
             let d = dir.to_owned();
@@ -446,10 +459,10 @@ impl Runtime {
             pid_path: None,
             pid_init: None,
         };
+        let mut tie = None;
         if pid == NsMode::Pod {
-            let (pin_path, init) = self.start_pod_init(&ns_dir, rb).await?;
-            namespaces.pid_path = Some(pin_path);
-            namespaces.pid_init = Some(init);
+            let (pin_path, init, t) = self.start_pod_init(&ns_dir, rb).await?;
+            (namespaces.pid_path, namespaces.pid_init, tie) = (Some(pin_path), Some(init), Some(t));
             kinglet_fault::crash_point!("sandbox.after-pod-init");
         }
         let shm = if ipc != NsMode::Node {
@@ -466,7 +479,7 @@ impl Runtime {
             mkdir(Path::new(&config.log_directory))?;
         }
         tracing::debug!(pod = %id, ?ip, "sandbox namespaces, network and files ready");
-        Ok((namespaces, shm, hostname, ip))
+        Ok((namespaces, shm, hostname, ip, tie))
     }
 
     /// The pod's network in its pinned namespace `netns` (veth, address, route, hostPorts),
@@ -497,18 +510,18 @@ impl Runtime {
     }
 
     /// Start the init of the pod's shared PID namespace, pinned at `<ns_dir>/pid`, stopped by
-    /// `rb`. Returns the pin and the init's pid.
+    /// `rb`. Returns the pin, the init's pid and its tie (released once the record is saved).
     async fn start_pod_init(
         &self,
         ns_dir: &Path,
         rb: &mut Rollback,
-    ) -> Result<(PathBuf, u32), CriError> {
+    ) -> Result<(PathBuf, u32, kinglet_netns::PodInitTie), CriError> {
         mkdir(ns_dir)?;
         let pin_path = ns_dir.join("pid");
         let exe = self.pod_init_exe.clone();
         let pp = pin_path.clone();
-        let init = blocking("start pod init", move || {
-            kinglet_netns::spawn_pod_init(&exe, &pp)
+        let (init, tie) = blocking("start pod init", move || {
+            kinglet_netns::spawn_tied_pod_init(&exe, &pp)
                 .map_err(netns_err("start the pod's pid namespace init"))
         })
         .await?;
@@ -519,7 +532,7 @@ impl Runtime {
             })
             .await;
         });
-        Ok((pin_path, init))
+        Ok((pin_path, init, tie))
     }
 
     /// Stop every container of the sandbox and release its namespaces. Idempotent.

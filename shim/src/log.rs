@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, FixedOffset, Offset, TimeZone, Timelike};
 
-use crate::log_rotate::LogRotation;
+use crate::log_rotate::{LogRotation, Rotator};
 
 /// Default maximum content length of one log entry (containerd's `max_container_log_line_size`).
 pub const DEFAULT_MAX_LINE_SIZE: NonZeroUsize = NonZeroUsize::new(16 * 1024).unwrap();
@@ -218,7 +218,7 @@ pub struct CriLogWriter {
     /// Framed entries of the current call, written with one `write` where possible.
     out: Vec<u8>,
     /// Rotate the file itself at a size ([`crate::log_rotate`]); `None`: never.
-    rotation: Option<LogRotation>,
+    rotator: Option<Rotator>,
     /// Bytes in the current file.
     size: u64,
 }
@@ -234,13 +234,13 @@ impl CriLogWriter {
             file,
             framer: LineFramer::new(Some(DEFAULT_MAX_LINE_SIZE)),
             out: Vec::new(),
-            rotation: None,
+            rotator: None,
         })
     }
 
     /// Rotate the file when it reaches a size, keeping a number of files.
     pub fn with_rotation(mut self, rotation: Option<LogRotation>) -> Self {
-        self.rotation = rotation;
+        self.rotator = rotation.map(|r| Rotator::new(&self.path, r));
         self
     }
 
@@ -281,10 +281,13 @@ impl CriLogWriter {
     }
 
     /// The container is gone: log what is left of both streams, even if a pipe never reached
-    /// EOF (another process may still hold it).
+    /// EOF (another process may still hold it), and wait for rotated files to be compressed.
     pub fn finish(&mut self) {
         self.end_of_stream(Stream::Stdout);
         self.end_of_stream(Stream::Stderr);
+        if let Some(r) = self.rotator.as_mut() {
+            r.finish();
+        }
     }
 
     /// Close the file and open `path` again (CRI `ReopenContainerLog`, after the kubelet rotated
@@ -303,9 +306,9 @@ impl CriLogWriter {
         }
         // Rotate before a write that would take the file past its size, so that no file is
         // larger than the limit (unless one write alone is).
-        if let Some(r) = self.rotation {
-            if self.size > 0 && self.size + self.out.len() as u64 > r.max_size {
-                let rotated = crate::log_rotate::rotate(&self.path, r).and_then(|()| self.reopen());
+        if let Some(r) = self.rotator.as_mut() {
+            if self.size > 0 && self.size + self.out.len() as u64 > r.rotation().max_size {
+                let rotated = r.rotate().and_then(|()| self.reopen());
                 if let Err(e) = rotated {
                     self.out.clear();
                     return Err(e);
@@ -586,14 +589,24 @@ mod tests {
             w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
                 .unwrap();
         }
+        w.finish();
         let rotated = crate::log_rotate::rotated_files(&path).unwrap();
         assert_eq!(rotated.len(), 2, "{rotated:?}");
-        for p in rotated.iter().chain([&path]) {
+        // The older rotated file is compressed, the newest is not (as the kubelet leaves them).
+        let mut older = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&rotated[0]).unwrap()),
+            &mut older,
+        )
+        .unwrap();
+        assert!(rotated[0].to_string_lossy().ends_with(".gz"));
+        assert!(older.len() <= 200 && !entries(&older).is_empty(), "{older}");
+        for p in [&rotated[1], &path] {
             assert!(std::fs::metadata(p).unwrap().len() <= 200, "{p:?}");
+            assert!(!read_entries(p).is_empty());
         }
         // The newest lines are in the current file, whole entries in every file.
         assert_eq!(read_entries(&path).last().unwrap(), &full("line 99"));
-        assert!(rotated.iter().all(|p| !read_entries(p).is_empty()));
     }
 
     #[test]

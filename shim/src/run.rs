@@ -1,8 +1,10 @@
 //! `kinglet shim run`: create one container through libcontainer and monitor it until it exits.
 //!
 //! Invariants:
-//! - libcontainer is only called while this process has one thread ([`crate::sys`] checks it
-//!   before forking; the shim never starts a thread).
+//! - libcontainer is only called to fork while this process has one thread ([`crate::sys`]
+//!   checks it before forking). The only thread the shim starts is the log compressor
+//!   ([`crate::log_rotate`]), at the first rotation: after the container's init exists, when
+//!   libcontainer only signals or deletes it.
 //! - The container's init is this process's child (libcontainer clones it with `CLONE_PARENT`
 //!   from its intermediate process), so the exit status can be collected with `waitpid`.
 //! - `exit.json` is written before the shim exits, and the shim exits only after the init did:

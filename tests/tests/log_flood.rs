@@ -1,6 +1,7 @@
 //! A container writing to stdout as fast as it can: the shim rotates its CRI log within
 //! `container-log-max-size` × `container-log-max-files`, the container keeps running, and
-//! another pod's log lines keep arriving. Prints the daemon's and the flooding shim's CPU %
+//! another pod's log lines keep arriving; rotated files but the newest are gzip-compressed (by
+//! the time the container is stopped). Prints the daemon's and the flooding shim's CPU %
 //! and peak RSS, and the bytes written and kept. `KINGLET_FLOOD_SECS` (default 10) sets the
 //! flood's length; `scripts/bench-logflood.sh` runs it for 60 s.
 
@@ -160,6 +161,35 @@ async fn a_log_flood_stays_within_rotation_limits_and_other_pods_keep_logging() 
         })
         .await
         .unwrap();
+    }
+    // Stopped, the shim has finished compressing: as the kubelet leaves them, every rotated
+    // file but the newest is gzip-compressed (whole CRI entries), the newest is not.
+    let mut rotated: Vec<_> = std::fs::read_dir(&flood_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("yes.log."))
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated.len(), MAX_FILES as usize - 1, "{rotated:?}");
+    let (newest, older) = rotated.split_last().unwrap();
+    assert!(!newest.to_string_lossy().ends_with(".gz"), "{newest:?}");
+    for gz in older {
+        assert!(
+            gz.to_string_lossy().ends_with(".gz"),
+            "{gz:?} not compressed"
+        );
+        let text = sh("gzip", &["-dc", gz.to_str().unwrap()]);
+        let n = text.lines().count();
+        assert!(
+            n > 1000
+                && text.len() as u64 <= MAX_SIZE
+                && text
+                    .lines()
+                    .all(|l| l.contains(" stdout F flood flood ") || l.contains(" stdout P ")),
+            "{gz:?}: {n} lines, {} bytes",
+            text.len()
+        );
     }
     remove_pod(&mut rt, &flood_pod).await;
     remove_pod(&mut rt, &quiet_pod).await;
