@@ -85,14 +85,13 @@ pub async fn collect<S: Store + ?Sized>(
     let (us, uf) = uncounted(prev);
     let recorded: HashSet<&String> = us.iter().chain(&uf).collect();
     let mut t = Tracked::default();
-    for o in store.list("Pod").await {
+    let (ns, owner) = (key.namespace.clone(), uid.to_owned());
+    let mine = move |o: &Object| {
+        let m = o.meta();
+        m.namespace.as_deref() == Some(&ns) && owned_by(m, &owner) && has_finalizer(m)
+    };
+    for o in store.list_where("Pod", &mine).await {
         let Object::Pod(p) = o else { continue };
-        if p.metadata.namespace.as_deref() != Some(&key.namespace)
-            || !owned_by(&p.metadata, uid)
-            || !has_finalizer(&p.metadata)
-        {
-            continue;
-        }
         let st = store.pod_status(&p).await;
         let terminal = common::is_terminal(&st);
         // A pod being deleted (by a user) no longer counts as active; counted once it ends.
