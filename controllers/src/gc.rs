@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 
+use kinglet_manifest::Object;
+
 use crate::common::controller_of;
 use crate::Store;
 
@@ -37,22 +39,25 @@ pub async fn collect<S: Store + ?Sized>(store: &S) {
             ));
         }
     }
+    // Only the orphans are copied out of the store.
+    let orphan = move |o: &Object| {
+        let Some(r) = controller_of(o.meta()) else {
+            return false;
+        };
+        // Being deleted already (a Pod within its grace period).
+        if o.meta().deletion_timestamp.is_some() || !OWNERS.contains(&r.kind.as_str()) {
+            return false;
+        }
+        let ns = o.meta().namespace.as_deref();
+        let ns = ns.unwrap_or(kinglet_manifest::DEFAULT_NAMESPACE).to_owned();
+        !owners.contains(&(r.kind.clone(), ns, r.uid.clone()))
+    };
     for kind in DEPENDENTS {
-        for o in store.list(kind).await {
+        for o in store.list_where(kind, &orphan).await {
             let Some(r) = controller_of(o.meta()) else {
                 continue;
             };
-            // Being deleted already (a Pod within its grace period).
-            if o.meta().deletion_timestamp.is_some() {
-                continue;
-            }
-            if !OWNERS.contains(&r.kind.as_str()) {
-                continue;
-            }
             let k = o.key();
-            if owners.contains(&(r.kind.clone(), k.namespace.clone(), r.uid.clone())) {
-                continue;
-            }
             tracing::info!(object = %k, owner = %format!("{}/{}", r.kind, r.name), "owner is gone: deleting");
             if let Err(e) = store.delete(&k).await {
                 tracing::warn!(object = %k, err = %e, "garbage collection failed");

@@ -85,14 +85,13 @@ pub async fn collect<S: Store + ?Sized>(
     let (us, uf) = uncounted(prev);
     let recorded: HashSet<&String> = us.iter().chain(&uf).collect();
     let mut t = Tracked::default();
-    for o in store.list("Pod").await {
+    let (ns, owner) = (key.namespace.clone(), uid.to_owned());
+    let mine = move |o: &Object| {
+        let m = o.meta();
+        m.namespace.as_deref() == Some(&ns) && owned_by(m, &owner) && has_finalizer(m)
+    };
+    for o in store.list_where("Pod", &mine).await {
         let Object::Pod(p) = o else { continue };
-        if p.metadata.namespace.as_deref() != Some(&key.namespace)
-            || !owned_by(&p.metadata, uid)
-            || !has_finalizer(&p.metadata)
-        {
-            continue;
-        }
         let st = store.pod_status(&p).await;
         let terminal = common::is_terminal(&st);
         // A pod being deleted (by a user) no longer counts as active; counted once it ends.
@@ -224,7 +223,10 @@ pub async fn release<S: Store + ?Sized>(
 }
 
 /// Store the pass's status `st` in three steps: the newly finished pods as uncounted, their
-/// finalizers removed, then counted.
+/// finalizers removed, then counted. A Complete or Failed condition this pass reached is held
+/// back to the last step, as upstream's controller adds it only once no pod is uncounted (the
+/// SuccessCriteriaMet/FailureTarget conditions say so meanwhile): a reader never sees a
+/// finished Job whose counts are not final.
 pub async fn record<S: Store + ?Sized>(
     store: &S,
     key: &ObjectKey,
@@ -241,17 +243,36 @@ pub async fn record<S: Store + ?Sized>(
         succeeded: Some(us.clone()).filter(|v| !v.is_empty()),
         failed: Some(uf.clone()).filter(|v| !v.is_empty()),
     });
-    write(store, key, prev, &st).await?;
     if t.release.is_empty() && us.is_empty() && uf.is_empty() {
-        return Ok(());
+        return write(store, key, prev, &st).await;
     }
+    let recorded = unfinished(&st, prev);
+    write(store, key, prev, &recorded).await?;
     for name in &t.release {
         release(store, &key.namespace, name).await?;
     }
-    let recorded = st.clone();
     let add = |n: Option<i32>, k: usize| Some(n.unwrap_or(0) + k as i32).filter(|n| *n > 0);
     st.succeeded = add(st.succeeded, us.len());
     st.failed = add(st.failed, uf.len());
     st.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
     write(store, key, &recorded, &st).await
+}
+
+/// `st` without the Complete/Failed condition (and completion time) that `prev` lacks.
+fn unfinished(st: &JobStatus, prev: &JobStatus) -> JobStatus {
+    let had = |type_: &str| {
+        prev.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    };
+    let mut out = st.clone();
+    if let Some(conds) = &mut out.conditions {
+        conds.retain(|c| !matches!(c.type_.as_str(), "Complete" | "Failed") || had(&c.type_));
+    }
+    out.conditions = out.conditions.filter(|c| !c.is_empty());
+    if !had("Complete") {
+        out.completion_time = prev.completion_time.clone();
+    }
+    out
 }

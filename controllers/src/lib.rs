@@ -57,10 +57,20 @@ pub use error::ControllerError;
 /// A change to one stored object, applied under the store's lock; says whether it changed.
 pub type Modify = Box<dyn FnOnce(&mut Object) -> bool + Send>;
 
+/// A test of a stored object, run under the store's lock.
+pub type Filter = dyn Fn(&Object) -> bool + Send + Sync;
+
 /// The object store as the controllers use it.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn list(&self, kind: &str) -> Vec<Object>;
+    /// The objects of `kind` that `keep` accepts (only those are copied out of the store: a
+    /// controller looking for a few pods among many pays for the few).
+    async fn list_where(&self, kind: &str, keep: &Filter) -> Vec<Object> {
+        let mut all = self.list(kind).await;
+        all.retain(|o| keep(o));
+        all
+    }
     async fn get(&self, key: &ObjectKey) -> Option<Object>;
     /// Store a new object (fresh uid, creation time); returns it as stored.
     async fn create(&self, obj: Object) -> Result<Object, ControllerError>;

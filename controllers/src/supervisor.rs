@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kinglet_kubelet::Supervisor;
 use kinglet_manifest::{Object, ObjectKey};
 
-use crate::{ControllerError, Modify, Store};
+use crate::{ControllerError, Filter, Modify, Store};
 
 pub(crate) struct SupervisorStore(pub Arc<Supervisor>);
 
@@ -16,6 +16,9 @@ pub(crate) struct SupervisorStore(pub Arc<Supervisor>);
 impl Store for SupervisorStore {
     async fn list(&self, kind: &str) -> Vec<Object> {
         self.0.list_objects(kind).await
+    }
+    async fn list_where(&self, kind: &str, keep: &Filter) -> Vec<Object> {
+        self.0.list_objects_where(kind, keep).await
     }
     async fn get(&self, key: &ObjectKey) -> Option<Object> {
         self.0.get_object(key).await

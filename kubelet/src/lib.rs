@@ -39,6 +39,7 @@ mod ingress;
 pub mod namespaces;
 mod objects;
 pub mod pod;
+mod pod_sync;
 pub mod podspec;
 mod probe;
 pub mod pvc;
@@ -113,8 +114,10 @@ pub struct Supervisor {
     /// Objects each manifest file last defined.
     sources: Mutex<watch::Sources>,
     store: Mutex<ObjectStore>,
-    /// Wakes the dispatcher (after an apply or a delete).
-    wake: Notify,
+    /// Wakes the dispatcher (after an apply or a delete, or the end of a deleted pod's worker).
+    wake: Arc<Notify>,
+    /// What the dispatcher last published, to trigger only the pods that need a pass.
+    sync: std::sync::Mutex<pod_sync::PodSync>,
     /// The objects as the dispatcher last published them (read by the pod workers).
     world: tokio::sync::watch::Sender<Arc<World>>,
     /// The pod workers, by pod uid.
@@ -158,7 +161,9 @@ impl Supervisor {
             saved.clone(),
         ));
         let world = tokio::sync::watch::Sender::new(Arc::default());
+        let wake = Arc::new(Notify::new());
         let pods = PodReconciler {
+            dispatcher: wake.clone(),
             rt: rt.clone(),
             policy: cfg.backoff,
             root: cfg.root.clone(),
@@ -175,7 +180,8 @@ impl Supervisor {
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),
             store: Mutex::new(store),
-            wake: Notify::new(),
+            wake,
+            sync: Default::default(),
             world,
             pods: Controller::new(Arc::new(pods), RetryPolicy::default()),
             services: Default::default(),
@@ -189,55 +195,93 @@ impl Supervisor {
         Ok(s)
     }
 
-    /// Publish the objects once a second, and at once after an apply or a delete; a
-    /// container's exit wakes only its pod's worker.
+    /// Publish the objects once a second, and at once after an apply, a delete, a container's
+    /// exit (after waking its pod's worker) or the end of a deleted pod's worker.
     async fn dispatch_loop(self: Arc<Self>) {
         loop {
             self.dispatch().await;
             let next = Instant::now() + Duration::from_secs(1);
-            loop {
-                tokio::select! {
-                    _ = self.wake.notified() => break,
-                    _ = tokio::time::sleep_until(next) => break,
-                    _ = self.rt.container_exited() => {
-                        if !self.wake_exited() {
-                            break;
-                        }
-                    }
-                }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.rt.container_exited() => self.wake_exited(),
             }
         }
     }
 
-    /// Publish the current objects and trigger the worker of every pod that is applied or
-    /// has a sandbox left (starting workers as needed).
+    /// Publish the current objects and trigger the workers of the pods that need a pass
+    /// (`pod_sync`: changed pods, all pods when what they read changed, a periodic resync).
     async fn dispatch(&self) {
         self.provision().await;
-        let (pods, snap) = self.snapshot().await;
-        let pods: HashMap<String, Pod> = pods
-            .into_iter()
-            .map(|p| (p.metadata.uid.clone().unwrap_or_default(), p))
-            .collect();
-        let mut uids: HashSet<String> = pods.keys().cloned().collect();
-        self.world.send_replace(Arc::new(World { pods, snap }));
-        let mut pods_with_sandbox: HashSet<String> = HashSet::new();
-        match self
-            .rt
-            .list_pod_sandbox(v1::ListPodSandboxRequest::default())
-            .await
-        {
-            Ok(list) => pods_with_sandbox.extend(
+        let now = Instant::now();
+        let (pods, revs, deps_changed, list) = {
+            let store = self.store.lock().await;
+            let mut sync = self.sync();
+            let (pods, revs) = sync.pods(store.pods());
+            let (snap, deps_changed) =
+                sync.snapshot(store.deps_revision(), || self.snapshot(&store));
+            let terminating = pods
+                .values()
+                .any(|p| p.metadata.deletion_timestamp.is_some());
+            let list = sync.list_due(terminating, now);
+            self.world.send_replace(Arc::new(World {
+                pods: pods.clone(),
+                snap,
+            }));
+            (pods, revs, deps_changed, list)
+        };
+        drop(pods);
+        let with_sandbox = if list {
+            self.pods_with_sandbox().await
+        } else {
+            None
+        };
+        if let Some(w) = &with_sandbox {
+            self.remove_terminated(w).await;
+        }
+        let workers = self.pods.keys();
+        let finished = |uid: &str| {
+            self.pods
+                .handle(&uid.to_owned())
+                .is_some_and(|s| s.finished())
+        };
+        let plan = self.sync().plan(&pod_sync::Seen {
+            pods: &revs,
+            deps_changed,
+            with_sandbox: with_sandbox.as_ref(),
+            workers: &workers,
+            finished: &finished,
+            now,
+        });
+        for uid in &plan.trigger {
+            self.pods.trigger(uid);
+        }
+        for uid in &plan.wake {
+            self.pods.wake_if_running(uid);
+        }
+    }
+
+    fn sync(&self) -> std::sync::MutexGuard<'_, pod_sync::PodSync> {
+        // Only the dispatcher takes it, never across an await.
+        self.sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The uids of the pods that have a sandbox (None: the runtime could not list them).
+    async fn pods_with_sandbox(&self) -> Option<HashSet<String>> {
+        let req = v1::ListPodSandboxRequest::default();
+        match self.rt.list_pod_sandbox(req).await {
+            Ok(list) => Some(
                 list.items
                     .into_iter()
-                    .filter_map(|s| s.labels.get(podspec::LABEL_POD_UID).cloned()),
+                    .filter_map(|s| s.labels.get(podspec::LABEL_POD_UID).cloned())
+                    .collect(),
             ),
-            // Not known which pods still have containers: remove no deleted pod yet.
-            Err(_) => pods_with_sandbox.extend(uids.iter().cloned()),
-        }
-        uids.extend(pods_with_sandbox.iter().cloned());
-        self.remove_terminated(&pods_with_sandbox).await;
-        for uid in uids {
-            self.pods.trigger(&uid);
+            Err(e) => {
+                tracing::warn!(err = %e.message, "listing the pod sandboxes");
+                None
+            }
         }
     }
 
@@ -262,27 +306,25 @@ impl Supervisor {
     }
 
     /// Wake the workers of the pods whose containers exited (the runtime's list of their
-    /// labels). False when one has no worker (a full pass is needed).
-    fn wake_exited(&self) -> bool {
-        let mut all = true;
+    /// labels), starting one where none runs.
+    fn wake_exited(&self) {
         for labels in self.rt.take_exited() {
             // A container of a CRI client's pod (no uid label): nothing to do.
             if let Some(uid) = labels.get(podspec::LABEL_POD_UID) {
-                all &= self.pods.wake_if_running(uid);
+                if !self.pods.wake_if_running(uid) {
+                    self.pods.trigger(uid);
+                }
             }
         }
-        all
     }
 
-    /// The Pods, and the ConfigMap and Secret data, as stored now.
-    async fn snapshot(&self) -> (Vec<Pod>, Snapshot) {
-        let store = self.store.lock().await;
+    /// The ConfigMap, Secret, Service and claim data in `store`.
+    fn snapshot(&self, store: &ObjectStore) -> Snapshot {
         let mut snap = Snapshot::default();
-        let mut pods = Vec::new();
         for (k, o) in &store.map {
             let key = (k.namespace.clone(), k.name.clone());
             match o {
-                Object::Pod(p) => pods.push((**p).clone()),
+                Object::Pod(_) => {}
                 Object::ConfigMap(c) => {
                     snap.config_maps
                         .insert(key, kinglet_manifest::config_map_data(c));
@@ -322,7 +364,7 @@ impl Supervisor {
                 }
             }
         }
-        (pods, snap)
+        snap
     }
 
     /// Pod `pod`'s current status.

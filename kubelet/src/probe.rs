@@ -271,6 +271,8 @@ pub(crate) struct Prober {
     pub grace: i64,
     /// restartPolicy is not Never (the kubelet then says "will be restarted").
     pub restarts: bool,
+    /// Wakes the pod's worker (a passed startup probe lets the next container start).
+    pub wake: crate::harness::Wake,
 }
 
 impl Prober {
@@ -385,7 +387,10 @@ impl Prober {
         });
         if let Some(p) = &pr.c.startup_probe {
             match pr.run(Kind::Startup, p).await {
-                Ended::Passed => pr.set(|s| s.started = true),
+                Ended::Passed => {
+                    pr.set(|s| s.started = true);
+                    pr.wake.wake();
+                }
                 Ended::Failed => {
                     pr.kill(Kind::Startup, p).await;
                     return pr.forget();

@@ -209,14 +209,17 @@ impl Supervisor {
             .await;
     }
 
-    /// The Services, Pods and hand-applied EndpointSlices (v1 Endpoints mirrored) in the store.
+    /// The Services, Pods (none when there is no Service) and hand-applied EndpointSlices (v1
+    /// Endpoints mirrored) in the store.
     async fn services_world(&self) -> (Vec<Service>, Vec<Pod>, Vec<EndpointSlice>) {
         let store = self.store.lock().await;
         let (mut s, mut p, mut m) = (Vec::new(), Vec::new(), Vec::new());
+        // Pods are copied only when some Service may select them.
+        let any_service = store.map.values().any(|o| matches!(o, Object::Service(_)));
         for o in store.map.values() {
             match o {
                 Object::Service(svc) => s.push((**svc).clone()),
-                Object::Pod(pod) => p.push((**pod).clone()),
+                Object::Pod(pod) if any_service => p.push((**pod).clone()),
                 Object::EndpointSlice(e) => m.push((**e).clone()),
                 Object::Endpoints(e) => m.extend(endpoints::mirror(e)),
                 _ => {}

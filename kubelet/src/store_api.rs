@@ -25,6 +25,22 @@ impl Supervisor {
             .collect()
     }
 
+    /// The stored objects of `kind` that `keep` accepts (tested under the lock: only those
+    /// are copied).
+    pub async fn list_objects_where(
+        &self,
+        kind: &str,
+        keep: &(dyn Fn(&Object) -> bool + Send + Sync),
+    ) -> Vec<Object> {
+        let store = self.store.lock().await;
+        store
+            .map
+            .iter()
+            .filter(|(k, o)| k.kind == kind && keep(o))
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
     /// One stored object.
     pub async fn get_object(&self, key: &ObjectKey) -> Option<Object> {
         self.store.lock().await.map.get(key).cloned()

@@ -3,8 +3,9 @@
 //! long grace period, a stop) never delays another pod's restarts.
 //!
 //! The dispatcher (once a second and at once after an apply, a delete or a container exit)
-//! publishes the objects as one shared [`World`] and triggers every pod that is applied or
-//! still has a sandbox. A worker owns its pod's [`PodState`] and makes a pass with the newest
+//! publishes the objects as one shared [`World`] and triggers the pods that need a pass
+//! (`crate::pod_sync`: a changed Pod, changed inputs, a periodic resync); a container's exit
+//! wakes its pod's worker directly. A worker owns its pod's [`PodState`] and makes a pass with the newest
 //! world when triggered, when a task it started (a pull, a prober) reports back, or when the
 //! last pass asked to be requeued (a back-off ends). When its pod is no longer applied it tears
 //! the pod's sandboxes down, drops the pod's saved back-off and ends (unless the pod was
@@ -47,6 +48,8 @@ pub(crate) struct PodReconciler {
     pub saved_backoff: Mutex<HashMap<String, PodBackoff>>,
     /// Every pod's back-off, saved for the next daemon.
     pub book: Arc<BackoffBook>,
+    /// Wakes the dispatcher: a deleted pod's containers are gone, its object can go.
+    pub dispatcher: Arc<tokio::sync::Notify>,
 }
 
 /// One pod's worker: its state and what it acts through.
@@ -101,6 +104,9 @@ impl Reconciler for PodReconciler {
         else {
             pod::remove(&mut w.state, &w.env).await?;
             self.book.put(uid, PodBackoff::new()).await;
+            if world.pods.contains_key(uid) {
+                self.dispatcher.notify_one();
+            }
             return Ok(Action::Done);
         };
         let result = pod::reconcile(pod, &world, &mut w.state, &w.env).await;

@@ -3,6 +3,7 @@
 //! and the Services their service link variables name.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 
@@ -39,10 +40,11 @@ impl Sources for Snapshot {
     }
 }
 
-/// The applied objects at one moment, shared by all workers.
+/// The applied objects at one moment, shared by all workers. Pods and the snapshot are
+/// shared with the previous publication while unchanged (`crate::pod_sync`).
 #[derive(Debug, Default)]
 pub struct World {
     /// Pods by uid.
-    pub pods: HashMap<String, Pod>,
-    pub snap: Snapshot,
+    pub pods: HashMap<String, Arc<Pod>>,
+    pub snap: Arc<Snapshot>,
 }

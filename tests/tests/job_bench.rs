@@ -1,9 +1,10 @@
 //! Benchmark (run on demand, prints figures, asserts only that the Job completes): a Job of
 //! `KINGLET_JOB_BENCH_COMPLETIONS` completions (default 1000), parallelism 10, pods of `true`,
 //! through a real daemon. Prints completions per second and the daemon's RSS and CPU sampled
-//! once a second over the run, and by tenths of the run the completion rate, RSS and CPU, to
-//! show whether they stay flat. `KINGLET_JOB_BENCH_SECS` caps the run (default 3 s per
-//! completion + 2 min).
+//! once a second over the run, to show whether they stay flat: per 100 completions the time they took, the rate, the RSS and
+//! the daemon's CPU. `KINGLET_JOB_BENCH_SECS` caps the run (default 3 s per completion + 2
+//! min); `KINGLET_JOB_BENCH_OUT` names a file for the figures as TSV
+//! (`scripts/bench-workloads.sh job` compares two binaries with it).
 //!
 //! `cargo test -p kinglet-tests --test job_bench -- --ignored --nocapture`
 
@@ -30,6 +31,12 @@ fn sample(pid: u32) -> (u64, u64) {
     (rss, cpu)
 }
 
+/// The host's load averages (1, 5, 15 min).
+fn loadavg() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: run on demand with --ignored --nocapture"]
 async fn job_of_many_completions() {
@@ -52,6 +59,7 @@ async fn job_of_many_completions() {
         .flatten()
         .unwrap_or(100) as f64;
     let (rss0, cpu0) = sample(pid);
+    let load0 = loadavg();
     let start = Instant::now();
     d.cli_ok(&["apply", "-f", &f]);
     let mut samples: Vec<(f64, u64, u64, i64)> = Vec::new();
@@ -89,39 +97,74 @@ async fn job_of_many_completions() {
     }
     let secs = start.elapsed().as_secs_f64();
     let (_, rss_end, cpu_end, last) = *samples.last().expect("samples");
+    let rss_peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
     println!(
         "FIGURE job bench: {completions} completions, parallelism 10, pods of `true`: {:.1} s, {:.2} completions/s",
         secs,
         f64::from(completions) / secs
     );
     println!(
-        "FIGURE job bench: daemon RSS {} KiB before, max {} KiB, {} KiB at the end; CPU {:.1} s ({:.0}% of one core)",
+        "FIGURE job bench: daemon RSS {} KiB before, peak {} KiB, {} KiB at the end; CPU {:.1} s ({:.0}% of one core)",
         rss0,
-        samples.iter().map(|s| s.1).max().unwrap_or(0),
+        rss_peak,
         rss_end,
         (cpu_end - cpu0) as f64 / ticks,
         100.0 * (cpu_end - cpu0) as f64 / ticks / secs
     );
-    // By tenths of the run: completions/s, RSS and CPU in that tenth, to show their trend.
-    let tenth = (samples.len() / 10).max(1);
-    let mut trend = Vec::new();
+    println!(
+        "FIGURE job bench: load average at the start {load0}, at the end {}",
+        loadavg()
+    );
+    // Per 100 completions: how long they took, the rate, RSS when the 100th was seen and the
+    // daemon's CPU over those seconds.
+    let mut rows = Vec::new();
     let mut prev = (0.0, rss0, cpu0, 0);
-    for s in samples.iter().skip(tenth - 1).step_by(tenth) {
+    let mut next = 100;
+    for s in &samples {
+        if s.3 < next && s.3 < i64::from(completions) {
+            continue;
+        }
         let dt = (s.0 - prev.0).max(0.001);
-        trend.push(format!(
-            "{:.0}s:{}done:{:.2}/s:{}MiB:{:.0}%cpu",
-            s.0,
+        rows.push(format!(
+            "per100_{:05}\t{}-{}\t{:.1}\t{:.2}\t{}\t{:.0}",
+            (s.3 / 100) * 100,
+            prev.3,
             s.3,
+            dt,
             (s.3 - prev.3) as f64 / dt,
             s.1 / 1024,
             100.0 * s.2.saturating_sub(prev.2) as f64 / ticks / dt
         ));
         prev = *s;
+        next = (s.3 / 100 + 1) * 100;
     }
+    println!("FIGURE job bench per 100: reached\tcompletions\tseconds\tper_s\tRSS_MiB\tCPU_%");
+    for r in &rows {
+        println!("FIGURE job bench per 100: {r}");
+    }
+    // The finished Job goes (ttlSecondsAfterFinished: 0), and its pods with it.
+    let gone = Instant::now();
+    while gone.elapsed() < Duration::from_secs(120) {
+        let out = d.cli(&["get", "pods", "-o", "name"]);
+        if out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (rss_clean, _) = sample(pid);
     println!(
-        "FIGURE job bench: time:succeeded:rate:RSS:CPU {}",
-        trend.join(" ")
+        "FIGURE job bench: {:.1} s after the Job completed its pods are gone; daemon RSS then {} KiB",
+        gone.elapsed().as_secs_f64(),
+        rss_clean
     );
+    if let Ok(out) = std::env::var("KINGLET_JOB_BENCH_OUT") {
+        let summary = format!(
+            "total_s\t{secs:.1}\nrss_start_kib\t{rss0}\nrss_peak_kib\t{rss_peak}\nrss_end_kib\t{rss_end}\nrss_after_cleanup_kib\t{rss_clean}\ncpu_pct\t{:.0}\ndone\t{last}\n",
+            100.0 * (cpu_end - cpu0) as f64 / ticks / secs
+        );
+        let text = format!("{summary}{}\n", rows.join("\n"));
+        std::fs::write(&out, text).expect("write the bench summary");
+    }
     assert_eq!(
         last,
         i64::from(completions),

@@ -99,3 +99,106 @@ async fn pods_the_job_deletes_are_released_and_not_counted() {
     let st = status(&store);
     assert_eq!((st.succeeded, st.failed, st.active), (None, None, None));
 }
+
+/// A store that keeps every status the Job was written with.
+struct Recording {
+    inner: FakeStore,
+    statuses: std::sync::Mutex<Vec<k8s_openapi::api::batch::v1::JobStatus>>,
+}
+
+#[async_trait::async_trait]
+impl crate::Store for Recording {
+    async fn list(&self, kind: &str) -> Vec<Object> {
+        self.inner.list(kind).await
+    }
+    async fn get(&self, key: &kinglet_manifest::ObjectKey) -> Option<Object> {
+        self.inner.get(key).await
+    }
+    async fn create(&self, obj: Object) -> Result<Object, crate::ControllerError> {
+        self.inner.create(obj).await
+    }
+    async fn modify(
+        &self,
+        key: &kinglet_manifest::ObjectKey,
+        bump: bool,
+        f: crate::Modify,
+    ) -> Result<Option<Object>, crate::ControllerError> {
+        let out = self.inner.modify(key, bump, f).await?;
+        if let Some(Object::Job(j)) = &out {
+            let mut all = self.statuses.lock().unwrap();
+            all.push(j.status.clone().unwrap_or_default());
+        }
+        Ok(out)
+    }
+    async fn delete(
+        &self,
+        key: &kinglet_manifest::ObjectKey,
+    ) -> Result<bool, crate::ControllerError> {
+        self.inner.delete(key).await
+    }
+    async fn pod_status(
+        &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
+    ) -> k8s_openapi::api::core::v1::PodStatus {
+        self.inner.pod_status(pod).await
+    }
+    fn now(&self) -> k8s_openapi::jiff::Timestamp {
+        self.inner.now()
+    }
+}
+
+#[tokio::test]
+async fn complete_is_written_only_with_the_final_counts() {
+    let store = Recording {
+        inner: FakeStore::new(),
+        statuses: Default::default(),
+    };
+    apply(&store.inner, &job("  completions: 2\n  parallelism: 2"));
+    pass(&store.inner).await;
+    for n in active_pods(&store.inner) {
+        finish(&store.inner, &n, "Succeeded");
+    }
+    let Some(Object::Job(j)) = store.inner.obj("Job", "pi") else {
+        panic!("no job")
+    };
+    let key = kinglet_manifest::ObjectKey {
+        kind: "Job",
+        namespace: "default".into(),
+        name: "pi".into(),
+    };
+    let mut mem = crate::job_tracking::JobMemory::default();
+    crate::job::sync(&store, &key, &j, &mut mem).await.unwrap();
+    let writes = store.statuses.lock().unwrap().clone();
+    assert!(writes.len() >= 2, "recorded, then counted: {writes:?}");
+    for st in &writes {
+        let complete = st
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Complete" && c.status == "True");
+        let u = st.uncounted_terminated_pods.clone().unwrap_or_default();
+        if complete {
+            assert_eq!(st.succeeded, Some(2), "{st:?}");
+            assert_eq!((u.succeeded, u.failed), (None, None), "{st:?}");
+            assert!(st.completion_time.is_some());
+        } else {
+            assert!(st.completion_time.is_none(), "{st:?}");
+        }
+    }
+    let last = writes.last().unwrap();
+    assert!(
+        last.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Complete"),
+        "{last:?}"
+    );
+    // Meanwhile SuccessCriteriaMet says the Job met its criteria, as upstream's.
+    let first = &writes[0];
+    let met = first.conditions.iter().flatten();
+    assert!(
+        met.clone().any(|c| c.type_ == "SuccessCriteriaMet"),
+        "{first:?}"
+    );
+    assert!(!met.clone().any(|c| c.type_ == "Complete"), "{first:?}");
+}

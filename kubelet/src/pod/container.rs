@@ -36,7 +36,7 @@ pub(super) async fn ensure(
         attempt,
         pass.fields.namespace,
         &pass.fields,
-        &pass.world.snap,
+        &*pass.world.snap,
         &pass.vols,
     );
     let mut cfg = match cfg {
@@ -274,7 +274,7 @@ fn start_pull(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Container
         .unwrap_or_default()
         .iter()
         .filter_map(|r| {
-            let d = podspec::Sources::secret(&pass.world.snap, ns, &r.name)?;
+            let d = podspec::Sources::secret(&*pass.world.snap, ns, &r.name)?;
             Some((r.name.clone(), d.get(".dockerconfigjson")?.clone()))
         })
         .collect();
@@ -322,6 +322,7 @@ fn ensure_prober(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Contai
             .as_ref()
             .and_then(|s| s.restart_policy.as_deref())
             != Some("Never"),
+        wake: env.wake.clone(),
     };
     let (inbox, wake) = (state.inbox.clone(), env.wake.clone());
     tokio::spawn(async move {

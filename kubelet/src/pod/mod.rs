@@ -497,7 +497,9 @@ async fn reconcile_inner(
     }
 
     // A done pod keeps its stopped sandbox and exited containers; nothing more to do.
-    if current.is_none() && done.is_some() {
+    let finished = current.is_none() && done.is_some();
+    state.shared.set_finished(finished);
+    if finished {
         return Ok(());
     }
 
@@ -508,7 +510,7 @@ async fn reconcile_inner(
     }
 
     // 2. Volumes (refreshed on every pass).
-    let vols = match volumes::prepare(pod, ns, &env.volumes, &world.snap, &env.allocatable) {
+    let vols = match volumes::prepare(pod, ns, &env.volumes, &*world.snap, &env.allocatable) {
         Ok(v) => v,
         Err(ConfigError(msg)) => {
             // The kubelet's FailedMount event, and the reason in every container's waiting

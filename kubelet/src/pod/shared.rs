@@ -4,6 +4,7 @@
 //! verdict. One lock per pod, held only to copy or update a field — never across an await.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -45,9 +46,10 @@ pub struct Shared {
     pub verdict: Verdict,
 }
 
-/// A pod's shared fields behind their one lock.
+/// A pod's shared fields behind their one lock, and whether the worker last found the pod
+/// finished (read by the dispatcher's resync, `crate::pod_sync`).
 #[derive(Debug, Default)]
-pub struct PodShared(Mutex<Shared>);
+pub struct PodShared(Mutex<Shared>, AtomicBool);
 
 impl PodShared {
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -76,6 +78,16 @@ impl PodShared {
         while s.events.len() > EVENTS_KEPT {
             s.events.pop_front();
         }
+    }
+
+    /// Record whether the pod is finished (its containers exited for good, its sandbox stopped).
+    pub fn set_finished(&self, finished: bool) {
+        self.1.store(finished, Ordering::Relaxed);
+    }
+
+    /// Whether the worker last found the pod finished.
+    pub fn finished(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
     }
 
     pub fn events(&self) -> Vec<PodEvent> {

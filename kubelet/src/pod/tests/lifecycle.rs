@@ -265,7 +265,7 @@ async fn a_missing_config_map_is_a_config_error_until_it_appears() {
     );
     assert!(n.has_event("Failed", "Error: "));
     assert_eq!(n.attempts("app"), 0);
-    n.world.snap.config_maps.insert(
+    Arc::get_mut(&mut n.world.snap).unwrap().config_maps.insert(
         ("default".into(), "cm".into()),
         [("k".to_string(), b"v".to_vec())].into(),
     );
