@@ -295,6 +295,9 @@ impl Runtime {
         let nsopt = nsopt.and_then(|s| s.namespace_options.as_ref());
         let userns =
             userns::pod_userns(nsopt.and_then(|n| n.userns_options.as_ref()), net, ipc, pid)?;
+        if userns.is_some() {
+            userns::check_reachable(&self.paths.run_root)?;
+        }
 
         let id = new_id();
         let _reservation = self.reserve_sandbox_name(&meta, &id).await?;

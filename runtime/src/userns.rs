@@ -199,6 +199,29 @@ pub fn check_container(
     ))
 }
 
+/// Every directory above `run_root` must be searchable by others: a pod's mapped root (an
+/// unprivileged host uid) reaches its namespace pins, root file system and mounts through
+/// them when its containers start. FailedPrecondition naming the first that is not.
+pub fn check_reachable(run_root: &Path) -> Result<(), CriError> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in run_root.ancestors().skip(1) {
+        let Ok(m) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let mode = m.permissions().mode() & 0o7777;
+        if mode & 0o001 == 0 {
+            return Err(CriError::FailedPrecondition {
+                kind: "directory",
+                id: dir.display().to_string(),
+                state: format!("mode {mode:04o}, not searchable by others"),
+                action: "a pod with a user namespace (its mapped root reaches the run root)",
+                needed: "searchable: chmod o+x",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Create a pod's or container's own directory: closed (0700), or with a pod user namespace
 /// `rec`, given to the pod's mapped root (see [`crate::perms`]), who must reach the pins,
 /// root file system and mounts in it.

@@ -144,3 +144,24 @@ fn apply_without_a_pod_userns_leaves_the_spec_alone() {
     .unwrap();
     assert_eq!(out, spec);
 }
+
+#[test]
+fn run_root_ancestors_must_be_searchable() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let top = t.path().join("top");
+    let run = top.join("state/run");
+    std::fs::create_dir_all(&run).unwrap();
+    let chmod = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    chmod(t.path(), 0o711).unwrap();
+    chmod(&top, 0o711).unwrap();
+    chmod(&top.join("state"), 0o755).unwrap();
+    check_reachable(&run).unwrap();
+    chmod(&top, 0o700).unwrap();
+    let e = check_reachable(&run).unwrap_err().to_string();
+    assert!(
+        e.contains(&top.display().to_string()) && e.contains("0700"),
+        "{e}"
+    );
+    assert!(e.contains("chmod o+x"), "{e}");
+}
