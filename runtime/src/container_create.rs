@@ -203,7 +203,10 @@ impl Runtime {
                 .await;
             });
         }
-        crate::userns::own_dir(&run_dir, sandbox.namespaces.userns.as_ref())?;
+        if let Err(e) = crate::userns::own_dir(&run_dir, sandbox.namespaces.userns.as_ref()) {
+            rb.run().await;
+            return Err(e);
+        }
         let plan = Plan {
             id: &id,
             sandbox: &sandbox,
@@ -317,11 +320,11 @@ impl Runtime {
         let (upper, work) = (root_dir.join("upper"), root_dir.join("work"));
         let r = rootfs.clone();
         blocking("mount rootfs", move || {
-            let lower = match (&idmap, lower.is_empty()) {
-                (Some((pin, root, dir)), false) => {
+            let lower = match &idmap {
+                Some((pin, root, dir)) => {
                     crate::userns::idmapped_layers(&lower, (&upper, &work), *root, pin, dir)?
                 }
-                _ => lower,
+                None => lower,
             };
             mounts::mount_overlay(&lower, &upper, &work, &r)
         })

@@ -233,6 +233,23 @@ pub fn own_dir(dir: &Path, rec: Option<&UsernsRecord>) -> Result<(), CriError> {
     .map_err(|e| CriError::internal(format!("create {}", dir.display()), e))
 }
 
+fn fs_is_ro(p: &Path) -> bool {
+    nix::sys::statvfs::statvfs(p)
+        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
+fn is_ro(m: &oci_spec::runtime::Mount) -> bool {
+    m.options()
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|o| o == "ro"))
+}
+
+/// The file system refused an idmapped mount (overlayfs, proc…), as opposed to a failure.
+fn cannot_idmap(e: &kinglet_netns::NetnsError) -> bool {
+    matches!(e, kinglet_netns::NetnsError::IdmapMount { source, .. }
+        if source.raw_os_error() == Some(libc::EINVAL))
+}
+
 fn oci_maps(v: &[IdMapRecord]) -> Result<Vec<LinuxIdMapping>, CriError> {
     v.iter()
         .map(|m| {
@@ -261,7 +278,7 @@ fn common_ancestor(paths: &[PathBuf]) -> Option<PathBuf> {
 
 /// The overlay layers of a container's root filesystem for a pod with a user namespace
 /// pinned at `pin`, as containerd makes them: the common ancestor of `lower` (highest layer
-/// first, not empty) idmapped at `<idmap_dir>/ro` (overlayfs itself cannot be idmapped; its
+/// first; an empty one when there is none) idmapped at `<idmap_dir>/ro` (overlayfs itself cannot be idmapped; its
 /// layers can), and `upper` and `work` created owned by the pod's mapped root
 /// (`root_uid`/`root_gid`), so what the pod writes is stored under its host ids. (An
 /// idmapped upper layer does not work: overlayfs makes its work directory with the
@@ -279,6 +296,15 @@ pub fn idmapped_layers(
             .and_then(|()| std::os::unix::fs::chown(d, Some(root_uid), Some(root_gid)))
             .map_err(|e| CriError::internal(format!("create {}", d.display()), e))?;
     }
+    // An image without layers: an empty one beside the upper layer (as mount_overlay makes).
+    let empty = [work.with_file_name("empty-lower")];
+    let lower = if lower.is_empty() {
+        std::fs::create_dir_all(&empty[0])
+            .map_err(|e| CriError::internal(format!("create {}", empty[0].display()), e))?;
+        &empty[..]
+    } else {
+        lower
+    };
     let Some(ro) = common_ancestor(lower) else {
         return Err(CriError::internal(
             "idmap the root filesystem's layers",
@@ -305,8 +331,9 @@ pub fn mapped_root(rec: &UsernsRecord) -> Option<(u32, u32)> {
 
 /// Make `spec` join the pod's user namespace (with a cgroup namespace of its own, so that
 /// cgroupfs can be mounted from inside it), idmap its bind mounts through it, and record the
-/// mappings (its root filesystem is made of idmapped layers: [`idmapped_layers`]). `idmap_dir` is the container's directory for the
-/// idmapped copies of bind mount sources. Blocking (mounts): run off the async runtime.
+/// mappings (its root filesystem is made of idmapped layers: [`idmapped_layers`]).
+/// `idmap_dir` is the container's directory for the idmapped copies of bind mount sources.
+/// Blocking (mounts): run off the async runtime.
 pub fn apply(mut spec: Spec, ns: &PodNamespaces, idmap_dir: &Path) -> Result<Spec, CriError> {
     let (Some(pin), Some(rec)) = (ns.user_path.as_deref(), ns.userns.as_ref()) else {
         return Ok(spec);
@@ -328,10 +355,20 @@ pub fn apply(mut spec: Spec, ns: &PodNamespaces, idmap_dir: &Path) -> Result<Spe
             .as_ref()
             .is_some_and(|o| o.iter().any(|o| o == "rbind"));
         // A tree with a mount that cannot be idmapped (proc, ...) is mapped at its top only.
-        if !(recursive && kinglet_netns::idmap_mount(&src, &dst, pin, true).is_ok()) {
-            kinglet_netns::idmap_mount(&src, &dst, pin, false).map_err(idmap_err)?;
+        if recursive && kinglet_netns::idmap_mount(&src, &dst, pin, true).is_ok() {
+            m.set_source(Some(dst));
+            continue;
         }
-        m.set_source(Some(dst));
+        match kinglet_netns::idmap_mount(&src, &dst, pin, false) {
+            Ok(()) => m.set_source(Some(dst)),
+            // A read-only file system that cannot be idmapped (an image volume's overlayfs)
+            // is bound as it is: readable, its files shown as the overflow id.
+            Err(e) if (is_ro(m) || fs_is_ro(&src)) && cannot_idmap(&e) => {
+                tracing::warn!(source = %src.display(), "read-only mount source cannot be idmapped; bound without");
+                m
+            }
+            Err(e) => return Err(idmap_err(e)),
+        };
     }
     spec.set_mounts(Some(mounts));
     let mut linux = spec.linux().clone().unwrap_or_default();

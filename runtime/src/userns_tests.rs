@@ -165,3 +165,18 @@ fn run_root_ancestors_must_be_searchable() {
     );
     assert!(e.contains("chmod o+x"), "{e}");
 }
+
+#[test]
+fn layers_share_their_closest_common_directory() {
+    let p = |s: &str| PathBuf::from(s);
+    assert_eq!(
+        common_ancestor(&[p("/s/layers/aa"), p("/s/layers/bb")]),
+        Some(p("/s/layers"))
+    );
+    assert_eq!(
+        common_ancestor(&[p("/s/layers/aa")]),
+        Some(p("/s/layers/aa"))
+    );
+    assert_eq!(common_ancestor(&[p("/a/x"), p("/b/y")]), Some(p("/")));
+    assert_eq!(common_ancestor(&[]), None);
+}

@@ -125,13 +125,25 @@ async fn pod_user_namespace_maps_ids_and_idmaps_image_and_volumes() {
                   stat -c 'vol %n %u:%g' /data/from-root /data/from-1234; \
                   stat -c 'img %n %u:%g' /bin/busybox; \
                   touch /data/by-root && touch /data/by-1234 && chown 1234:1234 /data/by-1234 && \
-                  echo x > /written && echo ok; exec sleep 3600";
+                  test -x /img/bin/busybox && echo x > /written && echo ok; exec sleep 3600";
     let mut c = with_userns(sh_container("main", script), pod_ns.clone());
-    c.mounts = vec![v1::Mount {
-        container_path: "/data".into(),
-        host_path: vol.display().to_string(),
-        ..Default::default()
-    }];
+    c.mounts = vec![
+        v1::Mount {
+            container_path: "/data".into(),
+            host_path: vol.display().to_string(),
+            ..Default::default()
+        },
+        // An image volume (read-only overlayfs, which cannot be idmapped): readable.
+        v1::Mount {
+            container_path: "/img".into(),
+            readonly: true,
+            image: Some(v1::ImageSpec {
+                image: IMAGE.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
     let main = run_container(&mut rt, &pod, &pod_cfg, c).await;
     let log = logs.join("main.log");
     wait_for("the container's output", Duration::from_secs(20), || {
