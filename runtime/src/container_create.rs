@@ -299,7 +299,8 @@ impl Runtime {
 
     /// Mount the image's layers (unpacked on first use) under a fresh writable layer in
     /// `root_dir`, at the bundle's `rootfs`; returns that path. With `idmap` (the pod's user
-    /// namespace pin and the container's idmap directory), from idmapped layers.
+    /// namespace pin, its mapped root and the container's idmap directory), from idmapped
+    /// layers.
     async fn mount_container_rootfs(
         &self,
         id: &str,

@@ -190,6 +190,27 @@ async fn pod_user_namespace_maps_ids_and_idmaps_image_and_volumes() {
         (want_map, 0)
     );
 
+    // An exec into a container of a non-root user runs as that user, without capabilities.
+    let mut c = with_userns(sh_container("user", "exec sleep 3600"), pod_ns.clone());
+    let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    sc.run_as_user = Some(v1::Int64Value { value: 1000 });
+    let user = run_container(&mut rt, &pod, &pod_cfg, c).await;
+    let script = "id -u; grep CapEff /proc/self/status; cat /proc/self/uid_map";
+    let (stdout, _, code) = exec(&mut rt, &user, &["sh", "-c", script]).await;
+    assert_eq!(code, 0, "{stdout}");
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(
+        words,
+        [
+            "1000",
+            "CapEff:",
+            "0000000000000000",
+            "0",
+            "200000",
+            "65536"
+        ]
+    );
+
     // A container asking for another user namespace than its pod's is refused.
     let other = userns(v1::NamespaceMode::Pod, vec![(0, 300000, 65536)]);
     let e = rt
