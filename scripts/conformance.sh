@@ -61,6 +61,8 @@ mkdir -p "$report_dir"
 
 # Private everything. The shared tree may be read-only: all state goes to $work.
 work=$(mktemp -d /tmp/kinglet-conformance-XXXXXX)
+# Searchable by pods' remapped root users (user namespaces), as containerd keeps its state dirs.
+chmod 0711 "$work"
 export CRI_IMAGES_DIR=$work/cri-images
 suffix=$$
 bridge=kcf$((suffix % 100000))

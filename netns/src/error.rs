@@ -65,6 +65,24 @@ pub enum NetnsError {
         source: io::Error,
     },
 
+    /// A step of making a pod's user namespace failed.
+    #[error("failed to {step} for the pod user namespace {path}")]
+    UserNamespace {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// An idmapped mount (a copy of `source_path` seen through a pod's user namespace) failed.
+    #[error("failed to mount {source_path} idmapped at {path}")]
+    IdmapMount {
+        source_path: PathBuf,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// The empty file a namespace is bind-mounted onto could not be created (it may exist).
     #[error("failed to create {kind} namespace pin file {path}")]
     CreatePinFile {

@@ -12,6 +12,8 @@
 //!   hostPorts), built from [`ipam`] (address allocation files), [`nft`] (Kinglet's own
 //!   nftables table) and [`link`] (rtnetlink on dedicated threads).
 //! - [`cni`]: CNI mode, the same job done by standard CNI plugins from a conflist.
+//! - [`userns`]: a pod's own user namespace (`hostUsers: false`), owning its net/ipc/uts
+//!   namespaces, and idmapped mounts through it (`userns_sys` holds its kernel calls).
 //! - [`sysctl`]: which namespace a pod sysctl belongs to, and its `/proc/sys` file.
 //! - [`sys`]: the safe wrappers over every kernel call above; the only module with `unsafe`.
 //! - [`ns`]: namespace kinds and identities shared by all of them.
@@ -32,6 +34,8 @@ pub mod pidns;
 pub mod pin;
 pub mod sys;
 pub mod sysctl;
+pub mod userns;
+mod userns_sys;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -44,9 +48,11 @@ pub use nft::{PortMapping, Protocol};
 pub use ns::{NsId, NsKind};
 pub use pidns::{
     find_pod_inits, kill_orphan_pod_init, pod_init_args, pod_init_main, spawn_pod_init,
-    spawn_tied_pod_init, stop_pod_init, PodInitTie, POD_INIT_SUBCOMMAND,
+    spawn_pod_init_in, spawn_tied_pod_init, stop_pod_init, PodInitTie, POD_INIT_SUBCOMMAND,
+    POD_INIT_USERNS_ENV,
 };
 pub use pin::{pin_namespaces, unpin_namespaces, PinRequest, PinnedNamespaces};
+pub use userns::{idmap_mount, IdMap, UserNsMaps};
 
 /// Displays an error followed by its `source()` chain, `outer: inner: innermost`.
 pub(crate) struct ErrorChain<'a>(pub &'a (dyn StdError + 'static));

@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! - A pin file for kind `k` inside a pod's pin directory is always named [`NsKind::file_name`]
-//!   (`net`, `ipc`, `uts`, `pid`), so [`crate::unpin_namespaces`] can find every pin without a record.
+//!   (`user`, `net`, `ipc`, `uts`, `pid`), so [`crate::unpin_namespaces`] can find every pin without a record.
 //! - Two namespace files name the same namespace iff their [`NsId`] (device and inode of the nsfs
 //!   inode, after following `/proc/*/ns/*` magic links) are equal.
 
@@ -13,6 +13,9 @@ use nix::sched::CloneFlags;
 /// A kind of Linux namespace that Kinglet pins per pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NsKind {
+    /// User namespace (`CLONE_NEWUSER`): only for pods with their own id mappings; it owns the
+    /// pod's other namespaces.
+    User,
     /// Network namespace (`CLONE_NEWNET`).
     Net,
     /// System V IPC / POSIX message queue namespace (`CLONE_NEWIPC`).
@@ -25,12 +28,19 @@ pub enum NsKind {
 
 impl NsKind {
     /// Every kind, in the order pins are created (and the reverse of the order they are removed).
-    pub const ALL: [NsKind; 4] = [NsKind::Net, NsKind::Ipc, NsKind::Uts, NsKind::Pid];
+    pub const ALL: [NsKind; 5] = [
+        NsKind::User,
+        NsKind::Net,
+        NsKind::Ipc,
+        NsKind::Uts,
+        NsKind::Pid,
+    ];
 
     /// The kernel's name for the namespace: the file name under `/proc/<pid>/ns/`, and the name
     /// of the pin file inside a pod's pin directory.
     pub const fn file_name(self) -> &'static str {
         match self {
+            NsKind::User => "user",
             NsKind::Net => "net",
             NsKind::Ipc => "ipc",
             NsKind::Uts => "uts",
@@ -41,6 +51,7 @@ impl NsKind {
     /// The `unshare(2)`/`clone(2)` flag that creates a namespace of this kind.
     pub const fn clone_flag(self) -> CloneFlags {
         match self {
+            NsKind::User => CloneFlags::CLONE_NEWUSER,
             NsKind::Net => CloneFlags::CLONE_NEWNET,
             NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
             NsKind::Uts => CloneFlags::CLONE_NEWUTS,
@@ -72,7 +83,7 @@ mod tests {
     #[test]
     fn file_names_match_proc_ns_entries() {
         let names: Vec<_> = NsKind::ALL.iter().map(|k| k.to_string()).collect();
-        assert_eq!(names, ["net", "ipc", "uts", "pid"]);
+        assert_eq!(names, ["user", "net", "ipc", "uts", "pid"]);
     }
 
     #[test]
@@ -80,6 +91,6 @@ mod tests {
         let all = NsKind::ALL
             .iter()
             .fold(CloneFlags::empty(), |acc, k| acc | k.clone_flag());
-        assert_eq!(all.bits().count_ones(), 4);
+        assert_eq!(all.bits().count_ones(), 5);
     }
 }

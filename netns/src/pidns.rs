@@ -75,7 +75,12 @@ pub fn pod_init_args<I: IntoIterator<Item = OsString>>(args: I) -> Option<PathBu
 /// `ok <host pid of the pod init>\n` to stdout and exits 0; on failure undoes its steps, writes
 /// `error: <message>\n` and exits 1.
 pub fn pod_init_main(pin: &Path) -> ! {
-    let (line, code) = match start_pod_init(pin) {
+    let userns = std::env::var_os(POD_INIT_USERNS_ENV).map(PathBuf::from);
+    let started = match &userns {
+        Some(userns) => start_pod_init_in_userns(pin, userns),
+        None => start_pod_init(pin),
+    };
+    let (line, code) = match started {
         Ok(pid) => (format!("ok {pid}\n"), 0),
         Err(err) => {
             let message = ErrorChain(&err).to_string().replace('\n', " ");
@@ -133,6 +138,100 @@ fn start_pod_init(pin: &Path) -> Result<u32, NetnsError> {
     Ok(child)
 }
 
+/// The helper's steps for a pod with its own user namespace (pinned at `userns`), which must
+/// own the PID namespace (else the pod's containers could not mount their /proc). The helper
+/// keeps the host's privileges to pin the namespace, so an intermediate child joins the user
+/// namespace, makes the PID namespace there, forks the pod init and reports its pid.
+fn start_pod_init_in_userns(pin: &Path, userns: &Path) -> Result<u32, NetnsError> {
+    let step = |step: &'static str| {
+        move |source: io::Error| NetnsError::PodInitStep {
+            step,
+            pin: pin.to_path_buf(),
+            source,
+        }
+    };
+    sys::setsid().map_err(step("start a new session"))?;
+    sys::block_all_signals().map_err(step("block signals"))?;
+    let ns = std::fs::File::open(userns).map_err(step("open the pod user namespace"))?;
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| step("create a pipe")(e.into()))?;
+    create_pin_file(NsKind::Pid, pin)?;
+    let intermediate = match sys::fork_single_threaded() {
+        Ok(Forked::Child) => {
+            drop(read_end);
+            userns_intermediate(&ns, write_end)
+        }
+        Ok(Forked::Parent { child }) => child,
+        Err(source) => {
+            let _ = unpin_file(NsKind::Pid, pin);
+            return Err(step("fork the pod init")(source));
+        }
+    };
+    drop(write_end);
+    let mut reply = String::new();
+    let read = io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut reply);
+    let _ = crate::userns_sys::reap_child(intermediate);
+    let child = match read.map(|_| reply.trim().parse::<u32>()) {
+        Ok(Ok(pid)) if pid > 0 => pid,
+        _ => {
+            let _ = unpin_file(NsKind::Pid, pin);
+            let e = io::Error::other(format!("intermediate process replied {reply:?}"));
+            return Err(step("start the pod init in the pod user namespace")(e));
+        }
+    };
+    let source_path = PathBuf::from(format!("/proc/{child}/ns/pid"));
+    if let Err(source) = sys::bind_mount(&source_path, pin) {
+        // Not our child (its parent, the intermediate, is gone): a signal is all we can do.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child as i32), Signal::SIGKILL);
+        let _ = unpin_file(NsKind::Pid, pin);
+        return Err(NetnsError::BindMount {
+            kind: NsKind::Pid,
+            source_path,
+            path: pin.to_path_buf(),
+            source,
+        });
+    }
+    Ok(child)
+}
+
+/// The intermediate child of [`start_pod_init_in_userns`] (single-threaded, a fork of the
+/// helper): joins the user namespace, unshares the PID namespace, forks the pod init and
+/// writes its host pid to `reply`. Never returns.
+fn userns_intermediate(ns: &std::fs::File, reply: std::os::fd::OwnedFd) -> ! {
+    let made = crate::userns_sys::setns(ns.as_fd())
+        .and_then(|()| sys::unshare(NsKind::Pid))
+        .and_then(|()| sys::fork_single_threaded());
+    match made {
+        Ok(Forked::Child) => sys::run_pause_process(c"pod-init", &EXIT_SIGNALS),
+        Ok(Forked::Parent { child }) => {
+            let mut f = std::fs::File::from(reply);
+            let code = i32::from(f.write_all(format!("{child}\n").as_bytes()).is_err());
+            std::process::exit(code)
+        }
+        Err(_) => std::process::exit(1),
+    }
+}
+
+/// Environment variable that makes the `pod-init` helper create the PID namespace inside the
+/// pod's user namespace pinned at its value (see [`spawn_pod_init_in`]).
+pub const POD_INIT_USERNS_ENV: &str = "KINGLET_POD_INIT_USERNS";
+
+/// [`spawn_pod_init`] for a pod with its own user namespace pinned at `userns` (when given),
+/// which then owns the PID namespace.
+pub fn spawn_pod_init_in(exe: &Path, pin: &Path, userns: Option<&Path>) -> Result<u32, NetnsError> {
+    run_helper(helper_command(exe, userns), exe, pin, Stdio::null())
+}
+
+/// The helper's command, told the pod's user namespace (if any) through its environment.
+fn helper_command(exe: &Path, userns: Option<&Path>) -> Command {
+    let mut cmd = Command::new(exe);
+    match userns {
+        Some(u) => cmd.env(POD_INIT_USERNS_ENV, u),
+        None => cmd.env_remove(POD_INIT_USERNS_ENV),
+    };
+    cmd
+}
+
 /// Start a pod init for a new shared PID namespace pinned at `pin`, by running
 /// `exe pod-init --pin PIN` (the daemon's own binary) and reading its reply.
 ///
@@ -142,7 +241,7 @@ fn start_pod_init(pin: &Path) -> Result<u32, NetnsError> {
 ///
 /// The pod init is not tied: it lives until stopped (see [`spawn_tied_pod_init`]).
 pub fn spawn_pod_init(exe: &Path, pin: &Path) -> Result<u32, NetnsError> {
-    spawn(exe, pin, Stdio::null())
+    spawn_pod_init_in(exe, pin, None)
 }
 
 /// [`spawn_pod_init`], with the pod init tied to the returned [`PodInitTie`]: if the tie is
@@ -150,7 +249,14 @@ pub fn spawn_pod_init(exe: &Path, pin: &Path) -> Result<u32, NetnsError> {
 /// [`PodInitTie::release`], the pod init exits by itself. The daemon releases it once the
 /// sandbox record naming the pod init is saved, so that a pod init never outlives a crash
 /// between its start and that record, even when the daemon is not started again.
-pub fn spawn_tied_pod_init(exe: &Path, pin: &Path) -> Result<(u32, PodInitTie), NetnsError> {
+///
+/// With `userns`, the pod's user namespace pinned there owns the PID namespace (see
+/// [`spawn_pod_init_in`]).
+pub fn spawn_tied_pod_init(
+    exe: &Path,
+    pin: &Path,
+    userns: Option<&Path>,
+) -> Result<(u32, PodInitTie), NetnsError> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| NetnsError::SpawnPodInit {
             exe: exe.to_path_buf(),
@@ -158,7 +264,7 @@ pub fn spawn_tied_pod_init(exe: &Path, pin: &Path) -> Result<(u32, PodInitTie), 
             source: e.into(),
         })?;
     // The read end becomes the helper's stdin (and so the pod init's); ours is closed on return.
-    let pid = spawn(exe, pin, Stdio::from(read))?;
+    let pid = run_helper(helper_command(exe, userns), exe, pin, Stdio::from(read))?;
     Ok((
         pid,
         PodInitTie {
@@ -192,8 +298,13 @@ impl PodInitTie {
     }
 }
 
-fn spawn(exe: &Path, pin: &Path, stdin: Stdio) -> Result<u32, NetnsError> {
-    let output = Command::new(exe)
+fn run_helper(
+    mut cmd: Command,
+    exe: &Path,
+    pin: &Path,
+    stdin: Stdio,
+) -> Result<u32, NetnsError> {
+    let output = cmd
         .arg(POD_INIT_SUBCOMMAND)
         .arg("--pin")
         .arg(pin)

@@ -1,6 +1,7 @@
 //! Pinning a pod's net, ipc and uts namespaces with bind mounts, and removing the pins.
 //!
-//! Owns the files `<dir>/{net,ipc,uts}` (and removes `<dir>/pid`, which `pidns` creates).
+//! Owns the files `<dir>/{net,ipc,uts}`, and `<dir>/user` for pods with their own user
+//! namespace (see [`crate::userns`]); removes `<dir>/pid`, which `pidns` creates.
 //!
 //! Invariants:
 //! - Namespaces are created by `unshare(2)` on a fresh `std::thread` that this module spawns and
@@ -44,6 +45,8 @@ pub struct PinRequest {
     /// Sysctls (key, value) to set in the new namespaces; each must belong to one of them
     /// ([`crate::sysctl::check`]).
     pub sysctls: Vec<(String, String)>,
+    /// A new user namespace with these maps, owning the new net/ipc/uts namespaces.
+    pub userns: Option<crate::userns::UserNsMaps>,
 }
 
 impl PinRequest {
@@ -69,6 +72,8 @@ pub struct PinnedNamespaces {
     pub ipc: Option<PathBuf>,
     /// Pin of the pod's UTS namespace.
     pub uts: Option<PathBuf>,
+    /// Pin of the pod's user namespace.
+    pub user: Option<PathBuf>,
 }
 
 impl PinnedNamespaces {
@@ -78,6 +83,7 @@ impl PinnedNamespaces {
             NsKind::Net => self.net.as_deref(),
             NsKind::Ipc => self.ipc.as_deref(),
             NsKind::Uts => self.uts.as_deref(),
+            NsKind::User => self.user.as_deref(),
             NsKind::Pid => None,
         }
     }
@@ -87,6 +93,7 @@ impl PinnedNamespaces {
             NsKind::Net => self.net = Some(path),
             NsKind::Ipc => self.ipc = Some(path),
             NsKind::Uts => self.uts = Some(path),
+            NsKind::User => self.user = Some(path),
             NsKind::Pid => unreachable!("pid namespaces are pinned by pidns"),
         }
     }
@@ -105,7 +112,7 @@ pub fn pin_namespaces(req: &PinRequest) -> Result<PinnedNamespaces, NetnsError> 
         });
     }
     crate::sysctl::check(&req.sysctls, &req.kinds())?;
-    if req.kinds().is_empty() {
+    if req.kinds().is_empty() && req.userns.is_none() {
         return Ok(PinnedNamespaces::default());
     }
     let pinned = thread::scope(|scope| {
@@ -141,15 +148,30 @@ fn pin_on_this_thread(req: &PinRequest) -> Result<PinnedNamespaces, NetnsError> 
         rollback.dir = Some(dir.clone());
     }
 
-    // 2. New namespaces for this thread only, one kind at a time so errors name the kind.
+    // 2. New namespaces for this thread only, one kind at a time so errors name the kind; with
+    //    a user namespace, made by a holder child (owned by it) and joined from there.
     let kinds = req.kinds();
-    for &kind in &kinds {
-        sys::unshare(kind).map_err(|source| NetnsError::Unshare {
-            kind,
-            path: dir.join(kind.file_name()),
-            source,
-        })?;
+    let mut pinned = PinnedNamespaces::default();
+    let holder = match &req.userns {
+        Some(maps) => Some(crate::userns::Holder::spawn(maps, &kinds, dir)?),
+        None => None,
+    };
+    if let Some(h) = &holder {
+        let path = dir.join(NsKind::User.file_name());
+        pin_one(NsKind::User, &h.ns_path(NsKind::User), &path, &mut rollback)?;
+        pinned.set(NsKind::User, path);
     }
+    for &kind in &kinds {
+        match &holder {
+            Some(h) => h.join(kind, dir)?,
+            None => sys::unshare(kind).map_err(|source| NetnsError::Unshare {
+                kind,
+                path: dir.join(kind.file_name()),
+                source,
+            })?,
+        }
+    }
+    drop(holder);
 
     // 3. Hostname in the new UTS namespace.
     if let Some(hostname) = &req.hostname {
@@ -183,23 +205,31 @@ fn pin_on_this_thread(req: &PinRequest) -> Result<PinnedNamespaces, NetnsError> 
 
     // 6. Pin each namespace: empty file, then bind mount of this thread's ns link onto it.
     let task = PathBuf::from(format!("/proc/self/task/{}/ns", sys::gettid()));
-    let mut pinned = PinnedNamespaces::default();
     for &kind in &kinds {
         let path = dir.join(kind.file_name());
-        create_pin_file(kind, &path)?;
-        rollback.pins.push((kind, path.clone()));
-        let source_path = task.join(kind.file_name());
-        sys::bind_mount(&source_path, &path).map_err(|source| NetnsError::BindMount {
-            kind,
-            source_path,
-            path: path.clone(),
-            source,
-        })?;
+        pin_one(kind, &task.join(kind.file_name()), &path, &mut rollback)?;
         pinned.set(kind, path);
     }
 
     rollback.disarm();
     Ok(pinned)
+}
+
+/// Pin the namespace `source_path` at `path` (a new empty file), undone by `rollback`.
+fn pin_one(
+    kind: NsKind,
+    source_path: &Path,
+    path: &Path,
+    rollback: &mut Rollback,
+) -> Result<(), NetnsError> {
+    create_pin_file(kind, path)?;
+    rollback.pins.push((kind, path.to_path_buf()));
+    sys::bind_mount(source_path, path).map_err(|source| NetnsError::BindMount {
+        kind,
+        source_path: source_path.to_path_buf(),
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Create the empty file a namespace is bind-mounted onto; fails if it already exists.
@@ -216,7 +246,7 @@ pub(crate) fn create_pin_file(kind: NsKind, path: &Path) -> Result<(), NetnsErro
         })
 }
 
-/// Unmount and remove every pin (`net`, `ipc`, `uts`, `pid`) in `dir`, then remove `dir` if it is
+/// Unmount and remove every pin (`user`, `net`, `ipc`, `uts`, `pid`) in `dir`, then remove `dir` if it is
 /// empty. Idempotent. Tries every pin even if one fails, and returns the first error.
 ///
 /// A pod with a shared PID namespace must be stopped with [`crate::stop_pod_init`] first: that
@@ -318,6 +348,7 @@ mod tests {
             uts,
             hostname: hostname.map(str::to_owned),
             sysctls: Vec::new(),
+            userns: None,
         }
     }
 

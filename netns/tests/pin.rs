@@ -23,6 +23,7 @@ fn request(dir: &Path, hostname: Option<&str>) -> PinRequest {
         uts: true,
         hostname: hostname.map(str::to_owned),
         sysctls: Vec::new(),
+        userns: None,
     }
 }
 
@@ -113,6 +114,7 @@ fn pins_only_what_is_requested() {
         uts: false,
         hostname: None,
         sysctls: Vec::new(),
+        userns: None,
     })
     .expect("pin");
     assert_eq!(pinned.net.as_deref(), Some(dir.join("net").as_path()));
@@ -198,6 +200,7 @@ fn unpin_detaches_stacked_mounts_and_keeps_foreign_files() {
         uts: false,
         hostname: None,
         sysctls: Vec::new(),
+        userns: None,
     })
     .expect("pin");
     // Leftovers of a crash: a second mount stacked on the net pin, a plain unmounted pid pin

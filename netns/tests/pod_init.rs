@@ -255,7 +255,7 @@ fn a_tied_pod_init_exits_when_its_tie_is_dropped() {
     // Dropped at once: the pod init may not even have armed its tie yet (the helper replies
     // right after the fork), and must exit all the same.
     let pin = tmp.path().join("pid");
-    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin).expect("spawn tied pod init");
+    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin, None).expect("spawn tied pod init");
     let mut init = PodInit::adopt(pid, pin.clone());
     drop(tie);
     assert_eq!(
@@ -266,7 +266,7 @@ fn a_tied_pod_init_exits_when_its_tie_is_dropped() {
 
     // Dropped after it settled (holding stdio and the tie only), while it waits in sigwait.
     stop_pod_init(pid, &pin).expect("unpin");
-    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin).expect("spawn tied pod init");
+    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin, None).expect("spawn tied pod init");
     let mut init = PodInit::adopt(pid, pin.clone());
     wait_for_fds(pid, 4);
     thread::sleep(Duration::from_millis(200));
@@ -282,7 +282,7 @@ fn a_released_pod_init_lives_on() {
     require_root();
     let tmp = tempfile::tempdir().expect("tempdir");
     let pin = tmp.path().join("pid");
-    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin).expect("spawn tied pod init");
+    let (pid, tie) = spawn_tied_pod_init(&self_exe(), &pin, None).expect("spawn tied pod init");
     let mut init = PodInit::adopt(pid, pin.clone());
     tie.release().expect("release");
     // The tie is closed once read: only stdio on /dev/null is left.

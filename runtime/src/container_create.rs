@@ -171,6 +171,7 @@ impl Runtime {
         } = check_request(&req)?;
         let sandbox_entry = self.ready_sandbox(&req.pod_sandbox_id).await?;
         let sandbox = sandbox_entry.record.lock().await.clone();
+        crate::userns::check_container(&config, sandbox.namespaces.userns.as_ref())?;
         // The store's readers never wait on I/O: no blocking hop needed.
         let image = self
             .images
@@ -201,6 +202,10 @@ impl Runtime {
                 })
                 .await;
             });
+        }
+        if let Err(e) = crate::userns::own_dir(&run_dir, sandbox.namespaces.userns.as_ref()) {
+            rb.run().await;
+            return Err(e);
         }
         let plan = Plan {
             id: &id,
@@ -264,8 +269,16 @@ impl Runtime {
 
     /// Root filesystem, image volumes, the bundle's spec and the log file; then the record.
     async fn prepare_container(&self, plan: Plan<'_>) -> Result<Arc<ContainerEntry>, CriError> {
+        let ns = &plan.sandbox.namespaces;
+        let idmap = match (
+            &ns.user_path,
+            ns.userns.as_ref().and_then(crate::userns::mapped_root),
+        ) {
+            (Some(pin), Some(root)) => Some((pin.clone(), root, plan.run_dir.join("idmap"))),
+            _ => None,
+        };
         let rootfs = self
-            .mount_container_rootfs(plan.id, plan.image, &plan.root_dir)
+            .mount_container_rootfs(plan.id, plan.image, &plan.root_dir, idmap)
             .await?;
         kinglet_fault::crash_point!("container.after-rootfs");
 
@@ -285,12 +298,15 @@ impl Runtime {
     }
 
     /// Mount the image's layers (unpacked on first use) under a fresh writable layer in
-    /// `root_dir`, at the bundle's `rootfs`; returns that path.
+    /// `root_dir`, at the bundle's `rootfs`; returns that path. With `idmap` (the pod's user
+    /// namespace pin, its mapped root and the container's idmap directory), from idmapped
+    /// layers.
     async fn mount_container_rootfs(
         &self,
         id: &str,
         image: &ImageRecord,
         root_dir: &Path,
+        idmap: Option<(PathBuf, (u32, u32), PathBuf)>,
     ) -> Result<PathBuf, CriError> {
         let images = self.images.clone();
         let img = image.clone();
@@ -305,6 +321,12 @@ impl Runtime {
         let (upper, work) = (root_dir.join("upper"), root_dir.join("work"));
         let r = rootfs.clone();
         blocking("mount rootfs", move || {
+            let lower = match &idmap {
+                Some((pin, root, dir)) => {
+                    crate::userns::idmapped_layers(&lower, (&upper, &work), *root, pin, dir)?
+                }
+                None => lower,
+            };
             mounts::mount_overlay(&lower, &upper, &work, &r)
         })
         .await?;
@@ -333,7 +355,7 @@ impl Runtime {
             sandbox.cgroup_parent.trim_end_matches('/'),
             plan.id
         );
-        let spec = spec::build_spec(&SpecInput {
+        let mut spec = spec::build_spec(&SpecInput {
             config: spec_config,
             sandbox,
             image: &plan.image.config,
@@ -350,6 +372,13 @@ impl Runtime {
             if std::fs::symlink_metadata(p).is_err() {
                 mkdir(p)?;
             }
+        }
+        if sandbox.namespaces.user_path.is_some() {
+            let (ns, dir) = (sandbox.namespaces.clone(), plan.run_dir.join("idmap"));
+            spec = blocking("idmap mounts", move || {
+                crate::userns::apply(spec, &ns, &dir)
+            })
+            .await?;
         }
         let user = spec.process().as_ref().map(|p| {
             let u = p.user();

@@ -34,6 +34,7 @@ mod stats_rpc;
 pub mod store;
 mod stream;
 pub mod sys;
+pub mod userns;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

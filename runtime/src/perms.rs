@@ -9,11 +9,18 @@
 //!   `/run/kinglet/kinglet.sock`): a group given access to the 0660 socket must be able to
 //!   traverse to it. Its subdirectories are then 0700 each, created here before anything is
 //!   put in them, and tightened if an older daemon left them open.
+//! - Except for pods with their own user namespace: libcontainer opens the pod's namespace
+//!   pins and mounts the container's root and volumes after joining it, as the pod's mapped
+//!   root, which must be able to traverse to them. So the run root, `pods/` and
+//!   `containers/` are 0711 (searchable, not listable; as containerd's state directories),
+//!   and each pod or container directory in them is 0700, or 0500 owned by the mapped root of
+//!   a pod with a user namespace ([`open_to_mapped_root`]): no one else can enter it.
 //!
-//! Container processes never need these host paths: they see their root file system and their
-//! volumes through mounts made by root (overlayfs checks the lower and upper directories with
-//! the mounter's credentials), so a non-root uid in a container is not affected. CRI log files
-//! keep their own 0640 mode. Existing installs are tightened at start, with one log line.
+//! Other container processes never need these host paths: they see their root file system
+//! and their volumes through mounts made by root (overlayfs checks the lower and upper
+//! directories with the mounter's credentials), so a non-root uid in a container is not
+//! affected. CRI log files keep their own 0640 mode. Existing installs are tightened at
+//! start, with one log line.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -32,13 +39,46 @@ pub const RUN_ROOT_DIRS: &[&str] = &[
     "volumes",
 ];
 
-/// The mode of the run root for a daemon serving `socket`.
-pub fn run_root_mode(run_root: &Path, socket: &Path) -> u32 {
-    if socket.parent() == Some(run_root) {
-        0o711
-    } else {
-        0o700
+/// Subdirectories of the run root holding one directory per pod or container (0711).
+pub const SEARCHABLE_DIRS: &[&str] = &["pods", "containers"];
+
+/// The mode of the run root for a daemon serving `socket`: searchable (see the module docs).
+pub fn run_root_mode(_run_root: &Path, _socket: &Path) -> u32 {
+    0o711
+}
+
+/// Mode of each pod's and container's own directory.
+const PRIVATE: u32 = 0o700;
+/// Mode of a directory given to a pod's mapped root: it may search and list, not write.
+const MAPPED_ROOT: u32 = 0o500;
+
+/// Create `dir` closed (0700, root's), or tighten it.
+pub fn private_dir(dir: &Path) -> Result<(), RuntimeError> {
+    ensure_dir(dir, PRIVATE).map(drop)
+}
+
+/// Give `dir` (created if missing) to a pod's mapped root `uid`/`gid`: owned by it, 0500.
+pub fn open_to_mapped_root(dir: &Path, uid: u32, gid: u32) -> Result<(), RuntimeError> {
+    ensure_dir(dir, MAPPED_ROOT)?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|source| RuntimeError::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Close every root-owned directory in `dir` (pods or containers of an older daemon).
+fn close_entries(dir: &Path, tightened: &mut Vec<PathBuf>) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() && m.uid() == 0 && ensure_dir(&e.path(), PRIVATE)? {
+            tightened.push(e.path());
+        }
     }
+    Ok(())
 }
 
 /// Create (or tighten) `dir` with exactly `mode`; returns whether an existing mode changed.
@@ -73,7 +113,10 @@ pub fn secure_roots(root: &Path, run_root: &Path, socket: &Path) -> Result<(), R
         (root.to_owned(), 0o700),
         (run_root.to_owned(), run_root_mode(run_root, socket)),
     ];
-    want.extend(RUN_ROOT_DIRS.iter().map(|d| (run_root.join(d), 0o700)));
+    want.extend(RUN_ROOT_DIRS.iter().map(|d| {
+        let searchable = SEARCHABLE_DIRS.contains(d);
+        (run_root.join(d), if searchable { 0o711 } else { 0o700 })
+    }));
     // Whatever else an older daemon left directly in the run root.
     if let Ok(rd) = fs::read_dir(run_root) {
         for e in rd.flatten() {
@@ -87,6 +130,9 @@ pub fn secure_roots(root: &Path, run_root: &Path, socket: &Path) -> Result<(), R
         if ensure_dir(dir, *mode)? {
             tightened.push(dir.clone());
         }
+    }
+    for d in SEARCHABLE_DIRS {
+        close_entries(&run_root.join(d), &mut tightened)?;
     }
     if !tightened.is_empty() {
         tracing::info!(
@@ -114,22 +160,36 @@ mod tests {
         for d in [run.clone(), run.join("pods"), run.join("leftover")] {
             fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
         }
+        fs::set_permissions(run.join("pods/p1"), fs::Permissions::from_mode(0o755)).unwrap();
         secure_roots(&root, &run, &run.join("kinglet.sock")).unwrap();
         assert_eq!(mode(&root), 0o700);
-        assert_eq!(mode(&run), 0o711, "the socket lives in the run root");
+        assert_eq!(mode(&run), 0o711, "searchable: sockets and user namespaces");
         for d in RUN_ROOT_DIRS.iter().chain(&["leftover"]) {
-            assert_eq!(mode(&run.join(d)), 0o700, "{d}");
+            let want = if SEARCHABLE_DIRS.contains(d) {
+                0o711
+            } else {
+                0o700
+            };
+            assert_eq!(mode(&run.join(d)), want, "{d}");
         }
-        // Below a closed directory modes are left alone.
-        assert_eq!(mode(&run.join("pods/p1")) & 0o700, 0o700);
+        // Each pod's own directory in a searchable one is closed.
+        assert_eq!(mode(&run.join("pods/p1")), 0o700);
     }
 
     #[test]
-    fn run_root_is_0700_when_the_socket_is_elsewhere() {
+    fn pod_dirs_are_private_or_given_to_the_mapped_root() {
+        use std::os::unix::fs::MetadataExt;
         let t = tempfile::tempdir().unwrap();
-        let run = t.path().join("run");
-        assert_eq!(run_root_mode(&run, &t.path().join("s/kinglet.sock")), 0o700);
-        secure_roots(&t.path().join("lib"), &run, &t.path().join("k.sock")).unwrap();
-        assert_eq!(mode(&run), 0o700);
+        private_dir(&t.path().join("a")).unwrap();
+        assert_eq!(mode(&t.path().join("a")), 0o700);
+        if nix::unistd::geteuid().is_root() {
+            let b = t.path().join("b");
+            open_to_mapped_root(&b, 100000, 100001).unwrap();
+            let m = fs::metadata(&b).unwrap();
+            assert_eq!(
+                (m.mode() & 0o7777, m.uid(), m.gid()),
+                (0o500, 100000, 100001)
+            );
+        }
     }
 }

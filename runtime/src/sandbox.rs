@@ -18,8 +18,8 @@ use kinglet_proto::v1;
 
 use super::store::{ContainerState, Meta, NsMode, PodNamespaces, SandboxRecord, SandboxState};
 use super::{
-    blocking, cgroups, encode_hex, labels_match, mkdir, mounts, new_id, now_nanos, Reservation,
-    Rollback, Runtime,
+    blocking, cgroups, encode_hex, labels_match, mkdir, mounts, new_id, now_nanos, userns,
+    Reservation, Rollback, Runtime,
 };
 
 const HOSTS_HEADER: &str = "# Kubernetes-style hosts file, managed by kinglet.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
@@ -300,13 +300,20 @@ impl Runtime {
         let linux = config.linux.clone().unwrap_or_default();
         let (net, pid, ipc) = namespace_modes(&linux)?;
         check_sysctls(&config, net, ipc)?;
+        let nsopt = linux.security_context.as_ref();
+        let nsopt = nsopt.and_then(|s| s.namespace_options.as_ref());
+        let userns =
+            userns::pod_userns(nsopt.and_then(|n| n.userns_options.as_ref()), net, ipc, pid)?;
+        if userns.is_some() {
+            userns::check_reachable(&self.paths.run_root)?;
+        }
 
         let id = new_id();
         let _reservation = self.reserve_sandbox_name(&meta, &id).await?;
         let dir = self.paths.pod_run(&id);
         let mut rb = Rollback::default();
         match self
-            .setup_sandbox(&id, &dir, &config, &ports, net, pid, ipc, &mut rb)
+            .setup_sandbox(&id, &dir, &config, &ports, (net, pid, ipc), userns, &mut rb)
             .await
         {
             Ok(made) => {
@@ -417,12 +424,11 @@ impl Runtime {
         dir: &Path,
         config: &v1::PodSandboxConfig,
         ports: &[PortMapping],
-        net: NsMode,
-        pid: NsMode,
-        ipc: NsMode,
+        (net, pid, ipc): (NsMode, NsMode, NsMode),
+        userns: Option<userns::UsernsRecord>,
         rb: &mut Rollback,
     ) -> Result<SetUp, CriError> {
-        mkdir(dir)?;
+        userns::own_dir(dir, userns.as_ref())?;
         {
             let d = dir.to_owned();
             rb.push("remove pod dir", move || async move {
@@ -440,6 +446,7 @@ impl Runtime {
             uts: !host_net,
             hostname: (!host_net).then(|| hostname.clone()),
             sysctls: sysctls(config),
+            userns: userns.as_ref().map(userns::UsernsRecord::maps),
         };
         let pinned = pin_pod_namespaces(pin, rb).await?;
         kinglet_fault::crash_point!("sandbox.after-pin");
@@ -458,10 +465,13 @@ impl Runtime {
             uts_path: pinned.uts.clone(),
             pid_path: None,
             pid_init: None,
+            user_path: pinned.user.clone(),
+            userns,
         };
         let mut tie = None;
         if pid == NsMode::Pod {
-            let (pin_path, init, t) = self.start_pod_init(&ns_dir, rb).await?;
+            let user = pinned.user.clone();
+            let (pin_path, init, t) = self.start_pod_init(&ns_dir, user, rb).await?;
             (namespaces.pid_path, namespaces.pid_init, tie) = (Some(pin_path), Some(init), Some(t));
             kinglet_fault::crash_point!("sandbox.after-pod-init");
         }
@@ -509,11 +519,13 @@ impl Runtime {
         Ok(made)
     }
 
-    /// Start the init of the pod's shared PID namespace, pinned at `<ns_dir>/pid`, stopped by
-    /// `rb`. Returns the pin, the init's pid and its tie (released once the record is saved).
+    /// Start the init of the pod's shared PID namespace, pinned at `<ns_dir>/pid` (owned by
+    /// the pod's user namespace `userns`, if any), stopped by `rb`. Returns the pin, the
+    /// init's pid and its tie (released once the record is saved).
     async fn start_pod_init(
         &self,
         ns_dir: &Path,
+        userns: Option<PathBuf>,
         rb: &mut Rollback,
     ) -> Result<(PathBuf, u32, kinglet_netns::PodInitTie), CriError> {
         mkdir(ns_dir)?;
@@ -521,7 +533,7 @@ impl Runtime {
         let exe = self.pod_init_exe.clone();
         let pp = pin_path.clone();
         let (init, tie) = blocking("start pod init", move || {
-            kinglet_netns::spawn_tied_pod_init(&exe, &pp)
+            kinglet_netns::spawn_tied_pod_init(&exe, &pp, userns.as_deref())
                 .map_err(netns_err("start the pod's pid namespace init"))
         })
         .await?;
@@ -757,6 +769,7 @@ pub(super) fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
                     network: ns.network.to_cri(),
                     pid: ns.pid.to_cri(),
                     ipc: ns.ipc.to_cri(),
+                    userns_options: ns.userns.as_ref().map(userns::UsernsRecord::to_cri),
                     ..Default::default()
                 }),
             }),
@@ -768,69 +781,5 @@ pub(super) fn sandbox_status(r: &SandboxRecord) -> v1::PodSandboxStatus {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostname_is_the_configured_one_else_the_hosts() {
-        let host = || "node-1".to_owned();
-        assert_eq!(sandbox_hostname("", false, host).unwrap(), "node-1");
-        assert_eq!(sandbox_hostname("web", false, host).unwrap(), "web");
-        assert_eq!(sandbox_hostname("web", true, host).unwrap(), "node-1");
-        let long = "a".repeat(65);
-        let e = sandbox_hostname(&long, false, host)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("PodSandboxConfig.hostname"), "{e}");
-        assert!(sandbox_hostname(&"a".repeat(64), false, host).is_ok());
-        // A long name the field does not carry is no error: the pod name is not used.
-        assert_eq!(sandbox_hostname("", false, host).unwrap(), "node-1");
-    }
-
-    #[test]
-    fn port_mappings_from_config() {
-        let pm =
-            |protocol: v1::Protocol, host_ip: &str, host_port, container_port| v1::PortMapping {
-                protocol: protocol as i32,
-                container_port,
-                host_port,
-                host_ip: host_ip.into(),
-            };
-        let mut cfg = v1::PodSandboxConfig {
-            port_mappings: vec![
-                pm(v1::Protocol::Tcp, "", 8080, 80),
-                pm(v1::Protocol::Udp, "127.0.0.1", 5353, 53),
-                pm(v1::Protocol::Tcp, "0.0.0.0", 0, 9000),
-            ],
-            ..Default::default()
-        };
-        let got = port_mappings(&cfg).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].to_string(), "8080/tcp");
-        assert_eq!(got[1].to_string(), "127.0.0.1:5353/udp");
-        assert_eq!(got[1].container_port, 53);
-        cfg.port_mappings = vec![pm(v1::Protocol::Sctp, "", 1, 1)];
-        let e = port_mappings(&cfg).unwrap_err().to_string();
-        assert!(e.contains("port_mappings[0].protocol"), "{e}");
-        cfg.port_mappings = vec![pm(v1::Protocol::Tcp, "::1", 1, 1)];
-        assert!(port_mappings(&cfg).is_err());
-        cfg.port_mappings = vec![pm(v1::Protocol::Tcp, "", 70000, 1)];
-        let e = port_mappings(&cfg).unwrap_err().to_string();
-        assert!(e.contains("host_port"), "{e}");
-    }
-
-    #[test]
-    fn resolv_conf_from_dns_config() {
-        assert_eq!(resolv_conf(None), None);
-        assert_eq!(resolv_conf(Some(&v1::DnsConfig::default())), None);
-        let d = v1::DnsConfig {
-            servers: vec!["10.0.0.10".into()],
-            searches: vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
-            options: vec!["ndots:5".into()],
-        };
-        assert_eq!(
-            resolv_conf(Some(&d)).unwrap(),
-            "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n"
-        );
-    }
-}
+#[path = "sandbox_tests.rs"]
+mod tests;

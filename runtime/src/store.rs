@@ -69,6 +69,12 @@ pub struct PodNamespaces {
     pub pid_path: Option<PathBuf>,
     /// Host pid of the pod's PID-namespace init (only with a pod-wide PID namespace).
     pub pid_init: Option<u32>,
+    /// Pin of the pod's own user namespace (`hostUsers: false`), owner of its net/ipc/uts.
+    #[serde(default)]
+    pub user_path: Option<PathBuf>,
+    /// The mappings of that user namespace.
+    #[serde(default)]
+    pub userns: Option<crate::userns::UsernsRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

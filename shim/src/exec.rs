@@ -70,9 +70,17 @@ fn dup_std(fd: i32) -> Result<OwnedFd, ShimError> {
 
 /// The container's OCI process with `args.cmd` as its arguments, in a temporary file, and the
 /// container's seccomp filter.
+#[allow(clippy::type_complexity)]
 fn exec_process(
     args: &ExecArgs,
-) -> Result<(tempfile::NamedTempFile, Option<LinuxSeccomp>), ShimError> {
+) -> Result<
+    (
+        tempfile::NamedTempFile,
+        Option<LinuxSeccomp>,
+        Option<crate::userns_exec::UserJoin>,
+    ),
+    ShimError,
+> {
     let container = Container::load(args.runtime_root.join(&args.id)).map_err(|source| {
         ShimError::Container {
             op: "load",
@@ -86,6 +94,7 @@ fn exec_process(
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args.cmd.clone()));
     process.set_terminal(Some(args.console_socket.is_some()));
+    let userns = crate::userns_exec::prepare(&mut process, &spec);
     let file = tempfile::NamedTempFile::new_in(&args.runtime_root)
         .map_err(|e| ShimError::io(&args.runtime_root, e))?;
     let bytes = serde_json::to_vec(&process).map_err(|source| ShimError::Record {
@@ -94,7 +103,7 @@ fn exec_process(
     })?;
     std::fs::write(file.path(), bytes).map_err(|e| ShimError::io(file.path(), e))?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-    Ok((file, seccomp))
+    Ok((file, seccomp, userns))
 }
 
 fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
@@ -137,7 +146,7 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
     };
     // Run the command as the container's own process runs: same user, groups, capabilities,
     // environment, working directory and no_new_privs; only the arguments differ.
-    let (process_file, seccomp) = exec_process(args)?;
+    let (process_file, seccomp, userns) = exec_process(args)?;
     let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.runtime_root)
         .map_err(lc("use root path for"))?;
@@ -148,6 +157,7 @@ fn run(args: &ExecArgs) -> Result<ExecResult, ShimError> {
         .with_executor(KingletExecutor {
             seccomp,
             console_size: args.console_size.filter(|_| tty),
+            userns,
         })
         .with_stdin(stdin)
         .with_stdout(out)

@@ -20,6 +20,8 @@ pub(crate) struct KingletExecutor {
     /// The size of the process's terminal (stdin), set before exec: libcontainer does not
     /// apply the OCI `consoleSize`, and a command must see its client's size from the start.
     pub console_size: Option<(u16, u16)>,
+    /// For a container in a pod user namespace: join it before exec (tenant processes only).
+    pub userns: Option<crate::userns_exec::UserJoin>,
 }
 
 impl Executor for KingletExecutor {
@@ -28,6 +30,9 @@ impl Executor for KingletExecutor {
         if let Some((cols, rows)) = self.console_size {
             // Best effort: a failure leaves the terminal at its default size.
             let _ = sys::set_winsize(&std::io::stdin(), cols, rows);
+        }
+        if let Some(join) = &self.userns {
+            join.enter()?;
         }
         if let Some(filter) = &self.seccomp {
             if libcontainer::seccomp::initialize_seccomp(filter).is_err() {

@@ -27,6 +27,7 @@ pub mod log_rotate;
 pub mod protocol;
 pub mod run;
 mod sys;
+mod userns_exec;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

@@ -38,6 +38,7 @@ fn measure(
             uts: false,
             hostname: None,
             sysctls: Vec::new(),
+            userns: None,
         })?;
         let netns = pinned.net.expect("net pinned");
         let ports = [PortMapping {

@@ -35,6 +35,8 @@ struct Round<'a> {
     pull: bool,
     host_port: u16,
     marker: String,
+    /// The pod has its own user namespace (`hostUsers: false`).
+    userns: bool,
 }
 
 impl Round<'_> {
@@ -67,6 +69,25 @@ impl Round<'_> {
         }
         let mut pod_cfg =
             with_pod_pid_namespace(pod_config("crash", &self.d.dir.path().join("logs")));
+        if self.userns {
+            let map = vec![v1::IdMapping {
+                host_id: 300000,
+                container_id: 0,
+                length: 65536,
+            }];
+            let sc = pod_cfg
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut());
+            let ns = sc
+                .and_then(|s| s.namespace_options.as_mut())
+                .expect("ns options");
+            ns.userns_options = Some(v1::UserNamespace {
+                mode: v1::NamespaceMode::Pod as i32,
+                uids: map.clone(),
+                gids: map,
+            });
+        }
         pod_cfg.port_mappings = vec![v1::PortMapping {
             protocol: v1::Protocol::Tcp as i32,
             container_port: 8080,
@@ -360,11 +381,30 @@ async fn start_armed(d: &mut Daemon, point: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_leak_after_a_crash_at_any_point() {
+    crash_at_every_point(false, |_| true).await;
+}
+
+/// The same with a pod user namespace (its pin, idmapped layers and mounts, and a pod init
+/// inside it), at the crash points of pods and containers.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_leak_after_a_crash_in_a_pod_with_a_user_namespace() {
+    crash_at_every_point(true, |p| {
+        p.starts_with("sandbox.") || p.starts_with("container.")
+    })
+    .await;
+}
+
+/// Crash the daemon at each of `kinglet_fault::POINTS` that `wanted` keeps, in turn, in one
+/// pod's life (with a user namespace when `userns`), and check nothing is left behind.
+async fn crash_at_every_point(userns: bool, wanted: impl Fn(&str) -> bool) {
     // A daemon built without crash points (release) fails this with "never reached".
     let started = Instant::now();
     let reg = Registry::start(Mode::Open);
     reg.push(&test_image().0, IMAGE, "crash/busybox:latest");
     let mut d = Daemon::unstarted("pod-pids-limit = 4321\n", |_| Vec::new());
+    // Searchable by a pod's mapped root (see perms), as the run root's parents must be.
+    let searchable = std::os::unix::fs::PermissionsExt::from_mode(0o711);
+    std::fs::set_permissions(d.dir.path(), searchable).unwrap();
     d.spawn().await;
     let host_port = {
         let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
@@ -378,6 +418,7 @@ async fn no_leak_after_a_crash_at_any_point() {
         pull: true,
         host_port,
         marker: marker.clone(),
+        userns,
     }
     .life()
     .await
@@ -395,7 +436,7 @@ async fn no_leak_after_a_crash_at_any_point() {
     // KINGLET_CRASH_POINTS=a,b limits the run to those points (debugging).
     let only = std::env::var("KINGLET_CRASH_POINTS").unwrap_or_default();
     for point in kinglet_fault::POINTS {
-        if !only.is_empty() && !only.split(',').any(|p| p == *point) {
+        if !wanted(point) || (!only.is_empty() && !only.split(',').any(|p| p == *point)) {
             continue;
         }
         let t0 = Instant::now();
@@ -407,6 +448,7 @@ async fn no_leak_after_a_crash_at_any_point() {
             pull: point.starts_with("pull."),
             host_port,
             marker: marker.clone(),
+            userns,
         };
         let ended = r.life().await;
         let status = aborted(&mut d, Duration::from_secs(15));
@@ -426,43 +468,7 @@ async fn no_leak_after_a_crash_at_any_point() {
         remove_everything(&d).await;
         seen.extend(ids_on_disk(&d));
         let t_clean = t0.elapsed();
-        // Exits of killed containers are seen asynchronously: give them a moment.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut leaks;
-        loop {
-            leaks = Vec::new();
-            let procs = processes(&d, &marker);
-            if !procs.is_empty() {
-                leaks.push(format!("processes: {procs:?}"));
-            }
-            let cg = cgroups_of(&seen);
-            if !cg.is_empty() {
-                leaks.push(format!("cgroups: {cg:?}"));
-            }
-            let inv = inventory(&d);
-            if inv != baseline {
-                leaks.push(format!(
-                    "root +{:?} -{:?}; run root +{:?} -{:?}; mounts {:?}; veths {:?}; nft equal: {}",
-                    inv.root.difference(&baseline.root).collect::<Vec<_>>(),
-                    baseline.root.difference(&inv.root).collect::<Vec<_>>(),
-                    inv.run_root.difference(&baseline.run_root).collect::<Vec<_>>(),
-                    baseline.run_root.difference(&inv.run_root).collect::<Vec<_>>(),
-                    inv.mounts,
-                    inv.veths,
-                    inv.nft == baseline.nft,
-                ));
-                if inv.nft != baseline.nft {
-                    leaks.push(format!(
-                        "nft now:\n{}\nbaseline:\n{}",
-                        inv.nft, baseline.nft
-                    ));
-                }
-            }
-            if leaks.is_empty() || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let leaks = leaks_after_cleanup(&d, &marker, &seen, &baseline).await;
         eprintln!(
             "{point}: armed daemon up {t_start:.1?}, crashed {t_crash:.1?}, restarted {t_restart:.1?}, cleaned {t_clean:.1?}, checked {:.1?}",
             t0.elapsed()
@@ -488,4 +494,56 @@ async fn no_leak_after_a_crash_at_any_point() {
     );
     d.spawn().await;
     d.shutdown().await;
+}
+
+/// What is left after the cleanup, compared with `baseline`; waits up to 10 s for it to settle.
+async fn leaks_after_cleanup(
+    d: &Daemon,
+    marker: &str,
+    seen: &BTreeSet<String>,
+    baseline: &Inventory,
+) -> Vec<String> {
+    // Exits of killed containers are seen asynchronously: give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut leaks;
+    loop {
+        leaks = Vec::new();
+        let procs = processes(d, marker);
+        if !procs.is_empty() {
+            leaks.push(format!("processes: {procs:?}"));
+        }
+        let cg = cgroups_of(seen);
+        if !cg.is_empty() {
+            leaks.push(format!("cgroups: {cg:?}"));
+        }
+        let inv = inventory(d);
+        if inv != *baseline {
+            leaks.push(format!(
+                "root +{:?} -{:?}; run root +{:?} -{:?}; mounts {:?}; veths {:?}; nft equal: {}",
+                inv.root.difference(&baseline.root).collect::<Vec<_>>(),
+                baseline.root.difference(&inv.root).collect::<Vec<_>>(),
+                inv.run_root
+                    .difference(&baseline.run_root)
+                    .collect::<Vec<_>>(),
+                baseline
+                    .run_root
+                    .difference(&inv.run_root)
+                    .collect::<Vec<_>>(),
+                inv.mounts,
+                inv.veths,
+                inv.nft == baseline.nft,
+            ));
+            if inv.nft != baseline.nft {
+                leaks.push(format!(
+                    "nft now:\n{}\nbaseline:\n{}",
+                    inv.nft, baseline.nft
+                ));
+            }
+        }
+        if leaks.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    leaks
 }

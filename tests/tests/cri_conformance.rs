@@ -244,7 +244,7 @@ async fn status_advertises_what_works_and_recursive_read_only_mounts_hold() {
     assert_eq!(st.runtime_handlers.len(), 1);
     assert_eq!(handler.name, "");
     let f = handler.features.as_ref().unwrap();
-    assert!(f.recursive_read_only_mounts && !f.user_namespaces);
+    assert!(f.recursive_read_only_mounts && f.user_namespaces);
     assert!(st.features.as_ref().unwrap().supplemental_groups_policy);
 
     // A host directory with a tmpfs mounted below it.

@@ -177,16 +177,36 @@ async fn local_users_cannot_read_pod_data_and_non_root_pods_keep_working() {
         let out = as_nobody(&["ls", &dir.display().to_string()]);
         assert!(!out.status.success(), "nobody listed {}", dir.display());
     }
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode(&d.root), 0o700);
-    // Every directory directly in the run root is closed (new ones must be too).
-    for e in std::fs::read_dir(&d.run_root).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            assert_eq!(mode(&e.path()), 0o700, "{}", e.path().display());
-        }
-    }
+    assert_run_root_closed(&d);
     d.cli_ok(&["delete", "-f", &f]);
     d.shutdown().await;
+}
+
+/// The root is 0700; every directory directly in the run root is closed (new ones must be
+/// too), except pods/ and containers/: searchable (0711, for pods' mapped roots in user
+/// namespaces), with each pod's and container's own directory in them closed.
+fn assert_run_root_closed(d: &Daemon) {
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&d.root), 0o700);
+    let searchable = ["pods", "containers"];
+    for e in std::fs::read_dir(&d.run_root).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            let open = searchable.iter().any(|s| e.file_name() == *s);
+            let want = if open { 0o711 } else { 0o700 };
+            assert_eq!(mode(&e.path()), want, "{}", e.path().display());
+        }
+    }
+    for dir in searchable {
+        for e in std::fs::read_dir(d.run_root.join(dir)).unwrap().flatten() {
+            assert_eq!(mode(&e.path()), 0o700, "{}", e.path().display());
+            let out = as_nobody(&["ls", &e.path().display().to_string()]);
+            assert!(
+                !out.status.success(),
+                "nobody listed {}",
+                e.path().display()
+            );
+        }
+    }
 }
 
 /// A UDP listener that reports whether `want` arrived within `within`.

@@ -239,8 +239,8 @@ pub fn seccomp(host: &Host) -> Finding {
     }
 }
 
-/// User namespaces: not used for pods, but libcontainer's rootless paths and some images'
-/// tools probe them; disabled is only a warning.
+/// User namespaces: pods with `hostUsers: false` need them (others do not, though some
+/// images' tools probe them); disabled is only a warning.
 pub fn user_namespaces(host: &Host) -> Finding {
     const C: &str = "user namespaces";
     match host

@@ -92,8 +92,8 @@ pub fn run_root_dir(path: &Path) -> Finding {
     };
     let mode = m.mode() & 0o7777;
     let fix = format!(
-        "chown root:root {0} && chmod 0711 {0} && chmod 0700 {0}/*/ (the daemon also does this \
-         at start)",
+        "chown root:root {0} && chmod 0711 {0} && chmod 0700 {0}/*/ && chmod 0711 {0}/pods \
+         {0}/containers (the daemon also does this at start)",
         path.display()
     );
     if m.uid() != 0 {
@@ -120,7 +120,13 @@ pub fn run_root_dir(path: &Path) -> Finding {
         .flatten()
         .filter_map(|e| {
             let m = std::fs::symlink_metadata(e.path()).ok()?;
-            (m.is_dir() && m.mode() & 0o077 != 0)
+            // pods/ and containers/ are searchable (user namespaces), never listable.
+            let name = e.file_name();
+            let searchable = kinglet_runtime::perms::SEARCHABLE_DIRS
+                .iter()
+                .any(|d| name.to_str() == Some(d));
+            let open = if searchable { 0o066 } else { 0o077 };
+            (m.is_dir() && m.mode() & open != 0)
                 .then(|| format!("{} ({:04o})", e.path().display(), m.mode() & 0o7777))
         })
         .collect();
