@@ -11,8 +11,16 @@ set -euo pipefail
 profile=${1:-test}
 case "$profile" in run | test) ;; *) echo "usage: setup-debian.sh [run|test]" >&2; exit 2 ;; esac
 if [ "$(id -u)" != 0 ]; then echo "setup-debian.sh: run as root" >&2; exit 1; fi
-command -v cargo >/dev/null || { echo "setup-debian.sh: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+# Rust 1.85 or later (Cargo.toml's rust-version); Debian 12's own rustc (1.63) is too old.
+rustup_hint="install Rust 1.85 or later with rustup: apt-get install curl; curl --proto '=https' -sSf https://sh.rustup.rs | sh; then open a new shell (Debian 12's rustc 1.63 is too old)"
+command -v cargo >/dev/null || { echo "setup-debian.sh: cargo not found: $rustup_hint" >&2; exit 1; }
+rust_minor=$(rustc --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\)\..*/\1/p')
+if [ -z "$rust_minor" ] || [ "$rust_minor" -lt 85 ]; then
+  echo "setup-debian.sh: $(rustc --version 2>&1 | head -1) is too old or missing: $rustup_hint" >&2
+  exit 1
+fi
 pkgs=(
+  gcc libc6-dev  # the linker rustc calls, and C build steps (ring, zstd-sys)
   protobuf-compiler   # tonic/prost code generation (CRI schema)
   libseccomp-dev pkg-config  # libcontainer's seccomp support
   busybox-static umoci skopeo  # the project's own test image, built offline
@@ -24,7 +32,7 @@ test_pkgs=(
   docker-registry apache2-utils openssl  # registry pull tests: registry, htpasswd, test CA
   qemu-system-x86 mmdebstrap e2fsprogs binutils  # VM tests (tests/vm): QEMU, guest root, mkfs.ext4 -d, objcopy
   tmux  # tests/tests/tty_tmux.rs: exec -it on a real terminal
-  gcc libc6-dev curl jq  # CRI conformance (scripts/conformance.sh): critest's look-alike images, report
+  curl jq  # CRI conformance (scripts/conformance.sh): critest's look-alike images, report
   wrk  # scripts/bench-ingress.sh
   g++  # scripts/fuzz.sh: libfuzzer-sys builds libFuzzer (C++)
 )
