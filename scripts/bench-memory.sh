@@ -12,8 +12,16 @@
 # MODE=trim instead compares, with the helpers beside it, "keep" (trim-startup-memory =
 # false, the default) and "trim" (true: the daemon drops the mappings only startup used, see
 # daemon/src/trim.rs).
+# MODE=bins compares two builds, helpers beside both: "before" runs the three binaries of
+# BEFORE_BIN, "after" those of BIN_DIR (e.g. a release build of the commit before a change;
+# copy only the three binaries: BEFORE_BIN=/tmp/old; cp target/release/kinglet{,-shim,-pod-init}).
+# ROUNDS=R (default 1) alternates the two columns R times (before, after, before, ...) to
+# show the noise. With RESTART=bench_restart (tests/examples/bench_restart.rs, any build of it:
+# a client), each column also prints restart latency p50 over RESTART_PODS (10) crashing pods.
 #
 #   bash scripts/bench-memory.sh          N=30; BIN_DIR=target/release (built here)
+#   NO_BUILD=1 MODE=bins BEFORE_BIN=/tmp/old BIN_DIR=target/release ROUNDS=2 \
+#     RESTART=target/debug/examples/bench_restart bash scripts/bench-memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -55,12 +63,14 @@ mean_pss() {
 }
 
 run() {
-  local label=$1 d=$work/$1
+  runs=$((runs + 1))
+  local label=$1 d=$work/$1.$runs from=$BIN_DIR
+  [ "${MODE:-}" = bins ] && [ "$label" = before ] && from=$BEFORE_BIN
+  rm -rf "$work/bin"
   mkdir -p "$d/logs" "$work/bin"
-  cp "$BIN_DIR/kinglet" "$work/bin/kinglet"
-  rm -f "$work/bin/kinglet-shim" "$work/bin/kinglet-pod-init"
-  if [ "$label" != before ]; then
-    cp "$BIN_DIR/kinglet-shim" "$BIN_DIR/kinglet-pod-init" "$work/bin/"
+  cp "$from/kinglet" "$work/bin/kinglet"
+  if [ "$label" != before ] || [ "${MODE:-}" = bins ]; then
+    cp "$from/kinglet-shim" "$from/kinglet-pod-init" "$work/bin/"
   fi
   flags=(--socket "$d/k.sock" --root "$d/root" --run-root "$d/run" --manifests "$d/manifests"
     --bridge kbmem0 --pod-cidr 10.233.0.0/16 --nft-table kbmem)
@@ -102,14 +112,19 @@ run() {
       growth = (busy - idle) / n / 1024
       printf "%-6s daemon RSS idle %.1f MiB (anon %.1f), after %d pods %.1f MiB (+%.2f MiB/pod); ", l, idle/1024, anon/1024, n, busy/1024, growth
       printf "shim PSS %.2f MiB (x%d); pod init PSS %.2f MiB (x%d); ", sp/1024, ns, ip/1024, ni
-      printf "per pod %.2f MiB; pod start p50 %s ms p90 %s ms\n", growth + sp/1024 + ip/1024, p50, p90
+      printf "per pod %.2f MiB; pod start p50 %s ms p90 %s ms", growth + sp/1024 + ip/1024, p50, p90
     }'
+  if [ -n "${RESTART:-}" ]; then
+    "${c[@]}" rmp -fa >/dev/null 2>&1 || true
+    "$RESTART" --socket "$d/k.sock" --pods "${RESTART_PODS:-10}" |
+      awk '/^RESULT kinglet_restart_p50_ms/ {printf "; restart p50 %s ms", $3}'
+  fi
+  echo
   stop_daemon
 }
-if [ "${MODE:-}" = trim ]; then
-  run keep
-  run trim
-else
-  run before
-  run after
-fi
+runs=0
+columns=(before after)
+[ "${MODE:-}" = trim ] && columns=(keep trim)
+for _ in $(seq "${ROUNDS:-1}"); do
+  for col in "${columns[@]}"; do run "$col"; done
+done
