@@ -86,14 +86,15 @@ impl CriBackend for Backend {
                 conditions: vec![cond("RuntimeReady", ""), network_cond],
             }),
             info,
-            // Exactly what works: one (default) handler with recursive read-only mounts and
-            // pod user namespaces with idmapped mounts (not with the host's network);
-            // SupplementalGroupsPolicy Strict and ContainerStatus.user.
+            // Exactly what works: one (default) handler with recursive read-only mounts and,
+            // on kernels that can idmap what they need, pod user namespaces with idmapped
+            // mounts (not with the host's network); SupplementalGroupsPolicy Strict and
+            // ContainerStatus.user.
             runtime_handlers: vec![v1::RuntimeHandler {
                 name: String::new(),
                 features: Some(v1::RuntimeHandlerFeatures {
                     recursive_read_only_mounts: true,
-                    user_namespaces: true,
+                    user_namespaces: kinglet_runtime::userns::supported(),
                 }),
             }],
             features: Some(v1::RuntimeFeatures {

@@ -305,6 +305,7 @@ impl Runtime {
         let userns =
             userns::pod_userns(nsopt.and_then(|n| n.userns_options.as_ref()), net, ipc, pid)?;
         if userns.is_some() {
+            userns::check_kernel()?;
             userns::check_reachable(&self.paths.run_root)?;
         }
 

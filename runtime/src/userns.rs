@@ -199,6 +199,41 @@ pub fn check_container(
     ))
 }
 
+/// The oldest kernel with everything a pod user namespace needs here: idmapped mounts of
+/// ext4/xfs/btrfs (5.12), overlayfs on idmapped layers (5.19) and idmapped tmpfs (6.3, for
+/// /dev/shm, Secrets and emptyDirs in memory).
+const MIN_KERNEL: (u32, u32) = (6, 3);
+
+/// (major, minor) of a kernel release string such as `6.18.44-fc-v857`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(['.', '-']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Whether this kernel can run pods with their own user namespace (RuntimeStatus features).
+pub fn supported() -> bool {
+    check_kernel().is_ok()
+}
+
+/// FailedPrecondition when the kernel is older than [`MIN_KERNEL`].
+pub fn check_kernel() -> Result<(), CriError> {
+    let uts = nix::sys::utsname::uname().ok();
+    let release = uts
+        .as_ref()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match kernel_version(&release) {
+        Some(v) if v >= MIN_KERNEL => Ok(()),
+        _ => Err(CriError::FailedPrecondition {
+            kind: "kernel",
+            id: release,
+            state: "older than 6.3".into(),
+            action: "a pod with a user namespace",
+            needed: "6.3 or newer (idmapped overlayfs layers and tmpfs)",
+        }),
+    }
+}
+
 /// Every directory above `run_root` must be searchable by others: a pod's mapped root (an
 /// unprivileged host uid) reaches its namespace pins, root file system and mounts through
 /// them when its containers start. FailedPrecondition naming the first that is not.

@@ -180,3 +180,12 @@ fn layers_share_their_closest_common_directory() {
     assert_eq!(common_ancestor(&[p("/a/x"), p("/b/y")]), Some(p("/")));
     assert_eq!(common_ancestor(&[]), None);
 }
+
+#[test]
+fn kernel_releases_parse_to_major_minor() {
+    assert_eq!(kernel_version("6.18.44-fc-v857"), Some((6, 18)));
+    assert_eq!(kernel_version("6.1.0-28-amd64"), Some((6, 1)));
+    assert_eq!(kernel_version("5.19"), Some((5, 19)));
+    assert_eq!(kernel_version("garbage"), None);
+    assert!(kernel_version("6.1.0-28-amd64").unwrap() < MIN_KERNEL);
+}
