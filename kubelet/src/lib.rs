@@ -41,6 +41,7 @@ mod objects;
 pub mod pod;
 pub mod podspec;
 mod probe;
+pub mod probe_results;
 pub mod pvc;
 pub mod runtime;
 pub mod sealed;

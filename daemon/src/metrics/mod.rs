@@ -13,13 +13,16 @@
 //!   containers (every CRI client's);
 //! - `kinglet_container_restarts_total{namespace,pod,container}`: restarts Kinglet made;
 //! - `kinglet_image_pulls_total{result}`, `kinglet_image_pull_bytes_total`: PullImage calls
-//!   and layer bytes downloaded.
+//!   and layer bytes downloaded;
+//! - `kinglet_prober_probe_total{namespace,pod,container,probe_type,result}`: probe runs
+//!   ([`probes`], the kubelet's `prober_probe_total`).
 //!
 //! The pod series come from [`poll`], which asks the daemon's own socket every second.
 
 pub mod http;
 pub mod layer;
 pub mod poll;
+pub mod probes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,14 +42,20 @@ impl Drop for Tasks {
     }
 }
 
+/// What the poller reads in-process: the puller's layer bytes and the supervisor's probe runs.
+pub struct Sources {
+    pub pull_bytes: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub probes: Box<dyn Fn() -> Vec<kinglet_kubelet::probe_results::ProbeCount> + Send + Sync>,
+}
+
 /// Start the poller and serve scrapes on `listener`.
 pub fn spawn(
     listener: tokio::net::TcpListener,
     metrics: std::sync::Arc<Metrics>,
     socket: std::path::PathBuf,
-    pull_bytes: impl Fn() -> u64 + Send + Sync + 'static,
+    sources: Sources,
 ) -> Tasks {
-    let poller = std::sync::Arc::new(poll::Poller::new(metrics, socket, Box::new(pull_bytes)));
+    let poller = std::sync::Arc::new(poll::Poller::new(metrics, socket, sources));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving metrics on /metrics");
     }
@@ -80,6 +89,7 @@ pub struct Metrics {
     pub restarts: Family<Labels, Counter>,
     pub pulls: Family<Labels, Counter>,
     pub pull_bytes: Counter,
+    pub probes: Family<Labels, Counter>,
     /// Where `pull_bytes` was last synced from the puller's total.
     pull_bytes_seen: AtomicU64,
 }
@@ -140,6 +150,12 @@ impl Metrics {
             prometheus_client::registry::Unit::Bytes,
             pull_bytes.clone(),
         );
+        let probes = Family::<Labels, Counter>::default();
+        registry.register(
+            "prober_probe",
+            "Probe runs by pod, container, probe type and result (successful, failed, unknown)",
+            probes.clone(),
+        );
         Metrics {
             registry,
             cri_duration,
@@ -150,6 +166,7 @@ impl Metrics {
             restarts,
             pulls,
             pull_bytes,
+            probes,
             pull_bytes_seen: AtomicU64::new(0),
         }
     }

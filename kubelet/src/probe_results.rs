@@ -1,0 +1,46 @@
+//! The probe runs the kubelet counts (its `prober_probe_total`), read by the daemon's metrics:
+//! every run of every pod worker's probes, by container, probe type and result. The counts
+//! live in each pod's shared fields (`pod/shared.rs`) and go with its worker.
+
+use crate::Supervisor;
+
+/// The runs of one container's probes of one type with one result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeCount {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub container: String,
+    /// `Startup`, `Liveness` or `Readiness`.
+    pub probe_type: &'static str,
+    /// `successful`, `failed`, or `unknown` (the probe could not be run), as the kubelet's.
+    pub result: &'static str,
+    pub count: u64,
+}
+
+impl Supervisor {
+    /// The probe runs of every pod that has a worker, counted since its worker started.
+    pub fn probe_results(&self) -> Vec<ProbeCount> {
+        let world = self.world.borrow().clone();
+        let mut out = Vec::new();
+        for uid in self.pods.keys() {
+            let (Some(shared), Some(pod)) = (self.pods.handle(&uid), world.pods.get(&uid)) else {
+                continue;
+            };
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            for ((container, probe_type, result), count) in shared.probe_results() {
+                out.push(ProbeCount {
+                    namespace: namespace.clone(),
+                    pod: name.clone(),
+                    pod_uid: uid.clone(),
+                    container,
+                    probe_type,
+                    result,
+                    count,
+                });
+            }
+        }
+        out
+    }
+}
