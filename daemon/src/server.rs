@@ -154,7 +154,7 @@ async fn start_core(
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
     let node = config.node().map_err(DaemonError::Startup)?;
-    kinglet_controllers::run(supervisor.clone(), node);
+    let controller_queues = kinglet_controllers::run(supervisor.clone(), node);
     let stream_addr = std::net::SocketAddr::new(config.stream_address, config.stream_port);
     let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
         .await
@@ -163,7 +163,15 @@ async fn start_core(
         CriServer::new(Arc::new(Backend(runtime, supervisor.clone(), streaming))),
         crate::metrics::Sources {
             pull_bytes: Box::new(move || puller.layer_bytes()),
-            probes: Box::new(move || supervisor.probe_results()),
+            probes: Box::new({
+                let supervisor = supervisor.clone();
+                move || supervisor.probe_results()
+            }),
+            queues: Box::new(move || {
+                let mut depths = vec![("pods", supervisor.pod_queue_depth())];
+                depths.extend(controller_queues());
+                depths
+            }),
         },
     ))
 }

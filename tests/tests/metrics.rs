@@ -1,8 +1,8 @@
 //! The Prometheus endpoint, scraped over HTTP from a test daemon started with
 //! `--metrics-address`: CRI call latency by method, a failed and a successful image pull with
 //! its bytes, running pods and containers, a manifest pod's start latency, a crashing
-//! container's restarts and a readiness probe's runs; the daemon's own health and poll calls
-//! are not counted.
+//! container's restarts, a readiness probe's runs and the queue depths; the daemon's own
+//! health and poll calls are not counted.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -152,6 +152,14 @@ async fn scrape_cri_latency_pulls_pods_starts_and_restarts() {
         body.contains("service=\"Objects\",method=\"Apply\""),
         "{body}"
     );
+    // Queue depths: the pod workers' and each controller's.
+    for name in ["pods", "deployment", "job"] {
+        let depth = value(
+            &body,
+            &format!("kinglet_workqueue_depth{{name=\"{name}\"}}"),
+        );
+        assert!(depth.is_some_and(|d| d >= 0.0), "{name}: {body}");
+    }
     // The daemon's own calls (metrics poll: ListContainers, Objects Get) are not counted.
     assert!(!body.contains("method=\"ListContainers\""), "{body}");
     assert!(

@@ -221,6 +221,7 @@ impl Poller {
         self.metrics.sync_pull_bytes((self.sources.pull_bytes)());
         let probes = super::probes::observe(&mut state.probes, &(self.sources.probes)());
         super::probes::apply(&self.metrics, probes);
+        self.metrics.set_queue_depths(&(self.sources.queues)());
         if let Err(e) = self.round(&mut state).await {
             tracing::debug!(error = %e, "metrics poll");
         }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use kinglet_kubelet::probe_results::ProbeCount;
+use kinglet_kubelet::metrics_api::ProbeCount;
 
 use super::{Labels, Metrics};
 

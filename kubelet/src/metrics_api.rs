@@ -1,6 +1,7 @@
-//! The probe runs the kubelet counts (its `prober_probe_total`), read by the daemon's metrics:
-//! every run of every pod worker's probes, by container, probe type and result. The counts
-//! live in each pod's shared fields (`pod/shared.rs`) and go with its worker.
+//! What the daemon's metrics read of the supervisor in-process: the probe runs the kubelet
+//! counts (its `prober_probe_total`) — every run of every pod worker's probes, by container,
+//! probe type and result; the counts live in each pod's shared fields (`pod/shared.rs`) and go
+//! with its worker — and the pod workers' queue depth.
 
 use crate::Supervisor;
 
@@ -19,6 +20,11 @@ pub struct ProbeCount {
 }
 
 impl Supervisor {
+    /// Pod workers woken and waiting for their pass (the harness's queue depth).
+    pub fn pod_queue_depth(&self) -> usize {
+        self.pods.depth()
+    }
+
     /// The probe runs of every pod that has a worker, counted since its worker started.
     pub fn probe_results(&self) -> Vec<ProbeCount> {
         let world = self.world.borrow().clone();
