@@ -48,10 +48,12 @@ install: man
 	install -m 0644 target/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	target/release/kinglet completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kinglet
-	install -D -m 0644 systemd/kinglet.service $(DESTDIR)/etc/systemd/system/kinglet.service
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' systemd/kinglet.service > $(DESTDIR)/etc/systemd/system/kinglet.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/kinglet.service
 	install -D -m 0644 systemd/kinglet.socket $(DESTDIR)/etc/systemd/system/kinglet.socket
 	install -d -m 0700 $(DESTDIR)/etc/kinglet/manifests
-	if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload; fi
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 uninstall:
 	-systemctl disable --now kinglet
 	$(PREFIX)/bin/kinglet reset --yes

@@ -218,10 +218,15 @@ impl<S: Store> Controllers<S> {
 
 /// Run the controllers over the daemon's store for the daemon's lifetime: a round each time
 /// the objects are published. `node` is this node as DaemonSets see it.
-pub fn run(sup: Arc<kinglet_kubelet::Supervisor>, node: node::Node) {
+/// Returns what reads each controller's queue depth (for the metrics).
+pub fn run(sup: Arc<kinglet_kubelet::Supervisor>, node: node::Node) -> QueueDepths {
     let mut changes = sup.subscribe();
     let store = Arc::new(supervisor::SupervisorStore(sup));
     let c = Controllers::new(store, Arc::new(node));
+    let depths = {
+        let c = c.clone();
+        Box::new(move || c.queue_depths()) as QueueDepths
+    };
     tokio::spawn(async move {
         loop {
             c.tick().await;
@@ -230,4 +235,22 @@ pub fn run(sup: Arc<kinglet_kubelet::Supervisor>, node: node::Node) {
             }
         }
     });
+    depths
+}
+
+/// Each controller's queue depth by name (client-go's `workqueue_depth{name}`).
+pub type QueueDepths = Box<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>;
+
+impl<S: Store> Controllers<S> {
+    /// Each controller's workers woken and waiting for their pass, by controller name.
+    pub fn queue_depths(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("replicaset", self.replica_sets.depth()),
+            ("deployment", self.deployments.depth()),
+            ("job", self.jobs.depth()),
+            ("daemonset", self.daemon_sets.depth()),
+            ("cronjob", self.cron_jobs.depth()),
+            ("statefulset", self.stateful_sets.depth()),
+        ]
+    }
 }

@@ -512,6 +512,11 @@ pub(crate) async fn find_container(
     let chosen = container
         .map(str::to_owned)
         .or_else(|| object.as_ref().and_then(crate::podref::default_container));
+    if container.is_none() {
+        if let Some(note) = object.as_ref().and_then(crate::podref::defaulted_note) {
+            eprintln!("{note}");
+        }
+    }
     let container = chosen.as_deref();
     let mut sel: std::collections::HashMap<String, String> = [
         (LABEL_POD_NAME.to_string(), pod.to_string()),

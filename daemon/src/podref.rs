@@ -1,6 +1,7 @@
 //! Which pod and container a client verb (`logs`, `exec`) means, as kubectl decides it: the
 //! named container, else the pod's `kubectl.kubernetes.io/default-container` annotation, else
-//! its first container; a pod that does not exist is kubectl's NotFound error.
+//! its first container (saying so on stderr, as kubectl does, when there were others); a pod
+//! that does not exist is kubectl's NotFound error.
 
 use k8s_openapi::api::core::v1::Pod;
 use kinglet_proto::admin;
@@ -55,6 +56,38 @@ pub fn default_container(pod: &Pod) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// kubectl's note on stderr when it picks the first of several containers without `-c` (none
+/// when the annotation names one, or the pod has one container and no others):
+/// `Defaulted container "a" out of: a, b, e (ephem), i (init)`.
+pub fn defaulted_note(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+        .is_some_and(|n| spec.containers.iter().any(|c| &c.name == n));
+    let ephemeral = spec.ephemeral_containers.iter().flatten();
+    let init = spec.init_containers.iter().flatten();
+    if annotated
+        || (spec.containers.len() < 2 && ephemeral.clone().count() + init.clone().count() == 0)
+    {
+        return None;
+    }
+    let all: Vec<String> = spec
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(ephemeral.map(|c| format!("{} (ephem)", c.name)))
+        .chain(init.map(|c| format!("{} (init)", c.name)))
+        .collect();
+    Some(format!(
+        "Defaulted container {:?} out of: {}",
+        spec.containers.first()?.name,
+        all.join(", ")
+    ))
+}
+
 /// Why pod `name` has no CRI container named `container`, in kubectl's words.
 pub fn no_container(pod: Option<&Pod>, name: &str, container: &str) -> anyhow::Error {
     let declared = pod.and_then(|p| p.spec.as_ref()).is_some_and(|s| {
@@ -87,6 +120,20 @@ mod tests {
         // An annotation naming no container is ignored, as kubectl does.
         let wrong = annotated.replace("container: b}", "container: zz}");
         assert_eq!(default_container(&pod(&wrong)).as_deref(), Some("a"));
+        // kubectl's note when it picks the first of several.
+        assert_eq!(
+            defaulted_note(&pod(two)).as_deref(),
+            Some("Defaulted container \"a\" out of: a, b")
+        );
+        assert_eq!(defaulted_note(&pod(annotated)), None);
+        assert!(defaulted_note(&pod(&wrong)).is_some());
+        let one = "metadata: {name: p}\nspec:\n  containers: [{name: a}]\n";
+        assert_eq!(defaulted_note(&pod(one)), None);
+        let init = "metadata: {name: p}\nspec:\n  initContainers: [{name: i}]\n  containers: [{name: a}]\n";
+        assert_eq!(
+            defaulted_note(&pod(init)).as_deref(),
+            Some("Defaulted container \"a\" out of: a, i (init)")
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
         ),
         None => None,
     };
-    let (cri, puller) = start_core(&config).await?;
+    let (cri, sources) = start_core(&config).await?;
     tracing::info!(socket = %socket.display(), "serving CRI");
     // Before READY=1 can be sent: a SIGTERM from then on is a clean stop.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -110,11 +110,8 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
         })
     };
     // Metrics: the poller and the scrape endpoint, stopped when dropped.
-    let _metrics_tasks = metrics_listener.map(|listener| {
-        crate::metrics::spawn(listener, metrics.clone(), socket.clone(), move || {
-            puller.layer_bytes()
-        })
-    });
+    let _metrics_tasks = metrics_listener
+        .map(|listener| crate::metrics::spawn(listener, metrics.clone(), socket.clone(), sources));
     tokio::pin!(server);
     let res = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
@@ -143,10 +140,11 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
 }
 
 /// Start the core: the runtime (recovering its pods and containers), the supervisor of
-/// Kubernetes objects, the controllers and the streaming server, as one CRI server.
+/// Kubernetes objects, the controllers and the streaming server, as one CRI server; and what
+/// the metrics read in-process.
 async fn start_core(
     config: &Config,
-) -> Result<(CriServer<Backend>, Arc<kinglet_pull::Puller>), DaemonError> {
+) -> Result<(CriServer<Backend>, crate::metrics::Sources), DaemonError> {
     let runtime = Runtime::start(config.runtime()).await?;
     let puller = runtime.puller.clone();
     let supervisor = kinglet_kubelet::Supervisor::start(
@@ -156,14 +154,25 @@ async fn start_core(
     .await
     .map_err(|e| DaemonError::Startup(kinglet_kubelet::error::chain(&e)))?;
     let node = config.node().map_err(DaemonError::Startup)?;
-    kinglet_controllers::run(supervisor.clone(), node);
+    let controller_queues = kinglet_controllers::run(supervisor.clone(), node);
     let stream_addr = std::net::SocketAddr::new(config.stream_address, config.stream_port);
     let streaming = kinglet_streaming::StreamServer::start(stream_addr, runtime.clone())
         .await
         .map_err(|e| DaemonError::Startup(kinglet_cri::chain(&e)))?;
     Ok((
-        CriServer::new(Arc::new(Backend(runtime, supervisor, streaming))),
-        puller,
+        CriServer::new(Arc::new(Backend(runtime, supervisor.clone(), streaming))),
+        crate::metrics::Sources {
+            pull_bytes: Box::new(move || puller.layer_bytes()),
+            probes: Box::new({
+                let supervisor = supervisor.clone();
+                move || supervisor.probe_results()
+            }),
+            queues: Box::new(move || {
+                let mut depths = vec![("pods", supervisor.pod_queue_depth())];
+                depths.extend(controller_queues());
+                depths
+            }),
+        },
     ))
 }
 

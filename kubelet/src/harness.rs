@@ -170,6 +170,15 @@ impl<R: Reconciler> Controller<R> {
         self.slots().get(key).map(|s| s.handle.clone())
     }
 
+    /// The queue depth (client-go's `workqueue_depth`): workers woken and waiting for their
+    /// pass to start.
+    pub fn depth(&self) -> usize {
+        self.slots()
+            .values()
+            .filter(|s| s.signal.dirty.load(Ordering::SeqCst) && !s.task.is_finished())
+            .count()
+    }
+
     /// The keys with a worker.
     pub fn keys(&self) -> Vec<R::Key> {
         self.slots().keys().cloned().collect()

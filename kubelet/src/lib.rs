@@ -36,6 +36,7 @@ pub mod harness;
 mod hooks;
 pub mod hosts;
 mod ingress;
+pub mod metrics_api;
 pub mod namespaces;
 mod objects;
 pub mod pod;

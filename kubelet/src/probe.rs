@@ -298,7 +298,14 @@ impl Prober {
 
     /// Run probe `p` once and record what the kubelet records; None when it errored.
     async fn probe(&self, kind: Kind, p: &Probe) -> Option<bool> {
-        match run_once(&*self.rt, &self.container_id, &self.c, p, &self.host).await {
+        let outcome = run_once(&*self.rt, &self.container_id, &self.c, p, &self.host).await;
+        let result = match outcome {
+            Outcome::Success => "successful",
+            Outcome::Failure(_) => "failed",
+            Outcome::Error(_) => "unknown",
+        };
+        self.pod.count_probe(&self.c.name, kind.name(), result);
+        match outcome {
             Outcome::Success => Some(true),
             Outcome::Failure(out) => {
                 tracing::debug!(container = %self.c.name, probe = kind.name(), output = %out, "probe failed");

@@ -298,12 +298,7 @@ impl PodInitTie {
     }
 }
 
-fn run_helper(
-    mut cmd: Command,
-    exe: &Path,
-    pin: &Path,
-    stdin: Stdio,
-) -> Result<u32, NetnsError> {
+fn run_helper(mut cmd: Command, exe: &Path, pin: &Path, stdin: Stdio) -> Result<u32, NetnsError> {
     let output = cmd
         .arg(POD_INIT_SUBCOMMAND)
         .arg("--pin")

@@ -1,5 +1,5 @@
 //! The kubectl-shaped CLI against a real daemon and real containers: the default container
-//! of `logs`/`exec`, kubectl's NotFound, `logs --tail/--since/--timestamps/-f`, `get -o
+//! of `logs`/`exec` (and kubectl's note naming it), kubectl's NotFound, `logs --tail/--since/--timestamps/-f`, `get -o
 //! name/jsonpath`, `delete -l/--all`, `version`, `image ls`.
 
 use std::time::{Duration, Instant};
@@ -110,6 +110,10 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
         d.cli_ok(&["exec", "tick", "--", "sh", "-c", "echo $WHO"]),
         "a\n"
     );
+    // kubectl's note when it picks the first of several (not for the annotated one).
+    let out = d.cli(&["exec", "tick", "--", "true"]);
+    assert_eq!(stderr(&out), "Defaulted container \"a\" out of: a, b\n");
+    assert_eq!(stderr(&d.cli(&["logs", "two"])), "");
     // Filters.
     assert_eq!(
         d.cli_ok(&["logs", "two", "-c", "first", "--tail", "2"]),

@@ -1,7 +1,8 @@
 //! The Prometheus endpoint, scraped over HTTP from a test daemon started with
 //! `--metrics-address`: CRI call latency by method, a failed and a successful image pull with
-//! its bytes, running pods and containers, a manifest pod's start latency and a crashing
-//! container's restarts; the daemon's own health and poll calls are not counted.
+//! its bytes, running pods and containers, a manifest pod's start latency, a crashing
+//! container's restarts, a readiness probe's runs and the queue depths; the daemon's own
+//! health and poll calls are not counted.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -9,6 +10,9 @@ use std::time::{Duration, Instant};
 use kinglet_proto::v1;
 use kinglet_tests::registry::{Mode, Registry};
 use kinglet_tests::{test_image, write, Daemon, IMAGE};
+
+/// The web pod's successful readiness probe runs.
+const PROBED: &str = "kinglet_prober_probe_total{namespace=\"default\",pod=\"web\",container=\"c\",probe_type=\"Readiness\",result=\"successful\"}";
 
 fn scrape(addr: &str, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
@@ -58,13 +62,15 @@ async fn scrape_cri_latency_pulls_pods_starts_and_restarts() {
         .await
         .expect("PullImage");
 
-    // A pod that runs and one whose container keeps exiting (restarted at once, the first time).
+    // A pod that runs (with a readiness probe) and one whose container keeps exiting
+    // (restarted at once, the first time).
     let f = write(
         d.dir.path(),
         "pods.yaml",
         &format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  containers:\n\
-             \x20 - {{name: c, image: '{pulled}', imagePullPolicy: IfNotPresent, command: [sleep, '1000']}}\n\
+             \x20 - {{name: c, image: '{pulled}', imagePullPolicy: IfNotPresent, command: [sleep, '1000'], \
+             readinessProbe: {{exec: {{command: ['true']}}, periodSeconds: 1}}}}\n\
              ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: crasher}}\nspec:\n  containers:\n\
              \x20 - {{name: c, image: '{pulled}', imagePullPolicy: IfNotPresent, command: [sh, -c, 'sleep 1; exit 1']}}\n"
         ),
@@ -86,12 +92,13 @@ async fn scrape_cri_latency_pulls_pods_starts_and_restarts() {
             "kinglet_container_restarts_total{namespace=\"default\",pod=\"crasher\",container=\"c\"}",
         )
         .unwrap_or(0.0);
-        if started >= 1.0 && restarts >= 1.0 {
+        let probes = value(&body, PROBED).unwrap_or(0.0);
+        if started >= 1.0 && restarts >= 1.0 && probes >= 2.0 {
             break body;
         }
         assert!(
             Instant::now() < deadline,
-            "no pod start or restart within 60 s:\n{body}\nlog:\n{}",
+            "no pod start, restart or two probe runs within 60 s:\n{body}\nlog:\n{}",
             d.log()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -145,6 +152,14 @@ async fn scrape_cri_latency_pulls_pods_starts_and_restarts() {
         body.contains("service=\"Objects\",method=\"Apply\""),
         "{body}"
     );
+    // Queue depths: the pod workers' and each controller's.
+    for name in ["pods", "deployment", "job"] {
+        let depth = value(
+            &body,
+            &format!("kinglet_workqueue_depth{{name=\"{name}\"}}"),
+        );
+        assert!(depth.is_some_and(|d| d >= 0.0), "{name}: {body}");
+    }
     // The daemon's own calls (metrics poll: ListContainers, Objects Get) are not counted.
     assert!(!body.contains("method=\"ListContainers\""), "{body}");
     assert!(

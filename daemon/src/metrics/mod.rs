@@ -13,13 +13,18 @@
 //!   containers (every CRI client's);
 //! - `kinglet_container_restarts_total{namespace,pod,container}`: restarts Kinglet made;
 //! - `kinglet_image_pulls_total{result}`, `kinglet_image_pull_bytes_total`: PullImage calls
-//!   and layer bytes downloaded.
+//!   and layer bytes downloaded;
+//! - `kinglet_prober_probe_total{namespace,pod,container,probe_type,result}`: probe runs
+//!   ([`probes`], the kubelet's `prober_probe_total`);
+//! - `kinglet_workqueue_depth{name}`: the pod workers' (`pods`) and each controller's workers
+//!   woken and waiting for their pass (client-go's `workqueue_depth`).
 //!
 //! The pod series come from [`poll`], which asks the daemon's own socket every second.
 
 pub mod http;
 pub mod layer;
 pub mod poll;
+pub mod probes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,14 +44,22 @@ impl Drop for Tasks {
     }
 }
 
+/// What the poller reads in-process: the puller's layer bytes, the supervisor's probe runs
+/// and the queue depths.
+pub struct Sources {
+    pub pull_bytes: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub probes: Box<dyn Fn() -> Vec<kinglet_kubelet::metrics_api::ProbeCount> + Send + Sync>,
+    pub queues: kinglet_controllers::QueueDepths,
+}
+
 /// Start the poller and serve scrapes on `listener`.
 pub fn spawn(
     listener: tokio::net::TcpListener,
     metrics: std::sync::Arc<Metrics>,
     socket: std::path::PathBuf,
-    pull_bytes: impl Fn() -> u64 + Send + Sync + 'static,
+    sources: Sources,
 ) -> Tasks {
-    let poller = std::sync::Arc::new(poll::Poller::new(metrics, socket, Box::new(pull_bytes)));
+    let poller = std::sync::Arc::new(poll::Poller::new(metrics, socket, sources));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving metrics on /metrics");
     }
@@ -80,6 +93,8 @@ pub struct Metrics {
     pub restarts: Family<Labels, Counter>,
     pub pulls: Family<Labels, Counter>,
     pub pull_bytes: Counter,
+    pub probes: Family<Labels, Counter>,
+    pub queue_depth: Family<Labels, Gauge>,
     /// Where `pull_bytes` was last synced from the puller's total.
     pull_bytes_seen: AtomicU64,
 }
@@ -140,6 +155,18 @@ impl Metrics {
             prometheus_client::registry::Unit::Bytes,
             pull_bytes.clone(),
         );
+        let probes = Family::<Labels, Counter>::default();
+        registry.register(
+            "prober_probe",
+            "Probe runs by pod, container, probe type and result (successful, failed, unknown)",
+            probes.clone(),
+        );
+        let queue_depth = Family::<Labels, Gauge>::default();
+        registry.register(
+            "workqueue_depth",
+            "Workers woken and waiting for their pass, by queue (pods and each controller)",
+            queue_depth.clone(),
+        );
         Metrics {
             registry,
             cri_duration,
@@ -150,6 +177,8 @@ impl Metrics {
             restarts,
             pulls,
             pull_bytes,
+            probes,
+            queue_depth,
             pull_bytes_seen: AtomicU64::new(0),
         }
     }
@@ -179,6 +208,14 @@ impl Metrics {
         let seen = self.pull_bytes_seen.swap(total, Ordering::Relaxed);
         if total > seen {
             self.pull_bytes.inc_by(total - seen);
+        }
+    }
+
+    /// Set the queue depths.
+    pub fn set_queue_depths(&self, depths: &[(&'static str, usize)]) {
+        for (name, n) in depths {
+            let labels: Labels = vec![("name".into(), (*name).into())];
+            self.queue_depth.get_or_create(&labels).set(*n as i64);
         }
     }
 
@@ -286,12 +323,15 @@ mod tests {
         );
         m.sync_pull_bytes(1000);
         m.sync_pull_bytes(1500);
+        m.set_queue_depths(&[("pods", 3), ("job", 0)]);
         let text = m.encode();
         for want in [
             "kinglet_cri_operation_duration_seconds_count{service=\"RuntimeService\",method=\"RunPodSandbox\"} 1",
             "kinglet_cri_operation_errors_total{service=\"ImageService\",method=\"PullImage\",code=\"NotFound\"} 1",
             "kinglet_image_pulls_total{result=\"failure\"} 1",
             "kinglet_image_pull_bytes_total 1500",
+            "kinglet_workqueue_depth{name=\"pods\"} 3",
+            "kinglet_workqueue_depth{name=\"job\"} 0",
             "# TYPE kinglet_pod_start_duration_seconds histogram",
             "# EOF",
         ] {

@@ -3,7 +3,8 @@
 //! times (sandbox creation to the start of its last container) when it first runs — for a
 //! pod of Kinglet's own (manifests, `apply`) when its status says every container runs, for
 //! another CRI client's when none of its containers waits to start; and, from the
-//! supervisor's pods (`get pods`), its containers' restarts (increases of `restartCount`).
+//! supervisor's pods (`get pods`), its containers' restarts (increases of `restartCount`);
+//! in-process, the puller's bytes and the supervisor's probe runs ([`super::Sources`]).
 //! Runs every second and before each scrape.
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,8 @@ pub struct PodState {
     started: HashSet<String>,
     /// (pod uid, container name) → last restartCount, with the series labels.
     restarts: HashMap<(String, String), (i64, Labels)>,
+    /// The probe counts seen at the last round.
+    probes: super::probes::Seen,
 }
 
 /// What one round found: restart increments to add, and series of pods that are gone.
@@ -184,21 +187,17 @@ pub struct Poller {
     socket: PathBuf,
     since: DateTime<Utc>,
     state: tokio::sync::Mutex<PodState>,
-    pull_bytes: Box<dyn Fn() -> u64 + Send + Sync>,
+    sources: super::Sources,
 }
 
 impl Poller {
-    pub fn new(
-        metrics: Arc<Metrics>,
-        socket: PathBuf,
-        pull_bytes: Box<dyn Fn() -> u64 + Send + Sync>,
-    ) -> Poller {
+    pub fn new(metrics: Arc<Metrics>, socket: PathBuf, sources: super::Sources) -> Poller {
         Poller {
             metrics,
             socket,
             since: Utc::now(),
             state: tokio::sync::Mutex::new(PodState::default()),
-            pull_bytes,
+            sources,
         }
     }
 
@@ -219,7 +218,10 @@ impl Poller {
     /// One round; failures are logged at debug (the next round retries).
     pub async fn refresh(&self) {
         let mut state = self.state.lock().await;
-        self.metrics.sync_pull_bytes((self.pull_bytes)());
+        self.metrics.sync_pull_bytes((self.sources.pull_bytes)());
+        let probes = super::probes::observe(&mut state.probes, &(self.sources.probes)());
+        super::probes::apply(&self.metrics, probes);
+        self.metrics.set_queue_depths(&(self.sources.queues)());
         if let Err(e) = self.round(&mut state).await {
             tracing::debug!(error = %e, "metrics poll");
         }

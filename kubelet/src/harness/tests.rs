@@ -247,3 +247,32 @@ async fn a_wake_from_the_objects_own_tasks_makes_a_pass() {
     settle().await;
     assert_eq!(*r.passes.lock().unwrap(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn depth_counts_the_workers_woken_and_not_yet_in_their_pass() {
+    let (r, c) = setup();
+    r.plan(
+        "a",
+        &[
+            Plan::Slow(Duration::from_secs(5)),
+            Plan::Ok(Action::AwaitChange),
+        ],
+    );
+    r.plan("b", &[Plan::Ok(Action::AwaitChange)]);
+    let (a, b) = ("a".to_string(), "b".to_string());
+    c.trigger(&a);
+    c.trigger(&b);
+    assert_eq!(c.depth(), 2, "both woken, neither started");
+    settle().await;
+    assert_eq!(c.depth(), 0, "a in its slow pass, b done and waiting");
+    c.trigger(&a);
+    c.trigger(&a);
+    assert_eq!(
+        c.depth(),
+        1,
+        "a woken again during its pass: one more pass queued"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(c.depth(), 0);
+    assert_eq!(r.passes_of("a").len(), 2);
+}

@@ -1,9 +1,9 @@
 //! What one pod's worker shares with the tasks it starts (probers, image pulls) and with
-//! readers of the pod's status (`kinglet get`): its events, probe results, the containers whose
-//! postStart hook is running, the waiting reasons the worker last published and its admission
-//! verdict. One lock per pod, held only to copy or update a field — never across an await.
+//! readers of the pod's status (`kinglet get`): its events, probe results (and their counts, for
+//! the metrics), the containers whose postStart hook is running, the waiting reasons the worker
+//! last published and its admission verdict. One lock per pod, held only to copy or update a field — never across an await.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -44,6 +44,8 @@ pub struct Shared {
     /// Waiting reasons by container name, as the worker last published them.
     pub waiting: HashMap<String, Waiting>,
     pub verdict: Verdict,
+    /// Probe runs by (container name, probe type, result), since the worker started.
+    pub probe_results: BTreeMap<(String, &'static str, &'static str), u64>,
 }
 
 /// A pod's shared fields behind their one lock, and whether the worker last found the pod
@@ -108,6 +110,24 @@ impl PodShared {
         if st.ready != before {
             crate::services::READINESS_CHANGED.notify_one();
         }
+    }
+
+    /// Count one probe run of `container` (the kubelet's `prober_probe_total`).
+    pub fn count_probe(&self, container: &str, probe_type: &'static str, result: &'static str) {
+        *self
+            .lock()
+            .probe_results
+            .entry((container.to_owned(), probe_type, result))
+            .or_default() += 1;
+    }
+
+    /// Probe runs by (container name, probe type, result).
+    pub fn probe_results(&self) -> Vec<((String, &'static str, &'static str), u64)> {
+        let s = self.lock();
+        s.probe_results
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
     }
 
     pub fn forget_probe(&self, container_id: &str) {

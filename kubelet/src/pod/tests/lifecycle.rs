@@ -36,6 +36,11 @@ async fn liveness_kills_after_failure_threshold_failures_in_a_row() {
     );
     n.pass().await;
     assert!(n.running("app"), "and the policy restarts it");
+    // Each run counted for the metrics (the kubelet's prober_probe_total).
+    assert_eq!(
+        n.state.shared.probe_results(),
+        vec![(("app".to_owned(), "Liveness", "failed"), 3)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -103,6 +108,13 @@ async fn readiness_follows_its_thresholds() {
     tokio::time::sleep(secs(10)).await;
     assert!(!ready(&n.status().await));
     assert!(n.running("app"), "readiness never kills");
+    assert_eq!(
+        n.state.shared.probe_results(),
+        vec![
+            (("app".to_owned(), "Readiness", "failed"), 2),
+            (("app".to_owned(), "Readiness", "successful"), 2),
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
