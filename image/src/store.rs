@@ -8,9 +8,9 @@
 //!   updated, and not rewritten when a change changes nothing (a pull of an image already
 //!   stored under that name);
 //! - each unpacked layer (`layers/<diff_id hex>`) is complete: it is unpacked into `tmp/`, its
-//!   files and directories fsynced ([`crate::durable`]), and renamed into place, under a
-//!   per-layer lock so it is unpacked once. The rename itself need not be durable: a layer
-//!   lost by a crash is unpacked again at its next use;
+//!   file system synced (`syncfs`), and renamed into place, under a per-layer lock so it is
+//!   unpacked once. The rename itself need not be durable: a layer lost by a crash is unpacked
+//!   again at its next use;
 //! - every change (import, commit, removal, publishing an unpacked layer, garbage collection)
 //!   runs under the writer lock; readers (list, resolve, status) only take the short lock that
 //!   guards the published snapshot, so they never wait for a writer's fsync;
@@ -24,6 +24,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,7 +43,7 @@ use crate::manifest::{
 use crate::metadata::{self, ImageRecord, MetaFile, StoredImage};
 use crate::reference::Reference;
 use crate::trash::{self, Trash};
-use crate::{durable, unpack, ImageError};
+use crate::{sys, unpack, ImageError};
 
 /// Disk use of the store, for CRI `ImageFsInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -700,8 +701,12 @@ impl ImageStore {
         let started = std::time::Instant::now();
         let max = self.max_unpacked_layer.load(Ordering::Relaxed);
         unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path(), max)?;
-        durable::sync_tree(tmp.path()).map_err(ImageError::io("fsync", tmp.path()))?;
+        // One syncfs, not an fsync per file: with hundreds of files, per-file fsyncs (even from
+        // eight threads) measured 65-140 ms against 3-9 ms for syncfs on the shared test host.
+        let root = sys::open_dir(tmp.path()).map_err(ImageError::io("open", tmp.path()))?;
+        sys::syncfs(root.as_fd()).map_err(ImageError::io("sync file system of", tmp.path()))?;
         kinglet_fault::crash_point!("image.unpack.after-extract");
+        drop(root);
         {
             // Publish under the writer lock, so a concurrent removal of the last image using
             // this layer either runs before (and we drop the unpacked tree) or after (and
