@@ -130,7 +130,7 @@ impl ImageStore {
                 ImageError::io("lock", &paths.lock)(io::Error::from_raw_os_error(e as i32))
             }
         })?;
-        clean_tmp(&paths)?;
+        paths.clean_tmp()?;
         let (meta, loaded) = metadata::load(&paths.metadata, &paths.legacy_metadata)?;
         let store = ImageStore {
             state: Mutex::new(Arc::new(loaded.clone().unwrap_or_default())),
@@ -311,7 +311,7 @@ impl ImageStore {
         bytes += root_meta.blocks() * 512;
         inodes += 1;
         Ok(StoreUsage {
-            mountpoint: mountpoint_of(root, root_meta.dev()),
+            mountpoint: crate::content::mountpoint_of(root, root_meta.dev()),
             used_bytes: bytes,
             inodes_used: inodes,
         })
@@ -769,44 +769,6 @@ fn resolve_in(st: &[StoredImage], reference: &str) -> Option<usize> {
             st.iter().position(|i| i.record.repo_tags.contains(&full))
         }
     }
-}
-
-/// Empty `tmp/` and remove temp files of interrupted metadata writes.
-fn clean_tmp(paths: &Paths) -> Result<(), ImageError> {
-    let read = |d: &Path| fs::read_dir(d).map_err(ImageError::io("read directory", d));
-    for entry in read(&paths.tmp)? {
-        let entry = entry.map_err(ImageError::io("read directory", &paths.tmp))?;
-        let p = entry.path();
-        let res = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            fs::remove_dir_all(&p)
-        } else {
-            fs::remove_file(&p)
-        };
-        res.map_err(ImageError::io("remove leftover", &p))?;
-        tracing::debug!(path = %p.display(), "removed leftover temp file");
-    }
-    for entry in read(&paths.root)? {
-        let entry = entry.map_err(ImageError::io("read directory", &paths.root))?;
-        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-            let p = entry.path();
-            fs::remove_file(&p).map_err(ImageError::io("remove leftover", &p))?;
-        }
-    }
-    Ok(())
-}
-
-/// The mount point of the file system (device `dev`) holding `path`: the highest ancestor on
-/// the same device.
-fn mountpoint_of(path: &Path, dev: u64) -> PathBuf {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let mut best = path.clone();
-    for anc in path.ancestors().skip(1) {
-        match fs::metadata(anc) {
-            Ok(m) if m.dev() == dev => best = anc.to_owned(),
-            _ => break,
-        }
-    }
-    best
 }
 
 #[cfg(test)]
