@@ -16,7 +16,7 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -73,6 +73,31 @@ impl Paths {
     /// Path of an unpacked layer, by the hex of its diff_id.
     pub fn layer(&self, diff_hex: &str) -> PathBuf {
         self.layers.join(diff_hex)
+    }
+
+    /// Empty `tmp/` and remove temp files of interrupted metadata writes.
+    pub(crate) fn clean_tmp(&self) -> Result<(), ImageError> {
+        let paths = self;
+        let read = |d: &Path| fs::read_dir(d).map_err(ImageError::io("read directory", d));
+        for entry in read(&paths.tmp)? {
+            let entry = entry.map_err(ImageError::io("read directory", &paths.tmp))?;
+            let p = entry.path();
+            let res = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            res.map_err(ImageError::io("remove leftover", &p))?;
+            tracing::debug!(path = %p.display(), "removed leftover temp file");
+        }
+        for entry in read(&paths.root)? {
+            let entry = entry.map_err(ImageError::io("read directory", &paths.root))?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let p = entry.path();
+                fs::remove_file(&p).map_err(ImageError::io("remove leftover", &p))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -144,4 +169,18 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(f)
+}
+
+/// The mount point of the file system (device `dev`) holding `path`: the highest ancestor on
+/// the same device.
+pub(crate) fn mountpoint_of(path: &Path, dev: u64) -> PathBuf {
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut best = path.clone();
+    for anc in path.ancestors().skip(1) {
+        match fs::metadata(anc) {
+            Ok(m) if m.dev() == dev => best = anc.to_owned(),
+            _ => break,
+        }
+    }
+    best
 }

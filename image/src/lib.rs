@@ -15,7 +15,6 @@
 
 mod content;
 mod digest;
-mod durable;
 mod error;
 mod import;
 mod manifest;

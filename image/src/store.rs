@@ -8,9 +8,9 @@
 //!   updated, and not rewritten when a change changes nothing (a pull of an image already
 //!   stored under that name);
 //! - each unpacked layer (`layers/<diff_id hex>`) is complete: it is unpacked into `tmp/`, its
-//!   files and directories fsynced ([`crate::durable`]), and renamed into place, under a
-//!   per-layer lock so it is unpacked once. The rename itself need not be durable: a layer
-//!   lost by a crash is unpacked again at its next use;
+//!   file system synced (`syncfs`), and renamed into place, under a per-layer lock so it is
+//!   unpacked once. The rename itself need not be durable: a layer lost by a crash is unpacked
+//!   again at its next use;
 //! - every change (import, commit, removal, publishing an unpacked layer, garbage collection)
 //!   runs under the writer lock; readers (list, resolve, status) only take the short lock that
 //!   guards the published snapshot, so they never wait for a writer's fsync;
@@ -24,6 +24,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,7 +43,7 @@ use crate::manifest::{
 use crate::metadata::{self, ImageRecord, MetaFile, StoredImage};
 use crate::reference::Reference;
 use crate::trash::{self, Trash};
-use crate::{durable, unpack, ImageError};
+use crate::{sys, unpack, ImageError};
 
 /// Disk use of the store, for CRI `ImageFsInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +130,7 @@ impl ImageStore {
                 ImageError::io("lock", &paths.lock)(io::Error::from_raw_os_error(e as i32))
             }
         })?;
-        clean_tmp(&paths)?;
+        paths.clean_tmp()?;
         let (meta, loaded) = metadata::load(&paths.metadata, &paths.legacy_metadata)?;
         let store = ImageStore {
             state: Mutex::new(Arc::new(loaded.clone().unwrap_or_default())),
@@ -310,7 +311,7 @@ impl ImageStore {
         bytes += root_meta.blocks() * 512;
         inodes += 1;
         Ok(StoreUsage {
-            mountpoint: mountpoint_of(root, root_meta.dev()),
+            mountpoint: crate::content::mountpoint_of(root, root_meta.dev()),
             used_bytes: bytes,
             inodes_used: inodes,
         })
@@ -700,8 +701,12 @@ impl ImageStore {
         let started = std::time::Instant::now();
         let max = self.max_unpacked_layer.load(Ordering::Relaxed);
         unpack::unpack_layer(blob, &l.media_type, &l.digest, &l.diff_id, tmp.path(), max)?;
-        durable::sync_tree(tmp.path()).map_err(ImageError::io("fsync", tmp.path()))?;
+        // One syncfs, not an fsync per file: with hundreds of files, per-file fsyncs (even from
+        // eight threads) measured 65-140 ms against 3-9 ms for syncfs on the shared test host.
+        let root = sys::open_dir(tmp.path()).map_err(ImageError::io("open", tmp.path()))?;
+        sys::syncfs(root.as_fd()).map_err(ImageError::io("sync file system of", tmp.path()))?;
         kinglet_fault::crash_point!("image.unpack.after-extract");
+        drop(root);
         {
             // Publish under the writer lock, so a concurrent removal of the last image using
             // this layer either runs before (and we drop the unpacked tree) or after (and
@@ -764,44 +769,6 @@ fn resolve_in(st: &[StoredImage], reference: &str) -> Option<usize> {
             st.iter().position(|i| i.record.repo_tags.contains(&full))
         }
     }
-}
-
-/// Empty `tmp/` and remove temp files of interrupted metadata writes.
-fn clean_tmp(paths: &Paths) -> Result<(), ImageError> {
-    let read = |d: &Path| fs::read_dir(d).map_err(ImageError::io("read directory", d));
-    for entry in read(&paths.tmp)? {
-        let entry = entry.map_err(ImageError::io("read directory", &paths.tmp))?;
-        let p = entry.path();
-        let res = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            fs::remove_dir_all(&p)
-        } else {
-            fs::remove_file(&p)
-        };
-        res.map_err(ImageError::io("remove leftover", &p))?;
-        tracing::debug!(path = %p.display(), "removed leftover temp file");
-    }
-    for entry in read(&paths.root)? {
-        let entry = entry.map_err(ImageError::io("read directory", &paths.root))?;
-        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-            let p = entry.path();
-            fs::remove_file(&p).map_err(ImageError::io("remove leftover", &p))?;
-        }
-    }
-    Ok(())
-}
-
-/// The mount point of the file system (device `dev`) holding `path`: the highest ancestor on
-/// the same device.
-fn mountpoint_of(path: &Path, dev: u64) -> PathBuf {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let mut best = path.clone();
-    for anc in path.ancestors().skip(1) {
-        match fs::metadata(anc) {
-            Ok(m) if m.dev() == dev => best = anc.to_owned(),
-            _ => break,
-        }
-    }
-    best
 }
 
 #[cfg(test)]

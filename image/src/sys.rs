@@ -131,25 +131,6 @@ pub fn kind_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Kind>> {
     }
 }
 
-/// Whether `name` inside `dir` is a regular file (`lstat`), and its inode number.
-pub fn regular_inode_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(bool, u64)> {
-    let st = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(errno)?;
-    let regular = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
-    Ok((regular, st.st_ino))
-}
-
-/// Open the regular file at `path` for reading, without following a symlink there.
-pub fn open_file_nofollow(path: &Path) -> io::Result<File> {
-    let fd = nix::fcntl::open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
-        Mode::empty(),
-    )
-    .map_err(errno)?;
-    Ok(File::from(own(fd)))
-}
-
 /// `fstat` of an open file: (kind, device, inode).
 pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<(Kind, u64, u64)> {
     let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(errno)?;
@@ -257,6 +238,11 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()>
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Flush the whole file system that holds `fd` to stable storage.
+pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    nix::unistd::syncfs(fd.as_raw_fd()).map_err(errno)
 }
 
 /// Whether the process runs with an effective uid of 0.

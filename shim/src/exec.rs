@@ -4,9 +4,13 @@
 //! The process is started by the daemon with its stdout and stderr connected to pipes the daemon
 //! reads; the command inherits copies of them, and this process then points its own stdout and
 //! stderr at /dev/null so none of its diagnostics mix into the command's output. The outcome is
-//! written as an [`ExecResult`] to the file named by `--result`.
+//! written as an [`ExecResult`] to the file named by `--result`: atomically (temp file and
+//! rename, so the daemon never reads half of it) but not fsynced — the daemon reads it as soon as
+//! this process exits and deletes it, and after a host crash there is no exec to report on.
+//! (Durably, its two journal commits were most of an exec's round trip on a busy disk.)
 
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 
 use crate::executor::KingletExecutor;
-use crate::protocol::{write_record, ExecResult};
+use crate::protocol::ExecResult;
 use crate::{error_chain, sys, ShimError};
 
 /// Arguments of `kinglet shim exec`.
@@ -52,10 +56,28 @@ pub fn main(args: &ExecArgs) -> i32 {
             error: Some(error_chain(&e)),
         },
     };
-    match write_record(&args.result, &result) {
+    match write_result(&args.result, &result) {
         Ok(()) => 0,
         Err(_) => 1,
     }
+}
+
+/// Write the result where the daemon reads it: a temp file beside `path`, renamed over it.
+fn write_result(path: &std::path::Path, result: &ExecResult) -> Result<(), ShimError> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let bytes = serde_json::to_vec(result).map_err(|source| ShimError::Record {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| ShimError::io(dir, e))?;
+    tmp.write_all(&bytes)
+        .map_err(|e| ShimError::io(tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| ShimError::io(path, e.error))?;
+    Ok(())
 }
 
 fn dup_std(fd: i32) -> Result<OwnedFd, ShimError> {
@@ -215,4 +237,28 @@ fn wait(pid: nix::unistd::Pid, timeout: Duration) -> Result<(WaitStatus, bool), 
         }
     };
     Ok((status, timed_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_result_is_written_whole_and_read_back() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("abc.json");
+        let r = ExecResult {
+            exit_code: 3,
+            timed_out: true,
+            error: None,
+        };
+        write_result(&p, &r).unwrap();
+        let back: ExecResult = crate::protocol::read_record(&p).unwrap().unwrap();
+        assert_eq!(
+            (back.exit_code, back.timed_out, back.error),
+            (3, true, None)
+        );
+        // Nothing else is left in the directory.
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
 }
