@@ -1,5 +1,6 @@
 //! Build script shared by the three binaries (kinglet, kinglet-shim, kinglet-pod-init):
-//! link them as position-dependent executables (issue 10's memory goal).
+//! link them as position-dependent executables when `KINGLET_NO_PIE=1` is set at build time
+//! (a memory-for-hardening trade a host may choose; the default stays PIE).
 //!
 //! A PIE carries ~2 MiB of dynamic relocations (`.rela.dyn`) that the loader reads at every
 //! start, and ~2 MiB of relocated pointers (`.data.rel.ro`) that become private dirty pages
@@ -7,12 +8,14 @@
 //! `-no-pie`, those pointers are resolved at link time and stay clean, shared file pages.
 //! The cost: the executable's own image is not address-randomized (its libraries, heap,
 //! stacks and mappings still are) — as for Go binaries such as kubelet and containerd.
-//! `KINGLET_PIE=1` at build time links a PIE as before.
+//! Kinglet runs as root, so the default keeps full ASLR; `KINGLET_NO_PIE=1` opts in.
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=KINGLET_PIE");
+    println!("cargo:rerun-if-env-changed=KINGLET_NO_PIE");
     let target = std::env::var("TARGET").unwrap_or_default();
-    if std::env::var_os("KINGLET_PIE").is_none() && target.ends_with("-linux-gnu") {
+    if std::env::var_os("KINGLET_NO_PIE").is_some_and(|v| v == "1")
+        && target.ends_with("-linux-gnu")
+    {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
 }
