@@ -39,7 +39,12 @@ cleanup() {
       for id in $("${crictl[@]}" pods -q 2>/dev/null); do "${crictl[@]}" rmp -f "$id" >/dev/null 2>&1 || true; done
     fi
     $k delete -f "$work/pods.yaml" --socket "$work/k.sock" >/dev/null 2>&1 || true
-    sleep 3
+    # Deletion is graceful and asynchronous: stop the daemon only once every sandbox is gone
+    # (at most 2 minutes), or it leaves shims of half-removed pods for its next start.
+    for _ in $(seq 120); do
+      [ -z "$("${crictl[@]}" pods -q 2>/dev/null)" ] && break
+      sleep 1
+    done
     kill "$dpid" 2>/dev/null || true
     # Every pod is removed and the daemon stopped: no shim or pod init of this run may be left.
     sleep 2
