@@ -263,6 +263,36 @@ fn write_pod_files(
     Ok(())
 }
 
+/// The sandbox's metadata from a RunPodSandbox config, checked: name, namespace and uid set,
+/// the log directory (if any) absolute.
+fn request_meta(config: &v1::PodSandboxConfig) -> Result<Meta, CriError> {
+    let md = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| CriError::invalid("config.metadata", "is required"))?;
+    for (field, v) in [
+        ("config.metadata.name", &md.name),
+        ("config.metadata.namespace", &md.namespace),
+        ("config.metadata.uid", &md.uid),
+    ] {
+        if v.is_empty() {
+            return Err(CriError::invalid(field, "must not be empty"));
+        }
+    }
+    if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
+        return Err(CriError::invalid(
+            "config.log_directory",
+            "must be an absolute path",
+        ));
+    }
+    Ok(Meta {
+        name: md.name.clone(),
+        uid: md.uid.clone(),
+        namespace: md.namespace.clone(),
+        attempt: md.attempt,
+    })
+}
+
 impl Runtime {
     pub async fn run_pod_sandbox(
         &self,
@@ -271,31 +301,7 @@ impl Runtime {
         let config = req
             .config
             .ok_or_else(|| CriError::invalid("config", "is required"))?;
-        let md = config
-            .metadata
-            .as_ref()
-            .ok_or_else(|| CriError::invalid("config.metadata", "is required"))?;
-        for (field, v) in [
-            ("config.metadata.name", &md.name),
-            ("config.metadata.namespace", &md.namespace),
-            ("config.metadata.uid", &md.uid),
-        ] {
-            if v.is_empty() {
-                return Err(CriError::invalid(field, "must not be empty"));
-            }
-        }
-        if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
-            return Err(CriError::invalid(
-                "config.log_directory",
-                "must be an absolute path",
-            ));
-        }
-        let meta = Meta {
-            name: md.name.clone(),
-            uid: md.uid.clone(),
-            namespace: md.namespace.clone(),
-            attempt: md.attempt,
-        };
+        let meta = request_meta(&config)?;
         let ports = port_mappings(&config)?;
         let linux = config.linux.clone().unwrap_or_default();
         let (net, pid, ipc) = namespace_modes(&linux)?;
@@ -309,6 +315,7 @@ impl Runtime {
             userns::check_reachable(&self.paths.run_root)?;
         }
 
+        let (name, namespace) = (meta.name.clone(), meta.namespace.clone());
         let id = new_id();
         let _reservation = self.reserve_sandbox_name(&meta, &id).await?;
         let dir = self.paths.pod_run(&id);
@@ -357,7 +364,7 @@ impl Runtime {
                 }
                 kinglet_fault::crash_point!("sandbox.after-record");
                 rb.commit();
-                tracing::info!(pod = %id, name = %md.name, namespace = %md.namespace, "pod sandbox ready");
+                tracing::info!(pod = %id, name = %name, namespace = %namespace, "pod sandbox ready");
                 Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id })
             }
             Err(e) => {
