@@ -124,9 +124,17 @@ fn start_pod_init(pin: &Path) -> Result<u32, NetnsError> {
         }
     };
     // 6. Pin the child's PID namespace; on failure take the child down with it.
+    pin_pod_init(child, pin, |child| {
+        let _ = sys::kill_and_reap_child(child);
+    })
+}
+
+/// Pin the PID namespace of the pod init `child` at `pin` (created empty before the fork).
+/// On failure `stop` takes the pod init down and the pin file is removed.
+fn pin_pod_init(child: u32, pin: &Path, stop: impl FnOnce(u32)) -> Result<u32, NetnsError> {
     let source_path = PathBuf::from(format!("/proc/{child}/ns/pid"));
     if let Err(source) = sys::bind_mount(&source_path, pin) {
-        let _ = sys::kill_and_reap_child(child);
+        stop(child);
         let _ = unpin_file(NsKind::Pid, pin);
         return Err(NetnsError::BindMount {
             kind: NsKind::Pid,
@@ -179,19 +187,10 @@ fn start_pod_init_in_userns(pin: &Path, userns: &Path) -> Result<u32, NetnsError
             return Err(step("start the pod init in the pod user namespace")(e));
         }
     };
-    let source_path = PathBuf::from(format!("/proc/{child}/ns/pid"));
-    if let Err(source) = sys::bind_mount(&source_path, pin) {
+    pin_pod_init(child, pin, |child| {
         // Not our child (its parent, the intermediate, is gone): a signal is all we can do.
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child as i32), Signal::SIGKILL);
-        let _ = unpin_file(NsKind::Pid, pin);
-        return Err(NetnsError::BindMount {
-            kind: NsKind::Pid,
-            source_path,
-            path: pin.to_path_buf(),
-            source,
-        });
-    }
-    Ok(child)
+    })
 }
 
 /// The intermediate child of [`start_pod_init_in_userns`] (single-threaded, a fork of the

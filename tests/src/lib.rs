@@ -321,6 +321,33 @@ impl Daemon {
         }
     }
 
+    /// (Re)start the daemon with the crash point `point` armed (`kinglet_fault::ENV`) and wait
+    /// until it answers; unlike [`Daemon::spawn`] an exit is not checked here (the point may be
+    /// hit by the caller's next request).
+    pub async fn start_armed(&mut self, point: &str) {
+        let mut cmd = self.command();
+        cmd.env(kinglet_fault::ENV, point);
+        self.adopt(cmd.spawn().expect("start kinglet daemon"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(ch) = connect(&self.socket).await {
+                if RuntimeServiceClient::new(ch)
+                    .version(v1::VersionRequest::default())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon (armed at {point}) did not answer; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The daemon's manifests directory.
     pub fn manifests(&self) -> PathBuf {
         self.dir.path().join("manifests")

@@ -355,30 +355,6 @@ fn aborted(d: &mut Daemon, within: Duration) -> Option<std::process::ExitStatus>
     }
 }
 
-async fn start_armed(d: &mut Daemon, point: &str) {
-    let mut cmd = d.command();
-    cmd.env(kinglet_fault::ENV, point);
-    d.adopt(cmd.spawn().expect("start kinglet daemon"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(ch) = connect(&d.socket).await {
-            if RuntimeServiceClient::new(ch)
-                .version(v1::VersionRequest::default())
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "daemon (armed at {point}) did not answer; log:\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_leak_after_a_crash_at_any_point() {
     crash_at_every_point(false, |_| true).await;
@@ -440,7 +416,7 @@ async fn crash_at_every_point(userns: bool, wanted: impl Fn(&str) -> bool) {
             continue;
         }
         let t0 = Instant::now();
-        start_armed(&mut d, point).await;
+        d.start_armed(point).await;
         let t_start = t0.elapsed();
         let r = Round {
             d: &d,

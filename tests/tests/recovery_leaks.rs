@@ -5,10 +5,9 @@
 //! ends by itself when the daemon dies before.
 
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kinglet_proto::v1;
-use kinglet_proto::v1::runtime_service_client::RuntimeServiceClient;
 use kinglet_tests::*;
 
 fn alive(pid: u32) -> bool {
@@ -64,27 +63,6 @@ async fn a_pod_init_without_a_sandbox_record_is_ended_at_start() {
     d.shutdown().await;
 }
 
-/// Start the daemon with the crash point `point` armed.
-async fn start_armed(d: &mut Daemon, point: &str) {
-    let mut cmd = d.command();
-    cmd.env(kinglet_fault::ENV, point);
-    d.adopt(cmd.spawn().expect("start kinglet daemon"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(ch) = connect(&d.socket).await {
-            if RuntimeServiceClient::new(ch)
-                .version(v1::VersionRequest::default())
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "daemon did not answer");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_init_ends_with_a_crash_before_its_record_even_without_a_restart() {
     require_root();
@@ -97,7 +75,7 @@ async fn a_pod_init_ends_with_a_crash_before_its_record_even_without_a_restart()
         "sandbox.after-shm",
         "sandbox.after-cgroup",
     ] {
-        start_armed(&mut d, point).await;
+        d.start_armed(point).await;
         let mut rt = d.runtime().await;
         let cfg = with_pod_pid_namespace(pod_config("tied", &logs));
         let res = rt
