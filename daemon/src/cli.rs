@@ -71,15 +71,16 @@ pub enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
-    /// Delete the objects of manifests, or one object: `delete pod NAME`.
+    /// Delete the objects of manifests, or objects by name: `delete pod NAME...`,
+    /// `delete pod/a svc/b`, `delete pods,svc -l app=web`.
     Delete {
         /// Delete the objects of these manifest files or directories (- for stdin).
         #[arg(short = 'f', long = "filename")]
         files: Vec<PathBuf>,
-        /// Kind of the object (pod, configmap, secret, deploy, rs, job, svc), or KIND/NAME.
-        kind: Option<String>,
-        /// Name of the object.
-        name: Option<String>,
+        /// KIND (pod, configmap, secret, deploy, rs, job, svc, ...; several as `pod,svc`) then
+        /// NAMEs, or KIND/NAME...
+        #[arg(value_name = "KIND NAME|KIND/NAME")]
+        objects: Vec<String>,
         /// Every object of the kind in the namespace.
         #[arg(long)]
         all: bool,
@@ -360,8 +361,7 @@ fn kubectl_verb(command: Command) -> ExitCode {
         }),
         Command::Delete {
             files,
-            kind,
-            name,
+            objects,
             all,
             selector,
             cascade,
@@ -369,15 +369,14 @@ fn kubectl_verb(command: Command) -> ExitCode {
         } => {
             let ns = client.namespace.clone();
             client_verb(&client, |ch| async move {
-                let target = crate::kubectl::DeleteTarget {
+                let target = crate::delete_cli::DeleteTarget {
                     files: &files,
-                    kind: kind.as_deref(),
-                    name: name.as_deref(),
+                    objects: &objects,
                     all,
                     selector: selector.as_deref(),
                     cascade: &cascade,
                 };
-                crate::kubectl::delete(ch, target, &ns).await
+                crate::delete_cli::delete(ch, target, &ns).await
             })
         }
         Command::Scale {
@@ -534,6 +533,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         // kubectl's own words, as kubectl prints them.
+        Err(e) if e.is::<crate::podref::Reported>() => ExitCode::FAILURE,
         Err(e) if e.is::<crate::podref::NotFound>() => {
             eprintln!("{e}");
             ExitCode::FAILURE

@@ -20,7 +20,7 @@ pub(crate) fn status_err(what: &str) -> impl FnOnce(tonic::Status) -> anyhow::Er
 
 /// Manifests named by `-f`: files, every `.yaml`/`.yml`/`.json`/`.age` of a directory, or `-`
 /// (stdin). Sealed files go as they are (armored); the daemon opens them.
-fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for p in paths {
         if p == Path::new("-") {
@@ -84,101 +84,10 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `delete` removes: files, or one object (KIND NAME / KIND/NAME), or every object of a
-/// kind (`--all`), or those whose labels match (`-l`); and `--cascade`.
-pub struct DeleteTarget<'a> {
-    pub files: &'a [PathBuf],
-    pub kind: Option<&'a str>,
-    pub name: Option<&'a str>,
-    pub all: bool,
-    pub selector: Option<&'a str>,
-    pub cascade: &'a str,
-}
-
-pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::Result<()> {
-    let (files, cascade) = (target.files, target.cascade);
-    let mut c = ObjectsClient::new(ch);
-    let by_request = |kind: String, name: String| admin::DeleteRequest {
-        kind,
-        name,
-        namespace: ns.into(),
-        propagation_policy: cascade.into(),
-        ..Default::default()
-    };
-    let reqs: Vec<admin::DeleteRequest> = if !files.is_empty() {
-        read_manifests(files)?
-            .into_iter()
-            .map(|(source, content)| admin::DeleteRequest {
-                source,
-                content,
-                propagation_policy: cascade.into(),
-                ..Default::default()
-            })
-            .collect()
-    } else if target.all || target.selector.is_some() {
-        let (Some(kind), None) = (target.kind, target.name) else {
-            bail!("--all and -l take a KIND and no NAME, e.g. `delete pods --all`");
-        };
-        let names = c
-            .get(admin::GetRequest {
-                kind: kind.into(),
-                namespace: ns.into(),
-                all_namespaces: false,
-                name: String::new(),
-                label_selector: target.selector.unwrap_or_default().into(),
-            })
-            .await
-            .map_err(status_err("delete"))?
-            .into_inner()
-            .objects;
-        let mut reqs = Vec::new();
-        for o in names {
-            let v: serde_json::Value = serde_json::from_str(&o)?;
-            let name = v.pointer("/metadata/name").and_then(|n| n.as_str());
-            reqs.push(by_request(
-                kind.to_owned(),
-                name.unwrap_or_default().to_owned(),
-            ));
-        }
-        if reqs.is_empty() {
-            eprintln!("No resources found");
-        }
-        reqs
-    } else {
-        let Some(kind) = target.kind else {
-            bail!("give -f FILE, or KIND NAME, or KIND/NAME, or KIND --all, or KIND -l SELECTOR")
-        };
-        let (kind, name) = crate::workloads_cli::split_ref(kind, target.name)?;
-        vec![by_request(kind, name)]
-    };
-    for r in reqs {
-        for line in c
-            .delete(r)
-            .await
-            .map_err(status_err("delete"))?
-            .into_inner()
-            .results
-        {
-            println!("{line}");
-            // As kubectl (--wait): a deleted pod is waited for through its grace period, an
-            // owner deleted in foreground until its dependents are gone.
-            let foreground = cascade.eq_ignore_ascii_case("foreground");
-            if let Some((kind, name)) = line
-                .strip_suffix(" deleted")
-                .and_then(|l| l.split_once('/'))
-                .filter(|(kind, _)| *kind == "pod" || (foreground && *kind != "namespace"))
-            {
-                wait_gone(&mut c, kind, name, ns).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Wait until `kind` `name` is gone (a pod: its containers stopped and the object removed), or
 /// replaced by an object of the same name that is not being deleted (a StatefulSet's pod), as
 /// kubectl waits by uid.
-async fn wait_gone(
+pub(crate) async fn wait_gone(
     c: &mut ObjectsClient<Channel>,
     kind: &str,
     name: &str,

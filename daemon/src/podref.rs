@@ -19,6 +19,12 @@ pub struct NotFound {
     pub name: String,
 }
 
+/// Errors already printed on stderr in kubectl's words (several NotFound lines of one
+/// `delete`): the command fails without a further message.
+#[derive(Debug, thiserror::Error)]
+#[error("errors were printed above")]
+pub struct Reported;
+
 /// The pod object `ns/name` from the daemon's store, when there is one (pods made through
 /// the CRI alone have none).
 pub async fn pod_object(ch: Channel, name: &str, ns: &str) -> Option<Pod> {

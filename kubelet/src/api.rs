@@ -333,6 +333,32 @@ impl Supervisor {
     }
 }
 
+/// The API resource of a kind as the user typed it (`po`, `deploy`, `Deployment`), in
+/// kubectl's words for errors: `pods`, `deployments.apps`.
+pub fn resource_of(s: &str) -> Option<&'static str> {
+    Some(match kind_of(s)? {
+        "Pod" => "pods",
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        "Deployment" => "deployments.apps",
+        "ReplicaSet" => "replicasets.apps",
+        "Job" => "jobs.batch",
+        "DaemonSet" => "daemonsets.apps",
+        "CronJob" => "cronjobs.batch",
+        "Namespace" => "namespaces",
+        "Service" => "services",
+        "ServiceAccount" => "serviceaccounts",
+        "EndpointSlice" => "endpointslices.discovery.k8s.io",
+        "Endpoints" => "endpoints",
+        "Ingress" => "ingresses.networking.k8s.io",
+        "IngressClass" => "ingressclasses.networking.k8s.io",
+        "StatefulSet" => "statefulsets.apps",
+        "PersistentVolumeClaim" => "persistentvolumeclaims",
+        "ControllerRevision" => "controllerrevisions.apps",
+        _ => return None,
+    })
+}
+
 fn kind_of(s: &str) -> Option<&'static str> {
     match s.to_lowercase().as_str() {
         "pod" | "pods" | "po" => Some("Pod"),

@@ -59,6 +59,7 @@ mod watch;
 mod workers;
 pub mod world;
 
+pub use api::resource_of;
 pub use error::KubeletError;
 pub use runtime::{PodRuntime, RuntimeError, RuntimeErrorKind};
 

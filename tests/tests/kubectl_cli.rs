@@ -240,10 +240,16 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
         d.cli_ok(&["get", "pods", "-o", "name"]),
         "pod/nocm\npod/two\n"
     );
+    // Several names, one missing: the others are deleted, the missing one is kubectl's
+    // NotFound, and the command fails.
+    let out = d.cli(&["delete", "pod", "nocm", "missing"]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pod/nocm deleted\n");
     assert_eq!(
-        d.cli_ok(&["delete", "pods", "--all"]),
-        "pod/nocm deleted\npod/two deleted\n"
+        stderr(&out).trim(),
+        "Error from server (NotFound): pods \"missing\" not found"
     );
+    assert_eq!(d.cli_ok(&["delete", "pods", "--all"]), "pod/two deleted\n");
     let out = d.cli(&["get", "pods"]);
     assert!(
         stderr(&out).contains("No resources found"),
