@@ -36,6 +36,8 @@ struct State {
     /// Container name → exit code it exits with as soon as it starts.
     crash_on_start: HashMap<String, i32>,
     calls: Vec<String>,
+    /// The error every RunPodSandbox fails with (a FailedPrecondition of the runtime).
+    sandbox_error: Option<String>,
     /// The user namespace options of each sandbox and container asked for, in order
     /// (`sandbox` or the container's name).
     userns: Vec<(String, Option<v1::UserNamespace>)>,
@@ -137,6 +139,11 @@ impl Fake {
         v
     }
 
+    /// Make every RunPodSandbox fail with `error` (None: succeed again).
+    pub fn fail_sandboxes(&self, error: Option<&str>) {
+        self.lock().sandbox_error = error.map(str::to_owned);
+    }
+
     /// The user namespace options sandboxes and containers were made with, in order.
     pub fn userns_requests(&self) -> Vec<(String, Option<v1::UserNamespace>)> {
         self.lock().userns.clone()
@@ -196,6 +203,9 @@ impl PodRuntime for Fake {
         let cfg = req.config.unwrap_or_default();
         let created_at = self.now();
         let mut s = self.lock();
+        if let Some(e) = &s.sandbox_error {
+            return Err(RuntimeError::new(RuntimeErrorKind::Failed, e.clone()));
+        }
         s.next_id += 1;
         let id = format!("sandbox{:08}", s.next_id);
         s.calls.push("run sandbox".into());

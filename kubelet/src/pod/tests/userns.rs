@@ -1,6 +1,7 @@
 //! `hostUsers: false`: the pod's sandbox and containers get its own mapping from the node's
 //! range (two blocks here, from 655360), kept until the pod is removed; an exhausted range
-//! is a FailedCreatePodSandBox event and a waiting reason until a block is free.
+//! is a FailedCreatePodSandBox event and a waiting reason until a block is free, and so is a
+//! runtime that cannot make the pod's user namespace (old kernel, unsearchable run root).
 
 use super::*;
 
@@ -75,4 +76,30 @@ async fn pods_with_host_users_get_no_user_namespace() {
     n.pass().await;
     assert!(n.fake.userns_requests().iter().all(|(_, u)| u.is_none()));
     assert_eq!(n.env.userns.get(UID), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_runtime_that_cannot_make_the_user_namespace_is_a_failed_sandbox_event() {
+    let mut n = Node::new(own_users());
+    let why = "user namespaces need Linux 6.3 or newer (this kernel: 6.1)";
+    n.fake.fail_sandboxes(Some(why));
+    let failed = reconcile(&n.pod, &n.world, &mut n.state, &n.env).await;
+    assert!(failed.is_err(), "retried after the back-off");
+    assert!(
+        n.has_event(
+            "FailedCreatePodSandBox",
+            &format!("Failed to create pod sandbox: {why}")
+        ),
+        "{:?}",
+        n.events()
+    );
+    let (reason, msg) = n.waiting("app").unwrap();
+    assert_eq!(reason, "ContainerCreating");
+    assert!(msg.contains(why), "{msg}");
+    // The pod keeps its range for the retry, which then succeeds.
+    assert_eq!(n.env.userns.get(UID), Some(FIRST));
+    n.fake.fail_sandboxes(None);
+    n.pass().await;
+    assert!(n.running("app"));
+    assert_eq!(n.env.userns.get(UID), Some(FIRST));
 }
