@@ -25,6 +25,8 @@ work=$(mktemp -d /tmp/kinglet-bench-cri-XXXXXX)
 # 65535), as its own 0711 /var/lib/containerd is.
 chmod 0711 "$work"
 ctd_pid=
+# shellcheck source=scripts/registries.sh
+. "$repo/scripts/registries.sh"
 cleanup() {
   set +e
   if [ -n "$ctd_pid" ]; then
@@ -37,7 +39,7 @@ cleanup() {
   awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null; done
   ip link del kbenchctd0 2>/dev/null
-  bash "$cri_tools/images/registry.sh" stop >/dev/null 2>&1
+  registries_stop "$work/registry"
   [ "${KEEP:-}" = 1 ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -98,16 +100,17 @@ bench_critest() {
 
 run_containerd() {
   echo "== containerd $(containerd --version | awk '{print $3}') + runc"
-  # conformance.sh stopped the registries it started: start them again (same look-alikes).
+  # conformance.sh stopped the registries it started: private ones again (same look-alikes).
   export CRI_IMAGES_DIR=$work/cri-images
-  bash "$cri_tools/images/registry.sh" start >/dev/null
-  bash "$cri_tools/images/build.sh" >"$work/images.log" 2>&1 ||
+  registries_start "$work/registry" >/dev/null
+  REG=127.0.0.1:$REG_PORT AUTHREG=127.0.0.1:$AUTH_REG_PORT \
+    bash "$cri_tools/images/build.sh" >"$work/images.log" 2>&1 ||
     { tail -5 "$work/images.log"; echo "bench-cri.sh: building the look-alike images failed" >&2; exit 1; }
   c=$work/ctd
   mkdir -p "$c/cni"
   for reg in registry.k8s.io gcr.io k8s.gcr.io public.ecr.aws docker.io; do
     mkdir -p "$c/certs.d/$reg"
-    printf '[host."http://127.0.0.1:5000"]\n  capabilities = ["pull", "resolve"]\n' >"$c/certs.d/$reg/hosts.toml"
+    printf '[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' "$REG_PORT" >"$c/certs.d/$reg/hosts.toml"
   done
   cat >"$c/cni/10-bench.conflist" <<'JSON'
 {"cniVersion": "1.0.0", "name": "bench", "plugins": [

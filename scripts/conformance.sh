@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CRI conformance: the upstream `critest` suite (kubernetes-sigs/cri-tools) against a fresh
 # Kinglet daemon on private paths (socket, root, run-root, bridge, pod CIDR, nftables table),
-# with the look-alike images of ../shared/cri-tools/images on two local registries that the
-# daemon mirrors every upstream registry to. Needs root.
+# with the look-alike images of ../shared/cri-tools/images on two private local registries
+# (scripts/registries.sh: free ports, state in the run's directory, so runs at once do not
+# disturb each other) that the daemon mirrors every upstream registry to. Needs root.
 #
 #   bash scripts/conformance.sh [extra critest flags, e.g. --ginkgo.focus REGEX]
 #
@@ -13,6 +14,7 @@
 #                  (default: target/conformance)
 #   KEEP=1         keep the temporary directory (daemon state, image build) for debugging
 #   AFTER_CRITEST  command run after critest with the daemon's endpoint as its argument
+#   CRI_REGISTRY_PORT, CRI_AUTH_REGISTRY_PORT  fixed registry ports (default: free ones)
 #
 # Prints critest's own summary ("Ran N of M Specs ..." and "N Passed | N Failed | ...") and
 # fails when a spec fails, except the ones allowed below. Everything it starts (daemon,
@@ -49,10 +51,12 @@ critest=${CRITEST:-$(command -v critest || true)}
   exit 1
 }
 images_src=$cri_tools/images
-[ -f "$images_src/registry.sh" ] && [ -f "$images_src/build.sh" ] || {
-  echo "conformance.sh: $images_src/{registry,build}.sh not found (set SHARED_DIR)" >&2
+[ -f "$images_src/build.sh" ] || {
+  echo "conformance.sh: $images_src/build.sh not found (set SHARED_DIR)" >&2
   exit 1
 }
+# shellcheck source=scripts/registries.sh
+. "$repo/scripts/registries.sh"
 kinglet=${KINGLET_BIN:-$repo/target/debug/kinglet}
 if [ -z "${KINGLET_BIN:-}" ]; then cargo build --bin kinglet --bin kinglet-shim --bin kinglet-pod-init; fi
 report_dir=${REPORT_DIR:-$repo/target/conformance}
@@ -97,7 +101,7 @@ cleanup() {
   ip link del "$bridge" 2>/dev/null
   nft delete table ip "$table" 2>/dev/null
   nft delete table ip "${table}_svc" 2>/dev/null
-  bash "$images_src/registry.sh" stop >/dev/null 2>&1
+  registries_stop "$work/registry"
   [ -f "$work/daemon.log" ] && cp "$work/daemon.log" "$report_dir/daemon.log"
   if [ "${KEEP:-}" = 1 ]; then echo "conformance.sh: kept $work"; else rm -rf "$work"; fi
   exit "$rc"
@@ -106,32 +110,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== registries and look-alike images (state in $work)"
-# registry.sh uses fixed ports; one already answering there (another run's) is used as it is,
-# and left running.
-for port in 5000 5002; do
-  if curl -s -o /dev/null "http://127.0.0.1:$port/v2/"; then
-    echo "note: 127.0.0.1:$port already answers; pushing to and pulling from that registry"
-  fi
-done
-bash "$images_src/registry.sh" start
-bash "$images_src/build.sh" >"$work/images-build.log" 2>&1 || {
+registries_start "$work/registry"
+REG=127.0.0.1:$REG_PORT AUTHREG=127.0.0.1:$AUTH_REG_PORT \
+  bash "$images_src/build.sh" >"$work/images-build.log" 2>&1 || {
   tail -30 "$work/images-build.log"
   echo "conformance.sh: building the look-alike images failed" >&2
   exit 1
 }
 
-cat >"$work/kinglet.toml" <<'TOML'
-[registries."registry.k8s.io"]
-mirrors = ["http://127.0.0.1:5000"]
-[registries."gcr.io"]
-mirrors = ["http://127.0.0.1:5000"]
-[registries."k8s.gcr.io"]
-mirrors = ["http://127.0.0.1:5000"]
-[registries."public.ecr.aws"]
-mirrors = ["http://127.0.0.1:5000"]
-[registries."docker.io"]
-mirrors = ["http://127.0.0.1:5000"]
-TOML
+for reg in registry.k8s.io gcr.io k8s.gcr.io public.ecr.aws docker.io; do
+  printf '[registries."%s"]\nmirrors = ["http://127.0.0.1:%s"]\n' "$reg" "$REG_PORT"
+done >"$work/kinglet.toml"
 
 echo "== kinglet daemon on $sock (bridge $bridge, $cidr, nft table $table)"
 RUST_LOG=${RUST_LOG:-info} "$kinglet" daemon --config "$work/kinglet.toml" \

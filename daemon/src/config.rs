@@ -68,6 +68,10 @@ pub struct Config {
     /// `--allowed-unsafe-sysctls`): names or prefixes ending in `*` (`net.core.*`,
     /// `kernel.msg*`), each of a namespace the pod owns (net or ipc); others are refused here.
     pub allowed_unsafe_sysctls: Vec<String>,
+    /// Host IDs for pods with `hostUsers: false`, `FIRST:LENGTH` (both multiples of 65536,
+    /// FIRST at least 65536): each such pod gets 65536 of them. Unset: the `kubelet` user's
+    /// /etc/subuid and /etc/subgid entry when it has one, else 65536 and up (as the kubelet).
+    pub pod_userns_ids: Option<String>,
     /// The most processes (and threads) one pod may have, applied to its cgroup
     /// `/kinglet/<pod>` (the kubelet's `podPidsLimit`); -1 or 0: unlimited. Default 4096, so a
     /// fork bomb in one pod cannot take the host's pids (the kubelet's own default is unlimited).
@@ -157,6 +161,7 @@ impl Default for Config {
             image_gc_interval_secs: 300,
             unpack_on_pull: true,
             allowed_unsafe_sysctls: Vec::new(),
+            pod_userns_ids: None,
             pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
             max_unpacked_layer_bytes: kinglet_image::DEFAULT_MAX_UNPACKED_LAYER_BYTES,
             metrics_address: None,
@@ -308,6 +313,11 @@ impl Config {
         }
     }
 
+    /// `pod-userns-ids` checked (None: unset).
+    pub fn userns_ids(&self) -> Result<Option<kinglet_kubelet::userns::IdRange>, String> {
+        self.pod_userns_ids.as_deref().map(str::parse).transpose()
+    }
+
     /// Defaults ← file ← flags, then the checks that span fields.
     pub fn load(flags: &DaemonFlags) -> Result<Config, DaemonError> {
         let path = flags.config.clone().unwrap_or_default();
@@ -350,6 +360,12 @@ impl Config {
             return Err(DaemonError::Config {
                 path: path.clone(),
                 reason: format!("allowed-unsafe-sysctls: {reason}"),
+            });
+        }
+        if let Err(reason) = cfg.userns_ids() {
+            return Err(DaemonError::Config {
+                path: path.clone(),
+                reason: format!("pod-userns-ids: {reason}"),
             });
         }
         if cfg.pod_pids_limit < -1 {
@@ -601,6 +617,24 @@ mod tests {
         assert_eq!(c.allowed_unsafe_sysctls, ["net.core.*", "kernel.msgmax"]);
         assert_eq!(c.pod_pids_limit, 100);
         assert_eq!(c.metrics_address, None, "metrics are off by default");
+        for (bad, want) in [
+            (
+                "100000:65536",
+                "pod-userns-ids: first ID 100000 is not a multiple of 65536",
+            ),
+            ("0:65536", "overlaps the host's IDs 0-65535"),
+            (
+                "65536:1000",
+                "length 1000 is not a positive multiple of 65536",
+            ),
+        ] {
+            std::fs::write(&f, format!("pod-userns-ids = \"{bad}\"\n")).unwrap();
+            let e = Config::load(&flags).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        std::fs::write(&f, "pod-userns-ids = \"131072:655360\"\n").unwrap();
+        let r = Config::load(&flags).unwrap().userns_ids().unwrap().unwrap();
+        assert_eq!((r.first, r.length), (131072, 655360));
     }
 
     #[test]

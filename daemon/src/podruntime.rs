@@ -149,6 +149,7 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
             }
         }),
         dns: cluster_dns(c),
+        userns_ids: c.userns_ids().ok().flatten(),
         ingress: c.ingress.proxy_config(),
         keys: kinglet_kubelet::sealed::Keys {
             identity_file: c.age_identity_file.clone(),

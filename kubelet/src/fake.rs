@@ -36,6 +36,16 @@ struct State {
     /// Container name → exit code it exits with as soon as it starts.
     crash_on_start: HashMap<String, i32>,
     calls: Vec<String>,
+    /// The error every RunPodSandbox fails with (a FailedPrecondition of the runtime).
+    sandbox_error: Option<String>,
+    /// The user namespace options of each sandbox and container asked for, in order
+    /// (`sandbox` or the container's name).
+    userns: Vec<(String, Option<v1::UserNamespace>)>,
+}
+
+/// The user namespace options in a sandbox's or container's namespace options.
+fn userns_of(ns: Option<&v1::NamespaceOption>) -> Option<v1::UserNamespace> {
+    ns.and_then(|n| n.userns_options.clone())
 }
 
 /// See the module docs.
@@ -129,6 +139,16 @@ impl Fake {
         v
     }
 
+    /// Make every RunPodSandbox fail with `error` (None: succeed again).
+    pub fn fail_sandboxes(&self, error: Option<&str>) {
+        self.lock().sandbox_error = error.map(str::to_owned);
+    }
+
+    /// The user namespace options sandboxes and containers were made with, in order.
+    pub fn userns_requests(&self) -> Vec<(String, Option<v1::UserNamespace>)> {
+        self.lock().userns.clone()
+    }
+
     pub fn sandbox_count(&self) -> usize {
         self.lock().sandboxes.len()
     }
@@ -183,9 +203,15 @@ impl PodRuntime for Fake {
         let cfg = req.config.unwrap_or_default();
         let created_at = self.now();
         let mut s = self.lock();
+        if let Some(e) = &s.sandbox_error {
+            return Err(RuntimeError::new(RuntimeErrorKind::Failed, e.clone()));
+        }
         s.next_id += 1;
         let id = format!("sandbox{:08}", s.next_id);
         s.calls.push("run sandbox".into());
+        let ns = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref());
+        let u = userns_of(ns.and_then(|c| c.namespace_options.as_ref()));
+        s.userns.push(("sandbox".into(), u));
         let sb = v1::PodSandbox {
             id: id.clone(),
             metadata: cfg.metadata,
@@ -280,6 +306,16 @@ impl PodRuntime for Fake {
             ..Default::default()
         };
         s.calls.push(format!("create {}", Fake::label(&c)));
+        let ns = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref());
+        let name = c
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        s.userns.push((
+            name,
+            userns_of(ns.and_then(|c| c.namespace_options.as_ref())),
+        ));
         s.containers.insert(id.clone(), c);
         Ok(v1::CreateContainerResponse { container_id: id })
     }

@@ -54,6 +54,7 @@ mod status_batch;
 mod stop;
 mod store_api;
 pub mod sysctl;
+pub mod userns;
 pub mod volumes;
 mod watch;
 mod workers;
@@ -104,6 +105,9 @@ pub struct KubeletConfig {
     pub ingress: Option<kinglet_ingress::IngressConfig>,
     /// The age identities that open sealed manifests (and the systemd credentials directory).
     pub keys: sealed::Keys,
+    /// Host IDs for pods with `hostUsers: false` (None: the `kubelet` user's subordinate
+    /// IDs, else the kubelet's default; see [`userns`]).
+    pub userns_ids: Option<userns::IdRange>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -128,6 +132,29 @@ pub struct Supervisor {
     services: services::ServicesState,
     /// The ingress proxy.
     ingress: ingress::IngressState,
+    /// User namespaces of pods with `hostUsers: false`.
+    userns: Arc<userns::UsernsManager>,
+}
+
+/// The user-namespace manager over `<root>/userns`, with the node's range.
+async fn open_userns(cfg: &KubeletConfig) -> Result<userns::UsernsManager, KubeletError> {
+    let dir = cfg.root.join("userns");
+    let given = cfg.userns_ids;
+    tokio::task::spawn_blocking(move || {
+        let range = match given {
+            Some(r) => Ok(r),
+            None => userns::host_range(std::path::Path::new("/etc")).map(|(r, from)| {
+                tracing::debug!(range = %r, %from, "user namespace IDs for pods");
+                r
+            }),
+        };
+        if let Err(e) = &range {
+            tracing::warn!(err = %e, "pods with hostUsers: false will be refused");
+        }
+        userns::UsernsManager::open(&dir, range)
+    })
+    .await
+    .map_err(|e| KubeletError::internal("user namespace task", e))
 }
 
 impl Supervisor {
@@ -158,6 +185,7 @@ impl Supervisor {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default();
+        let userns = Arc::new(open_userns(&cfg).await?);
         let book = Arc::new(workers::BackoffBook::new(
             Some(backoff::state_file(&cfg.root)),
             saved.clone(),
@@ -178,6 +206,7 @@ impl Supervisor {
             world: world.subscribe(),
             saved_backoff: std::sync::Mutex::new(saved),
             book,
+            userns: userns.clone(),
         };
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),
@@ -190,6 +219,7 @@ impl Supervisor {
             ingress: Default::default(),
             cfg,
             rt,
+            userns,
         });
         tokio::spawn(watch::watch_dir(s.clone(), s.cfg.manifests.clone()));
         tokio::spawn(s.clone().dispatch_loop());
@@ -242,6 +272,9 @@ impl Supervisor {
             self.remove_terminated(w).await;
         }
         let workers = self.pods.keys();
+        if let Some(w) = &with_sandbox {
+            userns::sweep(&self.userns, &revs, w, &workers).await;
+        }
         let finished = |uid: &str| {
             self.pods
                 .handle(&uid.to_owned())

@@ -144,6 +144,32 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
     }
 }
 
+/// Put the pod's own user namespace (`hostUsers: false`) in its sandbox config.
+pub fn set_userns(cfg: &mut v1::PodSandboxConfig, userns: Option<v1::UserNamespace>) {
+    let Some(u) = userns else { return };
+    let ns = cfg
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options
+        .get_or_insert_with(Default::default);
+    ns.userns_options = Some(u);
+}
+
+/// Put the pod's user namespace options in one of its containers' configs.
+pub fn set_container_userns(cfg: &mut v1::ContainerConfig, userns: Option<v1::UserNamespace>) {
+    let Some(u) = userns else { return };
+    let ns = cfg
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options
+        .get_or_insert_with(Default::default);
+    ns.userns_options = Some(u);
+}
+
 /// The hostPorts of the pod's containers.
 fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<v1::PortMapping> {
     let mut port_mappings = Vec::new();

@@ -31,6 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub mod cron;
 mod endpointslice;
+mod hostusers;
 mod ingress;
 mod pvc;
 pub use pvc::storage_bytes;
@@ -607,6 +608,14 @@ pub(crate) fn check_pod(source_name: &str, label: &str, p: &Pod) -> Result<(), M
             object: label.to_owned(),
             path,
             reason: "is not supported by kinglet yet".into(),
+        });
+    }
+    if let Some((path, reason)) = hostusers::check(p) {
+        return Err(ManifestError::Invalid {
+            source_name: source_name.to_owned(),
+            object: label.to_owned(),
+            path,
+            reason,
         });
     }
     let vols = p.spec.as_ref().and_then(|s| s.volumes.as_ref());

@@ -109,6 +109,7 @@ const POD_SPEC_FIELDS: &[&str] = &[
     "hostNetwork",
     "hostPID",
     "hostIPC",
+    "hostUsers",
     "shareProcessNamespace",
     "hostname",
     "subdomain",

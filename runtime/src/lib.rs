@@ -25,6 +25,7 @@ mod recover;
 mod removal;
 mod resources;
 mod sandbox;
+mod sandbox_run;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;

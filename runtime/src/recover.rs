@@ -109,8 +109,10 @@ impl Runtime {
             (trash_dirs[0].clone(), HashSet::new()),
             (trash_dirs[1].clone(), HashSet::new()),
         ];
+        let exec_dir = self.paths.exec_dir();
         tokio::task::spawn_blocking(move || {
             end_orphan_pod_inits(&pods_dir, &pod_inits);
+            clean_exec_dir(&exec_dir);
             for (dir, known) in leftovers {
                 let Ok(rd) = std::fs::read_dir(&dir) else {
                     continue;
@@ -153,6 +155,31 @@ fn remove_leftover(p: &std::path::Path, name: &str, own_cgroup: bool) {
     }
 }
 
+/// Empty `<run-root>/exec` of files an earlier daemon's exec helpers left (a result's `.tmp-*`
+/// a crashed helper never renamed, results and console sockets nobody will read): only a
+/// daemon's own Exec waits for them, so at start every one is stale. Directories are left.
+pub(crate) fn clean_exec_dir(dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match std::fs::remove_file(e.path()) {
+            Ok(()) => removed += 1,
+            Err(err) => {
+                tracing::warn!(path = %e.path().display(), %err, "stale exec file not removed")
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(dir = %dir.display(), removed, "removed stale exec helper files");
+    }
+    removed
+}
+
 /// Kill the pod inits of this run root's pods that no sandbox record names (a crash between
 /// starting the pod init and saving the record left them; their pin went with the leftover
 /// directory, so nothing else would ever end them).
@@ -168,5 +195,28 @@ fn end_orphan_pod_inits(pods_dir: &std::path::Path, known: &HashSet<(String, u32
                 tracing::warn!(%pod, pid, err = %kinglet_cri::chain(&e), "leftover pod init not ended")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stale_exec_files_are_removed_and_directories_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let exec = d.path().join("exec");
+        std::fs::create_dir(&exec).unwrap();
+        for f in [".tmp-a1b2c3", ".tmp-zz", "0123abcd.json"] {
+            std::fs::write(exec.join(f), b"{").unwrap();
+        }
+        let sock = exec.join("0123abcd0123.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        std::fs::create_dir(exec.join("keep")).unwrap();
+        assert_eq!(super::clean_exec_dir(&exec), 4);
+        let left: Vec<_> = std::fs::read_dir(&exec)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["keep"]);
+        assert_eq!(super::clean_exec_dir(&d.path().join("missing")), 0);
     }
 }

@@ -294,7 +294,8 @@ fn request_meta(config: &v1::PodSandboxConfig) -> Result<Meta, CriError> {
 }
 
 impl Runtime {
-    pub async fn run_pod_sandbox(
+    /// RunPodSandbox itself (see `sandbox_run` for how it is run).
+    pub(crate) async fn make_pod_sandbox(
         &self,
         req: v1::RunPodSandboxRequest,
     ) -> Result<v1::RunPodSandboxResponse, CriError> {

@@ -43,6 +43,15 @@ pub(super) async fn ensure(
         Ok(cfg) => cfg,
         Err(ConfigError(msg)) => return Ok(config_error(state, c, msg)),
     };
+    // A container shares its pod's user namespace (the kubelet gives it the same options).
+    let userns = pass
+        .sandbox_cfg
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.clone());
+    podspec::set_container_userns(&mut cfg, userns);
     // The kubelet-managed /etc/hosts, unless the container mounts its own there.
     if let Some(h) = &pass.hosts {
         if !cfg.mounts.iter().any(|m| m.container_path == "/etc/hosts") {

@@ -261,6 +261,8 @@ pub struct PodEnv {
     pub dns: Option<crate::dns::ClusterDns>,
     /// Where the pod's crash-loop back-off is kept for the next daemon.
     pub book: Arc<crate::workers::BackoffBook>,
+    /// User namespaces of pods with `hostUsers: false`.
+    pub userns: Arc<crate::userns::UsernsManager>,
     /// Wakes the pod's worker (after a task's report).
     pub wake: Wake,
 }
@@ -513,29 +515,20 @@ async fn reconcile_inner(
     let vols = match volumes::prepare(pod, ns, &env.volumes, &*world.snap, &env.allocatable) {
         Ok(v) => v,
         Err(ConfigError(msg)) => {
-            // The kubelet's FailedMount event, and the reason in every container's waiting
-            // state (never a silent ContainerCreating).
+            // The kubelet's FailedMount event.
             let msg = format!("MountVolume.SetUp failed: {msg}");
-            if !state.any_waiting_with(&msg) {
-                tracing::warn!(pod = %name, error = %msg, "volume setup failed");
-                state.event(true, "FailedMount", msg.clone());
-            }
-            let spec = pod.spec.clone().unwrap_or_default();
-            let inits = spec.init_containers.as_deref().unwrap_or_default();
-            let reason = if inits.is_empty() {
-                "ContainerCreating"
-            } else {
-                "PodInitializing"
-            };
-            for c in inits.iter().chain(&spec.containers) {
-                state.set_waiting(&c.name, reason, msg.clone());
-            }
+            not_created(pod, state, "FailedMount", msg);
             return Ok(());
         }
+    };
+    // The pod's own user namespace (hostUsers: false), before its sandbox is made.
+    let Ok(userns) = pod_userns(pod, state, env).await else {
+        return Ok(());
     };
     let uid = state.uid.clone();
     let log_dir = env.pod_logs.join(format!("{ns}_{name}_{uid}"));
     let mut sandbox_cfg = podspec::sandbox_config(pod, &uid, &log_dir.display().to_string(), &hash);
+    podspec::set_userns(&mut sandbox_cfg, userns);
     let sandbox = match current {
         Some(id) => id,
         None => {
@@ -552,11 +545,15 @@ async fn reconcile_inner(
                 config: Some(sandbox_cfg.clone()),
                 ..Default::default()
             };
-            let id = rt
-                .run_pod_sandbox(req)
-                .await
-                .step(|| format!("start the sandbox of pod {ns}/{name}"))?
-                .pod_sandbox_id;
+            let id = match rt.run_pod_sandbox(req).await {
+                Ok(r) => r.pod_sandbox_id,
+                Err(e) => {
+                    // The kubelet's FailedCreatePodSandBox; retried after the back-off.
+                    let msg = format!("Failed to create pod sandbox: {}", e.message);
+                    not_created(pod, state, "FailedCreatePodSandBox", msg);
+                    return Err(e).step(|| format!("start the sandbox of pod {ns}/{name}"));
+                }
+            };
             tracing::info!(pod = %name, sandbox = %id, "pod sandbox started");
             let short = id.get(..12).unwrap_or(&id);
             state.event(
@@ -595,6 +592,64 @@ async fn reconcile_inner(
     run_containers(&pass, state, env).await?;
     state.last_spec = Some(pod.clone());
     Ok(())
+}
+
+/// The pod's containers cannot be created yet: a warning event (once per message) and the
+/// reason in every container's waiting state (never a silent ContainerCreating).
+fn not_created(pod: &Pod, state: &mut PodState, event: &'static str, msg: String) {
+    if !state.any_waiting_with(&msg) {
+        tracing::warn!(pod = pod.metadata.name.as_deref().unwrap_or_default(), reason = event, error = %msg, "pod not created");
+        state.event(true, event, msg.clone());
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let reason = if inits.is_empty() {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    for c in inits.iter().chain(&spec.containers) {
+        state.set_waiting(&c.name, reason, msg.clone());
+    }
+}
+
+/// The user namespace of a pod with `hostUsers: false` (None for the host's): its mapping,
+/// allocated and saved on first need. Err: none can be had (the range is exhausted or
+/// unusable, the file cannot be written); the pod waits with a FailedCreatePodSandBox event
+/// and is looked at again at its next pass (a deleted pod frees a range).
+async fn pod_userns(
+    pod: &Pod,
+    state: &mut PodState,
+    env: &PodEnv,
+) -> Result<Option<v1::UserNamespace>, ()> {
+    if !crate::userns::wants_userns(pod) {
+        return Ok(None);
+    }
+    let first = match env.userns.get(&state.uid) {
+        Some(first) => Ok(first),
+        None => {
+            let (m, uid) = (env.userns.clone(), state.uid.clone());
+            tokio::task::spawn_blocking(move || m.get_or_create(&uid))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(crate::userns::UsernsError::Persist {
+                        path: PathBuf::new(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })
+        }
+    };
+    match first {
+        Ok(first) => Ok(Some(crate::userns::to_cri(first))),
+        Err(e) => {
+            let msg = format!(
+                "Failed to create pod sandbox: create user namespace: {}",
+                kinglet_util::chain(&e)
+            );
+            not_created(pod, state, "FailedCreatePodSandBox", msg);
+            Err(())
+        }
+    }
 }
 
 /// Write the pod's kubelet-managed hosts file (`crate::hosts`), when the pod has an address
@@ -749,6 +804,11 @@ pub async fn remove(state: &mut PodState, env: &PodEnv) -> Result<(), ReconcileE
             .step(|| format!("remove sandbox {}", s.id))?;
     }
     volumes::remove(&env.volumes);
+    // Its sandboxes are gone: the pod's user namespace IDs are free again.
+    let (m, uid) = (env.userns.clone(), state.uid.clone());
+    if m.get(&uid).is_some() {
+        let _ = tokio::task::spawn_blocking(move || m.release(&uid)).await;
+    }
     Ok(())
 }
 

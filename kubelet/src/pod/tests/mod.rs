@@ -70,6 +70,10 @@ impl Node {
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
             dns: None,
             book: Arc::new(crate::workers::BackoffBook::new(None, HashMap::new())),
+            userns: Arc::new(crate::userns::UsernsManager::open(
+                &dir.path().join("userns"),
+                "655360:131072".parse(),
+            )),
             wake: Wake::default(),
         };
         Node {
@@ -686,3 +690,4 @@ async fn a_finished_pod_stops_its_sidecars_last_first() {
 }
 
 mod lifecycle;
+mod userns;
