@@ -5,7 +5,13 @@
 # ratio Kinglet / containerd, and the exec round trip (scripts/bench-exec.sh: `crictl exec` of
 # `true`, EXEC_N=40 times) against each. Needs root; installs containerd from Debian when missing.
 #
-#   bash scripts/bench-cri.sh            N=40 PARALLEL=2 by default (samples per benchmark)
+#   bash scripts/bench-cri.sh            N=40 PARALLEL=2 ROUNDS=2 by default
+#
+# Fairness: the runtimes take turns, ROUNDS runs each, in the order Kinglet, containerd, then
+# containerd, Kinglet, and so on (host load that drifts during the bench falls on both sides);
+# each side's samples (N per benchmark per run) are pooled before the percentiles are taken,
+# and the host's load average is printed at the start and end of every run. ListImages is
+# timed like for like (scripts/bench-list.sh: both runtimes holding the same images).
 #
 # Kinglet runs through scripts/conformance.sh (fresh private daemon, look-alike images on the
 # local registries); containerd gets private root/state/socket, a CNI bridge conflist and
@@ -17,6 +23,7 @@ shared=${SHARED_DIR:-$repo/../shared}
 cri_tools=$shared/cri-tools
 N=${N:-40}
 PARALLEL=${PARALLEL:-2}
+ROUNDS=${ROUNDS:-2}
 if [ "$(id -u)" != 0 ]; then echo "bench-cri.sh: run as root" >&2; exit 1; fi
 command -v containerd >/dev/null || apt-get install -y -qq containerd runc >/dev/null
 critest=${CRITEST:-$(command -v critest || echo "$cri_tools/critest")}
@@ -27,17 +34,23 @@ chmod 0711 "$work"
 ctd_pid=
 # shellcheck source=scripts/registries.sh
 . "$repo/scripts/registries.sh"
-cleanup() {
-  set +e
+# Stop the containerd of one run (its pods, shims and mounts) and delete its state.
+stop_containerd() {
   if [ -n "$ctd_pid" ]; then
     for id in $("$cri_tools/crictl" --config /dev/null -r "unix://$work/ctd/containerd.sock" pods -q 2>/dev/null); do
       "$cri_tools/crictl" --config /dev/null -r "unix://$work/ctd/containerd.sock" rmp -f "$id" >/dev/null 2>&1
     done
-    kill "$ctd_pid" 2>/dev/null; sleep 1; kill -9 "$ctd_pid" 2>/dev/null
-    pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $work/" 2>/dev/null
+    kill "$ctd_pid" 2>/dev/null; sleep 1; kill -9 "$ctd_pid" 2>/dev/null || true
+    pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $work/" 2>/dev/null || true
+    ctd_pid=
   fi
   awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount -l "$m" 2>/dev/null; done
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$work/ctd"
+}
+cleanup() {
+  set +e
+  stop_containerd
   ip link del kbenchctd0 2>/dev/null
   registries_stop "$work/registry"
   [ "${KEEP:-}" = 1 ] && echo "kept $work" || rm -rf "$work"
@@ -54,6 +67,7 @@ podBenchmarkTimeoutSeconds: 120
 imagesNumber: $N
 imagesNumberParallel: $PARALLEL
 imageBenchmarkTimeoutSeconds: 120
+podContainerStartBenchmarkTimeoutSeconds: 120
 EOF
 
 # One Kinglet run: conformance.sh -benchmark with binary $2 (its shim and pod init beside it),
@@ -62,11 +76,12 @@ run_kinglet() {
   local label=$1 bin=$2
   echo "== kinglet $label ($bin)"
   mkdir -p "$work/out/$label"
-  EXEC_OUT=$work/$label-exec.tsv AFTER_CRITEST="bash $repo/scripts/bench-exec.sh" KINGLET_BIN=$bin \
+  EXEC_OUT=$work/$label-exec.tsv EXEC_SAMPLES=$work/$label-exec.samples LIST_OUT=$work/out/$label \
+    AFTER_CRITEST="bash $work/after.sh" KINGLET_BIN=$bin \
     REPORT_DIR=$work/report-$label bash scripts/conformance.sh -benchmark \
     -benchmarking-params-file "$work/params.yaml" -benchmarking-output-dir "$work/out/$label" \
-    >"$work/$label.log" 2>&1 ||
-    { tail -20 "$work/$label.log"; echo "bench-cri.sh: the Kinglet run ($label) failed" >&2; exit 1; }
+    --ginkgo.skip "${bench_spec[image_listing_benchmark_data]}" >"$work/$label.log" 2>&1 ||
+    { tail -20 "$work/$label.log"; echo "bench-cri.sh: the Kinglet run ($label) failed" >&2; }
   missing_figures "$work/out/$label" "kinglet $label" || true
 }
 
@@ -89,10 +104,16 @@ declare -A bench_spec=(
   [image_listing_benchmark_data]='benchmark about listing Image'
 )
 
-# critest -benchmark against endpoint $1, figures into $2, only the specs matching $3 if set.
+# critest -benchmark against endpoint $1, figures into $2, only spec $3 if set (the listing one
+# never: scripts/bench-list.sh times it like for like). Through skips: -benchmark forces
+# critest's focus to "benchmark", and ginkgo ORs a second focus with it.
 bench_critest() {
-  local focus=()
-  [ -z "$3" ] || focus=(--ginkgo.focus "$3")
+  local focus=(--ginkgo.skip "${bench_spec[image_listing_benchmark_data]}") s
+  if [ -n "$3" ]; then
+    for s in "${bench_spec[@]}" 'start a container from scratch'; do
+      [ "$s" = "$3" ] || focus+=(--ginkgo.skip "$s")
+    done
+  fi
   "$critest" --runtime-endpoint "$1" --image-endpoint "$1" --config /dev/null --ginkgo.no-color \
     -benchmark -benchmarking-params-file "$work/params.yaml" -benchmarking-output-dir "$2" \
     "${focus[@]}"
@@ -102,6 +123,7 @@ run_containerd() {
   echo "== containerd $(containerd --version | awk '{print $3}') + runc"
   # conformance.sh stopped the registries it started: private ones again (same look-alikes).
   export CRI_IMAGES_DIR=$work/cri-images
+  registries_stop "$work/registry" # the previous round's, if any
   registries_start "$work/registry" >/dev/null
   REG=127.0.0.1:$REG_PORT AUTHREG=127.0.0.1:$AUTH_REG_PORT \
     bash "$cri_tools/images/build.sh" >"$work/images.log" 2>&1 ||
@@ -147,7 +169,8 @@ TOML
   # again on its own, twice at most; the reason is printed from critest's log.
   bench_critest "$ep" "$work/out/containerd" '' >"$work/containerd.log" 2>&1 || true
   for try in 1 2; do
-    missing=$(missing_figures "$work/out/containerd" containerd | sed -n 's/.*no \(.*\)\.json/\1/p' || true)
+    missing=$(missing_figures "$work/out/containerd" containerd | sed -n 's/.*no \(.*\)\.json/\1/p' |
+      grep -v image_listing || true)
     [ -n "$missing" ] || break
     for f in $missing; do
       echo "bench-cri.sh: containerd wrote no $f.json (try $try):" \
@@ -155,31 +178,84 @@ TOML
       bench_critest "$ep" "$work/out/containerd" "${bench_spec[$f]}" >>"$work/containerd.log" 2>&1 || true
     done
   done
+  EXEC_OUT=$work/containerd-exec.tsv EXEC_SAMPLES=$work/containerd-exec.samples \
+    LIST_OUT=$work/out/containerd bash "$work/after.sh" "$ep"
   missing_figures "$work/out/containerd" containerd || true
-  EXEC_OUT=$work/containerd-exec.tsv bash scripts/bench-exec.sh "$ep" ||
-    echo "bench-cri.sh: the containerd exec round trip failed"
 }
 
-[ "${SKIP_KINGLET:-}" = 1 ] || run_kinglet kinglet "${KINGLET_BIN:-$repo/target/release/kinglet}"
-[ -z "${BEFORE_BIN:-}" ] || run_kinglet before "$BEFORE_BIN"
-run_containerd
+# What runs after critest, against each runtime while it is up: the exec round trip, then the
+# listing benchmark on equal image sets.
+cat >"$work/after.sh" <<EOF
+bash "$repo/scripts/bench-exec.sh" "\$1" || echo "bench-cri.sh: the exec round trip against \$1 failed"
+CRITEST="$critest" PARAMS="$work/params.yaml" bash "$repo/scripts/bench-list.sh" "\$1" ||
+  echo "bench-cri.sh: the listing benchmark against \$1 failed"
+EOF
 
-# p50/p90 of each operation, from the datapoints critest wrote (one JSON file per benchmark).
+# One run of side $1 in round $2: its figures into out/$1.r$2 and $1.r$2-exec.*, the load
+# average at its start and end into loads.
+run_side() {
+  local side=$1 r=$2 l0
+  l0=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "== round $r: $side (load average $l0)"
+  case $side in
+    kinglet) run_kinglet kinglet.r"$r" "${KINGLET_BIN:-$repo/target/release/kinglet}" ;;
+    before) run_kinglet before.r"$r" "$BEFORE_BIN" ;;
+    containerd)
+      run_containerd
+      rm -rf "$work/out/containerd.r$r"
+      mv "$work/out/containerd" "$work/out/containerd.r$r"
+      for f in exec.tsv exec.samples; do
+        [ ! -f "$work/containerd-$f" ] || mv "$work/containerd-$f" "$work/containerd.r$r-$f"
+      done
+      stop_containerd
+      ;;
+  esac
+  printf '%-10s round %s: load average %s at start, %s at end\n' "$side" "$r" "$l0" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/loads"
+}
+sides=()
+[ "${SKIP_KINGLET:-}" = 1 ] || sides+=(kinglet)
+[ -z "${BEFORE_BIN:-}" ] || sides+=(before)
+sides+=(containerd)
+for r in $(seq "$ROUNDS"); do
+  order=("${sides[@]}")
+  # Even rounds in reverse: K C, C K, K C, ...
+  if [ $((r % 2)) = 0 ]; then
+    order=()
+    for ((i = ${#sides[@]} - 1; i >= 0; i--)); do order+=("${sides[$i]}"); done
+  fi
+  for side in "${order[@]}"; do run_side "$side" "$r"; done
+done
+
+# p50/p90 of each operation, from the datapoints critest wrote (one JSON file per benchmark
+# and run; the runs of side $1 pooled).
 stats() {
-  compgen -G "$1/*.json" >/dev/null || return 0
+  compgen -G "$work/out/$1.r*/*.json" >/dev/null || return 0
   jq -r -s '[.[] | select(.operationsNames) | . as $b | .datapoints[] |
       [range(0; ($b.operationsNames | length))] as $is | $is[] as $i |
       {op: $b.operationsNames[$i], ns: .operationsDurationsNs[$i]}] |
     group_by(.op)[] | (map(.ns) | sort) as $v |
     [.[0].op, ($v | length), $v[(($v | length) * 0.5 | floor)], $v[(($v | length) * 0.9 | floor)]] | @tsv' \
-    "$1"/*.json
+    "$work/out/$1".r*/*.json
+}
+# The exec round trip's pooled samples, as stats' line (same percentile indexes).
+exec_stats() {
+  compgen -G "$work/$1.r*-exec.samples" >/dev/null || return 0
+  sort -n "$work/$1".r*-exec.samples | awk '{ v[NR - 1] = $1 } END { if (NR)
+    printf "Exec(crictl exec true)\t%d\t%d\t%d\n", NR, v[int(NR * 0.5)], v[int(NR * 0.9)] }'
 }
 table() { # label: its figures, one TSV line per operation, sorted
-  { stats "$work/out/$1"; cat "$work/$1-exec.tsv" 2>/dev/null || true; } | sort
+  { stats "$1"; exec_stats "$1"; } | sort
 }
 table kinglet >"$work/k.tsv"
 table containerd >"$work/c.tsv"
 table before >"$work/b.tsv"
+echo
+cat "$work/loads"
+for side in kinglet containerd; do
+  printf '%s lists %s images in ListImages (per run)\n' "$side" \
+    "$(cat "$work/out/$side".r*/images-listed 2>/dev/null | tr '\n' ' ')"
+done
 echo
 printf '%-26s %5s %12s %12s %12s %12s %8s\n' operation n kinglet_p50 kinglet_p90 ctrd_p50 ctrd_p90 p50_ratio
 # Every operation either side measured; a missing figure shows as "-".

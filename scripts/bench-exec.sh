@@ -5,7 +5,8 @@
 # busybox container in a fresh pod. Prints one TSV line for scripts/bench-cri.sh's table:
 #   Exec(crictl exec true)  n  p50_ns  p90_ns
 #
-#   bash scripts/bench-exec.sh unix:///path/to.sock     (EXEC_OUT=FILE appends the line there)
+#   bash scripts/bench-exec.sh unix:///path/to.sock     (EXEC_OUT=FILE appends the line there;
+#                                                         EXEC_SAMPLES=FILE appends each sample's ns)
 #
 # Needs the look-alike busybox image reachable by the runtime (its registry mirror).
 set -euo pipefail
@@ -48,3 +49,4 @@ count=$(wc -l <"$tmp/samples")
 p50=$(sed -n "$((count / 2 + 1))p" "$tmp/samples")
 p90=$(sed -n "$((count * 9 / 10 + 1))p" "$tmp/samples")
 printf 'Exec(crictl exec true)\t%s\t%s\t%s\n' "$count" "$p50" "$p90" >>"$out"
+[ -z "${EXEC_SAMPLES:-}" ] || cat "$tmp/samples" >>"$EXEC_SAMPLES"

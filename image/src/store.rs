@@ -220,7 +220,19 @@ impl ImageStore {
 
     /// All images.
     pub fn list(&self) -> Vec<ImageRecord> {
-        self.snapshot().iter().map(|i| i.record.clone()).collect()
+        self.map_all(ImageRecord::clone)
+    }
+
+    /// `f` of every image, read from the published snapshot by reference: no record (each
+    /// holds its whole image config) is cloned, for hot readers such as CRI ListImages.
+    pub fn map_all<T>(&self, f: impl FnMut(&ImageRecord) -> T) -> Vec<T> {
+        self.snapshot().iter().map(|i| &i.record).map(f).collect()
+    }
+
+    /// `f` of the image `reference` resolves to (as [`ImageStore::resolve`]), by reference.
+    pub fn map_resolved<T>(&self, reference: &str, f: impl FnOnce(&ImageRecord) -> T) -> Option<T> {
+        let st = self.snapshot();
+        resolve_in(&st, reference).map(|i| f(&st[i].record))
     }
 
     /// Wait until the layer trees of earlier removals are deleted from disk (they are deleted

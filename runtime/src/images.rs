@@ -4,7 +4,7 @@ use kinglet_cri::CriError;
 use kinglet_image::ImageRecord;
 use kinglet_proto::{admin, v1};
 
-use super::{blocking, now_nanos, Runtime};
+use super::{blocking, Runtime};
 
 fn image_err(what: String) -> impl FnOnce(kinglet_image::ImageError) -> CriError {
     move |e| CriError::internal(what, e)
@@ -62,14 +62,14 @@ impl Runtime {
             .unwrap_or_default();
         // No blocking hop: the store's readers take only the short snapshot lock, never one
         // held across I/O (see kinglet_image's store invariants).
-        let list = if want.is_empty() {
-            images.list()
+        // Each CRI image is built from the snapshot's record by reference (never a clone of the
+        // whole record, whose image config the listing does not need).
+        let images = if want.is_empty() {
+            images.map_all(cri_image)
         } else {
-            images.resolve(&want).into_iter().collect()
+            images.map_resolved(&want, cri_image).into_iter().collect()
         };
-        Ok(v1::ListImagesResponse {
-            images: list.iter().map(cri_image).collect(),
-        })
+        Ok(v1::ListImagesResponse { images })
     }
 
     pub async fn image_status(
@@ -80,21 +80,20 @@ impl Runtime {
         if name.is_empty() {
             return Err(CriError::invalid("image.image", "must not be empty"));
         }
-        let found = self.images.resolve(&name);
-        let mut info = std::collections::HashMap::new();
-        if req.verbose {
-            if let Some(r) = &found {
+        // Read from the store's snapshot by reference, as ListImages.
+        let found = self.images.map_resolved(&name, |r| {
+            let mut info = std::collections::HashMap::new();
+            if req.verbose {
                 info.insert(
                     "info".to_owned(),
                     serde_json::json!({ "config": r.config, "manifestDigest": r.manifest_digest })
                         .to_string(),
                 );
             }
-        }
-        Ok(v1::ImageStatusResponse {
-            image: found.as_ref().map(cri_image),
-            info,
-        })
+            (cri_image(r), info)
+        });
+        let (image, info) = found.map_or((None, Default::default()), |(i, info)| (Some(i), info));
+        Ok(v1::ImageStatusResponse { image, info })
     }
 
     pub async fn remove_image(&self, req: v1::RemoveImageRequest) -> Result<(), CriError> {
@@ -125,6 +124,7 @@ impl Runtime {
                 .map_err(image_err(format!("remove image {id}")))
         })
         .await?;
+        self.image_usage.invalidate().await;
         tracing::info!(image = %found.id, "image removed");
         Ok(())
     }
@@ -155,6 +155,7 @@ impl Runtime {
             .pull(&name, explicit.into_iter().collect())
             .await
             .map_err(|e| pull_error(&name, &e))?;
+        self.image_usage.invalidate().await;
         self.touch_image(&record.id);
         Ok(v1::PullImageResponse {
             image_ref: record.id,
@@ -163,14 +164,19 @@ impl Runtime {
 
     pub async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, CriError> {
         let images = self.images.clone();
-        let usage = blocking("image fs usage", move || {
-            images
-                .usage()
-                .map_err(image_err("measure the image store".into()))
-        })
-        .await?;
+        let measured = self
+            .image_usage
+            .get(|| {
+                blocking("image fs usage", move || {
+                    images
+                        .usage()
+                        .map_err(image_err("measure the image store".into()))
+                })
+            })
+            .await?;
+        let usage = measured.usage;
         let fs = v1::FilesystemUsage {
-            timestamp: now_nanos(),
+            timestamp: measured.timestamp,
             fs_id: Some(v1::FilesystemIdentifier {
                 mountpoint: usage.mountpoint.display().to_string(),
             }),

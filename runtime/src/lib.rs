@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod exec;
 mod image_gc;
+mod image_usage;
 mod image_volume;
 mod images;
 pub mod metrics;
@@ -161,6 +162,8 @@ pub struct Runtime {
     pub(crate) cpu_samples: std::sync::Mutex<HashMap<String, (i64, u64)>>,
     /// Container lifecycle events for GetContainerEvents subscribers.
     pub events: tokio::sync::broadcast::Sender<kinglet_proto::v1::ContainerEventResponse>,
+    /// ImageFsInfo's last measurement of the image store.
+    pub(crate) image_usage: image_usage::UsageCache,
 }
 
 /// A name reservation, released when dropped (the record, if any, then holds the name).
@@ -284,6 +287,7 @@ impl Runtime {
             exited: Arc::default(),
             cpu_samples: std::sync::Mutex::default(),
             events: tokio::sync::broadcast::channel(1024).0,
+            image_usage: Default::default(),
         });
         rt.recover()
             .await
