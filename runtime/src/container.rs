@@ -108,6 +108,7 @@ impl Runtime {
             })
             .await?;
         if !was_exited {
+            self.release_exited_container(id).await;
             let sandbox_id = entry.record.lock().await.sandbox_id.clone();
             self.emit_event(
                 id,
