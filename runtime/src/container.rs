@@ -115,6 +115,9 @@ impl Runtime {
                 v1::ContainerEventType::ContainerStoppedEvent,
             )
             .await;
+            // After the event: a client that removes the container as soon as it sees it
+            // exited must still find it in the STOPPED event's statuses.
+            self.release_exited_container(id).await;
         }
         let r = entry.record.lock().await;
         tracing::info!(pod = %r.sandbox_id, container = %id, exit_code = r.exit_code, reason = %r.reason, "container exited");

@@ -23,6 +23,7 @@ pub mod mounts;
 pub mod perms;
 pub mod podnet;
 mod recover;
+mod release;
 mod removal;
 mod resources;
 mod sandbox;

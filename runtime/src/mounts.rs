@@ -138,6 +138,11 @@ fn mounts_under(paths: &[&Path]) -> Vec<String> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
+    mount_points_under(&info, paths)
+}
+
+/// The mount points of the mount table `info` at or below any of `paths`, deepest first.
+fn mount_points_under(info: &str, paths: &[&Path]) -> Vec<String> {
     let prefixes: Vec<(String, String)> = paths
         .iter()
         .map(|p| {
@@ -196,5 +201,31 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_octal("/a\\040b"), "/a b");
         assert_eq!(unescape_octal("/plain"), "/plain");
+    }
+
+    /// What an exited container's release unmounts: its rootfs and image volumes, deepest
+    /// first, and nothing of a container whose id merely starts the same.
+    #[test]
+    fn mounts_under_a_directory_deepest_first_and_only_there() {
+        let info = "\
+22 1 0:21 / / rw - ext4 /dev/vda rw
+40 22 0:40 / /run/k/containers/ab/bundle/rootfs rw - overlay overlay rw,lowerdir=/l
+41 40 0:41 / /run/k/containers/ab/bundle/rootfs/proc rw - proc proc rw
+42 22 0:42 / /run/k/containers/ab/image-volumes/0 ro - overlay overlay ro,lowerdir=/l
+43 22 0:43 / /run/k/containers/abc/bundle/rootfs rw - overlay overlay rw,lowerdir=/l
+44 22 0:44 / /run/k/pods/p\\0401/shm rw - tmpfs shm rw
+";
+        let dir = Path::new("/run/k/containers/ab");
+        assert_eq!(
+            mount_points_under(info, &[dir]),
+            [
+                "/run/k/containers/ab/bundle/rootfs/proc",
+                "/run/k/containers/ab/image-volumes/0",
+                "/run/k/containers/ab/bundle/rootfs",
+            ]
+        );
+        let shm = Path::new("/run/k/pods/p 1/shm");
+        assert_eq!(mount_points_under(info, &[shm]), ["/run/k/pods/p 1/shm"]);
+        assert!(mount_points_under(info, &[Path::new("/run/k/pods/p")]).is_empty());
     }
 }

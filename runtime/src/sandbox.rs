@@ -576,6 +576,7 @@ impl Runtime {
         }
         kinglet_fault::crash_point!("sandbox.stop.after-containers");
         self.release_namespaces(&rec).await?;
+        self.release_sandbox_shm(&rec).await;
         kinglet_fault::crash_point!("sandbox.stop.after-release");
         self.store
             .update_sandbox(&entry, |r| {

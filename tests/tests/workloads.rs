@@ -34,6 +34,17 @@ spec:
     )
 }
 
+/// The names of a Job's pods.
+fn pod_names(d: &Daemon, job: &str) -> Vec<String> {
+    let sel = format!("job-name={job}");
+    json(d, &["get", "pods", "-l", &sel])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn json(d: &Daemon, args: &[&str]) -> serde_json::Value {
     let mut a = args.to_vec();
     a.extend(["-o", "json"]);
@@ -466,6 +477,20 @@ spec:
             .as_array()
             .unwrap()
             .len(),
+        1
+    );
+    // The finished pods stay (their sandboxes and exited containers too) but hold no mount:
+    // no overlay root, image volume or /dev/shm is left for each finished pod.
+    let (containers, pods) = (d.run_root.join("containers"), d.run_root.join("pods"));
+    wait_for("finished pods unmounted", Duration::from_secs(30), || {
+        mounts_under(&containers).is_empty() && mounts_under(&pods).is_empty()
+    });
+    let kept = std::fs::read_dir(&pods).unwrap().count();
+    assert_eq!(kept, 4, "the 4 finished pods keep their sandboxes");
+    assert_eq!(
+        d.cli_ok(&["logs", &pod_names(&d, "idx")[0]])
+            .lines()
+            .count(),
         1
     );
     // Deleting the Job deletes its pods.
