@@ -486,6 +486,7 @@ impl Drop for Daemon {
         for m in all_mounts_under(self.dir.path()).into_iter().rev() {
             let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
         }
+        remove_pod_cgroups(&self.run_root);
         // The daemon leaves its bridge and table for the next start; a test daemon has none.
         let _ = Command::new("ip")
             .args(["link", "del", &self.net.bridge])
@@ -496,6 +497,34 @@ impl Drop for Daemon {
                 .args(["delete", "table", "ip", &table])
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+}
+
+/// Remove the pod cgroups (`/kinglet/<sandbox id>` in every hierarchy, containers' below them)
+/// of the sandboxes still recorded under `run_root`: a daemon killed with pods running leaves
+/// them (its processes are gone by now), and empty cgroups pile up on the host otherwise.
+fn remove_pod_cgroups(run_root: &Path) {
+    let Ok(pods) = std::fs::read_dir(run_root.join("pods")) else {
+        return;
+    };
+    let ids: Vec<_> = pods.flatten().map(|e| e.file_name()).collect();
+    let hierarchies: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain([PathBuf::from("/sys/fs/cgroup")])
+        .collect();
+    for h in &hierarchies {
+        for id in &ids {
+            let pod = h.join("kinglet").join(id);
+            for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+                if c.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    let _ = std::fs::remove_dir(c.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&pod);
         }
     }
 }
