@@ -9,15 +9,20 @@
 # beside it (shims and pod inits are the daemon re-executed, as before issue 10), "after" with
 # kinglet-shim and kinglet-pod-init beside it.
 #
-# MODE=trim instead compares, with the helpers beside it, "keep" (trim-startup-memory =
-# false, the default) and "trim" (true: the daemon drops the mappings only startup used, see
-# daemon/src/trim.rs).
+# MODE=trim instead compares, with the helpers beside it, "keep" (trim-idle-secs = 0: never
+# trims) and "trim" (the defaults: once idle 30 s the daemon drops its clean page mappings and
+# trims its heap, see daemon/src/trim.rs).
 # MODE=bins compares two builds, helpers beside both: "before" runs the three binaries of
 # BEFORE_BIN, "after" those of BIN_DIR (e.g. a release build of the commit before a change;
 # copy only the three binaries: BEFORE_BIN=/tmp/old; cp target/release/kinglet{,-shim,-pod-init}).
 # ROUNDS=R (default 1) alternates the two columns R times (before, after, before, ...) to
 # show the noise. With RESTART=bench_restart (tests/examples/bench_restart.rs, any build of it:
 # a client), each column also prints restart latency p50 over RESTART_PODS (10) crashing pods.
+#
+# SETTLE=S (default 0: off) measures the idle daemon as it settles: after S seconds idle, VmRSS
+# sampled every second for SAMPLE (60) seconds, max and mean, with 0 pods and again with the N
+# pods; the first pod is then started after that idle period and reported apart ("first"),
+# p50/p90 are over the others, started back to back (issue 10: SETTLE=40).
 #
 #   bash scripts/bench-memory.sh          N=30; BIN_DIR=target/release (built here)
 #   NO_BUILD=1 MODE=bins BEFORE_BIN=/tmp/old BIN_DIR=target/release ROUNDS=2 \
@@ -62,6 +67,18 @@ mean_pss() {
   echo "$n $((n ? sum / n : 0))"
 }
 
+# After SETTLE seconds idle, VmRSS (KiB) of $1 every second for SAMPLE seconds: "max mean".
+settled_rss() {
+  local i v max=0 sum=0 n=${SAMPLE:-60}
+  sleep "$SETTLE"
+  for i in $(seq "$n"); do
+    v=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status")
+    sum=$((sum + v)); [ "$v" -gt "$max" ] && max=$v
+    sleep 1
+  done
+  awk -v m="$max" -v s="$sum" -v n="$n" 'BEGIN {printf "max %.1f mean %.1f MiB", m/1024, s/n/1024}'
+}
+
 run() {
   runs=$((runs + 1))
   local label=$1 d=$work/$1.$runs from=$BIN_DIR
@@ -75,7 +92,8 @@ run() {
   flags=(--socket "$d/k.sock" --root "$d/root" --run-root "$d/run" --manifests "$d/manifests"
     --bridge kbmem0 --pod-cidr 10.233.0.0/16 --nft-table kbmem)
   if [ "$label" = keep ] || [ "$label" = trim ]; then
-    echo "trim-startup-memory = $([ "$label" = trim ] && echo true || echo false)" >"$d/config.toml"
+    [ "$label" = keep ] && echo "trim-idle-secs = 0" >"$d/config.toml"
+    [ "$label" = trim ] && : >"$d/config.toml"
     flags+=(--config "$d/config.toml")
   fi
   "$work/bin/kinglet" daemon "${flags[@]}" >"$d/daemon.log" 2>&1 &
@@ -87,6 +105,8 @@ run() {
   local idle idle_anon
   idle=$(kb "$dpid" Rss)
   idle_anon=$(kb "$dpid" Anonymous)
+  local settled0="" settledn=""
+  [ "${SETTLE:-0}" != 0 ] && settled0=$(settled_rss "$dpid")
   printf '{"metadata":{"name":"sleep"},"image":{"image":"kinglet.test/busybox:latest"},"command":["sleep","3600"],"log_path":"sleep.log"}' >"$d/ctr.json"
   local times=() i t0 t1
   for i in $(seq "$N"); do
@@ -98,8 +118,9 @@ run() {
     times+=($(((t1 - t0) / 1000)))
   done
   sleep 3
-  local busy shims inits
+  local busy shims inits first=""
   busy=$(kb "$dpid" Rss)
+  [ "${SETTLE:-0}" != 0 ] && { settledn=$(settled_rss "$dpid"); first=${times[0]}; times=("${times[@]:1}"); }
   shims=$(mean_pss "shim run" "$d/run")
   inits=$(mean_pss "pod-init" "$d/run")
   local p50 p90
@@ -114,6 +135,9 @@ run() {
       printf "shim PSS %.2f MiB (x%d); pod init PSS %.2f MiB (x%d); ", sp/1024, ns, ip/1024, ni
       printf "per pod %.2f MiB; pod start p50 %s ms p90 %s ms", growth + sp/1024 + ip/1024, p50, p90
     }'
+  if [ -n "$first" ]; then
+    printf '; first pod after idle %.1f ms; settled idle RSS, 0 pods: %s, %d pods: %s' "$(echo "$first / 1000" | bc -l)" "$settled0" "$N" "$settledn"
+  fi
   if [ -n "${RESTART:-}" ]; then
     "${c[@]}" rmp -fa >/dev/null 2>&1 || true
     "$RESTART" --socket "$d/k.sock" --pods "${RESTART_PODS:-10}" |

@@ -102,6 +102,9 @@ pub struct Config {
     /// `trim.rs`): idle RSS ~29 -> ~12 MiB, but the first pods after it start ~14 % slower
     /// (their code faults back in), so off by default.
     pub trim_startup_memory: bool,
+    /// Once the daemon has been idle this long (no CRI call, no pod or controller pass), drop
+    /// the clean page mappings and trim the heap again (`trim.rs`); 0: never.
+    pub trim_idle_secs: u64,
 
     // --- Cluster DNS (issue 13) ---
     /// Serve cluster DNS on the pod bridge's address, port 53, and point ClusterFirst pods
@@ -170,6 +173,7 @@ impl Default for Config {
             pull_progress_timeout_secs: 300,
             pull_connect_timeout_secs: 15,
             trim_startup_memory: false,
+            trim_idle_secs: 30,
             cluster_dns: true,
             cluster_domain: kinglet_services::dns::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             dns_upstreams: Vec::new(),

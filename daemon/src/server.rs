@@ -95,12 +95,17 @@ pub async fn run(config: Config, notify: Notifier) -> Result<(), DaemonError> {
     let ready = {
         let (notify, socket) = (notify.clone(), socket.clone());
         let trim = config.trim_startup_memory;
+        let trim_idle = config.trim_idle_secs;
         tokio::spawn(async move {
             announce_ready(&socket, &notify).await;
             if trim {
                 // Once the first reconcile passes have settled (see `trim`).
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                 let _ = tokio::task::spawn_blocking(crate::trim::release_startup_memory).await;
+            }
+            if trim_idle > 0 {
+                let after = std::time::Duration::from_secs(trim_idle);
+                tokio::spawn(crate::trim::trim_when_idle(after));
             }
             if let Some(every) = notify.watchdog() {
                 notify

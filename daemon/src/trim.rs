@@ -13,11 +13,20 @@
 //! - returns the allocator's free heap to the kernel (`malloc_trim`).
 //!
 //! A mapping with private pages (relocated read-only data after RELRO, anything written) is
-//! never touched: dropping those would lose their content. Opt-in: `trim-startup-memory =
-//! true` in the config (the first pods after a trim start ~14 % slower while their code
-//! faults back in).
+//! never touched: dropping those would lose their content.
+//!
+//! When: once the daemon has been idle for `trim-idle-secs` (30 s by default; no CRI call
+//! from a client, no pod or controller pass: `kinglet_util::activity`), and again after each
+//! busy period — what the Go runtime's scavenger does for the kubelet. Never while busy, so
+//! busy latency is unchanged; only the first call after an idle period pays the minor faults
+//! of the code it runs. The idle daemon's periodic passes are event-driven (no Service: no
+//! services pass), so what was dropped stays dropped. `trim-startup-memory = true` also trims
+//! right after READY.
 
 use std::io::BufRead;
+use std::time::Duration;
+
+use kinglet_util::activity;
 
 /// One mapping of `/proc/self/smaps` that may be dropped.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,6 +87,39 @@ pub fn release_startup_memory() -> usize {
     malloc_trim();
     tracing::debug!(mapped_bytes = dropped, "released the startup pages");
     dropped
+}
+
+/// Trim whenever the daemon has been idle for `after` since its last activity (see the
+/// module docs). Runs for the daemon's lifetime; looks at the activity clock at most once per
+/// `after` while idle.
+pub async fn trim_when_idle(after: Duration) {
+    let mut trimmed = None;
+    loop {
+        let mark = activity::mark();
+        if trim_due(activity::idle_for(), after, mark, trimmed) {
+            let dropped = tokio::task::spawn_blocking(release_startup_memory)
+                .await
+                .unwrap_or(0);
+            tracing::debug!(mapped_bytes = dropped, "idle: released the clean pages");
+            trimmed = Some(mark);
+        }
+        tokio::time::sleep(next_look(activity::idle_for(), after)).await;
+    }
+}
+
+/// Whether to trim now: idle for at least `after`, and active since the last trim (`trimmed`:
+/// the activity mark it was made at).
+fn trim_due(idle_for: Duration, after: Duration, mark: u64, trimmed: Option<u64>) -> bool {
+    idle_for >= after && trimmed != Some(mark)
+}
+
+/// How long to sleep before looking again: until `after` since the last activity, or `after`
+/// once already idle that long (a new busy period is noticed at most `after` late).
+fn next_look(idle_for: Duration, after: Duration) -> Duration {
+    match after.checked_sub(idle_for) {
+        Some(left) if !left.is_zero() => left + Duration::from_millis(10),
+        _ => after,
+    }
 }
 
 /// `madvise(MADV_DONTNEED)` on one mapping; false when the kernel refused.
@@ -147,6 +189,23 @@ Anonymous:             0 kB
             "not: RELRO data with private pages, writable data, anonymous memory, \
              shared mappings, the vdso"
         );
+    }
+
+    #[test]
+    fn trims_once_per_idle_period_and_never_while_busy() {
+        let after = Duration::from_secs(30);
+        let s = Duration::from_secs;
+        // Busy: not yet, and look again when the idle time would be reached.
+        assert!(!trim_due(s(5), after, 7, None));
+        assert_eq!(next_look(s(5), after), s(25) + Duration::from_millis(10));
+        // Idle long enough, never trimmed: trim.
+        assert!(trim_due(s(30), after, 7, None));
+        // Trimmed at this mark: nothing happened since, nothing to do however long it sleeps.
+        assert!(!trim_due(s(300), after, 7, Some(7)));
+        assert_eq!(next_look(s(300), after), after);
+        // Activity since (a new mark), then idle again: trim again.
+        assert!(!trim_due(s(1), after, 9, Some(7)));
+        assert!(trim_due(s(31), after, 9, Some(7)));
     }
 
     fn rss_kib() -> u64 {

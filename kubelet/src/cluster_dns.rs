@@ -18,6 +18,13 @@ pub(crate) struct DnsState {
     warned: std::sync::atomic::AtomicBool,
 }
 
+impl DnsState {
+    /// Whether the server is bound (else the services loop retries).
+    pub(crate) async fn bound(&self) -> bool {
+        self.server.lock().await.is_some()
+    }
+}
+
 async fn bind(cfg: &ClusterDns, zone: Zone) -> std::io::Result<DnsServer> {
     let upstreams = if cfg.upstreams.is_empty() {
         tokio::task::spawn_blocking(|| resolvconf::upstreams(&resolvconf::host()))

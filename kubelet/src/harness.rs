@@ -194,6 +194,7 @@ impl<R: Reconciler> Controller<R> {
                 _ = tokio::time::sleep_until(at), if due.is_some() => {}
             }
             signal.dirty.store(false, Ordering::SeqCst);
+            kinglet_util::activity::touch();
             due = match self.r.reconcile(&key, &mut state).await {
                 Ok(Action::Requeue(after)) => {
                     failures = 0;

@@ -42,10 +42,11 @@ impl Supervisor {
             .clone()
     }
 
-    /// One pass: routes, certificates, listeners on or off, status.
-    pub(crate) async fn sync_ingress(&self) {
+    /// One pass: routes, certificates, listeners on or off, status. True while an Ingress of
+    /// ours is stored or the listeners are to be bound again (the services loop keeps looking).
+    pub(crate) async fn sync_ingress(&self) -> bool {
         let Some(proxy) = self.ingress_proxy().await else {
-            return;
+            return false;
         };
         let (mut ingresses, mut classes, mut services, mut secrets) = (
             Vec::new(),
@@ -91,6 +92,7 @@ impl Supervisor {
             }
             s
         });
+        let retry = err.is_some();
         {
             let mut last = self
                 .ingress
@@ -105,6 +107,7 @@ impl Supervisor {
             }
         }
         self.write_ingress_status(&ours).await;
+        retry || !ours.is_empty()
     }
 
     /// `status.loadBalancer.ingress[0].ip` = the host's address on each of `ours`.

@@ -56,6 +56,7 @@ mod store_api;
 pub mod sysctl;
 pub mod userns;
 pub mod volumes;
+mod wakeups;
 mod watch;
 mod workers;
 pub mod world;
@@ -67,7 +68,6 @@ pub use runtime::{PodRuntime, RuntimeError, RuntimeErrorKind};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kinglet_manifest::Object;
@@ -227,15 +227,15 @@ impl Supervisor {
         Ok(s)
     }
 
-    /// Publish the objects once a second, and at once after an apply, a delete, a container's
-    /// exit (after waking its pod's worker) or the end of a deleted pod's worker.
+    /// Publish the objects at once after an apply, a delete, a container's exit (after waking
+    /// its pod's worker) or the end of a deleted pod's worker, and on the timer `wakeups`
+    /// chooses (none while no Pod is stored).
     async fn dispatch_loop(self: Arc<Self>) {
         loop {
-            self.dispatch().await;
-            let next = Instant::now() + Duration::from_secs(1);
+            let wait = wakeups::dispatch_wait(self.dispatch().await);
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep_until(next) => {}
+                _ = wakeups::sleep_for(wait) => {}
                 _ = self.rt.container_exited() => self.wake_exited(),
             }
         }
@@ -243,10 +243,10 @@ impl Supervisor {
 
     /// Publish the current objects and trigger the workers of the pods that need a pass
     /// (`pod_sync`: changed pods, all pods when what they read changed, a periodic resync).
-    async fn dispatch(&self) {
+    async fn dispatch(&self) -> wakeups::DispatchSeen {
         self.provision().await;
         let now = Instant::now();
-        let (pods, revs, deps_changed, list) = {
+        let (pods, revs, deps_changed, list, terminating) = {
             let store = self.store.lock().await;
             let mut sync = self.sync();
             let (pods, revs) = sync.pods(store.pods());
@@ -260,7 +260,7 @@ impl Supervisor {
                 pods: pods.clone(),
                 snap,
             }));
-            (pods, revs, deps_changed, list)
+            (pods, revs, deps_changed, list, terminating)
         };
         drop(pods);
         let with_sandbox = if list {
@@ -293,6 +293,12 @@ impl Supervisor {
         }
         for uid in &plan.wake {
             self.pods.wake_if_running(uid);
+        }
+        wakeups::DispatchSeen {
+            pods: revs.len(),
+            workers: workers.len(),
+            live: revs.keys().any(|uid| !finished(uid)),
+            terminating,
         }
     }
 

@@ -164,21 +164,44 @@ fn slices_and_ports(
 }
 
 impl Supervisor {
-    /// Recompute the slices and the proxy table every half second, and at once when a
-    /// container's readiness changes or objects are applied or deleted.
+    /// Recompute the slices and the proxy table at once when a container's readiness changes,
+    /// objects are applied or deleted or the dispatcher publishes them, and on the timer
+    /// `wakeups` chooses (none while there is no Service or Ingress and nothing to retry).
     pub(crate) async fn services_loop(self: Arc<Self>) {
         let _ = self.services.started.set(Instant::now());
+        let mut published = self.world.subscribe();
         loop {
-            self.sync_services().await;
-            self.sync_ingress().await;
+            let services = self.sync_services().await;
+            let ingresses = self.sync_ingress().await;
+            let pending = self.services_pending().await;
+            let wait = crate::wakeups::services_wait(crate::wakeups::ServicesSeen {
+                services,
+                ingresses,
+                pending,
+            });
             tokio::select! {
                 _ = READINESS_CHANGED.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                r = published.changed() => if r.is_err() { return },
+                _ = crate::wakeups::sleep_for(wait) => {}
             }
         }
     }
 
-    async fn sync_services(&self) {
+    /// Something the services loop must retry: the first proxy table after a start (applied
+    /// once every endpoint is ready or `WARM_UP` has passed), a DNS listener not bound yet.
+    async fn services_pending(&self) -> bool {
+        let first_table = self.cfg.services.is_some()
+            && self
+                .services
+                .last_applied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none();
+        first_table || (self.cfg.dns.is_some() && !self.services.dns.bound().await)
+    }
+
+    /// One pass; true when a Service, EndpointSlice or Endpoints is stored.
+    async fn sync_services(&self) -> bool {
         let (services, pods, manual) = self.services_world().await;
         let mut with_status = Vec::with_capacity(pods.len());
         if !services.is_empty() {
@@ -205,8 +228,10 @@ impl Supervisor {
             .slices
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = all_slices;
+        let any = !services.is_empty() || !manual.is_empty();
         self.apply_service_rules(services.len(), ports, all_ready)
             .await;
+        any
     }
 
     /// The Services, Pods (none when there is no Service) and hand-applied EndpointSlices (v1

@@ -1,7 +1,10 @@
 //! Small helpers shared by every Kinglet crate, one copy each: rendering an error with its
-//! sources on one line, replacing a file atomically, and the wall clock in unix nanoseconds.
+//! sources on one line, replacing a file atomically, the wall clock in unix nanoseconds, and
+//! the daemon's activity clock (`activity`).
 //!
 //! Depends on nothing of Kinglet's (every other crate may depend on it).
+
+pub mod activity;
 
 use std::fs::File;
 use std::io::Write;

@@ -48,6 +48,10 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let internal = req.headers().contains_key(INTERNAL_CALL);
+        if !internal {
+            // A client's call: the daemon is busy (the idle trimmer waits).
+            kinglet_util::activity::touch();
+        }
         let path = req.uri().path().to_owned();
         let started = Instant::now();
         let fut = self.inner.call(req);
