@@ -29,6 +29,7 @@ pub mod delete_cli;
 pub mod describe_cli;
 mod describe_pod;
 pub mod fields;
+pub mod get_named;
 pub mod ingress_cli;
 pub mod kubectl;
 pub mod logging;
