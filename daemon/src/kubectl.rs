@@ -408,7 +408,8 @@ fn pod_row(
 ) -> anyhow::Result<Vec<String>> {
     let p: Pod = serde_json::from_value(o.clone())?;
     let c = crate::podview::columns(&p);
-    let mut r = vec![name, c.ready, c.status, c.restarts.to_string(), age];
+    let restarts = c.restarts_cell();
+    let mut r = vec![name, c.ready, c.status, restarts, age];
     if wide {
         let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
         r.push(ip.unwrap_or_else(|| "<none>".into()));
