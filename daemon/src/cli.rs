@@ -432,6 +432,7 @@ fn kubectl_verb(command: Command) -> ExitCode {
                 previous,
             };
             client_verb(&client, |ch| async move {
+                let pod = crate::pod_for::resolve(ch.clone(), &pod, &ns).await?;
                 crate::logs_cli::logs(ch, &pod, &ns, container.as_deref(), &opts).await
             })
         }
@@ -505,6 +506,7 @@ fn exec_verb(
     let ns = client.namespace.clone();
     let r = run_client(async move {
         let ch = connect_to(&client.socket).await?;
+        let pod = crate::pod_for::resolve(ch.clone(), &pod, &ns).await?;
         let c = container.as_deref();
         let code = if stdin || tty {
             crate::stream_cli::exec(ch, &pod, &ns, c, cmd, stdin, tty).await?

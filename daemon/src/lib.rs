@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ops_cli;
 pub mod output;
+pub mod pod_for;
 pub mod podref;
 pub mod podruntime;
 pub mod podview;
