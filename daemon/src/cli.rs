@@ -228,8 +228,8 @@ pub struct GetArgs {
     /// Kind: pods, configmaps, secrets, deploy, rs, job, svc, endpointslices, all (pods,
     /// svc, deploy, rs, job); several as `deploy,rs`; or KIND/NAME.
     pub kind: String,
-    /// Only the object of this name.
-    pub name: Option<String>,
+    /// Only the objects of these names (or, after KIND/NAME, more KIND/NAMEs).
+    pub names: Vec<String>,
     /// Label selector (`app=web,tier!=db`).
     #[arg(short = 'l', long = "selector")]
     pub selector: Option<String>,
@@ -432,6 +432,7 @@ fn kubectl_verb(command: Command) -> ExitCode {
                 previous,
             };
             client_verb(&client, |ch| async move {
+                let pod = crate::pod_for::resolve(ch.clone(), &pod, &ns).await?;
                 crate::logs_cli::logs(ch, &pod, &ns, container.as_deref(), &opts).await
             })
         }
@@ -466,12 +467,20 @@ fn port_forward_verb(pod: String, ports: String, client: ClientFlags) -> ExitCod
 fn get_verb(args: GetArgs) -> ExitCode {
     let ns = args.client.namespace.clone();
     client_verb(&args.client, |ch| async move {
+        let output = args.output.as_deref();
+        if crate::get_named::names_several(&args.kind, &args.names) {
+            anyhow::ensure!(
+                !(args.watch || args.watch_only || args.all_namespaces || args.selector.is_some()),
+                "-w, -A and -l take one KIND (and at most one NAME)"
+            );
+            let (kind, names) = (&args.kind, &args.names);
+            return crate::get_named::get_named(ch, kind, names, &ns, output, args.reveal).await;
+        }
         let q = crate::kubectl::GetQuery {
             kinds: &args.kind,
-            name: args.name.as_deref(),
+            name: args.names.first().map(String::as_str),
             selector: args.selector.as_deref(),
         };
-        let output = args.output.as_deref();
         if args.watch || args.watch_only {
             let opts = crate::watch_cli::WatchOptions {
                 output,
@@ -497,6 +506,7 @@ fn exec_verb(
     let ns = client.namespace.clone();
     let r = run_client(async move {
         let ch = connect_to(&client.socket).await?;
+        let pod = crate::pod_for::resolve(ch.clone(), &pod, &ns).await?;
         let c = container.as_deref();
         let code = if stdin || tty {
             crate::stream_cli::exec(ch, &pod, &ns, c, cmd, stdin, tty).await?

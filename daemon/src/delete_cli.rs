@@ -86,7 +86,7 @@ pub fn selection(objects: &[String], all_or_selector: bool) -> anyhow::Result<Se
 }
 
 /// kubectl's error for a name that is not there.
-fn not_found(kind: &str, name: &str) -> String {
+pub(crate) fn not_found(kind: &str, name: &str) -> String {
     let resource = kinglet_kubelet::resource_of(kind).unwrap_or(kind);
     format!("Error from server (NotFound): {resource} \"{name}\" not found")
 }

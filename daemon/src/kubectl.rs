@@ -192,6 +192,43 @@ pub async fn get(
     output: Option<&str>,
     reveal: bool,
 ) -> anyhow::Result<()> {
+    let objs = match (fetch(ch, kind, name, selector, ns, all).await, name) {
+        (Err(s), Some(name)) if s.code() == tonic::Code::NotFound => {
+            eprintln!("{}", crate::delete_cli::not_found(kind, name));
+            return Err(crate::podref::Reported.into());
+        }
+        (r, _) => r.map_err(status_err("get"))?,
+    };
+    if objs.is_empty() && output.is_none_or(|o| o == "wide") {
+        eprintln!("{}", no_resources(kind, ns, all));
+        return Ok(());
+    }
+    render(objs, kind, name.is_some(), all, output, reveal)
+}
+
+/// kubectl's note for an empty table: in which namespace nothing was found (not for every
+/// namespace, nor for a kind that has none).
+pub(crate) fn no_resources(kind: &str, ns: &str, all: bool) -> String {
+    let cluster_scoped = matches!(
+        kinglet_kubelet::resource_of(kind),
+        Some("namespaces" | "ingressclasses.networking.k8s.io")
+    );
+    if all || cluster_scoped {
+        "No resources found".to_owned()
+    } else {
+        format!("No resources found in {ns} namespace.")
+    }
+}
+
+/// The objects of `kind` (named `name`, matching `selector`) in `ns` or every namespace.
+pub(crate) async fn fetch(
+    ch: Channel,
+    kind: &str,
+    name: Option<&str>,
+    selector: Option<&str>,
+    ns: &str,
+    all: bool,
+) -> Result<Vec<serde_json::Value>, tonic::Status> {
     let r = ObjectsClient::new(ch)
         .get(admin::GetRequest {
             kind: kind.into(),
@@ -200,20 +237,31 @@ pub async fn get(
             name: name.unwrap_or_default().into(),
             label_selector: selector.unwrap_or_default().into(),
         })
-        .await
-        .map_err(status_err("get"))?
+        .await?
         .into_inner();
-    let mut objs: Vec<serde_json::Value> = r
-        .objects
+    r.objects
         .iter()
         .map(|o| serde_json::from_str(o))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map_err(|e| tonic::Status::internal(format!("the daemon sent bad JSON: {e}")))
+}
+
+/// Print `objs` (of `kind`) as `output` asks; `single`: one named object, printed alone (not
+/// in a List) by yaml/json/jsonpath.
+pub(crate) fn render(
+    mut objs: Vec<serde_json::Value>,
+    kind: &str,
+    single: bool,
+    all: bool,
+    output: Option<&str>,
+    reveal: bool,
+) -> anyhow::Result<()> {
     let is_secret = objs.first().and_then(|o| o["kind"].as_str()) == Some("Secret")
         || kind.starts_with("secret");
     if is_secret && !reveal {
         objs.iter_mut().for_each(redact);
     }
-    let doc = if objs.len() == 1 && name.is_some() {
+    let doc = if objs.len() == 1 && single {
         objs[0].clone()
     } else {
         serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objs})
@@ -360,7 +408,8 @@ fn pod_row(
 ) -> anyhow::Result<Vec<String>> {
     let p: Pod = serde_json::from_value(o.clone())?;
     let c = crate::podview::columns(&p);
-    let mut r = vec![name, c.ready, c.status, c.restarts.to_string(), age];
+    let restarts = c.restarts_cell();
+    let mut r = vec![name, c.ready, c.status, restarts, age];
     if wide {
         let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
         r.push(ip.unwrap_or_else(|| "<none>".into()));

@@ -4,6 +4,7 @@
 //! (`Init Containers:` and `Containers:`).
 
 use k8s_openapi::api::core::v1::{Container, ContainerState, ContainerStatus, Pod};
+use k8s_openapi::jiff::Timestamp;
 
 /// The READY, STATUS and RESTARTS cells of a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +12,36 @@ pub struct PodColumns {
     pub ready: String,
     pub status: String,
     pub restarts: i32,
+    /// When a container last ended before a restart (its `lastState.terminated.finishedAt`,
+    /// the latest of those counted in `restarts`).
+    pub last_restart: Option<String>,
+}
+
+impl PodColumns {
+    /// kubectl's RESTARTS cell: `4 (38s ago)` once a container has restarted, else `0`.
+    pub fn restarts_cell(&self) -> String {
+        match (self.restarts, &self.last_restart) {
+            (0, _) | (_, None) => self.restarts.to_string(),
+            (n, Some(t)) => match crate::fields::since(Some(t)) {
+                Some(ago) => format!("{n} ({ago} ago)"),
+                None => n.to_string(),
+            },
+        }
+    }
+}
+
+/// The later of `last` and the time `c` last ended before a restart.
+fn later_restart(last: Option<Timestamp>, c: &ContainerStatus) -> Option<Timestamp> {
+    let t = c
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .and_then(|t| t.finished_at.as_ref())
+        .map(|t| t.0);
+    match (last, t) {
+        (Some(l), Some(t)) => Some(l.max(t)),
+        (l, t) => l.or(t),
+    }
 }
 
 fn sidecar(c: Option<&Container>) -> bool {
@@ -38,6 +69,7 @@ pub fn columns(p: &Pod) -> PodColumns {
     let mut ready = 0;
     let mut restarts = 0;
     let mut sidecar_restarts = 0;
+    let (mut last_restart, mut sidecar_last_restart) = (None, None);
     let phase = st.phase.clone().unwrap_or_else(|| "Unknown".into());
     let mut reason = st
         .reason
@@ -48,9 +80,11 @@ pub fn columns(p: &Pod) -> PodColumns {
     let init_statuses = st.init_container_statuses.clone().unwrap_or_default();
     for (i, c) in init_statuses.iter().enumerate() {
         restarts += c.restart_count;
+        last_restart = later_restart(last_restart, c);
         let is_sidecar = sidecar(init_of(&c.name));
         if is_sidecar {
             sidecar_restarts += c.restart_count;
+            sidecar_last_restart = later_restart(sidecar_last_restart, c);
         }
         let state = c.state.clone().unwrap_or_default();
         if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
@@ -84,9 +118,11 @@ pub fn columns(p: &Pod) -> PodColumns {
         .any(|c| c.type_ == "Initialized" && c.status == "True");
     if !initializing || initialized {
         restarts = sidecar_restarts;
+        last_restart = sidecar_last_restart;
         let mut has_running = false;
         for c in st.container_statuses.iter().flatten().rev() {
             restarts += c.restart_count;
+            last_restart = later_restart(last_restart, c);
             let state = c.state.clone().unwrap_or_default();
             if let Some(w) = state
                 .waiting
@@ -121,6 +157,7 @@ pub fn columns(p: &Pod) -> PodColumns {
         ready: format!("{ready}/{total}"),
         status: reason,
         restarts,
+        last_restart: last_restart.map(|t| t.to_string()),
     }
 }
 
@@ -343,5 +380,32 @@ mod tests {
             "{out}"
         );
         assert_eq!(apps.matches("Running").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn restarts_say_how_long_ago_the_last_one_was() {
+        let ended = |mins: i64| {
+            (chrono::Utc::now() - chrono::Duration::minutes(mins))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        let restarted = |name: &str, n: i32, mins: i64| {
+            serde_json::json!({"name": name, "image": "b", "imageID": "", "ready": true,
+                "restartCount": n, "started": true, "state": {"running": {}},
+                "lastState": {"terminated": {"exitCode": 137, "finishedAt": ended(mins)}}})
+        };
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "b"}, {"name": "b", "image": "b"}]},
+            "status": {"phase": "Running",
+                "containerStatuses": [restarted("a", 3, 30), restarted("b", 1, 10)]},
+        }));
+        let c = columns(&p);
+        assert_eq!(c.restarts_cell(), "4 (10m ago)");
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "b"}]},
+            "status": {"phase": "Running", "containerStatuses": [running("a", true)]},
+        }));
+        assert_eq!(columns(&p).restarts_cell(), "0");
     }
 }

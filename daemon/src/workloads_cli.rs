@@ -512,20 +512,55 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         })
         .collect();
     kv("Containers", images.join(", "));
-    out.push_str("Conditions:\n  Type           Status  Reason\n  ----           ------  ------\n");
-    for c in v
+    let conditions: Vec<&Value> = v
         .pointer("/status/conditions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
+        .collect();
+    out.push_str(&conditions_table(&conditions));
+    print!("{out}");
+    Ok(())
+}
+
+/// The Conditions table of `describe`, its Type column as wide as its longest type (kubectl
+/// aligns with a tabwriter).
+fn conditions_table(conditions: &[&Value]) -> String {
+    let width = conditions
+        .iter()
+        .map(|c| c["type"].as_str().unwrap_or("").len() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(15);
+    let mut out = format!(
+        "Conditions:\n  {:<width$}Status  Reason\n  {:<width$}------  ------\n",
+        "Type", "----"
+    );
+    for c in conditions {
         out.push_str(&format!(
-            "  {:<15}{:<8}{}\n",
+            "  {:<width$}{:<8}{}\n",
             c["type"].as_str().unwrap_or(""),
             c["status"].as_str().unwrap_or(""),
             c["reason"].as_str().unwrap_or("")
         ));
     }
-    print!("{out}");
-    Ok(())
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_condition_type_keeps_its_columns_apart() {
+        let long = serde_json::json!({"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached"});
+        let short = serde_json::json!({"type": "Complete", "status": "True", "reason": "CompletionsReached"});
+        let t = conditions_table(&[&long, &short]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[3], "  SuccessCriteriaMet  True    CompletionsReached");
+        assert_eq!(lines[4], "  Complete            True    CompletionsReached");
+        assert_eq!(lines[1], "  Type                Status  Reason");
+        let avail = serde_json::json!({"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"});
+        assert!(conditions_table(&[&avail]).contains("\n  Available      True    Minimum"));
+    }
 }

@@ -90,7 +90,7 @@ impl Supervisor {
                 if verdict != "unchanged" {
                     store.put(o)?;
                 }
-                results.push(format!("{}/{} {verdict}", k.kind.to_lowercase(), k.name));
+                results.push(format!("{}/{} {verdict}", applied_ref(k.kind), k.name));
             }
         }
         self.wake.notify_one();
@@ -333,6 +333,18 @@ impl Supervisor {
     }
 }
 
+/// How kubectl names an applied object's kind in its output: the kind in lower case, with
+/// its API group (`deployment.apps`, `job.batch`, `ingress.networking.k8s.io`; `pod`).
+pub fn applied_ref(kind: &str) -> String {
+    let group = resource_of(kind)
+        .and_then(|r| r.split_once('.'))
+        .map(|(_, g)| g);
+    match group {
+        Some(g) => format!("{}.{g}", kind.to_lowercase()),
+        None => kind.to_lowercase(),
+    }
+}
+
 /// The API resource of a kind as the user typed it (`po`, `deploy`, `Deployment`), in
 /// kubectl's words for errors: `pods`, `deployments.apps`.
 pub fn resource_of(s: &str) -> Option<&'static str> {
@@ -506,4 +518,21 @@ pub(crate) fn new_uid() -> String {
         &id[16..20],
         &id[20..32]
     )
+}
+
+#[cfg(test)]
+mod applied_ref_tests {
+    use super::applied_ref;
+
+    #[test]
+    fn kinds_carry_their_api_group_as_kubectl_prints_them() {
+        assert_eq!(applied_ref("Deployment"), "deployment.apps");
+        assert_eq!(applied_ref("Job"), "job.batch");
+        assert_eq!(applied_ref("CronJob"), "cronjob.batch");
+        assert_eq!(applied_ref("StatefulSet"), "statefulset.apps");
+        assert_eq!(applied_ref("Ingress"), "ingress.networking.k8s.io");
+        assert_eq!(applied_ref("Pod"), "pod");
+        assert_eq!(applied_ref("ConfigMap"), "configmap");
+        assert_eq!(applied_ref("Namespace"), "namespace");
+    }
 }

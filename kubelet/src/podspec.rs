@@ -236,6 +236,14 @@ pub struct PodFields<'a> {
     pub allocatable: crate::downward::Allocatable,
 }
 
+/// The kubelet's error for an env source object that is not there (none when optional).
+fn missing(optional: bool, kind: &str, name: &str) -> Result<Option<String>, ConfigError> {
+    if optional {
+        return Ok(None);
+    }
+    Err(ConfigError(format!("{kind} {name:?} not found")))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn env_value(
     e: &EnvVar,
@@ -254,11 +262,11 @@ fn env_value(
     };
     if let Some(r) = &from.config_map_key_ref {
         let optional = r.optional.unwrap_or(false);
-        return match src
-            .config_map(ns, &r.name)
-            .and_then(|d| d.get(&r.key).cloned())
-        {
-            Some(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
+        let Some(data) = src.config_map(ns, &r.name) else {
+            return missing(optional, "configmap", &r.name);
+        };
+        return match data.get(&r.key) {
+            Some(v) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
             None if optional => Ok(None),
             None => Err(ConfigError(format!(
                 "couldn't find key {} in ConfigMap {ns}/{}",
@@ -268,8 +276,11 @@ fn env_value(
     }
     if let Some(r) = &from.secret_key_ref {
         let optional = r.optional.unwrap_or(false);
-        return match src.secret(ns, &r.name).and_then(|d| d.get(&r.key).cloned()) {
-            Some(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
+        let Some(data) = src.secret(ns, &r.name) else {
+            return missing(optional, "secret", &r.name);
+        };
+        return match data.get(&r.key) {
+            Some(v) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
             None if optional => Ok(None),
             None => Err(ConfigError(format!(
                 "couldn't find key {} in Secret {ns}/{}",
@@ -319,13 +330,13 @@ pub fn container_env(
             match src.config_map(ns, &r.name) {
                 Some(d) => d,
                 None if r.optional.unwrap_or(false) => continue,
-                None => return Err(ConfigError(format!("configmap {ns}/{} not found", r.name))),
+                None => return Err(ConfigError(format!("configmap {:?} not found", r.name))),
             }
         } else if let Some(r) = &from.secret_ref {
             match src.secret(ns, &r.name) {
                 Some(d) => d,
                 None if r.optional.unwrap_or(false) => continue,
-                None => return Err(ConfigError(format!("secret {ns}/{} not found", r.name))),
+                None => return Err(ConfigError(format!("secret {:?} not found", r.name))),
             }
         } else {
             continue;
@@ -689,6 +700,29 @@ spec:
         let c = &p.spec.as_ref().unwrap().containers[0];
         let e = container_config(&p, c, 0, "default", &FIELDS, &Src, &HashMap::new()).unwrap_err();
         assert!(e.0.contains("nokey") && e.0.contains("cm"), "{e:?}");
+    }
+
+    #[test]
+    fn a_missing_source_object_is_the_kubelets_not_found() {
+        let env = |from: &str| {
+            let p = pod(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  containers:\n  - name: c\n    image: b\n    {from}\n"));
+            let c = p.spec.as_ref().unwrap().containers[0].clone();
+            container_config(&p, &c, 0, "default", &FIELDS, &Src, &HashMap::new()).map(|_| ())
+        };
+        let e = env("env: [{name: U, valueFrom: {secretKeyRef: {name: backend-user, key: backend-username}}}]");
+        assert_eq!(e.unwrap_err().0, "secret \"backend-user\" not found");
+        let e =
+            env("env: [{name: U, valueFrom: {configMapKeyRef: {name: special-config, key: k}}}]");
+        assert_eq!(e.unwrap_err().0, "configmap \"special-config\" not found");
+        let e = env("envFrom: [{configMapRef: {name: nocm}}]");
+        assert_eq!(e.unwrap_err().0, "configmap \"nocm\" not found");
+        let e = env("env: [{name: U, valueFrom: {secretKeyRef: {name: s, key: nokey}}}]");
+        assert_eq!(
+            e.unwrap_err().0,
+            "couldn't find key nokey in Secret default/s"
+        );
+        env("env: [{name: U, valueFrom: {secretKeyRef: {name: gone, key: k, optional: true}}}]")
+            .unwrap();
     }
 
     #[test]

@@ -416,7 +416,10 @@ async fn selectorless_service_routes_to_hand_applied_endpoint_slices() {
     );
     let sf = write(d.dir.path(), "slice.yaml", &slice);
     let out = d.cli_ok(&["apply", "-f", &sf]);
-    assert!(out.contains("endpointslice/outside-1 created"), "{out}");
+    assert!(
+        out.contains("endpointslice.discovery.k8s.io/outside-1 created"),
+        "{out}"
+    );
     wait_for(
         "the Service routes to the slice",
         Duration::from_secs(10),

@@ -109,7 +109,10 @@ async fn deployment_scales_rolls_out_undoes_and_is_collected() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(!out.status.success(), "a bad document makes apply fail");
-    assert_eq!(stdout, "configmap/cfg created\ndeployment/web created\n");
+    assert_eq!(
+        stdout,
+        "configmap/cfg created\ndeployment.apps/web created\n"
+    );
     assert!(
         stderr.contains("document 2") && stderr.contains("ReplicationController"),
         "{stderr}"
