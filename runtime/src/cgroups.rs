@@ -54,6 +54,24 @@ pub fn set_pids_limit(cgroup_root: &Path, rel: &str, limit: i64) -> Result<PathB
     Ok(file)
 }
 
+/// The cgroup v1 hierarchies mounted under `cgroup_root`: its directories (`cpu,cpuacct`,
+/// `memory`, `pids`, `systemd`...) and the symlinks to them (`cpu` -> `cpu,cpuacct`).
+pub fn v1_hierarchies(cgroup_root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(cgroup_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_type()
+                .map(|t| t.is_dir() || t.is_symlink())
+                .unwrap_or(false)
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    out.sort();
+    out
+}
+
 /// Remove `rel` (e.g. `/kinglet/<pod>`) from every hierarchy under `cgroup_root`: the unified
 /// hierarchy, or each v1 controller. Missing directories are fine; a busy one is logged.
 pub fn remove_cgroup(cgroup_root: &Path, rel: &str) {

@@ -355,6 +355,12 @@ impl Runtime {
             sandbox.cgroup_parent.trim_end_matches('/'),
             plan.id
         );
+        let cgroup_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let cgroup_v1_hierarchies = if cgroup_v2 {
+            Vec::new()
+        } else {
+            crate::cgroups::v1_hierarchies(Path::new("/sys/fs/cgroup"))
+        };
         let mut spec = spec::build_spec(&SpecInput {
             config: spec_config,
             sandbox,
@@ -365,7 +371,8 @@ impl Runtime {
             min_oom_score_adj: self.min_oom_score_adj,
             host_caps: &self.host_caps,
             target_pid_ns,
-            cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            cgroup_v2,
+            cgroup_v1_hierarchies: &cgroup_v1_hierarchies,
         })?;
         for m in &spec_config.mounts {
             let p = Path::new(&m.host_path);

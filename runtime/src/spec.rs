@@ -103,6 +103,9 @@ pub struct SpecInput<'a> {
     pub target_pid_ns: Option<PathBuf>,
     /// The host runs the unified cgroup v2 hierarchy.
     pub cgroup_v2: bool,
+    /// cgroup v1: the host's hierarchies (`/sys/fs/cgroup/<name>` directories: cpu, memory,
+    /// pids, systemd...), made read-only in unprivileged containers.
+    pub cgroup_v1_hierarchies: &'a [String],
 }
 
 fn spec_err(field: &str) -> impl FnOnce(oci_spec::OciSpecError) -> CriError + '_ {

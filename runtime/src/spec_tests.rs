@@ -126,6 +126,16 @@ fn users_resolve_from_the_container_files_never_through_symlinks() {
 
 /// The spec of a container of a plain pod, from a busybox-like root with no /etc files.
 fn spec_of(config: &v1::ContainerConfig, host_caps: &[String]) -> Spec {
+    spec_on(config, host_caps, true, &[])
+}
+
+/// As `spec_of`, on a host with cgroup v2 or with these v1 hierarchies.
+fn spec_on(
+    config: &v1::ContainerConfig,
+    host_caps: &[String],
+    cgroup_v2: bool,
+    cgroup_v1_hierarchies: &[String],
+) -> Spec {
     let root = tempfile::tempdir().unwrap();
     let sandbox = SandboxRecord {
         id: "p".into(),
@@ -159,7 +169,8 @@ fn spec_of(config: &v1::ContainerConfig, host_caps: &[String]) -> Spec {
         min_oom_score_adj: 0,
         host_caps,
         target_pid_ns: None,
-        cgroup_v2: true,
+        cgroup_v2,
+        cgroup_v1_hierarchies,
     })
     .unwrap()
 }
@@ -303,5 +314,74 @@ fn capabilities_default_add_drop_all() {
     assert!(
         e.contains("NOT_A_CAP") && e.contains("add_capabilities"),
         "{e}"
+    );
+}
+
+#[test]
+fn cgroup_v1_hierarchies_are_read_only_in_unprivileged_containers() {
+    let hier: Vec<String> = ["cpu", "memory", "pids", "systemd"]
+        .map(String::from)
+        .to_vec();
+    let with = |privileged: bool, pid: i32| v1::ContainerConfig {
+        command: vec!["sh".into()],
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                privileged,
+                namespace_options: Some(v1::NamespaceOption {
+                    pid,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ro = |s: &Spec| {
+        s.linux()
+            .as_ref()
+            .unwrap()
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+    };
+    let container = v1::NamespaceMode::Container as i32;
+    let paths = ro(&spec_on(&with(false, container), &[], false, &hier));
+    for p in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/systemd",
+    ] {
+        assert!(paths.iter().any(|x| x == p), "{p} not read-only: {paths:?}");
+    }
+    assert!(
+        paths.iter().any(|x| x == "/proc/sys"),
+        "the defaults stay: {paths:?}"
+    );
+    // Privileged: writable, as containerd; v2: the cgroup2 mount is ro itself.
+    let privileged = ro(&spec_on(&with(true, container), &[], false, &hier));
+    assert!(privileged.is_empty(), "{privileged:?}");
+    let masked = spec_on(&with(true, container), &[], false, &hier);
+    let masked = masked.linux().as_ref().unwrap().masked_paths().clone();
+    assert!(
+        masked.unwrap_or_default().is_empty(),
+        "privileged: nothing masked"
+    );
+    let v2 = ro(&spec_on(&with(false, container), &[], true, &hier));
+    assert!(
+        !v2.iter().any(|x| x.starts_with("/sys/fs/cgroup")),
+        "{v2:?}"
+    );
+    // A pod-wide PID namespace on v1 gets no /sys/fs/cgroup at all.
+    let pod = ro(&spec_on(
+        &with(false, v1::NamespaceMode::Pod as i32),
+        &[],
+        false,
+        &hier,
+    ));
+    assert!(
+        !pod.iter().any(|x| x.starts_with("/sys/fs/cgroup")),
+        "{pod:?}"
     );
 }

@@ -450,3 +450,69 @@ async fn cri_sandbox_sysctls_apply_in_the_pod_namespaces_or_are_invalid() {
     assert_eq!(left.len(), 1, "{left:?}");
     d.shutdown().await;
 }
+
+/// The cgroup hierarchies are read-only in an unprivileged container (libcontainer mounts
+/// cgroup v1 hierarchies writable whatever the mount says); a privileged one has nothing
+/// masked or read-only: `sysctl -w` of a namespaced key works, as with containerd.
+#[tokio::test(flavor = "multi_thread")]
+async fn cgroups_read_only_unless_privileged_and_proc_sys_writable_when_privileged() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let f = write(
+        d.dir.path(),
+        "p.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  containers:
+  - {name: c, image: kinglet.test/busybox:latest, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: priv}
+spec:
+  containers:
+  - name: c
+    image: kinglet.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    securityContext: {privileged: true}
+"#,
+    );
+    d.cli_ok(&["apply", "-f", &f]);
+    for pod in ["plain", "priv"] {
+        wait_for(&format!("{pod} running"), Duration::from_secs(30), || {
+            pod_json(&d, pod)["status"]["phase"] == "Running"
+        });
+    }
+    let ex = |pod: &str, script: &str| d.cli_ok(&["exec", pod, "--", "sh", "-c", script]);
+    let cgroups = "ls /sys/fs/cgroup | wc -l; \
+        for h in /sys/fs/cgroup/*; do mkdir $h/x 2>/dev/null && echo WRITABLE $h; done; \
+        touch /sys/fs/cgroup/x 2>/dev/null && echo WRITABLE tmpfs; echo done";
+    let out = ex("plain", cgroups);
+    assert!(
+        !out.contains("WRITABLE") && out.ends_with("done\n"),
+        "{out}"
+    );
+    let listed: usize = out.lines().next().unwrap().trim().parse().unwrap();
+    assert!(
+        listed > 0,
+        "the hierarchies are still there, read-only: {out}"
+    );
+    assert!(
+        ex(
+            "plain",
+            "echo 0 > /proc/sys/net/ipv4/tcp_syncookies 2>/dev/null || echo RO"
+        )
+        .contains("RO"),
+        "/proc/sys stays read-only in an unprivileged container"
+    );
+    let out = ex(
+        "priv",
+        "echo 0 > /proc/sys/net/ipv4/tcp_syncookies && cat /proc/sys/net/ipv4/tcp_syncookies",
+    );
+    assert_eq!(out.trim(), "0", "privileged: /proc/sys writable");
+    d.shutdown().await;
+}

@@ -51,7 +51,13 @@ pub(super) fn build(
             Some(m) => m.clone(),
             None => DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
         };
+        let mut readonly = readonly;
+        readonly.extend(cgroup_v1_readonly(input, pid_mode));
         lb = lb.masked_paths(masked).readonly_paths(readonly);
+    } else {
+        // As containerd: nothing masked or read-only (the builder's defaults would keep
+        // /proc/sys read-only, and `sysctl -w` in a privileged init container would fail).
+        lb = lb.masked_paths(Vec::new()).readonly_paths(Vec::new());
     }
     if let Some(filter) = crate::seccomp::for_container(sc, caps)? {
         lb = lb.seccomp(filter);
@@ -60,6 +66,27 @@ pub(super) fn build(
         lb = lb.rootfs_propagation(p);
     }
     lb.build().map_err(spec_err("linux"))
+}
+
+/// cgroup v1: libcontainer mounts each hierarchy under /sys/fs/cgroup read-write whatever the
+/// mount's options say, so an unprivileged container could make cgroups, move processes or
+/// raise its own limits. As containerd's read-only cgroup mount: the tmpfs and every
+/// hierarchy are read-only paths (bound onto themselves and remounted read-only; a missing
+/// one is skipped). Nothing when the container gets no /sys/fs/cgroup or the host is v2
+/// (there the cgroup2 mount's `ro` is honoured).
+fn cgroup_v1_readonly(input: &SpecInput<'_>, pid_mode: NsMode) -> Vec<String> {
+    if input.cgroup_v2 || pid_mode != NsMode::Container {
+        return Vec::new();
+    }
+    std::iter::once("/sys/fs/cgroup".to_owned())
+        .chain(
+            input
+                .cgroup_v1_hierarchies
+                .iter()
+                .filter(|h| !h.is_empty() && !h.contains('/') && !h.starts_with('.'))
+                .map(|h| format!("/sys/fs/cgroup/{h}")),
+        )
+        .collect()
 }
 
 /// A new mount namespace; the PID namespace by `pid_mode`; the sandbox's network, IPC and UTS
