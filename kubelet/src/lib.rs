@@ -54,6 +54,7 @@ mod status_batch;
 mod stop;
 mod store_api;
 pub mod sysctl;
+pub mod teardowns;
 pub mod volumes;
 mod watch;
 mod workers;
@@ -103,6 +104,8 @@ pub struct KubeletConfig {
     pub ingress: Option<kinglet_ingress::IngressConfig>,
     /// The age identities that open sealed manifests (and the systemd credentials directory).
     pub keys: sealed::Keys,
+    /// Runs after a burst of pod teardowns (the daemon returns free heap to the kernel).
+    pub after_teardowns: Option<fn()>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -177,6 +180,7 @@ impl Supervisor {
             world: world.subscribe(),
             saved_backoff: std::sync::Mutex::new(saved),
             book,
+            teardowns: Arc::new(teardowns::Teardowns::for_host(cfg.after_teardowns)),
         };
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),

@@ -50,6 +50,8 @@ pub(crate) struct PodReconciler {
     pub book: Arc<BackoffBook>,
     /// Wakes the dispatcher: a deleted pod's containers are gone, its object can go.
     pub dispatcher: Arc<tokio::sync::Notify>,
+    /// The bound on sandbox teardowns at once.
+    pub teardowns: Arc<crate::teardowns::Teardowns>,
 }
 
 /// One pod's worker: its state and what it acts through.
@@ -88,6 +90,7 @@ impl Reconciler for PodReconciler {
             sysctls: self.sysctls.clone(),
             dns: self.dns.clone(),
             book: self.book.clone(),
+            teardowns: self.teardowns.clone(),
             wake,
         };
         (PodWorker { state, env }, shared)

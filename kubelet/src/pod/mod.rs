@@ -261,6 +261,8 @@ pub struct PodEnv {
     pub dns: Option<crate::dns::ClusterDns>,
     /// Where the pod's crash-loop back-off is kept for the next daemon.
     pub book: Arc<crate::workers::BackoffBook>,
+    /// The bound on sandbox teardowns at once.
+    pub teardowns: Arc<crate::teardowns::Teardowns>,
     /// Wakes the pod's worker (after a task's report).
     pub wake: Wake,
 }
@@ -487,6 +489,7 @@ async fn reconcile_inner(
         let previous = state.last_spec.clone();
         stop::teardown(
             rt,
+            &env.teardowns,
             &state.shared,
             &s.id,
             grace,
@@ -744,9 +747,16 @@ pub async fn remove(state: &mut PodState, env: &PodEnv) -> Result<(), ReconcileE
             .get(podspec::ANNOTATION_GRACE)
             .and_then(|g| g.parse().ok())
             .unwrap_or(30);
-        stop::teardown(rt, &state.shared, &s.id, grace, state.last_spec.as_ref())
-            .await
-            .step(|| format!("remove sandbox {}", s.id))?;
+        stop::teardown(
+            rt,
+            &env.teardowns,
+            &state.shared,
+            &s.id,
+            grace,
+            state.last_spec.as_ref(),
+        )
+        .await
+        .step(|| format!("remove sandbox {}", s.id))?;
     }
     volumes::remove(&env.volumes);
     Ok(())

@@ -70,6 +70,7 @@ impl Node {
             sysctls: Arc::new(SysctlAllowlist::new(&[]).unwrap()),
             dns: None,
             book: Arc::new(crate::workers::BackoffBook::new(None, HashMap::new())),
+            teardowns: Arc::new(crate::teardowns::Teardowns::new(4, None)),
             wake: Wake::default(),
         };
         Node {
