@@ -28,6 +28,7 @@ pub mod config;
 pub mod describe_cli;
 mod describe_pod;
 pub mod fields;
+pub mod heap;
 pub mod ingress_cli;
 pub mod kubectl;
 pub mod logging;
