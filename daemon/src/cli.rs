@@ -564,8 +564,13 @@ fn run_client<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyh
         .block_on(f)
 }
 
+/// The daemon's (and `reset`'s) runtime: worker threads, a bounded blocking pool and capped
+/// allocator arenas (see `crate::heap`).
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    crate::heap::limit_arenas();
     tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(crate::heap::blocking_threads())
+        .thread_keep_alive(crate::heap::BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
         .context("start the async runtime")?

@@ -30,6 +30,7 @@ pub mod describe_cli;
 mod describe_pod;
 pub mod fields;
 pub mod get_named;
+pub mod heap;
 pub mod ingress_cli;
 pub mod kubectl;
 pub mod logging;

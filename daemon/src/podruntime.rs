@@ -132,6 +132,7 @@ pub fn cri_error(e: KubeletError) -> CriError {
 /// The mini-kubelet's settings from the daemon's.
 pub fn kubelet_config(c: &Config) -> KubeletConfig {
     KubeletConfig {
+        after_teardowns: Some(crate::trim::malloc_trim),
         root: c.root.clone(),
         run_root: c.run_root.clone(),
         manifests: c.manifests.clone(),

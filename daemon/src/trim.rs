@@ -131,8 +131,9 @@ fn dont_need(start: usize, len: usize) -> bool {
     unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
-/// Give the allocator's free memory back to the kernel (glibc).
-fn malloc_trim() {
+/// Give the allocator's free memory back to the kernel (glibc). Blocking (walks every
+/// arena): call off the async runtime.
+pub fn malloc_trim() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free heap memory; no pointer is invalidated.
     unsafe {

@@ -54,6 +54,7 @@ mod status_batch;
 mod stop;
 mod store_api;
 pub mod sysctl;
+pub mod teardowns;
 pub mod userns;
 pub mod volumes;
 mod wakeups;
@@ -108,6 +109,8 @@ pub struct KubeletConfig {
     /// Host IDs for pods with `hostUsers: false` (None: the `kubelet` user's subordinate
     /// IDs, else the kubelet's default; see [`userns`]).
     pub userns_ids: Option<userns::IdRange>,
+    /// Runs after a burst of pod teardowns (the daemon returns free heap to the kernel).
+    pub after_teardowns: Option<fn()>,
 }
 
 /// Back-off of one pod's containers (by name), on its way to the state file.
@@ -207,6 +210,7 @@ impl Supervisor {
             saved_backoff: std::sync::Mutex::new(saved),
             book,
             userns: userns.clone(),
+            teardowns: Arc::new(teardowns::Teardowns::for_host(cfg.after_teardowns)),
         };
         let s = Arc::new(Supervisor {
             sources: Mutex::new(sources),

@@ -16,6 +16,7 @@ use crate::hooks;
 use crate::pod::PodShared;
 use crate::podspec::LABEL_CONTAINER_NAME;
 use crate::runtime::{PodRuntime, RuntimeError};
+use crate::teardowns::Teardowns;
 
 /// The spec of runtime container `cc` in `pod`, by its container-name label.
 fn spec_of<'p>(pod: Option<&'p Pod>, cc: &v1::Container) -> Option<&'p Container> {
@@ -38,10 +39,11 @@ pub(crate) fn sidecar_rank(pod: Option<&Pod>, cc: &v1::Container) -> Option<usiz
         .position(|c| &c.name == name && c.restart_policy.as_deref() == Some("Always"))
 }
 
-/// Stop a sandbox's containers in order (see the module docs) and remove the sandbox. `pod`
-/// is the spec the containers were made from, when known (for hooks and order).
+/// Stop a sandbox's containers in order (see the module docs) and remove the sandbox, within
+/// `bound`. `pod` is the spec the containers were made from, when known (for hooks and order).
 pub(crate) async fn teardown(
     rt: &dyn PodRuntime,
+    bound: &Teardowns,
     shared: &PodShared,
     sandbox: &str,
     grace: i64,
@@ -54,8 +56,13 @@ pub(crate) async fn teardown(
     for c in &cs {
         shared.forget_probe(&c.id);
     }
-    rt.stop_pod_sandbox(sandbox).await?;
-    rt.remove_pod_sandbox(sandbox).await
+    // The sandbox's own teardown waits its turn (see `crate::teardowns`).
+    bound
+        .run(async {
+            rt.stop_pod_sandbox(sandbox).await?;
+            rt.remove_pod_sandbox(sandbox).await
+        })
+        .await
 }
 
 /// Stop `cs` (containers of one pod): all but the sidecars at once, then the sidecars, last

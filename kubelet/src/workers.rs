@@ -52,6 +52,8 @@ pub(crate) struct PodReconciler {
     pub dispatcher: Arc<tokio::sync::Notify>,
     /// User namespaces of pods with `hostUsers: false`.
     pub userns: Arc<crate::userns::UsernsManager>,
+    /// The bound on sandbox teardowns at once.
+    pub teardowns: Arc<crate::teardowns::Teardowns>,
 }
 
 /// One pod's worker: its state and what it acts through.
@@ -91,6 +93,7 @@ impl Reconciler for PodReconciler {
             dns: self.dns.clone(),
             book: self.book.clone(),
             userns: self.userns.clone(),
+            teardowns: self.teardowns.clone(),
             wake,
         };
         (PodWorker { state, env }, shared)

@@ -301,21 +301,28 @@ fn helper_failure(result_path: &std::path::Path, cmd: &[String]) -> StreamingErr
     }
 }
 
+/// Accept the exec helper's connection and take the terminal it sends, within
+/// [`CONSOLE_TIMEOUT`]. The accept is asynchronous: a helper that dies before connecting must
+/// not leave a blocking-pool thread waiting on the socket for good (the pool is bounded).
 async fn receive_console(
     listener: std::os::unix::net::UnixListener,
 ) -> Result<std::os::fd::OwnedFd, StreamingError> {
-    let got = tokio::time::timeout(
-        CONSOLE_TIMEOUT,
-        tokio::task::spawn_blocking(move || {
-            let (sock, _) = listener.accept()?;
-            crate::sys::recv_fd(&sock)
-        }),
-    )
-    .await;
-    match got {
-        Ok(Ok(Ok(fd))) => Ok(fd),
-        Ok(Ok(Err(e))) => Err(runtime_err(format!("receive the terminal: {e}"))),
-        _ => Err(runtime_err("no terminal from the exec helper")),
+    let receive = async {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        let (sock, _) = listener.accept().await?;
+        let sock = sock.into_std()?;
+        sock.set_nonblocking(false)?;
+        // The helper sends the terminal as it connects; never wait longer than the whole.
+        sock.set_read_timeout(Some(CONSOLE_TIMEOUT))?;
+        tokio::task::spawn_blocking(move || crate::sys::recv_fd(&sock))
+            .await
+            .map_err(std::io::Error::other)?
+    };
+    match tokio::time::timeout(CONSOLE_TIMEOUT, receive).await {
+        Ok(Ok(fd)) => Ok(fd),
+        Ok(Err(e)) => Err(runtime_err(format!("receive the terminal: {e}"))),
+        Err(_) => Err(runtime_err("no terminal from the exec helper")),
     }
 }
 
@@ -436,5 +443,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(both.contains("tty and stderr"), "{both}");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_console_wait_leaves_nothing_accepting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // The helper died before connecting: the exec drops the wait (as its select does).
+        let wait = tokio::spawn(receive_console(listener));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        wait.abort();
+        let _ = wait.await;
+        // Nothing holds the socket any more (a blocking accept would have kept it, and its
+        // thread, for good): a connection is refused.
+        let err = std::os::unix::net::UnixStream::connect(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     }
 }

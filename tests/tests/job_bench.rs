@@ -31,6 +31,16 @@ fn sample(pid: u32) -> (u64, u64) {
     (rss, cpu)
 }
 
+/// The daemon's thread count now.
+fn threads(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The host's load averages (1, 5, 15 min).
 fn loadavg() -> String {
     let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -64,6 +74,7 @@ async fn job_of_many_completions() {
     d.cli_ok(&["apply", "-f", &f]);
     let mut samples: Vec<(f64, u64, u64, i64)> = Vec::new();
     let mut done = 0;
+    let mut threads_peak = 0;
     let limit = std::env::var("KINGLET_JOB_BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -73,6 +84,7 @@ async fn job_of_many_completions() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let out = d.cli(&["get", "job", "many", "-o", "json"]);
         let (rss, cpu) = sample(pid);
+        threads_peak = threads_peak.max(threads(pid));
         if !out.status.success() {
             // ttlSecondsAfterFinished: 0 deleted the finished Job.
             samples.push((
@@ -144,7 +156,10 @@ async fn job_of_many_completions() {
     }
     // The finished Job goes (ttlSecondsAfterFinished: 0), and its pods with it.
     let gone = Instant::now();
+    let mut rss_deleting_peak = 0;
     while gone.elapsed() < Duration::from_secs(120) {
+        rss_deleting_peak = rss_deleting_peak.max(sample(pid).0);
+        threads_peak = threads_peak.max(threads(pid));
         let out = d.cli(&["get", "pods", "-o", "name"]);
         if out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace) {
             break;
@@ -152,14 +167,30 @@ async fn job_of_many_completions() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let (rss_clean, _) = sample(pid);
+    let threads_clean = threads(pid);
     println!(
-        "FIGURE job bench: {:.1} s after the Job completed its pods are gone; daemon RSS then {} KiB",
+        "FIGURE job bench: {:.1} s after the Job completed its pods are gone; daemon RSS then {} KiB (peak while deleting {} KiB), {} threads (peak {})",
         gone.elapsed().as_secs_f64(),
-        rss_clean
+        rss_clean,
+        rss_deleting_peak,
+        threads_clean,
+        threads_peak
+    );
+    // And once the burst has settled (idle blocking threads end after 10 s; the heap is
+    // trimmed once the pod workers are idle).
+    let settle = std::env::var("KINGLET_JOB_BENCH_SETTLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    tokio::time::sleep(Duration::from_secs(settle)).await;
+    let (rss_settled, _) = sample(pid);
+    let threads_settled = threads(pid);
+    println!(
+        "FIGURE job bench: {settle} s later daemon RSS {rss_settled} KiB, {threads_settled} threads"
     );
     if let Ok(out) = std::env::var("KINGLET_JOB_BENCH_OUT") {
         let summary = format!(
-            "total_s\t{secs:.1}\nrss_start_kib\t{rss0}\nrss_peak_kib\t{rss_peak}\nrss_end_kib\t{rss_end}\nrss_after_cleanup_kib\t{rss_clean}\ncpu_pct\t{:.0}\ndone\t{last}\n",
+            "total_s\t{secs:.1}\nrss_start_kib\t{rss0}\nrss_peak_kib\t{rss_peak}\nrss_end_kib\t{rss_end}\nrss_after_cleanup_kib\t{rss_clean}\nrss_settled_kib\t{rss_settled}\nrss_deleting_peak_kib\t{rss_deleting_peak}\nthreads_after_cleanup\t{threads_clean}\nthreads_settled\t{threads_settled}\nthreads_peak\t{threads_peak}\ncpu_pct\t{:.0}\ndone\t{last}\n",
             100.0 * (cpu_end - cpu0) as f64 / ticks / secs
         );
         let text = format!("{summary}{}\n", rows.join("\n"));

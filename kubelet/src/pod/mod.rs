@@ -263,6 +263,8 @@ pub struct PodEnv {
     pub book: Arc<crate::workers::BackoffBook>,
     /// User namespaces of pods with `hostUsers: false`.
     pub userns: Arc<crate::userns::UsernsManager>,
+    /// The bound on sandbox teardowns at once.
+    pub teardowns: Arc<crate::teardowns::Teardowns>,
     /// Wakes the pod's worker (after a task's report).
     pub wake: Wake,
 }
@@ -489,6 +491,7 @@ async fn reconcile_inner(
         let previous = state.last_spec.clone();
         stop::teardown(
             rt,
+            &env.teardowns,
             &state.shared,
             &s.id,
             grace,
@@ -799,9 +802,16 @@ pub async fn remove(state: &mut PodState, env: &PodEnv) -> Result<(), ReconcileE
             .get(podspec::ANNOTATION_GRACE)
             .and_then(|g| g.parse().ok())
             .unwrap_or(30);
-        stop::teardown(rt, &state.shared, &s.id, grace, state.last_spec.as_ref())
-            .await
-            .step(|| format!("remove sandbox {}", s.id))?;
+        stop::teardown(
+            rt,
+            &env.teardowns,
+            &state.shared,
+            &s.id,
+            grace,
+            state.last_spec.as_ref(),
+        )
+        .await
+        .step(|| format!("remove sandbox {}", s.id))?;
     }
     volumes::remove(&env.volumes);
     // Its sandboxes are gone: the pod's user namespace IDs are free again.

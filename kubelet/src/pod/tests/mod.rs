@@ -74,6 +74,7 @@ impl Node {
                 &dir.path().join("userns"),
                 "655360:131072".parse(),
             )),
+            teardowns: Arc::new(crate::teardowns::Teardowns::new(4, None)),
             wake: Wake::default(),
         };
         Node {
