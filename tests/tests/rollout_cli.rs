@@ -102,3 +102,70 @@ async fn paused_deployment_waits_for_resume_and_history_lists_revisions() {
         .contains("unable to find the specified revision 9"));
     d.shutdown().await;
 }
+
+/// The docs' "rolling back a Deployment": an update to an image that cannot be pulled stalls
+/// (the old pods stay, maxUnavailable 0 of 2), `rollout undo` goes back to the previous
+/// template, the stalled ReplicaSet is scaled to 0 and `rollout status` finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn undo_of_a_stalled_update_finishes_the_rollout() {
+    let d = Daemon::start().await;
+    d.import_test_image().await;
+    let dir = d.dir.path().to_owned();
+    let two = |image: &str| {
+        deployment("1")
+            .replace("replicas: 1", "replicas: 2")
+            .replace("kinglet.test/busybox:latest", image)
+    };
+    let f = write(&dir, "web.yaml", &two("kinglet.test/busybox:latest"));
+    d.cli_ok(&["apply", "-f", &f]);
+    let st = d.cli(&["rollout", "status", "deploy/web", "--timeout-secs", "60"]);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+    std::fs::write(&f, two("kinglet.test/busybox:no-such-tag")).unwrap();
+    d.cli_ok(&["apply", "-f", &f]);
+    wait_for("the stalled ReplicaSet", Duration::from_secs(30), || {
+        rs_count(&d) == 2
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let stalled = d.cli(&["rollout", "status", "deploy/web", "--timeout-secs", "2"]);
+    assert!(!stalled.status.success(), "the bad image cannot roll out");
+    assert_eq!(
+        d.cli_ok(&["rollout", "undo", "deploy/web"]),
+        "deployment.apps/web rolled back\n"
+    );
+    let st = d.cli(&["rollout", "status", "deploy/web", "--timeout-secs", "60"]);
+    assert!(
+        st.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&st.stdout),
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["get", "rs", "-o", "json"])).unwrap();
+    let mut replicas: Vec<(String, i64)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    replicas.sort();
+    assert_eq!(
+        replicas,
+        vec![
+            ("kinglet.test/busybox:latest".to_owned(), 2),
+            ("kinglet.test/busybox:no-such-tag".to_owned(), 0)
+        ]
+    );
+    d.shutdown().await;
+}

@@ -355,3 +355,87 @@ async fn old_replica_sets_beyond_the_history_limit_are_deleted_and_unavailable_i
         ("False".into(), "ProgressDeadlineExceeded".into())
     );
 }
+
+/// Pods of image `image` Ready (Running), the others Pending (an image that cannot be pulled).
+fn ready_if_image(store: &FakeStore, image: &str) {
+    for name in store.names("Pod") {
+        let Some(Object::Pod(p)) = store.obj("Pod", &name) else {
+            continue;
+        };
+        let img = p.spec.as_ref().unwrap().containers[0].image.clone();
+        if img.as_deref() == Some(image) {
+            store.set_status(&name, "Running", true);
+        } else {
+            store.set_status(&name, "Pending", false);
+        }
+    }
+}
+
+/// `rollout undo` after an update whose pods never become ready (the docs' deployment-update
+/// with a bad image): the template goes back to the previous ReplicaSet's, which becomes the
+/// new one again (revision 3), and the stalled ReplicaSet is scaled to 0.
+#[tokio::test]
+async fn undo_of_a_stalled_update_scales_the_stalled_replica_set_down() {
+    let store = FakeStore::new();
+    let mut states = HashMap::new();
+    let strategy = "{type: RollingUpdate}";
+    apply(&store, &deploy(2, "v1", strategy));
+    for _ in 0..4 {
+        round(&store, &mut states, false).await;
+        ready_if_image(&store, "v1");
+    }
+    let rs1 = store.names("ReplicaSet");
+    assert_eq!(rs1.len(), 1);
+    apply(&store, &deploy(2, "bad", strategy));
+    for _ in 0..6 {
+        round(&store, &mut states, false).await;
+        ready_if_image(&store, "v1");
+    }
+    assert_eq!(store.names("ReplicaSet").len(), 2);
+    assert_eq!(ready_pods(&store), 2, "maxUnavailable 0 keeps both v1 pods");
+    // The undo, as the CLI makes it: the old ReplicaSet's template without its hash label.
+    let Some(Object::ReplicaSet(old)) = store.obj("ReplicaSet", &rs1[0]) else {
+        panic!()
+    };
+    let mut t = old.spec.unwrap().template.unwrap();
+    t.metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove(HASH_LABEL);
+    let Some(Object::Deployment(mut d)) = store.obj("Deployment", "web") else {
+        panic!()
+    };
+    d.spec.as_mut().unwrap().template = t;
+    store.put(Object::Deployment(d));
+    for _ in 0..6 {
+        round(&store, &mut states, false).await;
+        ready_if_image(&store, "v1");
+        store.reap();
+    }
+    let Some(Object::ReplicaSet(back)) = store.obj("ReplicaSet", &rs1[0]) else {
+        panic!()
+    };
+    assert_eq!(back.metadata.annotations.as_ref().unwrap()[REVISION], "3");
+    assert_eq!(back.spec.unwrap().replicas, Some(2));
+    for name in store.names("ReplicaSet") {
+        if name != rs1[0] {
+            let Some(Object::ReplicaSet(bad)) = store.obj("ReplicaSet", &name) else {
+                panic!()
+            };
+            assert_eq!(
+                bad.spec.unwrap().replicas,
+                Some(0),
+                "stalled {name} scaled down"
+            );
+        }
+    }
+    let st = status(&store);
+    assert_eq!(
+        (st.replicas, st.updated_replicas, st.available_replicas),
+        (Some(2), Some(2), Some(2)),
+        "{st:?}"
+    );
+}
