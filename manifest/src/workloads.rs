@@ -360,6 +360,22 @@ fn check_job_policies(
     Ok(())
 }
 
+/// The API server's defaults of a JobSpec (`describe job` and `-o yaml` show them, as on a
+/// cluster): one pod at a time and one completion when neither is given, backoffLimit 6
+/// (unlimited with backoffLimitPerIndex), NonIndexed, not suspended.
+fn default_job(spec: &mut k8s_openapi::api::batch::v1::JobSpec) {
+    if spec.completions.is_none() && spec.parallelism.is_none() {
+        spec.completions = Some(1);
+    }
+    spec.parallelism.get_or_insert(1);
+    let per_index = spec.backoff_limit_per_index.is_some();
+    spec.backoff_limit
+        .get_or_insert(if per_index { i32::MAX } else { 6 });
+    spec.completion_mode
+        .get_or_insert_with(|| "NonIndexed".into());
+    spec.suspend.get_or_insert(false);
+}
+
 pub(crate) fn check_job(source: &str, label: &str, j: &mut Job) -> Result<(), ManifestError> {
     let Some(spec) = &mut j.spec else {
         return Err(invalid(source, label, "spec", "is required"));
@@ -420,6 +436,7 @@ pub(crate) fn check_job(source: &str, label: &str, j: &mut Job) -> Result<(), Ma
     }
     check_template(source, label, &spec.template, &["Never", "OnFailure"])?;
     check_job_policies(source, label, spec)?;
+    default_job(spec);
     if spec.manual_selector == Some(true) {
         let sel = spec.selector.clone().unwrap_or_default();
         return check_selector(source, label, &sel, &spec.template);

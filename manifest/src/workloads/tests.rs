@@ -178,3 +178,27 @@ fn string_selectors_match_as_kubectl() {
     }
     assert!(parse_selector("app in web").is_err());
 }
+
+#[test]
+fn job_gets_the_api_servers_defaults() {
+    let spec = |text: &str| match &parse("f", text).unwrap()[0] {
+        Object::Job(j) => j.spec.clone().unwrap(),
+        _ => panic!(),
+    };
+    let s = spec(&JOB.replace("  completions: 3\n", ""));
+    assert_eq!((s.completions, s.parallelism), (Some(1), Some(1)));
+    assert_eq!(s.backoff_limit, Some(6));
+    assert_eq!(s.completion_mode.as_deref(), Some("NonIndexed"));
+    assert_eq!(s.suspend, Some(false));
+    // Given parallelism alone: a work queue (completions stay unset).
+    let s = spec(&JOB.replace("completions: 3", "parallelism: 4"));
+    assert_eq!((s.completions, s.parallelism), (None, Some(4)));
+    let s = spec(JOB);
+    assert_eq!((s.completions, s.parallelism), (Some(3), Some(1)));
+    // Per-index back-off: the job-wide limit is unlimited.
+    let s = spec(&JOB.replace(
+        "completions: 3",
+        "completions: 3\n  completionMode: Indexed\n  backoffLimitPerIndex: 1",
+    ));
+    assert_eq!(s.backoff_limit, Some(i32::MAX));
+}
