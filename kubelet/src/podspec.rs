@@ -147,27 +147,31 @@ pub fn sandbox_config(pod: &Pod, uid: &str, log_dir: &str, hash: &str) -> v1::Po
 /// Put the pod's own user namespace (`hostUsers: false`) in its sandbox config.
 pub fn set_userns(cfg: &mut v1::PodSandboxConfig, userns: Option<v1::UserNamespace>) {
     let Some(u) = userns else { return };
-    let ns = cfg
-        .linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
-        .namespace_options
-        .get_or_insert_with(Default::default);
-    ns.userns_options = Some(u);
+    let sc = cfg.linux.get_or_insert_with(Default::default);
+    put_userns(
+        &mut sc
+            .security_context
+            .get_or_insert_with(Default::default)
+            .namespace_options,
+        u,
+    );
 }
 
 /// Put the pod's user namespace options in one of its containers' configs.
 pub fn set_container_userns(cfg: &mut v1::ContainerConfig, userns: Option<v1::UserNamespace>) {
     let Some(u) = userns else { return };
-    let ns = cfg
-        .linux
-        .get_or_insert_with(Default::default)
-        .security_context
-        .get_or_insert_with(Default::default)
-        .namespace_options
-        .get_or_insert_with(Default::default);
-    ns.userns_options = Some(u);
+    let sc = cfg.linux.get_or_insert_with(Default::default);
+    put_userns(
+        &mut sc
+            .security_context
+            .get_or_insert_with(Default::default)
+            .namespace_options,
+        u,
+    );
+}
+
+fn put_userns(ns: &mut Option<v1::NamespaceOption>, u: v1::UserNamespace) {
+    ns.get_or_insert_with(Default::default).userns_options = Some(u);
 }
 
 /// The hostPorts of the pod's containers.
