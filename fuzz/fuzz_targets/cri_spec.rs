@@ -72,6 +72,10 @@ fuzz_target!(|data: &[u8]| {
     .into_iter()
     .map(String::from)
     .collect();
+    let hierarchies: Vec<String> = ["cpu", "memory", "pids", "systemd"]
+        .into_iter()
+        .map(String::from)
+        .collect();
     for cgroup_v2 in [false, true] {
         let input = SpecInput {
             config: &config,
@@ -84,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
             host_caps: &caps,
             target_pid_ns: None,
             cgroup_v2,
+            cgroup_v1_hierarchies: &hierarchies,
         };
         if let Ok(spec) = build_spec(&input) {
             // Whatever the client asked, the spec serializes (libcontainer reads it back).
