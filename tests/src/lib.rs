@@ -298,27 +298,7 @@ impl Daemon {
     pub async fn spawn(&mut self) {
         let child = self.command().spawn().expect("start kinglet daemon");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(ch) = connect(&self.socket).await {
-                if RuntimeServiceClient::new(ch)
-                    .version(v1::VersionRequest::default())
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("daemon exited at start ({st}); log:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not answer within 20 s; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_answering(None).await;
     }
 
     /// (Re)start the daemon with the crash point `point` armed (`kinglet_fault::ENV`) and wait
@@ -328,6 +308,12 @@ impl Daemon {
         let mut cmd = self.command();
         cmd.env(kinglet_fault::ENV, point);
         self.adopt(cmd.spawn().expect("start kinglet daemon"));
+        self.wait_answering(Some(point)).await;
+    }
+
+    /// Wait up to 20 s until the daemon answers Version; an exit at start fails at once unless
+    /// a crash point (`armed`) may end it.
+    async fn wait_answering(&mut self, armed: Option<&str>) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(ch) = connect(&self.socket).await {
@@ -339,9 +325,17 @@ impl Daemon {
                     return;
                 }
             }
+            if armed.is_none() {
+                if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("daemon exited at start ({st}); log:\n{}", self.log());
+                }
+            }
             assert!(
                 Instant::now() < deadline,
-                "daemon (armed at {point}) did not answer; log:\n{}",
+                "daemon{} did not answer within 20 s; log:\n{}",
+                armed
+                    .map(|p| format!(" (armed at {p})"))
+                    .unwrap_or_default(),
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
