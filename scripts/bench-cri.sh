@@ -77,6 +77,7 @@ run_kinglet() {
   echo "== kinglet $label ($bin)"
   mkdir -p "$work/out/$label"
   EXEC_OUT=$work/$label-exec.tsv EXEC_SAMPLES=$work/$label-exec.samples LIST_OUT=$work/out/$label \
+    BEFORE_CRITEST="bash $work/before.sh $work/$label-pull.samples" \
     AFTER_CRITEST="bash $work/after.sh" KINGLET_BIN=$bin \
     REPORT_DIR=$work/report-$label bash scripts/conformance.sh -benchmark \
     -benchmarking-params-file "$work/params.yaml" -benchmarking-output-dir "$work/out/$label" \
@@ -161,9 +162,7 @@ TOML
   ctd_pid=$!
   for _ in $(seq 100); do [ -S "$c/containerd.sock" ] && break; sleep 0.1; done
   local ep=unix://$c/containerd.sock try
-  # The sandbox image first, as a node has it (else the first RunPodSandbox pulls it).
-  "$cri_tools/crictl" --config /dev/null -r "$ep" -i "$ep" pull registry.k8s.io/pause:3.9 >/dev/null ||
-    echo "bench-cri.sh: containerd could not pull its sandbox image"
+  bash "$work/before.sh" "$work/containerd-pull.samples" "$ep"
   mkdir -p "$work/out/containerd"
   # All benchmarks, then each one that wrote no figures (a failed sample loses its whole file)
   # again on its own, twice at most; the reason is printed from critest's log.
@@ -182,6 +181,28 @@ TOML
     LIST_OUT=$work/out/containerd bash "$work/after.sh" "$ep"
   missing_figures "$work/out/containerd" containerd || true
 }
+
+# What runs before critest, against each runtime: the sandbox image, as a node has it (else
+# containerd's first RunPodSandbox pulls it). Kinglet needs no sandbox image, but it holds the
+# same images as containerd during the run: the look-alike pause image shares its base layer
+# with the busybox image the image benchmark pulls and removes, so the runtime holding pause
+# keeps that layer unpacked and each PullImage fetches only a manifest and a config. Without
+# it on both sides, PullImage compares a re-tag (containerd) with a full fetch and unpack.
+# The cold pull is timed first, while no image shares a layer: `crictl pull` of that busybox
+# (fetch, verify, unpack) then `crictl rmi`, PULL_N times (default 20), each pull's wall time
+# in ns appended to $1 ($2: the endpoint).
+cat >"$work/before.sh" <<EOF
+c=("$cri_tools/crictl" --config /dev/null -r "\$2" -i "\$2")
+img=public.ecr.aws/docker/library/busybox:1.35.0-glibc
+for _ in \$(seq ${PULL_N:-20}); do
+  t0=\$(date +%s%N)
+  "\${c[@]}" pull "\$img" >/dev/null || { echo "bench-cri.sh: cold pull against \$2 failed"; break; }
+  echo \$((\$(date +%s%N) - t0)) >>"\$1"
+  "\${c[@]}" rmi "\$img" >/dev/null
+done
+"\${c[@]}" pull registry.k8s.io/pause:3.9 >/dev/null ||
+  echo "bench-cri.sh: \$2 could not pull the sandbox image"
+EOF
 
 # What runs after critest, against each runtime while it is up: the exec round trip, then the
 # listing benchmark on equal image sets.
@@ -204,7 +225,7 @@ run_side() {
       run_containerd
       rm -rf "$work/out/containerd.r$r"
       mv "$work/out/containerd" "$work/out/containerd.r$r"
-      for f in exec.tsv exec.samples; do
+      for f in exec.tsv exec.samples pull.samples; do
         [ ! -f "$work/containerd-$f" ] || mv "$work/containerd-$f" "$work/containerd.r$r-$f"
       done
       stop_containerd
@@ -238,14 +259,16 @@ stats() {
     [.[0].op, ($v | length), $v[(($v | length) * 0.5 | floor)], $v[(($v | length) * 0.9 | floor)]] | @tsv' \
     "$work/out/$1".r*/*.json
 }
-# The exec round trip's pooled samples, as stats' line (same percentile indexes).
-exec_stats() {
-  compgen -G "$work/$1.r*-exec.samples" >/dev/null || return 0
-  sort -n "$work/$1".r*-exec.samples | awk '{ v[NR - 1] = $1 } END { if (NR)
-    printf "Exec(crictl exec true)\t%d\t%d\t%d\n", NR, v[int(NR * 0.5)], v[int(NR * 0.9)] }'
+# Pooled samples of side $1 from files $1.r*-$2.samples, as stats' line named $3 (same
+# percentile indexes): the exec round trip and the cold pull.
+sample_stats() {
+  compgen -G "$work/$1.r*-$2.samples" >/dev/null || return 0
+  sort -n "$work/$1".r*-"$2".samples | awk -v op="$3" '{ v[NR - 1] = $1 } END { if (NR)
+    printf "%s\t%d\t%d\t%d\n", op, NR, v[int(NR * 0.5)], v[int(NR * 0.9)] }'
 }
 table() { # label: its figures, one TSV line per operation, sorted
-  { stats "$1"; exec_stats "$1"; } | sort
+  { stats "$1"; sample_stats "$1" exec "Exec(crictl exec true)"
+    sample_stats "$1" pull "PullCold(crictl pull)"; } | sort
 }
 table kinglet >"$work/k.tsv"
 table containerd >"$work/c.tsv"

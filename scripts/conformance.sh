@@ -13,6 +13,7 @@
 #   REPORT_DIR     where critest's JUnit/JSON reports and the daemon log go
 #                  (default: target/conformance)
 #   KEEP=1         keep the temporary directory (daemon state, image build) for debugging
+#   BEFORE_CRITEST command run before critest with the daemon's endpoint as its argument
 #   AFTER_CRITEST  command run after critest with the daemon's endpoint as its argument
 #   CRI_REGISTRY_PORT, CRI_AUTH_REGISTRY_PORT  fixed registry ports (default: free ones)
 #
@@ -134,6 +135,9 @@ for _ in $(seq 200); do
   sleep 0.1
 done
 
+# BEFORE_CRITEST: a command run with the daemon's endpoint before the suite (scripts/bench-cri.sh
+# gives the daemon the images containerd holds there).
+if [ -n "${BEFORE_CRITEST:-}" ]; then $BEFORE_CRITEST "unix://$sock"; fi
 echo "== critest ($critest)"
 set +e
 "$critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
