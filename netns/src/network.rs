@@ -15,6 +15,8 @@
 //!   interrupts is named by a state file or an allocation, and [`Network::init`] can undo it.
 //! - Setups and teardowns are serialised by one lock, so the hostPort conflict check and the
 //!   state files it reads are consistent; the kernel work of a pod takes a few milliseconds.
+//!   The one exception: a teardown deletes the veth (15-20 ms in the kernel) between two locked
+//!   steps, hostPorts before it and the address and state file after it.
 //! - The host end of a pod's veth is named `kl` + the first 12 characters of the pod id; the
 //!   pod end is `eth0` in the pod's namespace (see [`crate::link`]).
 //! - [`Network::teardown_pod`] is idempotent and tolerates every partial state.
@@ -375,14 +377,33 @@ impl Network {
     }
 
     /// Remove `pod`'s hostPorts, veth, address and state. Idempotent.
+    ///
+    /// The veth is deleted between two locked steps, not under the lock: the kernel takes
+    /// 15-20 ms to unregister a device, and other pods' setups and teardowns need not queue
+    /// behind it. The address is released only once the veth (and with it the pod's end,
+    /// which answers ARP for the address) is gone.
     pub fn teardown_pod(&self, pod: &str) -> Result<(), NetnsError> {
+        let veth = {
+            let _state = self.lock();
+            self.remove_ports_locked(pod, true)?
+        };
+        link::delete_link(&veth)?;
+        kinglet_fault::crash_point!("netns.teardown.after-veth");
         let _state = self.lock();
-        self.teardown_locked(pod, true)
+        self.release_locked(pod)
     }
 
     fn teardown_locked(&self, pod: &str, remove_ports: bool) -> Result<(), NetnsError> {
-        let path = self.pod_file(pod);
-        let rec = read_state(&path).ok();
+        let veth = self.remove_ports_locked(pod, remove_ports)?;
+        link::delete_link(&veth)?;
+        kinglet_fault::crash_point!("netns.teardown.after-veth");
+        self.release_locked(pod)
+    }
+
+    /// Take `pod`'s hostPorts out of the table (when `remove_ports`); returns its host veth's
+    /// name. The state file stays, naming the rest.
+    fn remove_ports_locked(&self, pod: &str, remove_ports: bool) -> Result<String, NetnsError> {
+        let rec = read_state(&self.pod_file(pod)).ok();
         if let (Some(rec), true) = (&rec, remove_ports) {
             if !rec.ports.is_empty() {
                 nft::apply(
@@ -393,13 +414,13 @@ impl Network {
             }
         }
         kinglet_fault::crash_point!("netns.teardown.after-nft");
-        let veth = rec
-            .as_ref()
-            .map(|r| r.host_veth.clone())
-            .unwrap_or_else(|| host_veth_name(pod));
-        link::delete_link(&veth)?;
-        kinglet_fault::crash_point!("netns.teardown.after-veth");
+        Ok(rec.map_or_else(|| host_veth_name(pod), |r| r.host_veth))
+    }
+
+    /// Release `pod`'s address and remove its state file: the last step of a teardown.
+    fn release_locked(&self, pod: &str) -> Result<(), NetnsError> {
         self.ipam.release(pod)?;
+        let path = self.pod_file(pod);
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

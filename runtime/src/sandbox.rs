@@ -633,7 +633,10 @@ impl Runtime {
             }
         }
         kinglet_fault::crash_point!("sandbox.remove.after-containers");
-        self.release_namespaces(&rec).await?;
+        // No second release of the namespaces: the sandbox is NotReady here (stopped above or
+        // before), and StopPodSandbox marks it so only once they are released (network torn
+        // down, pod init stopped, pins gone). Doing it again queued RemovePodSandbox behind
+        // other pods' network teardowns (the kernel unregisters one veth at a time, 15-20 ms).
         let dir = self.paths.pod_run(&rec.id);
         blocking("remove pod dir", move || mounts::remove_tree(&dir)).await?;
         kinglet_fault::crash_point!("sandbox.remove.after-dir");
