@@ -243,6 +243,9 @@ pub struct GetArgs {
     /// Show Secret data instead of redacting it.
     #[arg(long)]
     pub reveal: bool,
+    /// A LABELS column (tables only), as kubectl's `--show-labels`.
+    #[arg(long)]
+    pub show_labels: bool,
     /// After listing, print a row for each change (added, changed, deleted) until interrupted.
     #[arg(short = 'w', long)]
     pub watch: bool,
@@ -467,14 +470,19 @@ fn port_forward_verb(pod: String, ports: String, client: ClientFlags) -> ExitCod
 fn get_verb(args: GetArgs) -> ExitCode {
     let ns = args.client.namespace.clone();
     client_verb(&args.client, |ch| async move {
-        let output = args.output.as_deref();
+        let print = crate::kubectl::Printing {
+            output: args.output.as_deref(),
+            all: args.all_namespaces,
+            reveal: args.reveal,
+            labels: args.show_labels,
+        };
         if crate::get_named::names_several(&args.kind, &args.names) {
             anyhow::ensure!(
                 !(args.watch || args.watch_only || args.all_namespaces || args.selector.is_some()),
                 "-w, -A and -l take one KIND (and at most one NAME)"
             );
             let (kind, names) = (&args.kind, &args.names);
-            return crate::get_named::get_named(ch, kind, names, &ns, output, args.reveal).await;
+            return crate::get_named::get_named(ch, kind, names, &ns, print).await;
         }
         let q = crate::kubectl::GetQuery {
             kinds: &args.kind,
@@ -483,14 +491,12 @@ fn get_verb(args: GetArgs) -> ExitCode {
         };
         if args.watch || args.watch_only {
             let opts = crate::watch_cli::WatchOptions {
-                output,
-                all_namespaces: args.all_namespaces,
-                reveal: args.reveal,
+                print,
                 watch_only: args.watch_only,
             };
             return crate::watch_cli::watch(ch, q, &ns, &opts).await;
         }
-        crate::kubectl::get_many(ch, q, &ns, args.all_namespaces, output, args.reveal).await
+        crate::kubectl::get_many(ch, q, &ns, print).await
     })
 }
 

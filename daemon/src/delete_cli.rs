@@ -142,9 +142,7 @@ pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::
                     println!("{line}");
                     // As kubectl (--wait): a deleted pod is waited for through its grace
                     // period, an owner deleted in foreground until its dependents are gone.
-                    if let Some((kind, name)) = line
-                        .strip_suffix(" deleted")
-                        .and_then(|l| l.split_once('/'))
+                    if let Some((kind, name)) = deleted_object(&line)
                         .filter(|(kind, _)| *kind == "pod" || (foreground && *kind != "namespace"))
                     {
                         waits.push((kind.to_owned(), name.to_owned()));
@@ -165,6 +163,14 @@ pub async fn delete(ch: Channel, target: DeleteTarget<'_>, ns: &str) -> anyhow::
         return Err(crate::podref::Reported.into());
     }
     Ok(())
+}
+
+/// Kind (lower case, no group) and name of the object a daemon line `deployment.apps "web"
+/// deleted` names.
+fn deleted_object(line: &str) -> Option<(&str, &str)> {
+    let (resource, name) = line.strip_suffix(" deleted")?.split_once(' ')?;
+    let name = name.strip_prefix('"')?.strip_suffix('"')?;
+    Some((resource.split('.').next()?, name))
 }
 
 /// The names of the objects of `kind` in `ns` (matching `selector`).
@@ -209,6 +215,20 @@ mod tests {
                 .map(|(k, n)| (k.to_string(), n.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn deleted_lines_name_kind_and_object() {
+        assert_eq!(deleted_object("pod \"web\" deleted"), Some(("pod", "web")));
+        assert_eq!(
+            deleted_object("deployment.apps \"web\" deleted"),
+            Some(("deployment", "web"))
+        );
+        assert_eq!(
+            deleted_object("ingress.networking.k8s.io \"site\" deleted"),
+            Some(("ingress", "site"))
+        );
+        assert_eq!(deleted_object("error: pod/x: refused"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use tonic::transport::Channel;
 
 use crate::delete_cli::{not_found, selection, Selection};
-use crate::kubectl::{fetch, render, status_err};
+use crate::kubectl::{fetch, render, status_err, Printing};
 
 /// Whether a command line names several objects (so [`get_named`] lists them), rather than
 /// one kind (optionally one name) for the plain `get`.
@@ -39,10 +39,9 @@ pub async fn get_named(
     kind: &str,
     names: &[String],
     ns: &str,
-    output: Option<&str>,
-    reveal: bool,
+    p: Printing<'_>,
 ) -> anyhow::Result<()> {
-    let table = output.is_none_or(|o| o == "wide");
+    let table = p.table();
     let (mut failed, mut printed, mut everything) = (false, false, Vec::new());
     for (kind, names) in groups(kind, names)? {
         let mut objs = Vec::new();
@@ -66,11 +65,11 @@ pub async fn get_named(
         if printed {
             println!();
         }
-        render(objs, &kind, false, false, output, reveal)?;
+        render(objs, &kind, false, Printing { all: false, ..p })?;
         printed = true;
     }
     if !table {
-        render(everything, kind, false, false, output, reveal)?;
+        render(everything, kind, false, Printing { all: false, ..p })?;
     }
     if failed {
         return Err(crate::podref::Reported.into());

@@ -143,13 +143,33 @@ pub struct GetQuery<'a> {
     pub selector: Option<&'a str>,
 }
 
+/// How `get` prints objects: `-o`, `-A` (a NAMESPACE column first), `--reveal` (Secret
+/// data), `--show-labels` (a LABELS column last).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Printing<'a> {
+    pub output: Option<&'a str>,
+    pub all: bool,
+    pub reveal: bool,
+    pub labels: bool,
+}
+
+impl Printing<'_> {
+    /// `-o wide`.
+    pub fn wide(&self) -> bool {
+        self.output == Some("wide")
+    }
+
+    /// A table (no `-o`, or `-o wide`), not objects.
+    pub fn table(&self) -> bool {
+        self.output.is_none_or(|o| o == "wide")
+    }
+}
+
 pub async fn get_many(
     ch: Channel,
     q: GetQuery<'_>,
     ns: &str,
-    all: bool,
-    output: Option<&str>,
-    reveal: bool,
+    p: Printing<'_>,
 ) -> anyhow::Result<()> {
     let (kinds, name) = match q.kinds.split_once('/') {
         Some((k, n)) if q.name.is_none() => (k.to_owned(), Some(n.to_owned())),
@@ -163,47 +183,34 @@ pub async fn get_many(
     };
     let list: Vec<&str> = kinds.split(',').filter(|k| !k.is_empty()).collect();
     for (i, kind) in list.iter().enumerate() {
-        if i > 0 && output.is_none_or(|o| o == "wide") {
+        if i > 0 && p.table() {
             println!();
         }
-        get(
-            ch.clone(),
-            kind,
-            name.as_deref(),
-            q.selector,
-            ns,
-            all,
-            output,
-            reveal,
-        )
-        .await?;
+        get(ch.clone(), kind, name.as_deref(), q.selector, ns, p).await?;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn get(
     ch: Channel,
     kind: &str,
     name: Option<&str>,
     selector: Option<&str>,
     ns: &str,
-    all: bool,
-    output: Option<&str>,
-    reveal: bool,
+    p: Printing<'_>,
 ) -> anyhow::Result<()> {
-    let objs = match (fetch(ch, kind, name, selector, ns, all).await, name) {
+    let objs = match (fetch(ch, kind, name, selector, ns, p.all).await, name) {
         (Err(s), Some(name)) if s.code() == tonic::Code::NotFound => {
             eprintln!("{}", crate::delete_cli::not_found(kind, name));
             return Err(crate::podref::Reported.into());
         }
         (r, _) => r.map_err(status_err("get"))?,
     };
-    if objs.is_empty() && output.is_none_or(|o| o == "wide") {
-        eprintln!("{}", no_resources(kind, ns, all));
+    if objs.is_empty() && p.table() {
+        eprintln!("{}", no_resources(kind, ns, p.all));
         return Ok(());
     }
-    render(objs, kind, name.is_some(), all, output, reveal)
+    render(objs, kind, name.is_some(), p)
 }
 
 /// kubectl's note for an empty table: in which namespace nothing was found (not for every
@@ -252,13 +259,11 @@ pub(crate) fn render(
     mut objs: Vec<serde_json::Value>,
     kind: &str,
     single: bool,
-    all: bool,
-    output: Option<&str>,
-    reveal: bool,
+    p: Printing<'_>,
 ) -> anyhow::Result<()> {
     let is_secret = objs.first().and_then(|o| o["kind"].as_str()) == Some("Secret")
         || kind.starts_with("secret");
-    if is_secret && !reveal {
+    if is_secret && !p.reveal {
         objs.iter_mut().for_each(redact);
     }
     let doc = if objs.len() == 1 && single {
@@ -266,10 +271,10 @@ pub(crate) fn render(
     } else {
         serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objs})
     };
-    match output {
+    match p.output {
         Some("json") => println!("{}", serde_json::to_string_pretty(&doc)?),
         Some("yaml") => print!("{}", serde_yaml_ng::to_string(&doc)?),
-        Some("wide") | None => print_table(&objs, all, output == Some("wide"))?,
+        Some("wide") | None => print_table(&objs, &p)?,
         Some("name") => objs
             .iter()
             .for_each(|o| println!("{}", crate::output::name_of(o))),
@@ -285,12 +290,12 @@ pub(crate) fn render(
     Ok(())
 }
 
-fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Result<()> {
+fn print_table(objs: &[serde_json::Value], p: &Printing<'_>) -> anyhow::Result<()> {
     let kind = objs.first().and_then(|o| o["kind"].as_str()).unwrap_or("");
-    let header = table_header(kind, wide, all);
+    let header = table_header(kind, p);
     let rows = objs
         .iter()
-        .map(|o| table_row(o, kind, wide, all))
+        .map(|o| table_row(o, kind, p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if rows.is_empty() {
         eprintln!("No resources found.");
@@ -304,8 +309,9 @@ fn print_table(objs: &[serde_json::Value], all: bool, wide: bool) -> anyhow::Res
     Ok(())
 }
 
-/// kubectl's columns for objects of `kind` (`wide`: `-o wide`; `all`: with NAMESPACE).
-pub(crate) fn table_header(kind: &str, wide: bool, all: bool) -> Vec<&'static str> {
+/// kubectl's columns for objects of `kind` as `p` asks (`-o wide`, NAMESPACE, LABELS).
+pub(crate) fn table_header(kind: &str, p: &Printing<'_>) -> Vec<&'static str> {
+    let (wide, all) = (p.wide(), p.all);
     let mut header: Vec<&str> = match kind {
         "Pod" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "Secret" => vec!["NAME", "TYPE", "DATA", "AGE"],
@@ -327,6 +333,9 @@ pub(crate) fn table_header(kind: &str, wide: bool, all: bool) -> Vec<&'static st
     if all {
         header.insert(0, "NAMESPACE");
     }
+    if p.labels {
+        header.push("LABELS");
+    }
     header
 }
 
@@ -334,9 +343,9 @@ pub(crate) fn table_header(kind: &str, wide: bool, all: bool) -> Vec<&'static st
 pub(crate) fn table_row(
     o: &serde_json::Value,
     kind: &str,
-    wide: bool,
-    all: bool,
+    p: &Printing<'_>,
 ) -> anyhow::Result<Vec<String>> {
+    let (wide, all) = (p.wide(), p.all);
     let name = o
         .pointer("/metadata/name")
         .and_then(|n| n.as_str())
@@ -397,7 +406,27 @@ pub(crate) fn table_row(
         let ns = o.pointer("/metadata/namespace").and_then(|n| n.as_str());
         row.insert(0, ns.unwrap_or("").into());
     }
+    if p.labels {
+        row.push(labels_cell(o));
+    }
     Ok(row)
+}
+
+/// `--show-labels`' cell: `key=value` pairs by key, comma-separated, or `<none>`.
+fn labels_cell(o: &serde_json::Value) -> String {
+    let Some(labels) = o.pointer("/metadata/labels").and_then(|l| l.as_object()) else {
+        return "<none>".into();
+    };
+    let mut pairs: Vec<(&String, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        return "<none>".into();
+    }
+    let cells: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    cells.join(",")
 }
 
 fn pod_row(
@@ -663,4 +692,33 @@ pub async fn describe(ch: Channel, kind: &str, name: &str, ns: &str) -> anyhow::
         bail!("describe supports pods, deployments, replicasets, daemonsets, statefulsets, jobs, cronjobs, services, ingresses, persistentvolumeclaims, configmaps and secrets");
     }
     crate::describe_pod::describe_pod(ch, name, ns).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_labels_adds_a_labels_column_sorted_by_key() {
+        let p = Printing {
+            labels: true,
+            all: true,
+            ..Printing::default()
+        };
+        assert_eq!(
+            table_header("ConfigMap", &p),
+            ["NAMESPACE", "NAME", "DATA", "AGE", "LABELS"]
+        );
+        let cm = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns",
+            "labels": {"tier": "web", "app.kubernetes.io/name": "x", "app": "a"}}, "data": {"k": "v"}});
+        let row = table_row(&cm, "ConfigMap", &p).unwrap();
+        assert_eq!(row[0], "ns");
+        assert_eq!(row[1], "c");
+        assert_eq!(row[2], "1");
+        assert_eq!(row[4], "app=a,app.kubernetes.io/name=x,tier=web");
+        let bare = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "d"}});
+        assert_eq!(table_row(&bare, "ConfigMap", &p).unwrap()[4], "<none>");
+        let plain = Printing::default();
+        assert_eq!(table_header("ConfigMap", &plain), ["NAME", "DATA", "AGE"]);
+    }
 }

@@ -12,16 +12,14 @@ use kinglet_proto::admin::objects_client::ObjectsClient;
 use serde_json::Value;
 use tonic::transport::Channel;
 
-use crate::kubectl::{column_widths, status_err, table_header, table_line, table_row, GetQuery};
+use crate::kubectl::{
+    column_widths, status_err, table_header, table_line, table_row, GetQuery, Printing,
+};
 
 /// How a watch prints.
 pub struct WatchOptions<'a> {
-    /// `-o`.
-    pub output: Option<&'a str>,
-    /// `-A`.
-    pub all_namespaces: bool,
-    /// `--reveal` (Secret data).
-    pub reveal: bool,
+    /// `-o`, `-A`, `--reveal`, `--show-labels`.
+    pub print: Printing<'a>,
     /// `--watch-only`: no table of the objects as they are first.
     pub watch_only: bool,
 }
@@ -44,7 +42,7 @@ pub async fn watch(
         .watch(admin::GetRequest {
             kind: kind.into(),
             namespace: ns.into(),
-            all_namespaces: opts.all_namespaces,
+            all_namespaces: opts.print.all,
             name: name.unwrap_or_default().into(),
             label_selector: q.selector.unwrap_or_default().into(),
         })
@@ -64,7 +62,7 @@ pub async fn watch(
         }
         let mut obj: Value = serde_json::from_str(&ev.object)
             .with_context(|| format!("the daemon sent a {} event that is not JSON", ev.r#type))?;
-        if obj["kind"] == "Secret" && !opts.reveal {
+        if obj["kind"] == "Secret" && !opts.print.reveal {
             crate::kubectl::redact(&mut obj);
         }
         match first.as_mut() {
@@ -84,7 +82,7 @@ struct Printer<'a> {
 
 impl Printer<'_> {
     fn table(&self) -> bool {
-        matches!(self.opts.output, None | Some("wide"))
+        self.opts.print.table()
     }
 
     /// The objects as they were when the watch began.
@@ -93,7 +91,7 @@ impl Printer<'_> {
             return Ok(());
         }
         if objs.is_empty() {
-            if self.opts.all_namespaces {
+            if self.opts.print.all {
                 eprintln!("No resources found");
             } else {
                 eprintln!("No resources found in {} namespace.", self.ns);
@@ -104,11 +102,10 @@ impl Printer<'_> {
             return objs.iter().try_for_each(|o| self.object(o));
         }
         let kind = objs[0]["kind"].as_str().unwrap_or("");
-        let (wide, all) = (self.opts.output == Some("wide"), self.opts.all_namespaces);
-        let header = table_header(kind, wide, all);
+        let header = table_header(kind, &self.opts.print);
         let rows = objs
             .iter()
-            .map(|o| table_row(o, kind, wide, all))
+            .map(|o| table_row(o, kind, &self.opts.print))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let widths = column_widths(&header, &rows);
         let mut out = std::io::stdout().lock();
@@ -127,13 +124,12 @@ impl Printer<'_> {
             return self.object(o);
         }
         let kind = o["kind"].as_str().unwrap_or("");
-        let (wide, all) = (self.opts.output == Some("wide"), self.opts.all_namespaces);
-        let row = table_row(o, kind, wide, all)?;
+        let row = table_row(o, kind, &self.opts.print)?;
         let mut out = std::io::stdout().lock();
         let widths = match &self.widths {
             Some(w) => w.clone(),
             None => {
-                let header = table_header(kind, wide, all);
+                let header = table_header(kind, &self.opts.print);
                 let w = column_widths(&header, std::slice::from_ref(&row));
                 writeln!(out, "{}", table_line(&w, &header))?;
                 self.widths = Some(w.clone());
@@ -148,7 +144,7 @@ impl Printer<'_> {
     /// One object in a `-o` format other than a table.
     fn object(&self, o: &Value) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
-        match self.opts.output {
+        match self.opts.print.output {
             Some("json") => writeln!(out, "{}", serde_json::to_string_pretty(o)?)?,
             Some("yaml") => write!(out, "---\n{}", serde_yaml_ng::to_string(o)?)?,
             Some("name") => writeln!(out, "{}", crate::output::name_of(o))?,

@@ -108,7 +108,7 @@ impl Supervisor {
             let mut store = self.store.lock().await;
             for k in keys {
                 if graceful::delete(&mut store, k)? {
-                    results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name));
+                    results.push(deleted_line(k.kind, &k.name));
                 }
             }
         }
@@ -162,7 +162,7 @@ impl Supervisor {
                 if policy == crate::cascade::Propagation::Foreground
                     && crate::cascade::delete_foreground(&mut store, &k)?
                 {
-                    results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name));
+                    results.push(deleted_line(k.kind, &k.name));
                     continue;
                 }
                 // A Namespace is marked Terminating; the namespace controller removes it.
@@ -170,14 +170,12 @@ impl Supervisor {
                     if let Some(mut o) = store.map.get(&k).cloned() {
                         crate::namespaces::mark_terminating(&mut o, status::now_time())?;
                         store.put(o)?;
-                        results.push(format!("namespace/{} deleted", k.name));
+                        results.push(deleted_line("Namespace", &k.name));
                         continue;
                     }
                 }
                 match graceful::delete(&mut store, &k)?.then_some(()) {
-                    Some(()) => {
-                        results.push(format!("{}/{} deleted", k.kind.to_lowercase(), k.name))
-                    }
+                    Some(()) => results.push(deleted_line(k.kind, &k.name)),
                     None => {
                         return Err(KubeletError::not_found(
                             "object",
@@ -343,6 +341,11 @@ pub fn applied_ref(kind: &str) -> String {
         Some(g) => format!("{}.{g}", kind.to_lowercase()),
         None => kind.to_lowercase(),
     }
+}
+
+/// kubectl's line for a deleted object: `pod "web" deleted`, `deployment.apps "web" deleted`.
+pub fn deleted_line(kind: &str, name: &str) -> String {
+    format!("{} \"{name}\" deleted", applied_ref(kind))
 }
 
 /// The API resource of a kind as the user typed it (`po`, `deploy`, `Deployment`), in

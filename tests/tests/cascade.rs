@@ -45,7 +45,7 @@ async fn orphan_keeps_dependents_and_background_collects_them() {
 
     assert_eq!(
         d.cli_ok(&["delete", "deploy", "web", "--cascade=orphan"]),
-        "deployment/web deleted\n"
+        "deployment.apps \"web\" deleted\n"
     );
     // Several garbage-collection rounds later the ReplicaSet and the pod are still there.
     std::thread::sleep(Duration::from_secs(3));
@@ -143,7 +143,7 @@ async fn foreground_deletes_the_pods_and_replica_set_before_the_deployment() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "deployment/web deleted\n"
+        "deployment.apps \"web\" deleted\n"
     );
     d.shutdown().await;
 }

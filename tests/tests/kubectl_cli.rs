@@ -171,6 +171,26 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
         ]),
         "tick:tick\ntwo:two\n"
     );
+    // --show-labels: a LABELS column last, as kubectl.
+    let shown = d.cli_ok(&["get", "pods", "--show-labels"]);
+    let mut lines = shown.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "LABELS"],
+        "{shown}"
+    );
+    let labels: Vec<(&str, &str)> = lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[0], *cells.last().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [("tick", "app=tick"), ("two", "app=two")],
+        "{shown}"
+    );
 
     // The follower saw every tick and ended with the container.
     let out = tokio::task::spawn_blocking(move || follow.wait_with_output().unwrap())
@@ -234,7 +254,7 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
     // Selection.
     assert_eq!(
         d.cli_ok(&["delete", "pods", "-l", "app=tick"]),
-        "pod/tick deleted\n"
+        "pod \"tick\" deleted\n"
     );
     assert_eq!(
         d.cli_ok(&["get", "pods", "-o", "name"]),
@@ -244,12 +264,18 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
     // NotFound, and the command fails.
     let out = d.cli(&["delete", "pod", "nocm", "missing"]);
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "pod/nocm deleted\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod \"nocm\" deleted\n"
+    );
     assert_eq!(
         stderr(&out).trim(),
         "Error from server (NotFound): pods \"missing\" not found"
     );
-    assert_eq!(d.cli_ok(&["delete", "pods", "--all"]), "pod/two deleted\n");
+    assert_eq!(
+        d.cli_ok(&["delete", "pods", "--all"]),
+        "pod \"two\" deleted\n"
+    );
     let out = d.cli(&["get", "pods"]);
     assert!(
         stderr(&out).contains("No resources found"),

@@ -83,7 +83,7 @@ async fn namespaces_admit_hold_and_take_their_objects_with_them() {
 
     assert_eq!(
         d.cli_ok(&["delete", "ns", "team-a"]),
-        "namespace/team-a deleted\n"
+        "namespace \"team-a\" deleted\n"
     );
     wait_for(
         "team-a emptied and removed",

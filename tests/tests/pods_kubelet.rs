@@ -329,7 +329,7 @@ async fn a_deleted_pod_exists_terminating_through_its_grace_period() {
     assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 20);
     assert_eq!(row(&d, "slow").1, "Terminating");
     let out = deleting.await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pod/slow deleted"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pod \"slow\" deleted"));
     // When `delete` returns, the pod is gone.
     assert!(!d.cli(&["get", "pod", "slow"]).status.success());
     // Its trap ran (about 3 s), within the 20 s grace period.

@@ -234,7 +234,7 @@ async fn deployment_scales_rolls_out_undoes_and_is_collected() {
     // Background cascading deletion: ReplicaSets, pods and their sandboxes go.
     assert_eq!(
         d.cli_ok(&["delete", "deploy/web"]),
-        "deployment/web deleted\n"
+        "deployment.apps \"web\" deleted\n"
     );
     wait_for("pods collected", Duration::from_secs(30), || {
         web_pods(&d).0.is_empty()
