@@ -236,8 +236,9 @@ pub struct GetArgs {
     /// Every namespace.
     #[arg(short = 'A', long = "all-namespaces")]
     pub all_namespaces: bool,
-    /// Output: wide, yaml, json, name, or jsonpath=TEMPLATE (kubectl's templates, e.g.
-    /// `jsonpath={.items[*].metadata.name}`).
+    /// Output: wide, yaml, json, name, jsonpath=TEMPLATE (kubectl's templates, e.g.
+    /// `jsonpath={.items[*].metadata.name}`) or custom-columns=HEADER:PATH,... (e.g.
+    /// `custom-columns=NAME:.metadata.name,IP:.status.podIP`).
     #[arg(short = 'o', long)]
     pub output: Option<String>,
     /// Show Secret data instead of redacting it.

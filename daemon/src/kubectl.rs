@@ -159,9 +159,10 @@ impl Printing<'_> {
         self.output == Some("wide")
     }
 
-    /// A table (no `-o`, or `-o wide`), not objects.
+    /// A table (no `-o`, `-o wide` or `-o custom-columns=`), not objects.
     pub fn table(&self) -> bool {
-        self.output.is_none_or(|o| o == "wide")
+        self.output
+            .is_none_or(|o| o == "wide" || o.starts_with("custom-columns="))
     }
 }
 
@@ -285,10 +286,26 @@ pub(crate) fn render(
             );
             std::io::stdout().flush()?;
         }
-        Some(o) => bail!("unknown output format {o:?} (wide, yaml, json, name, jsonpath=TEMPLATE)"),
+        Some(o) if o.starts_with("custom-columns=") => {
+            let columns = crate::output::custom_columns(&o["custom-columns=".len()..])?;
+            let header: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
+            let rows: Vec<Vec<String>> = objs
+                .iter()
+                .map(|o| crate::output::custom_row(&columns, o))
+                .collect();
+            let widths = column_widths(&header, &rows);
+            println!("{}", table_line(&widths, &header));
+            rows.iter()
+                .for_each(|r| println!("{}", table_line(&widths, r)));
+        }
+        Some(o) => bail!("unknown output format {o:?} ({FORMATS})"),
     }
     Ok(())
 }
+
+/// The `-o` formats `get` knows, for its error.
+pub(crate) const FORMATS: &str =
+    "wide, yaml, json, name, jsonpath=TEMPLATE, custom-columns=HEADER:PATH,...";
 
 fn print_table(objs: &[serde_json::Value], p: &Printing<'_>) -> anyhow::Result<()> {
     let kind = objs.first().and_then(|o| o["kind"].as_str()).unwrap_or("");

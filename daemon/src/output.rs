@@ -1,4 +1,5 @@
-//! `get -o name` and `get -o jsonpath=TEMPLATE`: kubectl's output forms. The template is
+//! `get -o name`, `get -o jsonpath=TEMPLATE` and `get -o custom-columns=SPEC`: kubectl's
+//! output forms. The template is
 //! kubectl's subset of JSONPath templates — literal text, `{.path}` (also `{$.path}`,
 //! `{@.path}`), quoted literals such as `{"\n"}`, and `{range .path}…{end}` — with each path
 //! evaluated by `serde_json_path` (RFC 9535); kubectl's filter form `[?(@.a=="b")]` is
@@ -133,6 +134,50 @@ pub fn jsonpath(template: &str, doc: &Value) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The columns of `-o custom-columns=SPEC`: `HEADER:PATH` pairs, comma-separated, each path
+/// in kubectl's relaxed form (`.metadata.name`, `{.metadata.name}` or `metadata.name`).
+pub fn custom_columns(spec: &str) -> anyhow::Result<Vec<(String, JsonPath)>> {
+    if spec.is_empty() {
+        bail!("custom-columns format specified but no custom columns given (e.g. -o custom-columns=NAME:.metadata.name)");
+    }
+    spec.split(',')
+        .map(|part| {
+            let (header, path) = part.split_once(':').ok_or_else(|| {
+                anyhow!(
+                    "unexpected custom-columns spec: {part}, expected <header>:<json-path-expr>"
+                )
+            })?;
+            let path = path.trim();
+            let path = path
+                .strip_prefix('{')
+                .and_then(|p| p.strip_suffix('}'))
+                .unwrap_or(path);
+            let path = if path.starts_with(['.', '$', '@']) {
+                path.to_owned()
+            } else {
+                format!(".{path}")
+            };
+            Ok((header.to_owned(), compile(&path, spec)?))
+        })
+        .collect()
+}
+
+/// One object's cells under [`custom_columns`]: several results joined by commas, none
+/// `<none>`, as kubectl prints them.
+pub fn custom_row(columns: &[(String, JsonPath)], o: &Value) -> Vec<String> {
+    columns
+        .iter()
+        .map(|(_, path)| {
+            let found: Vec<String> = path.query(o).all().into_iter().map(text).collect();
+            if found.is_empty() {
+                "<none>".to_owned()
+            } else {
+                found.join(",")
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +242,21 @@ mod tests {
             let e = jsonpath(t, &l).unwrap_err().to_string();
             assert!(e.contains(want), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn custom_columns_as_kubectl() {
+        let cols = custom_columns(
+            "NAME:.metadata.name,IMAGES:{.spec.containers[*].image},NODE:spec.nodeName",
+        )
+        .unwrap();
+        let headers: Vec<&str> = cols.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(headers, ["NAME", "IMAGES", "NODE"]);
+        let pod = json!({"metadata": {"name": "web"},
+            "spec": {"containers": [{"image": "nginx"}, {"image": "busybox"}]}});
+        assert_eq!(custom_row(&cols, &pod), ["web", "nginx,busybox", "<none>"]);
+        let e = custom_columns("NAME").unwrap_err().to_string();
+        assert!(e.contains("expected <header>:<json-path-expr>"), "{e}");
+        assert!(custom_columns("").is_err());
     }
 }

@@ -35,6 +35,13 @@ pub async fn watch(
         Some((k, n)) if q.name.is_none() => (k, Some(n)),
         _ => (q.kinds, q.name),
     };
+    if opts
+        .print
+        .output
+        .is_some_and(|o| o.starts_with("custom-columns="))
+    {
+        bail!("-w takes -o wide, yaml, json, name or jsonpath=TEMPLATE, not custom-columns");
+    }
     if kind.contains(',') || kind == "all" {
         bail!("watch is only supported on one kind at a time (e.g. `get pods -w`), not {kind:?}");
     }
@@ -82,7 +89,7 @@ struct Printer<'a> {
 
 impl Printer<'_> {
     fn table(&self) -> bool {
-        self.opts.print.table()
+        matches!(self.opts.print.output, None | Some("wide"))
     }
 
     /// The objects as they were when the watch began.
@@ -153,9 +160,7 @@ impl Printer<'_> {
                 "{}",
                 crate::output::jsonpath(&t["jsonpath=".len()..], o)?
             )?,
-            Some(t) => {
-                bail!("unknown output format {t:?} (wide, yaml, json, name, jsonpath=TEMPLATE)")
-            }
+            Some(t) => bail!("unknown output format {t:?} ({})", crate::kubectl::FORMATS),
             None => {}
         }
         out.flush()?;

@@ -171,6 +171,16 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
         ]),
         "tick:tick\ntwo:two\n"
     );
+    // -o custom-columns: kubectl's table of chosen fields; a missing one is <none>.
+    assert_eq!(
+        d.cli_ok(&[
+            "get",
+            "pods",
+            "-o",
+            "custom-columns=NAME:.metadata.name,APP:{.metadata.labels.app},NOM:status.nominatedNodeName"
+        ]),
+        "NAME   APP    NOM\ntick   tick   <none>\ntwo    two    <none>\n"
+    );
     // --show-labels: a LABELS column last, as kubectl.
     let shown = d.cli_ok(&["get", "pods", "--show-labels"]);
     let mut lines = shown.lines();
