@@ -63,6 +63,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::secret_cli::SecretCommand,
     },
+    /// Create objects as kubectl does: from manifests (`-f`; an existing object is an error,
+    /// never updated) or built by a generator: `create deployment web --image=nginx`,
+    /// `create configmap|secret generic NAME --from-literal=k=v --from-file=F`,
+    /// `create secret docker-registry NAME --docker-server=S --docker-username=U
+    /// --docker-password=P`, `create namespace|job|cronjob ...` (`--dry-run=client -o yaml`).
+    Create(crate::create_cli::CreateArgs),
     /// Create or update the objects of manifests (YAML/JSON files, directories, or - for stdin).
     Apply {
         /// Manifest files, directories (their .yaml/.yml/.json files) or - for stdin.
@@ -360,6 +366,7 @@ pub fn main() -> ExitCode {
 /// The kubectl-shaped verbs against a running daemon.
 fn kubectl_verb(command: Command) -> ExitCode {
     match command {
+        Command::Create(args) => create_verb(args),
         Command::Apply { files, client } => client_verb(&client, |ch| async move {
             crate::kubectl::apply(ch, &files).await
         }),
@@ -499,6 +506,15 @@ fn get_verb(args: GetArgs) -> ExitCode {
         }
         crate::kubectl::get_many(ch, q, &ns, print).await
     })
+}
+
+/// `kinglet create`: a generator's `--dry-run=client` needs no daemon.
+fn create_verb(args: crate::create_cli::CreateArgs) -> ExitCode {
+    if !crate::create_cli::needs_daemon(&args) {
+        return report(crate::create_cli::dry_run_offline(args));
+    }
+    let client = args.client();
+    client_verb(&client, |ch| crate::create_cli::create(ch, args))
 }
 
 /// `kinglet exec`: through the streaming server with `-i`/`-t`, else ExecSync.

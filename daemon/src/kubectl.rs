@@ -58,30 +58,50 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     let mut c = ObjectsClient::new(ch);
     let mut failed = false;
     for (source, content) in read_manifests(files)? {
-        let r = c
-            .apply(admin::ApplyRequest {
-                source: source.clone(),
-                content,
-            })
-            .await
-            .map_err(status_err(&source))?
-            .into_inner();
-        for line in r.results {
-            if line.starts_with("error:") {
-                // A document that was not applied (the others were).
-                eprintln!("{line}");
-                failed = true;
-            } else if line.starts_with("Warning:") {
-                eprintln!("{line}");
-            } else {
-                println!("{line}");
-            }
-        }
+        failed |= send(&mut c, source, content, false).await?;
     }
     if failed {
         bail!("some documents were not applied (see the errors above)");
     }
     Ok(())
+}
+
+/// Apply one manifest (`create_only`: as `kinglet create`, refusing objects that exist) and
+/// print the daemon's lines, errors and warnings on stderr. Returns whether a document failed.
+pub(crate) async fn send(
+    c: &mut ObjectsClient<Channel>,
+    source: String,
+    content: String,
+    create_only: bool,
+) -> anyhow::Result<bool> {
+    let r = c
+        .apply(admin::ApplyRequest {
+            source: source.clone(),
+            content,
+            create_only,
+        })
+        .await
+        .map_err(status_err(&source))?
+        .into_inner();
+    let mut failed = false;
+    for line in r.results {
+        if let Some(e) = line.strip_prefix("error: ") {
+            // A document that was not applied (the others were); kubectl's own
+            // `Error from server (...)` lines as they are.
+            let e = if e.starts_with("Error from server") {
+                e
+            } else {
+                &line
+            };
+            eprintln!("{e}");
+            failed = true;
+        } else if line.starts_with("Warning:") {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(failed)
 }
 
 /// Wait until `kind` `name` is gone (a pod: its containers stopped and the object removed), or

@@ -25,6 +25,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod create_cli;
 pub mod delete_cli;
 pub mod describe_cli;
 mod describe_pod;

@@ -204,6 +204,7 @@ pub(crate) async fn put(c: &mut ObjectsClient<Channel>, mut v: Value) -> anyhow:
     c.apply(admin::ApplyRequest {
         source: format!("kinglet ({name})"),
         content: v.to_string(),
+        create_only: false,
     })
     .await
     .map_err(|s| anyhow!("{name}: {}", s.message()))?;

@@ -42,16 +42,18 @@ impl Supervisor {
                     })
             })
             .collect();
-        let mut results = self.apply_objects(objs).await?;
+        let mut results = self.apply_objects(objs, req.create_only).await?;
         results.extend(warnings);
         results.extend(errors.iter().map(|e| format!("error: {e}")));
         Ok(admin::ApplyResponse { results })
     }
 
-    /// Store objects (create or update), then wake the reconciler. One line per object.
+    /// Store objects (create or update; only create with `create_only`), then wake the
+    /// reconciler. One line per object.
     pub(crate) async fn apply_objects(
         &self,
         objs: Vec<Object>,
+        create_only: bool,
     ) -> Result<Vec<String>, KubeletError> {
         let mut results = Vec::new();
         {
@@ -59,6 +61,14 @@ impl Supervisor {
             for mut o in objs {
                 let k = o.key();
                 let prev = store.map.get(&k).cloned();
+                if create_only && prev.is_some() {
+                    let resource = resource_of(k.kind).unwrap_or(k.kind);
+                    results.push(format!(
+                        "error: Error from server (AlreadyExists): {resource} \"{}\" already exists",
+                        k.name
+                    ));
+                    continue;
+                }
                 if prev.is_none() {
                     crate::namespaces::admit(&store.map, &k)?;
                 }

@@ -62,7 +62,7 @@ mod watch;
 mod workers;
 pub mod world;
 
-pub use api::resource_of;
+pub use api::{applied_ref, resource_of};
 pub use error::KubeletError;
 pub use runtime::{PodRuntime, RuntimeError, RuntimeErrorKind};
 

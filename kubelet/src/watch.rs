@@ -174,7 +174,7 @@ impl Supervisor {
             next.insert(f, keys);
         }
         sources.warned = plain_secrets;
-        match self.apply_objects(to_apply).await {
+        match self.apply_objects(to_apply, false).await {
             Ok(lines) => {
                 for l in lines.iter().filter(|l| !l.ends_with("unchanged")) {
                     match l.strip_prefix("error: ") {

@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         .apply(admin::ApplyRequest {
             source: "bench".into(),
             content: yaml.clone(),
+            create_only: false,
         })
         .await?;
     // Wait until every pod runs its first attempt (steady state), then crash them one by one.

@@ -5,6 +5,7 @@
 //! These tests need root (namespaces, mounts, cgroups). Without it they fail loudly rather than
 //! pass: see [`require_root`].
 
+mod diag;
 pub mod rawnet;
 
 use std::path::{Path, PathBuf};

@@ -138,7 +138,7 @@ async fn manifest_pods_with_host_users_false_get_their_own_id_ranges() {
     let out = d.cli_ok(&["apply", "-f", &f]);
     assert!(!out.contains("ignored"), "hostUsers is acted on: {out}");
     for p in ["ua", "ub"] {
-        wait_for(&format!("{p} running"), Duration::from_secs(60), || {
+        d.wait_or_explain(&format!("{p} running"), Duration::from_secs(60), || {
             phase(&d, p) == "Running"
         });
     }
