@@ -69,6 +69,9 @@ pub enum Command {
     /// `create secret docker-registry NAME --docker-server=S --docker-username=U
     /// --docker-password=P`, `create namespace|job|cronjob ...` (`--dry-run=client -o yaml`).
     Create(crate::create_cli::CreateArgs),
+    /// A Service for a deployment, replicaset, statefulset, daemonset, pod or service, as
+    /// kubectl's expose: `expose deployment web --port 80 [--target-port 8080] [--type NodePort]`.
+    Expose(crate::expose_cli::ExposeArgs),
     /// Create or update the objects of manifests (YAML/JSON files, directories, or - for stdin).
     Apply {
         /// Manifest files, directories (their .yaml/.yml/.json files) or - for stdin.
@@ -367,6 +370,7 @@ pub fn main() -> ExitCode {
 fn kubectl_verb(command: Command) -> ExitCode {
     match command {
         Command::Create(args) => create_verb(args),
+        Command::Expose(args) => expose_verb(args),
         Command::Apply { files, client } => client_verb(&client, |ch| async move {
             crate::kubectl::apply(ch, &files).await
         }),
@@ -515,6 +519,11 @@ fn create_verb(args: crate::create_cli::CreateArgs) -> ExitCode {
     }
     let client = args.client();
     client_verb(&client, |ch| crate::create_cli::create(ch, args))
+}
+
+fn expose_verb(args: crate::expose_cli::ExposeArgs) -> ExitCode {
+    let client = args.client.clone();
+    client_verb(&client, |ch| crate::expose_cli::expose(ch, args))
 }
 
 /// `kinglet exec`: through the streaming server with `-i`/`-t`, else ExecSync.

@@ -361,7 +361,7 @@ fn secret_of(kind: &SecretKind, ns: &str) -> anyhow::Result<Value> {
 }
 
 /// Print a generated object as `--dry-run=client` asks.
-fn print_dry_run(obj: &Value, output: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn print_dry_run(obj: &Value, output: Option<&str>) -> anyhow::Result<()> {
     match output {
         None => println!("{} created (dry run)", applied_name(obj)),
         Some("yaml") => print!("{}", serde_yaml_ng::to_string(obj)?),

@@ -29,6 +29,7 @@ pub mod create_cli;
 pub mod delete_cli;
 pub mod describe_cli;
 mod describe_pod;
+pub mod expose_cli;
 pub mod fields;
 pub mod get_named;
 pub mod heap;

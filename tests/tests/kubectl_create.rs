@@ -1,6 +1,6 @@
-//! `kinglet create` against a real daemon, as kubectl's create is used in the Kubernetes
-//! docs: generators (`create deployment|configmap|secret|cronjob|job|namespace`) whose objects
-//! really run, `create -f` that refuses an object that exists (AlreadyExists) where `apply`
+//! `kinglet create` and `expose` against a real daemon, as kubectl's are used in the
+//! Kubernetes docs: generators (`create deployment|configmap|secret|cronjob|job|namespace`)
+//! whose objects really run, a Deployment exposed as a Service, `create -f` that refuses an object that exists (AlreadyExists) where `apply`
 //! updates it, and `--dry-run=client -o yaml` that prints what `create` would send.
 
 use std::time::Duration;
@@ -58,6 +58,54 @@ async fn create_generators_and_files_as_kubectl() {
             "jsonpath={.items[*].status.phase}",
         ]) == "Running Running"
     });
+    // Exposed as kubectl exposes it: the Deployment's selector and labels, the given ports;
+    // its EndpointSlice then lists both pods.
+    assert_eq!(
+        d.cli_ok(&[
+            "expose",
+            "deployment",
+            "web",
+            "--port",
+            "80",
+            "--target-port",
+            "8080"
+        ]),
+        "service/web exposed\n"
+    );
+    let svc: serde_json::Value =
+        serde_json::from_str(&d.cli_ok(&["get", "svc", "web", "-o", "json"])).unwrap();
+    assert_eq!(svc["spec"]["selector"], serde_json::json!({"app": "web"}));
+    assert_eq!(svc["metadata"]["labels"], serde_json::json!({"app": "web"}));
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(
+        d.cli_ok(&["get", "svc", "web"]).contains("ClusterIP"),
+        "a ClusterIP Service"
+    );
+    d.wait_or_explain("2 endpoints for web", Duration::from_secs(30), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&d.cli_ok(&["get", "endpointslices", "-o", "json"])).unwrap();
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let n: usize = items
+            .iter()
+            .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "web")
+            .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
+            .sum();
+        n == 2
+    });
+    let out = d.cli(&["expose", "deployment", "web", "--port", "81"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        "Error from server (AlreadyExists): services \"web\" already exists"
+    );
+    let out = d.cli(&["expose", "deployment", "nope", "--port", "81"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        "Error from server (NotFound): deployments.apps \"nope\" not found"
+    );
+
     // Created again: kubectl's AlreadyExists, and nothing changes.
     let out = d.cli(&[
         "create",
