@@ -59,6 +59,7 @@ pub enum Generator {
     /// A Namespace.
     #[command(alias = "ns")]
     Namespace {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         flags: GenFlags,
@@ -66,6 +67,7 @@ pub enum Generator {
     /// A ConfigMap from literals, files (a directory: each file in it) and env files.
     #[command(alias = "cm")]
     Configmap {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         sources: Sources,
@@ -80,9 +82,12 @@ pub enum Generator {
     /// A Deployment running IMAGE (each --image one container), labelled app=NAME.
     #[command(alias = "deploy")]
     Deployment {
+        /// The object's name.
         name: String,
+        /// A container's image (given again: one more container).
         #[arg(long, required = true)]
         image: Vec<String>,
+        /// How many pods.
         #[arg(short = 'r', long, default_value_t = 1)]
         replicas: i32,
         /// The container port to declare.
@@ -96,22 +101,29 @@ pub enum Generator {
     },
     /// A Job running IMAGE, or one made from a CronJob's template (--from=cronjob/NAME).
     Job {
+        /// The object's name.
         name: String,
+        /// The container's image.
         #[arg(long, conflicts_with = "from")]
         image: Option<String>,
+        /// cronjob/NAME: a manual run of that CronJob's job template.
         #[arg(long)]
         from: Option<String>,
         #[command(flatten)]
         flags: GenFlags,
+        /// The container's command (after --).
         #[arg(last = true)]
         command: Vec<String>,
     },
     /// A CronJob running IMAGE on SCHEDULE.
     #[command(alias = "cj")]
     Cronjob {
+        /// The object's name.
         name: String,
+        /// The container's image.
         #[arg(long, required = true)]
         image: String,
+        /// The cron schedule (`*/5 * * * *`, `@hourly`).
         #[arg(long, required = true)]
         schedule: String,
         /// The pods' restartPolicy: OnFailure (default) or Never.
@@ -119,6 +131,7 @@ pub enum Generator {
         restart: String,
         #[command(flatten)]
         flags: GenFlags,
+        /// The container's command (after --).
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -128,6 +141,7 @@ pub enum Generator {
 pub enum SecretKind {
     /// From literals, files and env files, as a ConfigMap.
     Generic {
+        /// The object's name.
         name: String,
         #[command(flatten)]
         sources: Sources,
@@ -139,13 +153,18 @@ pub enum SecretKind {
     },
     /// Registry credentials for imagePullSecrets (type kubernetes.io/dockerconfigjson).
     DockerRegistry {
+        /// The object's name.
         name: String,
+        /// The registry (host[:port] or URL) the credentials are for.
         #[arg(long, default_value = "https://index.docker.io/v1/")]
         docker_server: String,
+        /// The registry user.
         #[arg(long, required = true)]
         docker_username: String,
+        /// The registry password or token.
         #[arg(long, required = true)]
         docker_password: String,
+        /// The user's email, kept in the config.
         #[arg(long)]
         docker_email: Option<String>,
         #[command(flatten)]
@@ -153,9 +172,12 @@ pub enum SecretKind {
     },
     /// A certificate and its key (type kubernetes.io/tls).
     Tls {
+        /// The object's name.
         name: String,
+        /// The PEM certificate (chain) file.
         #[arg(long, required = true)]
         cert: PathBuf,
+        /// The PEM private key file.
         #[arg(long, required = true)]
         key: PathBuf,
         #[command(flatten)]
