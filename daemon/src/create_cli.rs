@@ -53,6 +53,19 @@ pub struct GenFlags {
     pub output: Option<String>,
 }
 
+impl GenFlags {
+    /// `--dry-run=client` (print, do not create); `none` or no flag: create.
+    pub(crate) fn is_dry_run(&self) -> anyhow::Result<bool> {
+        match self.dry_run.as_deref() {
+            None | Some("none") => Ok(false),
+            Some("client") => Ok(true),
+            Some(other) => {
+                bail!("--dry-run={other}: Kinglet has client (print the object) and none")
+            }
+        }
+    }
+}
+
 /// The objects `create` can build, as kubectl's generators.
 #[derive(Debug, clap::Subcommand)]
 pub enum Generator {
@@ -213,7 +226,7 @@ pub async fn create(ch: Channel, args: CreateArgs) -> anyhow::Result<()> {
         }
         let mut failed = false;
         for (source, content) in crate::kubectl::read_manifests(&args.files)? {
-            failed |= crate::kubectl::send(&mut c, source, content, true).await?;
+            failed |= crate::kubectl::send(&mut c, source, content, true, "created").await?;
         }
         if failed {
             return Err(crate::podref::Reported.into());
@@ -222,17 +235,13 @@ pub async fn create(ch: Channel, args: CreateArgs) -> anyhow::Result<()> {
     };
     let flags = what.flags().clone();
     let obj = build(&what, &ns, ch).await?;
-    match flags.dry_run.as_deref() {
-        None | Some("none") => {}
-        Some("client") => return print_dry_run(&obj, flags.output.as_deref()),
-        Some(other) => {
-            bail!("--dry-run={other}: Kinglet has client (print the object) and none")
-        }
+    if flags.is_dry_run()? {
+        return print_dry_run(&obj, flags.output.as_deref());
     }
     if flags.output.is_some() {
         bail!("-o is for --dry-run=client (the created object: kinglet get KIND NAME -o yaml)");
     }
-    if crate::kubectl::send(&mut c, "create".into(), obj.to_string(), true).await? {
+    if crate::kubectl::send(&mut c, "create".into(), obj.to_string(), true, "created").await? {
         return Err(crate::podref::Reported.into());
     }
     Ok(())

@@ -10,7 +10,6 @@ use tonic::transport::Channel;
 
 use crate::cli::ClientFlags;
 use crate::create_cli::GenFlags;
-use kinglet_proto::admin;
 use kinglet_proto::admin::objects_client::ObjectsClient;
 
 /// `kinglet expose`'s arguments.
@@ -64,34 +63,11 @@ pub async fn expose(ch: Channel, args: ExposeArgs) -> anyhow::Result<()> {
         .first()
         .ok_or_else(|| anyhow!("{kind} {name:?} not found"))?;
     let svc = service_for(obj, &args)?;
-    match args.flags.dry_run.as_deref() {
-        None | Some("none") => {}
-        Some("client") => {
-            return crate::create_cli::print_dry_run(&svc, args.flags.output.as_deref())
-        }
-        Some(other) => bail!("--dry-run={other}: Kinglet has client (print the object) and none"),
+    if args.flags.is_dry_run()? {
+        return crate::create_cli::print_dry_run(&svc, args.flags.output.as_deref());
     }
-    let r = ObjectsClient::new(ch)
-        .apply(admin::ApplyRequest {
-            source: "expose".into(),
-            content: svc.to_string(),
-            create_only: true,
-        })
-        .await
-        .map_err(crate::kubectl::status_err("expose"))?
-        .into_inner();
-    let mut failed = false;
-    for line in r.results {
-        if let Some(e) = line.strip_prefix("error: ") {
-            eprintln!("{e}");
-            failed = true;
-        } else if let Some(what) = line.strip_suffix(" created") {
-            println!("{what} exposed");
-        } else {
-            println!("{line}");
-        }
-    }
-    if failed {
+    let mut c = ObjectsClient::new(ch);
+    if crate::kubectl::send(&mut c, "expose".into(), svc.to_string(), true, "exposed").await? {
         return Err(crate::podref::Reported.into());
     }
     Ok(())

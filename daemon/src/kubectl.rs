@@ -58,7 +58,7 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     let mut c = ObjectsClient::new(ch);
     let mut failed = false;
     for (source, content) in read_manifests(files)? {
-        failed |= send(&mut c, source, content, false).await?;
+        failed |= send(&mut c, source, content, false, "created").await?;
     }
     if failed {
         bail!("some documents were not applied (see the errors above)");
@@ -67,12 +67,14 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 /// Apply one manifest (`create_only`: as `kinglet create`, refusing objects that exist) and
-/// print the daemon's lines, errors and warnings on stderr. Returns whether a document failed.
+/// print the daemon's lines, errors and warnings on stderr; a created object's line ends in
+/// `created_as` (`created`; `exposed` for expose). Returns whether a document failed.
 pub(crate) async fn send(
     c: &mut ObjectsClient<Channel>,
     source: String,
     content: String,
     create_only: bool,
+    created_as: &str,
 ) -> anyhow::Result<bool> {
     let r = c
         .apply(admin::ApplyRequest {
@@ -97,6 +99,8 @@ pub(crate) async fn send(
             failed = true;
         } else if line.starts_with("Warning:") {
             eprintln!("{line}");
+        } else if let Some(what) = line.strip_suffix(" created") {
+            println!("{what} {created_as}");
         } else {
             println!("{line}");
         }

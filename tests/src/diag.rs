@@ -2,22 +2,16 @@
 //! the tail of the daemon's log, so a failure seen once in CI can be understood from its
 //! output alone.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Daemon;
 
 impl Daemon {
     /// Wait until `f` holds, polling every 100 ms; after `within`, fail the test with
     /// [`Daemon::explain`].
-    pub fn wait_or_explain(&self, what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n{}",
-                self.explain()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+    pub fn wait_or_explain(&self, what: &str, within: Duration, f: impl FnMut() -> bool) {
+        if !crate::poll_until(within, f) {
+            panic!("timed out waiting for {what}\n{}", self.explain());
         }
     }
 

@@ -796,12 +796,20 @@ pub fn pod_json(d: &Daemon, name: &str) -> serde_json::Value {
 }
 
 /// Poll `f` every 100 ms until it holds; panic naming `what` after `within`.
-pub fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, within: Duration, f: impl FnMut() -> bool) {
+    assert!(poll_until(within, f), "timed out waiting for {what}");
+}
+
+/// Poll `f` every 100 ms until it holds (true) or `within` has passed (false).
+pub fn poll_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    true
 }
 
 /// The containerID of container `name` in a pod's JSON status ("" while it has none).
