@@ -41,6 +41,9 @@ struct State {
     /// The user namespace options of each sandbox and container asked for, in order
     /// (`sandbox` or the container's name).
     userns: Vec<(String, Option<v1::UserNamespace>)>,
+    /// How long StartContainer takes to return after the container is running (a real runtime
+    /// reports the container running before its reply arrives).
+    start_takes: Duration,
 }
 
 /// The user namespace options in a sandbox's or container's namespace options.
@@ -100,6 +103,36 @@ impl Fake {
             takes,
         };
         self.lock().exec.insert(cmd.to_owned(), s);
+    }
+
+    /// Container `id` is running from now: its crash-on-start exit code, if any, and how long
+    /// its StartContainer takes.
+    fn mark_started(&self, id: &str) -> Result<(Option<i32>, Duration), RuntimeError> {
+        let now = self.now();
+        let mut s = self.lock();
+        let crash = {
+            let c = s.containers.get(id).ok_or_else(|| not_found("container"))?;
+            let name = c
+                .labels
+                .get(LABEL_CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
+            s.crash_on_start.get(&name).copied()
+        };
+        let c = s
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| not_found("container"))?;
+        c.state = v1::ContainerState::ContainerRunning as i32;
+        c.started_at = now;
+        let label = Fake::label(c);
+        s.calls.push(format!("start {label}"));
+        Ok((crash, s.start_takes))
+    }
+
+    /// Every StartContainer returns `takes` after its container is running.
+    pub fn slow_starts(&self, takes: Duration) {
+        self.lock().start_takes = takes;
     }
 
     pub fn crash_on_start(&self, container: &str, exit_code: i32) {
@@ -321,26 +354,10 @@ impl PodRuntime for Fake {
     }
 
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
-        let now = self.now();
-        let mut s = self.lock();
-        let crash = {
-            let c = s.containers.get(id).ok_or_else(|| not_found("container"))?;
-            let name = c
-                .labels
-                .get(LABEL_CONTAINER_NAME)
-                .cloned()
-                .unwrap_or_default();
-            s.crash_on_start.get(&name).copied()
-        };
-        let c = s
-            .containers
-            .get_mut(id)
-            .ok_or_else(|| not_found("container"))?;
-        c.state = v1::ContainerState::ContainerRunning as i32;
-        c.started_at = now;
-        let label = Fake::label(c);
-        s.calls.push(format!("start {label}"));
-        drop(s);
+        let (crash, takes) = self.mark_started(id)?;
+        if !takes.is_zero() {
+            tokio::time::sleep(takes).await;
+        }
         if let Some(code) = crash {
             self.finish(id, code);
         }

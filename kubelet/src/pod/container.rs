@@ -83,11 +83,15 @@ pub(super) async fn ensure(
             return Ok(Progress::Waiting);
         }
     };
+    let post_start = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref());
+    // Marked before the start: a status computed between the start and the hook must not
+    // report the container running before its postStart hook is done.
+    state.shared.set_post_starting(&id, post_start.is_some());
     if let Err(e) = env.rt.start_container(&id).await {
+        state.shared.set_post_starting(&id, false);
         state.set_waiting(&c.name, "RunContainerError", e.message);
         return Ok(Progress::Waiting);
     }
-    let post_start = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref());
     if let Some(h) = post_start {
         if !run_post_start(pass, state, env, c, h, &id).await {
             return Ok(Progress::Waiting);
@@ -342,8 +346,8 @@ fn ensure_prober(pass: &Pass<'_>, state: &mut PodState, env: &PodEnv, c: &Contai
     });
 }
 
-/// Run container `id`'s postStart hook (bounded by [`POST_START_LIMIT`]); while it runs the
-/// container is reported waiting. On failure: an event, and the container is killed (its
+/// Run container `id`'s postStart hook (bounded by [`POST_START_LIMIT`]); until it is done the
+/// container is reported waiting (the caller marks it before the start). On failure: an event, and the container is killed (its
 /// policy then decides). True when the hook succeeded.
 async fn run_post_start(
     pass: &Pass<'_>,
@@ -354,7 +358,6 @@ async fn run_post_start(
     id: &str,
 ) -> bool {
     let host = handler_host(pass.fields.pod_ip);
-    state.shared.set_post_starting(id, true);
     let hook = hooks::run_handler(&*env.rt, id, c, h, host, POST_START_LIMIT).await;
     state.shared.set_post_starting(id, false);
     let Err(msg) = hook else {

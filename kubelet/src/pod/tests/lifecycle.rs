@@ -194,6 +194,26 @@ async fn a_post_start_hook_holds_the_running_state() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_container_with_a_post_start_hook_is_not_running_while_its_start_returns() {
+    let mut n = Node::new(hooked("{postStart: {sleep: {seconds: 5}}}", 30));
+    n.fake.slow_starts(secs(1));
+    let (fake, pod, shared) = (n.fake.clone(), n.pod.clone(), n.state.shared.clone());
+    let during = async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(fake.count("start app#0"), 1, "the runtime runs it");
+        pod_status(&*fake, &pod, Some(&shared)).await
+    };
+    let (_, st) = tokio::join!(n.pass(), during);
+    let st = &st.container_statuses.unwrap()[0];
+    let waiting = st.state.as_ref().unwrap().waiting.as_ref();
+    assert_eq!(
+        waiting.and_then(|w| w.message.as_deref()),
+        Some("PostStart hook running")
+    );
+    assert_eq!(st.started, Some(false));
+}
+
+#[tokio::test(start_paused = true)]
 async fn pre_stop_runs_within_the_grace_period_then_the_rest_goes_to_the_stop() {
     let mut n = Node::new(hooked("{preStop: {exec: {command: [drain]}}}", 10));
     n.fake.script_exec("drain", 0, "", secs(4));
