@@ -72,13 +72,43 @@ pub enum Command {
     /// A Service for a deployment, replicaset, statefulset, daemonset, pod or service, as
     /// kubectl's expose: `expose deployment web --port 80 [--target-port 8080] [--type NodePort]`.
     Expose(crate::expose_cli::ExposeArgs),
+    /// Run a pod of one container, as kubectl's run: `run web --image=nginx --port=80`, or
+    /// interactively `run -it --rm --restart=Never debug --image=busybox -- sh` (attached;
+    /// the exit code is the command's).
+    Run(crate::run_cli::RunArgs),
+    /// Attach to a running container's output (and with -i its stdin, -t its terminal).
+    Attach(crate::run_cli::AttachArgs),
+    /// Set or remove labels: `label pods web env=prod`, `label deploy/web tier-`
+    /// (`--overwrite` to change a value).
+    Label(crate::label_cli::MetaArgs),
+    /// Set or remove annotations: `annotate pod web note='a b'`, `annotate pod web note-`.
+    Annotate(crate::label_cli::MetaArgs),
+    /// Wait for objects to meet a condition: `wait --for=condition=Ready pod/web`,
+    /// `--for=jsonpath='{.status.phase}'=Running`, `--for=delete` (`--timeout`, default 30s).
+    Wait(crate::wait_cli::WaitArgs),
+    /// Change objects: `set image deployment/web nginx=nginx:1.25`.
+    Set {
+        #[command(subcommand)]
+        command: crate::label_cli::SetCommand,
+        /// Socket of the daemon.
+        #[arg(long, global = true, default_value = "/run/kinglet/kinglet.sock")]
+        socket: PathBuf,
+        /// Namespace of the objects.
+        #[arg(short = 'n', long, global = true, default_value = "default")]
+        namespace: String,
+    },
     /// Create or update the objects of manifests (YAML/JSON files, directories, or - for stdin).
     Apply {
         /// Manifest files, directories (their .yaml/.yml/.json files) or - for stdin.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
-        #[command(flatten)]
-        client: ClientFlags,
+        /// Socket of the daemon.
+        #[arg(long, default_value = "/run/kinglet/kinglet.sock")]
+        socket: PathBuf,
+        /// The namespace of objects that name none; an object naming another one is refused
+        /// (default: as the documents say, else `default`).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
     },
     /// Delete the objects of manifests, or objects by name: `delete pod NAME...`,
     /// `delete pod/a svc/b`, `delete pods,svc -l app=web`.
@@ -368,12 +398,13 @@ pub fn main() -> ExitCode {
 
 /// The kubectl-shaped verbs against a running daemon.
 fn kubectl_verb(command: Command) -> ExitCode {
+    let command = match crate::edit_verbs::dispatch(command) {
+        Ok(code) => return code,
+        Err(other) => *other,
+    };
     match command {
         Command::Create(args) => create_verb(args),
         Command::Expose(args) => expose_verb(args),
-        Command::Apply { files, client } => client_verb(&client, |ch| async move {
-            crate::kubectl::apply(ch, &files).await
-        }),
         Command::Delete {
             files,
             objects,
@@ -559,7 +590,7 @@ pub(crate) async fn connect_to(
 }
 
 /// Run a client verb against the daemon at `client.socket`.
-fn client_verb<F, Fut>(client: &ClientFlags, f: F) -> ExitCode
+pub(crate) fn client_verb<F, Fut>(client: &ClientFlags, f: F) -> ExitCode
 where
     F: FnOnce(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -571,7 +602,7 @@ where
     ))
 }
 
-fn report(r: anyhow::Result<()>) -> ExitCode {
+pub(crate) fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         // kubectl's own words, as kubectl prints them.

@@ -446,14 +446,22 @@ fn with_flags(file: Config, flags: &DaemonFlags) -> Result<Config, String> {
 impl Config {
     /// This node (name, labels, taints) as the workload controllers see it.
     pub fn node(&self) -> Result<kinglet_controllers::node::Node, String> {
-        let name = self.node_name.clone().unwrap_or_else(|| {
+        kinglet_controllers::node::Node::new(
+            &self.node_name(),
+            &self.node_labels,
+            &self.node_taints,
+        )
+    }
+
+    /// This node's name: `node_name`, else the host name lower-cased (as the kubelet's).
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
             nix::unistd::gethostname()
                 .ok()
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_else(|| "localhost".into())
                 .to_lowercase()
-        });
-        kinglet_controllers::node::Node::new(&name, &self.node_labels, &self.node_taints)
+        })
     }
 }
 

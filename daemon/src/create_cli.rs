@@ -27,9 +27,9 @@ pub struct CreateArgs {
     /// Socket of the daemon.
     #[arg(long, global = true, default_value = "/run/kinglet/kinglet.sock")]
     pub socket: PathBuf,
-    /// Namespace of the objects.
-    #[arg(short = 'n', long, global = true, default_value = "default")]
-    pub namespace: String,
+    /// Namespace of the objects (default: `default`).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
 }
 
 impl CreateArgs {
@@ -37,8 +37,25 @@ impl CreateArgs {
     pub fn client(&self) -> ClientFlags {
         ClientFlags {
             socket: self.socket.clone(),
-            namespace: self.namespace.clone(),
+            namespace: self.ns().to_owned(),
         }
+    }
+
+    /// The objects' namespace: `-n`, else `default`.
+    fn ns(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .unwrap_or(kinglet_manifest::DEFAULT_NAMESPACE)
+    }
+
+    /// What `--dry-run=client` prints of `obj`: as kubectl, no namespace unless `-n` named it.
+    fn shown(&self, mut obj: Value) -> Value {
+        if self.namespace.is_none() {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("namespace");
+            }
+        }
+        obj
     }
 }
 
@@ -219,14 +236,18 @@ pub async fn create(ch: Channel, args: CreateArgs) -> anyhow::Result<()> {
         args.files.is_empty() || args.what.is_none(),
         "create takes -f FILE or a generator, not both"
     );
-    let ns = args.namespace.clone();
-    let Some(what) = args.what else {
+    let ns = args.ns().to_owned();
+    let Some(what) = &args.what else {
         if args.files.is_empty() {
             bail!("create needs -f FILE or what to create (namespace, configmap, secret, deployment, job, cronjob)");
         }
         let mut failed = false;
         for (source, content) in crate::kubectl::read_manifests(&args.files)? {
-            failed |= crate::kubectl::send(&mut c, source, content, true, "created").await?;
+            let how = crate::kubectl::Send {
+                namespace: args.namespace.as_deref(),
+                ..crate::kubectl::Send::CREATE
+            };
+            failed |= crate::kubectl::send(&mut c, source, content, &how).await?;
         }
         if failed {
             return Err(crate::podref::Reported.into());
@@ -234,14 +255,15 @@ pub async fn create(ch: Channel, args: CreateArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let flags = what.flags().clone();
-    let obj = build(&what, &ns, ch).await?;
+    let obj = build(what, &ns, ch).await?;
     if flags.is_dry_run()? {
-        return print_dry_run(&obj, flags.output.as_deref());
+        return print_dry_run(&args.shown(obj), flags.output.as_deref());
     }
     if flags.output.is_some() {
         bail!("-o is for --dry-run=client (the created object: kinglet get KIND NAME -o yaml)");
     }
-    if crate::kubectl::send(&mut c, "create".into(), obj.to_string(), true, "created").await? {
+    let how = crate::kubectl::Send::CREATE;
+    if crate::kubectl::send(&mut c, "create".into(), obj.to_string(), &how).await? {
         return Err(crate::podref::Reported.into());
     }
     Ok(())
@@ -278,11 +300,9 @@ pub fn needs_daemon(args: &CreateArgs) -> bool {
 
 /// `create GENERATOR ... --dry-run=client` without a daemon: print the object.
 pub fn dry_run_offline(args: CreateArgs) -> anyhow::Result<()> {
-    let what = args.what.context("create needs what to create")?;
-    let flags = what.flags();
-    let obj =
-        build_local(&what, &args.namespace)?.context("this object needs the daemon to be built")?;
-    print_dry_run(&obj, flags.output.as_deref())
+    let what = args.what.as_ref().context("create needs what to create")?;
+    let obj = build_local(what, args.ns())?.context("this object needs the daemon to be built")?;
+    print_dry_run(&args.shown(obj), what.flags().output.as_deref())
 }
 
 /// The object `what` asks for, in namespace `ns` (a Job from a CronJob reads it first).

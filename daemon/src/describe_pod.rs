@@ -7,7 +7,7 @@ use kinglet_proto::admin;
 use kinglet_proto::admin::objects_client::ObjectsClient;
 use tonic::transport::Channel;
 
-use crate::kubectl::{node_name, pod_status_column, status_err};
+use crate::kubectl::{node_of, pod_status_column, status_err};
 
 /// `kinglet describe pod NAME`.
 pub(crate) async fn describe_pod(ch: Channel, name: &str, ns: &str) -> anyhow::Result<()> {
@@ -39,7 +39,7 @@ fn pod_text(p: &Pod, name: &str, ns: &str, events: &[String]) -> anyhow::Result<
     let mut kv = |k: &str, v: String| out.push_str(&format!("{:<14}{v}\n", format!("{k}:")));
     kv("Name", name.into());
     kv("Namespace", ns.into());
-    kv("Node", node_name());
+    kv("Node", node_of(p));
     kv(
         "Start Time",
         st.start_time

@@ -67,7 +67,11 @@ pub async fn expose(ch: Channel, args: ExposeArgs) -> anyhow::Result<()> {
         return crate::create_cli::print_dry_run(&svc, args.flags.output.as_deref());
     }
     let mut c = ObjectsClient::new(ch);
-    if crate::kubectl::send(&mut c, "expose".into(), svc.to_string(), true, "exposed").await? {
+    let how = crate::kubectl::Send {
+        created_as: "exposed",
+        ..crate::kubectl::Send::CREATE
+    };
+    if crate::kubectl::send(&mut c, "expose".into(), svc.to_string(), &how).await? {
         return Err(crate::podref::Reported.into());
     }
     Ok(())

@@ -54,11 +54,15 @@ pub(crate) fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, S
     Ok(out)
 }
 
-pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
+pub async fn apply(ch: Channel, files: &[PathBuf], ns: Option<&str>) -> anyhow::Result<()> {
     let mut c = ObjectsClient::new(ch);
     let mut failed = false;
+    let how = Send {
+        namespace: ns,
+        ..Send::APPLY
+    };
     for (source, content) in read_manifests(files)? {
-        failed |= send(&mut c, source, content, false, "created").await?;
+        failed |= send(&mut c, source, content, &how).await?;
     }
     if failed {
         bail!("some documents were not applied (see the errors above)");
@@ -66,21 +70,42 @@ pub async fn apply(ch: Channel, files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Apply one manifest (`create_only`: as `kinglet create`, refusing objects that exist) and
-/// print the daemon's lines, errors and warnings on stderr; a created object's line ends in
-/// `created_as` (`created`; `exposed` for expose). Returns whether a document failed.
+/// How [`send`] applies a manifest and prints what was done.
+pub(crate) struct Send<'a> {
+    /// As `kinglet create`: refuse objects that exist.
+    pub create_only: bool,
+    /// What a created object's line ends in (`created`; `exposed` for expose).
+    pub created_as: &'a str,
+    /// `-n`: the namespace of objects naming none (others must name it).
+    pub namespace: Option<&'a str>,
+}
+
+impl Send<'static> {
+    pub const APPLY: Send<'static> = Send {
+        create_only: false,
+        created_as: "created",
+        namespace: None,
+    };
+    pub const CREATE: Send<'static> = Send {
+        create_only: true,
+        ..Send::APPLY
+    };
+}
+
+/// Apply one manifest as `how` says and print the daemon's lines, errors and warnings on
+/// stderr. Returns whether a document failed.
 pub(crate) async fn send(
     c: &mut ObjectsClient<Channel>,
     source: String,
     content: String,
-    create_only: bool,
-    created_as: &str,
+    how: &Send<'_>,
 ) -> anyhow::Result<bool> {
     let r = c
         .apply(admin::ApplyRequest {
             source: source.clone(),
             content,
-            create_only,
+            create_only: how.create_only,
+            namespace: how.namespace.unwrap_or_default().to_owned(),
         })
         .await
         .map_err(status_err(&source))?
@@ -100,7 +125,7 @@ pub(crate) async fn send(
         } else if line.starts_with("Warning:") {
             eprintln!("{line}");
         } else if let Some(what) = line.strip_suffix(" created") {
-            println!("{what} {created_as}");
+            println!("{what} {}", how.created_as);
         } else {
             println!("{line}");
         }
@@ -366,7 +391,7 @@ pub(crate) fn table_header(kind: &str, p: &Printing<'_>) -> Vec<&'static str> {
             .unwrap_or_else(|| vec!["NAME", "DATA", "AGE"]),
     };
     if wide && kind == "Pod" {
-        header.extend(["IP", "NODE"]);
+        header.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
     }
     if wide && kind == "Service" {
         header.push("SELECTOR");
@@ -483,17 +508,45 @@ fn pod_row(
     if wide {
         let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
         r.push(ip.unwrap_or_else(|| "<none>".into()));
-        r.push(node_name());
+        r.push(node_of(&p));
+        let st = p.status.as_ref();
+        let nominated = st.and_then(|s| s.nominated_node_name.clone());
+        r.push(nominated.unwrap_or_else(|| "<none>".into()));
+        r.push(readiness_gates(&p));
     }
     Ok(r)
 }
 
-/// This node's name as `-o wide` and `describe` show it: the host name.
-pub(crate) fn node_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default()
+/// kubectl's READINESS GATES cell: `<none>`, else how many of the pod's gates have a True
+/// condition, `ready/total`.
+fn readiness_gates(p: &Pod) -> String {
+    let gates = p.spec.as_ref().and_then(|s| s.readiness_gates.as_ref());
+    let Some(gates) = gates.filter(|g| !g.is_empty()) else {
+        return "<none>".into();
+    };
+    let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let ready = gates
+        .iter()
+        .filter(|g| {
+            conditions
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == g.condition_type && c.status == "True")
+        })
+        .count();
+    format!("{ready}/{}", gates.len())
+}
+
+/// The node pod `p` runs on as `-o wide` and `describe` show it: its `spec.nodeName`, else
+/// (a pod from a daemon that did not set it) the host name.
+pub(crate) fn node_of(p: &Pod) -> String {
+    let given = p.spec.as_ref().and_then(|s| s.node_name.clone());
+    given.filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default()
+    })
 }
 
 /// Each column's width: its widest cell.

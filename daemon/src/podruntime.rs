@@ -136,6 +136,7 @@ pub fn kubelet_config(c: &Config) -> KubeletConfig {
         root: c.root.clone(),
         run_root: c.run_root.clone(),
         manifests: c.manifests.clone(),
+        node_name: c.node_name(),
         backoff: BackoffPolicy {
             initial: Duration::from_millis(c.crash_loop_backoff_initial_ms),
             cap: Duration::from_millis(c.crash_loop_backoff_max_ms),

@@ -1,5 +1,5 @@
 //! The CLI's streaming verbs, through the daemon's streaming server like any CRI client:
-//! `kinglet exec -i/-t` (the Exec RPC's URL, WebSocket `v5.channel.k8s.io`, the local terminal
+//! `kinglet exec -i/-t` and `attach` (the Exec or Attach RPC's URL, WebSocket `v5.channel.k8s.io`, the local terminal
 //! in raw mode and its size followed) and `kinglet port-forward` (one PortForward URL per
 //! local connection, WebSocket `v4.channel.k8s.io`).
 
@@ -69,6 +69,40 @@ pub async fn exec(
         .map_err(status_err("exec"))?
         .into_inner()
         .url;
+    stream(&url, stdin, tty).await
+}
+
+/// `kinglet attach POD [-c C] [-i] [-t]`: the container's output (and with -i, this stdin to
+/// its stdin) until it ends or the input ends. `tty`: the container's terminal (it must have
+/// one), this terminal raw when it is one.
+pub async fn attach(
+    ch: Channel,
+    pod: &str,
+    ns: &str,
+    container: Option<&str>,
+    stdin: bool,
+    tty: bool,
+) -> anyhow::Result<()> {
+    let mut rt = RuntimeServiceClient::new(ch.clone());
+    let c = find_container(ch, &mut rt, pod, ns, container, false).await?;
+    let url = rt
+        .attach(v1::AttachRequest {
+            container_id: c.id,
+            stdin,
+            tty,
+            stdout: true,
+            stderr: !tty,
+        })
+        .await
+        .map_err(status_err("attach"))?
+        .into_inner()
+        .url;
+    stream(&url, stdin, tty).await.map(|_| ())
+}
+
+/// Run an exec or attach `url` on this process's stdio: this terminal raw when it is one and
+/// `tty` and `stdin` are asked for, its size followed. Returns the exit code.
+async fn stream(url: &str, stdin: bool, tty: bool) -> anyhow::Result<i32> {
     let is_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     let raw = if tty && stdin && is_tty {
         Some(RawTerminal::enter()?)
@@ -96,7 +130,7 @@ pub async fn exec(
         rx
     });
     let code = kinglet_streaming::client::exec(
-        &url,
+        url,
         stdin.then(tokio::io::stdin),
         tokio::io::stdout(),
         tokio::io::stderr(),

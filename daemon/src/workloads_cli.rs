@@ -205,6 +205,7 @@ pub(crate) async fn put(c: &mut ObjectsClient<Channel>, mut v: Value) -> anyhow:
         source: format!("kinglet ({name})"),
         content: v.to_string(),
         create_only: false,
+        ..Default::default()
     })
     .await
     .map_err(|s| anyhow!("{name}: {}", s.message()))?;

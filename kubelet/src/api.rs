@@ -22,7 +22,11 @@ impl Supervisor {
         // Document by document, as kubectl applies: a bad document is an `error:` line and
         // does not stop the others.
         let (objs, errors) = kinglet_manifest::parse_each(&req.source, &content);
-        if objs.is_empty() {
+        let (objs, refused) = match req.namespace.as_str() {
+            "" => (objs, Vec::new()),
+            ns => crate::namespaces::enforce(objs, ns),
+        };
+        if objs.is_empty() && refused.is_empty() {
             if let Some(e) = errors.first() {
                 return Err(KubeletError::invalid("manifest", e.to_string()));
             }
@@ -43,6 +47,7 @@ impl Supervisor {
             })
             .collect();
         let mut results = self.apply_objects(objs, req.create_only).await?;
+        results.extend(refused);
         results.extend(warnings);
         results.extend(errors.iter().map(|e| format!("error: {e}")));
         Ok(admin::ApplyResponse { results })
@@ -297,6 +302,11 @@ impl Supervisor {
         for o in picked {
             let v = match o {
                 Object::Pod(mut p) => {
+                    let spec = p.spec.get_or_insert_with(Default::default);
+                    if spec.node_name.as_deref().unwrap_or_default().is_empty() {
+                        // Every pod is bound to this node, as a scheduler would have bound it.
+                        spec.node_name = Some(self.cfg.node_name.clone());
+                    }
                     p.status = Some(match &view {
                         Some(view) => self.pod_status_in(view, &p).await,
                         None => self.pod_status(&p).await,

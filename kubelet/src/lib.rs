@@ -93,6 +93,8 @@ pub struct KubeletConfig {
     pub run_root: PathBuf,
     /// The watched manifests directory.
     pub manifests: PathBuf,
+    /// This node's name: pods' `spec.nodeName` (as if scheduled here) and the downward API's.
+    pub node_name: String,
     /// CrashLoopBackOff (and image pull back-off) constants.
     pub backoff: BackoffPolicy,
     /// Unsafe sysctls pods may set besides the safe set (patterns).
@@ -184,10 +186,7 @@ impl Supervisor {
         for ((uid, name), b) in backoff::load(&backoff::state_file(&cfg.root)) {
             saved.entry(uid).or_default().insert(name, b);
         }
-        let node_name = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default();
+        let node_name = cfg.node_name.clone();
         let userns = Arc::new(open_userns(&cfg).await?);
         let book = Arc::new(workers::BackoffBook::new(
             Some(backoff::state_file(&cfg.root)),

@@ -22,6 +22,30 @@ pub fn namespace_key(name: &str) -> ObjectKey {
     }
 }
 
+/// kubectl's `-n NS` on apply and create: namespaced objects naming none go into `ns`; one
+/// naming another is refused with kubectl's error line, the others kept.
+pub fn enforce(objs: Vec<Object>, ns: &str) -> (Vec<Object>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut kept = Vec::with_capacity(objs.len());
+    for mut o in objs {
+        if matches!(o, Object::Namespace(_) | Object::IngressClass(_)) {
+            kept.push(o);
+            continue;
+        }
+        let meta = o.meta_mut();
+        match meta.namespace.as_deref() {
+            None | Some("") => meta.namespace = Some(ns.to_owned()),
+            Some(given) if given != ns => {
+                errors.push(format!("error: the namespace from the provided object \"{given}\" does not match the namespace \"{ns}\". You must pass '--namespace={given}' to perform this operation."));
+                continue;
+            }
+            Some(_) => {}
+        }
+        kept.push(o);
+    }
+    (kept, errors)
+}
+
 /// Whether a new object at `k` may be stored: its namespace exists and is not terminating.
 pub fn admit(map: &BTreeMap<ObjectKey, Object>, k: &ObjectKey) -> Result<(), KubeletError> {
     if k.kind == "Namespace" || BUILT_IN.contains(&k.namespace.as_str()) {
@@ -85,6 +109,33 @@ mod tests {
             namespace: ns.into(),
             name: "p".into(),
         }
+    }
+
+    #[test]
+    fn dash_n_fills_in_the_namespace_and_refuses_another() {
+        let text = "kind: ConfigMap\napiVersion: v1\nmetadata: {name: a}\n---\n\
+            kind: ConfigMap\napiVersion: v1\nmetadata: {name: b, namespace: team}\n---\n\
+            kind: ConfigMap\napiVersion: v1\nmetadata: {name: c, namespace: other}\n---\n\
+            kind: Namespace\napiVersion: v1\nmetadata: {name: other}\n";
+        let objs = kinglet_manifest::parse("t", text).unwrap();
+        let (kept, errors) = enforce(objs, "team");
+        let keys: Vec<String> = kept.iter().map(|o| o.key().to_string()).collect();
+        let want = [
+            ObjectKey {
+                kind: "ConfigMap",
+                namespace: "team".into(),
+                name: "a".into(),
+            },
+            ObjectKey {
+                kind: "ConfigMap",
+                namespace: "team".into(),
+                name: "b".into(),
+            },
+            namespace_key("other"),
+        ];
+        let want: Vec<String> = want.iter().map(ToString::to_string).collect();
+        assert_eq!(keys, want);
+        assert_eq!(errors, ["error: the namespace from the provided object \"other\" does not match the namespace \"team\". You must pass '--namespace=other' to perform this operation."]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
 use kinglet_proto::v1;
 
 use crate::downward;
@@ -40,7 +40,17 @@ pub struct ConfigError(pub String);
 /// A stable hash of the pod spec (what decides "changed → replace").
 pub fn spec_hash(pod: &Pod) -> String {
     use std::hash::{Hash, Hasher};
-    let json = serde_json::to_string(&pod.spec).unwrap_or_default();
+    // Without `nodeName`: `get` shows every pod bound to this node, and a pod applied back
+    // with it (by `label`, or a user's edited `get -o yaml`) is the same pod.
+    let bound = pod.spec.as_ref().filter(|s| s.node_name.is_some());
+    let json = match bound {
+        Some(s) => serde_json::to_string(&PodSpec {
+            node_name: None,
+            ..s.clone()
+        }),
+        None => serde_json::to_string(&pod.spec),
+    }
+    .unwrap_or_default();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     json.hash(&mut h);
     format!("{:016x}", h.finish())
@@ -438,6 +448,11 @@ pub fn container_config(
         .collect(),
         log_path: format!("{}/{attempt}.log", c.name),
         linux: Some(linux_config(pod, c)),
+        // For `kubectl attach` / `run -i`: a stdin kept for attach clients (closed after the
+        // first one with stdinOnce), and a terminal.
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
         ..Default::default()
     })
 }
@@ -833,5 +848,22 @@ spec:
             sandbox_config(&p, "u1", "/logs", "h").hostname,
             "a".repeat(63)
         );
+    }
+
+    #[test]
+    fn the_spec_hash_is_that_of_the_spec_without_its_node_name() {
+        let plain = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: i}]\n");
+        let mut bound = plain.clone();
+        bound.spec.as_mut().unwrap().node_name = Some("node".into());
+        assert_eq!(spec_hash(&bound), spec_hash(&plain));
+        // Unchanged for pods without one (sandboxes keep their hash label across upgrades).
+        let json = serde_json::to_string(&plain.spec).unwrap();
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        json.hash(&mut h);
+        assert_eq!(spec_hash(&plain), format!("{:016x}", h.finish()));
+        let mut other = plain.clone();
+        other.spec.as_mut().unwrap().containers[0].image = Some("j".into());
+        assert_ne!(spec_hash(&other), spec_hash(&plain));
     }
 }

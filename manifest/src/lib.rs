@@ -834,14 +834,14 @@ spec:
 
     #[test]
     fn fields_kinglet_ignores_are_listed() {
-        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeSelector: {disk: ssd}\n  securityContext: {fsGroup: 2000, runAsUser: 1, runAsNonRoot: true, sysctls: [{name: kernel.shm_rmid_forced, value: '1'}], seLinuxOptions: {level: s0}}\n  containers:\n  - name: c\n    image: b\n    stdin: true\n    securityContext: {runAsNonRoot: true, procMount: Default}\n";
+        let y = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeSelector: {disk: ssd}\n  securityContext: {fsGroup: 2000, runAsUser: 1, runAsNonRoot: true, sysctls: [{name: kernel.shm_rmid_forced, value: '1'}], seLinuxOptions: {level: s0}}\n  containers:\n  - name: c\n    image: b\n    stdin: true\n    resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]\n    securityContext: {runAsNonRoot: true, procMount: Default}\n";
         let o = parse("p.yaml", y).unwrap().remove(0);
         assert_eq!(
             ignored_fields(&o),
             [
                 "spec.nodeSelector",
                 "spec.securityContext.seLinuxOptions",
-                "spec.containers[0].stdin",
+                "spec.containers[0].resizePolicy",
                 "spec.containers[0].securityContext.procMount"
             ]
         );

@@ -146,6 +146,9 @@ const CONTAINER_FIELDS: &[&str] = &[
     "restartPolicy",
     "terminationMessagePath",
     "terminationMessagePolicy",
+    "stdin",
+    "stdinOnce",
+    "tty",
 ];
 const POD_SECURITY_FIELDS: &[&str] = &[
     "runAsUser",

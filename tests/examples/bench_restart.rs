@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             source: "bench".into(),
             content: yaml.clone(),
             create_only: false,
+            ..Default::default()
         })
         .await?;
     // Wait until every pod runs its first attempt (steady state), then crash them one by one.

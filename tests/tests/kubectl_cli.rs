@@ -171,6 +171,40 @@ async fn kubectl_verbs_pick_containers_filter_logs_and_select() {
         ]),
         "tick:tick\ntwo:two\n"
     );
+    // Every pod is bound to this node (the host name, lower-cased, as the kubelet's), as a
+    // scheduler would have bound it; `-o wide` shows the same.
+    let node = nix::unistd::gethostname()
+        .unwrap()
+        .into_string()
+        .unwrap()
+        .to_lowercase();
+    assert_eq!(
+        d.cli_ok(&["get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"]),
+        format!("{node} {node}")
+    );
+    let wide = d.cli_ok(&["get", "pod", "tick", "-o", "wide"]);
+    let cells = |l: &str| -> Vec<String> {
+        l.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut lines = wide.lines();
+    let header = [
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED NODE",
+        "READINESS GATES",
+    ];
+    assert_eq!(cells(lines.next().unwrap()), header, "{wide}");
+    let row = cells(lines.next().unwrap());
+    assert_eq!(row[6..], [node.as_str(), "<none>", "<none>"], "{wide}");
     // -o custom-columns: kubectl's table of chosen fields; a missing one is <none>.
     assert_eq!(
         d.cli_ok(&[

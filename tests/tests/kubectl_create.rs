@@ -286,6 +286,66 @@ async fn create_generators_and_files_as_kubectl() {
         "{}",
         stderr(&out)
     );
+    // Without -n, the dry run names no namespace (as kubectl's).
+    let yaml = d.cli_ok(&[
+        "create",
+        "cm",
+        "x",
+        "--from-literal=a=b",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    assert!(!yaml.contains("namespace:"), "{yaml}");
+
+    // apply and create -n: a manifest naming no namespace goes there; one naming another
+    // namespace is refused with kubectl's error, and the rest of the file is applied.
+    let f = d.dir.path().join("quota.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: limits}\ndata: {cpu: '1'}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: elsewhere, namespace: default}\n",
+    )
+    .unwrap();
+    let out = d.cli(&["apply", "-f", f.to_str().unwrap(), "--namespace=team"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/limits created\n"
+    );
+    assert!(
+        stderr(&out).contains("error: the namespace from the provided object \"default\" does not match the namespace \"team\". You must pass '--namespace=default' to perform this operation."),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        d.cli_ok(&[
+            "get",
+            "cm",
+            "limits",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.cpu}"
+        ]),
+        "1"
+    );
+    let out = d.cli(&["get", "cm", "limits"]);
+    assert!(!out.status.success(), "not in default");
+    let one = d.dir.path().join("one.yaml");
+    std::fs::write(
+        &one,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: once}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        d.cli_ok(&["create", "-f", one.to_str().unwrap(), "-n", "team"]),
+        "configmap/once created\n"
+    );
+    assert_eq!(
+        d.cli_ok(&["get", "cm", "-n", "team", "-o", "name"]),
+        "configmap/limits\nconfigmap/once\n"
+    );
 
     d.shutdown().await;
 }
