@@ -404,7 +404,8 @@ fn field(status: &str, name: &str) -> String {
 fn open_fds(pid: u32) -> Vec<PathBuf> {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read fds")
-        .map(|e| fs::read_link(e.expect("entry").path()).expect("readlink fd"))
+        // An fd closed between the listing and its readlink is not open.
+        .filter_map(|e| fs::read_link(e.expect("entry").path()).ok())
         .collect()
 }
 
