@@ -36,12 +36,21 @@ pub enum Selection {
 /// `KIND/NAME`; else the first is `KIND` (or `KIND,KIND`) and the rest are names, each
 /// deleted for each kind; `--all`/`-l` take kinds and no name.
 pub fn selection(objects: &[String], all_or_selector: bool) -> anyhow::Result<Selection> {
+    selection_for("delete", objects, all_or_selector)
+}
+
+/// [`selection`] for `verb` (`label`, `wait`, ...), which its errors name.
+pub fn selection_for(
+    verb: &str,
+    objects: &[String],
+    all_or_selector: bool,
+) -> anyhow::Result<Selection> {
     let Some(first) = objects.first() else {
         bail!("give -f FILE, or KIND NAME..., or KIND/NAME..., or KIND --all, or KIND -l SELECTOR")
     };
     if first.contains('/') {
         if all_or_selector {
-            bail!("--all and -l take a KIND and no NAME, e.g. `delete pods --all`");
+            bail!("--all and -l take a KIND and no NAME, e.g. `{verb} pods --all`");
         }
         let mut named = Vec::new();
         for o in objects {
@@ -65,13 +74,13 @@ pub fn selection(objects: &[String], all_or_selector: bool) -> anyhow::Result<Se
     let names = &objects[1..];
     if all_or_selector {
         if !names.is_empty() {
-            bail!("--all and -l take a KIND and no NAME, e.g. `delete pods --all`");
+            bail!("--all and -l take a KIND and no NAME, e.g. `{verb} pods --all`");
         }
         return Ok(Selection::Kinds(kinds));
     }
     if names.is_empty() {
         bail!(
-            "{first}: no name was given: write `delete {first} NAME`, or `--all`, or `-l SELECTOR`"
+            "{first}: no name was given: write `{verb} {first} NAME`, or `--all`, or `-l SELECTOR`"
         );
     }
     if let Some(n) = names.iter().find(|n| n.contains('/')) {

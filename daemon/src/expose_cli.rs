@@ -51,17 +51,8 @@ pub async fn expose(ch: Channel, args: ExposeArgs) -> anyhow::Result<()> {
         _ => bail!("expose takes KIND NAME or KIND/NAME (e.g. expose deployment web --port 80)"),
     };
     let ns = &args.client.namespace;
-    let objs = match crate::kubectl::fetch(ch.clone(), &kind, Some(&name), None, ns, false).await {
-        Ok(o) => o,
-        Err(s) if s.code() == tonic::Code::NotFound => {
-            eprintln!("{}", crate::delete_cli::not_found(&kind, &name));
-            return Err(crate::podref::Reported.into());
-        }
-        Err(s) => return Err(crate::kubectl::status_err("get")(s)),
-    };
-    let obj = objs
-        .first()
-        .ok_or_else(|| anyhow!("{kind} {name:?} not found"))?;
+    let objs = crate::label_cli::fetch_named(&ch, &kind, &name, ns).await?;
+    let obj = &objs[0];
     let svc = service_for(obj, &args)?;
     if args.flags.is_dry_run()? {
         return crate::create_cli::print_dry_run(&svc, args.flags.output.as_deref());

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tonic::transport::Channel;
 
 use crate::cli::ClientFlags;
+use crate::delete_cli::{selection_for, Selection};
 use crate::kubectl::{fetch, status_err};
 use kinglet_proto::admin::objects_client::ObjectsClient;
 
@@ -20,14 +21,28 @@ pub struct MetaArgs {
     /// Change a key that already has another value.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub picking: Picking,
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+/// `--all` and `-l`: every object of the kinds given, or those whose labels match.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Picking {
     /// Every object of TYPE in the namespace.
     #[arg(long)]
     pub all: bool,
     /// The objects of TYPE whose labels match (`app=web,tier!=db`).
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
-    #[command(flatten)]
-    pub client: ClientFlags,
+}
+
+impl Picking {
+    /// Whether kinds are given instead of names.
+    pub fn any(&self) -> bool {
+        self.all || self.selector.is_some()
+    }
 }
 
 /// `kinglet set image`'s arguments.
@@ -54,6 +69,14 @@ pub enum Field {
 }
 
 impl Field {
+    /// The verb that changes it, for messages.
+    fn verb(self) -> &'static str {
+        match self {
+            Field::Labels => "label",
+            Field::Annotations => "annotate",
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Field::Labels => "labels",
@@ -62,17 +85,17 @@ impl Field {
     }
 }
 
-/// The objects a command line names (`kind`, `name`) and the changes after them.
+/// The objects a command line names and the changes after them.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Parsed {
-    pub objects: Vec<(String, String)>,
-    pub kinds: Vec<String>,
+    pub objects: Selection,
     pub changes: Vec<String>,
 }
 
 /// Read `args` as kubectl does: the changes are the arguments with `=` (or ending in `-`);
-/// before them `TYPE/NAME...`, or `TYPE NAME...` (or `TYPE` alone with --all/-l).
-pub fn parse(args: &[String], all_or_selector: bool) -> anyhow::Result<Parsed> {
+/// before them the objects, as `delete` reads them (`TYPE NAME...`, `TYPE/NAME...`, or `TYPE`
+/// with --all/-l).
+pub fn parse(verb: &str, args: &[String], all_or_selector: bool) -> anyhow::Result<Parsed> {
     let is_change = |a: &String| a.contains('=') || (a.ends_with('-') && !a.contains('/'));
     let split = args.iter().position(is_change).unwrap_or(args.len());
     let (targets, changes) = args.split_at(split);
@@ -82,39 +105,35 @@ pub fn parse(args: &[String], all_or_selector: bool) -> anyhow::Result<Parsed> {
     if let Some(bad) = changes.iter().find(|a| !is_change(a)) {
         bail!("{bad:?}: the changes come last, each KEY=VALUE or KEY-");
     }
-    let changes = changes.to_vec();
-    let Some(first) = targets.first() else {
-        bail!("you must specify the type of resource and a name (TYPE NAME or TYPE/NAME)");
-    };
-    if first.contains('/') {
-        let mut objects = Vec::new();
-        for t in targets {
-            let Some((k, n)) = t.split_once('/') else {
-                bail!("{t:?}: there is no need to specify a resource type as a separate argument when passing arguments in resource/name form");
-            };
-            objects.push((k.to_owned(), n.to_owned()));
-        }
-        return Ok(Parsed {
-            objects,
-            kinds: Vec::new(),
-            changes,
-        });
-    }
-    let names = &targets[1..];
-    match (names.is_empty(), all_or_selector) {
-        (true, false) => bail!("you must specify the name of a {first} (or --all, or -l)"),
-        (false, true) => bail!("names cannot be given with --all or -l"),
-        _ => {}
-    }
     Ok(Parsed {
-        objects: names.iter().map(|n| (first.clone(), n.clone())).collect(),
-        kinds: if all_or_selector {
-            vec![first.clone()]
-        } else {
-            Vec::new()
-        },
-        changes,
+        objects: selection_for(verb, targets, all_or_selector)?,
+        changes: changes.to_vec(),
     })
+}
+
+/// The objects a selection names: each named one (or kubectl's NotFound), or every one of
+/// its kinds that `selector` matches.
+pub(crate) async fn fetch_selected(
+    ch: &Channel,
+    objects: &Selection,
+    selector: Option<&str>,
+    ns: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let mut objs = Vec::new();
+    match objects {
+        Selection::Named(named) => {
+            for (kind, name) in named {
+                objs.extend(fetch_named(ch, kind, name, ns).await?);
+            }
+        }
+        Selection::Kinds(kinds) => {
+            for kind in kinds {
+                let found = fetch(ch.clone(), kind, None, selector, ns, false).await;
+                objs.extend(found.map_err(status_err("get"))?);
+            }
+        }
+    }
+    Ok(objs)
 }
 
 /// Apply `changes` to the `map` (labels or annotations): kubectl's message (`labeled`,
@@ -165,16 +184,9 @@ pub fn change(
 /// Run `kinglet label` (`field` Labels) or `annotate`.
 pub async fn label(ch: Channel, args: MetaArgs, field: Field) -> anyhow::Result<()> {
     let ns = &args.client.namespace;
-    let p = parse(&args.args, args.all || args.selector.is_some())?;
-    let mut objs = Vec::new();
-    for (kind, name) in &p.objects {
-        objs.extend(fetch_named(&ch, kind, name, ns).await?);
-    }
-    for kind in &p.kinds {
-        let sel = args.selector.as_deref();
-        let found = fetch(ch.clone(), kind, None, sel, ns, false).await;
-        objs.extend(found.map_err(status_err("get"))?);
-    }
+    let picked = &args.picking;
+    let p = parse(field.verb(), &args.args, picked.any())?;
+    let objs = fetch_selected(&ch, &p.objects, picked.selector.as_deref(), ns).await?;
     let mut c = ObjectsClient::new(ch);
     for mut o in objs {
         let meta = o["metadata"].as_object_mut();
@@ -209,7 +221,12 @@ fn object_ref(o: &Value) -> String {
 }
 
 /// Object `kind` `name`, or kubectl's NotFound error.
-async fn fetch_named(ch: &Channel, kind: &str, name: &str, ns: &str) -> anyhow::Result<Vec<Value>> {
+pub(crate) async fn fetch_named(
+    ch: &Channel,
+    kind: &str,
+    name: &str,
+    ns: &str,
+) -> anyhow::Result<Vec<Value>> {
     match fetch(ch.clone(), kind, Some(name), None, ns, false).await {
         Ok(o) if !o.is_empty() => Ok(o),
         Ok(_) => Err(not_found(kind, name)),
@@ -267,15 +284,13 @@ pub fn set_images(o: &mut Value, changes: &[String]) -> anyhow::Result<()> {
 
 /// Run `kinglet set image`.
 pub async fn set_image(ch: Channel, args: SetImageArgs, ns: &str) -> anyhow::Result<()> {
-    let p = parse(&args.args, false)?;
+    let p = parse("set image", &args.args, false)?;
     let mut c = ObjectsClient::new(ch.clone());
-    for (kind, name) in &p.objects {
-        for mut o in fetch_named(&ch, kind, name, ns).await? {
-            set_images(&mut o, &p.changes)?;
-            let line = object_ref(&o);
-            crate::workloads_cli::put(&mut c, o).await?;
-            println!("{line} image updated");
-        }
+    for mut o in fetch_selected(&ch, &p.objects, None, ns).await? {
+        set_images(&mut o, &p.changes)?;
+        let line = object_ref(&o);
+        crate::workloads_cli::put(&mut c, o).await?;
+        println!("{line} image updated");
     }
     Ok(())
 }
@@ -291,17 +306,23 @@ mod tests {
 
     #[test]
     fn command_lines_read_as_kubectl_reads_them() {
-        let p = parse(&strings(&["pods", "a", "b", "env=prod", "old-"]), false).unwrap();
+        let parse = |a: &[&str], all| parse("label", &strings(a), all);
+        let p = parse(&["pods", "a", "b", "env=prod", "old-"], false).unwrap();
         let pair = |k: &str, n: &str| (k.to_string(), n.to_string());
-        assert_eq!(p.objects, [pair("pods", "a"), pair("pods", "b")]);
+        let named = |v: Vec<(String, String)>| Selection::Named(v);
+        assert_eq!(p.objects, named(vec![pair("pods", "a"), pair("pods", "b")]));
         assert_eq!(p.changes, strings(&["env=prod", "old-"]));
-        let p = parse(&strings(&["deploy/web", "pod/x", "a=b"]), false).unwrap();
-        assert_eq!(p.objects, [pair("deploy", "web"), pair("pod", "x")]);
-        let p = parse(&strings(&["pods", "a=b"]), true).unwrap();
-        assert_eq!((p.objects.len(), p.kinds.clone()), (0, strings(&["pods"])));
-        assert!(parse(&strings(&["pods", "a"]), false).is_err(), "no change");
-        assert!(parse(&strings(&["pods", "a=b"]), false).is_err(), "no name");
-        assert!(parse(&strings(&["pods", "x", "a=b"]), true).is_err());
+        let p = parse(&["deploy/web", "pod/x", "a=b"], false).unwrap();
+        assert_eq!(
+            p.objects,
+            named(vec![pair("deploy", "web"), pair("pod", "x")])
+        );
+        let p = parse(&["pods", "a=b"], true).unwrap();
+        assert_eq!(p.objects, Selection::Kinds(strings(&["pods"])));
+        assert!(parse(&["pods", "a"], false).is_err(), "no change");
+        let e = parse(&["pods", "a=b"], false).unwrap_err().to_string();
+        assert!(e.contains("write `label pods NAME`"), "no name: {e}");
+        assert!(parse(&["pods", "x", "a=b"], true).is_err());
     }
 
     #[test]

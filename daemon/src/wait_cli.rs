@@ -10,6 +10,7 @@ use serde_json::Value;
 use tonic::transport::Channel;
 
 use crate::cli::ClientFlags;
+use crate::delete_cli::{selection_for, Selection};
 use crate::kubectl::{fetch, status_err};
 
 /// `kinglet wait`'s arguments.
@@ -24,12 +25,8 @@ pub struct WaitArgs {
     /// How long to wait (e.g. 30s, 5m; default 30s).
     #[arg(long, default_value = "30s")]
     pub timeout: String,
-    /// Every object of TYPE in the namespace.
-    #[arg(long)]
-    pub all: bool,
-    /// The objects of TYPE whose labels match.
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
+    #[command(flatten)]
+    pub picking: crate::label_cli::Picking,
     #[command(flatten)]
     pub client: ClientFlags,
 }
@@ -124,31 +121,15 @@ fn all_met(f: &For, objs: &[Value]) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The objects named on the command line: (kind, Some(name)) pairs, or (kind, None) for all
-/// of a kind (filtered by the selector).
+/// The objects named on the command line, read as `delete` reads them: (kind, Some(name))
+/// pairs, or (kind, None) for all of a kind (filtered by the selector).
 fn targets(args: &WaitArgs) -> anyhow::Result<Vec<(String, Option<String>)>> {
-    let first = &args.objects[0];
-    if first.contains('/') {
-        return args
-            .objects
-            .iter()
-            .map(|t| {
-                let (k, n) = t.split_once('/').context("TYPE/NAME for every object")?;
-                Ok((k.to_owned(), Some(n.to_owned())))
-            })
-            .collect();
-    }
-    let names = &args.objects[1..];
-    if names.is_empty() {
-        if !args.all && args.selector.is_none() {
-            bail!("you must specify the name of a {first} (or --all, or -l)");
-        }
-        return Ok(vec![(first.clone(), None)]);
-    }
-    Ok(names
-        .iter()
-        .map(|n| (first.clone(), Some(n.clone())))
-        .collect())
+    Ok(
+        match selection_for("wait", &args.objects, args.picking.any())? {
+            Selection::Named(named) => named.into_iter().map(|(k, n)| (k, Some(n))).collect(),
+            Selection::Kinds(kinds) => kinds.into_iter().map(|k| (k, None)).collect(),
+        },
+    )
 }
 
 /// Run `kinglet wait`.
@@ -158,7 +139,7 @@ pub async fn wait(ch: Channel, args: WaitArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let ns = &args.client.namespace;
     for (kind, name) in targets(&args)? {
-        let sel = args.selector.as_deref();
+        let sel = args.picking.selector.as_deref();
         let mut seen = Vec::new();
         loop {
             let r = fetch(ch.clone(), &kind, name.as_deref(), sel, ns, false).await;
